@@ -1,0 +1,63 @@
+//! CPU pinning for the calling thread (`sched_setaffinity`).
+//!
+//! On a 2-core machine the acceptor and the load generator compete for CPU; both
+//! sides pin themselves so a run measures the same placement every time.
+
+use std::io;
+
+/// Pins the calling thread to exactly one CPU.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cpu {cpu} is out of range (this machine has {})", available_cpus()),
+        ));
+    }
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set. CPU_SET is given an index
+    // below CPU_SETSIZE (checked above) and a valid set.
+    let ret = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if ret != 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!(
+                "cannot pin thread to cpu {cpu} (this machine has {}): {err}",
+                available_cpus()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Number of CPUs this process may run on.
+pub fn available_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// CPU seconds (user, system) used so far by the calling thread (`RUSAGE_THREAD`).
+pub fn thread_cpu_s() -> (f64, f64) {
+    rusage(libc::RUSAGE_THREAD)
+}
+
+/// CPU seconds (user, system) used so far by the whole process (`RUSAGE_SELF`).
+pub fn process_cpu_s() -> (f64, f64) {
+    rusage(libc::RUSAGE_SELF)
+}
+
+fn rusage(who: libc::c_int) -> (f64, f64) {
+    // SAFETY: rusage is plain data and getrusage only writes into it; RUSAGE_SELF and
+    // RUSAGE_THREAD are always valid on Linux.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(who, &mut ru);
+        ru
+    };
+    let s = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
+    (s(ru.ru_utime), s(ru.ru_stime))
+}

@@ -1,0 +1,198 @@
+//! Acceptor engines: five ways to run accept → decode peer → record → close.
+//!
+//! Every engine implements [`Acceptor`] over the same listening socket (built by
+//! [`crate::listener`] with an explicit backlog). An engine owns its accept loop and
+//! its kernel resources (ring, runtime) and nothing else: it never formats output,
+//! never creates the listener, and never decides the run's length itself — the
+//! [`Limits`] say when to stop.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::listener::Listener;
+use crate::record::Recorder;
+
+/// The engines, in the order reports list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EngineKind {
+    /// Blocking `accept()` loop: the classic pattern and the baseline.
+    #[serde(rename = "std")]
+    Std,
+    /// io_uring single-shot `IORING_OP_ACCEPT`, several in flight, peer from the CQE's sockaddr.
+    #[serde(rename = "uring")]
+    Uring,
+    /// io_uring multishot accept, re-armed when a CQE lacks `F_MORE`, peer via `getpeername`.
+    #[serde(rename = "multishot")]
+    Multishot,
+    /// `tokio_uring::net::TcpListener::accept`.
+    #[serde(rename = "tokio-uring")]
+    TokioUring,
+    /// tokio (epoll) `TcpListener::accept`.
+    #[serde(rename = "tokio")]
+    Tokio,
+}
+
+impl EngineKind {
+    /// Every engine, baseline first.
+    pub const ALL: [EngineKind; 5] = [
+        EngineKind::Std,
+        EngineKind::Uring,
+        EngineKind::Multishot,
+        EngineKind::TokioUring,
+        EngineKind::Tokio,
+    ];
+
+    /// The engine's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Std => "std",
+            EngineKind::Uring => "uring",
+            EngineKind::Multishot => "multishot",
+            EngineKind::TokioUring => "tokio-uring",
+            EngineKind::Tokio => "tokio",
+        }
+    }
+}
+
+impl fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// An engine name that is not one of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown engine {0:?}: use one of std, uring, multishot, tokio-uring, tokio")]
+pub struct UnknownEngine(pub String);
+
+impl FromStr for EngineKind {
+    type Err = UnknownEngine;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        EngineKind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownEngine(s.to_string()))
+    }
+}
+
+/// How an engine is set up (the same for every run of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// io_uring single-shot accepts kept in flight (`uring` only), at least 1.
+    pub inflight: usize,
+    /// Work simulated per accepted connection before the next accept (overload studies).
+    pub accept_delay: Option<Duration>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self {
+            inflight: 8,
+            accept_delay: None,
+        }
+    }
+}
+
+/// A stop request shared between the engine and whoever runs it (Ctrl-C, a sweep).
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    /// A flag that is not raised.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Asks every holder to stop.
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+    /// True once `raise` was called.
+    #[inline]
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::Relaxed)
+    }
+    /// The shared atomic, for signal handlers that need a plain `Arc<AtomicBool>`.
+    pub fn as_atomic(&self) -> &Arc<AtomicBool> {
+        &self.0
+    }
+}
+
+/// When an engine run ends: whichever comes first.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Stop after this many accepted connections. With several accepts in flight a few
+    /// more may complete while the rest are cancelled; they are recorded, never dropped.
+    pub count: Option<u64>,
+    /// Stop at this instant.
+    pub deadline: Option<Instant>,
+    /// Stop when raised.
+    pub stop: StopFlag,
+}
+
+impl Limits {
+    /// How often an idle engine wakes to look at `stop` and `deadline`.
+    pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+    /// True when the run must end, given `accepted` connections so far.
+    #[inline]
+    pub fn reached(&self, accepted: u64) -> bool {
+        self.count.is_some_and(|c| accepted >= c)
+            || self.stop.is_raised()
+            || self.deadline.is_some_and(|d| Instant::now() >= d)
+    }
+}
+
+/// What an engine cannot do here.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The running kernel lacks something the engine needs.
+    #[error("engine {engine} is unsupported on this kernel: {reason}")]
+    Unsupported {
+        /// The engine.
+        engine: EngineKind,
+        /// What is missing and which Linux version has it.
+        reason: String,
+    },
+    /// A system call failed in a way the engine cannot count and go on from.
+    #[error("engine {engine}: {what}: {source}")]
+    Io {
+        /// The engine.
+        engine: EngineKind,
+        /// What it was doing.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// One way of accepting connections.
+pub trait Acceptor {
+    /// Which engine this is.
+    fn kind(&self) -> EngineKind;
+
+    /// Accepts on `listener` until `limits` says stop: each connection's peer is decoded,
+    /// recorded into `rec`, and the connection closed. On return no operation of this
+    /// engine is still armed on the listener (io_uring accepts are cancelled and their
+    /// cancellation awaited), so the caller may close and re-bind the port at once.
+    fn run(
+        &mut self,
+        listener: &Listener,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError>;
+}
+
+/// Builds an engine after checking that this kernel supports it.
+/// PLACEHOLDER — the engines helper implements the five engines and this function.
+pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>, EngineError> {
+    let _ = opts;
+    Err(EngineError::Unsupported {
+        engine: kind,
+        reason: "not implemented yet".into(),
+    })
+}

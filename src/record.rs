@@ -1,0 +1,198 @@
+//! What an acceptor records per accepted connection, as plain data.
+//!
+//! Engines call [`Recorder::accepted`] on the hot path and [`Recorder::error`] on
+//! failures; reporters read the fields afterwards. Nothing here formats output.
+//! Recording costs two vDSO clock reads (taken by the engine), one histogram
+//! increment and, when peers are kept for the end-to-end join, one `Vec` push.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Highest latency a histogram tracks: 60 s in ns (SYN retransmits reach tens of seconds).
+pub const HIST_MAX_NS: u64 = 60_000_000_000;
+
+/// A latency histogram in nanoseconds, 3 significant figures.
+pub fn new_histogram() -> Histogram<u64> {
+    // Bounds are constants known to be valid (1 ns .. 60 s, 3 digits).
+    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("constant histogram bounds are valid")
+}
+
+/// One accepted connection, kept when the run joins server and client records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerRecord {
+    /// The peer address the engine decoded.
+    pub peer: SocketAddr,
+    /// CLOCK_MONOTONIC ns when the engine observed the accept's completion.
+    pub accepted_ns: u64,
+    /// CLOCK_MONOTONIC ns when the decoded peer `SocketAddr` was in hand.
+    pub decoded_ns: u64,
+}
+
+/// Why an accept failed, as counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AcceptError {
+    /// EMFILE: the process is out of file descriptors (the engine backs off).
+    Emfile,
+    /// ENFILE: the system is out of file descriptors (the engine backs off).
+    Enfile,
+    /// ECONNABORTED: the connection was reset while still in the accept queue.
+    ConnAborted,
+    /// EAGAIN/EWOULDBLOCK: nothing to accept (retried).
+    Again,
+    /// EINTR: interrupted by a signal (retried).
+    Interrupted,
+    /// ENOBUFS/ENOMEM: kernel memory pressure (the engine backs off).
+    NoMemory,
+    /// Any other errno (its number is kept in `other_errnos`).
+    Other,
+}
+
+impl AcceptError {
+    /// Classifies a positive errno.
+    pub fn from_errno(errno: i32) -> Self {
+        match errno {
+            libc::EMFILE => Self::Emfile,
+            libc::ENFILE => Self::Enfile,
+            libc::ECONNABORTED => Self::ConnAborted,
+            libc::EAGAIN => Self::Again,
+            libc::EINTR => Self::Interrupted,
+            libc::ENOBUFS | libc::ENOMEM => Self::NoMemory,
+            _ => Self::Other,
+        }
+    }
+
+    /// True when the engine should sleep before accepting again (resource exhaustion:
+    /// retrying at once would spin the CPU and could not succeed).
+    pub fn needs_backoff(self) -> bool {
+        matches!(self, Self::Emfile | Self::Enfile | Self::NoMemory)
+    }
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Emfile => "emfile",
+            Self::Enfile => "enfile",
+            Self::ConnAborted => "conn_aborted",
+            Self::Again => "again",
+            Self::Interrupted => "interrupted",
+            Self::NoMemory => "no_memory",
+            Self::Other => "other",
+        }
+    }
+}
+
+/// Observer called with each decoded peer (the `--print-peers` use). Runs on the hot
+/// path, so only attach one when the user asked for it.
+pub type PeerObserver = Box<dyn FnMut(&SocketAddr) + Send>;
+
+/// Everything one acceptor run recorded.
+pub struct Recorder {
+    /// Connections accepted (each one was closed after its peer was decoded).
+    pub accepted: u64,
+    /// Accept errors by kind.
+    pub errors: BTreeMap<AcceptError, u64>,
+    /// Errnos behind `AcceptError::Other`, errno → count.
+    pub other_errnos: BTreeMap<i32, u64>,
+    /// Times the engine slept because of fd or memory exhaustion.
+    pub backoffs: u64,
+    /// Server-internal peer-extraction latency: accept completion observed → peer decoded, ns.
+    pub peer_extract_ns: Histogram<u64>,
+    /// CLOCK_MONOTONIC ns of the first accept completion, 0 if none.
+    pub first_accept_ns: u64,
+    /// CLOCK_MONOTONIC ns of the last accept completion, 0 if none.
+    pub last_accept_ns: u64,
+    /// Per-connection records, kept only when `keep_peers` was asked for.
+    pub peers: Vec<PeerRecord>,
+    /// Multishot re-arms (completions that lacked IORING_CQE_F_MORE), 0 for other engines.
+    pub rearms: u64,
+    keep_peers: bool,
+    observer: Option<PeerObserver>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::new(false)
+    }
+}
+
+impl Recorder {
+    /// A recorder; with `keep_peers` every accepted connection is also kept in `peers`.
+    pub fn new(keep_peers: bool) -> Self {
+        Self {
+            accepted: 0,
+            errors: BTreeMap::new(),
+            other_errnos: BTreeMap::new(),
+            backoffs: 0,
+            peer_extract_ns: new_histogram(),
+            first_accept_ns: 0,
+            last_accept_ns: 0,
+            peers: if keep_peers {
+                Vec::with_capacity(1 << 16)
+            } else {
+                Vec::new()
+            },
+            rearms: 0,
+            keep_peers,
+            observer: None,
+        }
+    }
+
+    /// Calls `observer` with every decoded peer, in accept order.
+    pub fn with_observer(mut self, observer: PeerObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Records one accepted connection whose peer was decoded.
+    #[inline]
+    pub fn accepted(&mut self, peer: SocketAddr, accepted_ns: u64, decoded_ns: u64) {
+        self.accepted += 1;
+        if self.first_accept_ns == 0 {
+            self.first_accept_ns = accepted_ns;
+        }
+        self.last_accept_ns = accepted_ns;
+        // saturating_record clamps instead of failing on an out-of-range value.
+        self.peer_extract_ns
+            .saturating_record(decoded_ns.saturating_sub(accepted_ns).max(1));
+        if self.keep_peers {
+            self.peers.push(PeerRecord {
+                peer,
+                accepted_ns,
+                decoded_ns,
+            });
+        }
+        if let Some(observer) = self.observer.as_mut() {
+            observer(&peer);
+        }
+    }
+
+    /// Records a failed accept (positive errno) and returns its kind.
+    #[inline]
+    pub fn error(&mut self, errno: i32) -> AcceptError {
+        let kind = AcceptError::from_errno(errno);
+        *self.errors.entry(kind).or_insert(0) += 1;
+        if kind == AcceptError::Other {
+            *self.other_errnos.entry(errno).or_insert(0) += 1;
+        }
+        kind
+    }
+
+    /// Total errors of every kind.
+    pub fn error_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+
+    /// Accepts per second between the first and the last accept completion
+    /// (idle time before and after does not dilute it); 0 with fewer than 2 accepts.
+    pub fn active_accepts_per_s(&self) -> f64 {
+        let span_ns = self.last_accept_ns.saturating_sub(self.first_accept_ns);
+        if self.accepted < 2 || span_ns == 0 {
+            return 0.0;
+        }
+        (self.accepted - 1) as f64 / (span_ns as f64 * 1e-9)
+    }
+}
