@@ -1,6 +1,16 @@
 //! acceptbench: measures how Linux accepts TCP connections.
+//!
+//! Layers: [`cli`] (clap structs) → [`config`] (validated) → [`app`] (one function
+//! per command) → engines, listener, kernel facts, sweep and reporters.
 
+pub mod app;
+pub mod cli;
+pub mod config;
 pub mod engine;
 pub mod kernel;
 pub mod listener;
+pub mod peer;
 pub mod record;
+pub mod report;
+pub mod summary;
+pub mod sweep;

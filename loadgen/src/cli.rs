@@ -1,0 +1,102 @@
+//! Command-line flags (clap derive) and nothing else: `Config::from_cli` turns them into a
+//! validated `Config` once; the rest of loadgen never sees clap.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+
+/// How connections are paced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// C connectors, each connecting again as soon as its previous connection is done.
+    Closed,
+    /// Open loop: --rate connections/s on a fixed schedule; latency from the intended start.
+    Rate,
+    /// --connections non-blocking connects at once, outcomes awaited up to --connect-timeout.
+    Burst,
+}
+
+/// Which system interface issues the connects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// blocking for closed mode with one connect in flight per thread, else uring (epoll if io_uring is unavailable).
+    Auto,
+    /// io_uring IORING_OP_CONNECT, many in flight per thread (falls back to epoll if unavailable).
+    Uring,
+    /// epoll when more than one connect is in flight per thread, blocking otherwise.
+    Std,
+    /// Non-blocking connect + epoll.
+    Epoll,
+    /// Blocking connect, one in flight per thread.
+    Blocking,
+}
+
+/// loadgen: open TCP connections to a listener and measure what the client sees.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, about, long_about = None)]
+pub struct Cli {
+    /// Listener to connect to, IP:PORT (e.g. 127.0.0.1:8080, [::1]:8080).
+    #[arg(long, value_name = "ADDR")]
+    pub target: String,
+    /// Pacing: closed (max rate), rate (fixed schedule), burst (N at once).
+    #[arg(long, value_enum, default_value = "closed")]
+    pub mode: ModeArg,
+    /// Total connections in flight across all threads (closed: connectors; rate: cap). Default: closed 1 per thread, rate 4096.
+    #[arg(long, value_name = "C")]
+    pub concurrency: Option<usize>,
+    /// Connections per second (rate mode).
+    #[arg(long, value_name = "R")]
+    pub rate: Option<f64>,
+    /// Stop after N attempts (after warm-up); in burst mode the burst size per round.
+    #[arg(long, value_name = "N")]
+    pub connections: Option<u64>,
+    /// Measured run time, e.g. 10s (default 10s in closed/rate mode unless --connections is given).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "D")]
+    pub duration: Option<Duration>,
+    /// Warm-up before measuring, e.g. 1s: real connections, left out of counts and histograms, flagged in --records.
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "W")]
+    pub warmup: Option<Duration>,
+    /// Worker threads.
+    #[arg(long, default_value_t = 1, value_name = "T")]
+    pub threads: usize,
+    /// CPUs to pin workers to, comma-separated; thread i runs on cpus[i % len].
+    #[arg(long, value_delimiter = ',', value_name = "LIST")]
+    pub cpus: Vec<usize>,
+    /// Source addresses, one or an inclusive range: 127.0.0.2-127.0.0.9, ::1, fd00::1-fd00::8.
+    #[arg(long, value_name = "RANGE")]
+    pub sources: Option<String>,
+    /// Give up on a connect after this long (burst: outcomes still unknown then are "pending").
+    #[arg(long, value_parser = humantime::parse_duration, default_value = "3s", value_name = "D")]
+    pub connect_timeout: Duration,
+    /// Close with FIN (default: SO_LINGER {1,0}, close sends RST, no TIME_WAIT).
+    #[arg(long)]
+    pub graceful_close: bool,
+    /// After connecting, read until the server closes (bounded by --connect-timeout), then close.
+    #[arg(long)]
+    pub wait_close: bool,
+    /// Connect method.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub method: MethodArg,
+    /// Burst rounds.
+    #[arg(long, default_value_t = 1, value_name = "K")]
+    pub rounds: u32,
+    /// Burst: after each round print `round <i> established <n> pending <p>` and wait for "next"/"stop" on stdin.
+    #[arg(long)]
+    pub sync_stdio: bool,
+    /// Print the report as one JSON object (the last stdout line).
+    #[arg(long)]
+    pub json: bool,
+    /// Write connect latency as HdrHistogram percentile distribution (microseconds).
+    #[arg(long, value_name = "FILE")]
+    pub hgrm: Option<PathBuf>,
+    /// Write connect latency as an HdrHistogram V2 interval log, one interval per second (nanoseconds).
+    #[arg(long, value_name = "FILE")]
+    pub hlog: Option<PathBuf>,
+    /// Write per-connection records (binary, see loadgen::record).
+    #[arg(long, value_name = "FILE")]
+    pub records: Option<PathBuf>,
+    /// No human summary and no progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}

@@ -1,0 +1,115 @@
+//! The commands: one function each, called by `main` with a validated config.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+
+use crate::config::{Command, ListenConfig};
+use crate::engine::{self, EngineKind, Limits, StopFlag};
+use crate::kernel::{self, probe, sysctl};
+use crate::listener::Listener;
+use crate::record::Recorder;
+use crate::summary::{ListenSummary, ProbeReport};
+
+/// Runs one command to completion.
+pub fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Probe { json } => {
+            let report = probe_report();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", report.to_text());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Listen(cfg) => listen(&cfg),
+        Command::Sweep(cfg) => crate::sweep::run(&cfg),
+        Command::Loadgen(args) => Ok(loadgen::cli_main(args)),
+    }
+}
+
+/// Kernel facts and engine support.
+pub fn probe_report() -> ProbeReport {
+    let u = kernel::uname();
+    let uring = probe::probe_uring();
+    ProbeReport {
+        kernel_release: u.release,
+        kernel_version: u.version,
+        machine: u.machine,
+        sysctls: sysctl::snapshot(),
+        rlimit_nofile: kernel::rlimit_nofile().0,
+        cpus: loadgen::affinity::available_cpus(),
+        virtualised: kernel::virtualisation(),
+        engines: EngineKind::ALL
+            .iter()
+            .map(|&k| probe::engine_support(k, &uring))
+            .collect(),
+        io_uring: uring,
+    }
+}
+
+/// Installs a Ctrl-C / SIGTERM handler that raises `stop` (once per process).
+pub fn stop_on_signal(stop: &StopFlag) -> anyhow::Result<()> {
+    let stop = stop.clone();
+    ctrlc::set_handler(move || stop.raise()).context("cannot install the Ctrl-C handler")
+}
+
+/// `listen`: the classic server, instrumented.
+fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
+    kernel::raise_nofile();
+    let mut acceptor = engine::build(cfg.engine, &cfg.options)?;
+    let listener = Listener::bind(&cfg.listener)?;
+    if listener.is_clamped() {
+        eprintln!(
+            "acceptbench: warning: backlog {} was clamped by the kernel to {} (net.core.somaxconn); raise it with `sysctl -w net.core.somaxconn={}` to get the backlog you asked for",
+            listener.backlog_requested, listener.backlog_effective, listener.backlog_requested
+        );
+    }
+    if !cfg.json {
+        eprintln!(
+            "acceptbench: {} listening on {} (backlog {}, effective {}); Ctrl-C to stop",
+            cfg.engine, listener.local_addr, listener.backlog_requested, listener.backlog_effective
+        );
+    }
+    if let Some(cpu) = cfg.cpu {
+        loadgen::affinity::pin_current_thread(cpu)?;
+    }
+    let stop = StopFlag::new();
+    stop_on_signal(&stop)?;
+    let start = Instant::now();
+    let limits = Limits {
+        count: cfg.count,
+        deadline: cfg.duration.map(|d| start + d),
+        stop,
+    };
+    let mut rec = Recorder::new(false);
+    if cfg.print_peers {
+        let mut out = std::io::LineWriter::new(std::io::stdout());
+        // SocketAddr's Display writes IPv6 as [ip]:port, the form users paste into tools.
+        rec = rec.with_observer(Box::new(move |peer| {
+            let _ = writeln!(out, "{peer}");
+        }));
+    }
+    let cpu0 = loadgen::affinity::thread_cpu_s();
+    let result = acceptor.run(&listener, &limits, &mut rec);
+    let cpu1 = loadgen::affinity::thread_cpu_s();
+    let wall_s = start.elapsed().as_secs_f64();
+    let summary = ListenSummary::new(
+        cfg.engine.name(),
+        listener.local_addr.to_string(),
+        (listener.backlog_requested, listener.backlog_effective),
+        &rec,
+        wall_s,
+        (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
+    );
+    if cfg.json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        print!("{}", summary.to_text());
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}

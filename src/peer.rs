@@ -1,0 +1,185 @@
+//! Peer addresses: kernel `sockaddr` → [`SocketAddr`].
+//!
+//! Owns the decoding of what `accept(2)`/`IORING_OP_ACCEPT` wrote into a
+//! `sockaddr_storage`, and `getpeername(2)` for engines whose accept gives no
+//! trustworthy address (multishot accept writes every peer into one buffer).
+//! It allocates nothing: it runs once per accepted connection on the hot path.
+
+use std::io;
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// `sizeof(struct sockaddr_storage)`, the length to pass to `accept`/`getpeername`.
+pub const SOCKADDR_STORAGE_LEN: libc::socklen_t =
+    mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+
+/// Decodes an IPv4 or IPv6 address the kernel wrote into `ss`, `len` bytes long.
+///
+/// Returns `None` for another family or a length too short for the family's
+/// struct (the kernel truncates to the buffer it was given, so a short length means
+/// the address is incomplete).
+#[inline]
+pub fn sockaddr_to_socketaddr(
+    ss: &libc::sockaddr_storage,
+    len: libc::socklen_t,
+) -> Option<SocketAddr> {
+    let len = len as usize;
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+            // SAFETY: the family says the storage holds a sockaddr_in, `len` covers it,
+            // and sockaddr_storage is at least as large and as aligned as sockaddr_in.
+            let sin = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                ip,
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+            // SAFETY: as above, for sockaddr_in6.
+            let sin6 =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                ip,
+                u16::from_be(sin6.sin6_port),
+                u32::from_be(sin6.sin6_flowinfo),
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// The peer address of connected socket `fd` (`getpeername(2)`).
+///
+/// Fails with the kernel's errno (e.g. `ENOTCONN` once the peer reset the
+/// connection) or `InvalidData` for a family other than IPv4/IPv6.
+#[inline]
+pub fn getpeername(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain data, so all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let mut len = SOCKADDR_STORAGE_LEN;
+    // SAFETY: `ss` and `len` live on this stack frame for the whole (synchronous) call;
+    // the kernel writes at most `len` bytes into `ss`. A bad fd yields an errno.
+    let ret = unsafe {
+        libc::getpeername(
+            fd,
+            (&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr>(),
+            &mut len,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    sockaddr_to_socketaddr(&ss, len).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "peer of fd {fd} has address family {} (not IPv4/IPv6)",
+                ss.ss_family
+            ),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::os::fd::AsRawFd;
+
+    fn zeroed() -> libc::sockaddr_storage {
+        // SAFETY: plain data.
+        unsafe { mem::zeroed() }
+    }
+
+    fn v4_storage(ip: Ipv4Addr, port: u16) -> libc::sockaddr_storage {
+        let mut ss = zeroed();
+        // SAFETY: writing a sockaddr_in into storage that is larger and as aligned.
+        let sin = unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+        sin.sin_family = libc::AF_INET as libc::sa_family_t;
+        sin.sin_port = port.to_be();
+        sin.sin_addr.s_addr = u32::from(ip).to_be();
+        ss
+    }
+
+    fn v6_storage(ip: Ipv6Addr, port: u16, flow: u32, scope: u32) -> libc::sockaddr_storage {
+        let mut ss = zeroed();
+        // SAFETY: as above, for sockaddr_in6.
+        let sin6 =
+            unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+        sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+        sin6.sin6_port = port.to_be();
+        sin6.sin6_addr.s6_addr = ip.octets();
+        sin6.sin6_flowinfo = flow.to_be();
+        sin6.sin6_scope_id = scope;
+        ss
+    }
+
+    const V4_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    const V6_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+
+    #[test]
+    fn decodes_ipv4() {
+        let ss = v4_storage(Ipv4Addr::new(127, 0, 0, 2), 40_001);
+        assert_eq!(
+            sockaddr_to_socketaddr(&ss, V4_LEN),
+            Some("127.0.0.2:40001".parse().unwrap())
+        );
+        // A longer length (the whole storage) is fine too.
+        assert_eq!(
+            sockaddr_to_socketaddr(&ss, SOCKADDR_STORAGE_LEN),
+            Some("127.0.0.2:40001".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn decodes_ipv6_with_flowinfo_and_scope() {
+        let ip: Ipv6Addr = "fe80::1:2".parse().unwrap();
+        let ss = v6_storage(ip, 443, 7, 3);
+        let got = sockaddr_to_socketaddr(&ss, V6_LEN).unwrap();
+        assert_eq!(got, SocketAddr::V6(SocketAddrV6::new(ip, 443, 7, 3)));
+        assert_eq!(
+            sockaddr_to_socketaddr(&v6_storage(Ipv6Addr::LOCALHOST, 8080, 0, 0), V6_LEN),
+            Some("[::1]:8080".parse().unwrap())
+        );
+    }
+
+    #[test]
+    fn rejects_short_length() {
+        let ss = v4_storage(Ipv4Addr::LOCALHOST, 1);
+        assert_eq!(sockaddr_to_socketaddr(&ss, V4_LEN - 1), None);
+        assert_eq!(sockaddr_to_socketaddr(&ss, 0), None);
+        let ss6 = v6_storage(Ipv6Addr::LOCALHOST, 1, 0, 0);
+        assert_eq!(sockaddr_to_socketaddr(&ss6, V6_LEN - 1), None);
+        assert_eq!(sockaddr_to_socketaddr(&ss6, V4_LEN), None);
+    }
+
+    #[test]
+    fn rejects_unknown_family() {
+        let mut ss = zeroed();
+        ss.ss_family = libc::AF_UNIX as libc::sa_family_t;
+        assert_eq!(sockaddr_to_socketaddr(&ss, SOCKADDR_STORAGE_LEN), None);
+        ss.ss_family = libc::AF_UNSPEC as libc::sa_family_t;
+        assert_eq!(sockaddr_to_socketaddr(&ss, SOCKADDR_STORAGE_LEN), None);
+    }
+
+    #[test]
+    fn getpeername_matches_client_local_addr() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, accepted_peer) = listener.accept().unwrap();
+        let peer = getpeername(server.as_raw_fd()).unwrap();
+        assert_eq!(peer, client.local_addr().unwrap());
+        assert_eq!(peer, accepted_peer);
+    }
+
+    #[test]
+    fn getpeername_on_a_listener_fails_with_enotconn() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = getpeername(listener.as_raw_fd()).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::ENOTCONN));
+    }
+}

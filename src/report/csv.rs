@@ -1,0 +1,97 @@
+//! `summary.csv`: written one row at a time and flushed, so an interrupted sweep
+//! keeps every finished row; read back by tests, `compare` and `plot`.
+
+use std::fs::File;
+use std::io;
+use std::path::Path;
+
+use super::row::SummaryRow;
+
+/// Appends rows to summary.csv, flushing after each.
+pub struct SummaryWriter {
+    w: csv::Writer<File>,
+}
+
+impl SummaryWriter {
+    /// Creates (truncates) the file and writes the header on the first row.
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let f = File::create(path)
+            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        Ok(Self {
+            w: csv::Writer::from_writer(f),
+        })
+    }
+
+    /// Writes one row and flushes it to the file.
+    pub fn append(&mut self, row: &SummaryRow) -> io::Result<()> {
+        self.w.serialize(row).map_err(io::Error::other)?;
+        self.w.flush()
+    }
+}
+
+/// Reads every row of a summary.csv; errors name the file and the line.
+pub fn read(path: &Path) -> io::Result<Vec<SummaryRow>> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: cannot read: {e}", path.display()),
+        )
+    })?;
+    let mut rows = Vec::new();
+    for result in r.deserialize::<SummaryRow>() {
+        let row = result.map_err(|e| {
+            let line = e.position().map(|p| p.line()).unwrap_or(0);
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}:{line}: {e}", path.display()),
+            )
+        })?;
+        rows.push(row);
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::row::Status;
+
+    #[test]
+    fn rows_round_trip() {
+        let dir = std::env::temp_dir().join(format!("ab-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("summary.csv");
+        let a = SummaryRow {
+            engine: "std".into(),
+            backlog: 16,
+            mode: "closed".into(),
+            repetition: 1,
+            status: Some(Status::Ok),
+            accepts_per_s: 12345.5,
+            syn_retry_modes: Some("1s:3".into()),
+            ..Default::default()
+        };
+        let mut b = a.clone();
+        b.engine = "uring".into();
+        b.note = "has, a comma".into();
+        b.set_ratios(&a);
+        let mut w = SummaryWriter::create(&path).unwrap();
+        w.append(&a).unwrap();
+        w.append(&b).unwrap();
+        drop(w);
+        let back = read(&path).unwrap();
+        assert_eq!(back, vec![a, b]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_malformed_file_names_the_line() {
+        let dir = std::env::temp_dir().join(format!("ab-csv-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("summary.csv");
+        std::fs::write(&path, "engine,backlog\nstd,notanumber\n").unwrap();
+        let e = read(&path).unwrap_err().to_string();
+        assert!(e.contains("summary.csv:2"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

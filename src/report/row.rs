@@ -1,0 +1,138 @@
+//! One row of `summary.csv`: one (engine, backlog, mode, repetition) run.
+//! Columns carry their units in their names; results/README.md documents each.
+//! Overflow columns (burst/overload) are empty for other modes.
+
+use serde::{Deserialize, Serialize};
+
+/// A run's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    /// Measured completely.
+    Ok,
+    /// Not run: the engine is unsupported here (see `note`).
+    Skipped,
+    /// Interrupted (Ctrl-C) or failed part-way (see `note`); figures cover what was measured.
+    Incomplete,
+}
+
+/// One row of summary.csv.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SummaryRow {
+    /// Engine name.
+    pub engine: String,
+    /// Backlog passed to listen(2).
+    pub backlog: u32,
+    /// Accept-queue limit the kernel applied (somaxconn clamp).
+    pub backlog_effective: u32,
+    /// Mode: closed, rate, drain, burst, overload.
+    pub mode: String,
+    /// Repetition, from 1.
+    pub repetition: u32,
+    /// ok, skipped or incomplete.
+    pub status: Option<Status>,
+    /// Why skipped/incomplete; warnings such as unmatched connections.
+    pub note: String,
+    /// Wall time of the measured window, s.
+    pub duration_s: f64,
+    /// Connects the client attempted.
+    pub attempted: u64,
+    /// Connections the client saw established.
+    pub established: u64,
+    /// Connections the acceptor accepted.
+    pub accepted: u64,
+    /// Connections joined client ↔ server by address and time.
+    pub matched: u64,
+    /// unmatched_client + unmatched_server + unknown_peer.
+    pub unmatched: u64,
+    /// Established by the client, never recorded by the acceptor.
+    pub unmatched_client: u64,
+    /// Recorded by the acceptor, no client connection left to match.
+    pub unmatched_server: u64,
+    /// Recorded by the acceptor with a peer address the client never used.
+    pub unknown_peer: u64,
+    /// Server accepts per second, first to last accept (drain: Σaccepted / Σdrain time).
+    pub accepts_per_s: f64,
+    /// Client connections established per second.
+    pub client_conns_per_s: f64,
+    /// Acceptor thread CPU (user+sys) over the run, s.
+    pub acceptor_cpu_s: f64,
+    /// Acceptor CPU per accepted connection, µs.
+    pub acceptor_cpu_us_per_accept: f64,
+    /// loadgen process CPU (user+sys), s.
+    pub loadgen_cpu_s: f64,
+    /// Accept errors of every kind.
+    pub accept_errors: u64,
+    /// Client connect latency (rate: from the intended start), ns.
+    pub connect_p50_ns: u64,
+    /// Client connect latency p99, ns.
+    pub connect_p99_ns: u64,
+    /// Client connect latency p99.9, ns.
+    pub connect_p999_ns: u64,
+    /// Client connect latency max, ns.
+    pub connect_max_ns: u64,
+    /// End-to-end peer-extraction latency (client connect() → server holds the peer) p50, ns.
+    pub peer_p50_ns: u64,
+    /// End-to-end peer-extraction latency p99, ns.
+    pub peer_p99_ns: u64,
+    /// End-to-end peer-extraction latency p99.9, ns.
+    pub peer_p999_ns: u64,
+    /// End-to-end peer-extraction latency max, ns.
+    pub peer_max_ns: u64,
+    /// Server-internal peer extraction (accept completion → peer decoded) p50, ns.
+    pub peer_internal_p50_ns: u64,
+    /// Server-internal peer extraction p99, ns.
+    pub peer_internal_p99_ns: u64,
+    /// accepts_per_s / std's at the same backlog, mode and repetition.
+    pub ratio_accepts_vs_std: Option<f64>,
+    /// acceptor_cpu_us_per_accept / std's.
+    pub ratio_cpu_vs_std: Option<f64>,
+    /// peer_p99_ns / std's.
+    pub ratio_peer_p99_vs_std: Option<f64>,
+    /// Connects refused (RST to the SYN).
+    pub refused: u64,
+    /// Connections reset.
+    pub reset: u64,
+    /// Connects that timed out.
+    pub timeout: u64,
+    /// Connects still unresolved at the end (burst).
+    pub pending: u64,
+    /// Other client errors (address exhaustion, other errnos).
+    pub client_other_errors: u64,
+    /// Deepest accept queue sampled (burst/overload).
+    pub queue_max: Option<u32>,
+    /// Mean sampled accept-queue depth (burst/overload).
+    pub queue_mean: Option<f64>,
+    /// Accept-queue limit (burst/overload).
+    pub queue_limit: Option<u32>,
+    /// TcpExt ListenOverflows delta.
+    pub listen_overflows: Option<u64>,
+    /// TcpExt ListenDrops delta.
+    pub listen_drops: Option<u64>,
+    /// TcpExt TCPReqQFullDrop delta.
+    pub reqq_full_drop: Option<u64>,
+    /// TcpExt TCPReqQFullDoCookies delta.
+    pub reqq_full_do_cookies: Option<u64>,
+    /// TcpExt SyncookiesSent delta.
+    pub syncookies_sent: Option<u64>,
+    /// Connect-latency modes from SYN retransmits, e.g. "1s:12;3s:4" (time:count).
+    pub syn_retry_modes: Option<String>,
+    /// Time for the acceptor to drain what the queue held, ms.
+    pub drain_ms: Option<f64>,
+    /// True when counters came from a private network namespace (exact), false on the host.
+    pub netns: Option<bool>,
+}
+
+impl SummaryRow {
+    /// Fills the ratio columns against `std`'s row of the same (backlog, mode, repetition).
+    pub fn set_ratios(&mut self, std: &SummaryRow) {
+        let ratio = |a: f64, b: f64| (b > 0.0 && a > 0.0).then(|| a / b);
+        self.ratio_accepts_vs_std = ratio(self.accepts_per_s, std.accepts_per_s);
+        self.ratio_cpu_vs_std = ratio(
+            self.acceptor_cpu_us_per_accept,
+            std.acceptor_cpu_us_per_accept,
+        );
+        self.ratio_peer_p99_vs_std = ratio(self.peer_p99_ns as f64, std.peer_p99_ns as f64);
+    }
+}

@@ -1,0 +1,208 @@
+//! Summaries of one acceptor run (`listen`) and of the kernel (`probe`), as plain
+//! data with text and JSON renderings. Measurement code never formats; this does.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::kernel::probe::{EngineSupport, UringProbe};
+use crate::record::Recorder;
+
+/// Latency percentiles in ns.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LatencyNs {
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest value.
+    pub max: u64,
+}
+
+impl LatencyNs {
+    /// Reads the percentiles of a histogram (all 0 when it is empty).
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        Self {
+            p50: h.value_at_quantile(0.50),
+            p90: h.value_at_quantile(0.90),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// What `listen` prints when it ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListenSummary {
+    /// Engine name.
+    pub engine: String,
+    /// Bound address.
+    pub addr: String,
+    /// Backlog passed to listen(2).
+    pub backlog_requested: u32,
+    /// Accept-queue limit the kernel applied.
+    pub backlog_effective: u32,
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Accept errors, kind → count.
+    pub errors: BTreeMap<String, u64>,
+    /// Back-offs after fd/memory exhaustion.
+    pub backoffs: u64,
+    /// Wall time of the run, s.
+    pub duration_s: f64,
+    /// Accepts per second between the first and the last accept.
+    pub accepts_per_s: f64,
+    /// Acceptor thread user CPU, s.
+    pub cpu_user_s: f64,
+    /// Acceptor thread system CPU, s.
+    pub cpu_sys_s: f64,
+    /// Acceptor CPU µs per accepted connection.
+    pub cpu_us_per_accept: f64,
+    /// Server-internal peer-extraction latency (accept completion → peer decoded), ns.
+    pub peer_extract_ns: LatencyNs,
+}
+
+impl ListenSummary {
+    /// Builds the summary of a finished run.
+    pub fn new(
+        engine: &str,
+        addr: String,
+        backlog: (u32, u32),
+        rec: &Recorder,
+        duration_s: f64,
+        cpu: (f64, f64),
+    ) -> Self {
+        let cpu_s = cpu.0 + cpu.1;
+        Self {
+            engine: engine.to_string(),
+            addr,
+            backlog_requested: backlog.0,
+            backlog_effective: backlog.1,
+            accepted: rec.accepted,
+            errors: rec
+                .errors
+                .iter()
+                .map(|(k, v)| (k.name().to_string(), *v))
+                .collect(),
+            backoffs: rec.backoffs,
+            duration_s,
+            accepts_per_s: rec.active_accepts_per_s(),
+            cpu_user_s: cpu.0,
+            cpu_sys_s: cpu.1,
+            cpu_us_per_accept: if rec.accepted > 0 {
+                cpu_s * 1e6 / rec.accepted as f64
+            } else {
+                0.0
+            },
+            peer_extract_ns: LatencyNs::of(&rec.peer_extract_ns),
+        }
+    }
+
+    /// Human-readable text.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let errors = if self.errors.is_empty() {
+            "none".to_string()
+        } else {
+            self.errors
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let p = &self.peer_extract_ns;
+        let _ = writeln!(
+            s,
+            "engine {} on {} backlog {} (effective {})",
+            self.engine, self.addr, self.backlog_requested, self.backlog_effective
+        );
+        let _ = writeln!(
+            s,
+            "accepted {} in {:.3} s, {:.0} accepts/s (first to last accept), errors: {errors}",
+            self.accepted, self.duration_s, self.accepts_per_s
+        );
+        let _ = writeln!(
+            s,
+            "cpu user {:.3} s sys {:.3} s, {:.2} µs per accept",
+            self.cpu_user_s, self.cpu_sys_s, self.cpu_us_per_accept
+        );
+        let _ = writeln!(
+            s,
+            "peer extraction (accept done → peer decoded): p50 {} ns p99 {} ns max {} ns",
+            p.p50, p.p99, p.max
+        );
+        s
+    }
+}
+
+/// What `probe` prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeReport {
+    /// `uname -r`.
+    pub kernel_release: String,
+    /// `uname -v`.
+    pub kernel_version: String,
+    /// Machine architecture.
+    pub machine: String,
+    /// Recorded sysctls, name → value.
+    pub sysctls: BTreeMap<String, String>,
+    /// RLIMIT_NOFILE soft limit.
+    pub rlimit_nofile: u64,
+    /// CPUs available to this process.
+    pub cpus: usize,
+    /// How the machine is virtualised.
+    pub virtualised: String,
+    /// The io_uring probe.
+    pub io_uring: UringProbe,
+    /// One entry per engine.
+    pub engines: Vec<EngineSupport>,
+}
+
+impl ProbeReport {
+    /// Human-readable text.
+    pub fn to_text(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "kernel {} ({})", self.kernel_release, self.machine);
+        let _ = writeln!(
+            s,
+            "cpus {}  virtualised {}  RLIMIT_NOFILE {}",
+            self.cpus, self.virtualised, self.rlimit_nofile
+        );
+        for (k, v) in &self.sysctls {
+            let _ = writeln!(s, "  {k} = {v}");
+        }
+        let u = &self.io_uring;
+        let _ = writeln!(
+            s,
+            "io_uring: setup {} accept {} multishot-accept {} connect {} close {} defer-taskrun {}{}",
+            u.setup_ok,
+            u.accept,
+            u.accept_multishot,
+            u.connect,
+            u.close,
+            u.defer_taskrun,
+            u.setup_error
+                .as_deref()
+                .map(|e| format!(" ({e})"))
+                .unwrap_or_default()
+        );
+        for e in &self.engines {
+            if e.supported {
+                let _ = writeln!(s, "  {:<12} supported", e.name);
+            } else {
+                let _ = writeln!(s, "  {:<12} unsupported: {}", e.name, e.reason);
+            }
+        }
+        s
+    }
+}

@@ -1,0 +1,265 @@
+//! One measured run: an engine on a fresh listener, driven by a loadgen child.
+//!
+//! `closed` and `rate`: the acceptor runs in its own pinned thread while loadgen
+//! connects; when loadgen ends, the run waits until the accept queue is empty and
+//! then stops the acceptor. `drain`: the acceptor is paused while loadgen fills the
+//! queue with backlog+1 connections, then drains it back to back; repeated until the
+//! run's time is used.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::client::{self, Client, ClientResult};
+use crate::config::{Mode, SweepConfig};
+use crate::engine::{self, EngineKind, Limits, StopFlag};
+use crate::listener::{Listener, ListenerSpec};
+use crate::record::Recorder;
+
+/// What one run measured, before it is turned into a summary row.
+pub struct Measured {
+    /// The acceptor's records (peers kept for the join).
+    pub rec: Recorder,
+    /// Acceptor CPU (user, sys), s.
+    pub cpu_s: (f64, f64),
+    /// Accept-queue limit the kernel applied.
+    pub backlog_effective: u32,
+    /// loadgen's report and records.
+    pub client: ClientResult,
+    /// Drain mode: Σ(accepted − 1) over rounds and Σ drain time (ns) — the server-bound rate.
+    pub drain: Option<(u64, u64)>,
+    /// Set when the run was cut short (Ctrl-C) or something failed part-way.
+    pub incomplete: Option<String>,
+    /// Wall time of the measured window, s.
+    pub window_s: f64,
+}
+
+/// Everything a run needs.
+pub struct RunSpec<'a> {
+    /// The sweep's settings.
+    pub cfg: &'a SweepConfig,
+    /// Engine.
+    pub engine: EngineKind,
+    /// Backlog.
+    pub backlog: u32,
+    /// Mode.
+    pub mode: Mode,
+    /// The sweep's stop flag (Ctrl-C).
+    pub stop: &'a StopFlag,
+    /// This executable, started again as `loadgen`.
+    pub exe: &'a Path,
+    /// Scratch directory for the child's records.
+    pub tmp: &'a Path,
+}
+
+/// Runs one (engine, backlog, mode).
+pub fn run(spec: &RunSpec) -> anyhow::Result<Measured> {
+    let listener = Listener::bind(&ListenerSpec {
+        addr: crate::config::sweep_listen_addr(),
+        backlog: spec.backlog,
+        reuse_port: false,
+    })?;
+    match spec.mode {
+        Mode::Closed | Mode::Rate => run_driven(spec, &listener),
+        Mode::Drain => run_drain(spec, &listener),
+    }
+}
+
+fn loadgen_args(spec: &RunSpec, target: SocketAddr) -> Vec<String> {
+    let cfg = spec.cfg;
+    let mode = match spec.mode {
+        Mode::Closed => "closed",
+        Mode::Rate => "rate",
+        Mode::Drain => "burst",
+    };
+    let mut args = client::base_args(target, mode, cfg.client_threads, &cfg.client_cpus);
+    let ms = |d: Duration| format!("{}ms", d.as_millis());
+    match spec.mode {
+        Mode::Closed | Mode::Rate => {
+            args.extend(["--duration".into(), ms(cfg.duration)]);
+            if !cfg.warmup.is_zero() {
+                args.extend(["--warmup".into(), ms(cfg.warmup)]);
+            }
+            if spec.mode == Mode::Rate {
+                args.extend(["--rate".into(), cfg.rate.to_string()]);
+            }
+        }
+        Mode::Drain => {}
+    }
+    args
+}
+
+/// closed / rate: acceptor thread + loadgen child at the same time.
+fn run_driven(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
+    let cfg = spec.cfg;
+    let run_stop = StopFlag::new();
+    // A safety net only: the run normally ends when loadgen does.
+    let deadline = Instant::now() + cfg.duration + cfg.warmup + Duration::from_secs(30);
+    let args = loadgen_args(spec, listener.local_addr);
+    std::thread::scope(|s| {
+        let acceptor = s.spawn(|| -> anyhow::Result<(Recorder, (f64, f64))> {
+            loadgen::affinity::pin_current_thread(cfg.server_cpu)?;
+            let mut engine = engine::build(spec.engine, &cfg.options)?;
+            let limits = Limits {
+                count: None,
+                deadline: Some(deadline),
+                stop: run_stop.clone(),
+            };
+            let mut rec = Recorder::new(true);
+            let c0 = loadgen::affinity::thread_cpu_s();
+            let result = engine.run(listener, &limits, &mut rec);
+            let c1 = loadgen::affinity::thread_cpu_s();
+            result?;
+            Ok((rec, (c1.0 - c0.0, c1.1 - c0.1)))
+        });
+        let started = Instant::now();
+        let outcome = (|| -> anyhow::Result<(ClientResult, Option<String>)> {
+            let mut child = Client::spawn(spec.exe, spec.tmp, &args, false)?;
+            let mut interrupted = None;
+            while !child.has_exited() {
+                if spec.stop.is_raised() && interrupted.is_none() {
+                    child.interrupt();
+                    interrupted = Some("interrupted (Ctrl-C) during the run".to_string());
+                }
+                if acceptor.is_finished() {
+                    // The acceptor failed (or hit the safety deadline): stop the client too.
+                    child.interrupt();
+                    interrupted.get_or_insert_with(|| "the acceptor stopped early".into());
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let result = child.finish()?;
+            // Every connection the client completed sits in the accept queue or was
+            // accepted; let the acceptor empty the queue before stopping it.
+            let drained = client::wait_until(Duration::from_secs(3), || {
+                listener.queue_info().map_or(true, |q| q.depth == 0)
+            });
+            if !drained {
+                interrupted.get_or_insert_with(|| "the accept queue did not drain within 3 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            Ok((result, interrupted))
+        })();
+        let window_s = started.elapsed().as_secs_f64();
+        run_stop.raise();
+        let acceptor = acceptor
+            .join()
+            .map_err(|_| anyhow::anyhow!("the acceptor thread panicked"))?;
+        let (rec, cpu_s) = acceptor?;
+        let (client, incomplete) = outcome?;
+        Ok(Measured {
+            rec,
+            cpu_s,
+            backlog_effective: listener.backlog_effective,
+            window_s: client.report.duration_s.max(0.0).min(window_s).max(f64::MIN_POSITIVE),
+            client,
+            drain: None,
+            incomplete,
+        })
+    })
+}
+
+/// drain: fill the queue (acceptor paused), drain it back to back, repeat.
+fn run_drain(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
+    let cfg = spec.cfg;
+    let fill = listener.backlog_effective as u64 + 1;
+    let mut args = loadgen_args(spec, listener.local_addr);
+    args.extend([
+        "--connections".into(),
+        fill.to_string(),
+        "--rounds".into(),
+        "1000000".into(),
+        "--sync-stdio".into(),
+        // Everything fits in the queue, so each connect completes in microseconds;
+        // a generous timeout only matters if the kernel disagrees.
+        "--connect-timeout".into(),
+        "2s".into(),
+    ]);
+    // This thread is the acceptor: pin it and build the engine once.
+    loadgen::affinity::pin_current_thread(cfg.server_cpu)?;
+    let mut engine = engine::build(spec.engine, &cfg.options)?;
+    let mut rec = Recorder::new(true);
+    let mut child = Client::spawn(spec.exe, spec.tmp, &args, true)?;
+    let started = Instant::now();
+    let (mut cpu_user, mut cpu_sys) = (0.0, 0.0);
+    let (mut drained, mut drain_ns) = (0u64, 0u64);
+    let mut incomplete = None;
+    loop {
+        let Some(line) = child.read_line()? else {
+            incomplete = Some("loadgen ended before the run's time was used".to_string());
+            break;
+        };
+        let Some(established) = parse_round(&line) else {
+            continue;
+        };
+        let before = rec.accepted;
+        let limits = Limits {
+            count: Some(before + established),
+            deadline: Some(Instant::now() + Duration::from_secs(5)),
+            stop: spec.stop.clone(),
+        };
+        let c0 = loadgen::affinity::thread_cpu_s();
+        let result = engine.run(listener, &limits, &mut rec);
+        let c1 = loadgen::affinity::thread_cpu_s();
+        cpu_user += c1.0 - c0.0;
+        cpu_sys += c1.1 - c0.1;
+        result.context("draining the accept queue")?;
+        let got = rec.accepted - before;
+        if got >= 2 {
+            let first = rec.peers[before as usize].accepted_ns;
+            drained += got - 1;
+            drain_ns += rec.last_accept_ns.saturating_sub(first);
+        }
+        if got < established && !spec.stop.is_raised() {
+            incomplete = Some(format!(
+                "a round accepted {got} of {established} queued connections within 5 s"
+            ));
+        }
+        let done = started.elapsed() >= cfg.duration || spec.stop.is_raised();
+        if spec.stop.is_raised() {
+            incomplete.get_or_insert_with(|| "interrupted (Ctrl-C) during the run".into());
+        }
+        child.send(if done || incomplete.is_some() { "stop" } else { "next" })?;
+        if done || incomplete.is_some() {
+            break;
+        }
+    }
+    let window_s = started.elapsed().as_secs_f64();
+    let client = child.finish()?;
+    Ok(Measured {
+        rec,
+        cpu_s: (cpu_user, cpu_sys),
+        backlog_effective: listener.backlog_effective,
+        client,
+        drain: Some((drained, drain_ns)),
+        incomplete,
+        window_s,
+    })
+}
+
+/// Parses loadgen's `round <i> established <n> pending <p>` line.
+fn parse_round(line: &str) -> Option<u64> {
+    let mut it = line.split_whitespace();
+    if it.next()? != "round" {
+        return None;
+    }
+    let _round = it.next()?;
+    if it.next()? != "established" {
+        return None;
+    }
+    it.next()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_round;
+
+    #[test]
+    fn parses_round_lines() {
+        assert_eq!(parse_round("round 3 established 17 pending 0"), Some(17));
+        assert_eq!(parse_round("{\"mode\":\"burst\"}"), None);
+        assert_eq!(parse_round("round x"), None);
+    }
+}
