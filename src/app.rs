@@ -27,6 +27,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Listen(cfg) => listen(&cfg),
         Command::Sweep(cfg) => crate::sweep::run(&cfg),
+        Command::Compare(cfg) => crate::compare::run(&cfg),
+        Command::Plot(cfg) => crate::plot::run(&cfg),
+        Command::Merge(cfg) => crate::merge::run(&cfg),
         Command::Loadgen(args) => Ok(loadgen::cli_main(args)),
     }
 }

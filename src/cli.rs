@@ -28,6 +28,12 @@ pub enum Command {
     Listen(ListenArgs),
     /// Engines × backlogs × modes, written to results/<run-id>/.
     Sweep(SweepArgs),
+    /// Runs from different kernels, runs or machines side by side, with ratios and noise.
+    Compare(CompareArgs),
+    /// PNG and SVG charts of one or more runs.
+    Plot(PlotArgs),
+    /// Merge HdrHistogram V2 interval logs (.hlog) from several loadgen processes or hosts.
+    Merge(MergeArgs),
     /// Run the bundled load generator (same flags as the `loadgen` binary).
     #[command(disable_help_flag = true)]
     Loadgen {
@@ -150,4 +156,40 @@ pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse().map_err(|_| {
         format!("{s:?} is not an address: write ip:port, e.g. 0.0.0.0:8080 or [::1]:8080")
     })
+}
+
+/// `acceptbench compare`.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Run directories (results/<run-id>); the first is the reference for ratios.
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    /// Metrics (summary.csv columns), comma-separated.
+    #[arg(long, default_value = "accepts_per_s,acceptor_cpu_us_per_accept,peer_p99_ns")]
+    pub metric: String,
+    /// Output format: text, markdown or csv.
+    #[arg(long, default_value = "text")]
+    pub format: String,
+}
+
+/// `acceptbench plot`.
+#[derive(Debug, Args)]
+pub struct PlotArgs {
+    /// Run directories; with several, one series per run (labelled by kernel).
+    #[arg(required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Where to write the charts (default: <first run>/plots).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// `acceptbench merge`.
+#[derive(Debug, Args)]
+pub struct MergeArgs {
+    /// Interval logs to merge.
+    #[arg(required = true)]
+    pub hlogs: Vec<PathBuf>,
+    /// The merged percentile distribution (.hgrm); a merged .hlog is written beside it.
+    #[arg(long)]
+    pub out: PathBuf,
 }

@@ -57,6 +57,12 @@ pub enum Command {
     Listen(ListenConfig),
     /// `sweep` (also the default with no command).
     Sweep(SweepConfig),
+    /// `compare`.
+    Compare(CompareConfig),
+    /// `plot`.
+    Plot(PlotConfig),
+    /// `merge`.
+    Merge(MergeConfig),
     /// `loadgen …`: the arguments for loadgen, program name first.
     Loadgen(Vec<std::ffi::OsString>),
 }
@@ -159,6 +165,15 @@ impl Command {
             Some(cli::Command::Probe(a)) => Command::Probe { json: a.json },
             Some(cli::Command::Listen(a)) => Command::Listen(ListenConfig::from_args(a)?),
             Some(cli::Command::Sweep(a)) => Command::Sweep(SweepConfig::from_args(a, command)?),
+            Some(cli::Command::Compare(a)) => Command::Compare(CompareConfig::from_args(a)?),
+            Some(cli::Command::Plot(a)) => Command::Plot(PlotConfig {
+                runs: a.runs,
+                out: a.out,
+            }),
+            Some(cli::Command::Merge(a)) => Command::Merge(MergeConfig {
+                inputs: a.hlogs,
+                out: a.out,
+            }),
             Some(cli::Command::Loadgen { args }) => {
                 let mut v = vec![std::ffi::OsString::from("acceptbench loadgen")];
                 v.extend(args);
@@ -299,4 +314,67 @@ impl SweepConfig {
 /// The address a sweep listens on: loopback, a free port chosen by the kernel.
 pub fn sweep_listen_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
+}
+
+/// How `compare` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareFormat {
+    /// Aligned text for a terminal.
+    Text,
+    /// A Markdown table (for a run's README).
+    Markdown,
+    /// CSV for scripts.
+    Csv,
+}
+
+/// `compare`, validated.
+#[derive(Debug, Clone)]
+pub struct CompareConfig {
+    /// Run directories; the first is the reference.
+    pub runs: Vec<PathBuf>,
+    /// summary.csv columns to compare.
+    pub metrics: Vec<String>,
+    /// Output format.
+    pub format: CompareFormat,
+}
+
+impl CompareConfig {
+    fn from_args(a: cli::CompareArgs) -> Result<Self, ConfigError> {
+        let metrics = parse_list("metric", "accepts_per_s", &a.metric, |s| Ok(s.to_string()))?;
+        let format = match a.format.as_str() {
+            "text" => CompareFormat::Text,
+            "markdown" | "md" => CompareFormat::Markdown,
+            "csv" => CompareFormat::Csv,
+            other => {
+                return Err(ConfigError::BadItem {
+                    flag: "format",
+                    item: other.to_string(),
+                    why: "use text, markdown or csv".into(),
+                })
+            }
+        };
+        Ok(CompareConfig {
+            runs: a.runs,
+            metrics,
+            format,
+        })
+    }
+}
+
+/// `plot`, validated.
+#[derive(Debug, Clone)]
+pub struct PlotConfig {
+    /// Run directories.
+    pub runs: Vec<PathBuf>,
+    /// Output directory (default: <first run>/plots).
+    pub out: Option<PathBuf>,
+}
+
+/// `merge`, validated.
+#[derive(Debug, Clone)]
+pub struct MergeConfig {
+    /// Interval logs.
+    pub inputs: Vec<PathBuf>,
+    /// Output .hgrm path.
+    pub out: PathBuf,
 }

@@ -5,10 +5,13 @@
 
 pub mod app;
 pub mod cli;
+pub mod compare;
 pub mod config;
 pub mod engine;
 pub mod kernel;
 pub mod listener;
+pub mod merge;
+pub mod plot;
 pub mod peer;
 pub mod record;
 pub mod report;

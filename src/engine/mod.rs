@@ -6,16 +6,29 @@
 //! never creates the listener, and never decides the run's length itself — the
 //! [`Limits`] say when to stop.
 
-use std::fmt;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use ::std::fmt;
+use ::std::str::FromStr;
+use ::std::sync::atomic::{AtomicBool, Ordering};
+use ::std::sync::Arc;
+use ::std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::kernel::probe;
 use crate::listener::Listener;
 use crate::record::Recorder;
+
+mod multishot;
+mod std;
+mod tokio;
+mod tokio_uring;
+mod uring;
+
+pub use self::multishot::MultishotAcceptor;
+pub use self::std::StdAcceptor;
+pub use self::tokio::TokioAcceptor;
+pub use self::tokio_uring::TokioUringAcceptor;
+pub use self::uring::UringAcceptor;
 
 /// The engines, in the order reports list them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -158,6 +171,14 @@ pub enum EngineError {
         /// What is missing and which Linux version has it.
         reason: String,
     },
+    /// An option the engine cannot work with.
+    #[error("engine {engine}: {reason}")]
+    InvalidOption {
+        /// The engine.
+        engine: EngineKind,
+        /// Which option, its value and the accepted range.
+        reason: String,
+    },
     /// A system call failed in a way the engine cannot count and go on from.
     #[error("engine {engine}: {what}: {source}")]
     Io {
@@ -166,12 +187,28 @@ pub enum EngineError {
         /// What it was doing.
         what: &'static str,
         /// The error.
-        source: std::io::Error,
+        source: ::std::io::Error,
     },
 }
 
+/// Engine-internal events worth reporting beside the [`Recorder`]'s counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineCounters {
+    /// Times the io_uring CQ overflowed into the kernel's backlog and had to be
+    /// flushed (`IORING_SQ_CQ_OVERFLOW`); nothing is lost, but it costs time.
+    pub cq_overflows: u64,
+    /// CQEs the kernel dropped (`cq.overflow()`); each is also counted as an
+    /// `EOVERFLOW` error in the recorder. Should be 0 on any kernel ≥ 5.5.
+    pub cqes_dropped: u64,
+    /// Times a stop found accepts still armed and cancelled them (io_uring engines).
+    pub cancels: u64,
+}
+
+/// Largest `inflight` the `uring` engine accepts (each slot is ~136 bytes and one SQE).
+pub const MAX_INFLIGHT: usize = 4096;
+
 /// One way of accepting connections.
-pub trait Acceptor {
+pub trait Acceptor: Send {
     /// Which engine this is.
     fn kind(&self) -> EngineKind;
 
@@ -185,14 +222,97 @@ pub trait Acceptor {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError>;
+
+    /// Engine-internal counters accumulated over every `run` so far.
+    fn counters(&self) -> EngineCounters {
+        EngineCounters::default()
+    }
 }
 
-/// Builds an engine after checking that this kernel supports it.
-/// PLACEHOLDER — the engines helper implements the five engines and this function.
+/// Builds an engine after checking that this kernel supports it (the io_uring probe
+/// runs once per process) and that `opts` make sense for it.
 pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>, EngineError> {
-    let _ = opts;
-    Err(EngineError::Unsupported {
-        engine: kind,
-        reason: "not implemented yet".into(),
+    if let Some(reason) = probe::unsupported_reason(
+        kind,
+        probe::probe_uring_cached(),
+        crate::kernel::release_version(&crate::kernel::uname().release),
+    ) {
+        return Err(EngineError::Unsupported { engine: kind, reason });
+    }
+    if kind == EngineKind::Uring && !(1..=MAX_INFLIGHT).contains(&opts.inflight) {
+        return Err(EngineError::InvalidOption {
+            engine: kind,
+            reason: format!(
+                "inflight must be between 1 and {MAX_INFLIGHT} (got {})",
+                opts.inflight
+            ),
+        });
+    }
+    Ok(match kind {
+        EngineKind::Std => Box::new(StdAcceptor::new(opts)),
+        EngineKind::Uring => Box::new(UringAcceptor::new(opts)),
+        EngineKind::Multishot => Box::new(MultishotAcceptor::new(opts)),
+        EngineKind::TokioUring => Box::new(TokioUringAcceptor::new(opts)),
+        EngineKind::Tokio => Box::new(TokioAcceptor::new(opts)),
     })
+}
+
+/// How long an engine sleeps after an accept failed for lack of fds or memory:
+/// retrying at once cannot succeed and would spin the CPU; the queued connections
+/// stay in the accept queue meanwhile (accept fails before dequeuing one).
+pub(crate) const BACKOFF: Duration = Duration::from_millis(1);
+
+/// What an engine does after a failed accept (positive errno), already recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AfterError {
+    /// Accept again at once (ECONNABORTED, EINTR, a per-connection failure).
+    Retry,
+    /// Sleep [`BACKOFF`] first (EMFILE, ENFILE, ENOMEM, ENOBUFS).
+    Backoff,
+    /// The listener itself is unusable (not listening, closed, not a socket): stop.
+    Fatal,
+}
+
+/// Records `errno` in `rec` and says how to go on.
+#[inline]
+pub(crate) fn on_accept_error(rec: &mut Recorder, errno: i32) -> AfterError {
+    let kind = rec.error(errno);
+    if matches!(
+        errno,
+        libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT
+    ) {
+        AfterError::Fatal
+    } else if kind.needs_backoff() {
+        AfterError::Backoff
+    } else {
+        AfterError::Retry
+    }
+}
+
+/// Sleeps [`BACKOFF`] and counts it.
+pub(crate) fn back_off(rec: &mut Recorder) {
+    rec.backoffs += 1;
+    ::std::thread::sleep(BACKOFF);
+}
+
+/// Simulated per-connection work (`accept_delay`): busy-waits, like CPU-bound request
+/// handling would, so the acceptor's rate is exactly bounded by 1/delay and the
+/// timing does not depend on timer slack.
+#[inline]
+pub(crate) fn simulate_work(delay: Option<Duration>) {
+    if let Some(d) = delay {
+        let end = Instant::now() + d;
+        while Instant::now() < end {
+            ::std::hint::spin_loop();
+        }
+    }
+}
+
+/// The error for a fatal accept errno.
+pub(crate) fn fatal_accept(engine: EngineKind, errno: i32) -> EngineError {
+    EngineError::Io {
+        engine,
+        what: "accept on the listener",
+        source: ::std::io::Error::from_raw_os_error(errno),
+    }
 }

@@ -75,7 +75,7 @@ pub fn probe_uring() -> UringProbe {
         p.close = false;
     }
     drop(ring);
-    p.defer_taskrun = IoUring::builder()
+    p.defer_taskrun = IoUring::<io_uring::squeue::Entry>::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
         .build(8)

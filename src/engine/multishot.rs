@@ -1,0 +1,244 @@
+//! `multishot`: one io_uring multishot accept (5.19) that posts a CQE per connection.
+//!
+//! The kernel ends a multishot accept on an error or when it cannot post a CQE; a
+//! CQE without `IORING_CQE_F_MORE` means "no longer armed", and the engine re-arms
+//! and counts it (`Recorder::rearms`). Multishot accept takes no sockaddr buffer
+//! (a shared one would be overwritten by every connection), so the peer comes from
+//! `getpeername(2)` on each fd. A burst can post many CQEs at once: the CQ is sized
+//! 4096, overflows into the kernel's backlog are flushed and counted, and dropped
+//! CQEs are recorded as errors. On stop the accept is cancelled and its final CQE
+//! reaped before the ring is dropped (see `uring` for why that matters).
+
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, types, CompletionQueue, SubmissionQueue, Submitter};
+use loadgen::clock::mono_ns;
+
+use super::uring::{
+    account_overflow, push, setup_ring, wait, CANCEL_GIVE_UP, OP_ACCEPT, OP_CANCEL,
+};
+use super::{
+    back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
+    EngineError, EngineKind, EngineOptions, Limits,
+};
+use crate::listener::Listener;
+use crate::peer;
+use crate::record::Recorder;
+
+/// SQ entries: one accept and one cancel are all we ever queue.
+const SQ_ENTRIES: u32 = 256;
+/// CQ entries: room for a burst of accept CQEs between two reaps.
+const CQ_ENTRIES: u32 = 4096;
+
+/// io_uring multishot accept, peer via `getpeername`.
+#[derive(Debug, Clone)]
+pub struct MultishotAcceptor {
+    accept_delay: Option<Duration>,
+    counters: EngineCounters,
+}
+
+impl MultishotAcceptor {
+    /// The engine with `opts` (`inflight` does not apply: one multishot accept).
+    pub fn new(opts: &EngineOptions) -> Self {
+        Self {
+            accept_delay: opts.accept_delay,
+            counters: EngineCounters::default(),
+        }
+    }
+}
+
+impl Acceptor for MultishotAcceptor {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Multishot
+    }
+
+    fn run(
+        &mut self,
+        listener: &Listener,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let mut ring = setup_ring(EngineKind::Multishot, SQ_ENTRIES, CQ_ENTRIES)?;
+        let mut run = MultishotRun {
+            fd: listener.as_raw_fd(),
+            armed: false,
+            accept_delay: self.accept_delay,
+            counters: &mut self.counters,
+            seen_dropped: 0,
+        };
+        let (result, stopped) = {
+            let (submitter, mut sq, mut cq) = ring.split();
+            let result = run.accept_loop(&submitter, &mut sq, &mut cq, limits, rec);
+            let stopped = run.cancel_and_reap(&submitter, &mut sq, &mut cq, rec);
+            (result, stopped)
+        };
+        // Multishot accept writes into no user memory, so dropping the ring is safe
+        // even if the cancel gave up (the port would then stay busy a little longer).
+        drop(ring);
+        result.and(stopped)
+    }
+
+    fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+}
+
+struct MultishotRun<'a> {
+    fd: i32,
+    armed: bool,
+    accept_delay: Option<Duration>,
+    counters: &'a mut EngineCounters,
+    seen_dropped: u32,
+}
+
+/// What one accept CQE meant for the loop.
+enum Outcome {
+    Ok,
+    Backoff,
+    Fatal(i32),
+}
+
+impl MultishotRun<'_> {
+    fn accept_loop(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        self.arm(submitter, sq)?;
+        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        while !limits.reached(rec.accepted) {
+            wait(EngineKind::Multishot, submitter, sq, cq, &args)?;
+            let mut backoff = false;
+            let mut fatal = None;
+            for cqe in &mut *cq {
+                if cqe.user_data() != OP_ACCEPT {
+                    continue;
+                }
+                match self.on_cqe(cqe.result(), cqe.flags(), rec) {
+                    Outcome::Ok => {}
+                    Outcome::Backoff => backoff = true,
+                    Outcome::Fatal(errno) => {
+                        fatal = Some(errno);
+                        break;
+                    }
+                }
+            }
+            cq.sync();
+            account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
+            if let Some(errno) = fatal {
+                return Err(fatal_accept(EngineKind::Multishot, errno));
+            }
+            if backoff {
+                back_off(rec);
+            }
+            if !self.armed {
+                rec.rearms += 1;
+                self.arm(submitter, sq)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one accept CQE: a connection is recorded and closed; an error is
+    /// counted; a CQE without F_MORE leaves the accept disarmed.
+    #[inline]
+    fn on_cqe(&mut self, res: i32, flags: u32, rec: &mut Recorder) -> Outcome {
+        if !cqueue::more(flags) {
+            self.armed = false;
+        }
+        if res >= 0 {
+            let accepted_ns = mono_ns();
+            match peer::getpeername(res) {
+                Ok(p) => rec.accepted(p, accepted_ns, mono_ns()),
+                Err(e) => {
+                    // ENOTCONN: the peer reset before we could ask; nothing to attribute.
+                    rec.error(e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT));
+                }
+            }
+            // SAFETY: `res` is the descriptor this accept created; nothing else owns it.
+            unsafe { libc::close(res) };
+            simulate_work(self.accept_delay);
+            return Outcome::Ok;
+        }
+        if res == -libc::ECANCELED {
+            return Outcome::Ok;
+        }
+        match on_accept_error(rec, -res) {
+            AfterError::Retry => Outcome::Ok,
+            AfterError::Backoff => Outcome::Backoff,
+            AfterError::Fatal => Outcome::Fatal(-res),
+        }
+    }
+
+    fn arm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError> {
+        let sqe = opcode::AcceptMulti::new(types::Fd(self.fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(OP_ACCEPT);
+        // SAFETY: multishot accept passes no buffers; the listener fd is held by the
+        // caller's `Listener` for the whole run, and the kernel holds its own reference.
+        unsafe { push(EngineKind::Multishot, submitter, sq, &sqe)? };
+        self.armed = true;
+        Ok(())
+    }
+
+    /// Cancels the armed accept and reaps until its final CQE (no F_MORE) arrived;
+    /// connections posted before it are recorded and closed, never lost.
+    fn cancel_and_reap(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let give_up = Instant::now() + CANCEL_GIVE_UP;
+        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let mut cancel_due = true;
+        if self.armed {
+            self.counters.cancels += 1;
+        }
+        loop {
+            cq.sync();
+            for cqe in &mut *cq {
+                if cqe.user_data() == OP_ACCEPT {
+                    // Errors are counted; the loop is over either way.
+                    let _ = self.on_cqe(cqe.result(), cqe.flags(), rec);
+                }
+            }
+            cq.sync();
+            account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
+            if !self.armed {
+                return Ok(());
+            }
+            if Instant::now() >= give_up {
+                return Err(EngineError::Io {
+                    engine: EngineKind::Multishot,
+                    what: "cancelling the armed multishot accept",
+                    source: std::io::Error::from_raw_os_error(libc::ETIME),
+                });
+            }
+            if cancel_due {
+                let sqe = opcode::AsyncCancel::new(OP_ACCEPT)
+                    .build()
+                    .user_data(OP_CANCEL);
+                // SAFETY: a cancel carries no buffers, only the target's user_data.
+                unsafe { push(EngineKind::Multishot, submitter, sq, &sqe)? };
+                cancel_due = false;
+            }
+            wait(EngineKind::Multishot, submitter, sq, cq, &args)?;
+            if cq.len() == 0 {
+                cancel_due = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! `std`: the classic blocking `accept()` loop, the baseline every engine is compared to.
+//!
+//! Blocks in `accept4(2)` on the listener with a `sockaddr_storage` for the peer.
+//! To look at the stop flag and deadline while idle it sets `SO_RCVTIMEO` on the
+//! listener (accept honours the receive timeout and fails with EAGAIN), and puts
+//! the previous timeout back when it returns. Owns nothing but that loop.
+
+use std::mem;
+use std::os::fd::AsRawFd;
+use std::time::Duration;
+
+use loadgen::clock::mono_ns;
+
+use super::{
+    back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineError,
+    EngineKind, EngineOptions, Limits,
+};
+use crate::listener::Listener;
+use crate::peer;
+use crate::record::Recorder;
+
+/// Blocking `accept4(2)` loop.
+#[derive(Debug, Clone)]
+pub struct StdAcceptor {
+    accept_delay: Option<Duration>,
+}
+
+impl StdAcceptor {
+    /// The engine with `opts` (`inflight` does not apply).
+    pub fn new(opts: &EngineOptions) -> Self {
+        Self {
+            accept_delay: opts.accept_delay,
+        }
+    }
+}
+
+impl Acceptor for StdAcceptor {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Std
+    }
+
+    fn run(
+        &mut self,
+        listener: &Listener,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let io_err = |what: &'static str| {
+            move |source| EngineError::Io {
+                engine: EngineKind::Std,
+                what,
+                source,
+            }
+        };
+        let socket = listener.socket();
+        // A previous tokio run may have left the shared file description O_NONBLOCK.
+        socket
+            .set_nonblocking(false)
+            .map_err(io_err("clearing O_NONBLOCK on the listener"))?;
+        let old_timeout = socket
+            .read_timeout()
+            .map_err(io_err("reading SO_RCVTIMEO of the listener"))?;
+        socket
+            .set_read_timeout(Some(Limits::POLL_INTERVAL))
+            .map_err(io_err("setting SO_RCVTIMEO on the listener"))?;
+        let result = accept_loop(listener.as_raw_fd(), limits, rec, self.accept_delay);
+        let restored = socket
+            .set_read_timeout(old_timeout)
+            .map_err(io_err("restoring SO_RCVTIMEO of the listener"));
+        result.and(restored)
+    }
+}
+
+fn accept_loop(
+    fd: i32,
+    limits: &Limits,
+    rec: &mut Recorder,
+    accept_delay: Option<Duration>,
+) -> Result<(), EngineError> {
+    // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    while !limits.reached(rec.accepted) {
+        let mut len = peer::SOCKADDR_STORAGE_LEN;
+        // SAFETY: `ss` and `len` outlive this synchronous call; the kernel writes at
+        // most `len` bytes into `ss`.
+        let conn = unsafe {
+            libc::accept4(
+                fd,
+                (&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr>(),
+                &mut len,
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if conn < 0 {
+            let errno = std::io::Error::last_os_error()
+                .raw_os_error()
+                .unwrap_or(libc::EIO);
+            if errno == libc::EAGAIN {
+                // SO_RCVTIMEO expired: nothing arrived within POLL_INTERVAL.
+                continue;
+            }
+            match on_accept_error(rec, errno) {
+                AfterError::Retry => {}
+                AfterError::Backoff => back_off(rec),
+                AfterError::Fatal => return Err(fatal_accept(EngineKind::Std, errno)),
+            }
+            continue;
+        }
+        let accepted_ns = mono_ns();
+        let decoded = match peer::sockaddr_to_socketaddr(&ss, len) {
+            Some(p) => Ok(p),
+            None => peer::getpeername(conn),
+        };
+        match decoded {
+            Ok(p) => rec.accepted(p, accepted_ns, mono_ns()),
+            Err(e) => {
+                rec.error(e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT));
+            }
+        }
+        // SAFETY: `conn` is the fd accept4 just returned; nothing else owns it.
+        unsafe { libc::close(conn) };
+        simulate_work(accept_delay);
+    }
+    Ok(())
+}

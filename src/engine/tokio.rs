@@ -1,0 +1,128 @@
+//! `tokio`: `tokio::net::TcpListener::accept` (epoll) on a current-thread runtime —
+//! what most Rust servers run instead of io_uring.
+//!
+//! The runtime is built inside `run` and dropped before it returns; the listener is a
+//! dup of the shared fd set O_NONBLOCK (which changes the shared file description:
+//! the flag is put back as it was on return, and the blocking engines clear it
+//! anyway). Dropping a tokio accept future loses nothing (the connection stays in
+//! the kernel's queue), so each loop iteration selects a fresh accept against a
+//! periodic sleep. As tokio decodes the peer inside `accept`, `accepted_ns` is
+//! stamped after the decode. Each accepted stream is registered with the reactor
+//! (epoll_ctl ADD, and DEL on drop): that is tokio's cost, kept on purpose.
+
+use std::io;
+use std::time::Duration;
+
+use loadgen::clock::mono_ns;
+
+use super::{
+    fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineError, EngineKind,
+    EngineOptions, Limits, BACKOFF,
+};
+use crate::listener::Listener;
+use crate::record::Recorder;
+
+/// tokio (epoll) accept loop.
+#[derive(Debug, Clone)]
+pub struct TokioAcceptor {
+    accept_delay: Option<Duration>,
+}
+
+impl TokioAcceptor {
+    /// The engine with `opts` (`inflight` does not apply).
+    pub fn new(opts: &EngineOptions) -> Self {
+        Self {
+            accept_delay: opts.accept_delay,
+        }
+    }
+}
+
+impl Acceptor for TokioAcceptor {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Tokio
+    }
+
+    fn run(
+        &mut self,
+        listener: &Listener,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let io_err = |what: &'static str| {
+            move |source| EngineError::Io {
+                engine: EngineKind::Tokio,
+                what,
+                source,
+            }
+        };
+        let socket = listener.socket();
+        let was_nonblocking = socket
+            .nonblocking()
+            .map_err(io_err("reading O_NONBLOCK of the listener"))?;
+        let dup = socket
+            .try_clone()
+            .map_err(io_err("dup of the listener fd"))?;
+        dup.set_nonblocking(true)
+            .map_err(io_err("setting O_NONBLOCK on the listener"))?;
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(io_err("starting the tokio runtime"))?;
+        let delay = self.accept_delay;
+        let result = rt.block_on(async {
+            let listener = tokio::net::TcpListener::from_std(dup.into())
+                .map_err(io_err("registering the listener with tokio"))?;
+            accept_loop(&listener, limits, rec, delay).await
+        });
+        drop(rt);
+        let restored = socket
+            .set_nonblocking(was_nonblocking)
+            .map_err(io_err("restoring O_NONBLOCK of the listener"));
+        result.and(restored)
+    }
+}
+
+async fn accept_loop(
+    listener: &tokio::net::TcpListener,
+    limits: &Limits,
+    rec: &mut Recorder,
+    accept_delay: Option<Duration>,
+) -> Result<(), EngineError> {
+    let mut tick = std::pin::pin!(tokio::time::sleep(Limits::POLL_INTERVAL));
+    while !limits.reached(rec.accepted) {
+        tokio::select! {
+            biased;
+            res = listener.accept() => {
+                let accepted_ns = mono_ns();
+                match res {
+                    Ok((stream, peer)) => {
+                        rec.accepted(peer, accepted_ns, mono_ns());
+                        drop(stream);
+                        simulate_work(accept_delay);
+                    }
+                    Err(e) => {
+                        let errno = errno(&e);
+                        match on_accept_error(rec, errno) {
+                            AfterError::Retry => {}
+                            AfterError::Backoff => {
+                                rec.backoffs += 1;
+                                tokio::time::sleep(BACKOFF).await;
+                            }
+                            AfterError::Fatal => {
+                                return Err(fatal_accept(EngineKind::Tokio, errno));
+                            }
+                        }
+                    }
+                }
+            }
+            () = &mut tick => {
+                tick.as_mut().reset(tokio::time::Instant::now() + Limits::POLL_INTERVAL);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT)
+}

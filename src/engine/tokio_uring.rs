@@ -1,0 +1,134 @@
+//! `tokio-uring`: `tokio_uring::net::TcpListener::accept` on a current-thread runtime.
+//!
+//! The runtime is built inside `run` and torn down before it returns. tokio-uring's
+//! accept is single-shot; one accept future is kept alive across the loop (dropping
+//! an in-flight tokio-uring op does not cancel it in 0.5: the op is "ignored" and a
+//! connection it later accepts would be lost, fd and all), and a sleep wakes the
+//! loop every `POLL_INTERVAL` to look at the limits. On stop the pending accept is
+//! dropped and the runtime with it: tokio-uring's driver then submits
+//! `IORING_OP_ASYNC_CANCEL` for every ignored op and waits for their CQEs before
+//! closing the ring, so the port can be re-bound at once.
+//!
+//! Known limit (tokio-uring 0.5): a connection whose accept completes in the instant
+//! between the stop and the cancel is accepted by the kernel and dropped unseen by
+//! the driver (the fd is not closed until the process exits). tokio-uring decodes the
+//! peer before the future returns, so `accepted_ns` is stamped after the decode and
+//! the peer-extraction latency here measures only our own bookkeeping.
+
+use std::io;
+use std::pin::pin;
+use std::time::Duration;
+
+use loadgen::clock::mono_ns;
+
+use super::{
+    fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineError, EngineKind,
+    EngineOptions, Limits, BACKOFF,
+};
+use crate::listener::Listener;
+use crate::record::Recorder;
+
+/// tokio-uring single-shot accept.
+#[derive(Debug, Clone)]
+pub struct TokioUringAcceptor {
+    accept_delay: Option<Duration>,
+}
+
+impl TokioUringAcceptor {
+    /// The engine with `opts` (`inflight` does not apply: one accept at a time).
+    pub fn new(opts: &EngineOptions) -> Self {
+        Self {
+            accept_delay: opts.accept_delay,
+        }
+    }
+}
+
+impl Acceptor for TokioUringAcceptor {
+    fn kind(&self) -> EngineKind {
+        EngineKind::TokioUring
+    }
+
+    fn run(
+        &mut self,
+        listener: &Listener,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let io_err = |what: &'static str| {
+            move |source| EngineError::Io {
+                engine: EngineKind::TokioUring,
+                what,
+                source,
+            }
+        };
+        // A blocking file description keeps io_uring's accept on its poll path on
+        // every kernel (a previous tokio run may have left it O_NONBLOCK).
+        listener
+            .socket()
+            .set_nonblocking(false)
+            .map_err(io_err("clearing O_NONBLOCK on the listener"))?;
+        let dup = listener
+            .socket()
+            .try_clone()
+            .map_err(io_err("dup of the listener fd"))?;
+        let rt = tokio_uring::Runtime::new(&tokio_uring::builder())
+            .map_err(io_err("starting the tokio-uring runtime"))?;
+        let delay = self.accept_delay;
+        let result = rt.block_on(accept_loop(dup.into(), limits, rec, delay));
+        // Dropping the runtime drops its driver, which cancels the pending accept and
+        // waits for its completion before closing the ring and our dup of the fd.
+        drop(rt);
+        result
+    }
+}
+
+async fn accept_loop(
+    std_listener: std::net::TcpListener,
+    limits: &Limits,
+    rec: &mut Recorder,
+    accept_delay: Option<Duration>,
+) -> Result<(), EngineError> {
+    let listener = tokio_uring::net::TcpListener::from_std(std_listener);
+    let mut accept = pin!(listener.accept());
+    let mut tick = pin!(tokio::time::sleep(Limits::POLL_INTERVAL));
+    while !limits.reached(rec.accepted) {
+        tokio::select! {
+            biased;
+            res = &mut accept => {
+                let accepted_ns = mono_ns();
+                match res {
+                    Ok((stream, peer)) => {
+                        rec.accepted(peer, accepted_ns, mono_ns());
+                        // Dropping the stream closes it with close(2).
+                        drop(stream);
+                        simulate_work(accept_delay);
+                    }
+                    Err(e) => {
+                        let errno = errno(&e);
+                        match on_accept_error(rec, errno) {
+                            AfterError::Retry => {}
+                            AfterError::Backoff => {
+                                rec.backoffs += 1;
+                                tokio::time::sleep(BACKOFF).await;
+                            }
+                            AfterError::Fatal => {
+                                return Err(fatal_accept(EngineKind::TokioUring, errno));
+                            }
+                        }
+                    }
+                }
+                accept.set(listener.accept());
+            }
+            () = &mut tick => {
+                tick.as_mut().reset(tokio::time::Instant::now() + Limits::POLL_INTERVAL);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The errno of an accept failure (tokio-uring reports a peer it cannot decode as a
+/// plain error without one).
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT)
+}

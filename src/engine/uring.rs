@@ -1,0 +1,488 @@
+//! `uring`: io_uring single-shot `IORING_OP_ACCEPT`, `inflight` of them armed at once.
+//!
+//! Each armed accept owns one slot (a `sockaddr_storage` and its `socklen_t`) in an
+//! arena allocated once per run whose memory never moves; `user_data` carries the
+//! operation kind and the slot index. A completion gives the fd and the peer in its
+//! slot; the fd is closed with plain `close(2)` (as the C reference does) and the slot
+//! re-armed. On stop every armed accept is cancelled and its final CQE reaped before
+//! the ring is dropped — a ring dropped with an armed accept is torn down
+//! asynchronously, keeps the listener alive and makes an immediate re-bind of the
+//! port fail with EADDRINUSE.
+//!
+//! The ring helpers shared with `multishot` (setup, wait with timeout, overflow
+//! accounting) live here too.
+
+use std::os::fd::AsRawFd;
+use std::ptr::NonNull;
+use std::time::{Duration, Instant};
+
+use io_uring::squeue::Entry;
+use io_uring::{opcode, types, CompletionQueue, IoUring, SubmissionQueue, Submitter};
+use loadgen::clock::mono_ns;
+
+use super::{
+    back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
+    EngineError, EngineKind, EngineOptions, Limits,
+};
+use crate::listener::Listener;
+use crate::peer;
+use crate::record::Recorder;
+
+/// `user_data` layout: operation kind in the high 32 bits, slot index in the low 32.
+pub(super) const OP_ACCEPT: u64 = 1 << 32;
+/// `user_data` kind of an `IORING_OP_ASYNC_CANCEL`.
+pub(super) const OP_CANCEL: u64 = 2 << 32;
+const OP_MASK: u64 = 0xffff_ffff << 32;
+const IDX_MASK: u64 = 0xffff_ffff;
+
+/// How long a stop waits for cancelled accepts before giving up (never reached on a
+/// healthy kernel: cancelling a poll-armed accept completes at once).
+pub(super) const CANCEL_GIVE_UP: Duration = Duration::from_secs(5);
+
+/// io_uring single-shot accept, several in flight.
+#[derive(Debug, Clone)]
+pub struct UringAcceptor {
+    inflight: usize,
+    accept_delay: Option<Duration>,
+    counters: EngineCounters,
+}
+
+impl UringAcceptor {
+    /// The engine with `opts` (`inflight` accepts armed at once, at least 1).
+    pub fn new(opts: &EngineOptions) -> Self {
+        Self {
+            inflight: opts.inflight.clamp(1, super::MAX_INFLIGHT),
+            accept_delay: opts.accept_delay,
+            counters: EngineCounters::default(),
+        }
+    }
+}
+
+impl Acceptor for UringAcceptor {
+    fn kind(&self) -> EngineKind {
+        EngineKind::Uring
+    }
+
+    fn run(
+        &mut self,
+        listener: &Listener,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let n = self.inflight;
+        // Every slot has at most one accept and one cancel in flight: 2n SQEs and CQEs
+        // bound everything, so neither queue can overflow.
+        let entries = (2 * n).next_power_of_two().max(64) as u32;
+        let mut ring = setup_ring(EngineKind::Uring, entries, 2 * entries)?;
+        let mut slots = SlotArena::new(n);
+        let mut run = UringRun {
+            fd: listener.as_raw_fd(),
+            slots: &mut slots,
+            armed: vec![false; n],
+            armed_count: 0,
+            idle: Vec::with_capacity(n),
+            accept_delay: self.accept_delay,
+            counters: &mut self.counters,
+            seen_dropped: 0,
+        };
+        let (result, stopped) = {
+            let (submitter, mut sq, mut cq) = ring.split();
+            let result = run.accept_loop(&submitter, &mut sq, &mut cq, limits, rec);
+            let stopped = run.cancel_and_reap(&submitter, &mut sq, &mut cq, rec);
+            (result, stopped)
+        };
+        if stopped.is_err() {
+            // Some accept may still write into its slot: keep the memory valid forever
+            // rather than free it under the kernel.
+            slots.leak();
+        }
+        drop(ring);
+        result.and(stopped)
+    }
+
+    fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+}
+
+/// One accept's output buffers.
+#[repr(C)]
+struct Slot {
+    addr: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+/// `n` slots in one heap allocation that is never moved or resized while accepts
+/// are armed; reached only through raw pointers so the kernel's writes never alias
+/// a Rust reference that is alive.
+struct SlotArena {
+    ptr: NonNull<Slot>,
+    len: usize,
+}
+
+// SAFETY: the arena is plain memory owned by one engine run; it is only touched by
+// the thread running it (and by the kernel on that thread's ring).
+unsafe impl Send for SlotArena {}
+
+impl SlotArena {
+    fn new(n: usize) -> Self {
+        let slots: Box<[Slot]> = (0..n)
+            .map(|_| Slot {
+                // SAFETY: sockaddr_storage is plain data; all-zero is valid.
+                addr: unsafe { std::mem::zeroed() },
+                len: 0,
+            })
+            .collect();
+        let len = slots.len();
+        let raw = Box::into_raw(slots) as *mut Slot;
+        // Box::into_raw never returns null; dangling-but-aligned for n == 0.
+        let ptr = NonNull::new(raw).unwrap_or(NonNull::dangling());
+        Self { ptr, len }
+    }
+
+    /// Resets slot `i`'s length and returns the pointers an accept writes through.
+    /// Only call while slot `i` is not armed.
+    #[inline]
+    fn arm_ptrs(&mut self, i: usize) -> (*mut libc::sockaddr, *mut libc::socklen_t) {
+        assert!(i < self.len);
+        // SAFETY: i < len, and the slot is not armed, so nothing else writes it now.
+        unsafe {
+            let slot = self.ptr.as_ptr().add(i);
+            (*slot).len = peer::SOCKADDR_STORAGE_LEN;
+            (
+                std::ptr::addr_of_mut!((*slot).addr).cast(),
+                std::ptr::addr_of_mut!((*slot).len),
+            )
+        }
+    }
+
+    /// The peer in slot `i`. Only call after slot `i`'s accept completed.
+    #[inline]
+    fn peer(&self, i: usize) -> Option<std::net::SocketAddr> {
+        assert!(i < self.len);
+        // SAFETY: i < len; the accept that wrote the slot has completed (its CQE was
+        // reaped), so the kernel no longer writes it while we read.
+        let slot = unsafe { &*self.ptr.as_ptr().add(i) };
+        peer::sockaddr_to_socketaddr(&slot.addr, slot.len)
+    }
+
+    /// Gives the memory up for good (an accept might still be armed on it).
+    fn leak(&mut self) {
+        self.len = 0;
+    }
+}
+
+impl Drop for SlotArena {
+    fn drop(&mut self) {
+        if self.len == 0 {
+            return;
+        }
+        // SAFETY: ptr/len came from Box::into_raw of a Box<[Slot]> of this length, and
+        // `run` only lets the arena drop once no accept is armed on it.
+        unsafe {
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.ptr.as_ptr(),
+                self.len,
+            )));
+        }
+    }
+}
+
+/// State of one `uring` run.
+struct UringRun<'a> {
+    fd: i32,
+    slots: &'a mut SlotArena,
+    armed: Vec<bool>,
+    armed_count: usize,
+    /// Slots whose accept failed with fd/memory exhaustion, re-armed after a back-off.
+    idle: Vec<usize>,
+    accept_delay: Option<Duration>,
+    counters: &'a mut EngineCounters,
+    seen_dropped: u32,
+}
+
+impl UringRun<'_> {
+    fn accept_loop(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        for i in 0..self.armed.len() {
+            self.arm(submitter, sq, i)?;
+        }
+        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        while !limits.reached(rec.accepted) {
+            wait(EngineKind::Uring, submitter, sq, cq, &args)?;
+            let mut fatal = None;
+            for cqe in &mut *cq {
+                let ud = cqe.user_data();
+                if ud & OP_MASK != OP_ACCEPT {
+                    continue;
+                }
+                let i = (ud & IDX_MASK) as usize;
+                self.disarmed(i);
+                let res = cqe.result();
+                if res >= 0 {
+                    self.on_connection(res, i, rec);
+                } else if res == -libc::ECANCELED {
+                    // Not ours (we cancel only after this loop): re-arm below.
+                } else {
+                    match on_accept_error(rec, -res) {
+                        AfterError::Retry => {}
+                        AfterError::Backoff => {
+                            self.idle.push(i);
+                            continue;
+                        }
+                        AfterError::Fatal => {
+                            fatal = Some(-res);
+                            break;
+                        }
+                    }
+                }
+                self.arm(submitter, sq, i)?;
+            }
+            cq.sync();
+            account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
+            if let Some(errno) = fatal {
+                return Err(fatal_accept(EngineKind::Uring, errno));
+            }
+            if !self.idle.is_empty() {
+                back_off(rec);
+                while let Some(i) = self.idle.pop() {
+                    self.arm(submitter, sq, i)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records and closes accepted `fd` whose peer is in slot `i`.
+    #[inline]
+    fn on_connection(&mut self, fd: i32, i: usize, rec: &mut Recorder) {
+        let accepted_ns = mono_ns();
+        let decoded = match self.slots.peer(i) {
+            Some(p) => Ok(p),
+            None => peer::getpeername(fd),
+        };
+        match decoded {
+            Ok(p) => rec.accepted(p, accepted_ns, mono_ns()),
+            Err(e) => {
+                rec.error(e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT));
+            }
+        }
+        // SAFETY: `fd` is the descriptor this accept created; nothing else owns it.
+        unsafe { libc::close(fd) };
+        simulate_work(self.accept_delay);
+    }
+
+    fn arm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        i: usize,
+    ) -> Result<(), EngineError> {
+        let (addr, len) = self.slots.arm_ptrs(i);
+        let sqe = opcode::Accept::new(types::Fd(self.fd), addr, len)
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(OP_ACCEPT | i as u64);
+        // SAFETY: the slot's buffers live in the arena, which is neither moved nor freed
+        // until this accept's final CQE was reaped (`cancel_and_reap`), or leaked.
+        unsafe { push(EngineKind::Uring, submitter, sq, &sqe)? };
+        self.armed[i] = true;
+        self.armed_count += 1;
+        Ok(())
+    }
+
+    #[inline]
+    fn disarmed(&mut self, i: usize) {
+        if std::mem::replace(&mut self.armed[i], false) {
+            self.armed_count -= 1;
+        }
+    }
+
+    /// Cancels every armed accept and reaps until each one's final CQE arrived; a
+    /// connection that raced the cancel is recorded and closed, never lost.
+    fn cancel_and_reap(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let give_up = Instant::now() + CANCEL_GIVE_UP;
+        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let mut cancel_due = true;
+        if self.armed_count > 0 {
+            self.counters.cancels += 1;
+        }
+        loop {
+            // CQEs left over from the accept loop (a fatal error) come first.
+            cq.sync();
+            for cqe in &mut *cq {
+                let ud = cqe.user_data();
+                if ud & OP_MASK != OP_ACCEPT {
+                    continue;
+                }
+                self.disarmed((ud & IDX_MASK) as usize);
+                let res = cqe.result();
+                if res >= 0 {
+                    self.on_connection(res, (ud & IDX_MASK) as usize, rec);
+                } else if res != -libc::ECANCELED {
+                    rec.error(-res);
+                }
+            }
+            cq.sync();
+            if self.armed_count == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= give_up {
+                return Err(EngineError::Io {
+                    engine: EngineKind::Uring,
+                    what: "cancelling the armed accepts",
+                    source: std::io::Error::from_raw_os_error(libc::ETIME),
+                });
+            }
+            if cancel_due {
+                for i in 0..self.armed.len() {
+                    if self.armed[i] {
+                        let sqe = opcode::AsyncCancel::new(OP_ACCEPT | i as u64)
+                            .build()
+                            .user_data(OP_CANCEL | i as u64);
+                        // SAFETY: a cancel carries no buffers, only the target's user_data.
+                        unsafe { push(EngineKind::Uring, submitter, sq, &sqe)? };
+                    }
+                }
+                cancel_due = false;
+            }
+            // A wait that times out with accepts still armed re-sends the cancels
+            // (e.g. one hit an accept running in an io-wq worker: -EALREADY).
+            let before = self.armed_count;
+            wait(EngineKind::Uring, submitter, sq, cq, &args)?;
+            cq.sync();
+            if cq.len() == 0 && self.armed_count == before {
+                cancel_due = true;
+            }
+        }
+    }
+}
+
+/// Makes a ring with `sq` entries and a CQ of `cq_entries`.
+pub(super) fn setup_ring(
+    engine: EngineKind,
+    sq: u32,
+    cq_entries: u32,
+) -> Result<IoUring, EngineError> {
+    IoUring::builder()
+        .setup_cqsize(cq_entries)
+        .build(sq)
+        .map_err(|source| EngineError::Io {
+            engine,
+            what: "io_uring_setup",
+            source,
+        })
+}
+
+/// Pushes `sqe`, submitting first if the SQ is full.
+///
+/// # Safety
+/// Whatever memory `sqe` points at must stay valid until its CQE is reaped.
+pub(super) unsafe fn push(
+    engine: EngineKind,
+    submitter: &Submitter<'_>,
+    sq: &mut SubmissionQueue<'_>,
+    sqe: &Entry,
+) -> Result<(), EngineError> {
+    for _ in 0..64 {
+        // SAFETY: forwarded to the caller.
+        if unsafe { sq.push(sqe) }.is_ok() {
+            return Ok(());
+        }
+        sq.sync();
+        match submitter.submit() {
+            Ok(_) => {}
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {
+                std::thread::yield_now();
+            }
+            Err(source) => {
+                return Err(EngineError::Io {
+                    engine,
+                    what: "io_uring_enter (submit)",
+                    source,
+                })
+            }
+        }
+        sq.sync();
+    }
+    Err(EngineError::Io {
+        engine,
+        what: "io_uring SQ stays full",
+        source: std::io::Error::from_raw_os_error(libc::EBUSY),
+    })
+}
+
+/// Submits what is queued and waits for at least one CQE or `args`' timeout
+/// (`IORING_FEAT_EXT_ARG`, 5.11). A timeout, a signal, and a CQ backlog that must be
+/// reaped first (EBUSY) are normal returns; the caller reaps and checks its limits.
+#[inline]
+pub(super) fn wait(
+    engine: EngineKind,
+    submitter: &Submitter<'_>,
+    sq: &mut SubmissionQueue<'_>,
+    cq: &mut CompletionQueue<'_>,
+    args: &types::SubmitArgs<'_, '_>,
+) -> Result<(), EngineError> {
+    sq.sync();
+    // Publish the CQ head we consumed so the kernel sees the free space.
+    cq.sync();
+    let want = if cq.len() == 0 { 1 } else { 0 };
+    match submitter.submit_with_args(want, args) {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) => {}
+        Err(source) => {
+            return Err(EngineError::Io {
+                engine,
+                what: "io_uring_enter (wait)",
+                source,
+            })
+        }
+    }
+    sq.sync();
+    cq.sync();
+    Ok(())
+}
+
+/// Counts CQ overflows (flushed by the next `io_uring_enter`, which the io-uring crate
+/// does with GETEVENTS whenever the flag is up) and CQEs the kernel dropped (each one
+/// recorded as an `EOVERFLOW` accept error: its connection can no longer be found).
+/// `seen_dropped` is this ring's drop count already accounted for.
+#[inline]
+pub(super) fn account_overflow(
+    sq: &mut SubmissionQueue<'_>,
+    cq: &mut CompletionQueue<'_>,
+    seen_dropped: &mut u32,
+    counters: &mut EngineCounters,
+    rec: &mut Recorder,
+) {
+    if sq.cq_overflow() {
+        counters.cq_overflows += 1;
+    }
+    let dropped = cq.overflow();
+    if dropped != *seen_dropped {
+        let new = dropped.wrapping_sub(*seen_dropped);
+        for _ in 0..new {
+            rec.error(libc::EOVERFLOW);
+        }
+        counters.cqes_dropped += u64::from(new);
+        *seen_dropped = dropped;
+    }
+}
