@@ -98,7 +98,7 @@ pub struct SweepArgs {
     /// Backlogs, comma-separated.
     #[arg(long, default_value = "16,128,1024,4096")]
     pub backlogs: String,
-    /// Modes, comma-separated: closed, rate, drain.
+    /// Modes, comma-separated: closed, rate, drain, burst, overload.
     #[arg(long, default_value = "closed,drain")]
     pub modes: String,
     /// Measured time per run.
@@ -131,6 +131,27 @@ pub struct SweepArgs {
     /// Do not draw plots into the run directory.
     #[arg(long)]
     pub no_plots: bool,
+    /// Connects per burst in mode `burst` (default: 4·backlog+16).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub burst_size: Option<u32>,
+    /// How long the acceptor stays paused while the burst arrives (mode `burst`).
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    pub pause: Duration,
+    /// Client connect timeout in burst/overload (SYN retransmits come at about 1 s, 3 s, 7 s).
+    #[arg(long, default_value = "4s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub connect_timeout: Duration,
+    /// Work per accepted connection in mode `overload`, to make the acceptor slower on purpose.
+    #[arg(long, default_value = "200us", value_parser = parse_duration)]
+    pub accept_delay: Duration,
+    /// Overflow runs: set net.ipv4.tcp_abort_on_overflow=1 (private network namespace, root).
+    #[arg(long)]
+    pub abort_on_overflow: bool,
+    /// Overflow runs: net.ipv4.tcp_syncookies 0, 1 or 2 (private network namespace, root).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(0..=2))]
+    pub syncookies: Option<u8>,
+    /// Overflow runs: net.core.somaxconn (private network namespace, root).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub somaxconn: Option<u32>,
 }
 
 /// A humantime duration (`10s`, `500ms`, `2m`).

@@ -33,6 +33,9 @@ pub enum ConfigError {
         /// Why, and what is valid.
         why: String,
     },
+    /// Namespace settings asked for without root.
+    #[error("--abort-on-overflow, --syncookies and --somaxconn are set in a private network namespace, which needs root: run as root or drop them")]
+    NeedsRoot,
     /// A CPU that this machine does not have.
     #[error("--{flag} {cpu}: this machine has CPUs 0..{ncpu}")]
     NoSuchCpu {
@@ -98,6 +101,10 @@ pub enum Mode {
     Rate,
     /// Acceptor paused while loadgen fills the queue, then it drains back to back.
     Drain,
+    /// A burst of connects against a paused acceptor, then the acceptor drains (overflow study).
+    Burst,
+    /// Open-loop rate above a deliberately slowed acceptor's capacity (overflow study).
+    Overload,
 }
 
 impl Mode {
@@ -107,7 +114,15 @@ impl Mode {
             Mode::Closed => "closed",
             Mode::Rate => "rate",
             Mode::Drain => "drain",
+            Mode::Burst => "burst",
+            Mode::Overload => "overload",
         }
+    }
+
+    /// Overflow modes sample the accept queue and the TcpExt counters, in a private
+    /// network namespace when running as root.
+    pub fn is_overflow(self) -> bool {
+        matches!(self, Mode::Burst | Mode::Overload)
     }
 }
 
@@ -118,7 +133,9 @@ impl FromStr for Mode {
             "closed" => Ok(Mode::Closed),
             "rate" => Ok(Mode::Rate),
             "drain" => Ok(Mode::Drain),
-            _ => Err("use closed, rate or drain".into()),
+            "burst" => Ok(Mode::Burst),
+            "overload" => Ok(Mode::Overload),
+            _ => Err("use closed, rate, drain, burst or overload".into()),
         }
     }
 }
@@ -154,6 +171,33 @@ pub struct SweepConfig {
     pub plots: bool,
     /// The command line as typed, for the run's README and meta.json.
     pub command: String,
+    /// Overflow-study settings (modes burst and overload).
+    pub overflow: OverflowConfig,
+}
+
+/// Settings of the overflow modes.
+#[derive(Debug, Clone)]
+pub struct OverflowConfig {
+    /// Connects per burst; None = 4·backlog+16 for each backlog.
+    pub burst_size: Option<u32>,
+    /// How long the acceptor stays paused after loadgen starts its burst.
+    pub pause: Duration,
+    /// Client connect timeout in overflow modes (long enough to see SYN retransmits).
+    pub connect_timeout: Duration,
+    /// Work per connection in overload mode.
+    pub accept_delay: Duration,
+    /// Settings for the private network namespace.
+    pub netns: crate::kernel::netns::NetnsSettings,
+    /// Run overflow modes in a private network namespace (root); false = host loopback.
+    pub private_netns: bool,
+}
+
+impl OverflowConfig {
+    /// Connects in a burst against `backlog`.
+    pub fn burst_for(&self, backlog: u32) -> u32 {
+        self.burst_size
+            .unwrap_or_else(|| backlog.saturating_mul(4).saturating_add(16))
+    }
 }
 
 impl Command {
@@ -289,7 +333,25 @@ impl SweepConfig {
                 }
             }
         };
+        let netns = crate::kernel::netns::NetnsSettings {
+            abort_on_overflow: a.abort_on_overflow,
+            syncookies: a.syncookies,
+            somaxconn: a.somaxconn,
+        };
+        let private_netns = crate::kernel::netns::can_create();
+        if !private_netns && netns != Default::default() {
+            return Err(ConfigError::NeedsRoot);
+        }
+        let overflow = OverflowConfig {
+            burst_size: a.burst_size,
+            pause: a.pause,
+            connect_timeout: a.connect_timeout,
+            accept_delay: a.accept_delay,
+            netns,
+            private_netns,
+        };
         Ok(SweepConfig {
+            overflow,
             engines,
             backlogs,
             modes,

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod kernel;
 pub mod listener;
 pub mod merge;
+pub mod overflow;
 pub mod plot;
 pub mod peer;
 pub mod record;

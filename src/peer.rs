@@ -29,7 +29,8 @@ pub fn sockaddr_to_socketaddr(
         libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
             // SAFETY: the family says the storage holds a sockaddr_in, `len` covers it,
             // and sockaddr_storage is at least as large and as aligned as sockaddr_in.
-            let sin = unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            let sin =
+                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
             let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
             Some(SocketAddr::V4(SocketAddrV4::new(
                 ip,
@@ -98,7 +99,8 @@ mod tests {
     fn v4_storage(ip: Ipv4Addr, port: u16) -> libc::sockaddr_storage {
         let mut ss = zeroed();
         // SAFETY: writing a sockaddr_in into storage that is larger and as aligned.
-        let sin = unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+        let sin =
+            unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
         sin.sin_family = libc::AF_INET as libc::sa_family_t;
         sin.sin_port = port.to_be();
         sin.sin_addr.s_addr = u32::from(ip).to_be();

@@ -163,7 +163,7 @@ fn sweep_rejects_bad_lists_and_unwritable_output() {
     assert!(err.contains("\"x\""), "{err}");
     let (code, err) = fails(&["sweep", "--modes", "fast"]);
     assert_eq!(code, 2);
-    assert!(err.contains("closed, rate or drain"), "{err}");
+    assert!(err.contains("closed, rate, drain, burst or overload"), "{err}");
     let (code, err) = fails(&["sweep", "--engines", "std", "--out", "/proc/acceptbench"]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot create the results directory"), "{err}");

@@ -237,7 +237,10 @@ pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>
         probe::probe_uring_cached(),
         crate::kernel::release_version(&crate::kernel::uname().release),
     ) {
-        return Err(EngineError::Unsupported { engine: kind, reason });
+        return Err(EngineError::Unsupported {
+            engine: kind,
+            reason,
+        });
     }
     if kind == EngineKind::Uring && !(1..=MAX_INFLIGHT).contains(&opts.inflight) {
         return Err(EngineError::InvalidOption {

@@ -236,7 +236,7 @@ impl MultishotRun<'_> {
                 cancel_due = false;
             }
             wait(EngineKind::Multishot, submitter, sq, cq, &args)?;
-            if cq.len() == 0 {
+            if CompletionQueue::is_empty(cq) {
                 cancel_due = true;
             }
         }

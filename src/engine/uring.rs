@@ -365,7 +365,7 @@ impl UringRun<'_> {
             let before = self.armed_count;
             wait(EngineKind::Uring, submitter, sq, cq, &args)?;
             cq.sync();
-            if cq.len() == 0 && self.armed_count == before {
+            if CompletionQueue::is_empty(cq) && self.armed_count == before {
                 cancel_due = true;
             }
         }
@@ -406,7 +406,12 @@ pub(super) unsafe fn push(
         sq.sync();
         match submitter.submit() {
             Ok(_) => {}
-            Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)) => {
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
                 std::thread::yield_now();
             }
             Err(source) => {
@@ -440,7 +445,7 @@ pub(super) fn wait(
     sq.sync();
     // Publish the CQ head we consumed so the kernel sees the free space.
     cq.sync();
-    let want = if cq.len() == 0 { 1 } else { 0 };
+    let want = if CompletionQueue::is_empty(cq) { 1 } else { 0 };
     match submitter.submit_with_args(want, args) {
         Ok(_) => {}
         Err(e)

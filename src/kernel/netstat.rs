@@ -14,9 +14,13 @@ pub const OVERFLOW_COUNTERS: &[&str] = &[
     "SyncookiesSent",
 ];
 
-/// All TcpExt counters, name → value.
+/// All TcpExt counters of the calling thread's network namespace, name → value.
+/// (`/proc/thread-self/net` follows this thread's namespace; `/proc/net` follows the
+/// thread-group leader's, which differs after a per-thread `unshare(CLONE_NEWNET)`.)
 pub fn read_tcpext() -> io::Result<BTreeMap<String, u64>> {
-    parse(&std::fs::read_to_string("/proc/net/netstat")?, "TcpExt")
+    let text = std::fs::read_to_string("/proc/thread-self/net/netstat")
+        .or_else(|_| std::fs::read_to_string("/proc/net/netstat"))?;
+    parse(&text, "TcpExt")
 }
 
 /// Parses one section (`TcpExt`, `IpExt`, …) of a /proc/net/netstat text.

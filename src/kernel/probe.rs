@@ -271,8 +271,14 @@ mod tests {
             ..full()
         };
         let r = unsupported_reason(EngineKind::Multishot, &p, Some((5, 15))).unwrap();
-        assert_eq!(r, "needs Linux 5.19 (multishot accept); this kernel is 5.15");
-        assert_eq!(unsupported_reason(EngineKind::Uring, &p, Some((5, 15))), None);
+        assert_eq!(
+            r,
+            "needs Linux 5.19 (multishot accept); this kernel is 5.15"
+        );
+        assert_eq!(
+            unsupported_reason(EngineKind::Uring, &p, Some((5, 15))),
+            None
+        );
     }
 
     #[test]

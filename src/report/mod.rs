@@ -52,6 +52,13 @@ impl RunDir {
     pub fn readme(&self) -> PathBuf {
         self.path.join("README.md")
     }
+    /// `queue/<engine>-b<backlog>-<mode>[-r<rep>].csv` (creates `queue/`).
+    pub fn queue_csv(&self, engine: &str, backlog: u32, mode: &str, rep: u32) -> io::Result<PathBuf> {
+        let dir = self.path.join("queue");
+        std::fs::create_dir_all(&dir)?;
+        let rep = if rep > 1 { format!("-r{rep}") } else { String::new() };
+        Ok(dir.join(format!("{engine}-b{backlog}-{mode}{rep}.csv")))
+    }
     /// `hgrm/<engine>-b<backlog>-<mode>[-r<rep>]-<metric>.hgrm`.
     pub fn hgrm(&self, engine: &str, backlog: u32, mode: &str, rep: u32, metric: &str) -> PathBuf {
         let rep = if rep > 1 { format!("-r{rep}") } else { String::new() };

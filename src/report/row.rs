@@ -108,6 +108,8 @@ pub struct SummaryRow {
     pub queue_limit: Option<u32>,
     /// TcpExt ListenOverflows delta.
     pub listen_overflows: Option<u64>,
+    /// TcpExt ListenOverflows delta while the acceptor was paused (burst): connects the full queue turned away.
+    pub listen_overflows_paused: Option<u64>,
     /// TcpExt ListenDrops delta.
     pub listen_drops: Option<u64>,
     /// TcpExt TCPReqQFullDrop delta.
@@ -118,6 +120,10 @@ pub struct SummaryRow {
     pub syncookies_sent: Option<u64>,
     /// Connect-latency modes from SYN retransmits, e.g. "1s:12;3s:4" (time:count).
     pub syn_retry_modes: Option<String>,
+    /// Connections established without a SYN retransmit (connect latency < 0.5 s).
+    pub established_immediately: Option<u64>,
+    /// What clients saw of the overflow: none, syn-dropped, reset, syn-dropped+reset.
+    pub overflow_outcome: Option<String>,
     /// Time for the acceptor to drain what the queue held, ms.
     pub drain_ms: Option<f64>,
     /// True when counters came from a private network namespace (exact), false on the host.

@@ -17,6 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::config::{Mode, SweepConfig};
 use crate::engine::{EngineKind, StopFlag};
 use crate::kernel::{self, probe};
+use crate::overflow;
 use crate::record::new_histogram;
 use crate::report::csv::SummaryWriter;
 use crate::report::meta::{self, Meta};
@@ -48,6 +49,18 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
                 meta.notes.push(note);
             }
         }
+    }
+    if cfg.modes.iter().any(|m| m.is_overflow()) {
+        meta.notes.push(if cfg.overflow.private_netns {
+            format!(
+                "burst/overload runs ran in a fresh private network namespace each (exact TcpExt counters), tcp_abort_on_overflow={}, syncookies={}, somaxconn={}",
+                u8::from(cfg.overflow.netns.abort_on_overflow),
+                cfg.overflow.netns.syncookies.map_or("default".into(), |v| v.to_string()),
+                cfg.overflow.netns.somaxconn.map_or("default".into(), |v| v.to_string()),
+            )
+        } else {
+            "burst/overload runs ran on the host's loopback (not root): TcpExt counters may include other traffic".to_string()
+        });
     }
     meta.write(&dir.meta_json())?;
     let mut csv = SummaryWriter::create(&dir.summary_csv())?;
@@ -162,10 +175,15 @@ fn measured_row(
     let from_intended = mode == Mode::Rate;
     let mut connect = new_histogram();
     let mut established = Vec::with_capacity(m.client.records.len());
+    let mut latencies = Vec::new();
     for r in &m.client.records {
         if r.outcome == loadgen::Outcome::Established {
             let start = if from_intended { r.intended_ns } else { r.connect_start_ns };
-            connect.saturating_record(r.done_ns.saturating_sub(start).max(1));
+            let latency = r.done_ns.saturating_sub(start).max(1);
+            connect.saturating_record(latency);
+            if m.overflow.is_some() {
+                latencies.push(r.done_ns.saturating_sub(r.connect_start_ns));
+            }
             established.push(ClientConn {
                 local: r.local,
                 connect_start_ns: r.connect_start_ns,
@@ -202,7 +220,7 @@ fn measured_row(
         ));
     }
     let errors = &report.errors;
-    Ok(SummaryRow {
+    let mut row = SummaryRow {
         engine: name.into(),
         backlog,
         backlog_effective: m.backlog_effective,
@@ -249,7 +267,49 @@ fn measured_row(
         pending: report.pending,
         client_other_errors: errors.addr_unavailable + errors.other,
         ..Default::default()
-    })
+    };
+    if let Some(f) = &m.overflow {
+        overflow_columns(&mut row, f, &latencies, m.acceptor_start_ns, mode);
+        let path = dir.queue_csv(name, backlog, mode.name(), rep)?;
+        overflow::sampler::write_csv(&path, &f.samples, f.t0_ns)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(row)
+}
+
+/// Fills the burst/overload columns of `row`.
+fn overflow_columns(
+    row: &mut SummaryRow,
+    f: &overflow::Figures,
+    latencies_ns: &[u64],
+    acceptor_start_ns: u64,
+    mode: Mode,
+) {
+    let counter = |name: &str| f.counters.get(name).copied();
+    row.queue_max = Some(f.samples.max_depth());
+    row.queue_mean = Some(f.samples.mean_depth());
+    row.queue_limit = Some(f.samples.limit());
+    row.listen_overflows = counter("ListenOverflows");
+    row.listen_drops = counter("ListenDrops");
+    if mode == Mode::Burst {
+        row.listen_overflows_paused = f.counters_paused.get("ListenOverflows").copied();
+    }
+    row.reqq_full_drop = counter("TCPReqQFullDrop");
+    row.reqq_full_do_cookies = counter("TCPReqQFullDoCookies");
+    row.syncookies_sent = counter("SyncookiesSent");
+    let modes = overflow::retry_modes(latencies_ns.iter().copied());
+    let retried: u64 = modes.iter().map(|(_, n)| n).sum();
+    row.syn_retry_modes = Some(overflow::format_modes(&modes));
+    row.established_immediately = Some(row.established.saturating_sub(retried));
+    row.overflow_outcome =
+        Some(overflow::outcome(retried, row.timeout + row.pending, row.reset).to_string());
+    if mode == Mode::Burst && acceptor_start_ns > 0 {
+        row.drain_ms = f
+            .samples
+            .first_empty_after(acceptor_start_ns)
+            .map(|t| (t - acceptor_start_ns) as f64 / 1e6);
+    }
+    row.netns = Some(f.private_netns);
 }
 
 fn line_of(r: &SummaryRow) -> String {

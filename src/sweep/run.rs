@@ -18,6 +18,8 @@ use crate::engine::{self, EngineKind, Limits, StopFlag};
 use crate::listener::{Listener, ListenerSpec};
 use crate::record::Recorder;
 
+type Counters = std::collections::BTreeMap<String, u64>;
+
 /// What one run measured, before it is turned into a summary row.
 pub struct Measured {
     /// The acceptor's records (peers kept for the join).
@@ -34,6 +36,12 @@ pub struct Measured {
     pub incomplete: Option<String>,
     /// Wall time of the measured window, s.
     pub window_s: f64,
+    /// CLOCK_MONOTONIC ns when the acceptor started accepting (after any pause).
+    pub acceptor_start_ns: u64,
+    /// Burst/overload: queue samples and counter deltas.
+    pub overflow: Option<crate::overflow::Figures>,
+    /// Burst/overload: TcpExt counters when the acceptor started accepting.
+    pub counters_at_start: Option<std::collections::BTreeMap<String, u64>>,
 }
 
 /// Everything a run needs.
@@ -56,14 +64,20 @@ pub struct RunSpec<'a> {
 
 /// Runs one (engine, backlog, mode).
 pub fn run(spec: &RunSpec) -> anyhow::Result<Measured> {
+    if spec.mode.is_overflow() && spec.cfg.overflow.private_netns {
+        // A fresh namespace per overflow run: exact counters, our own sysctls. This
+        // thread (and what it starts later) stays in it; loopback works the same there.
+        crate::kernel::netns::enter_private(&spec.cfg.overflow.netns)?;
+    }
     let listener = Listener::bind(&ListenerSpec {
         addr: crate::config::sweep_listen_addr(),
         backlog: spec.backlog,
         reuse_port: false,
     })?;
     match spec.mode {
-        Mode::Closed | Mode::Rate => run_driven(spec, &listener),
+        Mode::Closed | Mode::Rate => run_driven(spec, &listener, Duration::ZERO),
         Mode::Drain => run_drain(spec, &listener),
+        Mode::Burst | Mode::Overload => crate::overflow::run(spec, &listener),
     }
 }
 
@@ -71,8 +85,8 @@ fn loadgen_args(spec: &RunSpec, target: SocketAddr) -> Vec<String> {
     let cfg = spec.cfg;
     let mode = match spec.mode {
         Mode::Closed => "closed",
-        Mode::Rate => "rate",
-        Mode::Drain => "burst",
+        Mode::Rate | Mode::Overload => "rate",
+        Mode::Drain | Mode::Burst => "burst",
     };
     let mut args = client::base_args(target, mode, cfg.client_threads, &cfg.client_cpus);
     let ms = |d: Duration| format!("{}ms", d.as_millis());
@@ -87,21 +101,63 @@ fn loadgen_args(spec: &RunSpec, target: SocketAddr) -> Vec<String> {
             }
         }
         Mode::Drain => {}
+        Mode::Burst => args.extend([
+            "--connections".into(),
+            cfg.overflow.burst_for(spec.backlog).to_string(),
+            "--connect-timeout".into(),
+            ms(cfg.overflow.connect_timeout),
+        ]),
+        Mode::Overload => args.extend([
+            "--rate".into(),
+            cfg.rate.to_string(),
+            "--duration".into(),
+            ms(cfg.duration),
+            "--connect-timeout".into(),
+            ms(cfg.overflow.connect_timeout),
+        ]),
     }
     args
 }
 
-/// closed / rate: acceptor thread + loadgen child at the same time.
-fn run_driven(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
+/// closed / rate / burst / overload: acceptor thread + loadgen child at the same
+/// time; the acceptor starts accepting `pause` after loadgen was started.
+pub(crate) fn run_driven(
+    spec: &RunSpec,
+    listener: &Listener,
+    pause: Duration,
+) -> anyhow::Result<Measured> {
     let cfg = spec.cfg;
     let run_stop = StopFlag::new();
     // A safety net only: the run normally ends when loadgen does.
-    let deadline = Instant::now() + cfg.duration + cfg.warmup + Duration::from_secs(30);
+    let deadline = Instant::now()
+        + cfg.duration
+        + cfg.warmup
+        + pause
+        + cfg.overflow.connect_timeout
+        + Duration::from_secs(30);
+    let mut options = cfg.options.clone();
+    if spec.mode == Mode::Overload {
+        options.accept_delay = Some(cfg.overflow.accept_delay).filter(|d| !d.is_zero());
+    }
+    let options = &options;
     let args = loadgen_args(spec, listener.local_addr);
     std::thread::scope(|s| {
-        let acceptor = s.spawn(|| -> anyhow::Result<(Recorder, (f64, f64))> {
+        type AcceptorOut = (Recorder, (f64, f64), u64, Option<Counters>);
+        let acceptor = s.spawn(|| -> anyhow::Result<AcceptorOut> {
             loadgen::affinity::pin_current_thread(cfg.server_cpu)?;
-            let mut engine = engine::build(spec.engine, &cfg.options)?;
+            let mut engine = engine::build(spec.engine, options)?;
+            // Paused: the accept queue fills (and overflows) while nobody accepts.
+            let resume = Instant::now() + pause;
+            while Instant::now() < resume && !run_stop.is_raised() && !spec.stop.is_raised() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // What the full queue turned away while nobody accepted.
+            let counters = spec
+                .mode
+                .is_overflow()
+                .then(|| crate::kernel::netstat::read_tcpext().ok())
+                .flatten();
+            let start_ns = loadgen::clock::mono_ns();
             let limits = Limits {
                 count: None,
                 deadline: Some(deadline),
@@ -112,7 +168,7 @@ fn run_driven(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
             let result = engine.run(listener, &limits, &mut rec);
             let c1 = loadgen::affinity::thread_cpu_s();
             result?;
-            Ok((rec, (c1.0 - c0.0, c1.1 - c0.1)))
+            Ok((rec, (c1.0 - c0.0, c1.1 - c0.1), start_ns, counters))
         });
         let started = Instant::now();
         let outcome = (|| -> anyhow::Result<(ClientResult, Option<String>)> {
@@ -123,7 +179,7 @@ fn run_driven(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
                     child.interrupt();
                     interrupted = Some("interrupted (Ctrl-C) during the run".to_string());
                 }
-                if acceptor.is_finished() {
+                if acceptor.is_finished() && interrupted.is_none() {
                     // The acceptor failed (or hit the safety deadline): stop the client too.
                     child.interrupt();
                     interrupted.get_or_insert_with(|| "the acceptor stopped early".into());
@@ -147,9 +203,12 @@ fn run_driven(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
         let acceptor = acceptor
             .join()
             .map_err(|_| anyhow::anyhow!("the acceptor thread panicked"))?;
-        let (rec, cpu_s) = acceptor?;
+        let (rec, cpu_s, acceptor_start_ns, counters_at_start) = acceptor?;
         let (client, incomplete) = outcome?;
         Ok(Measured {
+            counters_at_start,
+            acceptor_start_ns,
+            overflow: None,
             rec,
             cpu_s,
             backlog_effective: listener.backlog_effective,
@@ -229,6 +288,9 @@ fn run_drain(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
     let window_s = started.elapsed().as_secs_f64();
     let client = child.finish()?;
     Ok(Measured {
+        counters_at_start: None,
+        acceptor_start_ns: 0,
+        overflow: None,
         rec,
         cpu_s: (cpu_user, cpu_sys),
         backlog_effective: listener.backlog_effective,

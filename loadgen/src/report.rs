@@ -1,0 +1,224 @@
+//! The run's result as data (`Report`, serialised to JSON) and its human summary. Built
+//! from merged per-thread stats after the run; measurement code never formats anything.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Failed attempts by kind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorCounts {
+    /// ECONNREFUSED: nothing listening, or the listener refused.
+    pub refused: u64,
+    /// ECONNRESET during the handshake.
+    pub reset: u64,
+    /// No outcome within --connect-timeout, or ETIMEDOUT from the kernel.
+    pub timeout: u64,
+    /// EADDRNOTAVAIL/EADDRINUSE: local ports or addresses exhausted.
+    pub addr_unavailable: u64,
+    /// Any other errno (see `other_errnos`).
+    pub other: u64,
+    /// errno → count for `other`.
+    pub other_errnos: BTreeMap<i32, u64>,
+}
+
+impl ErrorCounts {
+    /// Sum of all kinds.
+    pub fn total(&self) -> u64 {
+        self.refused + self.reset + self.timeout + self.addr_unavailable + self.other
+    }
+
+    pub(crate) fn merge(&mut self, o: &ErrorCounts) {
+        self.refused += o.refused;
+        self.reset += o.reset;
+        self.timeout += o.timeout;
+        self.addr_unavailable += o.addr_unavailable;
+        self.other += o.other;
+        for (e, n) in &o.other_errnos {
+            *self.other_errnos.entry(*e).or_insert(0) += n;
+        }
+    }
+}
+
+/// Latency percentiles, in the unit of the field holding them (ns for `*_ns`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Number of values.
+    pub count: u64,
+    /// Smallest value.
+    pub min: u64,
+    /// Mean.
+    pub mean: f64,
+    /// Median.
+    pub p50: u64,
+    /// 90th percentile.
+    pub p90: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// 99.9th percentile.
+    pub p999: u64,
+    /// Largest value.
+    pub max: u64,
+}
+
+impl Percentiles {
+    /// Percentiles of a histogram (all zero when empty).
+    pub fn of(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Percentiles::default();
+        }
+        Percentiles {
+            count: h.len(),
+            min: h.min(),
+            mean: h.mean(),
+            p50: h.value_at_quantile(0.5),
+            p90: h.value_at_quantile(0.9),
+            p99: h.value_at_quantile(0.99),
+            p999: h.value_at_quantile(0.999),
+            max: h.max(),
+        }
+    }
+}
+
+/// One burst round's outcome (all threads).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoundSummary {
+    /// Round number, 0-based.
+    pub round: u32,
+    /// Connects issued this round.
+    pub attempted: u64,
+    /// Connected this round (and held open until the round ended).
+    pub established: u64,
+    /// Still unresolved when the round's wait (--connect-timeout) ended.
+    pub pending: u64,
+    /// Failed this round (all kinds).
+    pub errors: u64,
+    /// First connect issued → last outcome known, seconds.
+    pub duration_s: f64,
+}
+
+/// What a run measured; `--json` prints exactly this.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// Pacing: "closed", "rate" or "burst".
+    pub mode: String,
+    /// Address connected to.
+    pub target: String,
+    /// Connect method used: "uring", "epoll" or "blocking".
+    pub method: String,
+    /// Why the method differs from the one asked for (io_uring unavailable), if it does.
+    pub method_note: Option<String>,
+    /// Worker threads.
+    pub threads: usize,
+    /// Connections in flight across threads (closed: connectors; rate: cap; burst: burst size).
+    pub concurrency: usize,
+    /// Requested rate in rate mode, connections/s.
+    pub rate_per_s: Option<f64>,
+    /// Measured connection attempts (= established + errors + pending).
+    pub attempted: u64,
+    /// Attempts that connected.
+    pub established: u64,
+    /// Attempts unresolved when the wait ended (burst, or cut short by a stop).
+    pub pending: u64,
+    /// Failed attempts by kind.
+    pub errors: ErrorCounts,
+    /// Attempts during --warmup (real connections, excluded from every other count).
+    pub warmup_attempted: u64,
+    /// --wait-close reads that hit --connect-timeout before the server closed.
+    pub wait_close_timeouts: u64,
+    /// Measured window, seconds (burst: sum of the rounds' durations).
+    pub duration_s: f64,
+    /// Established connections per second of `duration_s`.
+    pub conns_per_s: f64,
+    /// Connect latency of established connections, ns (rate mode: from the intended start).
+    pub connect_ns: Percentiles,
+    /// Rate mode: how late connects started against the schedule, ns.
+    pub schedule_lag_ns: Option<Percentiles>,
+    /// User CPU of the worker threads over the measured window, seconds.
+    pub cpu_user_s: f64,
+    /// System CPU (incl. softirq charged to them) of the worker threads over the window, seconds.
+    pub cpu_sys_s: f64,
+    /// Established connections per worker CPU-second (user + sys).
+    pub conns_per_cpu_s: f64,
+    /// Burst rounds, in order.
+    pub rounds: Vec<RoundSummary>,
+    /// Interrupted by the stop flag (Ctrl-C) before the planned end.
+    pub interrupted: bool,
+}
+
+impl Report {
+    /// True when attempted = established + pending + every error kind.
+    pub fn counts_add_up(&self) -> bool {
+        self.attempted == self.established + self.pending + self.errors.total()
+    }
+
+    /// Multi-line human summary.
+    pub fn human(&self) -> String {
+        let mut s = String::new();
+        let us = |ns: u64| ns as f64 / 1000.0;
+        let _ = writeln!(
+            s,
+            "{} mode -> {} ({} thread(s), concurrency {}, method {}{})",
+            self.mode,
+            self.target,
+            self.threads,
+            self.concurrency,
+            self.method,
+            self.method_note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+        );
+        let _ = writeln!(
+            s,
+            "  attempted {}  established {}  pending {}  errors {}  in {:.3} s  = {:.0} conn/s",
+            self.attempted,
+            self.established,
+            self.pending,
+            self.errors.total(),
+            self.duration_s,
+            self.conns_per_s
+        );
+        let c = &self.connect_ns;
+        let _ = writeln!(
+            s,
+            "  connect latency (us): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+            us(c.p50),
+            us(c.p90),
+            us(c.p99),
+            us(c.p999),
+            us(c.max)
+        );
+        if let Some(l) = &self.schedule_lag_ns {
+            let _ = writeln!(s, "  schedule lag (us): p50 {:.1}  p99 {:.1}  max {:.1}", us(l.p50), us(l.p99), us(l.max));
+        }
+        let e = &self.errors;
+        if e.total() > 0 {
+            let others: Vec<String> = e.other_errnos.iter().map(|(k, v)| format!("{}:{v}", std::io::Error::from_raw_os_error(*k))).collect();
+            let _ = writeln!(
+                s,
+                "  errors: refused {}  reset {}  timeout {}  addr_unavailable {}  other {}{}",
+                e.refused,
+                e.reset,
+                e.timeout,
+                e.addr_unavailable,
+                e.other,
+                if others.is_empty() { String::new() } else { format!(" ({})", others.join(", ")) }
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  cpu: user {:.3} s  sys {:.3} s  = {:.0} conn per cpu-second{}",
+            self.cpu_user_s,
+            self.cpu_sys_s,
+            self.conns_per_cpu_s,
+            if self.warmup_attempted > 0 { format!("  (warm-up: {} attempts not counted)", self.warmup_attempted) } else { String::new() }
+        );
+        for r in &self.rounds {
+            let _ = writeln!(s, "  round {}: attempted {} established {} pending {} errors {} in {:.3} s", r.round, r.attempted, r.established, r.pending, r.errors, r.duration_s);
+        }
+        if self.interrupted {
+            let _ = writeln!(s, "  interrupted: results cover the part that ran");
+        }
+        s
+    }
+}

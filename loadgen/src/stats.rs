@@ -1,0 +1,127 @@
+//! Per-thread measurement state: counters by outcome and HdrHistograms, owned by one
+//! worker and merged when the run ends. Nothing here is shared while the run is going.
+
+use hdrhistogram::Histogram;
+
+use crate::record::Outcome;
+use crate::report::ErrorCounts;
+
+/// Highest latency the histograms are sized for without resizing (1 hour, ns); larger
+/// values still fit (the histograms auto-resize).
+const HIST_HIGH_NS: u64 = 3_600_000_000_000;
+
+/// A connect-latency histogram in ns, 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, HIST_HIGH_NS, 3).expect("constant histogram bounds are valid");
+    h.auto(true);
+    h
+}
+
+/// Counts and histograms of one worker (or, after `merge`, of the run).
+pub struct ThreadStats {
+    /// Measured attempts.
+    pub attempted: u64,
+    /// Measured attempts that connected.
+    pub established: u64,
+    /// Measured attempts unresolved when the wait ended.
+    pub pending: u64,
+    /// Measured failures by kind.
+    pub errors: ErrorCounts,
+    /// Attempts made during warm-up (not in the counts above).
+    pub warmup_attempted: u64,
+    /// Wait-close reads that hit the timeout.
+    pub wait_close_timeouts: u64,
+    /// Connect latency of established measured connections, ns.
+    pub connect_ns: Histogram<u64>,
+    /// Rate mode: actual start − intended start, ns.
+    pub lag_ns: Histogram<u64>,
+    /// One connect-latency histogram per second since the measured window began (--hlog).
+    pub intervals: Vec<Histogram<u64>>,
+    keep_intervals: bool,
+    measure_start_ns: u64,
+}
+
+impl ThreadStats {
+    pub fn new(measure_start_ns: u64, keep_intervals: bool) -> Self {
+        ThreadStats {
+            attempted: 0,
+            established: 0,
+            pending: 0,
+            errors: ErrorCounts::default(),
+            warmup_attempted: 0,
+            wait_close_timeouts: 0,
+            connect_ns: new_histogram(),
+            lag_ns: new_histogram(),
+            intervals: Vec::new(),
+            keep_intervals,
+            measure_start_ns,
+        }
+    }
+
+    /// Counts one outcome; `latency_ns` is recorded for established connections.
+    #[inline]
+    pub fn count(&mut self, outcome: Outcome, warmup: bool, latency_ns: u64, done_ns: u64) {
+        if warmup {
+            self.warmup_attempted += 1;
+            return;
+        }
+        self.attempted += 1;
+        match outcome {
+            Outcome::Established => {
+                self.established += 1;
+                self.connect_ns.saturating_record(latency_ns.max(1));
+                if self.keep_intervals {
+                    self.record_interval(latency_ns, done_ns);
+                }
+            }
+            Outcome::Pending => self.pending += 1,
+            Outcome::Refused => self.errors.refused += 1,
+            Outcome::Reset => self.errors.reset += 1,
+            Outcome::Timeout => self.errors.timeout += 1,
+            Outcome::AddrUnavailable => self.errors.addr_unavailable += 1,
+            Outcome::Other(e) => {
+                self.errors.other += 1;
+                *self.errors.other_errnos.entry(e).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// Rate mode: records how late a start was against its schedule.
+    #[inline]
+    pub fn schedule_lag(&mut self, lag_ns: u64) {
+        self.lag_ns.saturating_record(lag_ns.max(1));
+    }
+
+    #[cold]
+    fn record_interval(&mut self, latency_ns: u64, done_ns: u64) {
+        let i = (done_ns.saturating_sub(self.measure_start_ns) / 1_000_000_000) as usize;
+        // Bounded by the run's length in seconds.
+        while self.intervals.len() <= i {
+            let mut h = Histogram::new(3).expect("3 significant digits is valid");
+            h.auto(true);
+            self.intervals.push(h);
+        }
+        self.intervals[i].saturating_record(latency_ns.max(1));
+    }
+
+    /// Adds another worker's stats into these.
+    pub fn merge(&mut self, other: &ThreadStats) {
+        self.attempted += other.attempted;
+        self.established += other.established;
+        self.pending += other.pending;
+        self.errors.merge(&other.errors);
+        self.warmup_attempted += other.warmup_attempted;
+        self.wait_close_timeouts += other.wait_close_timeouts;
+        // Auto-resizing histograms accept any other histogram of the same precision.
+        let _ = self.connect_ns.add(&other.connect_ns);
+        let _ = self.lag_ns.add(&other.lag_ns);
+        for (i, h) in other.intervals.iter().enumerate() {
+            while self.intervals.len() <= i {
+                let mut n = Histogram::new(3).expect("3 significant digits is valid");
+                n.auto(true);
+                self.intervals.push(n);
+            }
+            let _ = self.intervals[i].add(h);
+        }
+    }
+}

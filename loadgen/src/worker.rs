@@ -1,0 +1,629 @@
+//! The worker loop: one per thread, the same loop for every mode. It asks the pacer when
+//! to start, creates and binds sockets, hands connects to the driver, times and classifies
+//! outcomes into its own stats and records, and enforces timeouts. Nothing in here is
+//! shared with other threads except a progress counter it publishes now and then and the
+//! burst rounds' channel (used once per round, never per connection).
+
+use std::collections::VecDeque;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
+
+use crate::affinity;
+use crate::clock::mono_ns;
+use crate::config::{CloseMode, Config, Mode};
+use crate::driver::blocking::BlockingDriver;
+use crate::driver::epoll::EpollDriver;
+use crate::driver::uring::UringDriver;
+use crate::driver::{token_slot, Completion, Driver, Method, Op};
+use crate::error::LoadgenError;
+use crate::pacer::{Pace, Pacer};
+use crate::record::{ConnRecord, Outcome};
+use crate::sock::{self, RawAddr, SocketSetup};
+use crate::sources::SourceRange;
+use crate::stats::ThreadStats;
+
+/// After a local failure (no socket, no port) wait this long before the next start, so a
+/// closed loop does not spin on an exhausted resource.
+const BACKOFF_NS: u64 = 1_000_000;
+/// After the run, wait at most this long for cancelled io_uring operations to complete.
+const DRAIN_LIMIT_NS: u64 = 2_000_000_000;
+/// Publish progress counters every this many outcomes.
+const PUBLISH_EVERY: u32 = 64;
+
+/// Progress counters a worker publishes for the progress line (own cache line each).
+#[repr(align(128))]
+#[derive(Default)]
+pub(crate) struct Published {
+    pub attempted: AtomicU64,
+    pub established: AtomicU64,
+}
+
+/// What the coordinator tells workers after a burst round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RoundCmd {
+    /// Close this round's connections and run the next round.
+    Next,
+    /// Close this round's connections and finish.
+    Stop,
+}
+
+/// A worker's account of one burst round.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RoundMsg {
+    pub thread: usize,
+    pub round: u32,
+    pub attempted: u64,
+    pub established: u64,
+    pub pending: u64,
+    pub errors: u64,
+    pub start_ns: u64,
+    pub known_ns: u64,
+}
+
+/// A worker's end of the round channel.
+pub(crate) struct RoundLink {
+    pub tx: Sender<RoundMsg>,
+    pub rx: Receiver<RoundCmd>,
+}
+
+/// Everything a worker needs, prepared by `run`.
+pub(crate) struct WorkerSpec<'a> {
+    pub index: usize,
+    pub config: &'a Config,
+    pub method: Method,
+    pub slots: usize,
+    pub pacer: Pacer,
+    pub measure_start_ns: u64,
+    pub stop: &'a AtomicBool,
+    pub published: &'a Published,
+    pub rounds: Option<RoundLink>,
+}
+
+/// What a worker hands back.
+pub(crate) struct WorkerOutput {
+    pub stats: ThreadStats,
+    pub records: Vec<ConnRecord>,
+    pub cpu_user_s: f64,
+    pub cpu_sys_s: f64,
+    /// Last measured outcome, CLOCK_MONOTONIC ns (0 if none).
+    pub last_done_ns: u64,
+    pub interrupted: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Free,
+    /// connect in flight.
+    Connecting,
+    /// wait-close read in flight.
+    Reading,
+    /// Burst: established, held open until the round ends.
+    Held,
+    /// Burst: recorded as pending; fd open, connect possibly still in flight.
+    Decided,
+    /// fd closed; waiting for the cancelled operation's completion.
+    Draining,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    fd: RawFd,
+    gen: u16,
+    state: State,
+    op_in_flight: bool,
+    warmup: bool,
+    intended_ns: u64,
+    start_ns: u64,
+    deadline_ns: u64,
+}
+
+impl Slot {
+    const FREE: Slot = Slot { fd: -1, gen: 0, state: State::Free, op_in_flight: false, warmup: false, intended_ns: 0, start_ns: 0, deadline_ns: 0 };
+}
+
+/// Runs one worker to the end; pins it first if asked.
+pub(crate) fn run_worker(spec: WorkerSpec<'_>) -> Result<WorkerOutput, LoadgenError> {
+    if !spec.config.cpus.is_empty() {
+        let cpu = spec.config.cpus[spec.index % spec.config.cpus.len()];
+        affinity::pin_current_thread(cpu).map_err(|source| LoadgenError::Pin { thread: spec.index, cpu, source })?;
+    }
+    let target = RawAddr::new(&spec.config.target);
+    match spec.method {
+        Method::Uring => {
+            let driver = UringDriver::new(target, spec.slots, spec.config.wait_close).map_err(|e| LoadgenError::io("io_uring setup in worker", std::io::Error::other(e)))?;
+            Worker::new(spec, driver).run()
+        }
+        Method::Epoll => {
+            let driver = EpollDriver::new(target, spec.slots)?;
+            Worker::new(spec, driver).run()
+        }
+        Method::Blocking => Worker::new(spec, BlockingDriver::new(target)).run(),
+    }
+}
+
+struct Worker<'a, D: Driver> {
+    index: usize,
+    config: &'a Config,
+    driver: D,
+    pacer: Pacer,
+    stop: &'a AtomicBool,
+    published: &'a Published,
+    rounds: Option<RoundLink>,
+    setup: SocketSetup,
+    sources: Option<SourceRange>,
+    next_source: u64,
+    timeout_ns: u64,
+    burst: bool,
+    rate: bool,
+    /// Async drivers need the deadline queue; the blocking driver bounds itself.
+    track_deadlines: bool,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// (deadline, slot, gen), in deadline order (all deadlines are now + the same timeout).
+    deadlines: VecDeque<(u64, u32, u16)>,
+    completions: Vec<Completion>,
+    /// Slots in Connecting or Reading: what a phase waits for.
+    awaiting: usize,
+    /// Slots in Draining.
+    draining: usize,
+    stats: ThreadStats,
+    records: Vec<ConnRecord>,
+    keep_records: bool,
+    measure_start_ns: u64,
+    measuring: bool,
+    cpu0: (f64, f64),
+    backoff_until_ns: u64,
+    last_done_ns: u64,
+    unpublished: u32,
+    round: u32,
+    round_counts: RoundMsg,
+    interrupted: bool,
+}
+
+impl<'a, D: Driver> Worker<'a, D> {
+    fn new(spec: WorkerSpec<'a>, driver: D) -> Self {
+        let config = spec.config;
+        let slots = spec.slots.max(1);
+        let keep_records = config.keep_records;
+        let records = if keep_records { Vec::with_capacity(expected_records(config, spec.index)) } else { Vec::new() };
+        let blocking = spec.method == Method::Blocking;
+        Worker {
+            index: spec.index,
+            config,
+            setup: SocketSetup {
+                family: if config.target.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET },
+                nonblocking: driver.nonblocking_sockets(),
+                linger0: config.close == CloseMode::Reset,
+                blocking_timeout: blocking.then_some(config.connect_timeout),
+                read_timeout: config.wait_close,
+            },
+            driver,
+            pacer: spec.pacer,
+            stop: spec.stop,
+            published: spec.published,
+            rounds: spec.rounds,
+            sources: config.sources.clone(),
+            next_source: spec.index as u64,
+            timeout_ns: config.connect_timeout.as_nanos().min(u64::MAX as u128 / 4) as u64,
+            burst: matches!(config.mode, Mode::Burst { .. }),
+            rate: matches!(config.mode, Mode::Rate { .. }),
+            track_deadlines: !blocking,
+            slots: vec![Slot::FREE; slots],
+            free: (0..slots as u32).rev().collect(),
+            deadlines: VecDeque::with_capacity(slots),
+            completions: Vec::with_capacity(slots.min(4096)),
+            awaiting: 0,
+            draining: 0,
+            stats: ThreadStats::new(spec.measure_start_ns, config.keep_intervals),
+            records,
+            keep_records,
+            measure_start_ns: spec.measure_start_ns,
+            measuring: false,
+            cpu0: (0.0, 0.0),
+            backoff_until_ns: 0,
+            last_done_ns: 0,
+            unpublished: 0,
+            round: 0,
+            round_counts: RoundMsg { thread: spec.index, ..RoundMsg::default() },
+            interrupted: false,
+        }
+    }
+
+    fn run(mut self) -> Result<WorkerOutput, LoadgenError> {
+        let result = self.run_rounds();
+        // Whatever happened, close every socket and let cancelled operations finish.
+        self.close_all();
+        self.drain();
+        result?;
+        let (u1, s1) = affinity::thread_cpu_s();
+        let (cpu_user_s, cpu_sys_s) = if self.measuring { (u1 - self.cpu0.0, s1 - self.cpu0.1) } else { (0.0, 0.0) };
+        self.publish();
+        Ok(WorkerOutput { stats: self.stats, records: self.records, cpu_user_s, cpu_sys_s, last_done_ns: self.last_done_ns, interrupted: self.interrupted })
+    }
+
+    fn run_rounds(&mut self) -> Result<(), LoadgenError> {
+        loop {
+            self.round_counts = RoundMsg { thread: self.index, round: self.round, start_ns: mono_ns(), ..RoundMsg::default() };
+            self.phase()?;
+            if !self.burst {
+                return Ok(());
+            }
+            let cmd = self.end_round();
+            if cmd == RoundCmd::Stop || self.interrupted {
+                return Ok(());
+            }
+            self.round += 1;
+            self.pacer.next_round();
+        }
+    }
+
+    /// Starts connections as the pacer allows until it is done and every outcome is known.
+    fn phase(&mut self) -> Result<(), LoadgenError> {
+        let mut now = mono_ns();
+        loop {
+            if !self.measuring && now >= self.measure_start_ns {
+                self.cpu0 = affinity::thread_cpu_s();
+                self.measuring = true;
+            }
+            if !self.interrupted && self.stop.load(Ordering::Relaxed) {
+                self.interrupt(now);
+            }
+            if self.track_deadlines {
+                self.expire(now);
+            }
+            let mut wake: Option<u64> = None;
+            let mut pacer_done = false;
+            while !self.free.is_empty() {
+                if self.backoff_until_ns > now {
+                    wake = Some(self.backoff_until_ns);
+                    break;
+                }
+                match self.pacer.next(now) {
+                    Pace::Now { intended_ns } => self.start(intended_ns, now),
+                    Pace::At(t) => {
+                        wake = Some(t);
+                        break;
+                    }
+                    Pace::Done => {
+                        pacer_done = true;
+                        break;
+                    }
+                }
+            }
+            if self.awaiting == 0 && (pacer_done || self.interrupted) {
+                return Ok(());
+            }
+            if let Some(&(d, _, _)) = self.deadlines.front() {
+                wake = Some(wake.map_or(d, |w| w.min(d)));
+            }
+            if self.awaiting == 0 && wake.is_none() {
+                // Nothing in flight, nothing scheduled: only possible while backing off.
+                wake = Some(now + BACKOFF_NS);
+            }
+            let mut completions = std::mem::take(&mut self.completions);
+            let waited = self.driver.wait(wake, &mut completions);
+            now = mono_ns();
+            for c in completions.drain(..) {
+                self.complete(c, now);
+            }
+            self.completions = completions;
+            waited?;
+        }
+    }
+
+    /// Creates, binds and starts connecting one socket.
+    #[inline]
+    fn start(&mut self, intended_ns: u64, now: u64) {
+        let Some(idx) = self.free.pop() else { return };
+        let idx = idx as usize;
+        let warmup = intended_ns < self.measure_start_ns;
+        let source: Option<IpAddr> = self.sources.as_ref().map(|s| {
+            self.next_source += 1;
+            s.nth(self.next_source - 1)
+        });
+        let slot = &mut self.slots[idx];
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.warmup = warmup;
+        match sock::new_socket(&self.setup, source) {
+            Ok(fd) => {
+                let start_ns = mono_ns();
+                slot.fd = fd;
+                slot.state = State::Connecting;
+                slot.op_in_flight = self.track_deadlines;
+                slot.start_ns = start_ns;
+                // Closed and burst latency counts from connect(); rate from the schedule.
+                slot.intended_ns = if self.rate { intended_ns } else { start_ns };
+                slot.deadline_ns = start_ns + self.timeout_ns;
+                let token = token(idx, slot.gen);
+                if self.track_deadlines {
+                    self.deadlines.push_back((slot.deadline_ns, idx as u32, slot.gen));
+                }
+                if self.rate && !warmup {
+                    self.stats.schedule_lag(start_ns.saturating_sub(intended_ns));
+                }
+                self.awaiting += 1;
+                self.driver.start_connect(token, fd);
+            }
+            Err(errno) => {
+                slot.fd = -1;
+                slot.intended_ns = if self.rate { intended_ns } else { now };
+                slot.start_ns = now;
+                self.note(idx, Outcome::from_errno(errno), now);
+                self.backoff_until_ns = now + BACKOFF_NS;
+                self.free_slot(idx);
+            }
+        }
+    }
+
+    /// Handles one completion from the driver.
+    #[inline]
+    fn complete(&mut self, c: Completion, now: u64) {
+        let idx = token_slot(c.token);
+        if idx >= self.slots.len() || self.slots[idx].gen != (c.token >> 32) as u16 {
+            return;
+        }
+        self.slots[idx].op_in_flight = false;
+        match (self.slots[idx].state, c.op) {
+            (State::Connecting, Op::Connect) => {
+                self.awaiting -= 1;
+                if c.result == 0 {
+                    self.note(idx, Outcome::Established, now);
+                    if self.burst {
+                        self.slots[idx].state = State::Held;
+                    } else if self.config.wait_close {
+                        self.start_read(idx, now);
+                    } else {
+                        self.close_slot(idx);
+                    }
+                } else {
+                    let errno = -c.result;
+                    let outcome = if errno == libc::ECANCELED { Outcome::Timeout } else { Outcome::from_errno(errno) };
+                    if is_local_shortage(outcome) {
+                        self.backoff_until_ns = now + BACKOFF_NS;
+                    }
+                    self.note(idx, outcome, now);
+                    self.close_slot(idx);
+                }
+            }
+            (State::Reading, Op::Read) => {
+                self.awaiting -= 1;
+                if (c.result == -libc::ETIMEDOUT || c.result == -libc::ECANCELED) && !self.slots[idx].warmup {
+                    self.stats.wait_close_timeouts += 1;
+                }
+                self.close_slot(idx);
+            }
+            (State::Draining, _) => {
+                self.draining -= 1;
+                self.free_slot(idx);
+            }
+            // A pending burst connect that finished after the round's wait: it stays open (and
+            // counted as pending) until the round ends.
+            (State::Decided, _) => {}
+            _ => {}
+        }
+    }
+
+    fn start_read(&mut self, idx: usize, now: u64) {
+        let slot = &mut self.slots[idx];
+        slot.state = State::Reading;
+        slot.op_in_flight = self.track_deadlines;
+        slot.deadline_ns = now + self.timeout_ns;
+        let (fd, token) = (slot.fd, token(idx, slot.gen));
+        if self.track_deadlines {
+            self.deadlines.push_back((slot.deadline_ns, idx as u32, slot.gen));
+        }
+        self.awaiting += 1;
+        self.driver.start_read(token, fd);
+    }
+
+    /// Settles every connect/read whose deadline has passed.
+    fn expire(&mut self, now: u64) {
+        while let Some(&(d, idx, gen)) = self.deadlines.front() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let idx = idx as usize;
+            let s = self.slots[idx];
+            if s.gen != gen || s.deadline_ns != d {
+                continue;
+            }
+            match s.state {
+                State::Connecting if self.burst => {
+                    // Still in SYN_SENT: pending. Left in flight (it may still establish and
+                    // occupy the accept queue) until the round ends.
+                    self.awaiting -= 1;
+                    self.note(idx, Outcome::Pending, now);
+                    self.slots[idx].state = State::Decided;
+                }
+                State::Connecting => {
+                    self.awaiting -= 1;
+                    self.note(idx, Outcome::Timeout, now);
+                    self.abandon(idx, Op::Connect);
+                }
+                State::Reading => {
+                    self.awaiting -= 1;
+                    if !s.warmup {
+                        self.stats.wait_close_timeouts += 1;
+                    }
+                    self.abandon(idx, Op::Read);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Stop flag: start nothing more; connects still in flight are pending.
+    fn interrupt(&mut self, now: u64) {
+        self.interrupted = true;
+        self.pacer.halt();
+        for idx in 0..self.slots.len() {
+            match self.slots[idx].state {
+                State::Connecting => {
+                    self.awaiting -= 1;
+                    self.note(idx, Outcome::Pending, now);
+                    self.abandon(idx, Op::Connect);
+                }
+                State::Reading => {
+                    self.awaiting -= 1;
+                    self.abandon(idx, Op::Read);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Burst: reports the round, waits for the coordinator's word, closes the round.
+    fn end_round(&mut self) -> RoundCmd {
+        self.round_counts.known_ns = mono_ns();
+        let cmd = match &self.rounds {
+            Some(link) => {
+                if link.tx.send(self.round_counts).is_err() {
+                    RoundCmd::Stop
+                } else {
+                    link.rx.recv().unwrap_or(RoundCmd::Stop)
+                }
+            }
+            None => RoundCmd::Next,
+        };
+        self.close_all();
+        cmd
+    }
+
+    /// Closes every open socket (cancelling what is in flight).
+    fn close_all(&mut self) {
+        for idx in 0..self.slots.len() {
+            match self.slots[idx].state {
+                State::Held | State::Decided | State::Connecting | State::Reading => {
+                    if matches!(self.slots[idx].state, State::Connecting | State::Reading) {
+                        self.awaiting -= 1;
+                    }
+                    let op = if self.slots[idx].state == State::Reading { Op::Read } else { Op::Connect };
+                    self.abandon(idx, op);
+                }
+                _ => {}
+            }
+        }
+        self.deadlines.clear();
+    }
+
+    /// Waits (bounded) for cancelled operations to complete so their slots and buffers are free.
+    fn drain(&mut self) {
+        let limit = mono_ns() + DRAIN_LIMIT_NS;
+        let mut completions = std::mem::take(&mut self.completions);
+        while self.draining > 0 {
+            let now = mono_ns();
+            if now >= limit {
+                break;
+            }
+            if self.driver.wait(Some(limit.min(now + 100_000_000)), &mut completions).is_err() {
+                break;
+            }
+            let now = mono_ns();
+            for c in completions.drain(..) {
+                self.complete(c, now);
+            }
+        }
+        self.completions = completions;
+    }
+
+    /// Closes a slot's socket; if the driver still owns an operation on it, the slot waits
+    /// for that completion (Draining), else it is free at once.
+    fn abandon(&mut self, idx: usize, op: Op) {
+        let s = self.slots[idx];
+        if s.op_in_flight && self.driver.cancel(token(idx, s.gen), op) {
+            if s.fd >= 0 {
+                sock::close(s.fd);
+            }
+            self.slots[idx].fd = -1;
+            self.slots[idx].state = State::Draining;
+            self.draining += 1;
+        } else {
+            self.close_slot(idx);
+        }
+    }
+
+    #[inline]
+    fn close_slot(&mut self, idx: usize) {
+        let fd = self.slots[idx].fd;
+        if fd >= 0 {
+            sock::close(fd);
+        }
+        self.free_slot(idx);
+    }
+
+    #[inline]
+    fn free_slot(&mut self, idx: usize) {
+        let s = &mut self.slots[idx];
+        s.fd = -1;
+        s.state = State::Free;
+        s.op_in_flight = false;
+        self.free.push(idx as u32);
+    }
+
+    /// Counts an outcome and, if asked, records the connection.
+    #[inline]
+    fn note(&mut self, idx: usize, outcome: Outcome, done_ns: u64) {
+        let s = self.slots[idx];
+        self.stats.count(outcome, s.warmup, done_ns.saturating_sub(s.intended_ns), done_ns);
+        if !s.warmup {
+            self.last_done_ns = self.last_done_ns.max(done_ns);
+            let r = &mut self.round_counts;
+            r.attempted += 1;
+            match outcome {
+                Outcome::Established => r.established += 1,
+                Outcome::Pending => r.pending += 1,
+                _ => r.errors += 1,
+            }
+        }
+        if self.keep_records {
+            let local = if s.fd >= 0 { sock::local_addr(s.fd) } else { SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0) };
+            self.records.push(ConnRecord { local, intended_ns: s.intended_ns, connect_start_ns: s.start_ns, done_ns, outcome, warmup: s.warmup, round: self.round });
+        }
+        self.unpublished += 1;
+        if self.unpublished >= PUBLISH_EVERY {
+            self.publish();
+        }
+    }
+
+    fn publish(&mut self) {
+        self.unpublished = 0;
+        self.published.attempted.store(self.stats.attempted, Ordering::Relaxed);
+        self.published.established.store(self.stats.established, Ordering::Relaxed);
+    }
+}
+
+impl<D: Driver> Drop for Worker<'_, D> {
+    fn drop(&mut self) {
+        // Sockets still open here (an error path) are closed; the driver drops after this.
+        for s in &self.slots {
+            if s.fd >= 0 {
+                sock::close(s.fd);
+            }
+        }
+    }
+}
+
+#[inline]
+fn token(idx: usize, gen: u16) -> u64 {
+    (gen as u64) << 32 | idx as u64
+}
+
+fn is_local_shortage(o: Outcome) -> bool {
+    matches!(o, Outcome::AddrUnavailable | Outcome::Other(libc::EMFILE) | Outcome::Other(libc::ENFILE) | Outcome::Other(libc::ENOBUFS) | Outcome::Other(libc::ENOMEM))
+}
+
+/// Records to preallocate for one worker: its share of the run, capped at 4 Mi.
+fn expected_records(config: &Config, thread: usize) -> usize {
+    const CAP: u64 = 4 << 20;
+    let secs = (config.duration.unwrap_or_default() + config.warmup).as_secs_f64();
+    let n = match config.mode {
+        Mode::Burst { rounds } => config.per_thread_connections(thread).unwrap_or(0) * rounds as u64,
+        _ if config.connections.is_some() => config.per_thread_connections(thread).unwrap_or(0) + (config.warmup.as_secs_f64() * 50_000.0) as u64,
+        Mode::Rate { rate_per_s } => (rate_per_s * secs / config.threads as f64) as u64 + 16,
+        Mode::Closed => (secs * 50_000.0) as u64,
+    };
+    n.min(CAP) as usize
+}

@@ -1,0 +1,91 @@
+//! Loading run directories (`meta.json` + `summary.csv`) and labelling them by
+//! kernel release. Shared by `compare` and `plot`; it reads files, never measures.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+
+use crate::report::meta::Meta;
+use crate::report::row::SummaryRow;
+
+/// One loaded run directory.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Its meta.json.
+    pub meta: Meta,
+    /// Its summary.csv rows, in file order.
+    pub rows: Vec<SummaryRow>,
+    /// Column label: the kernel release, with the directory name when two runs share one.
+    pub label: String,
+}
+
+impl Run {
+    /// The directory's last component (the run id), for messages and labels.
+    pub fn name(&self) -> String {
+        dir_name(&self.dir)
+    }
+}
+
+fn dir_name(dir: &Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string())
+}
+
+/// Loads `dir/meta.json` and `dir/summary.csv`; errors name the file (and line).
+pub fn load_run(dir: &Path) -> anyhow::Result<Run> {
+    let hint = || {
+        format!(
+            "{} is not a readable acceptbench run: a run directory holds meta.json and summary.csv \
+             as written by `acceptbench sweep` (give results/<run-id>)",
+            dir.display()
+        )
+    };
+    if !dir.is_dir() {
+        anyhow::bail!("{}: no such directory; {}", dir.display(), hint());
+    }
+    let meta = Meta::read(&dir.join("meta.json")).with_context(hint)?;
+    let rows = crate::report::csv::read(&dir.join("summary.csv")).with_context(hint)?;
+    let label = meta.kernel_release.clone();
+    Ok(Run {
+        dir: dir.to_path_buf(),
+        meta,
+        rows,
+        label,
+    })
+}
+
+/// Loads every directory and makes the labels unique (kernel release, then
+/// `release (run-id)` for releases that occur more than once).
+pub fn load_runs(dirs: &[PathBuf]) -> anyhow::Result<Vec<Run>> {
+    let mut runs = dirs
+        .iter()
+        .map(|d| load_run(d))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    label_runs(&mut runs);
+    Ok(runs)
+}
+
+/// Sets unique labels on already-loaded runs.
+pub fn label_runs(runs: &mut [Run]) {
+    let releases: Vec<String> = runs.iter().map(|r| r.meta.kernel_release.clone()).collect();
+    for (i, run) in runs.iter_mut().enumerate() {
+        let release = &releases[i];
+        let label = if release.is_empty() { "unknown kernel" } else { release };
+        let shared = releases.iter().filter(|r| *r == release).count() > 1;
+        run.label = if shared {
+            format!("{label} ({})", run.name())
+        } else {
+            label.to_string()
+        };
+    }
+    // Two runs in same-named directories under different parents: number them.
+    for i in 0..runs.len() {
+        let dup = runs[..i].iter().any(|r| r.label == runs[i].label);
+        if dup {
+            runs[i].label = format!("{} #{}", runs[i].label, i + 1);
+        }
+    }
+}

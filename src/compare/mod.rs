@@ -1,0 +1,324 @@
+//! `acceptbench compare`: runs from different kernels or machines side by side.
+//! Joins summary.csv rows on (engine, backlog, mode), one column group per run
+//! labelled by its kernel release, with the ratio to the first run and the
+//! run-to-run spread (min–max over repetitions). A difference whose ranges
+//! overlap is marked as noise. It reads result files only; it never measures.
+
+pub mod format;
+pub mod load;
+
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+
+use crate::config::{CompareConfig, CompareFormat};
+use crate::report::row::{Status, SummaryRow};
+
+pub use load::{load_run, load_runs, Run};
+
+/// The join key of a row: (engine, backlog, mode).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Key {
+    /// Engine name.
+    pub engine: String,
+    /// Backlog passed to listen(2).
+    pub backlog: u32,
+    /// Mode.
+    pub mode: String,
+}
+
+/// Mean and range of one metric over a run's repetitions.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    /// Repetitions with a value.
+    pub n: usize,
+    /// Mean.
+    pub mean: f64,
+    /// Smallest repetition.
+    pub min: f64,
+    /// Largest repetition.
+    pub max: f64,
+}
+
+impl Stats {
+    /// Stats of `values`; None when empty.
+    pub fn of(values: &[f64]) -> Option<Stats> {
+        if values.is_empty() {
+            return None;
+        }
+        let n = values.len();
+        Some(Stats {
+            n,
+            mean: values.iter().sum::<f64>() / n as f64,
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
+
+    /// True when the two ranges overlap and at least one side has a spread to judge by.
+    pub fn within_spread(&self, other: &Stats) -> bool {
+        (self.n > 1 || other.n > 1) && self.min <= other.max && other.min <= self.max
+    }
+}
+
+/// One run's entry for one (key, metric).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Cell {
+    /// The run has no row for this key.
+    Missing,
+    /// The run skipped this engine (unsupported kernel); the row's note says why.
+    Skipped(String),
+    /// The run has rows but none with a numeric value for this metric.
+    NoValue,
+    /// Measured.
+    Value {
+        /// Over repetitions.
+        stats: Stats,
+        /// mean / the first run's mean (None for the first run or a zero reference).
+        ratio: Option<f64>,
+        /// True when the difference to the first run is within the spread.
+        noise: bool,
+    },
+}
+
+/// One line of the comparison: one metric of one (engine, backlog, mode).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Line {
+    /// The join key.
+    pub key: Key,
+    /// summary.csv column.
+    pub metric: String,
+    /// One cell per run, in run order.
+    pub cells: Vec<Cell>,
+}
+
+/// Facts about one compared run, for the legend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunInfo {
+    /// Column label (kernel release, disambiguated).
+    pub label: String,
+    /// The run directory.
+    pub dir: String,
+    /// `none`, `tcg`, …
+    pub virtualised: String,
+    /// CPUs available.
+    pub cpus: usize,
+    /// Whether the run was interrupted.
+    pub incomplete: bool,
+}
+
+/// The whole comparison, ready for any output format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    /// The runs, reference first.
+    pub runs: Vec<RunInfo>,
+    /// The lines, in the order keys first appear (first run first), metrics in the order asked.
+    pub lines: Vec<Line>,
+    /// Settings that differ between runs and change results.
+    pub warnings: Vec<String>,
+}
+
+/// summary.csv columns that are text, not numbers.
+const TEXT_COLUMNS: &[&str] = &["engine", "mode", "status", "note", "syn_retry_modes"];
+
+/// The numeric summary.csv columns `--metric` accepts.
+pub fn numeric_columns() -> Vec<String> {
+    match serde_json::to_value(SummaryRow::default()) {
+        Ok(serde_json::Value::Object(map)) => map
+            .keys()
+            .filter(|k| !TEXT_COLUMNS.contains(&k.as_str()))
+            .cloned()
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The numeric value of column `metric` in `row` (None when empty).
+fn metric_value(row: &SummaryRow, metric: &str) -> Option<f64> {
+    let value = serde_json::to_value(row).ok()?;
+    value.get(metric)?.as_f64()
+}
+
+/// Builds the comparison of `runs` (the first is the reference) over `metrics`.
+pub fn compare(runs: &[Run], metrics: &[String]) -> anyhow::Result<Comparison> {
+    let valid = numeric_columns();
+    for m in metrics {
+        if !valid.contains(m) {
+            anyhow::bail!(
+                "--metric {m:?} is not a numeric summary.csv column; use one of: {}",
+                valid.join(", ")
+            );
+        }
+    }
+    let mut keys: Vec<Key> = Vec::new();
+    let mut groups: Vec<BTreeMap<Key, Vec<&SummaryRow>>> = Vec::new();
+    for run in runs {
+        let mut g: BTreeMap<Key, Vec<&SummaryRow>> = BTreeMap::new();
+        for row in &run.rows {
+            let key = Key {
+                engine: row.engine.clone(),
+                backlog: row.backlog,
+                mode: row.mode.clone(),
+            };
+            if !keys.contains(&key) {
+                keys.push(key.clone());
+            }
+            g.entry(key).or_default().push(row);
+        }
+        groups.push(g);
+    }
+    let mut lines = Vec::new();
+    for key in &keys {
+        for metric in metrics {
+            let mut cells: Vec<Cell> = groups
+                .iter()
+                .map(|g| cell(g.get(key).map(Vec::as_slice), metric))
+                .collect();
+            set_ratios(&mut cells);
+            lines.push(Line {
+                key: key.clone(),
+                metric: metric.clone(),
+                cells,
+            });
+        }
+    }
+    Ok(Comparison {
+        runs: runs
+            .iter()
+            .map(|r| RunInfo {
+                label: r.label.clone(),
+                dir: r.dir.display().to_string(),
+                virtualised: r.meta.virtualised.clone(),
+                cpus: r.meta.cpus,
+                incomplete: r.meta.incomplete,
+            })
+            .collect(),
+        lines,
+        warnings: settings_warnings(runs),
+    })
+}
+
+fn cell(rows: Option<&[&SummaryRow]>, metric: &str) -> Cell {
+    let Some(rows) = rows else {
+        return Cell::Missing;
+    };
+    let measured: Vec<&&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.status != Some(Status::Skipped))
+        .collect();
+    if measured.is_empty() {
+        let note = rows.first().map(|r| r.note.clone()).unwrap_or_default();
+        return Cell::Skipped(note);
+    }
+    let values: Vec<f64> = measured
+        .iter()
+        .filter_map(|r| metric_value(r, metric))
+        .filter(|v| v.is_finite())
+        .collect();
+    match Stats::of(&values) {
+        Some(stats) => Cell::Value {
+            stats,
+            ratio: None,
+            noise: false,
+        },
+        None => Cell::NoValue,
+    }
+}
+
+fn set_ratios(cells: &mut [Cell]) {
+    let Some(Cell::Value { stats: reference, .. }) = cells.first().cloned() else {
+        return;
+    };
+    for c in cells.iter_mut().skip(1) {
+        if let Cell::Value {
+            stats,
+            ratio,
+            noise,
+        } = c
+        {
+            *ratio = (reference.mean != 0.0).then(|| stats.mean / reference.mean);
+            *noise = stats.within_spread(&reference);
+        }
+    }
+}
+
+/// Warnings for settings that differ from the first run's and change results.
+pub fn settings_warnings(runs: &[Run]) -> Vec<String> {
+    let mut out = Vec::new();
+    if runs.len() < 2 {
+        return out;
+    }
+    let mut differs = |what: &str, get: &dyn Fn(&Run) -> String, why: &str| {
+        let values: Vec<String> = runs.iter().map(get).collect();
+        if values.iter().any(|v| *v != values[0]) {
+            let listed: Vec<String> = runs
+                .iter()
+                .zip(&values)
+                .map(|(r, v)| format!("{} = {v}", r.label))
+                .collect();
+            out.push(format!("runs differ in {what}: {}; {why}", listed.join(", ")));
+        }
+    };
+    differs(
+        "virtualised",
+        &|r| r.meta.virtualised.clone(),
+        "speeds under emulation (tcg) are not comparable with native ones — compare behaviour \
+         (engine support, overflow counts, queue limits) and ratios between engines instead",
+    );
+    differs(
+        "CPU count",
+        &|r| r.meta.cpus.to_string(),
+        "accept rates depend on how many cores acceptor and loadgen get",
+    );
+    differs(
+        "RLIMIT_NOFILE",
+        &|r| r.meta.rlimit_nofile.to_string(),
+        "a low limit caps connections in flight",
+    );
+    differs(
+        "acceptbench version",
+        &|r| r.meta.acceptbench_version.clone(),
+        "measurement code may have changed between versions",
+    );
+    let mut names: Vec<&String> = runs.iter().flat_map(|r| r.meta.sysctls.keys()).collect();
+    names.sort();
+    names.dedup();
+    for name in names {
+        differs(
+            &format!("sysctl {name}"),
+            &|r| {
+                r.meta
+                    .sysctls
+                    .get(name)
+                    .cloned()
+                    .unwrap_or_else(|| "(not recorded)".into())
+            },
+            "queue limits and overflow behaviour follow these settings",
+        );
+    }
+    for r in runs {
+        if r.meta.incomplete {
+            out.push(format!(
+                "run {} ({}) is marked incomplete: it was interrupted and lacks some rows",
+                r.label,
+                r.dir.display()
+            ));
+        }
+    }
+    out
+}
+
+/// Runs the command: loads the runs, prints warnings on stderr and the table on stdout.
+pub fn run(cfg: &CompareConfig) -> anyhow::Result<ExitCode> {
+    let runs = load_runs(&cfg.runs)?;
+    let cmp = compare(&runs, &cfg.metrics)?;
+    for w in &cmp.warnings {
+        eprintln!("acceptbench: warning: {w}");
+    }
+    let text = match cfg.format {
+        CompareFormat::Text => format::text(&cmp),
+        CompareFormat::Markdown => format::markdown(&cmp),
+        CompareFormat::Csv => format::csv(&cmp)?,
+    };
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,377 @@
+//! Every engine on real loopback sockets: exact accounting (N connections made → N
+//! accepted, each peer equal to the client's local address), IPv6, clean stop on the
+//! flag and the deadline, and re-binding the same port right after an io_uring engine
+//! stopped. Engines this kernel cannot run are skipped with the probe's reason.
+//! Loopback only (127.0.0.0/8, ::1); every run is bounded by a count and a deadline.
+
+use std::collections::BTreeSet;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use acceptbench::engine::{self, EngineError, EngineKind, EngineOptions, Limits, StopFlag};
+use acceptbench::kernel::probe;
+use acceptbench::listener::{Listener, ListenerError, ListenerSpec};
+use acceptbench::record::Recorder;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+/// Safety net on every run: a broken engine fails the test instead of hanging it.
+const RUN_DEADLINE: Duration = Duration::from_secs(10);
+
+fn supported(kind: EngineKind) -> bool {
+    let s = probe::engine_support(kind, probe::probe_uring_cached());
+    if !s.supported {
+        eprintln!("skipping engine {kind}: {}", s.reason);
+    }
+    s.supported
+}
+
+fn bind(addr: SocketAddr, backlog: u32) -> Result<Listener, ListenerError> {
+    Listener::bind(&ListenerSpec {
+        addr,
+        backlog,
+        reuse_port: false,
+    })
+}
+
+fn limits(count: Option<u64>, within: Duration) -> Limits {
+    Limits {
+        count,
+        deadline: Some(Instant::now() + within),
+        stop: StopFlag::new(),
+    }
+}
+
+fn opts(inflight: usize) -> EngineOptions {
+    EngineOptions {
+        inflight,
+        accept_delay: None,
+    }
+}
+
+/// Connects once from each of `sources` (port 0) to `target` on a thread; returns the
+/// open client sockets (kept open until the server is done) and their local addresses.
+fn connect_from(
+    target: SocketAddr,
+    sources: Vec<IpAddr>,
+) -> thread::JoinHandle<io::Result<Vec<(Socket, SocketAddr)>>> {
+    thread::spawn(move || {
+        let mut clients = Vec::with_capacity(sources.len());
+        for ip in sources {
+            let s = Socket::new(
+                Domain::for_address(target),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )?;
+            s.bind(&SockAddr::from(SocketAddr::new(ip, 0)))?;
+            s.connect_timeout(&target.into(), Duration::from_secs(5))?;
+            let local = s
+                .local_addr()?
+                .as_socket()
+                .ok_or_else(|| io::Error::other("client has no IP local address"))?;
+            clients.push((s, local));
+        }
+        Ok(clients)
+    })
+}
+
+/// 127.0.0.2, 127.0.0.3, … : `n` distinct loopback source addresses.
+fn v4_sources(n: usize) -> Vec<IpAddr> {
+    (0..n)
+        .map(|i| {
+            let k = i + 2;
+            IpAddr::V4(Ipv4Addr::new(127, 0, (k / 250) as u8, (k % 250) as u8 + 1))
+        })
+        .collect()
+}
+
+/// Runs `kind` until `sources.len()` connections from `sources` were accepted and checks
+/// the exact accounting.
+fn exact_accounting(kind: EngineKind, listen: SocketAddr, sources: Vec<IpAddr>, inflight: usize) {
+    let listener = match bind(listen, 512) {
+        Ok(l) => l,
+        Err(e) if listen.is_ipv6() => {
+            eprintln!("skipping IPv6 test for {kind}: cannot listen on {listen}: {e}");
+            return;
+        }
+        Err(e) => panic!("cannot listen on {listen}: {e}"),
+    };
+    let n = sources.len();
+    let mut acceptor = engine::build(kind, &opts(inflight)).expect("supported engine builds");
+    assert_eq!(acceptor.kind(), kind);
+    let clients = connect_from(listener.local_addr, sources);
+    let mut rec = Recorder::new(true);
+    acceptor
+        .run(&listener, &limits(Some(n as u64), RUN_DEADLINE), &mut rec)
+        .expect("engine run");
+    let clients = clients
+        .join()
+        .expect("client thread")
+        .expect("clients connect");
+    assert_eq!(rec.accepted, n as u64, "{kind}: accepted count");
+    assert_eq!(rec.error_total(), 0, "{kind}: errors {:?}", rec.errors);
+    let client_addrs: BTreeSet<SocketAddr> = clients.iter().map(|(_, a)| *a).collect();
+    let peers: BTreeSet<SocketAddr> = rec.peers.iter().map(|p| p.peer).collect();
+    assert_eq!(client_addrs.len(), n, "client addresses are distinct");
+    assert_eq!(
+        peers, client_addrs,
+        "{kind}: recorded peers = clients' local addresses"
+    );
+    assert_eq!(rec.peer_extract_ns.len(), n as u64);
+    for p in &rec.peers {
+        assert!(
+            p.decoded_ns >= p.accepted_ns,
+            "{kind}: decoded before accepted"
+        );
+    }
+}
+
+fn v4_accounting(kind: EngineKind) {
+    if supported(kind) {
+        exact_accounting(kind, "127.0.0.1:0".parse().unwrap(), v4_sources(200), 8);
+    }
+}
+
+fn v6_accounting(kind: EngineKind) {
+    if supported(kind) {
+        let sources = vec![IpAddr::V6(Ipv6Addr::LOCALHOST); 50];
+        exact_accounting(kind, "[::1]:0".parse().unwrap(), sources, 8);
+    }
+}
+
+#[test]
+fn std_accepts_every_v4_peer_exactly_once() {
+    v4_accounting(EngineKind::Std);
+}
+#[test]
+fn uring_accepts_every_v4_peer_exactly_once() {
+    v4_accounting(EngineKind::Uring);
+}
+#[test]
+fn uring_with_one_accept_in_flight_accepts_every_peer() {
+    if supported(EngineKind::Uring) {
+        exact_accounting(
+            EngineKind::Uring,
+            "127.0.0.1:0".parse().unwrap(),
+            v4_sources(100),
+            1,
+        );
+    }
+}
+#[test]
+fn multishot_accepts_every_v4_peer_exactly_once() {
+    v4_accounting(EngineKind::Multishot);
+}
+#[test]
+fn tokio_uring_accepts_every_v4_peer_exactly_once() {
+    v4_accounting(EngineKind::TokioUring);
+}
+#[test]
+fn tokio_accepts_every_v4_peer_exactly_once() {
+    v4_accounting(EngineKind::Tokio);
+}
+#[test]
+fn every_engine_accepts_ipv6_peers() {
+    for kind in EngineKind::ALL {
+        v6_accounting(kind);
+    }
+}
+
+/// A port outside the ephemeral range (so no client socket grabs it between two
+/// binds), free right now; returns the listener already bound on it.
+fn fixed_port_listener() -> Listener {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    if low > 11_024 {
+        let span = 10_000u32;
+        let start = (std::process::id().wrapping_mul(7919)) % span;
+        for k in 0..span {
+            let port = (low - span + (start + k) % span) as u16;
+            if let Ok(l) = bind(SocketAddr::from(([127, 0, 0, 1], port)), 64) {
+                return l;
+            }
+        }
+    }
+    bind("127.0.0.1:0".parse().unwrap(), 64).expect("bind a free port")
+}
+
+/// Starts and stops `kind` on one fixed port five times in a row, re-binding the port
+/// at once after each stop: fails with EADDRINUSE if an armed accept survived the stop.
+fn rebind_cycles(kind: EngineKind) {
+    if !supported(kind) {
+        return;
+    }
+    let mut listener = fixed_port_listener();
+    let addr = listener.local_addr;
+    for cycle in 0..5 {
+        let mut acceptor = engine::build(kind, &opts(8)).expect("supported engine builds");
+        let mut rec = Recorder::new(true);
+        if cycle % 2 == 0 {
+            // Stop on the count, with the other accepts still armed.
+            let client = connect_from(addr, vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]);
+            acceptor
+                .run(&listener, &limits(Some(1), RUN_DEADLINE), &mut rec)
+                .expect("engine run");
+            let client = client
+                .join()
+                .expect("client thread")
+                .expect("client connects");
+            assert_eq!(rec.accepted, 1, "{kind} cycle {cycle}");
+            assert_eq!(rec.peers[0].peer, client[0].1);
+        } else {
+            // Stop on the deadline while idle.
+            acceptor
+                .run(
+                    &listener,
+                    &limits(None, Duration::from_millis(30)),
+                    &mut rec,
+                )
+                .expect("engine run");
+            assert_eq!(rec.accepted, 0);
+        }
+        drop(acceptor);
+        drop(listener);
+        listener = match bind(addr, 64) {
+            Ok(l) => l,
+            Err(e) => panic!("{kind}: re-binding {addr} right after stop {cycle} failed: {e}"),
+        };
+    }
+}
+
+#[test]
+fn uring_stops_cleanly_and_the_port_rebinds_at_once() {
+    rebind_cycles(EngineKind::Uring);
+}
+#[test]
+fn multishot_stops_cleanly_and_the_port_rebinds_at_once() {
+    rebind_cycles(EngineKind::Multishot);
+}
+#[test]
+fn tokio_uring_stops_cleanly_and_the_port_rebinds_at_once() {
+    rebind_cycles(EngineKind::TokioUring);
+}
+#[test]
+fn blocking_engines_stop_cleanly_and_the_port_rebinds_at_once() {
+    rebind_cycles(EngineKind::Std);
+    rebind_cycles(EngineKind::Tokio);
+}
+
+#[test]
+fn stop_flag_ends_an_idle_engine_promptly() {
+    for kind in EngineKind::ALL.into_iter().filter(|&k| supported(k)) {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let mut acceptor = engine::build(kind, &opts(4)).unwrap();
+        let lim = limits(None, RUN_DEADLINE);
+        let stop = lim.stop.clone();
+        let raiser = thread::spawn(move || {
+            thread::sleep(Duration::from_millis(100));
+            stop.raise();
+            Instant::now()
+        });
+        let mut rec = Recorder::new(false);
+        acceptor.run(&listener, &lim, &mut rec).expect("engine run");
+        let returned = Instant::now();
+        let raised = raiser.join().unwrap();
+        let lag = returned.saturating_duration_since(raised);
+        assert!(
+            lag < Duration::from_secs(1),
+            "{kind}: stopped {lag:?} after the flag"
+        );
+        assert_eq!(rec.accepted, 0);
+        assert_eq!(rec.error_total(), 0, "{kind}: idle wake-ups are not errors");
+    }
+}
+
+#[test]
+fn deadline_ends_an_idle_engine_promptly() {
+    for kind in EngineKind::ALL.into_iter().filter(|&k| supported(k)) {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 16).unwrap();
+        let mut acceptor = engine::build(kind, &opts(4)).unwrap();
+        let start = Instant::now();
+        let mut rec = Recorder::new(false);
+        acceptor
+            .run(
+                &listener,
+                &limits(None, Duration::from_millis(150)),
+                &mut rec,
+            )
+            .expect("engine run");
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(150), "{kind}: {took:?}");
+        assert!(took < Duration::from_secs(1), "{kind}: took {took:?}");
+    }
+}
+
+/// Engines run one after another on one listener (as a sweep does): each accepts its
+/// share, and none is thrown off by what the previous one left (O_NONBLOCK, timeouts).
+#[test]
+fn engines_share_one_listener_in_turn() {
+    let listener = bind("127.0.0.1:0".parse().unwrap(), 128).unwrap();
+    let mut round = 0;
+    for kind in EngineKind::ALL
+        .into_iter()
+        .chain(EngineKind::ALL)
+        .filter(|&k| supported(k))
+    {
+        let sources = v4_sources(20 * (round + 1))[20 * round..].to_vec();
+        round += 1;
+        let mut acceptor = engine::build(kind, &opts(4)).unwrap();
+        let clients = connect_from(listener.local_addr, sources);
+        let mut rec = Recorder::new(true);
+        acceptor
+            .run(&listener, &limits(Some(20), RUN_DEADLINE), &mut rec)
+            .expect("engine run");
+        let clients = clients.join().unwrap().unwrap();
+        let want: BTreeSet<_> = clients.iter().map(|(_, a)| *a).collect();
+        let got: BTreeSet<_> = rec.peers.iter().map(|p| p.peer).collect();
+        assert_eq!(got, want, "{kind} in round {round}");
+        // An idle period after that must block (not spin): the std engine resets O_NONBLOCK.
+        if kind == EngineKind::Std {
+            assert!(!listener.socket().nonblocking().unwrap());
+        }
+    }
+    assert!(
+        !listener.socket().nonblocking().unwrap(),
+        "O_NONBLOCK restored"
+    );
+}
+
+#[test]
+fn accept_delay_paces_every_engine() {
+    for kind in EngineKind::ALL.into_iter().filter(|&k| supported(k)) {
+        let listener = bind("127.0.0.1:0".parse().unwrap(), 64).unwrap();
+        let options = EngineOptions {
+            inflight: 4,
+            accept_delay: Some(Duration::from_millis(3)),
+        };
+        let mut acceptor = engine::build(kind, &options).unwrap();
+        let clients = connect_from(listener.local_addr, v4_sources(10));
+        let start = Instant::now();
+        let mut rec = Recorder::new(false);
+        acceptor
+            .run(&listener, &limits(Some(10), RUN_DEADLINE), &mut rec)
+            .expect("engine run");
+        let took = start.elapsed();
+        clients.join().unwrap().unwrap();
+        assert_eq!(rec.accepted, 10);
+        assert!(took >= Duration::from_millis(30), "{kind}: {took:?}");
+    }
+}
+
+#[test]
+fn uring_rejects_zero_inflight() {
+    match engine::build(EngineKind::Uring, &opts(0)) {
+        Err(EngineError::InvalidOption { engine, reason }) => {
+            assert_eq!(engine, EngineKind::Uring);
+            assert!(reason.contains("inflight"), "{reason}");
+        }
+        Err(EngineError::Unsupported { reason, .. }) => {
+            eprintln!("skipping: uring unsupported: {reason}");
+        }
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("inflight 0 accepted"),
+    }
+}
