@@ -10,7 +10,10 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     if cpu >= libc::CPU_SETSIZE as usize {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
-            format!("cpu {cpu} is out of range (this machine has {})", available_cpus()),
+            format!(
+                "cpu {cpu} is out of range (this machine has {})",
+                available_cpus()
+            ),
         ));
     }
     // SAFETY: cpu_set_t is plain data; zeroed is the empty set. CPU_SET is given an index

@@ -20,7 +20,7 @@ pub enum ModeArg {
 /// Which system interface issues the connects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum MethodArg {
-    /// blocking for closed mode with one connect in flight per thread, else uring (epoll if io_uring is unavailable).
+    /// blocking when one connect per thread is in flight (closed/rate), else uring (epoll if io_uring is unavailable).
     Auto,
     /// io_uring IORING_OP_CONNECT, many in flight per thread (falls back to epoll if unavailable).
     Uring,
@@ -42,7 +42,7 @@ pub struct Cli {
     /// Pacing: closed (max rate), rate (fixed schedule), burst (N at once).
     #[arg(long, value_enum, default_value = "closed")]
     pub mode: ModeArg,
-    /// Total connections in flight across all threads (closed: connectors; rate: cap). Default: closed 1 per thread, rate 4096.
+    /// Total connections in flight across all threads (closed: connectors; rate: cap). Default: closed 16 per thread, rate 4096.
     #[arg(long, value_name = "C")]
     pub concurrency: Option<usize>,
     /// Connections per second (rate mode).

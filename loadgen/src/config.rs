@@ -14,6 +14,10 @@ use crate::sources::SourceRange;
 
 /// Default in-flight cap of rate mode (all threads together).
 pub const DEFAULT_RATE_CONCURRENCY: usize = 4096;
+/// Default closed-loop connects in flight per thread: with io_uring, 16 in flight measured
+/// ~1.14× the connections per client CPU-second of one blocking connect at a time (and of
+/// the C reference client) on loopback, because submissions and wake-ups are batched.
+pub const DEFAULT_CLOSED_PER_THREAD: usize = 16;
 /// Default measured duration when neither --duration nor --connections is given.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
 
@@ -123,7 +127,7 @@ impl Config {
         Config {
             target,
             mode: Mode::Closed,
-            concurrency: 1,
+            concurrency: DEFAULT_CLOSED_PER_THREAD,
             connections: None,
             duration: Some(DEFAULT_DURATION),
             warmup: Duration::ZERO,
@@ -158,20 +162,29 @@ impl Config {
             ModeArg::Closed => Mode::Closed,
             ModeArg::Rate => {
                 let rate = cli.rate.ok_or_else(|| {
-                    LoadgenError::BadOption("--mode rate needs --rate R (connections per second), e.g. --rate 1000".into())
+                    LoadgenError::BadOption(
+                        "--mode rate needs --rate R (connections per second), e.g. --rate 1000"
+                            .into(),
+                    )
                 })?;
                 Mode::Rate { rate_per_s: rate }
             }
             ModeArg::Burst => Mode::Burst { rounds: cli.rounds },
         };
         if cli.rate.is_some() && cli.mode != ModeArg::Rate {
-            return Err(LoadgenError::BadOption("--rate applies only to --mode rate; add --mode rate or drop --rate".into()));
+            return Err(LoadgenError::BadOption(
+                "--rate applies only to --mode rate; add --mode rate or drop --rate".into(),
+            ));
         }
         if cli.rounds != 1 && cli.mode != ModeArg::Burst {
-            return Err(LoadgenError::BadOption("--rounds applies only to --mode burst".into()));
+            return Err(LoadgenError::BadOption(
+                "--rounds applies only to --mode burst".into(),
+            ));
         }
         if cli.sync_stdio && cli.mode != ModeArg::Burst {
-            return Err(LoadgenError::BadOption("--sync-stdio applies only to --mode burst".into()));
+            return Err(LoadgenError::BadOption(
+                "--sync-stdio applies only to --mode burst".into(),
+            ));
         }
         let concurrency = match (cli.mode, cli.concurrency) {
             (ModeArg::Burst, Some(_)) => {
@@ -181,7 +194,7 @@ impl Config {
             }
             (ModeArg::Burst, None) => cli.connections.unwrap_or(0) as usize,
             (_, Some(c)) => c,
-            (ModeArg::Closed, None) => cli.threads,
+            (ModeArg::Closed, None) => DEFAULT_CLOSED_PER_THREAD * cli.threads,
             (ModeArg::Rate, None) => DEFAULT_RATE_CONCURRENCY.max(cli.threads),
         };
         let duration = match (cli.mode, cli.duration, cli.connections) {
@@ -214,7 +227,11 @@ impl Config {
             cpus: cli.cpus.clone(),
             sources,
             connect_timeout: cli.connect_timeout,
-            close: if cli.graceful_close { CloseMode::Graceful } else { CloseMode::Reset },
+            close: if cli.graceful_close {
+                CloseMode::Graceful
+            } else {
+                CloseMode::Reset
+            },
             wait_close: cli.wait_close,
             method,
             keep_records: cli.records.is_some(),
@@ -236,7 +253,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), LoadgenError> {
         let bad = |s: String| Err(LoadgenError::BadOption(s));
         if self.target.port() == 0 {
-            return Err(LoadgenError::BadTarget { value: self.target.to_string(), reason: "port 0 cannot be connected to".into() });
+            return Err(LoadgenError::BadTarget {
+                value: self.target.to_string(),
+                reason: "port 0 cannot be connected to".into(),
+            });
         }
         if let Mode::Rate { rate_per_s } = self.mode {
             if !(rate_per_s.is_finite() && rate_per_s > 0.0) {
@@ -244,7 +264,10 @@ impl Config {
             }
         }
         if self.threads == 0 || self.threads > 1024 {
-            return bad(format!("--threads {} is out of range; use 1..=1024", self.threads));
+            return bad(format!(
+                "--threads {} is out of range; use 1..=1024",
+                self.threads
+            ));
         }
         if let Mode::Burst { rounds } = self.mode {
             let n = self.connections.unwrap_or(0);
@@ -255,7 +278,10 @@ impl Config {
                 return bad("--rounds 0 runs nothing; use --rounds 1 or more".into());
             }
             if self.concurrency as u64 != n {
-                return bad(format!("burst: concurrency {} must equal --connections {n}", self.concurrency));
+                return bad(format!(
+                    "burst: concurrency {} must equal --connections {n}",
+                    self.concurrency
+                ));
             }
             if !self.warmup.is_zero() {
                 return bad("--warmup does not apply to --mode burst; drop it (use an extra --rounds instead)".into());
@@ -276,20 +302,30 @@ impl Config {
             return bad("--duration 0 runs nothing; give e.g. --duration 10s".into());
         }
         if self.connect_timeout.is_zero() {
-            return bad("--connect-timeout 0 gives up before any connect; give e.g. --connect-timeout 3s".into());
+            return bad(
+                "--connect-timeout 0 gives up before any connect; give e.g. --connect-timeout 3s"
+                    .into(),
+            );
         }
         if let Some(src) = &self.sources {
             if src.is_ipv6() != self.target.is_ipv6() {
                 return Err(LoadgenError::BadSources {
                     value: format!("{}..", src.nth(0)),
-                    reason: format!("source family does not match --target {}; use IPv{} sources", self.target, if self.target.is_ipv6() { 6 } else { 4 }),
+                    reason: format!(
+                        "source family does not match --target {}; use IPv{} sources",
+                        self.target,
+                        if self.target.is_ipv6() { 6 } else { 4 }
+                    ),
                 });
             }
         }
         // SAFETY: sysconf with a valid name has no memory effects.
         let ncpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
         if let Some(&cpu) = self.cpus.iter().find(|&&c| c >= ncpu) {
-            return bad(format!("--cpus: cpu {cpu} does not exist (this machine has cpus 0..={})", ncpu - 1));
+            return bad(format!(
+                "--cpus: cpu {cpu} does not exist (this machine has cpus 0..={})",
+                ncpu - 1
+            ));
         }
         if self.method == MethodChoice::Blocking {
             if let Mode::Burst { .. } = self.mode {
@@ -315,7 +351,13 @@ impl Config {
             _ => ("--concurrency", self.concurrency as u64),
         };
         if needed > available {
-            return Err(LoadgenError::PortsExhausted { what, needed, available, sources, ports });
+            return Err(LoadgenError::PortsExhausted {
+                what,
+                needed,
+                available,
+                sources,
+                ports,
+            });
         }
         Ok(())
     }
@@ -339,7 +381,10 @@ pub(crate) fn share(total: u64, parts: usize, i: usize) -> u64 {
 
 /// Parses IP:PORT, or resolves HOST:PORT (e.g. localhost:8080) to its first address.
 fn parse_target(value: &str) -> Result<SocketAddr, LoadgenError> {
-    let bad = |reason: String| LoadgenError::BadTarget { value: value.to_string(), reason };
+    let bad = |reason: String| LoadgenError::BadTarget {
+        value: value.to_string(),
+        reason,
+    };
     if let Ok(addr) = value.parse::<SocketAddr>() {
         if addr.port() == 0 {
             return Err(bad("port 0 cannot be connected to".into()));
@@ -349,7 +394,9 @@ fn parse_target(value: &str) -> Result<SocketAddr, LoadgenError> {
     if !value.contains(':') {
         return Err(bad("no port".into()));
     }
-    let mut addrs = value.to_socket_addrs().map_err(|e| bad(format!("cannot resolve: {e}")))?;
+    let mut addrs = value
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("cannot resolve: {e}")))?;
     match addrs.next() {
         Some(a) if a.port() != 0 => Ok(a),
         Some(_) => Err(bad("port 0 cannot be connected to".into())),
@@ -392,14 +439,32 @@ mod tests {
     #[test]
     fn validates() {
         assert!(cfg(&["--target", "127.0.0.1:80"]).is_ok());
-        assert!(matches!(cfg(&["--target", "127.0.0.1"]), Err(LoadgenError::BadTarget { .. })));
-        assert!(matches!(cfg(&["--target", "127.0.0.1:80", "--mode", "rate", "--rate", "0"]), Err(LoadgenError::BadRate(_))));
         assert!(matches!(
-            cfg(&["--target", "127.0.0.1:80", "--sources", "127.0.0.9-127.0.0.2"]),
+            cfg(&["--target", "127.0.0.1"]),
+            Err(LoadgenError::BadTarget { .. })
+        ));
+        assert!(matches!(
+            cfg(&["--target", "127.0.0.1:80", "--mode", "rate", "--rate", "0"]),
+            Err(LoadgenError::BadRate(_))
+        ));
+        assert!(matches!(
+            cfg(&[
+                "--target",
+                "127.0.0.1:80",
+                "--sources",
+                "127.0.0.9-127.0.0.2"
+            ]),
             Err(LoadgenError::BadSources { .. })
         ));
         assert!(matches!(
-            cfg(&["--target", "127.0.0.1:80", "--mode", "burst", "--connections", "10000000"]),
+            cfg(&[
+                "--target",
+                "127.0.0.1:80",
+                "--mode",
+                "burst",
+                "--connections",
+                "10000000"
+            ]),
             Err(LoadgenError::PortsExhausted { .. })
         ));
         assert!(cfg(&["--target", "127.0.0.1:80", "--mode", "burst"]).is_err());

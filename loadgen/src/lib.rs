@@ -2,6 +2,35 @@
 //!
 //! Owns client-side measurement (connect latency, outcomes by kind, per-connection
 //! records) and its report type. Knows nothing about acceptbench's engines.
+//!
+//! Layout: `cli` (clap flags) → `config` (validated `Config`) → `run` (threads, rounds,
+//! merge) → `worker` (the one loop) with `pacer` (closed/rate/burst) and `driver`
+//! (io_uring/epoll/blocking); `stats` per thread; `report`, `output` and `record` turn
+//! the data into JSON, text, histogram files and per-connection records; `app` is the
+//! command-line edge.
 
 pub mod affinity;
+mod app;
+pub mod cli;
 pub mod clock;
+pub mod config;
+mod driver;
+pub mod error;
+pub mod output;
+mod pacer;
+pub mod record;
+pub mod report;
+pub mod run;
+mod sock;
+pub mod sources;
+mod stats;
+mod worker;
+
+pub use app::cli_main;
+pub use config::{CloseMode, Config, MethodChoice, Mode, Output};
+pub use driver::Method;
+pub use error::LoadgenError;
+pub use record::{read_records, write_records, ConnRecord, Outcome};
+pub use report::{ErrorCounts, Percentiles, Report, RoundSummary};
+pub use run::{run, run_with, Observer, Progress, Quiet, RunOutput};
+pub use worker::RoundCmd;

@@ -19,7 +19,14 @@ pub(crate) enum Pacer {
     Closed { limit: Limit },
     /// Start #k of this thread at `origin_ns + (k * threads + thread) * 1e9 / rate`, so the
     /// threads' schedules interleave into one evenly spaced global schedule.
-    Rate { origin_ns: u64, period_ns: f64, threads: u64, thread: u64, k: u64, limit: Limit },
+    Rate {
+        origin_ns: u64,
+        period_ns: f64,
+        threads: u64,
+        thread: u64,
+        k: u64,
+        limit: Limit,
+    },
     /// Start `size` at once, then nothing until the next round.
     Burst { size: u64, issued: u64 },
 }
@@ -64,12 +71,21 @@ impl Pacer {
         match self {
             Pacer::Closed { limit } => {
                 if limit.take(now_ns) {
-                    Pace::Now { intended_ns: now_ns }
+                    Pace::Now {
+                        intended_ns: now_ns,
+                    }
                 } else {
                     Pace::Done
                 }
             }
-            Pacer::Rate { origin_ns, period_ns, threads, thread, k, limit } => {
+            Pacer::Rate {
+                origin_ns,
+                period_ns,
+                threads,
+                thread,
+                k,
+                limit,
+            } => {
                 let intended = *origin_ns + ((*k * *threads + *thread) as f64 * *period_ns) as u64;
                 if intended > now_ns {
                     if limit.halted || limit.end_ns.is_some_and(|e| intended >= e) {
@@ -79,7 +95,9 @@ impl Pacer {
                 }
                 if limit.take(intended) {
                     *k += 1;
-                    Pace::Now { intended_ns: intended }
+                    Pace::Now {
+                        intended_ns: intended,
+                    }
                 } else {
                     Pace::Done
                 }
@@ -87,11 +105,38 @@ impl Pacer {
             Pacer::Burst { size, issued } => {
                 if *issued < *size {
                     *issued += 1;
-                    Pace::Now { intended_ns: now_ns }
+                    Pace::Now {
+                        intended_ns: now_ns,
+                    }
                 } else {
                     Pace::Done
                 }
             }
+        }
+    }
+
+    /// True when no start is left (this round, in burst mode) at or after `now_ns`.
+    pub fn exhausted(&self, now_ns: u64) -> bool {
+        match self {
+            Pacer::Closed { limit } => {
+                limit.halted
+                    || limit.remaining == Some(0)
+                    || limit.end_ns.is_some_and(|e| now_ns >= e)
+            }
+            Pacer::Rate {
+                origin_ns,
+                period_ns,
+                threads,
+                thread,
+                k,
+                limit,
+            } => {
+                let next = *origin_ns + ((*k * *threads + *thread) as f64 * *period_ns) as u64;
+                limit.halted
+                    || limit.remaining == Some(0)
+                    || limit.end_ns.is_some_and(|e| next >= e)
+            }
+            Pacer::Burst { size, issued } => issued >= size,
         }
     }
 
@@ -116,13 +161,32 @@ mod tests {
     use super::*;
 
     fn limit(remaining: Option<u64>, end: Option<u64>) -> Limit {
-        Limit { measure_start_ns: 0, end_ns: end, remaining, halted: false }
+        Limit {
+            measure_start_ns: 0,
+            end_ns: end,
+            remaining,
+            halted: false,
+        }
     }
 
     #[test]
     fn rate_interleaves_threads_and_stops_at_end() {
-        let mut p0 = Pacer::Rate { origin_ns: 1000, period_ns: 500.0, threads: 2, thread: 0, k: 0, limit: limit(None, Some(3000)) };
-        let mut p1 = Pacer::Rate { origin_ns: 1000, period_ns: 500.0, threads: 2, thread: 1, k: 0, limit: limit(None, Some(3000)) };
+        let mut p0 = Pacer::Rate {
+            origin_ns: 1000,
+            period_ns: 500.0,
+            threads: 2,
+            thread: 0,
+            k: 0,
+            limit: limit(None, Some(3000)),
+        };
+        let mut p1 = Pacer::Rate {
+            origin_ns: 1000,
+            period_ns: 500.0,
+            threads: 2,
+            thread: 1,
+            k: 0,
+            limit: limit(None, Some(3000)),
+        };
         assert_eq!(p0.next(0), Pace::At(1000));
         assert_eq!(p0.next(1000), Pace::Now { intended_ns: 1000 });
         assert_eq!(p1.next(5000), Pace::Now { intended_ns: 1500 });
@@ -133,7 +197,14 @@ mod tests {
 
     #[test]
     fn closed_counts_only_measured_starts() {
-        let mut p = Pacer::Closed { limit: Limit { measure_start_ns: 100, end_ns: None, remaining: Some(2), halted: false } };
+        let mut p = Pacer::Closed {
+            limit: Limit {
+                measure_start_ns: 100,
+                end_ns: None,
+                remaining: Some(2),
+                halted: false,
+            },
+        };
         assert!(matches!(p.next(50), Pace::Now { .. }));
         assert!(matches!(p.next(150), Pace::Now { .. }));
         assert!(matches!(p.next(160), Pace::Now { .. }));

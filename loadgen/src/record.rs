@@ -123,7 +123,11 @@ impl ConnRecord {
         out[1] = self.outcome.code();
         out[2] = u8::from(self.warmup);
         out[4..6].copy_from_slice(&self.local.port().to_le_bytes());
-        let errno = if let Outcome::Other(e) = self.outcome { e } else { 0 };
+        let errno = if let Outcome::Other(e) = self.outcome {
+            e
+        } else {
+            0
+        };
         out[8..12].copy_from_slice(&errno.to_le_bytes());
         out[12..16].copy_from_slice(&self.round.to_le_bytes());
         out[16..32].copy_from_slice(&ip);
@@ -133,7 +137,18 @@ impl ConnRecord {
     }
 
     fn decode(b: &[u8; RECORD_SIZE]) -> io::Result<ConnRecord> {
-        let u64_at = |o: usize| u64::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3], b[o + 4], b[o + 5], b[o + 6], b[o + 7]]);
+        let u64_at = |o: usize| {
+            u64::from_le_bytes([
+                b[o],
+                b[o + 1],
+                b[o + 2],
+                b[o + 3],
+                b[o + 4],
+                b[o + 5],
+                b[o + 6],
+                b[o + 7],
+            ])
+        };
         let u32_at = |o: usize| u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]]);
         let port = u16::from_le_bytes([b[4], b[5]]);
         let mut ip16 = [0u8; 16];
@@ -141,9 +156,14 @@ impl ConnRecord {
         let ip = match b[0] {
             4 => IpAddr::V4(Ipv4Addr::new(ip16[0], ip16[1], ip16[2], ip16[3])),
             6 => IpAddr::V6(Ipv6Addr::from(ip16)),
-            f => return Err(invalid(format!("record has address family {f}, expected 4 or 6"))),
+            f => {
+                return Err(invalid(format!(
+                    "record has address family {f}, expected 4 or 6"
+                )))
+            }
         };
-        let outcome = Outcome::from_code(b[1], u32_at(8) as i32).ok_or_else(|| invalid(format!("record has unknown outcome code {}", b[1])))?;
+        let outcome = Outcome::from_code(b[1], u32_at(8) as i32)
+            .ok_or_else(|| invalid(format!("record has unknown outcome code {}", b[1])))?;
         Ok(ConnRecord {
             local: SocketAddr::new(ip, port),
             intended_ns: u64_at(32),

@@ -166,7 +166,10 @@ impl Report {
             self.threads,
             self.concurrency,
             self.method,
-            self.method_note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+            self.method_note
+                .as_deref()
+                .map(|n| format!(": {n}"))
+                .unwrap_or_default()
         );
         let _ = writeln!(
             s,
@@ -189,11 +192,21 @@ impl Report {
             us(c.max)
         );
         if let Some(l) = &self.schedule_lag_ns {
-            let _ = writeln!(s, "  schedule lag (us): p50 {:.1}  p99 {:.1}  max {:.1}", us(l.p50), us(l.p99), us(l.max));
+            let _ = writeln!(
+                s,
+                "  schedule lag (us): p50 {:.1}  p99 {:.1}  max {:.1}",
+                us(l.p50),
+                us(l.p99),
+                us(l.max)
+            );
         }
         let e = &self.errors;
         if e.total() > 0 {
-            let others: Vec<String> = e.other_errnos.iter().map(|(k, v)| format!("{}:{v}", std::io::Error::from_raw_os_error(*k))).collect();
+            let others: Vec<String> = e
+                .other_errnos
+                .iter()
+                .map(|(k, v)| format!("{}:{v}", std::io::Error::from_raw_os_error(*k)))
+                .collect();
             let _ = writeln!(
                 s,
                 "  errors: refused {}  reset {}  timeout {}  addr_unavailable {}  other {}{}",
@@ -202,7 +215,11 @@ impl Report {
                 e.timeout,
                 e.addr_unavailable,
                 e.other,
-                if others.is_empty() { String::new() } else { format!(" ({})", others.join(", ")) }
+                if others.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", others.join(", "))
+                }
             );
         }
         let _ = writeln!(
@@ -211,10 +228,21 @@ impl Report {
             self.cpu_user_s,
             self.cpu_sys_s,
             self.conns_per_cpu_s,
-            if self.warmup_attempted > 0 { format!("  (warm-up: {} attempts not counted)", self.warmup_attempted) } else { String::new() }
+            if self.warmup_attempted > 0 {
+                format!(
+                    "  (warm-up: {} attempts not counted)",
+                    self.warmup_attempted
+                )
+            } else {
+                String::new()
+            }
         );
         for r in &self.rounds {
-            let _ = writeln!(s, "  round {}: attempted {} established {} pending {} errors {} in {:.3} s", r.round, r.attempted, r.established, r.pending, r.errors, r.duration_s);
+            let _ = writeln!(
+                s,
+                "  round {}: attempted {} established {} pending {} errors {} in {:.3} s",
+                r.round, r.attempted, r.established, r.pending, r.errors, r.duration_s
+            );
         }
         if self.interrupted {
             let _ = writeln!(s, "  interrupted: results cover the part that ran");

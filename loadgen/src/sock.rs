@@ -24,7 +24,9 @@ impl RawAddr {
                 let sin = libc::sockaddr_in {
                     sin_family: libc::AF_INET as libc::sa_family_t,
                     sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
                     sin_zero: [0; 8],
                 };
                 // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in.
@@ -36,7 +38,9 @@ impl RawAddr {
                     sin6_family: libc::AF_INET6 as libc::sa_family_t,
                     sin6_port: a.port().to_be(),
                     sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
                     sin6_scope_id: a.scope_id(),
                 };
                 // SAFETY: sockaddr_storage is larger than and aligned for sockaddr_in6.
@@ -44,7 +48,10 @@ impl RawAddr {
                 mem::size_of::<libc::sockaddr_in6>()
             }
         };
-        RawAddr { storage, len: len as libc::socklen_t }
+        RawAddr {
+            storage,
+            len: len as libc::socklen_t,
+        }
     }
 
     pub fn as_ptr(&self) -> *const libc::sockaddr {
@@ -52,12 +59,15 @@ impl RawAddr {
     }
 
     /// Decodes back to a `SocketAddr` (unspecified:0 for an unknown family).
-    pub fn to_socket_addr(&self) -> SocketAddr {
+    pub fn to_socket_addr(self) -> SocketAddr {
         match self.storage.ss_family as libc::c_int {
             libc::AF_INET => {
                 // SAFETY: the family says the storage holds a sockaddr_in.
                 let sin = unsafe { *(&self.storage as *const _ as *const libc::sockaddr_in) };
-                SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()), u16::from_be(sin.sin_port)))
+                SocketAddr::V4(SocketAddrV4::new(
+                    Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
+                    u16::from_be(sin.sin_port),
+                ))
             }
             libc::AF_INET6 => {
                 // SAFETY: the family says the storage holds a sockaddr_in6.
@@ -88,12 +98,22 @@ pub(crate) struct SocketSetup {
 }
 
 pub(crate) fn errno() -> i32 {
-    std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+    std::io::Error::last_os_error()
+        .raw_os_error()
+        .unwrap_or(libc::EIO)
 }
 
 fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) -> Result<(), i32> {
     // SAFETY: `value` points to a live T of the given size for the duration of the call.
-    let r = unsafe { libc::setsockopt(fd, level, name, value as *const T as *const libc::c_void, mem::size_of::<T>() as libc::socklen_t) };
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            value as *const T as *const libc::c_void,
+            mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
     if r == 0 {
         Ok(())
     } else {
@@ -103,7 +123,13 @@ fn setsockopt<T>(fd: RawFd, level: libc::c_int, name: libc::c_int, value: &T) ->
 
 /// Creates a TCP socket set up per `setup`, bound to `source` (port chosen at connect) if given.
 pub(crate) fn new_socket(setup: &SocketSetup, source: Option<IpAddr>) -> Result<RawFd, i32> {
-    let ty = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | if setup.nonblocking { libc::SOCK_NONBLOCK } else { 0 };
+    let ty = libc::SOCK_STREAM
+        | libc::SOCK_CLOEXEC
+        | if setup.nonblocking {
+            libc::SOCK_NONBLOCK
+        } else {
+            0
+        };
     // SAFETY: plain system call with constant arguments.
     let fd = unsafe { libc::socket(setup.family, ty, 0) };
     if fd < 0 {
@@ -120,17 +146,33 @@ pub(crate) fn new_socket(setup: &SocketSetup, source: Option<IpAddr>) -> Result<
 
 fn configure(fd: RawFd, setup: &SocketSetup, source: Option<IpAddr>) -> Result<(), i32> {
     if setup.linger0 {
-        setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &libc::linger { l_onoff: 1, l_linger: 0 })?;
+        setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            &libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            },
+        )?;
     }
     if let Some(t) = setup.blocking_timeout {
-        let tv = libc::timeval { tv_sec: t.as_secs() as libc::time_t, tv_usec: t.subsec_micros() as libc::suseconds_t };
+        let tv = libc::timeval {
+            tv_sec: t.as_secs() as libc::time_t,
+            tv_usec: t.subsec_micros() as libc::suseconds_t,
+        };
         setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &tv)?;
         if setup.read_timeout {
             setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
         }
     }
     if let Some(ip) = source {
-        setsockopt(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, &1 as &libc::c_int)?;
+        setsockopt(
+            fd,
+            libc::IPPROTO_IP,
+            libc::IP_BIND_ADDRESS_NO_PORT,
+            &1 as &libc::c_int,
+        )?;
         let addr = RawAddr::new(&SocketAddr::new(ip, 0));
         // SAFETY: addr is a valid sockaddr of addr.len bytes, alive for the call.
         if unsafe { libc::bind(fd, addr.as_ptr(), addr.len) } != 0 {
@@ -155,7 +197,15 @@ pub(crate) fn so_error(fd: RawFd) -> i32 {
     let mut err: libc::c_int = 0;
     let mut len = mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: err and len are live and sized as the kernel expects for SO_ERROR.
-    let r = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR, &mut err as *mut _ as *mut libc::c_void, &mut len) };
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_ERROR,
+            &mut err as *mut _ as *mut libc::c_void,
+            &mut len,
+        )
+    };
     if r == 0 {
         err
     } else {
@@ -166,9 +216,18 @@ pub(crate) fn so_error(fd: RawFd) -> i32 {
 /// Local address of a socket (unspecified:0 if it has none).
 pub(crate) fn local_addr(fd: RawFd) -> SocketAddr {
     // SAFETY: zeroed sockaddr_storage is valid; getsockname writes at most `len` bytes into it.
-    let mut raw = RawAddr { storage: unsafe { mem::zeroed() }, len: mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t };
+    let mut raw = RawAddr {
+        storage: unsafe { mem::zeroed() },
+        len: mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+    };
     // SAFETY: as above; storage and len outlive the call.
-    let r = unsafe { libc::getsockname(fd, &mut raw.storage as *mut _ as *mut libc::sockaddr, &mut raw.len) };
+    let r = unsafe {
+        libc::getsockname(
+            fd,
+            &mut raw.storage as *mut _ as *mut libc::sockaddr,
+            &mut raw.len,
+        )
+    };
     if r != 0 {
         return SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
     }
@@ -212,7 +271,10 @@ pub(crate) fn raise_nofile_limit() -> u64 {
             return 1024;
         }
         if rl.rlim_cur < rl.rlim_max {
-            let want = libc::rlimit { rlim_cur: rl.rlim_max, rlim_max: rl.rlim_max };
+            let want = libc::rlimit {
+                rlim_cur: rl.rlim_max,
+                rlim_max: rl.rlim_max,
+            };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
                 rl.rlim_cur = rl.rlim_max;
             }

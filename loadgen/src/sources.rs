@@ -18,11 +18,19 @@ pub struct SourceRange {
 impl SourceRange {
     /// Parses `A` or `A-B` (inclusive), both IPv4 or both IPv6, A ≤ B.
     pub fn parse(value: &str) -> Result<Self, LoadgenError> {
-        let bad = |reason: String| LoadgenError::BadSources { value: value.to_string(), reason };
+        let bad = |reason: String| LoadgenError::BadSources {
+            value: value.to_string(),
+            reason,
+        };
         let ip = |s: &str| -> Result<IpAddr, LoadgenError> {
-            s.trim().trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>().map_err(|_| {
-                bad(format!("{s:?} is not an IP address; write e.g. 127.0.0.2-127.0.0.9 or ::1"))
-            })
+            s.trim()
+                .trim_matches(|c| c == '[' || c == ']')
+                .parse::<IpAddr>()
+                .map_err(|_| {
+                    bad(format!(
+                        "{s:?} is not an IP address; write e.g. 127.0.0.2-127.0.0.9 or ::1"
+                    ))
+                })
         };
         // IPv6 addresses contain no '-', so the first '-' splits a range.
         let (first, last) = match value.split_once('-') {
@@ -50,7 +58,10 @@ impl SourceRange {
                 "the range is reversed ({first} comes after {last}); write the lower address first, e.g. {last}-{first}"
             )));
         }
-        Ok(SourceRange { first, count: count as u64 })
+        Ok(SourceRange {
+            first,
+            count: count as u64,
+        })
     }
 
     /// Number of addresses in the range.
@@ -89,12 +100,23 @@ mod tests {
         assert_eq!(r.nth(0).to_string(), "127.0.0.2");
         assert_eq!(r.nth(9).to_string(), "127.0.0.3");
         assert_eq!(SourceRange::parse("::1").unwrap().len(), 1);
-        assert_eq!(SourceRange::parse("fd00::1-fd00::4").unwrap().nth(3).to_string(), "fd00::4");
+        assert_eq!(
+            SourceRange::parse("fd00::1-fd00::4")
+                .unwrap()
+                .nth(3)
+                .to_string(),
+            "fd00::4"
+        );
     }
 
     #[test]
     fn rejects_reversed_mixed_and_junk() {
-        for bad in ["127.0.0.9-127.0.0.2", "127.0.0.1-::1", "banana", "127.0.0.1-"] {
+        for bad in [
+            "127.0.0.9-127.0.0.2",
+            "127.0.0.1-::1",
+            "banana",
+            "127.0.0.1-",
+        ] {
             assert!(SourceRange::parse(bad).is_err(), "{bad}");
         }
     }

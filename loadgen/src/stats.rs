@@ -12,7 +12,8 @@ const HIST_HIGH_NS: u64 = 3_600_000_000_000;
 
 /// A connect-latency histogram in ns, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
-    let mut h = Histogram::new_with_bounds(1, HIST_HIGH_NS, 3).expect("constant histogram bounds are valid");
+    let mut h = Histogram::new_with_bounds(1, HIST_HIGH_NS, 3)
+        .expect("constant histogram bounds are valid");
     h.auto(true);
     h
 }

@@ -52,7 +52,6 @@ pub enum RoundCmd {
 /// A worker's account of one burst round.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct RoundMsg {
-    pub thread: usize,
     pub round: u32,
     pub attempted: u64,
     pub established: u64,
@@ -62,9 +61,18 @@ pub(crate) struct RoundMsg {
     pub known_ns: u64,
 }
 
+/// What workers tell the coordinator.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WorkerMsg {
+    /// A burst round's outcomes are known; the worker waits for a `RoundCmd`.
+    Round(RoundMsg),
+    /// The worker has finished.
+    Done,
+}
+
 /// A worker's end of the round channel.
 pub(crate) struct RoundLink {
-    pub tx: Sender<RoundMsg>,
+    pub tx: Sender<WorkerMsg>,
     pub rx: Receiver<RoundCmd>,
 }
 
@@ -120,19 +128,35 @@ struct Slot {
 }
 
 impl Slot {
-    const FREE: Slot = Slot { fd: -1, gen: 0, state: State::Free, op_in_flight: false, warmup: false, intended_ns: 0, start_ns: 0, deadline_ns: 0 };
+    const FREE: Slot = Slot {
+        fd: -1,
+        gen: 0,
+        state: State::Free,
+        op_in_flight: false,
+        warmup: false,
+        intended_ns: 0,
+        start_ns: 0,
+        deadline_ns: 0,
+    };
 }
 
 /// Runs one worker to the end; pins it first if asked.
 pub(crate) fn run_worker(spec: WorkerSpec<'_>) -> Result<WorkerOutput, LoadgenError> {
     if !spec.config.cpus.is_empty() {
         let cpu = spec.config.cpus[spec.index % spec.config.cpus.len()];
-        affinity::pin_current_thread(cpu).map_err(|source| LoadgenError::Pin { thread: spec.index, cpu, source })?;
+        affinity::pin_current_thread(cpu).map_err(|source| LoadgenError::Pin {
+            thread: spec.index,
+            cpu,
+            source,
+        })?;
     }
     let target = RawAddr::new(&spec.config.target);
     match spec.method {
         Method::Uring => {
-            let driver = UringDriver::new(target, spec.slots, spec.config.wait_close).map_err(|e| LoadgenError::io("io_uring setup in worker", std::io::Error::other(e)))?;
+            let driver =
+                UringDriver::new(target, spec.slots, spec.config.wait_close).map_err(|e| {
+                    LoadgenError::io("io_uring setup in worker", std::io::Error::other(e))
+                })?;
             Worker::new(spec, driver).run()
         }
         Method::Epoll => {
@@ -144,7 +168,6 @@ pub(crate) fn run_worker(spec: WorkerSpec<'_>) -> Result<WorkerOutput, LoadgenEr
 }
 
 struct Worker<'a, D: Driver> {
-    index: usize,
     config: &'a Config,
     driver: D,
     pacer: Pacer,
@@ -187,13 +210,20 @@ impl<'a, D: Driver> Worker<'a, D> {
         let config = spec.config;
         let slots = spec.slots.max(1);
         let keep_records = config.keep_records;
-        let records = if keep_records { Vec::with_capacity(expected_records(config, spec.index)) } else { Vec::new() };
+        let records = if keep_records {
+            Vec::with_capacity(expected_records(config, spec.index))
+        } else {
+            Vec::new()
+        };
         let blocking = spec.method == Method::Blocking;
         Worker {
-            index: spec.index,
             config,
             setup: SocketSetup {
-                family: if config.target.is_ipv6() { libc::AF_INET6 } else { libc::AF_INET },
+                family: if config.target.is_ipv6() {
+                    libc::AF_INET6
+                } else {
+                    libc::AF_INET
+                },
                 nonblocking: driver.nonblocking_sockets(),
                 linger0: config.close == CloseMode::Reset,
                 blocking_timeout: blocking.then_some(config.connect_timeout),
@@ -226,7 +256,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             last_done_ns: 0,
             unpublished: 0,
             round: 0,
-            round_counts: RoundMsg { thread: spec.index, ..RoundMsg::default() },
+            round_counts: RoundMsg::default(),
             interrupted: false,
         }
     }
@@ -238,14 +268,31 @@ impl<'a, D: Driver> Worker<'a, D> {
         self.drain();
         result?;
         let (u1, s1) = affinity::thread_cpu_s();
-        let (cpu_user_s, cpu_sys_s) = if self.measuring { (u1 - self.cpu0.0, s1 - self.cpu0.1) } else { (0.0, 0.0) };
+        let (cpu_user_s, cpu_sys_s) = if self.measuring {
+            (u1 - self.cpu0.0, s1 - self.cpu0.1)
+        } else {
+            (0.0, 0.0)
+        };
         self.publish();
-        Ok(WorkerOutput { stats: self.stats, records: self.records, cpu_user_s, cpu_sys_s, last_done_ns: self.last_done_ns, interrupted: self.interrupted })
+        let stats = std::mem::replace(&mut self.stats, ThreadStats::new(0, false));
+        let records = std::mem::take(&mut self.records);
+        Ok(WorkerOutput {
+            stats,
+            records,
+            cpu_user_s,
+            cpu_sys_s,
+            last_done_ns: self.last_done_ns,
+            interrupted: self.interrupted,
+        })
     }
 
     fn run_rounds(&mut self) -> Result<(), LoadgenError> {
         loop {
-            self.round_counts = RoundMsg { thread: self.index, round: self.round, start_ns: mono_ns(), ..RoundMsg::default() };
+            self.round_counts = RoundMsg {
+                round: self.round,
+                start_ns: mono_ns(),
+                ..RoundMsg::default()
+            };
             self.phase()?;
             if !self.burst {
                 return Ok(());
@@ -274,7 +321,6 @@ impl<'a, D: Driver> Worker<'a, D> {
                 self.expire(now);
             }
             let mut wake: Option<u64> = None;
-            let mut pacer_done = false;
             while !self.free.is_empty() {
                 if self.backoff_until_ns > now {
                     wake = Some(self.backoff_until_ns);
@@ -286,13 +332,10 @@ impl<'a, D: Driver> Worker<'a, D> {
                         wake = Some(t);
                         break;
                     }
-                    Pace::Done => {
-                        pacer_done = true;
-                        break;
-                    }
+                    Pace::Done => break,
                 }
             }
-            if self.awaiting == 0 && (pacer_done || self.interrupted) {
+            if self.awaiting == 0 && (self.interrupted || self.pacer.exhausted(now)) {
                 return Ok(());
             }
             if let Some(&(d, _, _)) = self.deadlines.front() {
@@ -338,10 +381,12 @@ impl<'a, D: Driver> Worker<'a, D> {
                 slot.deadline_ns = start_ns + self.timeout_ns;
                 let token = token(idx, slot.gen);
                 if self.track_deadlines {
-                    self.deadlines.push_back((slot.deadline_ns, idx as u32, slot.gen));
+                    self.deadlines
+                        .push_back((slot.deadline_ns, idx as u32, slot.gen));
                 }
                 if self.rate && !warmup {
-                    self.stats.schedule_lag(start_ns.saturating_sub(intended_ns));
+                    self.stats
+                        .schedule_lag(start_ns.saturating_sub(intended_ns));
                 }
                 self.awaiting += 1;
                 self.driver.start_connect(token, fd);
@@ -379,7 +424,11 @@ impl<'a, D: Driver> Worker<'a, D> {
                     }
                 } else {
                     let errno = -c.result;
-                    let outcome = if errno == libc::ECANCELED { Outcome::Timeout } else { Outcome::from_errno(errno) };
+                    let outcome = if errno == libc::ECANCELED {
+                        Outcome::Timeout
+                    } else {
+                        Outcome::from_errno(errno)
+                    };
                     if is_local_shortage(outcome) {
                         self.backoff_until_ns = now + BACKOFF_NS;
                     }
@@ -389,7 +438,9 @@ impl<'a, D: Driver> Worker<'a, D> {
             }
             (State::Reading, Op::Read) => {
                 self.awaiting -= 1;
-                if (c.result == -libc::ETIMEDOUT || c.result == -libc::ECANCELED) && !self.slots[idx].warmup {
+                if (c.result == -libc::ETIMEDOUT || c.result == -libc::ECANCELED)
+                    && !self.slots[idx].warmup
+                {
                     self.stats.wait_close_timeouts += 1;
                 }
                 self.close_slot(idx);
@@ -412,7 +463,8 @@ impl<'a, D: Driver> Worker<'a, D> {
         slot.deadline_ns = now + self.timeout_ns;
         let (fd, token) = (slot.fd, token(idx, slot.gen));
         if self.track_deadlines {
-            self.deadlines.push_back((slot.deadline_ns, idx as u32, slot.gen));
+            self.deadlines
+                .push_back((slot.deadline_ns, idx as u32, slot.gen));
         }
         self.awaiting += 1;
         self.driver.start_read(token, fd);
@@ -480,7 +532,7 @@ impl<'a, D: Driver> Worker<'a, D> {
         self.round_counts.known_ns = mono_ns();
         let cmd = match &self.rounds {
             Some(link) => {
-                if link.tx.send(self.round_counts).is_err() {
+                if link.tx.send(WorkerMsg::Round(self.round_counts)).is_err() {
                     RoundCmd::Stop
                 } else {
                     link.rx.recv().unwrap_or(RoundCmd::Stop)
@@ -500,7 +552,11 @@ impl<'a, D: Driver> Worker<'a, D> {
                     if matches!(self.slots[idx].state, State::Connecting | State::Reading) {
                         self.awaiting -= 1;
                     }
-                    let op = if self.slots[idx].state == State::Reading { Op::Read } else { Op::Connect };
+                    let op = if self.slots[idx].state == State::Reading {
+                        Op::Read
+                    } else {
+                        Op::Connect
+                    };
                     self.abandon(idx, op);
                 }
                 _ => {}
@@ -518,7 +574,11 @@ impl<'a, D: Driver> Worker<'a, D> {
             if now >= limit {
                 break;
             }
-            if self.driver.wait(Some(limit.min(now + 100_000_000)), &mut completions).is_err() {
+            if self
+                .driver
+                .wait(Some(limit.min(now + 100_000_000)), &mut completions)
+                .is_err()
+            {
                 break;
             }
             let now = mono_ns();
@@ -567,7 +627,12 @@ impl<'a, D: Driver> Worker<'a, D> {
     #[inline]
     fn note(&mut self, idx: usize, outcome: Outcome, done_ns: u64) {
         let s = self.slots[idx];
-        self.stats.count(outcome, s.warmup, done_ns.saturating_sub(s.intended_ns), done_ns);
+        self.stats.count(
+            outcome,
+            s.warmup,
+            done_ns.saturating_sub(s.intended_ns),
+            done_ns,
+        );
         if !s.warmup {
             self.last_done_ns = self.last_done_ns.max(done_ns);
             let r = &mut self.round_counts;
@@ -579,8 +644,20 @@ impl<'a, D: Driver> Worker<'a, D> {
             }
         }
         if self.keep_records {
-            let local = if s.fd >= 0 { sock::local_addr(s.fd) } else { SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0) };
-            self.records.push(ConnRecord { local, intended_ns: s.intended_ns, connect_start_ns: s.start_ns, done_ns, outcome, warmup: s.warmup, round: self.round });
+            let local = if s.fd >= 0 {
+                sock::local_addr(s.fd)
+            } else {
+                SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0)
+            };
+            self.records.push(ConnRecord {
+                local,
+                intended_ns: s.intended_ns,
+                connect_start_ns: s.start_ns,
+                done_ns,
+                outcome,
+                warmup: s.warmup,
+                round: self.round,
+            });
         }
         self.unpublished += 1;
         if self.unpublished >= PUBLISH_EVERY {
@@ -590,8 +667,12 @@ impl<'a, D: Driver> Worker<'a, D> {
 
     fn publish(&mut self) {
         self.unpublished = 0;
-        self.published.attempted.store(self.stats.attempted, Ordering::Relaxed);
-        self.published.established.store(self.stats.established, Ordering::Relaxed);
+        self.published
+            .attempted
+            .store(self.stats.attempted, Ordering::Relaxed);
+        self.published
+            .established
+            .store(self.stats.established, Ordering::Relaxed);
     }
 }
 
@@ -612,7 +693,14 @@ fn token(idx: usize, gen: u16) -> u64 {
 }
 
 fn is_local_shortage(o: Outcome) -> bool {
-    matches!(o, Outcome::AddrUnavailable | Outcome::Other(libc::EMFILE) | Outcome::Other(libc::ENFILE) | Outcome::Other(libc::ENOBUFS) | Outcome::Other(libc::ENOMEM))
+    matches!(
+        o,
+        Outcome::AddrUnavailable
+            | Outcome::Other(libc::EMFILE)
+            | Outcome::Other(libc::ENFILE)
+            | Outcome::Other(libc::ENOBUFS)
+            | Outcome::Other(libc::ENOMEM)
+    )
 }
 
 /// Records to preallocate for one worker: its share of the run, capped at 4 Mi.
@@ -620,8 +708,13 @@ fn expected_records(config: &Config, thread: usize) -> usize {
     const CAP: u64 = 4 << 20;
     let secs = (config.duration.unwrap_or_default() + config.warmup).as_secs_f64();
     let n = match config.mode {
-        Mode::Burst { rounds } => config.per_thread_connections(thread).unwrap_or(0) * rounds as u64,
-        _ if config.connections.is_some() => config.per_thread_connections(thread).unwrap_or(0) + (config.warmup.as_secs_f64() * 50_000.0) as u64,
+        Mode::Burst { rounds } => {
+            config.per_thread_connections(thread).unwrap_or(0) * rounds as u64
+        }
+        _ if config.connections.is_some() => {
+            config.per_thread_connections(thread).unwrap_or(0)
+                + (config.warmup.as_secs_f64() * 50_000.0) as u64
+        }
         Mode::Rate { rate_per_s } => (rate_per_s * secs / config.threads as f64) as u64 + 16,
         Mode::Closed => (secs * 50_000.0) as u64,
     };

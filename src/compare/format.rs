@@ -23,7 +23,12 @@ fn value_text(c: &Cell) -> String {
         Cell::Skipped(_) => "skipped".into(),
         Cell::NoValue => "n/a".into(),
         Cell::Value { stats, .. } if stats.n > 1 => {
-            format!("{} [{}–{}]", num(stats.mean), num(stats.min), num(stats.max))
+            format!(
+                "{} [{}–{}]",
+                num(stats.mean),
+                num(stats.min),
+                num(stats.max)
+            )
         }
         Cell::Value { stats, .. } => num(stats.mean),
     }
@@ -85,7 +90,11 @@ fn legend(cmp: &Comparison, bullet: &str) -> String {
             r.virtualised,
             r.cpus,
             if r.incomplete { ", incomplete" } else { "" },
-            if i == 0 { " — the reference for ratios" } else { "" }
+            if i == 0 {
+                " — the reference for ratios"
+            } else {
+                ""
+            }
         ));
     }
     s.push_str(&format!(
@@ -140,7 +149,13 @@ pub fn markdown(cmp: &Comparison) -> String {
     s.push('\n');
     s.push_str(&format!("| {} |\n", header.join(" | ")));
     let align: Vec<&str> = (0..header.len())
-        .map(|i| if i == 0 || i == 2 || i == 3 { "---" } else { "---:" })
+        .map(|i| {
+            if i == 0 || i == 2 || i == 3 {
+                "---"
+            } else {
+                "---:"
+            }
+        })
         .collect();
     s.push_str(&format!("|{}|\n", align.join("|")));
     for row in &body {

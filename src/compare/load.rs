@@ -73,7 +73,11 @@ pub fn label_runs(runs: &mut [Run]) {
     let releases: Vec<String> = runs.iter().map(|r| r.meta.kernel_release.clone()).collect();
     for (i, run) in runs.iter_mut().enumerate() {
         let release = &releases[i];
-        let label = if release.is_empty() { "unknown kernel" } else { release };
+        let label = if release.is_empty() {
+            "unknown kernel"
+        } else {
+            release
+        };
         let shared = releases.iter().filter(|r| *r == release).count() > 1;
         run.label = if shared {
             format!("{label} ({})", run.name())

@@ -166,8 +166,22 @@ pub fn compare(runs: &[Run], metrics: &[String]) -> anyhow::Result<Comparison> {
         }
         groups.push(g);
     }
+    // Grouped by mode, then engine (both in order of first appearance), then backlog.
+    let rank = |list: &[&String], item: &String| list.iter().position(|x| *x == item);
+    let mut modes: Vec<&String> = Vec::new();
+    let mut engines: Vec<&String> = Vec::new();
+    for k in &keys {
+        if !modes.contains(&&k.mode) {
+            modes.push(&k.mode);
+        }
+        if !engines.contains(&&k.engine) {
+            engines.push(&k.engine);
+        }
+    }
+    let mut order: Vec<&Key> = keys.iter().collect();
+    order.sort_by_key(|k| (rank(&modes, &k.mode), rank(&engines, &k.engine), k.backlog));
     let mut lines = Vec::new();
-    for key in &keys {
+    for key in order {
         for metric in metrics {
             let mut cells: Vec<Cell> = groups
                 .iter()
@@ -225,7 +239,10 @@ fn cell(rows: Option<&[&SummaryRow]>, metric: &str) -> Cell {
 }
 
 fn set_ratios(cells: &mut [Cell]) {
-    let Some(Cell::Value { stats: reference, .. }) = cells.first().cloned() else {
+    let Some(Cell::Value {
+        stats: reference, ..
+    }) = cells.first().cloned()
+    else {
         return;
     };
     for c in cells.iter_mut().skip(1) {
@@ -255,7 +272,10 @@ pub fn settings_warnings(runs: &[Run]) -> Vec<String> {
                 .zip(&values)
                 .map(|(r, v)| format!("{} = {v}", r.label))
                 .collect();
-            out.push(format!("runs differ in {what}: {}; {why}", listed.join(", ")));
+            out.push(format!(
+                "runs differ in {what}: {}; {why}",
+                listed.join(", ")
+            ));
         }
     };
     differs(

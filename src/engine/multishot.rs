@@ -4,7 +4,10 @@
 //! CQE without `IORING_CQE_F_MORE` means "no longer armed", and the engine re-arms
 //! and counts it (`Recorder::rearms`). Multishot accept takes no sockaddr buffer
 //! (a shared one would be overwritten by every connection), so the peer comes from
-//! `getpeername(2)` on each fd. A burst can post many CQEs at once: the CQ is sized
+//! one system call per fd: `getsockopt(SO_PEERNAME)`, which is `getpeername(2)`
+//! without its connected-state check — getpeername fails with ENOTCONN once the
+//! client reset the connection, which was 99% of connections with a closed-loop
+//! client that closes with RST (see `peer::peer_of_accepted`). A burst can post many CQEs at once: the CQ is sized
 //! 4096, overflows into the kernel's backlog are flushed and counted, and dropped
 //! CQEs are recorded as errors. On stop the accept is cancelled and its final CQE
 //! reaped before the ring is dropped (see `uring` for why that matters).
@@ -62,6 +65,7 @@ impl Acceptor for MultishotAcceptor {
         let mut ring = setup_ring(EngineKind::Multishot, SQ_ENTRIES, CQ_ENTRIES)?;
         let mut run = MultishotRun {
             fd: listener.as_raw_fd(),
+            ipv6: listener.local_addr.is_ipv6(),
             armed: false,
             accept_delay: self.accept_delay,
             counters: &mut self.counters,
@@ -86,6 +90,8 @@ impl Acceptor for MultishotAcceptor {
 
 struct MultishotRun<'a> {
     fd: i32,
+    /// The listener's family: accepted sockets have it too.
+    ipv6: bool,
     armed: bool,
     accept_delay: Option<Duration>,
     counters: &'a mut EngineCounters,
@@ -153,10 +159,9 @@ impl MultishotRun<'_> {
         }
         if res >= 0 {
             let accepted_ns = mono_ns();
-            match peer::getpeername(res) {
+            match peer::peer_of_accepted(res, self.ipv6) {
                 Ok(p) => rec.accepted(p, accepted_ns, mono_ns()),
                 Err(e) => {
-                    // ENOTCONN: the peer reset before we could ask; nothing to attribute.
                     rec.error(e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT));
                 }
             }

@@ -63,7 +63,8 @@ impl Acceptor for StdAcceptor {
         socket
             .set_read_timeout(Some(Limits::POLL_INTERVAL))
             .map_err(io_err("setting SO_RCVTIMEO on the listener"))?;
-        let result = accept_loop(listener.as_raw_fd(), limits, rec, self.accept_delay);
+        let ipv6 = listener.local_addr.is_ipv6();
+        let result = accept_loop(listener.as_raw_fd(), ipv6, limits, rec, self.accept_delay);
         let restored = socket
             .set_read_timeout(old_timeout)
             .map_err(io_err("restoring SO_RCVTIMEO of the listener"));
@@ -73,6 +74,7 @@ impl Acceptor for StdAcceptor {
 
 fn accept_loop(
     fd: i32,
+    ipv6: bool,
     limits: &Limits,
     rec: &mut Recorder,
     accept_delay: Option<Duration>,
@@ -109,7 +111,7 @@ fn accept_loop(
         let accepted_ns = mono_ns();
         let decoded = match peer::sockaddr_to_socketaddr(&ss, len) {
             Some(p) => Ok(p),
-            None => peer::getpeername(conn),
+            None => peer::peer_of_accepted(conn, ipv6),
         };
         match decoded {
             Ok(p) => rec.accepted(p, accepted_ns, mono_ns()),

@@ -77,6 +77,7 @@ impl Acceptor for UringAcceptor {
         let mut slots = SlotArena::new(n);
         let mut run = UringRun {
             fd: listener.as_raw_fd(),
+            ipv6: listener.local_addr.is_ipv6(),
             slots: &mut slots,
             armed: vec![false; n],
             armed_count: 0,
@@ -191,6 +192,8 @@ impl Drop for SlotArena {
 /// State of one `uring` run.
 struct UringRun<'a> {
     fd: i32,
+    /// The listener's family (for the per-fd peer lookup fallback).
+    ipv6: bool,
     slots: &'a mut SlotArena,
     armed: Vec<bool>,
     armed_count: usize,
@@ -266,7 +269,7 @@ impl UringRun<'_> {
         let accepted_ns = mono_ns();
         let decoded = match self.slots.peer(i) {
             Some(p) => Ok(p),
-            None => peer::getpeername(fd),
+            None => peer::peer_of_accepted(fd, self.ipv6),
         };
         match decoded {
             Ok(p) => rec.accepted(p, accepted_ns, mono_ns()),

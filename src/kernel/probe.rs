@@ -43,8 +43,25 @@ pub struct UringProbe {
     pub ext_arg: bool,
 }
 
-/// Runs the probe (a few rings and one Unix socket; well under a millisecond).
+/// Runs the probe (a few rings and one Unix socket; a few milliseconds).
+///
+/// It runs on a short-lived thread of its own: the kernel tears a closed ring down
+/// asynchronously and then notifies the task that owned it, which interrupts that
+/// task's next blocking call — a `std` engine's first `accept()` would fail with EINTR.
 pub fn probe_uring() -> UringProbe {
+    let spawned = std::thread::Builder::new()
+        .name("io_uring-probe".into())
+        .spawn(probe_on_this_thread);
+    match spawned {
+        Ok(handle) => handle.join().unwrap_or_else(|_| UringProbe {
+            setup_error: Some("the io_uring probe panicked".into()),
+            ..UringProbe::default()
+        }),
+        Err(_) => probe_on_this_thread(),
+    }
+}
+
+fn probe_on_this_thread() -> UringProbe {
     let mut p = UringProbe {
         io_uring_disabled: sysctl::read_u64("kernel.io_uring_disabled")
             .ok()

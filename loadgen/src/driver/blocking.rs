@@ -16,7 +16,10 @@ pub(crate) struct BlockingDriver {
 
 impl BlockingDriver {
     pub fn new(target: RawAddr) -> Self {
-        BlockingDriver { target, ready: VecDeque::with_capacity(4) }
+        BlockingDriver {
+            target,
+            ready: VecDeque::with_capacity(4),
+        }
     }
 }
 
@@ -28,7 +31,11 @@ impl Driver for BlockingDriver {
             Err(libc::EINPROGRESS) | Err(libc::EAGAIN) => -libc::ETIMEDOUT,
             Err(e) => -e,
         };
-        self.ready.push_back(Completion { token, op: Op::Connect, result });
+        self.ready.push_back(Completion {
+            token,
+            op: Op::Connect,
+            result,
+        });
     }
 
     fn start_read(&mut self, token: u64, fd: RawFd) {
@@ -38,14 +45,22 @@ impl Driver for BlockingDriver {
             Err(libc::EAGAIN) => -libc::ETIMEDOUT,
             Err(e) => -e,
         };
-        self.ready.push_back(Completion { token, op: Op::Read, result });
+        self.ready.push_back(Completion {
+            token,
+            op: Op::Read,
+            result,
+        });
     }
 
     fn cancel(&mut self, _token: u64, _op: Op) -> bool {
         false
     }
 
-    fn wait(&mut self, deadline_ns: Option<u64>, out: &mut Vec<Completion>) -> Result<(), LoadgenError> {
+    fn wait(
+        &mut self,
+        deadline_ns: Option<u64>,
+        out: &mut Vec<Completion>,
+    ) -> Result<(), LoadgenError> {
         if self.ready.is_empty() {
             // Nothing in flight: only the pacer's next start is worth waiting for.
             if let Some(d) = deadline_ns {

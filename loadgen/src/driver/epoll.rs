@@ -31,12 +31,22 @@ impl EpollDriver {
         // SAFETY: plain system call.
         let epfd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
         if epfd < 0 {
-            return Err(LoadgenError::io("epoll_create1", std::io::Error::last_os_error()));
+            return Err(LoadgenError::io(
+                "epoll_create1",
+                std::io::Error::last_os_error(),
+            ));
         }
         Ok(EpollDriver {
             epfd,
             target,
-            armed: vec![Armed { fd: -1, op: Op::Connect, registered: false }; slots.max(1)],
+            armed: vec![
+                Armed {
+                    fd: -1,
+                    op: Op::Connect,
+                    registered: false
+                };
+                slots.max(1)
+            ],
             ready: Vec::with_capacity(64),
             events: vec![libc::epoll_event { events: 0, u64: 0 }; slots.clamp(1, 1024)],
             have_pwait2: true,
@@ -50,7 +60,10 @@ impl EpollDriver {
             Op::Read => libc::EPOLLIN | libc::EPOLLRDHUP,
         } as u32
             | libc::EPOLLONESHOT as u32;
-        let mut ev = libc::epoll_event { events: interest, u64: token };
+        let mut ev = libc::epoll_event {
+            events: interest,
+            u64: token,
+        };
         let a = self.armed[slot];
         // A slot's previous fd may have been closed (dropping its registration) and the same
         // number reused, so MOD may find nothing (ENOENT) and ADD may find it (EEXIST).
@@ -66,10 +79,18 @@ impl EpollDriver {
             r = unsafe { libc::epoll_ctl(self.epfd, second, fd, &mut ev) };
         }
         if r != 0 {
-            self.ready.push(Completion { token, op, result: -sock::errno() });
+            self.ready.push(Completion {
+                token,
+                op,
+                result: -sock::errno(),
+            });
             return;
         }
-        self.armed[slot] = Armed { fd, op, registered: true };
+        self.armed[slot] = Armed {
+            fd,
+            op,
+            registered: true,
+        };
     }
 
     fn epoll_wait(&mut self, deadline_ns: Option<u64>) -> Result<usize, LoadgenError> {
@@ -78,12 +99,26 @@ impl EpollDriver {
             let n = match deadline_ns {
                 Some(d) if self.have_pwait2 => {
                     let ns = d.saturating_sub(mono_ns());
-                    let ts = libc::timespec { tv_sec: (ns / 1_000_000_000) as libc::time_t, tv_nsec: (ns % 1_000_000_000) as libc::c_long };
+                    let ts = libc::timespec {
+                        tv_sec: (ns / 1_000_000_000) as libc::time_t,
+                        tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+                    };
                     // SAFETY: events holds `max` entries; ts is live for the call.
-                    unsafe { libc::epoll_pwait2(self.epfd, self.events.as_mut_ptr(), max, &ts, std::ptr::null()) }
+                    unsafe {
+                        libc::epoll_pwait2(
+                            self.epfd,
+                            self.events.as_mut_ptr(),
+                            max,
+                            &ts,
+                            std::ptr::null(),
+                        )
+                    }
                 }
                 Some(d) => {
-                    let ms = d.saturating_sub(mono_ns()).div_ceil(1_000_000).min(i32::MAX as u64) as libc::c_int;
+                    let ms = d
+                        .saturating_sub(mono_ns())
+                        .div_ceil(1_000_000)
+                        .min(i32::MAX as u64) as libc::c_int;
                     // SAFETY: events holds `max` entries.
                     unsafe { libc::epoll_wait(self.epfd, self.events.as_mut_ptr(), max, ms) }
                 }
@@ -96,7 +131,12 @@ impl EpollDriver {
             match sock::errno() {
                 libc::EINTR => return Ok(0),
                 libc::ENOSYS if self.have_pwait2 => self.have_pwait2 = false,
-                e => return Err(LoadgenError::io("epoll_wait", std::io::Error::from_raw_os_error(e))),
+                e => {
+                    return Err(LoadgenError::io(
+                        "epoll_wait",
+                        std::io::Error::from_raw_os_error(e),
+                    ))
+                }
             }
         }
     }
@@ -105,17 +145,33 @@ impl EpollDriver {
 impl Driver for EpollDriver {
     fn start_connect(&mut self, token: u64, fd: RawFd) {
         match sock::connect(fd, &self.target) {
-            Ok(()) => self.ready.push(Completion { token, op: Op::Connect, result: 0 }),
+            Ok(()) => self.ready.push(Completion {
+                token,
+                op: Op::Connect,
+                result: 0,
+            }),
             Err(libc::EINPROGRESS) => self.arm(token, fd, Op::Connect),
-            Err(e) => self.ready.push(Completion { token, op: Op::Connect, result: -e }),
+            Err(e) => self.ready.push(Completion {
+                token,
+                op: Op::Connect,
+                result: -e,
+            }),
         }
     }
 
     fn start_read(&mut self, token: u64, fd: RawFd) {
         match sock::drain(fd) {
-            Ok(()) | Err(libc::ECONNRESET) => self.ready.push(Completion { token, op: Op::Read, result: 0 }),
+            Ok(()) | Err(libc::ECONNRESET) => self.ready.push(Completion {
+                token,
+                op: Op::Read,
+                result: 0,
+            }),
             Err(libc::EAGAIN) => self.arm(token, fd, Op::Read),
-            Err(e) => self.ready.push(Completion { token, op: Op::Read, result: -e }),
+            Err(e) => self.ready.push(Completion {
+                token,
+                op: Op::Read,
+                result: -e,
+            }),
         }
     }
 
@@ -124,8 +180,16 @@ impl Driver for EpollDriver {
         false
     }
 
-    fn wait(&mut self, deadline_ns: Option<u64>, out: &mut Vec<Completion>) -> Result<(), LoadgenError> {
-        let deadline = if self.ready.is_empty() { deadline_ns } else { Some(0) };
+    fn wait(
+        &mut self,
+        deadline_ns: Option<u64>,
+        out: &mut Vec<Completion>,
+    ) -> Result<(), LoadgenError> {
+        let deadline = if self.ready.is_empty() {
+            deadline_ns
+        } else {
+            Some(0)
+        };
         let n = self.epoll_wait(deadline)?;
         out.append(&mut self.ready);
         for i in 0..n {
@@ -142,7 +206,11 @@ impl Driver for EpollDriver {
                     Err(e) => -e,
                 },
             };
-            out.push(Completion { token, op: a.op, result });
+            out.push(Completion {
+                token,
+                op: a.op,
+                result,
+            });
         }
         Ok(())
     }

@@ -60,7 +60,11 @@ pub(crate) trait Driver {
     fn cancel(&mut self, token: u64, op: Op) -> bool;
     /// Submits queued work and appends completions to `out`, waiting until at least one is
     /// ready or `deadline_ns` (CLOCK_MONOTONIC) passes; `None` waits for a completion.
-    fn wait(&mut self, deadline_ns: Option<u64>, out: &mut Vec<Completion>) -> Result<(), LoadgenError>;
+    fn wait(
+        &mut self,
+        deadline_ns: Option<u64>,
+        out: &mut Vec<Completion>,
+    ) -> Result<(), LoadgenError>;
     /// Whether sockets for this driver are created non-blocking.
     fn nonblocking_sockets(&self) -> bool;
 }

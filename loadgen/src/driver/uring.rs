@@ -32,10 +32,16 @@ pub(crate) struct UringDriver {
 
 impl UringDriver {
     /// Sets up a ring for `slots` operations in flight; errors say why io_uring cannot be used.
-    pub fn new(target: crate::sock::RawAddr, slots: usize, wait_close: bool) -> Result<Self, String> {
+    pub fn new(
+        target: crate::sock::RawAddr,
+        slots: usize,
+        wait_close: bool,
+    ) -> Result<Self, String> {
         let sq = (slots.max(1) as u32).next_power_of_two().clamp(8, 4096);
         // Every slot can have an operation and a cancel in flight.
-        let cq = ((slots.max(1) as u32) * 2 + 16).next_power_of_two().clamp(2 * sq, 65536);
+        let cq = ((slots.max(1) as u32) * 2 + 16)
+            .next_power_of_two()
+            .clamp(2 * sq, 65536);
         let ring = IoUring::builder()
             .setup_cqsize(cq)
             .setup_single_issuer()
@@ -46,8 +52,16 @@ impl UringDriver {
             return Err("io_uring lacks IORING_FEAT_EXT_ARG (needs Linux 5.11)".into());
         }
         let mut probe = Probe::new();
-        ring.submitter().register_probe(&mut probe).map_err(|e| format!("io_uring probe failed: {e}"))?;
-        let mut needed = vec![(opcode::Connect::CODE, "IORING_OP_CONNECT (Linux 5.5)"), (opcode::AsyncCancel::CODE, "IORING_OP_ASYNC_CANCEL (Linux 5.5)")];
+        ring.submitter()
+            .register_probe(&mut probe)
+            .map_err(|e| format!("io_uring probe failed: {e}"))?;
+        let mut needed = vec![
+            (opcode::Connect::CODE, "IORING_OP_CONNECT (Linux 5.5)"),
+            (
+                opcode::AsyncCancel::CODE,
+                "IORING_OP_ASYNC_CANCEL (Linux 5.5)",
+            ),
+        ];
         if wait_close {
             needed.push((opcode::Recv::CODE, "IORING_OP_RECV (Linux 5.6)"));
         }
@@ -56,7 +70,13 @@ impl UringDriver {
                 return Err(format!("io_uring does not support {name}"));
             }
         }
-        Ok(UringDriver { ring, target: Box::new(target), scratch: Box::new([0u8; 256]), in_flight: 0, errors: Vec::new() })
+        Ok(UringDriver {
+            ring,
+            target: Box::new(target),
+            scratch: Box::new([0u8; 256]),
+            in_flight: 0,
+            errors: Vec::new(),
+        })
     }
 
     /// Queues one SQE, submitting first if the queue is full.
@@ -70,7 +90,11 @@ impl UringDriver {
             }
             match self.ring.submit() {
                 Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(libc::EBUSY) || e.raw_os_error() == Some(libc::EAGAIN) || e.raw_os_error() == Some(libc::EINTR) => {
+                Err(e)
+                    if e.raw_os_error() == Some(libc::EBUSY)
+                        || e.raw_os_error() == Some(libc::EAGAIN)
+                        || e.raw_os_error() == Some(libc::EINTR) =>
+                {
                     // CQ backlog: completions must be reaped before more can be submitted.
                     return Err(libc::EBUSY);
                 }
@@ -89,14 +113,20 @@ impl UringDriver {
                 TAG_READ => Op::Read,
                 _ => continue,
             };
-            out.push(Completion { token: ud >> 2, op, result: cqe.result() });
+            out.push(Completion {
+                token: ud >> 2,
+                op,
+                result: cqe.result(),
+            });
         }
     }
 }
 
 impl Driver for UringDriver {
     fn start_connect(&mut self, token: u64, fd: RawFd) {
-        let entry = opcode::Connect::new(types::Fd(fd), self.target.as_ptr(), self.target.len).build().user_data(token << 2 | TAG_CONNECT);
+        let entry = opcode::Connect::new(types::Fd(fd), self.target.as_ptr(), self.target.len)
+            .build()
+            .user_data(token << 2 | TAG_CONNECT);
         match self.push(entry) {
             Ok(()) => self.in_flight += 1,
             // Reported at the next wait as this connect's outcome (EBUSY: no room in the ring).
@@ -105,7 +135,13 @@ impl Driver for UringDriver {
     }
 
     fn start_read(&mut self, token: u64, fd: RawFd) {
-        let entry = opcode::Recv::new(types::Fd(fd), self.scratch.as_mut_ptr(), self.scratch.len() as u32).build().user_data(token << 2 | TAG_READ);
+        let entry = opcode::Recv::new(
+            types::Fd(fd),
+            self.scratch.as_mut_ptr(),
+            self.scratch.len() as u32,
+        )
+        .build()
+        .user_data(token << 2 | TAG_READ);
         match self.push(entry) {
             Ok(()) => self.in_flight += 1,
             Err(e) => self.deferred_error(token, Op::Read, e),
@@ -113,8 +149,14 @@ impl Driver for UringDriver {
     }
 
     fn cancel(&mut self, token: u64, op: Op) -> bool {
-        let tag = if op == Op::Connect { TAG_CONNECT } else { TAG_READ };
-        let entry = opcode::AsyncCancel::new(token << 2 | tag).build().user_data(token << 2 | TAG_CANCEL);
+        let tag = if op == Op::Connect {
+            TAG_CONNECT
+        } else {
+            TAG_READ
+        };
+        let entry = opcode::AsyncCancel::new(token << 2 | tag)
+            .build()
+            .user_data(token << 2 | TAG_CANCEL);
         if self.push(entry).is_ok() {
             self.in_flight += 1;
         }
@@ -122,7 +164,11 @@ impl Driver for UringDriver {
         true
     }
 
-    fn wait(&mut self, deadline_ns: Option<u64>, out: &mut Vec<Completion>) -> Result<(), LoadgenError> {
+    fn wait(
+        &mut self,
+        deadline_ns: Option<u64>,
+        out: &mut Vec<Completion>,
+    ) -> Result<(), LoadgenError> {
         out.append(&mut self.errors);
         let want = if !out.is_empty() { 0 } else { 1 };
         let r = match deadline_ns {
@@ -133,7 +179,9 @@ impl Driver for UringDriver {
                 if ns == 0 {
                     self.ring.submit()
                 } else {
-                    let ts = types::Timespec::new().sec(ns / 1_000_000_000).nsec((ns % 1_000_000_000) as u32);
+                    let ts = types::Timespec::new()
+                        .sec(ns / 1_000_000_000)
+                        .nsec((ns % 1_000_000_000) as u32);
                     let args = types::SubmitArgs::new().timespec(&ts);
                     self.ring.submitter().submit_with_args(1, &args)
                 }
@@ -156,7 +204,11 @@ impl Driver for UringDriver {
 
 impl UringDriver {
     fn deferred_error(&mut self, token: u64, op: Op, errno: i32) {
-        self.errors.push(Completion { token, op, result: -errno });
+        self.errors.push(Completion {
+            token,
+            op,
+            result: -errno,
+        });
     }
 }
 

@@ -1,0 +1,144 @@
+//! Which accept is fastest, and what does it cost.
+//!
+//! `accept/<backlog>/<engine>`: the time to accept a batch of K connections made
+//! concurrently by loadgen's library (closed loop, on its own thread pinned to
+//! another CPU), timed from the batch's first accept to its last, so listener and
+//! ring setup stay outside. On a 2-core machine this is client-bound (see README):
+//! engines come out close together.
+//!
+//! `accept_drain/<engine>`: the acceptor alone — K connections are queued first
+//! (backlog 4096), then the engine drains them back to back. This is the
+//! server-bound rate that separates engines.
+//!
+//! Engines the kernel lacks are skipped with a printed reason.
+
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+
+use acceptbench::engine::{self, Acceptor, EngineKind, EngineOptions, Limits, StopFlag};
+use acceptbench::kernel::probe;
+use acceptbench::listener::{Listener, ListenerSpec};
+use acceptbench::record::Recorder;
+
+const K: u64 = 1000;
+const SERVER_CPU: usize = 0;
+const CLIENT_CPU: usize = 1;
+
+fn supported_engines() -> Vec<EngineKind> {
+    let p = probe::probe_uring();
+    EngineKind::ALL
+        .into_iter()
+        .filter(|&k| {
+            let s = probe::engine_support(k, &p);
+            if !s.supported {
+                eprintln!("accept bench: engine {k} skipped: {}", s.reason);
+            }
+            s.supported
+        })
+        .collect()
+}
+
+fn listener(backlog: u32) -> Listener {
+    Listener::bind(&ListenerSpec {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        backlog,
+        reuse_port: false,
+    })
+    .expect("a loopback listener")
+}
+
+/// Accepts `n` more connections; returns the time from the first to the last accept.
+fn accept_batch(acceptor: &mut dyn Acceptor, l: &Listener, rec: &mut Recorder, n: u64) -> Duration {
+    let before = rec.accepted;
+    let limits = Limits {
+        count: Some(before + n),
+        deadline: Some(Instant::now() + Duration::from_secs(30)),
+        stop: StopFlag::new(),
+    };
+    acceptor.run(l, &limits, rec).expect("engine run");
+    let got = rec.accepted - before;
+    assert!(got >= n, "accepted {got} of {n}");
+    let first = rec.peers[before as usize].accepted_ns;
+    let span = Duration::from_nanos(rec.last_accept_ns - first);
+    // Scale the first→last span (n−1 gaps) to n connections.
+    span.mul_f64(n as f64 / (n - 1) as f64)
+}
+
+fn client_config(target: SocketAddr) -> loadgen::Config {
+    let mut cfg = loadgen::Config::new(target);
+    cfg.connections = Some(K);
+    cfg.duration = None;
+    cfg.cpus = vec![CLIENT_CPU];
+    cfg
+}
+
+fn accept(c: &mut Criterion) {
+    let _ = loadgen::affinity::pin_current_thread(SERVER_CPU);
+    let engines = supported_engines();
+    let mut g = c.benchmark_group("accept");
+    g.throughput(Throughput::Elements(K));
+    g.sample_size(10);
+    g.measurement_time(Duration::from_secs(4));
+    for backlog in [16u32, 128, 4096] {
+        for &kind in &engines {
+            let l = listener(backlog);
+            let mut acceptor = engine::build(kind, &EngineOptions::default()).expect("supported engine");
+            let cfg = client_config(l.local_addr);
+            g.bench_with_input(BenchmarkId::new(backlog.to_string(), kind), &kind, |b, _| {
+                b.iter_custom(|iters| {
+                    let mut total = Duration::ZERO;
+                    for _ in 0..iters {
+                        let mut rec = Recorder::new(true);
+                        std::thread::scope(|s| {
+                            let client = s.spawn(|| loadgen::run(&cfg, &AtomicBool::new(false)));
+                            total += accept_batch(acceptor.as_mut(), &l, &mut rec, K);
+                            let report = client.join().expect("client thread").expect("loadgen run");
+                            assert_eq!(report.established, K);
+                        });
+                    }
+                    total
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+fn accept_drain(c: &mut Criterion) {
+    let _ = loadgen::affinity::pin_current_thread(SERVER_CPU);
+    let engines = supported_engines();
+    let mut g = c.benchmark_group("accept_drain");
+    g.throughput(Throughput::Elements(K));
+    g.sample_size(20);
+    for &kind in &engines {
+        let l = listener(4096);
+        let mut acceptor = engine::build(kind, &EngineOptions::default()).expect("supported engine");
+        g.bench_function(BenchmarkId::from_parameter(kind), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    // Fill the queue (not timed): K established connections wait in it.
+                    // RST on drop (linger 0), so no TIME_WAIT piles up across iterations.
+                    let held: Vec<TcpStream> = (0..K)
+                        .map(|_| {
+                            let s = TcpStream::connect(l.local_addr).expect("connect");
+                            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
+                            s
+                        })
+                        .collect();
+                    let mut rec = Recorder::new(true);
+                    total += accept_batch(acceptor.as_mut(), &l, &mut rec, K);
+                    drop(held);
+                }
+                total
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, accept, accept_drain);
+criterion_main!(benches);

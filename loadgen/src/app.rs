@@ -1,0 +1,217 @@
+//! The command-line edge: parse, run, print, write files, map errors to exit codes.
+//! Shared by loadgen's own `main` and by `acceptbench loadgen …`.
+
+use std::ffi::OsString;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+
+use crate::clock::mono_ns;
+use crate::config::Config;
+use crate::error::LoadgenError;
+use crate::output;
+use crate::record;
+use crate::report::{Report, RoundSummary};
+use crate::run::{run_with, Observer, Progress};
+use crate::worker::RoundCmd;
+
+/// Raised by SIGINT/SIGTERM; a second signal exits at once.
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_sig: libc::c_int) {
+    if STOP.swap(true, Ordering::Relaxed) {
+        // SAFETY: _exit is async-signal-safe.
+        unsafe { libc::_exit(130) };
+    }
+}
+
+fn install_signal_handlers() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: sigaction is plain data; the handler only touches an atomic and calls
+        // _exit, both async-signal-safe.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// Parses loadgen's flags (`args[0]` is the program name), runs, prints, and returns the
+/// exit code: 0 success, 1 runtime failure, 2 bad input. Errors go to stderr as one line
+/// `loadgen: error: …`.
+pub fn cli_main<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let config = match Config::from_args(args) {
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                e.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = e.print();
+                return ExitCode::SUCCESS;
+            }
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ");
+            eprintln!("loadgen: error: {first} (see loadgen --help)");
+            return ExitCode::from(2);
+        }
+        Ok(Err(e)) => {
+            eprintln!("loadgen: error: {e:#}");
+            return ExitCode::from(2);
+        }
+        Ok(Ok(c)) => c,
+    };
+    install_signal_handlers();
+    match app(&config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("loadgen: error: {e:#}");
+            let usage = e
+                .downcast_ref::<LoadgenError>()
+                .is_some_and(|e| e.is_usage());
+            ExitCode::from(if usage { 2 } else { 1 })
+        }
+    }
+}
+
+fn app(config: &Config) -> anyhow::Result<()> {
+    let out_cfg = &config.output;
+    let mut observer = CliObserver {
+        progress: !out_cfg.quiet && std::io::stderr().is_terminal(),
+        sync_stdio: out_cfg.sync_stdio,
+        printed_progress: false,
+        last: Progress::default(),
+    };
+    let run = run_with(config, &STOP, &mut observer)?;
+    if observer.printed_progress {
+        eprintln!();
+    }
+    let report = &run.report;
+    // Wall-clock time of the measured window's start, for the interval log header.
+    let start_wall =
+        SystemTime::now() - Duration::from_nanos(mono_ns().saturating_sub(run.measure_start_ns));
+    if let Some(p) = &out_cfg.hgrm {
+        output::write_hgrm_file(p, &run.connect_ns)
+            .with_context(|| format!("cannot write --hgrm {}", p.display()))?;
+    }
+    if let Some(p) = &out_cfg.hlog {
+        output::write_hlog_file(p, &run.intervals, start_wall)
+            .with_context(|| format!("cannot write --hlog {}", p.display()))?;
+    }
+    if let Some(p) = &out_cfg.records {
+        record::write_records(p, &run.records)
+            .with_context(|| format!("cannot write --records {}", p.display()))?;
+    }
+    print_report(report, out_cfg.json, out_cfg.quiet)?;
+    if report.attempted > 0 && report.established == 0 {
+        anyhow::bail!("{}", nothing_established(report));
+    }
+    Ok(())
+}
+
+fn print_report(report: &Report, json: bool, quiet: bool) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        if !quiet {
+            eprint!("{}", report.human());
+        }
+        let line = serde_json::to_string(report).context("cannot serialise the report")?;
+        writeln!(stdout, "{line}").context("cannot write to stdout")?;
+    } else if !quiet {
+        write!(stdout, "{}", report.human()).context("cannot write to stdout")?;
+    }
+    stdout.flush().context("cannot write to stdout")
+}
+
+fn nothing_established(r: &Report) -> String {
+    let e = &r.errors;
+    let hint = if e.refused > 0 {
+        "is anything listening there?"
+    } else if e.timeout > 0 || r.pending > 0 {
+        "is the address reachable and the listener accepting? (try a longer --connect-timeout)"
+    } else {
+        "see the errors above"
+    };
+    format!(
+        "no connection to {} was established in {} attempts (refused {}, reset {}, timeout {}, addr_unavailable {}, other {}, pending {}); {hint}",
+        r.target, r.attempted, e.refused, e.reset, e.timeout, e.addr_unavailable, e.other, r.pending
+    )
+}
+
+struct CliObserver {
+    progress: bool,
+    sync_stdio: bool,
+    printed_progress: bool,
+    last: Progress,
+}
+
+impl Observer for CliObserver {
+    fn progress(&mut self, p: &Progress) {
+        if !self.progress {
+            return;
+        }
+        let dt = p.elapsed_s - self.last.elapsed_s;
+        let rate = if dt > 0.0 {
+            (p.established.saturating_sub(self.last.established)) as f64 / dt
+        } else {
+            0.0
+        };
+        eprint!(
+            "\r[{:>6.1}s] attempted {:>10}  established {:>10}  {:>8.0} conn/s ",
+            p.elapsed_s, p.attempted, p.established, rate
+        );
+        self.printed_progress = true;
+        self.last = *p;
+    }
+
+    fn round_done(&mut self, r: &RoundSummary) -> RoundCmd {
+        if !self.sync_stdio {
+            return RoundCmd::Next;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if writeln!(
+            stdout,
+            "round {} established {} pending {}",
+            r.round, r.established, r.pending
+        )
+        .and_then(|_| stdout.flush())
+        .is_err()
+        {
+            return RoundCmd::Stop;
+        }
+        drop(stdout);
+        let stdin = std::io::stdin();
+        let mut line = String::new();
+        // Bounded: unknown words are reported and ignored up to 100 times.
+        for _ in 0..100 {
+            line.clear();
+            match stdin.lock().read_line(&mut line) {
+                Ok(0) | Err(_) => return RoundCmd::Stop,
+                Ok(_) => match line.trim() {
+                    "next" => return RoundCmd::Next,
+                    "stop" => return RoundCmd::Stop,
+                    other => {
+                        eprintln!("loadgen: expected \"next\" or \"stop\" on stdin, got {other:?}")
+                    }
+                },
+            }
+        }
+        RoundCmd::Stop
+    }
+}

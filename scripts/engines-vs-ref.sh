@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Acceptor CPU per accept: each acceptbench engine beside the C reference server of the
+# same mechanism (../shared/reference/ref_server), driven by the same C client
+# (ref_client, 1 thread, RST close) in the same run. Server pinned to CPU 0, client to CPU 1.
+#
+#   scripts/engines-vs-ref.sh [SECONDS=5] [ROUNDS=3]
+#
+# Prints one line per (mechanism, round) and a median table. Needs gcc + liburing-dev
+# (installed with apt-get if missing) and the reference sources beside the repo.
+set -euo pipefail
+secs=${1:-5}
+rounds=${2:-3}
+here=$(cd "$(dirname "$0")/.." && pwd)
+ref_src=${REF_SRC:-$here/../shared/reference}
+ref=${REF_OUT:-/tmp/acceptbench-ref}
+if [ ! -x "$ref/ref_server" ]; then
+  if [ ! -f /usr/include/liburing.h ]; then apt-get update -qq && apt-get install -y -qq liburing-dev; fi
+  "$ref_src/build.sh" "$ref" >/dev/null
+fi
+cargo build --release -q --manifest-path "$here/Cargo.toml"
+ab="$here/target/release/acceptbench"
+
+port=$((20000 + RANDOM % 10000))
+client() { taskset -c 1 "$ref/ref_client" "$port" 1 "$secs" 0 1 | awk '/SUMMARY/'; }
+
+# ref MODE [QDEPTH]: prints "accepts cpu_s"
+ref_run() {
+  taskset -c 0 "$ref/ref_server" "$1" "$port" 4096 $((secs + 1)) "${2:-1}" >/tmp/ref_server.out &
+  local pid=$!
+  sleep 0.3
+  client >/dev/null
+  wait "$pid" || true
+  awk '/SUMMARY/ { for (i=1;i<=NF;i++) { split($i,kv,"="); v[kv[1]]=kv[2] } print v["accepts"], v["user_s"]+v["sys_s"] }' /tmp/ref_server.out
+}
+
+# ours ENGINE [INFLIGHT]: prints "accepts cpu_s"
+ours_run() {
+  "$ab" listen --engine "$1" --addr "127.0.0.1:$port" --backlog 4096 --duration "$((secs + 1))s" \
+    --inflight "${2:-8}" --cpu 0 --json >/tmp/ab_listen.json &
+  local pid=$!
+  sleep 0.3
+  client >/dev/null
+  wait "$pid"
+  python3 -c 'import json,sys; d=json.load(open("/tmp/ab_listen.json")); print(d["accepted"], d["cpu_user_s"]+d["cpu_sys_s"])'
+}
+
+pairs=(
+  "blocking:1 std:1"
+  "epoll:1 tokio:1"
+  "uring:1 uring:1"
+  "uring:8 uring:8"
+  "multishot:1 multishot:1"
+  "uring:1 tokio-uring:1"
+)
+results=$(mktemp)
+for r in $(seq "$rounds"); do
+  for p in "${pairs[@]}"; do
+    set -- $p
+    rm=${1%%:*}; rq=${1##*:}; oe=${2%%:*}; oq=${2##*:}
+    read -r ra rc < <(ref_run "$rm" "$rq")
+    read -r oa oc < <(ours_run "$oe" "$oq")
+    line=$(python3 -c "
+ra,rc,oa,oc=$ra,$rc,$oa,$oc
+ru=rc*1e6/ra; ou=oc*1e6/oa
+print(f'round=$r ref=$rm/q$rq ours=$oe/q$oq ref_conn_s={ra/$secs:.0f} ours_conn_s={oa/$secs:.0f} ref_us_per_accept={ru:.2f} ours_us_per_accept={ou:.2f} ratio={ou/ru:.3f}')")
+    echo "$line" | tee -a "$results"
+  done
+done
+echo
+echo "median over $rounds rounds (µs of acceptor CPU per accept; ratio = ours / C reference):"
+python3 - "$results" <<'PY'
+import sys, statistics, collections
+rows = collections.defaultdict(list)
+for line in open(sys.argv[1]):
+    kv = dict(p.split("=", 1) for p in line.split())
+    rows[(kv["ref"], kv["ours"])].append(kv)
+print(f"| C reference | acceptbench engine | C µs/accept | ours µs/accept | ours / C | client conn/s (C srv / ours) |")
+print("|---|---|---:|---:|---:|---:|")
+for (ref, ours), kvs in rows.items():
+    m = lambda k: statistics.median(float(x[k]) for x in kvs)
+    print(f"| {ref} | {ours} | {m('ref_us_per_accept'):.2f} | {m('ours_us_per_accept'):.2f} | {m('ratio'):.3f} | {m('ref_conn_s'):.0f} / {m('ours_conn_s'):.0f} |")
+PY
+rm -f "$results"

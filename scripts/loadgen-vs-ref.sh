@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# loadgen closed mode vs the plain C client (shared/reference/ref_client.c), same run,
+# same server, same pinning, RST close. Prints conn/s and conn per client-CPU-second for
+# each and the ratio loadgen/ref. Not part of `cargo test`; loopback only.
+#
+# usage: scripts/loadgen-vs-ref.sh [REPS] [SECONDS]
+#   env: PORT (18080), SERVER_CPU (0), CLIENT_CPU (1), LOADGEN_ARGS (extra loadgen flags),
+#        REF_DIR (/tmp/acceptbench-ref), SHARED (<repo>/../shared), LOADGEN (path to binary;
+#        default: cargo build --release -p loadgen)
+#
+# Client CPU is measured the same way for both: GNU time's user+sys of the client process
+# (both are single processes; loadgen's main thread only sleeps). Conn/s: ref's SUMMARY
+# conns / SECONDS; loadgen's established / measured duration.
+set -euo pipefail
+
+REPS=${1:-3}
+SECS=${2:-5}
+PORT=${PORT:-18080}
+SERVER_CPU=${SERVER_CPU:-0}
+CLIENT_CPU=${CLIENT_CPU:-1}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED:-$ROOT/../shared}
+REF_DIR=${REF_DIR:-/tmp/acceptbench-ref}
+TIME=/usr/bin/time
+WORK=$(mktemp -d /tmp/loadgen-vs-ref.XXXXXX)
+SERVER_PID=
+
+cleanup() {
+    if [ -n "$SERVER_PID" ]; then kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+if [ ! -x "$TIME" ]; then
+    echo "needs GNU time at $TIME (apt-get install -y time)" >&2; exit 2
+fi
+if [ ! -x "$REF_DIR/ref_client" ] || [ ! -x "$REF_DIR/ref_server" ]; then
+    if [ ! -f /usr/include/liburing.h ]; then
+        apt-get update && apt-get install -y liburing-dev
+    fi
+    "$SHARED/reference/build.sh" "$REF_DIR"
+fi
+if [ -z "${LOADGEN:-}" ]; then
+    (cd "$ROOT" && cargo build --release -p loadgen)
+    LOADGEN=$ROOT/target/release/loadgen
+fi
+
+# One server for the whole comparison, so both clients meet the same accept loop.
+SERVER_SECS=$(( REPS * 2 * (SECS + 2) + 10 ))
+taskset -c "$SERVER_CPU" "$REF_DIR/ref_server" blocking "$PORT" 4096 "$SERVER_SECS" >"$WORK/server.log" 2>&1 &
+SERVER_PID=$!
+sleep 0.5
+
+cpu_of() { awk '/^TIME/ {printf "%.3f", $2 + $3}' "$1"; }
+
+printf '%-4s %-8s %12s %12s %16s\n' rep client conn/s cpu_s conn/cpu_s
+declare -a R_RATE R_EFF L_RATE L_EFF
+for ((i = 1; i <= REPS; i++)); do
+    "$TIME" -f 'TIME %U %S %e' -o "$WORK/ref.time" taskset -c "$CLIENT_CPU" \
+        "$REF_DIR/ref_client" "$PORT" 1 "$SECS" 0 1 >"$WORK/ref.out"
+    conns=$(sed -n 's/^SUMMARY.* conns=\([0-9]*\).*/\1/p' "$WORK/ref.out")
+    cpu=$(cpu_of "$WORK/ref.time")
+    rate=$(awk -v c="$conns" -v s="$SECS" 'BEGIN {printf "%.0f", c / s}')
+    eff=$(awk -v c="$conns" -v t="$cpu" 'BEGIN {printf "%.0f", (t > 0 ? c / t : 0)}')
+    R_RATE+=("$rate"); R_EFF+=("$eff")
+    printf '%-4s %-8s %12s %12s %16s\n' "$i" ref "$rate" "$cpu" "$eff"
+
+    # shellcheck disable=SC2086
+    "$TIME" -f 'TIME %U %S %e' -o "$WORK/lg.time" \
+        "$LOADGEN" --target "127.0.0.1:$PORT" --mode closed --threads 1 --cpus "$CLIENT_CPU" \
+        --duration "${SECS}s" --json --quiet ${LOADGEN_ARGS:-} >"$WORK/lg.json"
+    read -r est dur method < <(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(r["established"], r["duration_s"], r["method"])' "$WORK/lg.json")
+    cpu=$(cpu_of "$WORK/lg.time")
+    rate=$(awk -v c="$est" -v s="$dur" 'BEGIN {printf "%.0f", c / s}')
+    eff=$(awk -v c="$est" -v t="$cpu" 'BEGIN {printf "%.0f", (t > 0 ? c / t : 0)}')
+    L_RATE+=("$rate"); L_EFF+=("$eff")
+    printf '%-4s %-8s %12s %12s %16s\n' "$i" "loadgen" "$rate" "$cpu" "$eff"
+done
+
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
+rr=$(median "${R_RATE[@]}"); re=$(median "${R_EFF[@]}")
+lr=$(median "${L_RATE[@]}"); le=$(median "${L_EFF[@]}")
+echo
+echo "medians over $REPS x ${SECS}s, server ref_server blocking on cpu $SERVER_CPU, clients on cpu $CLIENT_CPU, RST close, loadgen method $method ${LOADGEN_ARGS:-}"
+printf 'ref_client: %8s conn/s  %8s conn per client-cpu-s\n' "$rr" "$re"
+printf 'loadgen:    %8s conn/s  %8s conn per client-cpu-s\n' "$lr" "$le"
+awk -v a="$lr" -v b="$rr" -v c="$le" -v d="$re" 'BEGIN {printf "ratio loadgen/ref: conn/s %.3f   conn per client-cpu-s %.3f\n", a / b, c / d}'

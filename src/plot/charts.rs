@@ -1,0 +1,263 @@
+//! Drawing one line chart to PNG and SVG. Logarithmic axes are drawn as linear
+//! axes over log values (labels convert back), so every chart has one type.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+
+use super::font;
+
+/// How an axis maps values and labels its ticks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Axis {
+    /// Linear, from zero.
+    Linear,
+    /// log2 (backlogs): ticks at powers of two.
+    Log2,
+    /// log10 of a latency in µs: ticks at 1 µs, 10 µs, … labelled with units.
+    LogMicros,
+    /// log10 of 1/(1-p): ticks at 0%, 90%, 99%, 99.9%, …
+    Percentile,
+}
+
+impl Axis {
+    /// Data value → axis position (None when it cannot be shown on this axis).
+    pub fn map(self, v: f64) -> Option<f64> {
+        let out = match self {
+            Axis::Linear => v,
+            Axis::Log2 if v > 0.0 => v.log2(),
+            Axis::LogMicros | Axis::Percentile if v > 0.0 => v.log10(),
+            _ => return None,
+        };
+        out.is_finite().then_some(out)
+    }
+
+    /// Axis position → tick label ("" between the ticks that mean something).
+    fn label(self, pos: f64) -> String {
+        let whole = (pos - pos.round()).abs() < 1e-6;
+        match self {
+            Axis::Linear => crate::compare::format::num(pos),
+            Axis::Log2 if whole => format!("{}", 2f64.powf(pos.round()).round()),
+            Axis::LogMicros if whole => {
+                let us = 10f64.powf(pos.round());
+                if us >= 1e6 {
+                    format!("{}s", us / 1e6)
+                } else if us >= 1e3 {
+                    format!("{}ms", us / 1e3)
+                } else {
+                    format!("{us}µs")
+                }
+            }
+            Axis::Percentile if whole => {
+                let p = 100.0 * (1.0 - 10f64.powf(-pos.round()));
+                let digits = pos.round().max(2.0) as usize - 2;
+                format!("{p:.digits$}%")
+            }
+            _ => String::new(),
+        }
+    }
+
+    /// Axis range over the positions, padded; `(range, tick count)`.
+    fn range(self, lo: f64, hi: f64) -> (std::ops::Range<f64>, usize) {
+        match self {
+            Axis::Linear => {
+                let top = if hi > 0.0 { hi * 1.1 } else { 1.0 };
+                (0.0..top, 8)
+            }
+            _ => {
+                let (a, b) = (lo.floor(), hi.ceil());
+                let (a, b) = if b - a < 1.0 {
+                    (a - 0.5, b + 0.5)
+                } else {
+                    (a, b)
+                };
+                let a = if self == Axis::Percentile { 0.0 } else { a };
+                // One tick per whole number: the labels above only name those.
+                (a..b, (b - a).round() as usize + 1)
+            }
+        }
+    }
+}
+
+/// One line of a chart.
+#[derive(Debug, Clone)]
+pub struct Series {
+    /// Legend text.
+    pub label: String,
+    /// Palette index (same engine → same colour).
+    pub color: usize,
+    /// Dashed (second and later runs; queue limits).
+    pub dashed: bool,
+    /// Data points in data units (not yet mapped).
+    pub points: Vec<(f64, f64)>,
+}
+
+/// A chart: title, axes and lines.
+#[derive(Debug, Clone)]
+pub struct Chart {
+    /// File name without extension.
+    pub stem: String,
+    /// Caption.
+    pub title: String,
+    /// X axis description.
+    pub x_desc: String,
+    /// Y axis description.
+    pub y_desc: String,
+    /// X mapping.
+    pub x: Axis,
+    /// Y mapping.
+    pub y: Axis,
+    /// The lines.
+    pub series: Vec<Series>,
+}
+
+const SIZE: (u32, u32) = (960, 600);
+
+impl Chart {
+    /// Where the legend hides the fewest points.
+    fn legend_position(&self) -> SeriesLabelPosition {
+        match (self.x, self.y) {
+            (Axis::Linear, Axis::Linear) => SeriesLabelPosition::UpperRight,
+            (_, Axis::Linear) => SeriesLabelPosition::LowerRight,
+            _ => SeriesLabelPosition::UpperLeft,
+        }
+    }
+
+    /// Writes `<dir>/<stem>.png` and `.svg`; returns both paths.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+        let png = dir.join(format!("{}.png", self.stem));
+        let svg = dir.join(format!("{}.svg", self.stem));
+        self.draw_with_fallback(&png, |p| BitMapBackend::new(p, SIZE).into_drawing_area())?;
+        self.draw_with_fallback(&svg, |p| SVGBackend::new(p, SIZE).into_drawing_area())?;
+        Ok(vec![png, svg])
+    }
+
+    /// Draws with text when a font is available; if text fails, draws again without it.
+    fn draw_with_fallback<'a, DB: DrawingBackend + 'a>(
+        &self,
+        path: &'a Path,
+        backend: impl Fn(&'a Path) -> DrawingArea<DB, Shift>,
+    ) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let with_text = font::ready();
+        let first = self.draw(backend(path), with_text);
+        match first {
+            // Text is the only optional part: retry without it rather than lose the chart.
+            Err(_) if with_text => self.draw(backend(path), false),
+            other => other,
+        }
+        .with_context(|| format!("cannot draw {}", path.display()))
+    }
+
+    fn draw<DB: DrawingBackend>(
+        &self,
+        root: DrawingArea<DB, Shift>,
+        text: bool,
+    ) -> anyhow::Result<()>
+    where
+        DB::ErrorType: 'static,
+    {
+        let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
+        root.fill(&WHITE).map_err(err)?;
+        let mapped: Vec<Vec<(f64, f64)>> = self
+            .series
+            .iter()
+            .map(|s| {
+                s.points
+                    .iter()
+                    .filter_map(|&(x, y)| Some((self.x.map(x)?, self.y.map(y)?)))
+                    .collect()
+            })
+            .collect();
+        let all = || mapped.iter().flatten();
+        let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
+            all().map(pick).fold(init, f)
+        };
+        let (xlo, xhi) = (
+            fold(f64::min, f64::INFINITY, |p| p.0),
+            fold(f64::max, f64::NEG_INFINITY, |p| p.0),
+        );
+        let (ylo, yhi) = (
+            fold(f64::min, f64::INFINITY, |p| p.1),
+            fold(f64::max, f64::NEG_INFINITY, |p| p.1),
+        );
+        let (xlo, xhi) = if xlo.is_finite() {
+            (xlo, xhi)
+        } else {
+            (0.0, 1.0)
+        };
+        let (ylo, yhi) = if ylo.is_finite() {
+            (ylo, yhi)
+        } else {
+            (0.0, 1.0)
+        };
+        let (xr, xn) = self.x.range(xlo, xhi);
+        let (yr, yn) = self.y.range(ylo, yhi);
+
+        let mut builder = ChartBuilder::on(&root);
+        builder.margin(16).margin_right(40);
+        if text {
+            builder
+                .caption(&self.title, (font::FAMILY, 22))
+                .x_label_area_size(48)
+                .y_label_area_size(80);
+        } else {
+            builder.x_label_area_size(8).y_label_area_size(8);
+        }
+        let mut chart = builder.build_cartesian_2d(xr, yr).map_err(err)?;
+        let (xa, ya) = (self.x, self.y);
+        let x_fmt = move |v: &f64| xa.label(*v);
+        let y_fmt = move |v: &f64| ya.label(*v);
+        let mut mesh = chart.configure_mesh();
+        if text {
+            mesh.x_labels(xn)
+                .y_labels(yn)
+                .x_label_formatter(&x_fmt)
+                .y_label_formatter(&y_fmt)
+                .x_desc(self.x_desc.as_str())
+                .y_desc(self.y_desc.as_str())
+                .label_style((font::FAMILY, 14))
+                .axis_desc_style((font::FAMILY, 15));
+        } else {
+            mesh.x_labels(0).y_labels(0);
+        }
+        mesh.draw().map_err(err)?;
+
+        for (s, pts) in self.series.iter().zip(&mapped) {
+            let color = Palette99::pick(s.color).to_rgba();
+            let style = color.stroke_width(2);
+            let anno = if s.dashed {
+                chart
+                    .draw_series(DashedLineSeries::new(pts.iter().copied(), 8, 5, style))
+                    .map_err(err)?
+            } else {
+                // Markers only where points are few enough to read (not percentile curves).
+                let marker = if pts.len() <= 24 { 3 } else { 0 };
+                chart
+                    .draw_series(LineSeries::new(pts.iter().copied(), style).point_size(marker))
+                    .map_err(err)?
+            };
+            if text {
+                anno.label(s.label.as_str()).legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            }
+        }
+        if text && !self.series.is_empty() {
+            chart
+                .configure_series_labels()
+                .position(self.legend_position())
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .label_font((font::FAMILY, 13))
+                .draw()
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+        Ok(())
+    }
+}

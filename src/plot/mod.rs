@@ -1,0 +1,343 @@
+//! `acceptbench plot`: PNG and SVG charts of one or more runs, drawn with
+//! plotters (no Python): accepts/s and acceptor CPU per accept across backlogs,
+//! latency percentile curves (HdrHistogram style) and accept-queue depth over
+//! time. With several runs, one series per kernel. It reads result files only.
+
+pub mod charts;
+pub mod font;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::compare::{load_run, load_runs, Run};
+use crate::config::PlotConfig;
+use crate::report::row::{Status, SummaryRow};
+use charts::{Axis, Chart, Series};
+
+/// Latency histograms plotted, with their axis descriptions.
+const LATENCIES: &[(&str, &str)] = &[
+    ("connect", "client connect latency"),
+    (
+        "peer",
+        "peer-extraction latency (connect() → server holds the peer)",
+    ),
+];
+
+/// Runs the command: charts of every run given, into `--out` or `<first run>/plots`.
+pub fn run(cfg: &PlotConfig) -> anyhow::Result<ExitCode> {
+    let runs = load_runs(&cfg.runs)?;
+    let out = match (&cfg.out, runs.first()) {
+        (Some(o), _) => o.clone(),
+        (None, Some(r)) => r.dir.join("plots"),
+        (None, None) => anyhow::bail!("give at least one run directory to plot"),
+    };
+    let files = plot_runs(&runs, &out)?;
+    if !font::ready() {
+        eprintln!(
+            "acceptbench: note: no font found, charts have no text; install fonts-dejavu-core or set {}=/path/to/font.ttf",
+            font::FONT_ENV
+        );
+    }
+    for f in &files {
+        println!("{}", f.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Draws the standard charts of one run directory into `<dir>/plots/`; returns the files written.
+pub fn plot_run_dir(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let run = load_run(dir)?;
+    plot_runs(std::slice::from_ref(&run), &dir.join("plots"))
+}
+
+/// Draws every chart of `runs` into `out`. A chart that cannot be drawn is
+/// reported on stderr and skipped; the others are still written.
+pub fn plot_runs(runs: &[Run], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out).with_context(|| {
+        format!(
+            "cannot create {}: choose a writable directory with --out DIR",
+            out.display()
+        )
+    })?;
+    let mut files = Vec::new();
+    for chart in all_charts(runs) {
+        match chart.write(out) {
+            Ok(mut f) => files.append(&mut f),
+            Err(e) => eprintln!("acceptbench: warning: plot {}: {e:#}", chart.stem),
+        }
+    }
+    Ok(files)
+}
+
+/// Every chart the runs have data for.
+pub fn all_charts(runs: &[Run]) -> Vec<Chart> {
+    let mut charts = Vec::new();
+    for mode in modes(runs) {
+        charts.push(by_backlog(runs, &mode, "accepts", "accepts/s", |r| {
+            r.accepts_per_s
+        }));
+        charts.push(by_backlog(
+            runs,
+            &mode,
+            "cpu",
+            "acceptor CPU µs per accept",
+            |r| r.acceptor_cpu_us_per_accept,
+        ));
+        let backlogs: BTreeSet<u32> = measured(runs)
+            .filter(|(_, r)| r.mode == mode)
+            .map(|(_, r)| r.backlog)
+            .collect();
+        for (metric, desc) in LATENCIES {
+            for &b in &backlogs {
+                let c = latency(runs, &mode, b, metric, desc);
+                if !c.series.is_empty() {
+                    charts.push(c);
+                }
+            }
+        }
+    }
+    charts.extend(queue_charts(runs));
+    charts.retain(|c| c.series.iter().any(|s| !s.points.is_empty()));
+    charts
+}
+
+/// Rows that were measured (not skipped), with their run index.
+fn measured(runs: &[Run]) -> impl Iterator<Item = (usize, &SummaryRow)> {
+    runs.iter().enumerate().flat_map(|(i, r)| {
+        r.rows
+            .iter()
+            .filter(|row| row.status != Some(Status::Skipped))
+            .map(move |row| (i, row))
+    })
+}
+
+fn modes(runs: &[Run]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for (_, r) in measured(runs) {
+        if !v.contains(&r.mode) {
+            v.push(r.mode.clone());
+        }
+    }
+    v
+}
+
+fn engines(runs: &[Run]) -> Vec<String> {
+    let mut v: Vec<String> = Vec::new();
+    for run in runs {
+        for r in &run.rows {
+            if !v.contains(&r.engine) {
+                v.push(r.engine.clone());
+            }
+        }
+    }
+    v
+}
+
+/// Series label: the engine, plus the run's label when there are several runs.
+fn label(runs: &[Run], run: usize, engine: &str) -> String {
+    if runs.len() > 1 {
+        format!("{engine} · {}", runs[run].label)
+    } else {
+        engine.to_string()
+    }
+}
+
+/// One chart per mode: `value` (mean over repetitions) against backlog, a line per engine (and run).
+fn by_backlog(
+    runs: &[Run],
+    mode: &str,
+    stem: &str,
+    y_desc: &str,
+    value: fn(&SummaryRow) -> f64,
+) -> Chart {
+    let engines = engines(runs);
+    let mut series = Vec::new();
+    for (ri, _) in runs.iter().enumerate() {
+        for (ei, engine) in engines.iter().enumerate() {
+            let mut backlogs: Vec<u32> = measured(runs)
+                .filter(|(i, r)| *i == ri && r.engine == *engine && r.mode == mode)
+                .map(|(_, r)| r.backlog)
+                .collect();
+            backlogs.sort_unstable();
+            backlogs.dedup();
+            let points: Vec<(f64, f64)> = backlogs
+                .into_iter()
+                .filter_map(|b| {
+                    let vals: Vec<f64> = measured(runs)
+                        .filter(|(i, r)| {
+                            *i == ri && r.engine == *engine && r.mode == mode && r.backlog == b
+                        })
+                        .map(|(_, r)| value(r))
+                        .filter(|v| v.is_finite() && *v > 0.0)
+                        .collect();
+                    (!vals.is_empty())
+                        .then(|| (f64::from(b), vals.iter().sum::<f64>() / vals.len() as f64))
+                })
+                .collect();
+            if !points.is_empty() {
+                series.push(Series {
+                    label: label(runs, ri, engine),
+                    color: ei + ri * engines.len(),
+                    dashed: ri > 0,
+                    points,
+                });
+            }
+        }
+    }
+    Chart {
+        stem: format!("{stem}-{mode}"),
+        title: format!("{y_desc} by backlog — mode {mode}"),
+        x_desc: "backlog (listen(2) argument)".into(),
+        y_desc: y_desc.into(),
+        x: Axis::Log2,
+        y: Axis::Linear,
+        series,
+    }
+}
+
+/// The hgrm file of the first repetition that has one.
+fn hgrm_path(dir: &Path, engine: &str, backlog: u32, mode: &str, metric: &str) -> Option<PathBuf> {
+    let base = format!("{engine}-b{backlog}-{mode}");
+    std::iter::once(format!("{base}-{metric}.hgrm"))
+        .chain((1..=32).map(|r| format!("{base}-r{r}-{metric}.hgrm")))
+        .map(|name| dir.join("hgrm").join(name))
+        .find(|p| p.is_file())
+}
+
+/// Percentile curves of one latency, mode and backlog: a line per engine (and run).
+fn latency(runs: &[Run], mode: &str, backlog: u32, metric: &str, desc: &str) -> Chart {
+    let mut series = Vec::new();
+    let engines = engines(runs);
+    for (ri, run) in runs.iter().enumerate() {
+        for (ei, engine) in engines.iter().enumerate() {
+            let Some(path) = hgrm_path(&run.dir, engine, backlog, mode, metric) else {
+                continue;
+            };
+            let d = match crate::report::hgrm::parse_file(&path) {
+                Ok(d) => d,
+                Err(e) => {
+                    eprintln!("acceptbench: warning: plot: skipping {e}");
+                    continue;
+                }
+            };
+            let points: Vec<(f64, f64)> = d
+                .rows
+                .iter()
+                .filter(|r| r.quantile < 1.0)
+                .map(|r| (1.0 / (1.0 - r.quantile), r.value_us))
+                .collect();
+            if !points.is_empty() {
+                series.push(Series {
+                    label: label(runs, ri, engine),
+                    color: ei + ri * engines.len(),
+                    dashed: ri > 0,
+                    points,
+                });
+            }
+        }
+    }
+    Chart {
+        stem: format!("latency-{metric}-{mode}-b{backlog}"),
+        title: format!("{desc} — mode {mode}, backlog {backlog}"),
+        x_desc: "percentile".into(),
+        y_desc: "latency".into(),
+        x: Axis::Percentile,
+        y: Axis::LogMicros,
+        series,
+    }
+}
+
+/// One sample of `queue/*.csv`.
+#[derive(Debug, serde::Deserialize)]
+struct QueueSample {
+    t_ms: f64,
+    depth: f64,
+    limit: Option<f64>,
+}
+
+fn read_queue(path: &Path) -> anyhow::Result<Vec<QueueSample>> {
+    let mut r =
+        csv::Reader::from_path(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    r.deserialize()
+        .enumerate()
+        .map(|(i, s)| {
+            s.with_context(|| format!("{}:{}: expected t_ms,depth,limit", path.display(), i + 2))
+        })
+        .collect()
+}
+
+/// Accept-queue depth over time, one chart per `queue/<name>.csv`, a line per run.
+fn queue_charts(runs: &[Run]) -> Vec<Chart> {
+    let mut stems: Vec<String> = Vec::new();
+    for run in runs {
+        let Ok(entries) = std::fs::read_dir(run.dir.join("queue")) else {
+            continue;
+        };
+        let mut names: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter_map(|n| n.strip_suffix(".csv").map(str::to_string))
+            .collect();
+        names.sort();
+        for n in names {
+            if !stems.contains(&n) {
+                stems.push(n);
+            }
+        }
+    }
+    let mut charts = Vec::new();
+    for stem in stems {
+        let mut series = Vec::new();
+        for (ri, run) in runs.iter().enumerate() {
+            let path = run.dir.join("queue").join(format!("{stem}.csv"));
+            if !path.is_file() {
+                continue;
+            }
+            let samples = match read_queue(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("acceptbench: warning: plot: skipping {e:#}");
+                    continue;
+                }
+            };
+            let name = |what: &str| {
+                if runs.len() > 1 {
+                    format!("{what} · {}", run.label)
+                } else {
+                    what.to_string()
+                }
+            };
+            series.push(Series {
+                label: name("depth"),
+                color: ri,
+                dashed: false,
+                points: samples.iter().map(|s| (s.t_ms, s.depth)).collect(),
+            });
+            let limit: Vec<(f64, f64)> = samples
+                .iter()
+                .filter_map(|s| Some((s.t_ms, s.limit?)))
+                .collect();
+            if !limit.is_empty() {
+                series.push(Series {
+                    label: name("limit (backlog+1)"),
+                    color: ri,
+                    dashed: true,
+                    points: limit,
+                });
+            }
+        }
+        charts.push(Chart {
+            title: format!("accept-queue depth over time — {stem}"),
+            stem: format!("queue-{stem}"),
+            x_desc: "time, ms".into(),
+            y_desc: "connections in the accept queue".into(),
+            x: Axis::Linear,
+            y: Axis::Linear,
+            series,
+        });
+    }
+    charts
+}
