@@ -119,6 +119,9 @@ pub struct SweepArgs {
     /// io_uring single-shot accepts in flight for engine `uring`.
     #[arg(long, default_value = "8", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub inflight: u32,
+    /// Connects in flight per loadgen thread in mode `closed` (1 = the classic blocking client).
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrency: u32,
     /// loadgen threads.
     #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,

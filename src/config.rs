@@ -163,6 +163,8 @@ pub struct SweepConfig {
     pub options: EngineOptions,
     /// loadgen threads.
     pub client_threads: u32,
+    /// Connects in flight per loadgen thread (closed mode).
+    pub client_concurrency: u32,
     /// Acceptor CPU.
     pub server_cpu: usize,
     /// loadgen CPUs.
@@ -365,6 +367,7 @@ impl SweepConfig {
                 accept_delay: None,
             },
             client_threads: a.threads,
+            client_concurrency: a.concurrency,
             server_cpu,
             client_cpus,
             plots: !a.no_plots,

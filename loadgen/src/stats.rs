@@ -18,6 +18,16 @@ pub fn new_histogram() -> Histogram<u64> {
     h
 }
 
+/// Records `v` (at least 1), growing the histogram if needed; clamps only if it cannot grow.
+/// (`saturating_record` alone clamps instead of growing an auto-resizing histogram.)
+#[inline]
+fn record(h: &mut Histogram<u64>, v: u64) {
+    let v = v.max(1);
+    if h.record(v).is_err() {
+        h.saturating_record(v);
+    }
+}
+
 /// Counts and histograms of one worker (or, after `merge`, of the run).
 pub struct ThreadStats {
     /// Measured attempts.
@@ -70,7 +80,7 @@ impl ThreadStats {
         match outcome {
             Outcome::Established => {
                 self.established += 1;
-                self.connect_ns.saturating_record(latency_ns.max(1));
+                record(&mut self.connect_ns, latency_ns);
                 if self.keep_intervals {
                     self.record_interval(latency_ns, done_ns);
                 }
@@ -90,7 +100,7 @@ impl ThreadStats {
     /// Rate mode: records how late a start was against its schedule.
     #[inline]
     pub fn schedule_lag(&mut self, lag_ns: u64) {
-        self.lag_ns.saturating_record(lag_ns.max(1));
+        record(&mut self.lag_ns, lag_ns);
     }
 
     #[cold]
@@ -102,7 +112,7 @@ impl ThreadStats {
             h.auto(true);
             self.intervals.push(h);
         }
-        self.intervals[i].saturating_record(latency_ns.max(1));
+        record(&mut self.intervals[i], latency_ns);
     }
 
     /// Adds another worker's stats into these.
@@ -124,5 +134,23 @@ impl ThreadStats {
             }
             let _ = self.intervals[i].add(h);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interval_histograms_grow_instead_of_clamping() {
+        let mut s = ThreadStats::new(0, true);
+        s.count(Outcome::Established, false, 5_000_000, 1_500_000_000);
+        assert_eq!(s.intervals.len(), 2);
+        assert!(
+            s.intervals[1].max() >= 4_990_000,
+            "{}",
+            s.intervals[1].max()
+        );
+        assert!(s.connect_ns.max() >= 4_990_000);
     }
 }

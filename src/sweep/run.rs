@@ -96,6 +96,10 @@ fn loadgen_args(spec: &RunSpec, target: SocketAddr) -> Vec<String> {
             if !cfg.warmup.is_zero() {
                 args.extend(["--warmup".into(), ms(cfg.warmup)]);
             }
+            if spec.mode == Mode::Closed {
+                let total = cfg.client_concurrency * cfg.client_threads;
+                args.extend(["--concurrency".into(), total.to_string()]);
+            }
             if spec.mode == Mode::Rate {
                 args.extend(["--rate".into(), cfg.rate.to_string()]);
             }
