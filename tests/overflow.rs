@@ -66,10 +66,18 @@ fn a_full_queue_holds_backlog_plus_one_and_turns_the_rest_away() {
         // Dropped SYNs are retried by the client: they show up as retry modes.
         assert_eq!(r.overflow_outcome.as_deref(), Some("syn-dropped"), "{r:?}");
         assert!(r.syn_retry_modes.as_deref().is_some_and(|m| m.contains("1.0s:")), "{r:?}");
-        // Nothing lost: every connection the client saw established was accepted once.
-        assert_eq!(r.established, r.accepted, "{r:?}");
-        assert_eq!(r.matched, r.established, "{r:?}");
-        assert_eq!(r.unmatched, 0, "{r:?}");
+        // Nothing the queue held is lost: every connection established during the
+        // burst was accepted once, with its own peer address, after the acceptor resumed.
+        assert!(r.matched >= b + 1, "{r:?}");
+        assert_eq!(r.matched, r.accepted, "{r:?}");
+        assert_eq!(r.unmatched_server + r.unknown_peer, 0, "{r:?}");
+        // Retried SYNs that arrive together can overflow the queue again after it
+        // resumed; with syncookies the client then believes it is connected while the
+        // server dropped the final ACK. The join counts those; each one is an overflow
+        // the counters saw after the pause.
+        assert_eq!(r.matched + r.unmatched_client, r.established, "{r:?}");
+        let after_pause = r.listen_overflows.unwrap() - r.listen_overflows_paused.unwrap();
+        assert!(r.unmatched_client <= after_pause, "{r:?}");
         assert_eq!(r.established + r.timeout + r.pending + r.refused + r.reset + r.client_other_errors, r.attempted, "{r:?}");
         assert!(r.drain_ms.is_some(), "{r:?}");
         let queue = dir.join("queue").join(format!("std-b{b}-burst.csv"));
@@ -122,6 +130,7 @@ fn abort_on_overflow_is_recorded_and_the_report_says_what_happened() {
     let outcome = r.overflow_outcome.as_deref().unwrap();
     assert_eq!(outcome.contains("reset"), r.reset > 0, "{r:?}");
     assert_eq!(outcome.contains("syn-dropped"), r.timeout + r.pending > 0 || r.syn_retry_modes.as_deref() != Some(""), "{r:?}");
-    assert_eq!(r.established, r.accepted, "{r:?}");
+    assert_eq!(r.matched, r.accepted, "{r:?}");
+    assert_eq!(r.matched + r.unmatched_client, r.established, "{r:?}");
     cleanup(&dir);
 }

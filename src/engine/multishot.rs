@@ -35,10 +35,11 @@ const SQ_ENTRIES: u32 = 256;
 const CQ_ENTRIES: u32 = 4096;
 
 /// io_uring multishot accept, peer via `getpeername`.
-#[derive(Debug, Clone)]
 pub struct MultishotAcceptor {
     accept_delay: Option<Duration>,
     counters: EngineCounters,
+    /// Kept between runs, like the `uring` engine's ring.
+    ring: Option<io_uring::IoUring>,
 }
 
 impl MultishotAcceptor {
@@ -47,6 +48,7 @@ impl MultishotAcceptor {
         Self {
             accept_delay: opts.accept_delay,
             counters: EngineCounters::default(),
+            ring: None,
         }
     }
 }
@@ -62,7 +64,10 @@ impl Acceptor for MultishotAcceptor {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        let mut ring = setup_ring(EngineKind::Multishot, SQ_ENTRIES, CQ_ENTRIES)?;
+        let mut ring = match self.ring.take() {
+            Some(ring) => ring,
+            None => setup_ring(EngineKind::Multishot, SQ_ENTRIES, CQ_ENTRIES)?,
+        };
         let mut run = MultishotRun {
             fd: listener.as_raw_fd(),
             ipv6: listener.local_addr.is_ipv6(),
@@ -79,7 +84,9 @@ impl Acceptor for MultishotAcceptor {
         };
         // Multishot accept writes into no user memory, so dropping the ring is safe
         // even if the cancel gave up (the port would then stay busy a little longer).
-        drop(ring);
+        if stopped.is_ok() {
+            self.ring = Some(ring);
+        }
         result.and(stopped)
     }
 

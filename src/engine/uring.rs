@@ -40,11 +40,13 @@ const IDX_MASK: u64 = 0xffff_ffff;
 pub(super) const CANCEL_GIVE_UP: Duration = Duration::from_secs(5);
 
 /// io_uring single-shot accept, several in flight.
-#[derive(Debug, Clone)]
 pub struct UringAcceptor {
     inflight: usize,
     accept_delay: Option<Duration>,
     counters: EngineCounters,
+    /// Kept between runs (a server sets its ring up once): nothing is armed on it
+    /// once `run` returned successfully, so the next run starts from a clean ring.
+    ring: Option<IoUring>,
 }
 
 impl UringAcceptor {
@@ -54,6 +56,7 @@ impl UringAcceptor {
             inflight: opts.inflight.clamp(1, super::MAX_INFLIGHT),
             accept_delay: opts.accept_delay,
             counters: EngineCounters::default(),
+            ring: None,
         }
     }
 }
@@ -73,7 +76,10 @@ impl Acceptor for UringAcceptor {
         // Every slot has at most one accept and one cancel in flight: 2n SQEs and CQEs
         // bound everything, so neither queue can overflow.
         let entries = (2 * n).next_power_of_two().max(64) as u32;
-        let mut ring = setup_ring(EngineKind::Uring, entries, 2 * entries)?;
+        let mut ring = match self.ring.take() {
+            Some(ring) => ring,
+            None => setup_ring(EngineKind::Uring, entries, 2 * entries)?,
+        };
         let mut slots = SlotArena::new(n);
         let mut run = UringRun {
             fd: listener.as_raw_fd(),
@@ -96,8 +102,10 @@ impl Acceptor for UringAcceptor {
             // Some accept may still write into its slot: keep the memory valid forever
             // rather than free it under the kernel.
             slots.leak();
+            drop(ring);
+        } else {
+            self.ring = Some(ring);
         }
-        drop(ring);
         result.and(stopped)
     }
 
