@@ -85,23 +85,30 @@ fn accept(c: &mut Criterion) {
     for backlog in [16u32, 128, 4096] {
         for &kind in &engines {
             let l = listener(backlog);
-            let mut acceptor = engine::build(kind, &EngineOptions::default()).expect("supported engine");
+            let mut acceptor =
+                engine::build(kind, &EngineOptions::default()).expect("supported engine");
             let cfg = client_config(l.local_addr);
-            g.bench_with_input(BenchmarkId::new(backlog.to_string(), kind), &kind, |b, _| {
-                b.iter_custom(|iters| {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        let mut rec = Recorder::new(true);
-                        std::thread::scope(|s| {
-                            let client = s.spawn(|| loadgen::run(&cfg, &AtomicBool::new(false)));
-                            total += accept_batch(acceptor.as_mut(), &l, &mut rec, K);
-                            let report = client.join().expect("client thread").expect("loadgen run");
-                            assert_eq!(report.established, K);
-                        });
-                    }
-                    total
-                })
-            });
+            g.bench_with_input(
+                BenchmarkId::new(backlog.to_string(), kind),
+                &kind,
+                |b, _| {
+                    b.iter_custom(|iters| {
+                        let mut total = Duration::ZERO;
+                        for _ in 0..iters {
+                            let mut rec = Recorder::new(true);
+                            std::thread::scope(|s| {
+                                let client =
+                                    s.spawn(|| loadgen::run(&cfg, &AtomicBool::new(false)));
+                                total += accept_batch(acceptor.as_mut(), &l, &mut rec, K);
+                                let report =
+                                    client.join().expect("client thread").expect("loadgen run");
+                                assert_eq!(report.established, K);
+                            });
+                        }
+                        total
+                    })
+                },
+            );
         }
     }
     g.finish();
@@ -115,7 +122,8 @@ fn accept_drain(c: &mut Criterion) {
     g.sample_size(20);
     for &kind in &engines {
         let l = listener(4096);
-        let mut acceptor = engine::build(kind, &EngineOptions::default()).expect("supported engine");
+        let mut acceptor =
+            engine::build(kind, &EngineOptions::default()).expect("supported engine");
         g.bench_function(BenchmarkId::from_parameter(kind), |b| {
             b.iter_custom(|iters| {
                 let mut total = Duration::ZERO;

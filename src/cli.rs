@@ -12,7 +12,12 @@ use crate::engine::EngineKind;
 
 /// Measures how Linux accepts TCP connections. With no command: the default sweep on loopback.
 #[derive(Debug, Parser)]
-#[command(name = "acceptbench", version, about, args_conflicts_with_subcommands = true)]
+#[command(
+    name = "acceptbench",
+    version,
+    about,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
     /// What to do (default: `sweep` with its defaults).
     #[command(subcommand)]
@@ -159,8 +164,7 @@ pub struct SweepArgs {
 
 /// A humantime duration (`10s`, `500ms`, `2m`).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s)
-        .map_err(|e| format!("{e} (write durations like 10s, 500ms or 2m)"))
+    humantime::parse_duration(s).map_err(|e| format!("{e} (write durations like 10s, 500ms or 2m)"))
 }
 
 /// A humantime duration above zero.
@@ -189,7 +193,10 @@ pub struct CompareArgs {
     #[arg(required = true, num_args = 2..)]
     pub runs: Vec<PathBuf>,
     /// Metrics (summary.csv columns), comma-separated.
-    #[arg(long, default_value = "accepts_per_s,acceptor_cpu_us_per_accept,peer_p99_ns")]
+    #[arg(
+        long,
+        default_value = "accepts_per_s,acceptor_cpu_us_per_accept,peer_p99_ns"
+    )]
     pub metric: String,
     /// Output format: text, markdown or csv.
     #[arg(long, default_value = "text")]

@@ -95,11 +95,8 @@ impl Listener {
             return Err(ListenerError::ZeroBacklog);
         }
         let addr = spec.addr;
-        let io_err = |what: &'static str| move |source: io::Error| ListenerError::Io {
-            what,
-            addr,
-            source,
-        };
+        let io_err =
+            |what: &'static str| move |source: io::Error| ListenerError::Io { what, addr, source };
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
             .map_err(io_err("socket"))?;
         socket

@@ -26,7 +26,10 @@ fn unknown_engine_is_named() {
     let (code, err) = fails(&["listen", "--engine", "kqueue", "--duration", "1s"]);
     assert_eq!(code, 2);
     assert!(err.contains("unknown engine \"kqueue\""), "{err}");
-    assert!(err.contains("std, uring, multishot, tokio-uring, tokio"), "{err}");
+    assert!(
+        err.contains("std, uring, multishot, tokio-uring, tokio"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -130,7 +133,12 @@ fn listen_prints_peers_and_a_json_summary() {
         locals.push(s.local_addr().unwrap().to_string());
     }
     let mut out = String::new();
-    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
     assert!(child.wait().unwrap().success());
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 4, "{out}");
@@ -154,7 +162,10 @@ fn listen_prints_peers_and_a_json_summary() {
 fn sweep_rejects_bad_lists_and_unwritable_output() {
     let (code, err) = fails(&["sweep", "--engines", "std,epoll"]);
     assert_eq!(code, 2);
-    assert!(err.contains("\"epoll\"") && err.contains("unknown engine"), "{err}");
+    assert!(
+        err.contains("\"epoll\"") && err.contains("unknown engine"),
+        "{err}"
+    );
     let (code, err) = fails(&["sweep", "--backlogs", ""]);
     assert_eq!(code, 2);
     assert!(err.contains("--backlogs is empty"), "{err}");
@@ -163,7 +174,10 @@ fn sweep_rejects_bad_lists_and_unwritable_output() {
     assert!(err.contains("\"x\""), "{err}");
     let (code, err) = fails(&["sweep", "--modes", "fast"]);
     assert_eq!(code, 2);
-    assert!(err.contains("closed, rate, drain, burst or overload"), "{err}");
+    assert!(
+        err.contains("closed, rate, drain, burst or overload"),
+        "{err}"
+    );
     let (code, err) = fails(&["sweep", "--engines", "std", "--out", "/proc/acceptbench"]);
     assert_eq!(code, 1);
     assert!(err.contains("cannot create the results directory"), "{err}");
@@ -223,7 +237,15 @@ fn deny_io_uring() -> std::io::Result<()> {
 fn an_engine_the_kernel_cannot_run_is_refused_clearly() {
     use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"));
-    cmd.args(["listen", "--engine", "uring", "--addr", "127.0.0.1:0", "--duration", "1s"]);
+    cmd.args([
+        "listen",
+        "--engine",
+        "uring",
+        "--addr",
+        "127.0.0.1:0",
+        "--duration",
+        "1s",
+    ]);
     // SAFETY: deny_io_uring only calls prctl, which is async-signal-safe.
     unsafe { cmd.pre_exec(deny_io_uring) };
     let out = cmd.output().unwrap();

@@ -25,14 +25,26 @@ fn burst_sweep(name: &str, args: &[&str]) -> (PathBuf, Vec<SummaryRow>) {
     let out = std::env::temp_dir().join(format!("acceptbench-ovf-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
-        .args(["sweep", "--modes", "burst", "--no-plots", "--pause", "300ms"])
+        .args([
+            "sweep",
+            "--modes",
+            "burst",
+            "--no-plots",
+            "--pause",
+            "300ms",
+        ])
         .args(args)
         .arg("--out")
         .arg(&out)
         .status()
         .unwrap();
     assert!(status.success());
-    let dir = std::fs::read_dir(&out).unwrap().next().unwrap().unwrap().path();
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
     let rows = csv::read(&dir.join("summary.csv")).unwrap();
     (dir, rows)
 }
@@ -48,7 +60,14 @@ fn a_full_queue_holds_backlog_plus_one_and_turns_the_rest_away() {
     require_root!();
     let (dir, rows) = burst_sweep(
         "facts",
-        &["--engines", "std", "--backlogs", "1,8,64", "--connect-timeout", "4s"],
+        &[
+            "--engines",
+            "std",
+            "--backlogs",
+            "1,8,64",
+            "--connect-timeout",
+            "4s",
+        ],
     );
     assert_eq!(rows.len(), 3);
     for r in &rows {
@@ -65,10 +84,15 @@ fn a_full_queue_holds_backlog_plus_one_and_turns_the_rest_away() {
         assert_eq!(r.established_immediately, Some(b + 1), "{r:?}");
         // Dropped SYNs are retried by the client: they show up as retry modes.
         assert_eq!(r.overflow_outcome.as_deref(), Some("syn-dropped"), "{r:?}");
-        assert!(r.syn_retry_modes.as_deref().is_some_and(|m| m.contains("1.0s:")), "{r:?}");
+        assert!(
+            r.syn_retry_modes
+                .as_deref()
+                .is_some_and(|m| m.contains("1.0s:")),
+            "{r:?}"
+        );
         // Nothing the queue held is lost: every connection established during the
         // burst was accepted once, with its own peer address, after the acceptor resumed.
-        assert!(r.matched >= b + 1, "{r:?}");
+        assert!(r.matched > b, "{r:?}");
         assert_eq!(r.matched, r.accepted, "{r:?}");
         assert_eq!(r.unmatched_server + r.unknown_peer, 0, "{r:?}");
         // Retried SYNs that arrive together can overflow the queue again after it
@@ -78,7 +102,11 @@ fn a_full_queue_holds_backlog_plus_one_and_turns_the_rest_away() {
         assert_eq!(r.matched + r.unmatched_client, r.established, "{r:?}");
         let after_pause = r.listen_overflows.unwrap() - r.listen_overflows_paused.unwrap();
         assert!(r.unmatched_client <= after_pause, "{r:?}");
-        assert_eq!(r.established + r.timeout + r.pending + r.refused + r.reset + r.client_other_errors, r.attempted, "{r:?}");
+        assert_eq!(
+            r.established + r.timeout + r.pending + r.refused + r.reset + r.client_other_errors,
+            r.attempted,
+            "{r:?}"
+        );
         assert!(r.drain_ms.is_some(), "{r:?}");
         let queue = dir.join("queue").join(format!("std-b{b}-burst.csv"));
         let text = std::fs::read_to_string(&queue).unwrap();
@@ -98,7 +126,14 @@ fn a_burst_smaller_than_the_backlog_never_overflows() {
     require_root!();
     let (dir, rows) = burst_sweep(
         "fits",
-        &["--engines", "std", "--backlogs", "1024", "--burst-size", "500"],
+        &[
+            "--engines",
+            "std",
+            "--backlogs",
+            "1024",
+            "--burst-size",
+            "500",
+        ],
     );
     let r = &rows[0];
     assert_eq!(r.attempted, 500);
@@ -116,11 +151,21 @@ fn abort_on_overflow_is_recorded_and_the_report_says_what_happened() {
     require_root!();
     let (dir, rows) = burst_sweep(
         "abort",
-        &["--engines", "std", "--backlogs", "8", "--abort-on-overflow", "--connect-timeout", "2s"],
+        &[
+            "--engines",
+            "std",
+            "--backlogs",
+            "8",
+            "--abort-on-overflow",
+            "--connect-timeout",
+            "2s",
+        ],
     );
     let meta = Meta::read(&dir.join("meta.json")).unwrap();
     assert!(
-        meta.notes.iter().any(|n| n.contains("tcp_abort_on_overflow=1")),
+        meta.notes
+            .iter()
+            .any(|n| n.contains("tcp_abort_on_overflow=1")),
         "{:?}",
         meta.notes
     );
@@ -129,7 +174,11 @@ fn abort_on_overflow_is_recorded_and_the_report_says_what_happened() {
     // Which of the two happened is measured, not assumed: resets only if clients saw them.
     let outcome = r.overflow_outcome.as_deref().unwrap();
     assert_eq!(outcome.contains("reset"), r.reset > 0, "{r:?}");
-    assert_eq!(outcome.contains("syn-dropped"), r.timeout + r.pending > 0 || r.syn_retry_modes.as_deref() != Some(""), "{r:?}");
+    assert_eq!(
+        outcome.contains("syn-dropped"),
+        r.timeout + r.pending > 0 || r.syn_retry_modes.as_deref() != Some(""),
+        "{r:?}"
+    );
     assert_eq!(r.matched, r.accepted, "{r:?}");
     assert_eq!(r.matched + r.unmatched_client, r.established, "{r:?}");
     cleanup(&dir);

@@ -30,7 +30,13 @@ fn a_tiny_sweep_writes_consistent_parseable_results() {
     let out = out_dir("tiny");
     let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
         .args(["sweep", "--engines", "std,uring", "--backlogs", "16,128"])
-        .args(["--modes", "closed,drain", "--duration", "300ms", "--no-plots"])
+        .args([
+            "--modes",
+            "closed,drain",
+            "--duration",
+            "300ms",
+            "--no-plots",
+        ])
         .arg("--out")
         .arg(&out)
         .status()
@@ -64,7 +70,10 @@ fn a_tiny_sweep_writes_consistent_parseable_results() {
                 assert_eq!(r.established, r.accepted, "{r:?}");
                 assert_eq!(r.accepted, r.matched, "{r:?}");
                 assert_eq!(r.unmatched, 0, "{r:?}");
-                assert!(r.accepts_per_s > 0.0 && r.acceptor_cpu_us_per_accept > 0.0, "{r:?}");
+                assert!(
+                    r.accepts_per_s > 0.0 && r.acceptor_cpu_us_per_accept > 0.0,
+                    "{r:?}"
+                );
                 assert!(r.peer_p50_ns <= r.peer_p99_ns && r.peer_p99_ns <= r.peer_max_ns);
                 if engine == "std" {
                     assert_eq!(r.ratio_accepts_vs_std, Some(1.0));
@@ -77,11 +86,14 @@ fn a_tiny_sweep_writes_consistent_parseable_results() {
                         .join(format!("{engine}-b{backlog}-{mode}-{metric}.hgrm"));
                     let d = hgrm::parse_file(&path).unwrap();
                     assert!(d.total_count > 0, "{}", path.display());
-                    assert!(d.rows.windows(2).all(|w| w[0].value_us <= w[1].value_us
-                        && w[0].quantile <= w[1].quantile));
+                    assert!(d
+                        .rows
+                        .windows(2)
+                        .all(|w| w[0].value_us <= w[1].value_us && w[0].quantile <= w[1].quantile));
                 }
                 let d = hgrm::parse_file(
-                    &dir.join("hgrm").join(format!("{engine}-b{backlog}-{mode}-peer.hgrm")),
+                    &dir.join("hgrm")
+                        .join(format!("{engine}-b{backlog}-{mode}-peer.hgrm")),
                 )
                 .unwrap();
                 assert_eq!(d.total_count, r.matched);
@@ -97,7 +109,13 @@ fn a_tiny_sweep_writes_consistent_parseable_results() {
 fn an_interrupted_sweep_keeps_finished_rows_and_says_incomplete() {
     let out = out_dir("sigint");
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
-        .args(["sweep", "--engines", "std", "--backlogs", "16,32,64,128,256,512"])
+        .args([
+            "sweep",
+            "--engines",
+            "std",
+            "--backlogs",
+            "16,32,64,128,256,512",
+        ])
         .args(["--modes", "closed", "--duration", "400ms", "--no-plots"])
         .arg("--out")
         .arg(&out)

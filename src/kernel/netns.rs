@@ -44,7 +44,8 @@ pub fn enter_private(settings: &NetnsSettings) -> Result<(), NetnsError> {
         });
     }
     loopback_up().map_err(NetnsError::Io)?;
-    let set = |name: &str, value: String| super::sysctl::write(name, &value).map_err(NetnsError::Io);
+    let set =
+        |name: &str, value: String| super::sysctl::write(name, &value).map_err(NetnsError::Io);
     set(
         "net.ipv4.tcp_abort_on_overflow",
         u8::from(settings.abort_on_overflow).to_string(),

@@ -42,9 +42,8 @@ pub fn read_u64(name: &str) -> io::Result<u64> {
 /// Writes sysctl `name`. Callers must only do this inside a network namespace they
 /// created (`net.*` settings are per namespace there); it needs root.
 pub fn write(name: &str, value: &str) -> io::Result<()> {
-    std::fs::write(path(name), value).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot set sysctl {name}={value}: {e}"))
-    })
+    std::fs::write(path(name), value)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot set sysctl {name}={value}: {e}")))
 }
 
 /// Every recorded sysctl that this kernel has, name → value.

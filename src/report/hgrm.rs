@@ -89,7 +89,10 @@ pub struct Distribution {
 impl Distribution {
     /// The smallest value whose percentile reaches `q`, µs (None when empty).
     pub fn value_at(&self, q: f64) -> Option<f64> {
-        self.rows.iter().find(|r| r.quantile >= q).map(|r| r.value_us)
+        self.rows
+            .iter()
+            .find(|r| r.quantile >= q)
+            .map(|r| r.value_us)
     }
 }
 
@@ -134,11 +137,17 @@ pub fn parse(r: impl BufRead, name: &str) -> io::Result<Distribution> {
             continue;
         }
         if !saw_header {
-            return Err(bad(n, "expected the `Value Percentile …` header first".into()));
+            return Err(bad(
+                n,
+                "expected the `Value Percentile …` header first".into(),
+            ));
         }
         let cols: Vec<&str> = t.split_whitespace().collect();
         if cols.len() < 3 {
-            return Err(bad(n, format!("expected at least 3 columns, found {}", cols.len())));
+            return Err(bad(
+                n,
+                format!("expected at least 3 columns, found {}", cols.len()),
+            ));
         }
         let num = |s: &str, what: &str| -> io::Result<f64> {
             s.parse::<f64>()
@@ -151,7 +160,10 @@ pub fn parse(r: impl BufRead, name: &str) -> io::Result<Distribution> {
         });
     }
     if !saw_header {
-        return Err(bad(0, "no `Value Percentile …` header: not an .hgrm file".into()));
+        return Err(bad(
+            0,
+            "no `Value Percentile …` header: not an .hgrm file".into(),
+        ));
     }
     Ok(d)
 }

@@ -68,7 +68,10 @@ impl Meta {
             acceptbench_version: env!("CARGO_PKG_VERSION").to_string(),
             git_rev: git_rev(),
             crate_versions: crate_versions(),
-            uname: format!("Linux {} {} {} {}", u.nodename, u.release, u.version, u.machine),
+            uname: format!(
+                "Linux {} {} {} {}",
+                u.nodename, u.release, u.version, u.machine
+            ),
             kernel_release: u.release,
             host: u.nodename,
             cpu_model: kernel::cpu_model().unwrap_or_default(),
@@ -140,7 +143,14 @@ fn git_rev() -> String {
 /// Versions of the crates that shape the numbers, read from the Cargo.lock built with.
 fn crate_versions() -> BTreeMap<String, String> {
     const LOCK: &str = include_str!("../../Cargo.lock");
-    const WANTED: &[&str] = &["io-uring", "tokio", "tokio-uring", "socket2", "hdrhistogram", "libc"];
+    const WANTED: &[&str] = &[
+        "io-uring",
+        "tokio",
+        "tokio-uring",
+        "socket2",
+        "hdrhistogram",
+        "libc",
+    ];
     let mut out = BTreeMap::new();
     let mut name: Option<&str> = None;
     for line in LOCK.lines() {

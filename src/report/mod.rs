@@ -23,7 +23,13 @@ impl RunDir {
         let stamp = meta::now_utc().replace([':', '-'], "");
         let clean = |s: &str| {
             s.chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect::<String>()
         };
         let name = format!("{stamp}-{}-{}", clean(kernel_release), clean(host));
@@ -53,15 +59,29 @@ impl RunDir {
         self.path.join("README.md")
     }
     /// `queue/<engine>-b<backlog>-<mode>[-r<rep>].csv` (creates `queue/`).
-    pub fn queue_csv(&self, engine: &str, backlog: u32, mode: &str, rep: u32) -> io::Result<PathBuf> {
+    pub fn queue_csv(
+        &self,
+        engine: &str,
+        backlog: u32,
+        mode: &str,
+        rep: u32,
+    ) -> io::Result<PathBuf> {
         let dir = self.path.join("queue");
         std::fs::create_dir_all(&dir)?;
-        let rep = if rep > 1 { format!("-r{rep}") } else { String::new() };
+        let rep = if rep > 1 {
+            format!("-r{rep}")
+        } else {
+            String::new()
+        };
         Ok(dir.join(format!("{engine}-b{backlog}-{mode}{rep}.csv")))
     }
     /// `hgrm/<engine>-b<backlog>-<mode>[-r<rep>]-<metric>.hgrm`.
     pub fn hgrm(&self, engine: &str, backlog: u32, mode: &str, rep: u32, metric: &str) -> PathBuf {
-        let rep = if rep > 1 { format!("-r{rep}") } else { String::new() };
+        let rep = if rep > 1 {
+            format!("-r{rep}")
+        } else {
+            String::new()
+        };
         self.path
             .join("hgrm")
             .join(format!("{engine}-b{backlog}-{mode}{rep}-{metric}.hgrm"))

@@ -16,7 +16,11 @@ pub fn render(meta: &Meta, rows: &[SummaryRow]) -> String {
             "**Incomplete run**: interrupted or failed before every planned run finished; the rows below are what was measured.\n"
         );
     }
-    let _ = writeln!(s, "Command (from the repository root, git `{}`):\n", meta.git_rev);
+    let _ = writeln!(
+        s,
+        "Command (from the repository root, git `{}`):\n",
+        meta.git_rev
+    );
     let _ = writeln!(s, "```\n{}\n```\n", meta.command);
     let _ = writeln!(
         s,
@@ -43,7 +47,10 @@ pub fn render(meta: &Meta, rows: &[SummaryRow]) -> String {
             s,
             "| engine | backlog | mode | status | accepts/s | × std | acceptor CPU µs/accept | × std | peer p50 µs | peer p99 µs | connect p99 µs | established / accepted / matched |"
         );
-        let _ = writeln!(s, "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+        let _ = writeln!(
+            s,
+            "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
         for r in main {
             let _ = writeln!(
                 s,
@@ -76,7 +83,10 @@ pub fn render(meta: &Meta, rows: &[SummaryRow]) -> String {
             s,
             "| engine | backlog | mode | attempted | established | queue max / limit | ListenOverflows | ListenDrops | refused | reset | timeout | pending | SYN retry modes | drain ms | connect p99 ms |"
         );
-        let _ = writeln!(s, "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+        );
         for r in over {
             let _ = writeln!(
                 s,
@@ -108,7 +118,11 @@ pub fn render(meta: &Meta, rows: &[SummaryRow]) -> String {
             let _ = writeln!(s, "- {n}");
         }
         for r in notes {
-            let _ = writeln!(s, "- {} b{} {} r{}: {}", r.engine, r.backlog, r.mode, r.repetition, r.note);
+            let _ = writeln!(
+                s,
+                "- {} b{} {} r{}: {}",
+                r.engine, r.backlog, r.mode, r.repetition, r.note
+            );
         }
     }
     s

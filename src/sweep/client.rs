@@ -53,7 +53,12 @@ pub fn base_args(target: SocketAddr, mode: &str, threads: u32, cpus: &[usize]) -
 impl Client {
     /// Starts `exe loadgen ARGS --records <tmp>`; with `interactive` its stdin is a pipe
     /// for the drain-round protocol.
-    pub fn spawn(exe: &Path, tmp: &Path, args: &[String], interactive: bool) -> anyhow::Result<Client> {
+    pub fn spawn(
+        exe: &Path,
+        tmp: &Path,
+        args: &[String],
+        interactive: bool,
+    ) -> anyhow::Result<Client> {
         let records = tmp.join("records.bin");
         let stderr = tmp.join("loadgen.stderr");
         let _ = std::fs::remove_file(&records);
@@ -64,7 +69,11 @@ impl Client {
             .args(args)
             .arg("--records")
             .arg(&records)
-            .stdin(if interactive { Stdio::piped() } else { Stdio::null() })
+            .stdin(if interactive {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(err_file)
             .spawn()
@@ -88,7 +97,10 @@ impl Client {
     /// Reads the next stdout line (None at EOF).
     pub fn read_line(&mut self) -> anyhow::Result<Option<String>> {
         let mut line = String::new();
-        let n = self.stdout.read_line(&mut line).context("reading loadgen's output")?;
+        let n = self
+            .stdout
+            .read_line(&mut line)
+            .context("reading loadgen's output")?;
         Ok((n > 0).then(|| line.trim_end().to_string()))
     }
 

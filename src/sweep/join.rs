@@ -144,6 +144,9 @@ mod tests {
     #[test]
     fn a_server_record_before_the_connect_is_not_matched() {
         let j = join(&[c(1, 100)], &[s(1, 50)]);
-        assert_eq!((j.matched, j.unmatched_client, j.unmatched_server), (0, 1, 1));
+        assert_eq!(
+            (j.matched, j.unmatched_client, j.unmatched_server),
+            (0, 1, 1)
+        );
     }
 }

@@ -178,7 +178,11 @@ fn measured_row(
     let mut latencies = Vec::new();
     for r in &m.client.records {
         if r.outcome == loadgen::Outcome::Established {
-            let start = if from_intended { r.intended_ns } else { r.connect_start_ns };
+            let start = if from_intended {
+                r.intended_ns
+            } else {
+                r.connect_start_ns
+            };
             let latency = r.done_ns.saturating_sub(start).max(1);
             connect.saturating_record(latency);
             if m.overflow.is_some() {

@@ -197,7 +197,8 @@ pub(crate) fn run_driven(
                 listener.queue_info().map_or(true, |q| q.depth == 0)
             });
             if !drained {
-                interrupted.get_or_insert_with(|| "the accept queue did not drain within 3 s".into());
+                interrupted
+                    .get_or_insert_with(|| "the accept queue did not drain within 3 s".into());
             }
             std::thread::sleep(Duration::from_millis(20));
             Ok((result, interrupted))
@@ -216,7 +217,12 @@ pub(crate) fn run_driven(
             rec,
             cpu_s,
             backlog_effective: listener.backlog_effective,
-            window_s: client.report.duration_s.max(0.0).min(window_s).max(f64::MIN_POSITIVE),
+            window_s: client
+                .report
+                .duration_s
+                .max(0.0)
+                .min(window_s)
+                .max(f64::MIN_POSITIVE),
             client,
             drain: None,
             incomplete,
@@ -284,7 +290,11 @@ fn run_drain(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
         if spec.stop.is_raised() {
             incomplete.get_or_insert_with(|| "interrupted (Ctrl-C) during the run".into());
         }
-        child.send(if done || incomplete.is_some() { "stop" } else { "next" })?;
+        child.send(if done || incomplete.is_some() {
+            "stop"
+        } else {
+            "next"
+        })?;
         if done || incomplete.is_some() {
             break;
         }
