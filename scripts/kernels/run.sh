@@ -114,7 +114,7 @@ boot() {   # vmlinuz label
     rm -f "$serial"
     say "booting $label under QEMU TCG ($smp vCPUs, ${mem} MiB); console in $log"
     local t0=$SECONDS
-    timeout "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" \
+    timeout --foreground "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" \
         -nodefaults -display none -no-reboot \
         -serial stdio -serial "file:$serial" \
         -kernel "$vmlinuz" -initrd "$initrd" \

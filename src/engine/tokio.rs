@@ -23,9 +23,11 @@ use crate::listener::Listener;
 use crate::record::Recorder;
 
 /// tokio (epoll) accept loop.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TokioAcceptor {
     accept_delay: Option<Duration>,
+    /// Kept between runs (a server starts its runtime once); idle between runs.
+    rt: Option<tokio::runtime::Runtime>,
 }
 
 impl TokioAcceptor {
@@ -33,6 +35,7 @@ impl TokioAcceptor {
     pub fn new(opts: &EngineOptions) -> Self {
         Self {
             accept_delay: opts.accept_delay,
+            rt: None,
         }
     }
 }
@@ -64,17 +67,20 @@ impl Acceptor for TokioAcceptor {
             .map_err(io_err("dup of the listener fd"))?;
         dup.set_nonblocking(true)
             .map_err(io_err("setting O_NONBLOCK on the listener"))?;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(io_err("starting the tokio runtime"))?;
+        let rt = match self.rt.take() {
+            Some(rt) => rt,
+            None => tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(io_err("starting the tokio runtime"))?,
+        };
         let delay = self.accept_delay;
         let result = rt.block_on(async {
             let listener = tokio::net::TcpListener::from_std(dup.into())
                 .map_err(io_err("registering the listener with tokio"))?;
             accept_loop(&listener, limits, rec, delay).await
         });
-        drop(rt);
+        self.rt = Some(rt);
         let restored = socket
             .set_nonblocking(was_nonblocking)
             .map_err(io_err("restoring O_NONBLOCK of the listener"));

@@ -126,6 +126,12 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     meta.write(&dir.meta_json())?;
     std::fs::write(dir.readme(), readme::render(&meta, &rows))
         .with_context(|| format!("writing {}", dir.readme().display()))?;
+    if cfg.plots && !rows.is_empty() {
+        // Charts are a convenience: a failure to draw never loses the measured data.
+        if let Err(e) = crate::plot::plot_run_dir(&dir.path) {
+            eprintln!("acceptbench: warning: plots not drawn: {e:#}");
+        }
+    }
     finish_message(&dir.path, &rows, meta.incomplete);
     Ok(if meta.incomplete {
         ExitCode::from(130)
@@ -360,7 +366,3 @@ fn finish_message(path: &std::path::Path, rows: &[SummaryRow], incomplete: bool)
     }
 }
 
-/// Where a default sweep writes: `results/` under the current directory.
-pub fn default_out() -> PathBuf {
-    PathBuf::from("results")
-}
