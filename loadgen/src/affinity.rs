@@ -64,3 +64,18 @@ fn rusage(who: libc::c_int) -> (f64, f64) {
     let s = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 * 1e-6;
     (s(ru.ru_utime), s(ru.ru_stime))
 }
+
+/// CPU seconds (user + system) used so far by the calling thread, from
+/// `CLOCK_THREAD_CPUTIME_ID`. Unlike `getrusage(RUSAGE_THREAD)`, which can lag the
+/// running thread by up to a scheduler tick, this includes the current time slice,
+/// so it is exact for short intervals (a drain round lasts well under a tick).
+pub fn thread_cpu_total_s() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_THREAD_CPUTIME_ID always exists
+    // on Linux for the calling thread.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}

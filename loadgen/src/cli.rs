@@ -84,6 +84,12 @@ pub struct Cli {
     /// Burst: after each round print `round <i> established <n> pending <p>` and wait for "next"/"stop" on stdin.
     #[arg(long)]
     pub sync_stdio: bool,
+    /// Burst: close (RST) each round's connections as soon as its outcomes are known,
+    /// before reporting the round. They stay in the server's accept queue, so the
+    /// server still accepts them, and its close() no longer does the client's work
+    /// on loopback.
+    #[arg(long)]
+    pub close_early: bool,
     /// Print the report as one JSON object (the last stdout line).
     #[arg(long)]
     pub json: bool,

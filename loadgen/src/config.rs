@@ -111,6 +111,8 @@ pub struct Config {
     pub close: CloseMode,
     /// Read until the server closes before closing (closed/rate).
     pub wait_close: bool,
+    /// Burst: close each round's connections before reporting the round.
+    pub close_early: bool,
     /// Requested connect method.
     pub method: MethodChoice,
     /// Keep per-connection records (costs one getsockname per connection).
@@ -137,6 +139,7 @@ impl Config {
             connect_timeout: Duration::from_secs(3),
             close: CloseMode::Reset,
             wait_close: false,
+            close_early: false,
             method: MethodChoice::Auto,
             keep_records: false,
             keep_intervals: false,
@@ -233,6 +236,7 @@ impl Config {
                 CloseMode::Reset
             },
             wait_close: cli.wait_close,
+            close_early: cli.close_early,
             method,
             keep_records: cli.records.is_some(),
             keep_intervals: cli.hlog.is_some(),

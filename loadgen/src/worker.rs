@@ -179,6 +179,8 @@ struct Worker<'a, D: Driver> {
     next_source: u64,
     timeout_ns: u64,
     burst: bool,
+    /// Burst: close the round's connections before reporting it.
+    close_early: bool,
     rate: bool,
     /// Async drivers need the deadline queue; the blocking driver bounds itself.
     track_deadlines: bool,
@@ -238,6 +240,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             next_source: spec.index as u64,
             timeout_ns: config.connect_timeout.as_nanos().min(u64::MAX as u128 / 4) as u64,
             burst: matches!(config.mode, Mode::Burst { .. }),
+            close_early: config.close_early,
             rate: matches!(config.mode, Mode::Rate { .. }),
             track_deadlines: !blocking,
             slots: vec![Slot::FREE; slots],
@@ -530,6 +533,9 @@ impl<'a, D: Driver> Worker<'a, D> {
     /// Burst: reports the round, waits for the coordinator's word, closes the round.
     fn end_round(&mut self) -> RoundCmd {
         self.round_counts.known_ns = mono_ns();
+        if self.close_early {
+            self.close_all();
+        }
         let cmd = match &self.rounds {
             Some(link) => {
                 if link.tx.send(WorkerMsg::Round(self.round_counts)).is_err() {

@@ -57,7 +57,9 @@ is_static "$busybox" || die "busybox at $busybox is dynamically linked: apt-get 
 
 # --- 2. a static acceptbench ----------------------------------------------
 say "building a static acceptbench (glibc, crt-static)"
-(cd "$repo" && RUSTFLAGS='-C target-feature=+crt-static' \
+rev=$(cd "$repo" && git rev-parse HEAD 2>/dev/null || echo unknown)
+[ -z "$(cd "$repo" && git status --porcelain --untracked-files=no 2>/dev/null)" ] || rev="$rev-dirty"
+(cd "$repo" && ACCEPTBENCH_GIT_REV="$rev" RUSTFLAGS='-C target-feature=+crt-static' \
     cargo build --release --target x86_64-unknown-linux-gnu --bin acceptbench)
 bin="$repo/target/x86_64-unknown-linux-gnu/release/acceptbench"
 is_static "$bin" || die "$bin is dynamically linked; it would not start in the busybox guest"
@@ -156,7 +158,7 @@ for d in "${new_runs[@]}"; do
 done
 if [ "${#new_runs[@]}" -ge 2 ]; then
     "$bin" compare "${new_runs[@]}" --format markdown | tee "${new_runs[0]}/compare.md"
-    "$bin" compare "${new_runs[@]}" --format csv > "${new_runs[0]}/compare.csv"
+    "$bin" compare "${new_runs[@]}" --format csv 2>/dev/null > "${new_runs[0]}/compare.csv"
     "$bin" plot "${new_runs[@]}" --out "${new_runs[0]}/plots-compare" >/dev/null
     say "comparison in ${new_runs[0]}/compare.md, charts in ${new_runs[0]}/plots-compare/"
 fi

@@ -103,7 +103,12 @@ pub fn virtualisation() -> String {
         .lines()
         .any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "hypervisor"));
     let vendor = std::fs::read_to_string("/sys/class/dmi/id/sys_vendor").unwrap_or_default();
-    if cpuinfo.contains("QEMU Virtual CPU") || cpuinfo.contains("TCG") {
+    // QEMU names its software-emulated CPUs "QEMU TCG CPU …"; a KVM guest with
+    // QEMU's default model says "QEMU Virtual CPU" and is hardware-virtualised.
+    let model_has_tcg = cpuinfo
+        .lines()
+        .any(|l| l.starts_with("model name") && l.contains("TCG"));
+    if model_has_tcg {
         "tcg".into()
     } else if hypervisor {
         let v = vendor.trim();

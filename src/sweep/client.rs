@@ -5,8 +5,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 
@@ -17,7 +18,9 @@ pub const SOURCES_V4: &str = "127.0.0.2-127.0.0.9";
 /// A running loadgen child.
 pub struct Client {
     child: Child,
-    stdout: BufReader<ChildStdout>,
+    /// Lines of the child's stdout, read on a thread of their own so that every wait
+    /// for the child can have a deadline (a stuck child must not stall the sweep).
+    lines: Receiver<String>,
     stdin: Option<ChildStdin>,
     records: PathBuf,
     stderr: PathBuf,
@@ -80,9 +83,21 @@ impl Client {
             .with_context(|| format!("cannot start {} loadgen", exe.display()))?;
         let stdout = child.stdout.take().context("loadgen child has no stdout")?;
         let stdin = child.stdin.take();
+        let (tx, lines) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("loadgen-stdout".into())
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line.trim_end().to_string()).is_err() {
+                        break;
+                    }
+                }
+            })
+            .context("cannot start the thread reading loadgen's output")?;
         Ok(Client {
             child,
-            stdout: BufReader::new(stdout),
+            lines,
             stdin,
             records,
             stderr,
@@ -94,14 +109,16 @@ impl Client {
         self.child.id()
     }
 
-    /// Reads the next stdout line (None at EOF).
-    pub fn read_line(&mut self) -> anyhow::Result<Option<String>> {
-        let mut line = String::new();
-        let n = self
-            .stdout
-            .read_line(&mut line)
-            .context("reading loadgen's output")?;
-        Ok((n > 0).then(|| line.trim_end().to_string()))
+    /// Waits up to `limit` for the next stdout line: `Ok(None)` at EOF, an error
+    /// when the child says nothing for that long.
+    pub fn read_line(&mut self, limit: Duration) -> anyhow::Result<Option<String>> {
+        match self.lines.recv_timeout(limit) {
+            Ok(line) => Ok(Some(line)),
+            Err(RecvTimeoutError::Disconnected) => Ok(None),
+            Err(RecvTimeoutError::Timeout) => {
+                bail!("loadgen said nothing for {} s", limit.as_secs_f64())
+            }
+        }
     }
 
     /// Writes one line to the child's stdin (drain-round protocol).
@@ -124,12 +141,23 @@ impl Client {
     }
 
     /// Waits for the child, then parses its JSON report (the last stdout line) and records.
-    pub fn finish(mut self) -> anyhow::Result<ClientResult> {
+    pub fn finish(mut self, limit: Duration) -> anyhow::Result<ClientResult> {
         drop(self.stdin.take());
         let mut last = None;
-        while let Some(line) = self.read_line()? {
-            if line.starts_with('{') {
-                last = Some(line);
+        let end = Instant::now() + limit;
+        loop {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.starts_with('{') => last = Some(line),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    // Ask politely, then insist: the run ends either way.
+                    self.interrupt();
+                    if self.lines.recv_timeout(Duration::from_secs(2)).is_err() {
+                        let _ = self.child.kill();
+                    }
+                }
             }
         }
         let status = self.child.wait().context("waiting for loadgen")?;

@@ -8,7 +8,6 @@ pub mod join;
 pub mod run;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -213,7 +212,7 @@ fn measured_row(
     let c = LatencyNs::of(&connect);
     let p = LatencyNs::of(&j.peer_e2e_ns);
     let pi = LatencyNs::of(&m.rec.peer_extract_ns);
-    let cpu_s = m.cpu_s.0 + m.cpu_s.1;
+    let cpu_s = m.cpu_s;
     let accepts_per_s = match m.drain {
         Some((n, ns)) if ns > 0 => n as f64 / (ns as f64 * 1e-9),
         Some(_) => 0.0,
@@ -365,4 +364,3 @@ fn finish_message(path: &std::path::Path, rows: &[SummaryRow], incomplete: bool)
         eprintln!("acceptbench: results in {}", path.display());
     }
 }
-

@@ -24,8 +24,8 @@ type Counters = std::collections::BTreeMap<String, u64>;
 pub struct Measured {
     /// The acceptor's records (peers kept for the join).
     pub rec: Recorder,
-    /// Acceptor CPU (user, sys), s.
-    pub cpu_s: (f64, f64),
+    /// Acceptor thread CPU (user + sys) while its engine ran, s (CLOCK_THREAD_CPUTIME_ID).
+    pub cpu_s: f64,
     /// Accept-queue limit the kernel applied.
     pub backlog_effective: u32,
     /// loadgen's report and records.
@@ -146,7 +146,7 @@ pub(crate) fn run_driven(
     let options = &options;
     let args = loadgen_args(spec, listener.local_addr);
     std::thread::scope(|s| {
-        type AcceptorOut = (Recorder, (f64, f64), u64, Option<Counters>);
+        type AcceptorOut = (Recorder, f64, u64, Option<Counters>);
         let acceptor = s.spawn(|| -> anyhow::Result<AcceptorOut> {
             loadgen::affinity::pin_current_thread(cfg.server_cpu)?;
             let mut engine = engine::build(spec.engine, options)?;
@@ -168,11 +168,11 @@ pub(crate) fn run_driven(
                 stop: run_stop.clone(),
             };
             let mut rec = Recorder::new(true);
-            let c0 = loadgen::affinity::thread_cpu_s();
+            let c0 = loadgen::affinity::thread_cpu_total_s();
             let result = engine.run(listener, &limits, &mut rec);
-            let c1 = loadgen::affinity::thread_cpu_s();
+            let c1 = loadgen::affinity::thread_cpu_total_s();
             result?;
-            Ok((rec, (c1.0 - c0.0, c1.1 - c0.1), start_ns, counters))
+            Ok((rec, c1 - c0, start_ns, counters))
         });
         let started = Instant::now();
         let outcome = (|| -> anyhow::Result<(ClientResult, Option<String>)> {
@@ -190,7 +190,8 @@ pub(crate) fn run_driven(
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }
-            let result = child.finish()?;
+            // loadgen ends on its own after its duration; the limit only guards a stuck child.
+            let result = child.finish(cfg.duration + cfg.warmup + Duration::from_secs(30))?;
             // Every connection the client completed sits in the accept queue or was
             // accepted; let the acceptor empty the queue before stopping it.
             let drained = client::wait_until(Duration::from_secs(3), || {
@@ -241,6 +242,10 @@ fn run_drain(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
         "--rounds".into(),
         "1000000".into(),
         "--sync-stdio".into(),
+        // Each round's connections are reset by the client once established: they stay
+        // in the accept queue, and the acceptor's close() no longer does the client's
+        // FIN handling on loopback — the same as the C reference's pre-filled drain.
+        "--close-early".into(),
         // Everything fits in the queue, so each connect completes in microseconds;
         // a generous timeout only matters if the kernel disagrees.
         "--connect-timeout".into(),
@@ -252,11 +257,20 @@ fn run_drain(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
     let mut rec = Recorder::new(true);
     let mut child = Client::spawn(spec.exe, spec.tmp, &args, true)?;
     let started = Instant::now();
-    let (mut cpu_user, mut cpu_sys) = (0.0, 0.0);
+    let mut cpu_s = 0.0;
     let (mut drained, mut drain_ns) = (0u64, 0u64);
     let mut incomplete = None;
     loop {
-        let Some(line) = child.read_line()? else {
+        // A round is a fill (≤ backlog+1 connects, microseconds each on loopback) plus
+        // the connect timeout at most; longer means the child is stuck.
+        let line = match child.read_line(Duration::from_secs(12)) {
+            Ok(line) => line,
+            Err(e) => {
+                incomplete = Some(format!("{e:#}"));
+                break;
+            }
+        };
+        let Some(line) = line else {
             incomplete = Some("loadgen ended before the run's time was used".to_string());
             break;
         };
@@ -269,11 +283,9 @@ fn run_drain(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
             deadline: Some(Instant::now() + Duration::from_secs(5)),
             stop: spec.stop.clone(),
         };
-        let c0 = loadgen::affinity::thread_cpu_s();
+        let c0 = loadgen::affinity::thread_cpu_total_s();
         let result = engine.run(listener, &limits, &mut rec);
-        let c1 = loadgen::affinity::thread_cpu_s();
-        cpu_user += c1.0 - c0.0;
-        cpu_sys += c1.1 - c0.1;
+        cpu_s += loadgen::affinity::thread_cpu_total_s() - c0;
         result.context("draining the accept queue")?;
         let got = rec.accepted - before;
         if got >= 2 {
@@ -300,13 +312,13 @@ fn run_drain(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
         }
     }
     let window_s = started.elapsed().as_secs_f64();
-    let client = child.finish()?;
+    let client = child.finish(Duration::from_secs(10))?;
     Ok(Measured {
         counters_at_start: None,
         acceptor_start_ns: 0,
         overflow: None,
         rec,
-        cpu_s: (cpu_user, cpu_sys),
+        cpu_s,
         backlog_effective: listener.backlog_effective,
         client,
         drain: Some((drained, drain_ns)),
