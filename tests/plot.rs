@@ -189,7 +189,7 @@ fn one_run_gives_every_chart_as_png_and_svg() {
     let root = scratch("one");
     let dir = root.join("run");
     fake_run(&dir, "6.8.0-test", 10_000.0);
-    let files = plot::plot_run_dir(&dir).unwrap();
+    let files = plot::plot_run_dir_as(&dir, true).unwrap();
     check_all(&files);
     let names: Vec<String> = files
         .iter()
@@ -318,7 +318,20 @@ fn plotting_a_real_tiny_sweep() {
         .filter(|p| p.is_dir())
         .collect();
     assert_eq!(dirs.len(), 1, "{dirs:?}");
-    let files = plot::plot_run_dir(&dirs[0]).unwrap();
+    // The sweep itself drew SVG only (small enough to commit).
+    let sweep_drew: Vec<String> = std::fs::read_dir(dirs[0].join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        sweep_drew.iter().any(|n| n == "accepts-closed.svg"),
+        "{sweep_drew:?}"
+    );
+    assert!(
+        !sweep_drew.iter().any(|n| n.ends_with(".png")),
+        "{sweep_drew:?}"
+    );
+    let files = plot::plot_run_dir_as(&dirs[0], true).unwrap();
     let names: Vec<String> = files
         .iter()
         .filter_map(|f| f.file_name().map(|n| n.to_string_lossy().into_owned()))

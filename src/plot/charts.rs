@@ -125,13 +125,18 @@ impl Chart {
         }
     }
 
-    /// Writes `<dir>/<stem>.png` and `.svg`; returns both paths.
-    pub fn write(&self, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-        let png = dir.join(format!("{}.png", self.stem));
+    /// Writes `<dir>/<stem>.svg` and, with `png`, `<dir>/<stem>.png`; returns the paths.
+    pub fn write(&self, dir: &Path, png: bool) -> anyhow::Result<Vec<PathBuf>> {
+        let mut files = Vec::with_capacity(2);
+        if png {
+            let path = dir.join(format!("{}.png", self.stem));
+            self.draw_with_fallback(&path, |p| BitMapBackend::new(p, SIZE).into_drawing_area())?;
+            files.push(path);
+        }
         let svg = dir.join(format!("{}.svg", self.stem));
-        self.draw_with_fallback(&png, |p| BitMapBackend::new(p, SIZE).into_drawing_area())?;
         self.draw_with_fallback(&svg, |p| SVGBackend::new(p, SIZE).into_drawing_area())?;
-        Ok(vec![png, svg])
+        files.push(svg);
+        Ok(files)
     }
 
     /// Draws with text when a font is available; if text fails, draws again without it.

@@ -34,7 +34,7 @@ pub fn run(cfg: &PlotConfig) -> anyhow::Result<ExitCode> {
         (None, Some(r)) => r.dir.join("plots"),
         (None, None) => anyhow::bail!("give at least one run directory to plot"),
     };
-    let files = plot_runs(&runs, &out)?;
+    let files = plot_runs(&runs, &out, true)?;
     if !font::ready() {
         eprintln!(
             "acceptbench: note: no font found, charts have no text; install fonts-dejavu-core or set {}=/path/to/font.ttf",
@@ -47,15 +47,22 @@ pub fn run(cfg: &PlotConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Draws the standard charts of one run directory into `<dir>/plots/`; returns the files written.
+/// Draws the standard charts of one run directory into `<dir>/plots/` as SVG only
+/// (what a sweep commits must stay small: a PNG chart is ~130 kB, its SVG ~15 kB);
+/// `acceptbench plot` adds the PNGs. Returns the files written.
 pub fn plot_run_dir(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
-    let run = load_run(dir)?;
-    plot_runs(std::slice::from_ref(&run), &dir.join("plots"))
+    plot_run_dir_as(dir, false)
 }
 
-/// Draws every chart of `runs` into `out`. A chart that cannot be drawn is
-/// reported on stderr and skipped; the others are still written.
-pub fn plot_runs(runs: &[Run], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+/// Like [`plot_run_dir`], with PNG files too when `png`.
+pub fn plot_run_dir_as(dir: &Path, png: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let run = load_run(dir)?;
+    plot_runs(std::slice::from_ref(&run), &dir.join("plots"), png)
+}
+
+/// Draws every chart of `runs` into `out` (SVG, and PNG with `png`). A chart that
+/// cannot be drawn is reported on stderr and skipped; the others are still written.
+pub fn plot_runs(runs: &[Run], out: &Path, png: bool) -> anyhow::Result<Vec<PathBuf>> {
     std::fs::create_dir_all(out).with_context(|| {
         format!(
             "cannot create {}: choose a writable directory with --out DIR",
@@ -64,7 +71,7 @@ pub fn plot_runs(runs: &[Run], out: &Path) -> anyhow::Result<Vec<PathBuf>> {
     })?;
     let mut files = Vec::new();
     for chart in all_charts(runs) {
-        match chart.write(out) {
+        match chart.write(out, png) {
             Ok(mut f) => files.append(&mut f),
             Err(e) => eprintln!("acceptbench: warning: plot {}: {e:#}", chart.stem),
         }
