@@ -20,7 +20,10 @@ fi
 cargo build --release -q --manifest-path "$here/Cargo.toml"
 ab="$here/target/release/acceptbench"
 
+# A fresh port per server: the C io_uring servers exit with accepts still armed, and
+# the kernel tears such a ring down asynchronously, holding the port for a moment.
 port=$((20000 + RANDOM % 10000))
+next_port() { port=$((port + 1)); }
 client() { taskset -c 1 "$ref/ref_client" "$port" 1 "$secs" 0 1 | awk '/SUMMARY/'; }
 
 # ref MODE [QDEPTH]: prints "accepts cpu_s"
@@ -57,7 +60,9 @@ for r in $(seq "$rounds"); do
   for p in "${pairs[@]}"; do
     set -- $p
     rm=${1%%:*}; rq=${1##*:}; oe=${2%%:*}; oq=${2##*:}
+    next_port
     read -r ra rc < <(ref_run "$rm" "$rq")
+    next_port
     read -r oa oc < <(ours_run "$oe" "$oq")
     line=$(python3 -c "
 ra,rc,oa,oc=$ra,$rc,$oa,$oc
