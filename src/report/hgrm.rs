@@ -10,51 +10,12 @@ use std::path::Path;
 use hdrhistogram::Histogram;
 
 /// Scale from recorded units (ns) to file units (µs).
-pub const NS_PER_UNIT: f64 = 1000.0;
+pub const NS_PER_UNIT: f64 = loadgen::output::HGRM_SCALING;
 
-/// Writes `h` (ns) as a percentile distribution in µs.
-pub fn write(mut w: impl Write, h: &Histogram<u64>) -> io::Result<()> {
-    writeln!(
-        w,
-        "{:>12} {:>14} {:>10} {:>14}\n",
-        "Value", "Percentile", "TotalCount", "1/(1-Percentile)"
-    )?;
-    let mut total = 0u64;
-    if !h.is_empty() {
-        for v in h.iter_quantiles(5) {
-            total += v.count_since_last_iteration();
-            let value = v.value_iterated_to() as f64 / NS_PER_UNIT;
-            let q = v.quantile_iterated_to();
-            if q < 1.0 {
-                writeln!(
-                    w,
-                    "{value:>12.3} {q:>14.12} {total:>10} {:>14.2}",
-                    1.0 / (1.0 - q)
-                )?;
-            } else {
-                writeln!(w, "{value:>12.3} {q:>14.12} {total:>10}")?;
-            }
-        }
-    }
-    writeln!(
-        w,
-        "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]",
-        h.mean() / NS_PER_UNIT,
-        h.stdev() / NS_PER_UNIT
-    )?;
-    writeln!(
-        w,
-        "#[Max     = {:>12.3}, Total count    = {:>12}]",
-        h.max() as f64 / NS_PER_UNIT,
-        h.len()
-    )?;
-    writeln!(
-        w,
-        "#[Buckets = {:>12}, SubBuckets     = {:>12}]",
-        h.buckets(),
-        h.distinct_values()
-    )?;
-    Ok(())
+/// Writes `h` (ns) as a percentile distribution in µs: loadgen's writer, so client
+/// and server files are byte-for-byte the same format.
+pub fn write(w: impl Write, h: &Histogram<u64>) -> io::Result<()> {
+    loadgen::output::write_hgrm(w, h)
 }
 
 /// Writes `h` to `path`.
