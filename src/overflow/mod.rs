@@ -104,14 +104,26 @@ pub fn format_modes(modes: &[(f64, u64)]) -> String {
         .join(";")
 }
 
-/// What the clients experienced when the queue overflowed, from their own outcomes:
-/// `none`, `syn-dropped` (connects retried or never answered), `reset`, or both.
-pub fn outcome(retried: u64, timeout_or_pending: u64, reset: u64) -> &'static str {
-    match (retried + timeout_or_pending > 0, reset > 0) {
-        (false, false) => "none",
-        (true, false) => "syn-dropped",
-        (false, true) => "reset",
-        (true, true) => "syn-dropped+reset",
+/// What the clients experienced when the queue overflowed, from their own outcomes
+/// and the join: `none`, or `+`-joined parts — `syn-dropped` (connects retried or
+/// never answered), `ack-dropped` (the client believes it is connected but the
+/// acceptor never got the connection: its final ACK met a full queue and was
+/// dropped, typical after a SYN cookie), `reset` (tcp_abort_on_overflow).
+pub fn outcome(retried: u64, timeout_or_pending: u64, client_only: u64, reset: u64) -> String {
+    let mut parts = Vec::new();
+    if retried + timeout_or_pending > 0 {
+        parts.push("syn-dropped");
+    }
+    if client_only > 0 {
+        parts.push("ack-dropped");
+    }
+    if reset > 0 {
+        parts.push("reset");
+    }
+    if parts.is_empty() {
+        "none".to_string()
+    } else {
+        parts.join("+")
     }
 }
 
@@ -131,10 +143,11 @@ mod tests {
 
     #[test]
     fn outcome_names_what_clients_saw() {
-        assert_eq!(outcome(0, 0, 0), "none");
-        assert_eq!(outcome(3, 0, 0), "syn-dropped");
-        assert_eq!(outcome(0, 2, 0), "syn-dropped");
-        assert_eq!(outcome(0, 0, 1), "reset");
-        assert_eq!(outcome(1, 0, 1), "syn-dropped+reset");
+        assert_eq!(outcome(0, 0, 0, 0), "none");
+        assert_eq!(outcome(3, 0, 0, 0), "syn-dropped");
+        assert_eq!(outcome(0, 2, 0, 0), "syn-dropped");
+        assert_eq!(outcome(0, 0, 0, 1), "reset");
+        assert_eq!(outcome(1, 0, 5, 0), "syn-dropped+ack-dropped");
+        assert_eq!(outcome(1, 0, 0, 1), "syn-dropped+reset");
     }
 }

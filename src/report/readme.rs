@@ -81,30 +81,38 @@ pub fn render(meta: &Meta, rows: &[SummaryRow]) -> String {
         let _ = writeln!(s, "## Backlog overflow\n");
         let _ = writeln!(
             s,
-            "| engine | backlog | mode | attempted | established | queue max / limit | ListenOverflows | ListenDrops | refused | reset | timeout | pending | SYN retry modes | drain ms | connect p99 ms |"
+            "*client-only*: connections the client saw established that the acceptor never got (the final ACK met a full queue and was dropped; the client believes it is connected). *outcome* is measured, not assumed: syn-dropped, ack-dropped, reset.\n"
         );
         let _ = writeln!(
             s,
-            "|---|---:|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+            "| engine | backlog | mode | attempted | established (immediately) | accepted | client-only | queue max / limit | ListenOverflows (while paused) | SYN cookies | reset | timeout | pending | SYN retry modes | outcome | drain ms | connect p99 ms |"
+        );
+        let _ = writeln!(
+            s,
+            "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|"
         );
         for r in over {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {} / {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
+                "| {} | {} | {} | {} | {} ({}) | {} | {} | {} / {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
                 r.engine,
                 backlog(r),
                 r.mode,
                 r.attempted,
                 r.established,
+                opt(r.established_immediately),
+                r.accepted,
+                r.unmatched_client,
                 opt(r.queue_max),
                 opt(r.queue_limit),
                 opt(r.listen_overflows),
-                opt(r.listen_drops),
-                r.refused,
+                opt(r.listen_overflows_paused),
+                opt(r.syncookies_sent),
                 r.reset,
                 r.timeout,
                 r.pending,
-                r.syn_retry_modes.as_deref().unwrap_or("—"),
+                r.syn_retry_modes.as_deref().filter(|m| !m.is_empty()).unwrap_or("—"),
+                r.overflow_outcome.as_deref().unwrap_or("—"),
                 r.drain_ms.map_or("—".into(), |d| format!("{d:.2}")),
                 r.connect_p99_ns as f64 / 1e6
             );

@@ -122,7 +122,7 @@ pub struct SummaryRow {
     pub syn_retry_modes: Option<String>,
     /// Connections established without a SYN retransmit (connect latency < 0.5 s).
     pub established_immediately: Option<u64>,
-    /// What clients saw of the overflow: none, syn-dropped, reset, syn-dropped+reset.
+    /// What the overflow did to clients: none, or +-joined syn-dropped (retried/unanswered SYNs), ack-dropped (client-only connections: established for the client, never accepted), reset.
     pub overflow_outcome: Option<String>,
     /// Time for the acceptor to drain what the queue held, ms.
     pub drain_ms: Option<f64>,

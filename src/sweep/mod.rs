@@ -310,8 +310,12 @@ fn overflow_columns(
     let retried: u64 = modes.iter().map(|(_, n)| n).sum();
     row.syn_retry_modes = Some(overflow::format_modes(&modes));
     row.established_immediately = Some(row.established.saturating_sub(retried));
-    row.overflow_outcome =
-        Some(overflow::outcome(retried, row.timeout + row.pending, row.reset).to_string());
+    row.overflow_outcome = Some(overflow::outcome(
+        retried,
+        row.timeout + row.pending,
+        row.unmatched_client,
+        row.reset,
+    ));
     if mode == Mode::Burst && acceptor_start_ns > 0 {
         row.drain_ms = f
             .samples
