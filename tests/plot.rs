@@ -206,8 +206,8 @@ fn one_run_gives_every_chart_as_png_and_svg() {
         "cpu-burst.svg",
         "latency-connect-closed-b16.png",
         "latency-peer-burst-b1024.svg",
-        "queue-std-b16-burst.png",
-        "queue-uring-b16-burst.svg",
+        "queue-b16-burst.png",
+        "queue-b16-burst.svg",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
     }

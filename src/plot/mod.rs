@@ -276,9 +276,49 @@ fn read_queue(path: &Path) -> anyhow::Result<Vec<QueueSample>> {
         .collect()
 }
 
-/// Accept-queue depth over time, one chart per `queue/<name>.csv`, a line per run.
+/// Points kept per queue series: the deepest sample of each time bucket, so peaks
+/// survive and a chart stays small enough to commit.
+const QUEUE_POINTS: usize = 240;
+
+/// Splits a queue file stem `<engine>-b<backlog>-<mode>[-r<rep>]` into the engine
+/// and the rest (engine names may contain '-').
+fn split_queue_stem(stem: &str) -> Option<(&str, &str)> {
+    let mut from = 0;
+    while let Some(k) = stem[from..].find("-b") {
+        let at = from + k;
+        if stem[at + 2..].starts_with(|c: char| c.is_ascii_digit()) {
+            return Some((&stem[..at], &stem[at + 1..]));
+        }
+        from = at + 2;
+    }
+    None
+}
+
+/// The deepest sample per bucket of time, at most `QUEUE_POINTS` of them.
+fn downsample(samples: &[QueueSample]) -> Vec<(f64, f64)> {
+    let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
+        return Vec::new();
+    };
+    let span = (last.t_ms - first.t_ms).max(f64::MIN_POSITIVE);
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(QUEUE_POINTS + 1);
+    let mut bucket = usize::MAX;
+    for s in samples {
+        let b = (((s.t_ms - first.t_ms) / span) * QUEUE_POINTS as f64) as usize;
+        if b != bucket {
+            out.push((s.t_ms, s.depth));
+            bucket = b;
+        } else if let Some(p) = out.last_mut() {
+            p.1 = p.1.max(s.depth);
+        }
+    }
+    out
+}
+
+/// Accept-queue depth over time: one chart per (backlog, mode), a line per engine
+/// (and per run), the queue limit dashed.
 fn queue_charts(runs: &[Run]) -> Vec<Chart> {
-    let mut stems: Vec<String> = Vec::new();
+    // group key ("b16-burst") → [(engine, stem)] in first-seen order
+    let mut groups: Vec<(String, Vec<(String, String)>)> = Vec::new();
     for run in runs {
         let Ok(entries) = std::fs::read_dir(run.dir.join("queue")) else {
             continue;
@@ -289,56 +329,70 @@ fn queue_charts(runs: &[Run]) -> Vec<Chart> {
             .filter_map(|n| n.strip_suffix(".csv").map(str::to_string))
             .collect();
         names.sort();
-        for n in names {
-            if !stems.contains(&n) {
-                stems.push(n);
+        for stem in names {
+            let Some((engine, key)) = split_queue_stem(&stem) else {
+                continue;
+            };
+            let entry = match groups.iter().position(|(k, _)| k == key) {
+                Some(i) => &mut groups[i].1,
+                None => {
+                    groups.push((key.to_string(), Vec::new()));
+                    &mut groups.last_mut().expect("just pushed").1
+                }
+            };
+            if !entry.iter().any(|(_, s)| *s == stem) {
+                entry.push((engine.to_string(), stem.clone()));
             }
         }
     }
     let mut charts = Vec::new();
-    for stem in stems {
+    for (key, members) in groups {
         let mut series = Vec::new();
-        for (ri, run) in runs.iter().enumerate() {
-            let path = run.dir.join("queue").join(format!("{stem}.csv"));
-            if !path.is_file() {
-                continue;
-            }
-            let samples = match read_queue(&path) {
-                Ok(s) => s,
-                Err(e) => {
-                    eprintln!("acceptbench: warning: plot: skipping {e:#}");
+        let mut limit: Option<f64> = None;
+        for (ei, (engine, stem)) in members.iter().enumerate() {
+            for (ri, run) in runs.iter().enumerate() {
+                let path = run.dir.join("queue").join(format!("{stem}.csv"));
+                if !path.is_file() {
                     continue;
                 }
-            };
-            let name = |what: &str| {
-                if runs.len() > 1 {
-                    format!("{what} · {}", run.label)
+                let samples = match read_queue(&path) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        eprintln!("acceptbench: warning: plot: skipping {e:#}");
+                        continue;
+                    }
+                };
+                limit = limit.or_else(|| samples.iter().find_map(|s| s.limit));
+                let label = if runs.len() > 1 {
+                    format!("{engine} · {}", run.label)
                 } else {
-                    what.to_string()
-                }
-            };
-            series.push(Series {
-                label: name("depth"),
-                color: ri,
-                dashed: false,
-                points: samples.iter().map(|s| (s.t_ms, s.depth)).collect(),
-            });
-            let limit: Vec<(f64, f64)> = samples
-                .iter()
-                .filter_map(|s| Some((s.t_ms, s.limit?)))
-                .collect();
-            if !limit.is_empty() {
+                    engine.clone()
+                };
                 series.push(Series {
-                    label: name("limit (backlog+1)"),
-                    color: ri,
+                    label,
+                    color: ei,
+                    dashed: ri > 0,
+                    points: downsample(&samples),
+                });
+            }
+        }
+        if let Some(limit) = limit {
+            let (t0, t1) = series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.0))
+                .fold((f64::MAX, f64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+            if t0 <= t1 {
+                series.push(Series {
+                    label: "limit (the queue holds limit+1)".into(),
+                    color: members.len(),
                     dashed: true,
-                    points: limit,
+                    points: vec![(t0, limit), (t1, limit)],
                 });
             }
         }
         charts.push(Chart {
-            title: format!("accept-queue depth over time — {stem}"),
-            stem: format!("queue-{stem}"),
+            title: format!("accept-queue depth over time — {key}"),
+            stem: format!("queue-{key}"),
             x_desc: "time, ms".into(),
             y_desc: "connections in the accept queue".into(),
             x: Axis::Linear,
