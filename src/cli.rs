@@ -142,7 +142,7 @@ pub struct SweepArgs {
     /// Connects per burst in mode `burst` (default: 4·backlog+16).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub burst_size: Option<u32>,
-    /// How long the acceptor stays paused while the burst arrives (mode `burst`).
+    /// Mode `burst`: the acceptor stays paused until the accept queue has been non-empty and unchanged this long (at most 10 s).
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     pub pause: Duration,
     /// Client connect timeout in burst/overload (SYN retransmits come at about 1 s, 3 s, 7 s).
@@ -212,6 +212,9 @@ pub struct PlotArgs {
     /// Where to write the charts (default: <first run>/plots).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// SVG only (small enough to commit; PNG charts are ~10× larger).
+    #[arg(long)]
+    pub svg_only: bool,
 }
 
 /// `acceptbench merge`.

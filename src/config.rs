@@ -215,6 +215,7 @@ impl Command {
             Some(cli::Command::Plot(a)) => Command::Plot(PlotConfig {
                 runs: a.runs,
                 out: a.out,
+                png: !a.svg_only,
             }),
             Some(cli::Command::Merge(a)) => Command::Merge(MergeConfig {
                 inputs: a.hlogs,
@@ -433,6 +434,8 @@ pub struct PlotConfig {
     pub runs: Vec<PathBuf>,
     /// Output directory (default: <first run>/plots).
     pub out: Option<PathBuf>,
+    /// Draw PNG files beside the SVG ones.
+    pub png: bool,
 }
 
 /// `merge`, validated.

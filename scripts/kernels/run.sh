@@ -20,6 +20,7 @@ sweep_args=(--engines std,uring,multishot --backlogs 16,128 --modes closed,drain
             --duration 500ms --repeat 3)
 
 usage() { sed -n '2,8p' "$0"; exit "${1:-0}"; }
+command_line="$*"
 while [ $# -gt 0 ]; do
     case "$1" in
         --install) install=1 ;;
@@ -154,12 +155,18 @@ fi
 
 # --- 6. plots and the comparison --------------------------------------------
 for d in "${new_runs[@]}"; do
-    "$bin" plot "$d" >/dev/null || say "plot $d failed"
+    "$bin" plot "$d" --svg-only >/dev/null || say "plot $d failed"
 done
 if [ "${#new_runs[@]}" -ge 2 ]; then
     "$bin" compare "${new_runs[@]}" --format markdown | tee "${new_runs[0]}/compare.md"
     "$bin" compare "${new_runs[@]}" --format csv 2>/dev/null > "${new_runs[0]}/compare.csv"
-    "$bin" plot "${new_runs[@]}" --out "${new_runs[0]}/plots-compare" >/dev/null
+    "$bin" plot "${new_runs[@]}" --svg-only --out "${new_runs[0]}/plots-compare" >/dev/null
+    # The comparison belongs in the host run's README, beside the command that made it.
+    {
+        printf '\n## Compared with the guest kernels\n\n'
+        printf 'Made by `scripts/kernels/run.sh %s`; guests ran under QEMU TCG (software emulation): their speeds are not comparable with the host, their behaviour (engine support, queue limits, overflow counts, SYN retry modes) is. Ratios are to the first column (the host).\n\n' "$command_line"
+        cat "${new_runs[0]}/compare.md"
+    } >> "${new_runs[0]}/README.md"
     say "comparison in ${new_runs[0]}/compare.md, charts in ${new_runs[0]}/plots-compare/"
 fi
 printf '%s\n' "${new_runs[@]}"

@@ -34,7 +34,7 @@ pub fn run(cfg: &PlotConfig) -> anyhow::Result<ExitCode> {
         (None, Some(r)) => r.dir.join("plots"),
         (None, None) => anyhow::bail!("give at least one run directory to plot"),
     };
-    let files = plot_runs(&runs, &out, true)?;
+    let files = plot_runs(&runs, &out, cfg.png)?;
     if !font::ready() {
         eprintln!(
             "acceptbench: note: no font found, charts have no text; install fonts-dejavu-core or set {}=/path/to/font.ttf",

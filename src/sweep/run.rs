@@ -150,10 +150,8 @@ pub(crate) fn run_driven(
         let acceptor = s.spawn(|| -> anyhow::Result<AcceptorOut> {
             loadgen::affinity::pin_current_thread(cfg.server_cpu)?;
             let mut engine = engine::build(spec.engine, options)?;
-            // Paused: the accept queue fills (and overflows) while nobody accepts.
-            let resume = Instant::now() + pause;
-            while Instant::now() < resume && !run_stop.is_raised() && !spec.stop.is_raised() {
-                std::thread::sleep(Duration::from_millis(1));
+            if !pause.is_zero() {
+                wait_for_burst(listener, pause, &run_stop, spec.stop);
             }
             // What the full queue turned away while nobody accepted.
             let counters = spec
@@ -229,6 +227,23 @@ pub(crate) fn run_driven(
             incomplete,
         })
     })
+}
+
+/// Paused: the accept queue fills (and overflows) while nobody accepts. Resumes once
+/// the queue has held connections, unchanged, for `settle` — the burst has arrived,
+/// however long the client took to start (seconds under emulation) — or after 10 s.
+fn wait_for_burst(listener: &Listener, settle: Duration, run_stop: &StopFlag, stop: &StopFlag) {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut last = (u32::MAX, Instant::now());
+    while Instant::now() < give_up && !run_stop.is_raised() && !stop.is_raised() {
+        let depth = listener.queue_info().map_or(0, |q| q.depth);
+        if depth != last.0 {
+            last = (depth, Instant::now());
+        } else if depth > 0 && last.1.elapsed() >= settle {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
 
 /// drain: fill the queue (acceptor paused), drain it back to back, repeat.
