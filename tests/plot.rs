@@ -239,6 +239,7 @@ fn several_runs_give_one_series_per_kernel() {
     plot::run(&PlotConfig {
         runs: vec![a, b],
         out: Some(out.clone()),
+        png: true,
     })
     .unwrap();
     let files: Vec<PathBuf> = std::fs::read_dir(&out)

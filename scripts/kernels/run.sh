@@ -20,7 +20,7 @@ sweep_args=(--engines std,uring,multishot --backlogs 16,128 --modes closed,drain
             --duration 500ms --repeat 3)
 
 usage() { sed -n '2,8p' "$0"; exit "${1:-0}"; }
-command_line="$*"
+command_line=$(printf '%q ' "$@")
 while [ $# -gt 0 ]; do
     case "$1" in
         --install) install=1 ;;
@@ -161,6 +161,9 @@ if [ "${#new_runs[@]}" -ge 2 ]; then
     "$bin" compare "${new_runs[@]}" --format markdown | tee "${new_runs[0]}/compare.md"
     "$bin" compare "${new_runs[@]}" --format csv 2>/dev/null > "${new_runs[0]}/compare.csv"
     "$bin" plot "${new_runs[@]}" --svg-only --out "${new_runs[0]}/plots-compare" >/dev/null
+    # Side-by-side latency curves (one chart per backlog and mode, a line per engine and
+    # kernel) are large; keep the summary charts, draw the rest on demand with `plot`.
+    rm -f "${new_runs[0]}/plots-compare"/latency-*
     # The comparison belongs in the host run's README, beside the command that made it.
     {
         printf '\n## Compared with the guest kernels\n\n'

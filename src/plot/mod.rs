@@ -278,7 +278,7 @@ fn read_queue(path: &Path) -> anyhow::Result<Vec<QueueSample>> {
 
 /// Points kept per queue series: the deepest sample of each time bucket, so peaks
 /// survive and a chart stays small enough to commit.
-const QUEUE_POINTS: usize = 240;
+const QUEUE_POINTS: usize = 120;
 
 /// Splits a queue file stem `<engine>-b<backlog>-<mode>[-r<rep>]` into the engine
 /// and the rest (engine names may contain '-').
@@ -294,22 +294,49 @@ fn split_queue_stem(stem: &str) -> Option<(&str, &str)> {
     None
 }
 
-/// The deepest sample per bucket of time, at most `QUEUE_POINTS` of them.
+/// The deepest sample per bucket of time (at most `QUEUE_POINTS`), drawn as steps:
+/// the files hold changes only, and a depth stays until the next change.
 fn downsample(samples: &[QueueSample]) -> Vec<(f64, f64)> {
+    let points = deepest_per_bucket(samples);
+    let mut steps = Vec::with_capacity(points.len() * 2);
+    for (i, &(t, y)) in points.iter().enumerate() {
+        if i > 0 {
+            steps.push((t, points[i - 1].1));
+        }
+        steps.push((t, y));
+    }
+    steps
+}
+
+/// Per bucket of time (`QUEUE_POINTS` buckets): its deepest sample, and its last one
+/// when that differs, so peaks survive and the depth held after a bucket is right.
+fn deepest_per_bucket(samples: &[QueueSample]) -> Vec<(f64, f64)> {
     let (Some(first), Some(last)) = (samples.first(), samples.last()) else {
         return Vec::new();
     };
     let span = (last.t_ms - first.t_ms).max(f64::MIN_POSITIVE);
-    let mut out: Vec<(f64, f64)> = Vec::with_capacity(QUEUE_POINTS + 1);
-    let mut bucket = usize::MAX;
+    let mut out: Vec<(f64, f64)> = Vec::with_capacity(2 * QUEUE_POINTS + 2);
+    // (bucket, t of its first sample, deepest, last sample)
+    let mut cur: Option<(usize, f64, f64, (f64, f64))> = None;
+    let flush = |out: &mut Vec<(f64, f64)>, c: (usize, f64, f64, (f64, f64))| {
+        out.push((c.1, c.2));
+        if c.3 .1 != c.2 {
+            out.push(c.3);
+        }
+    };
     for s in samples {
         let b = (((s.t_ms - first.t_ms) / span) * QUEUE_POINTS as f64) as usize;
-        if b != bucket {
-            out.push((s.t_ms, s.depth));
-            bucket = b;
-        } else if let Some(p) = out.last_mut() {
-            p.1 = p.1.max(s.depth);
-        }
+        cur = match cur {
+            Some(c) if c.0 == b => Some((b, c.1, c.2.max(s.depth), (s.t_ms, s.depth))),
+            Some(c) => {
+                flush(&mut out, c);
+                Some((b, s.t_ms, s.depth, (s.t_ms, s.depth)))
+            }
+            None => Some((b, s.t_ms, s.depth, (s.t_ms, s.depth))),
+        };
+    }
+    if let Some(c) = cur {
+        flush(&mut out, c);
     }
     out
 }
@@ -368,10 +395,12 @@ fn queue_charts(runs: &[Run]) -> Vec<Chart> {
                 } else {
                     engine.clone()
                 };
+                // Solid lines, a colour per (engine, run): dashed polylines become
+                // thousands of tiny SVG segments.
                 series.push(Series {
                     label,
-                    color: ei,
-                    dashed: ri > 0,
+                    color: ei + ri * members.len(),
+                    dashed: false,
                     points: downsample(&samples),
                 });
             }
@@ -384,7 +413,7 @@ fn queue_charts(runs: &[Run]) -> Vec<Chart> {
             if t0 <= t1 {
                 series.push(Series {
                     label: "limit (the queue holds limit+1)".into(),
-                    color: members.len(),
+                    color: members.len() * runs.len(),
                     dashed: true,
                     points: vec![(t0, limit), (t1, limit)],
                 });

@@ -104,11 +104,6 @@ impl Client {
         })
     }
 
-    /// The child's PID.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Waits up to `limit` for the next stdout line: `Ok(None)` at EOF, an error
     /// when the child says nothing for that long.
     pub fn read_line(&mut self, limit: Duration) -> anyhow::Result<Option<String>> {

@@ -20,7 +20,17 @@ pub struct AcceptLoop {
 
 impl AcceptLoop {
     pub fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        // A plain std accept loop, but with a deep queue: std's own listen backlog can
+        // overflow under a closed-loop burst when this thread falls behind (other tests
+        // run in parallel), and an overflow drops connections the client believes are
+        // established — that would be the kernel's doing, not a counting error.
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+            .expect("socket");
+        socket
+            .bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .expect("bind 127.0.0.1:0");
+        socket.listen(4096).expect("listen");
+        let listener: TcpListener = socket.into();
         let addr = listener.local_addr().expect("local_addr");
         let accepted = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
