@@ -207,6 +207,17 @@ pub struct EngineCounters {
 /// Largest `inflight` the `uring` engine accepts (each slot is ~136 bytes and one SQE).
 pub const MAX_INFLIGHT: usize = 4096;
 
+impl EngineError {
+    /// For `map_err`: wraps an I/O error of `engine` doing `what`.
+    pub fn io(engine: EngineKind, what: &'static str) -> impl FnOnce(::std::io::Error) -> Self {
+        move |source| EngineError::Io {
+            engine,
+            what,
+            source,
+        }
+    }
+}
+
 /// One way of accepting connections.
 pub trait Acceptor: Send {
     /// Which engine this is.

@@ -45,13 +45,7 @@ impl Acceptor for StdAcceptor {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        let io_err = |what: &'static str| {
-            move |source| EngineError::Io {
-                engine: EngineKind::Std,
-                what,
-                source,
-            }
-        };
+        let io_err = |what| EngineError::io(EngineKind::Std, what);
         let socket = listener.socket();
         // A previous tokio run may have left the shared file description O_NONBLOCK.
         socket

@@ -51,13 +51,7 @@ impl Acceptor for TokioAcceptor {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        let io_err = |what: &'static str| {
-            move |source| EngineError::Io {
-                engine: EngineKind::Tokio,
-                what,
-                source,
-            }
-        };
+        let io_err = |what| EngineError::io(EngineKind::Tokio, what);
         let socket = listener.socket();
         let was_nonblocking = socket
             .nonblocking()

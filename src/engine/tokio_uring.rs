@@ -54,13 +54,7 @@ impl Acceptor for TokioUringAcceptor {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        let io_err = |what: &'static str| {
-            move |source| EngineError::Io {
-                engine: EngineKind::TokioUring,
-                what,
-                source,
-            }
-        };
+        let io_err = |what| EngineError::io(EngineKind::TokioUring, what);
         // A blocking file description keeps io_uring's accept on its poll path on
         // every kernel (a previous tokio run may have left it O_NONBLOCK).
         listener
