@@ -330,3 +330,23 @@ pub(crate) fn fatal_accept(engine: EngineKind, errno: i32) -> EngineError {
         source: ::std::io::Error::from_raw_os_error(errno),
     }
 }
+
+/// tokio / tokio-uring: counts a failed accept and, when it calls for a back-off,
+/// sleeps on the runtime (never spinning). An error without an errno (a peer address
+/// the library could not decode) counts as EAFNOSUPPORT.
+pub(crate) async fn on_async_accept_error(
+    engine: EngineKind,
+    rec: &mut Recorder,
+    e: &::std::io::Error,
+) -> Result<(), EngineError> {
+    let errno = e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT);
+    match on_accept_error(rec, errno) {
+        AfterError::Retry => Ok(()),
+        AfterError::Backoff => {
+            rec.backoffs += 1;
+            ::tokio::time::sleep(BACKOFF).await;
+            Ok(())
+        }
+        AfterError::Fatal => Err(fatal_accept(engine, errno)),
+    }
+}

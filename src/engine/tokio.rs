@@ -10,15 +10,11 @@
 //! stamped after the decode. Each accepted stream is registered with the reactor
 //! (epoll_ctl ADD, and DEL on drop): that is tokio's cost, kept on purpose.
 
-use std::io;
 use std::time::Duration;
 
 use loadgen::clock::mono_ns;
 
-use super::{
-    fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineError, EngineKind,
-    EngineOptions, Limits, BACKOFF,
-};
+use super::{simulate_work, Acceptor, EngineError, EngineKind, EngineOptions, Limits};
 use crate::listener::Listener;
 use crate::record::Recorder;
 
@@ -101,17 +97,7 @@ async fn accept_loop(
                         simulate_work(accept_delay);
                     }
                     Err(e) => {
-                        let errno = errno(&e);
-                        match on_accept_error(rec, errno) {
-                            AfterError::Retry => {}
-                            AfterError::Backoff => {
-                                rec.backoffs += 1;
-                                tokio::time::sleep(BACKOFF).await;
-                            }
-                            AfterError::Fatal => {
-                                return Err(fatal_accept(EngineKind::Tokio, errno));
-                            }
-                        }
+                        super::on_async_accept_error(EngineKind::Tokio, rec, &e).await?;
                     }
                 }
             }
@@ -121,8 +107,4 @@ async fn accept_loop(
         }
     }
     Ok(())
-}
-
-fn errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT)
 }

@@ -15,16 +15,12 @@
 //! peer before the future returns, so `accepted_ns` is stamped after the decode and
 //! the peer-extraction latency here measures only our own bookkeeping.
 
-use std::io;
 use std::pin::pin;
 use std::time::Duration;
 
 use loadgen::clock::mono_ns;
 
-use super::{
-    fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineError, EngineKind,
-    EngineOptions, Limits, BACKOFF,
-};
+use super::{simulate_work, Acceptor, EngineError, EngineKind, EngineOptions, Limits};
 use crate::listener::Listener;
 use crate::record::Recorder;
 
@@ -98,17 +94,7 @@ async fn accept_loop(
                         simulate_work(accept_delay);
                     }
                     Err(e) => {
-                        let errno = errno(&e);
-                        match on_accept_error(rec, errno) {
-                            AfterError::Retry => {}
-                            AfterError::Backoff => {
-                                rec.backoffs += 1;
-                                tokio::time::sleep(BACKOFF).await;
-                            }
-                            AfterError::Fatal => {
-                                return Err(fatal_accept(EngineKind::TokioUring, errno));
-                            }
-                        }
+                        super::on_async_accept_error(EngineKind::TokioUring, rec, &e).await?;
                     }
                 }
                 accept.set(listener.accept());
@@ -119,10 +105,4 @@ async fn accept_loop(
         }
     }
     Ok(())
-}
-
-/// The errno of an accept failure (tokio-uring reports a peer it cannot decode as a
-/// plain error without one).
-fn errno(e: &io::Error) -> i32 {
-    e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT)
 }
