@@ -36,9 +36,9 @@ pub struct SummaryRow {
     pub note: String,
     /// Wall time of the measured window, s.
     pub duration_s: f64,
-    /// Connects the client attempted.
+    /// Connects the client attempted (warm-up included).
     pub attempted: u64,
-    /// Connections the client saw established.
+    /// Connections the client saw established (warm-up included; latencies exclude warm-up).
     pub established: u64,
     /// Connections the acceptor accepted.
     pub accepted: u64,

@@ -21,6 +21,8 @@ pub struct ClientConn {
     pub local: SocketAddr,
     /// CLOCK_MONOTONIC ns when the client called connect().
     pub connect_start_ns: u64,
+    /// Made during the warm-up: joined (the server accepted it too) but not measured.
+    pub warmup: bool,
 }
 
 /// The outcome of a join.
@@ -47,9 +49,13 @@ impl Joined {
 
 /// Matches `client` connections with `server` records.
 pub fn join(client: &[ClientConn], server: &[PeerRecord]) -> Joined {
-    let mut by_addr: HashMap<SocketAddr, Vec<u64>> = HashMap::with_capacity(client.len());
+    // Per address: (connect start, warm-up) in time order.
+    let mut by_addr: HashMap<SocketAddr, Vec<(u64, bool)>> = HashMap::with_capacity(client.len());
     for c in client {
-        by_addr.entry(c.local).or_default().push(c.connect_start_ns);
+        by_addr
+            .entry(c.local)
+            .or_default()
+            .push((c.connect_start_ns, c.warmup));
     }
     for starts in by_addr.values_mut() {
         starts.sort_unstable();
@@ -75,15 +81,17 @@ pub fn join(client: &[ClientConn], server: &[PeerRecord]) -> Joined {
         // Client connects of this address that began before the peer was decoded and
         // were never matched belong to connections the server did not see; skip them
         // only if a later one also began before this record (port reuse).
-        while *i + 1 < starts.len() && starts[*i + 1] <= rec.decoded_ns {
+        while *i + 1 < starts.len() && starts[*i + 1].0 <= rec.decoded_ns {
             *i += 1;
             out.unmatched_client += 1;
         }
         match starts.get(*i) {
-            Some(&start) if start <= rec.decoded_ns => {
+            Some(&(start, warmup)) if start <= rec.decoded_ns => {
                 out.matched += 1;
-                out.peer_e2e_ns
-                    .saturating_record((rec.decoded_ns - start).max(1));
+                if !warmup {
+                    out.peer_e2e_ns
+                        .saturating_record((rec.decoded_ns - start).max(1));
+                }
                 *i += 1;
             }
             _ => out.unmatched_server += 1,
@@ -107,6 +115,7 @@ mod tests {
         ClientConn {
             local: addr(port),
             connect_start_ns: t,
+            warmup: false,
         }
     }
     fn s(port: u16, t: u64) -> PeerRecord {
@@ -139,6 +148,16 @@ mod tests {
         assert_eq!(j.unmatched_client, 1);
         assert_eq!(j.unknown_peer, 1);
         assert_eq!(j.unmatched_server, 1);
+    }
+
+    #[test]
+    fn warm_up_connections_are_matched_but_not_measured() {
+        let mut w = c(1, 100);
+        w.warmup = true;
+        let j = join(&[w, c(2, 200)], &[s(1, 150), s(2, 230)]);
+        assert_eq!((j.matched, j.unmatched()), (2, 0));
+        assert_eq!(j.peer_e2e_ns.len(), 1);
+        assert_eq!(j.peer_e2e_ns.max(), 30);
     }
 
     #[test]

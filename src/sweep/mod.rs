@@ -189,13 +189,16 @@ fn measured_row(
                 r.connect_start_ns
             };
             let latency = r.done_ns.saturating_sub(start).max(1);
-            connect.saturating_record(latency);
+            if !r.warmup {
+                connect.saturating_record(latency);
+            }
             if m.overflow.is_some() {
                 latencies.push(r.done_ns.saturating_sub(r.connect_start_ns));
             }
             established.push(ClientConn {
                 local: r.local,
                 connect_start_ns: r.connect_start_ns,
+                warmup: r.warmup,
             });
         }
     }
@@ -242,8 +245,11 @@ fn measured_row(
         }),
         note: notes.join("; "),
         duration_s: m.window_s,
-        attempted: report.attempted,
-        established: report.established,
+        attempted: report.attempted + report.warmup_attempted,
+        // Every connection the client established, warm-up included: the acceptor
+        // accepted those too, and the accounting (established = accepted = matched)
+        // covers them. Latency histograms leave them out.
+        established: established.len() as u64,
         accepted: m.rec.accepted,
         matched: j.matched,
         unmatched: j.unmatched(),
