@@ -19,7 +19,8 @@ use io_uring::{cqueue, opcode, types, CompletionQueue, SubmissionQueue, Submitte
 use loadgen::clock::mono_ns;
 
 use super::uring::{
-    account_overflow, push, setup_ring, wait, CANCEL_GIVE_UP, OP_ACCEPT, OP_CANCEL,
+    account_overflow, push, run_on_ring, setup_ring, wait, RingRun, CANCEL_GIVE_UP, OP_ACCEPT,
+    OP_CANCEL,
 };
 use super::{
     back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
@@ -64,10 +65,6 @@ impl Acceptor for MultishotAcceptor {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        let mut ring = match self.ring.take() {
-            Some(ring) => ring,
-            None => setup_ring(EngineKind::Multishot, SQ_ENTRIES, CQ_ENTRIES)?,
-        };
         let mut run = MultishotRun {
             fd: listener.as_raw_fd(),
             ipv6: listener.local_addr.is_ipv6(),
@@ -76,17 +73,10 @@ impl Acceptor for MultishotAcceptor {
             counters: &mut self.counters,
             seen_dropped: 0,
         };
-        let (result, stopped) = {
-            let (submitter, mut sq, mut cq) = ring.split();
-            let result = run.accept_loop(&submitter, &mut sq, &mut cq, limits, rec);
-            let stopped = run.cancel_and_reap(&submitter, &mut sq, &mut cq, rec);
-            (result, stopped)
-        };
         // Multishot accept writes into no user memory, so dropping the ring is safe
         // even if the cancel gave up (the port would then stay busy a little longer).
-        if stopped.is_ok() {
-            self.ring = Some(ring);
-        }
+        let setup = || setup_ring(EngineKind::Multishot, SQ_ENTRIES, CQ_ENTRIES);
+        let (result, stopped) = run_on_ring(&mut self.ring, setup, &mut run, limits, rec)?;
         result.and(stopped)
     }
 
@@ -110,6 +100,29 @@ enum Outcome {
     Ok,
     Backoff,
     Fatal(i32),
+}
+
+impl RingRun for MultishotRun<'_> {
+    fn accept_loop(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        MultishotRun::accept_loop(self, submitter, sq, cq, limits, rec)
+    }
+
+    fn cancel_and_reap(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        MultishotRun::cancel_and_reap(self, submitter, sq, cq, rec)
+    }
 }
 
 impl MultishotRun<'_> {

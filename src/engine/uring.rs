@@ -76,10 +76,6 @@ impl Acceptor for UringAcceptor {
         // Every slot has at most one accept and one cancel in flight: 2n SQEs and CQEs
         // bound everything, so neither queue can overflow.
         let entries = (2 * n).next_power_of_two().max(64) as u32;
-        let mut ring = match self.ring.take() {
-            Some(ring) => ring,
-            None => setup_ring(EngineKind::Uring, entries, 2 * entries)?,
-        };
         let mut slots = SlotArena::new(n);
         let mut run = UringRun {
             fd: listener.as_raw_fd(),
@@ -92,19 +88,13 @@ impl Acceptor for UringAcceptor {
             counters: &mut self.counters,
             seen_dropped: 0,
         };
-        let (result, stopped) = {
-            let (submitter, mut sq, mut cq) = ring.split();
-            let result = run.accept_loop(&submitter, &mut sq, &mut cq, limits, rec);
-            let stopped = run.cancel_and_reap(&submitter, &mut sq, &mut cq, rec);
-            (result, stopped)
-        };
+        let setup = || setup_ring(EngineKind::Uring, entries, 2 * entries);
+        let (result, stopped) = run_on_ring(&mut self.ring, setup, &mut run, limits, rec)?;
+        drop(run);
         if stopped.is_err() {
-            // Some accept may still write into its slot: keep the memory valid forever
-            // rather than free it under the kernel.
+            // The ring is gone but an accept the cancel could not reach may still write
+            // into its slot during the kernel's teardown: never free that memory.
             slots.leak();
-            drop(ring);
-        } else {
-            self.ring = Some(ring);
         }
         result.and(stopped)
     }
@@ -210,6 +200,29 @@ struct UringRun<'a> {
     accept_delay: Option<Duration>,
     counters: &'a mut EngineCounters,
     seen_dropped: u32,
+}
+
+impl RingRun for UringRun<'_> {
+    fn accept_loop(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        UringRun::accept_loop(self, submitter, sq, cq, limits, rec)
+    }
+
+    fn cancel_and_reap(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        UringRun::cancel_and_reap(self, submitter, sq, cq, rec)
+    }
 }
 
 impl UringRun<'_> {
@@ -381,6 +394,60 @@ impl UringRun<'_> {
             }
         }
     }
+}
+
+/// An accept loop on a split ring and the cancellation that ends it: what the
+/// `uring` and `multishot` engines each provide to [`run_on_ring`].
+pub(super) trait RingRun {
+    /// Accepts until the limits say stop.
+    fn accept_loop(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError>;
+
+    /// Cancels every armed accept and reaps until each has its final CQE.
+    fn cancel_and_reap(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError>;
+}
+
+/// The accept loop's result and the cancellation's.
+pub(super) type LoopAndCancel = (Result<(), EngineError>, Result<(), EngineError>);
+
+/// Runs `run` on the engine's kept ring (made by `setup` on first use): the accept
+/// loop, then the cancellation of whatever it left armed. The ring is kept for the
+/// next run (a server sets its ring up once) only when the cancellation completed, so
+/// every run starts with nothing armed; otherwise it is dropped here. Returns the
+/// loop's result and the cancellation's.
+pub(super) fn run_on_ring(
+    kept: &mut Option<IoUring>,
+    setup: impl FnOnce() -> Result<IoUring, EngineError>,
+    run: &mut impl RingRun,
+    limits: &Limits,
+    rec: &mut Recorder,
+) -> Result<LoopAndCancel, EngineError> {
+    let mut ring = match kept.take() {
+        Some(ring) => ring,
+        None => setup()?,
+    };
+    let (result, stopped) = {
+        let (submitter, mut sq, mut cq) = ring.split();
+        let result = run.accept_loop(&submitter, &mut sq, &mut cq, limits, rec);
+        let stopped = run.cancel_and_reap(&submitter, &mut sq, &mut cq, rec);
+        (result, stopped)
+    };
+    if stopped.is_ok() {
+        *kept = Some(ring);
+    }
+    Ok((result, stopped))
 }
 
 /// Makes a ring with `sq` entries and a CQ of `cq_entries`.
