@@ -185,13 +185,14 @@ impl Observer for CliObserver {
             return RoundCmd::Next;
         }
         let mut stdout = std::io::stdout().lock();
-        if writeln!(
-            stdout,
-            "round {} established {} pending {}",
-            r.round, r.established, r.pending
-        )
-        .and_then(|_| stdout.flush())
-        .is_err()
+        let line = crate::protocol::RoundLine {
+            round: r.round,
+            established: r.established,
+            pending: r.pending,
+        };
+        if writeln!(stdout, "{line}")
+            .and_then(|_| stdout.flush())
+            .is_err()
         {
             return RoundCmd::Stop;
         }
@@ -203,12 +204,13 @@ impl Observer for CliObserver {
             line.clear();
             match stdin.lock().read_line(&mut line) {
                 Ok(0) | Err(_) => return RoundCmd::Stop,
-                Ok(_) => match line.trim() {
-                    "next" => return RoundCmd::Next,
-                    "stop" => return RoundCmd::Stop,
-                    other => {
-                        eprintln!("loadgen: expected \"next\" or \"stop\" on stdin, got {other:?}")
-                    }
+                Ok(_) => match crate::protocol::Reply::parse(&line) {
+                    Some(crate::protocol::Reply::Next) => return RoundCmd::Next,
+                    Some(crate::protocol::Reply::Stop) => return RoundCmd::Stop,
+                    None => eprintln!(
+                        "loadgen: expected \"next\" or \"stop\" on stdin, got {:?}",
+                        line.trim()
+                    ),
                 },
             }
         }

@@ -18,6 +18,7 @@ mod driver;
 pub mod error;
 pub mod output;
 mod pacer;
+pub mod protocol;
 pub mod record;
 pub mod report;
 pub mod run;

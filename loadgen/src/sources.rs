@@ -79,6 +79,15 @@ impl SourceRange {
         self.first.is_ipv6()
     }
 
+    /// The range as `--sources` takes it: `A` or `A-B`.
+    pub fn to_arg(&self) -> String {
+        if self.count == 1 {
+            self.first.to_string()
+        } else {
+            format!("{}-{}", self.first, self.nth(self.count - 1))
+        }
+    }
+
     /// The `i`-th address of the range, wrapping around.
     pub fn nth(&self, i: u64) -> IpAddr {
         let k = i % self.count;

@@ -1,0 +1,111 @@
+//! The drain-round line protocol between loadgen (`--mode burst --sync-stdio`) and
+//! whoever drives it (acceptbench's sweep): both ends use this module, so the words
+//! exist once.
+//!
+//! After each burst round loadgen writes one [`RoundLine`] on stdout, then waits for a
+//! [`Reply`] line on stdin: `next` runs another round, `stop` ends the run (and so does
+//! end of input). Other stdout lines (the final JSON report) are not round lines.
+
+use std::fmt;
+
+/// `round <i> established <n> pending <p>`: one finished burst round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoundLine {
+    /// Round index, from 0.
+    pub round: u32,
+    /// Connections established this round (they sit in the accept queue).
+    pub established: u64,
+    /// Connects still unresolved when the round's wait ended.
+    pub pending: u64,
+}
+
+impl RoundLine {
+    /// Parses a round line; `None` for any other line.
+    pub fn parse(line: &str) -> Option<RoundLine> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ["round", round, "established", established, "pending", pending] = words[..] else {
+            return None;
+        };
+        Some(RoundLine {
+            round: round.parse().ok()?,
+            established: established.parse().ok()?,
+            pending: pending.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for RoundLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "round {} established {} pending {}",
+            self.round, self.established, self.pending
+        )
+    }
+}
+
+/// The driver's answer to a round line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    /// Run another round.
+    Next,
+    /// End the run (loadgen reports and exits).
+    Stop,
+}
+
+impl Reply {
+    /// The word on the wire.
+    pub fn word(self) -> &'static str {
+        match self {
+            Reply::Next => "next",
+            Reply::Stop => "stop",
+        }
+    }
+
+    /// Parses a reply line (surrounding white space ignored); `None` for anything else.
+    pub fn parse(line: &str) -> Option<Reply> {
+        match line.trim() {
+            "next" => Some(Reply::Next),
+            "stop" => Some(Reply::Stop),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_lines_round_trip() {
+        let r = RoundLine {
+            round: 3,
+            established: 17,
+            pending: 2,
+        };
+        assert_eq!(r.to_string(), "round 3 established 17 pending 2");
+        assert_eq!(RoundLine::parse(&r.to_string()), Some(r));
+    }
+
+    #[test]
+    fn other_lines_are_not_round_lines() {
+        for line in [
+            "{\"mode\":\"burst\"}",
+            "round x",
+            "round 1 established 2",
+            "round 1 established 2 pending 3 extra",
+            "round -1 established 2 pending 3",
+            "",
+        ] {
+            assert_eq!(RoundLine::parse(line), None, "{line:?}");
+        }
+    }
+
+    #[test]
+    fn replies() {
+        for r in [Reply::Next, Reply::Stop] {
+            assert_eq!(Reply::parse(&format!(" {}\n", r.word())), Some(r));
+        }
+        assert_eq!(Reply::parse("again"), None);
+    }
+}
