@@ -1,14 +1,19 @@
 //! Which accept is fastest, and what does it cost.
 //!
-//! `accept/<backlog>/<engine>`: the time to accept a batch of K connections made
-//! concurrently by loadgen's library (closed loop, on its own thread pinned to
-//! another CPU), timed from the batch's first accept to its last, so listener and
-//! ring setup stay outside. On a 2-core machine this is client-bound (see README):
-//! engines come out close together.
+//! Every batch is timed the way the sweep times a run
+//! ([`acceptbench::sweep::timing::timed_run`]): from the instant the acceptor is
+//! released (just before its first accept call or submit) to its last accept —
+//! never from the first accept the application sees, which would leave out the
+//! batch a multishot accept takes before its first completion arrives.
+//!
+//! `accept/<backlog>/<engine>`: K connections made concurrently by loadgen's library
+//! (closed loop, on its own thread pinned to another CPU); the acceptor is released
+//! when the first connection is in the queue. On a 2-core machine this is
+//! client-bound (see README): engines come out close together.
 //!
 //! `accept_drain/<engine>`: the acceptor alone — K connections are queued first
-//! (backlog 4096), then the engine drains them back to back. This is the
-//! server-bound rate that separates engines.
+//! (backlog 4096), then the engine is released and drains them back to back. This
+//! is the server-bound rate that separates engines.
 //!
 //! Engines the kernel lacks are skipped with a printed reason.
 
@@ -22,6 +27,7 @@ use acceptbench::engine::{self, Acceptor, EngineKind, EngineOptions, Limits, Sto
 use acceptbench::kernel::probe;
 use acceptbench::listener::{Listener, ListenerSpec};
 use acceptbench::record::Recorder;
+use acceptbench::sweep::timing::timed_run;
 
 const K: u64 = 1000;
 const SERVER_CPU: usize = 0;
@@ -50,8 +56,9 @@ fn listener(backlog: u32) -> Listener {
     .expect("a loopback listener")
 }
 
-/// Accepts until `n` more connections arrived or `stop` is raised; returns how many
-/// were accepted and the time from the first to the last accept, scaled to `n`.
+/// Releases the acceptor until `n` more connections arrived or `stop` is raised;
+/// returns how many were accepted and the time from release to the last accept,
+/// scaled to `n`.
 fn accept_batch(
     acceptor: &mut dyn Acceptor,
     l: &Listener,
@@ -59,21 +66,18 @@ fn accept_batch(
     n: u64,
     stop: &StopFlag,
 ) -> (u64, Duration) {
-    let before = rec.accepted;
     let limits = Limits {
-        count: Some(before + n),
+        count: Some(rec.accepted + n),
         deadline: Some(Instant::now() + Duration::from_secs(60)),
         stop: stop.clone(),
     };
-    acceptor.run(l, &limits, rec).expect("engine run");
-    let got = rec.accepted - before;
-    if got < 2 {
-        return (got, Duration::ZERO);
+    let t = timed_run(acceptor, l, &limits, rec);
+    t.result.as_ref().expect("engine run");
+    if t.accepted == 0 {
+        return (0, Duration::ZERO);
     }
-    let first = rec.peers[before as usize].accepted_ns;
-    let span = Duration::from_nanos(rec.last_accept_ns - first);
-    // Scale the first→last span (got−1 gaps) to n connections.
-    (got, span.mul_f64(n as f64 / (got - 1) as f64))
+    let span = Duration::from_nanos(t.span_ns());
+    (t.accepted, span.mul_f64(n as f64 / t.accepted as f64))
 }
 
 fn client_config(target: SocketAddr) -> loadgen::Config {
@@ -102,6 +106,11 @@ fn concurrent_batch(acceptor: &mut dyn Acceptor, l: &Listener, cfg: &loadgen::Co
             stop.raise();
             report
         });
+        // Released once the client's first connection is in the queue.
+        let end = Instant::now() + Duration::from_secs(1);
+        while l.queue_info().is_ok_and(|q| q.depth == 0) && Instant::now() < end {
+            std::hint::spin_loop();
+        }
         let (got, t) = accept_batch(acceptor, l, &mut rec, K, &stop);
         let report = client.join().expect("client thread").expect("loadgen run");
         assert!(

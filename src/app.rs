@@ -4,8 +4,6 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::Context;
-
 use crate::config::{Command, ListenConfig};
 use crate::engine::{self, EngineKind, Limits, StopFlag};
 use crate::kernel::{self, probe, sysctl};
@@ -54,12 +52,6 @@ pub fn probe_report() -> ProbeReport {
     }
 }
 
-/// Installs a Ctrl-C / SIGTERM handler that raises `stop` (once per process).
-pub fn stop_on_signal(stop: &StopFlag) -> anyhow::Result<()> {
-    let stop = stop.clone();
-    ctrlc::set_handler(move || stop.raise()).context("cannot install the Ctrl-C handler")
-}
-
 /// `listen`: the classic server, instrumented.
 fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     kernel::raise_nofile();
@@ -81,7 +73,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         loadgen::affinity::pin_current_thread(cpu)?;
     }
     let stop = StopFlag::new();
-    stop_on_signal(&stop)?;
+    crate::signal::stop_on_signal(&stop)?;
     let start = Instant::now();
     let limits = Limits {
         count: cfg.count,

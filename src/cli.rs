@@ -31,7 +31,13 @@ pub enum Command {
     Probe(ProbeArgs),
     /// The classic server, instrumented: accept, decode the peer, close.
     Listen(ListenArgs),
-    /// Engines × backlogs × modes, written to results/<run-id>/.
+    /// Engines × backlogs × modes × rounds, written to results/<run-id>/.
+    #[command(
+        after_help = "Exit status: 0 every planned run was measured (or skipped: engine unsupported here); \
+3 some runs failed (status failed in summary.csv, left out of cells.csv and every ratio); \
+4 no run succeeded; 130 interrupted (Ctrl-C): what was measured is kept and marked incomplete; \
+1 the sweep could not start (bad input, unwritable --out)."
+    )]
     Sweep(SweepArgs),
     /// Runs from different kernels, runs or machines side by side, with ratios and noise.
     Compare(CompareArgs),
@@ -139,6 +145,12 @@ pub struct SweepArgs {
     /// Do not draw plots into the run directory.
     #[arg(long)]
     pub no_plots: bool,
+    /// No line per run on stderr (the progress bar still shows on a terminal).
+    #[arg(long)]
+    pub quiet: bool,
+    /// Print each finished row as one JSON object on stdout (same fields as summary.csv).
+    #[arg(long)]
+    pub json: bool,
     /// Connects per burst in mode `burst` (default: 4·backlog+16).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub burst_size: Option<u32>,

@@ -175,6 +175,10 @@ pub struct SweepConfig {
     pub command: String,
     /// Overflow-study settings (modes burst and overload).
     pub overflow: OverflowConfig,
+    /// Only the progress bar on stderr, no line per run.
+    pub quiet: bool,
+    /// One JSON object per finished row on stdout.
+    pub json: bool,
 }
 
 /// Settings of the overflow modes.
@@ -373,6 +377,8 @@ impl SweepConfig {
             client_cpus,
             plots: !a.no_plots,
             command,
+            quiet: a.quiet,
+            json: a.json,
         })
     }
 }
@@ -445,4 +451,21 @@ pub struct MergeConfig {
     pub inputs: Vec<PathBuf>,
     /// Output .hgrm path.
     pub out: PathBuf,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A validated sweep config from command-line words (`["sweep", …]`).
+    pub(crate) fn sweep_config(args: &[&str]) -> SweepConfig {
+        use clap::Parser;
+        let mut argv = vec!["acceptbench"];
+        argv.extend_from_slice(args);
+        let cli = cli::Cli::try_parse_from(&argv).expect("clap accepts");
+        match Command::from_cli(cli, &[]).expect("valid") {
+            Command::Sweep(c) => c,
+            other => panic!("not a sweep: {other:?}"),
+        }
+    }
 }

@@ -16,5 +16,7 @@ pub mod peer;
 pub mod plot;
 pub mod record;
 pub mod report;
+pub mod signal;
+pub mod stats;
 pub mod summary;
 pub mod sweep;

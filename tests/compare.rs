@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use acceptbench::compare::{self, format, Cell};
+use acceptbench::compare::{self, format, Cell, Verdict};
 use acceptbench::kernel::probe::UringProbe;
 use acceptbench::report::csv::SummaryWriter;
 use acceptbench::report::meta::Meta;
@@ -71,32 +71,47 @@ fn write_run(dir: &Path, meta: &Meta, rows: &[SummaryRow]) {
 fn two_runs(root: &Path) -> (PathBuf, PathBuf) {
     let a = root.join("20250101T000000Z-6.1.0-test-host");
     let b = root.join("20250102T000000Z-6.12.0-test-host");
-    write_run(
-        &a,
-        &meta("6.1.0-test"),
-        &[
-            row("std", 16, "closed", 1, 900.0, 10.0),
-            row("std", 16, "closed", 2, 1000.0, 10.0),
-            row("std", 16, "closed", 3, 1100.0, 10.0),
-            row("uring", 16, "closed", 1, 2000.0, 8.0),
-            row("std", 128, "closed", 1, 1000.0, 10.0),
-            row("multishot", 16, "closed", 1, 4000.0, 4.0),
-        ],
-    );
+    // std, 6 repetitions each: accepts/s interleave (900…1150 vs 950…1200), CPU
+    // separates completely (10.x vs 12.x).
+    let mut rows_a: Vec<SummaryRow> = (0..6)
+        .map(|i| {
+            row(
+                "std",
+                16,
+                "closed",
+                i + 1,
+                900.0 + 50.0 * i as f64,
+                10.0 + 0.1 * i as f64,
+            )
+        })
+        .collect();
+    rows_a.extend([
+        row("uring", 16, "closed", 1, 2000.0, 8.0),
+        row("std", 128, "closed", 1, 1000.0, 10.0),
+        row("multishot", 16, "closed", 1, 4000.0, 4.0),
+    ]);
+    write_run(&a, &meta("6.1.0-test"), &rows_a);
     let mut skipped = row("multishot", 16, "closed", 1, 0.0, 0.0);
     skipped.status = Some(Status::Skipped);
     skipped.note = "unsupported (needs Linux 5.19)".into();
-    write_run(
-        &b,
-        &meta("6.12.0-test"),
-        &[
-            row("std", 16, "closed", 1, 950.0, 12.0),
-            row("std", 16, "closed", 2, 1050.0, 12.0),
-            row("std", 16, "closed", 3, 1150.0, 12.0),
-            row("uring", 16, "closed", 1, 3000.0, 4.0),
-            skipped,
-        ],
-    );
+    // A failed repetition is absent, not zero.
+    let mut failed = row("std", 16, "closed", 7, 0.0, 0.0);
+    failed.status = Some(Status::Failed);
+    failed.note = "loadgen exited without a report".into();
+    let mut rows_b: Vec<SummaryRow> = (0..6)
+        .map(|i| {
+            row(
+                "std",
+                16,
+                "closed",
+                i + 1,
+                950.0 + 50.0 * i as f64,
+                12.0 + 0.1 * i as f64,
+            )
+        })
+        .collect();
+    rows_b.extend([row("uring", 16, "closed", 1, 3000.0, 4.0), skipped, failed]);
+    write_run(&b, &meta("6.12.0-test"), &rows_b);
     (a, b)
 }
 
@@ -112,13 +127,14 @@ fn find<'a>(c: &'a compare::Comparison, engine: &str, backlog: u32, metric: &str
         .cells
 }
 
-fn value(c: &Cell) -> (f64, Option<f64>, bool, usize) {
+fn value(c: &Cell) -> (f64, Option<f64>, Option<Verdict>, usize) {
     match c {
         Cell::Value {
             stats,
             ratio,
-            noise,
-        } => (stats.mean, *ratio, *noise, stats.n),
+            verdict,
+            ..
+        } => (stats.median, *ratio, *verdict, stats.n),
         other => panic!("expected a value, got {other:?}"),
     }
 }
@@ -136,22 +152,23 @@ fn two_runs_give_ratios_labels_spread_and_noise() {
     assert_eq!(c.runs[0].label, "6.1.0-test");
     assert_eq!(c.runs[1].label, "6.12.0-test");
 
-    // std: 1000 [900–1100] vs 1050 [950–1150]: ratio 1.05, ranges overlap → noise.
+    // std: medians 1025 vs 1075, interleaved repetitions: no difference shown.
     let std = find(&c, "std", 16, "accepts_per_s");
-    let (mean_a, ratio_a, _, n_a) = value(&std[0]);
-    assert_eq!((mean_a, ratio_a, n_a), (1000.0, None, 3));
-    let (mean_b, ratio_b, noise_b, _) = value(&std[1]);
-    assert_eq!(mean_b, 1050.0);
-    assert!((ratio_b.unwrap() - 1.05).abs() < 1e-9);
-    assert!(noise_b, "within the spread");
-    // CPU: 10 [10–10] vs 12 [12–12]: outside the spread, so not noise.
-    let (_, r, noise, _) = value(&find(&c, "std", 16, "acceptor_cpu_us_per_accept")[1]);
-    assert!((r.unwrap() - 1.2).abs() < 1e-9);
-    assert!(!noise);
-    // uring: single repetitions, no spread to judge by: a plain ratio.
-    let (_, r, noise, _) = value(&find(&c, "uring", 16, "accepts_per_s")[1]);
+    let (med_a, ratio_a, verdict_a, n_a) = value(&std[0]);
+    assert_eq!((med_a, ratio_a, verdict_a, n_a), (1025.0, None, None, 6));
+    let (med_b, ratio_b, verdict_b, n_b) = value(&std[1]);
+    // The failed 7th repetition is left out, not averaged in as a zero.
+    assert_eq!((med_b, n_b), (1075.0, 6));
+    assert!((ratio_b.unwrap() - 1075.0 / 1025.0).abs() < 1e-9);
+    assert_eq!(verdict_b, Some(Verdict::NotShown));
+    // CPU: 10.x vs 12.x, completely separated over 6 + 6: real.
+    let (_, r, verdict, _) = value(&find(&c, "std", 16, "acceptor_cpu_us_per_accept")[1]);
+    assert!((r.unwrap() - 12.25 / 10.25).abs() < 1e-9);
+    assert_eq!(verdict, Some(Verdict::Real));
+    // uring: one repetition each: a ratio, but no test can show anything.
+    let (_, r, verdict, _) = value(&find(&c, "uring", 16, "accepts_per_s")[1]);
     assert!((r.unwrap() - 1.5).abs() < 1e-9);
-    assert!(!noise);
+    assert_eq!(verdict, Some(Verdict::TooFewValues));
     // Only in A; skipped in B.
     assert_eq!(find(&c, "std", 128, "accepts_per_s")[1], Cell::Missing);
     assert!(
@@ -164,9 +181,10 @@ fn two_runs_give_ratios_labels_spread_and_noise() {
         text.contains("6.1.0-test") && text.contains("6.12.0-test"),
         "{text}"
     );
-    assert!(text.contains("1000 [900–1100]"), "{text}");
+    assert!(text.contains("1025 [900–1150]"), "{text}");
     assert!(text.contains("×1.05 ~"), "{text}");
-    assert!(text.contains("×1.50"), "{text}");
+    assert!(text.contains("×1.20 real"), "{text}");
+    assert!(text.contains("×1.50 n?"), "{text}");
     assert!(text.contains("skipped"), "{text}");
 
     let md = format::markdown(&c);

@@ -79,3 +79,53 @@ pub fn thread_cpu_total_s() -> f64 {
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
+
+/// Pins the calling thread to a set of CPUs (empty: left as it is).
+pub fn pin_current_thread_to(cpus: &[usize]) -> io::Result<()> {
+    if cpus.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set; every index is checked
+    // against CPU_SETSIZE before CPU_SET.
+    let ret = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            if cpu >= libc::CPU_SETSIZE as usize {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("cpu {cpu} is out of range"),
+                ));
+            }
+            libc::CPU_SET(cpu, &mut set);
+        }
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    if ret != 0 {
+        let err = io::Error::last_os_error();
+        return Err(io::Error::new(
+            err.kind(),
+            format!("cannot pin thread to cpus {cpus:?}: {err}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The CPU-time clock of the calling thread, readable from other threads with
+/// [`clock_s`] while this thread lives (`pthread_getcpuclockid`).
+pub fn current_thread_cpu_clock() -> Option<libc::clockid_t> {
+    let mut id: libc::clockid_t = 0;
+    // SAFETY: pthread_self() is this live thread; `id` is a valid out-pointer.
+    let ret = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut id) };
+    (ret == 0).then_some(id)
+}
+
+/// Reads `clock` in seconds (None when the clock is gone, e.g. its thread ended).
+pub fn clock_s(clock: libc::clockid_t) -> Option<f64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; an invalid clock id fails with EINVAL.
+    let ret = unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ret == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+}

@@ -1,6 +1,6 @@
 //! Output formats of a [`Comparison`]: aligned text, Markdown, CSV (long form).
 
-use super::{Cell, Comparison};
+use super::{Cell, Comparison, Verdict};
 
 /// A number with 4 significant figures and a k/M suffix for large values.
 pub fn num(v: f64) -> String {
@@ -16,7 +16,7 @@ pub fn num(v: f64) -> String {
     }
 }
 
-/// The value cell: mean, and `[min–max]` when there are repetitions.
+/// The value cell: median, and `[lo–hi]` (its interval) when there are repetitions.
 fn value_text(c: &Cell) -> String {
     match c {
         Cell::Missing => "—".into(),
@@ -25,23 +25,31 @@ fn value_text(c: &Cell) -> String {
         Cell::Value { stats, .. } if stats.n > 1 => {
             format!(
                 "{} [{}–{}]",
-                num(stats.mean),
-                num(stats.min),
-                num(stats.max)
+                num(stats.median),
+                num(stats.lo),
+                num(stats.hi)
             )
         }
-        Cell::Value { stats, .. } => num(stats.mean),
+        Cell::Value { stats, .. } => num(stats.median),
     }
 }
 
-/// The ratio cell: `×0.93`, with ` ~` when within the spread.
+/// The ratio cell: `×0.93 real`, `×0.93 ~` (not shown to differ) or `×0.93 n?`
+/// (too few repetitions to tell).
 fn ratio_text(c: &Cell) -> String {
     match c {
         Cell::Value {
             ratio: Some(r),
-            noise,
+            verdict,
             ..
-        } => format!("×{r:.2}{}", if *noise { " ~" } else { "" }),
+        } => format!(
+            "×{r:.2} {}",
+            match verdict {
+                Some(Verdict::Real) => "real",
+                Some(Verdict::NotShown) => "~",
+                Some(Verdict::TooFewValues) | None => "n?",
+            }
+        ),
         _ => String::new(),
     }
 }
@@ -98,8 +106,11 @@ fn legend(cmp: &Comparison, bullet: &str) -> String {
         ));
     }
     s.push_str(&format!(
-        "{bullet}values are means over repetitions, [min–max] when repeated; \
-         ratio = run / reference; ~ = within the run-to-run spread (noise)\n"
+        "{bullet}values are medians over the ok repetitions (failed, interrupted and skipped runs \
+         left out), [lo–hi] their confidence interval (order statistics, ≥95% from 6 repetitions, \
+         [min–max] below); ratio = run / reference; real = an exact two-sided Mann–Whitney rank \
+         test says the repetitions differ (p < 0.05), ~ = no difference shown, n? = too few \
+         repetitions for the test to ever show one (e.g. 3 against 3)\n"
     ));
     s
 }
@@ -169,8 +180,8 @@ pub fn markdown(cmp: &Comparison) -> String {
 pub fn csv(cmp: &Comparison) -> anyhow::Result<String> {
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "engine", "backlog", "mode", "metric", "run", "run_dir", "status", "n", "mean", "min",
-        "max", "ratio", "noise",
+        "engine", "backlog", "mode", "metric", "run", "run_dir", "status", "n", "median", "lo",
+        "hi", "ci_level", "ratio", "verdict",
     ])?;
     for l in &cmp.lines {
         for (c, r) in l.cells.iter().zip(&cmp.runs) {
@@ -186,15 +197,23 @@ pub fn csv(cmp: &Comparison) -> anyhow::Result<String> {
                 Cell::Value {
                     stats,
                     ratio,
-                    noise,
+                    verdict,
+                    ..
                 } => rec.extend([
                     "ok".to_string(),
                     stats.n.to_string(),
-                    stats.mean.to_string(),
-                    stats.min.to_string(),
-                    stats.max.to_string(),
+                    stats.median.to_string(),
+                    stats.lo.to_string(),
+                    stats.hi.to_string(),
+                    stats.level.to_string(),
                     ratio.map(|x| x.to_string()).unwrap_or_default(),
-                    noise.to_string(),
+                    match verdict {
+                        Some(Verdict::Real) => "real",
+                        Some(Verdict::NotShown) => "not_shown",
+                        Some(Verdict::TooFewValues) => "n_too_small",
+                        None => "",
+                    }
+                    .to_string(),
                 ]),
                 other => {
                     let status = match other {
@@ -203,7 +222,7 @@ pub fn csv(cmp: &Comparison) -> anyhow::Result<String> {
                         _ => "missing",
                     };
                     rec.push(status.to_string());
-                    rec.extend(std::iter::repeat_n(String::new(), 6));
+                    rec.extend(std::iter::repeat_n(String::new(), 7));
                 }
             }
             w.write_record(&rec)?;

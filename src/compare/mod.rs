@@ -1,8 +1,10 @@
 //! `acceptbench compare`: runs from different kernels or machines side by side.
 //! Joins summary.csv rows on (engine, backlog, mode), one column group per run
-//! labelled by its kernel release, with the ratio to the first run and the
-//! run-to-run spread (min–max over repetitions). A difference whose ranges
-//! overlap is marked as noise. It reads result files only; it never measures.
+//! labelled by its kernel release: the median over the ok repetitions with its
+//! confidence interval, the ratio of medians to the first run, and whether the
+//! difference is real by an exact two-sided rank test (Mann–Whitney) at 5% — or
+//! "n too small" when the repetitions could not show it whatever they were. Failed,
+//! interrupted and skipped rows are left out. It reads result files only.
 
 pub mod format;
 pub mod load;
@@ -26,39 +28,7 @@ pub struct Key {
     pub mode: String,
 }
 
-/// Mean and range of one metric over a run's repetitions.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stats {
-    /// Repetitions with a value.
-    pub n: usize,
-    /// Mean.
-    pub mean: f64,
-    /// Smallest repetition.
-    pub min: f64,
-    /// Largest repetition.
-    pub max: f64,
-}
-
-impl Stats {
-    /// Stats of `values`; None when empty.
-    pub fn of(values: &[f64]) -> Option<Stats> {
-        if values.is_empty() {
-            return None;
-        }
-        let n = values.len();
-        Some(Stats {
-            n,
-            mean: values.iter().sum::<f64>() / n as f64,
-            min: values.iter().copied().fold(f64::INFINITY, f64::min),
-            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        })
-    }
-
-    /// True when the two ranges overlap and at least one side has a spread to judge by.
-    pub fn within_spread(&self, other: &Stats) -> bool {
-        (self.n > 1 || other.n > 1) && self.min <= other.max && other.min <= self.max
-    }
-}
+pub use crate::stats::{MedianCi as Stats, Verdict};
 
 /// One run's entry for one (key, metric).
 #[derive(Debug, Clone, PartialEq)]
@@ -71,12 +41,14 @@ pub enum Cell {
     NoValue,
     /// Measured.
     Value {
-        /// Over repetitions.
+        /// Median and interval over the ok repetitions.
         stats: Stats,
-        /// mean / the first run's mean (None for the first run or a zero reference).
+        /// The repetitions' values (for the rank test).
+        values: Vec<f64>,
+        /// median / the first run's median (None for the first run or a zero reference).
         ratio: Option<f64>,
-        /// True when the difference to the first run is within the spread.
-        noise: bool,
+        /// Whether the difference to the first run is real (None for the first run).
+        verdict: Option<Verdict>,
     },
 }
 
@@ -215,24 +187,23 @@ fn cell(rows: Option<&[&SummaryRow]>, metric: &str) -> Cell {
     let Some(rows) = rows else {
         return Cell::Missing;
     };
-    let measured: Vec<&&SummaryRow> = rows
-        .iter()
-        .filter(|r| r.status != Some(Status::Skipped))
-        .collect();
-    if measured.is_empty() {
+    if rows.iter().all(|r| r.status == Some(Status::Skipped)) {
         let note = rows.first().map(|r| r.note.clone()).unwrap_or_default();
         return Cell::Skipped(note);
     }
-    let values: Vec<f64> = measured
+    // Failed and interrupted runs are absent, not zero.
+    let values: Vec<f64> = rows
         .iter()
+        .filter(|r| r.is_ok())
         .filter_map(|r| metric_value(r, metric))
         .filter(|v| v.is_finite())
         .collect();
     match Stats::of(&values) {
         Some(stats) => Cell::Value {
             stats,
+            values,
             ratio: None,
-            noise: false,
+            verdict: None,
         },
         None => Cell::NoValue,
     }
@@ -240,7 +211,9 @@ fn cell(rows: Option<&[&SummaryRow]>, metric: &str) -> Cell {
 
 fn set_ratios(cells: &mut [Cell]) {
     let Some(Cell::Value {
-        stats: reference, ..
+        stats: reference,
+        values: ref_values,
+        ..
     }) = cells.first().cloned()
     else {
         return;
@@ -248,12 +221,13 @@ fn set_ratios(cells: &mut [Cell]) {
     for c in cells.iter_mut().skip(1) {
         if let Cell::Value {
             stats,
+            values,
             ratio,
-            noise,
+            verdict,
         } = c
         {
-            *ratio = (reference.mean != 0.0).then(|| stats.mean / reference.mean);
-            *noise = stats.within_spread(&reference);
+            *ratio = (reference.median != 0.0).then(|| stats.median / reference.median);
+            *verdict = Some(crate::stats::rank_test(&ref_values, values).0);
         }
     }
 }

@@ -1,10 +1,10 @@
 //! Backlog overflow: what a full accept queue does to clients.
 //!
-//! Modes `burst` (N connects against a paused acceptor, which then drains) and
-//! `overload` (an open-loop rate above a deliberately slowed acceptor). Around the
-//! usual driven run this samples the listener's accept-queue depth and reads the
-//! TcpExt counters before and after. As root each run happens in a fresh network
-//! namespace ([`crate::kernel::netns`]) so the counters count only our traffic.
+//! An observer wrapped around a driven run (modes `burst` and `overload`): [`Watch`]
+//! reads the TcpExt counters and starts sampling the listener's accept-queue depth
+//! before the run, and turns both into [`Figures`] after it. It knows nothing of how
+//! the run is driven; the sweep decides that, and whether the run gets a private
+//! network namespace ([`crate::kernel::netns`]) so the counters count only its traffic.
 //!
 //! Kernel facts used here (Linux ≥ 4.x, checked by tests/overflow.rs): the queue
 //! holds backlog+1 connections (`sk_acceptq_is_full` tests `>`); when it is full a
@@ -18,11 +18,12 @@ use std::collections::BTreeMap;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use crate::config::Mode;
 use crate::kernel::netstat::{self, OVERFLOW_COUNTERS};
 use crate::listener::Listener;
-use crate::sweep::run::{run_driven, Measured, RunSpec};
 use sampler::{Sampler, Samples};
+
+/// TcpExt counters by name.
+pub type Counters = BTreeMap<String, u64>;
 
 /// What an overflow run saw beyond the usual figures.
 #[derive(Debug, Clone)]
@@ -32,48 +33,59 @@ pub struct Figures {
     /// CLOCK_MONOTONIC ns when sampling started (time 0 of the depth CSV).
     pub t0_ns: u64,
     /// TcpExt counter deltas over the run (empty when /proc/net/netstat is unreadable).
-    pub counters: BTreeMap<String, u64>,
-    /// TcpExt counter deltas from the start until the acceptor started accepting.
-    pub counters_paused: BTreeMap<String, u64>,
-    /// True when the run had a private network namespace (counters are exact).
-    pub private_netns: bool,
+    pub counters: Counters,
+    /// TcpExt counter deltas from the start until the acceptor was released.
+    pub counters_paused: Counters,
 }
 
-/// Runs a burst or overload run on `listener`.
-pub fn run(spec: &RunSpec, listener: &Listener) -> anyhow::Result<Measured> {
-    let burst = spec.mode == Mode::Burst;
-    let before = netstat::read_tcpext().ok();
-    let t0_ns = loadgen::clock::mono_ns();
-    // Bursts change the queue within microseconds: sample fast. Overload is steady.
-    let interval = if burst {
-        Duration::from_micros(100)
-    } else {
-        Duration::from_millis(1)
-    };
-    let sampler = Sampler::start(listener.as_raw_fd(), interval)?;
-    let pause = if burst {
-        spec.cfg.overflow.pause
-    } else {
-        Duration::ZERO
-    };
-    let result = run_driven(spec, listener, pause);
-    let samples = sampler.finish();
-    let after = netstat::read_tcpext().ok();
-    let mut m = result?;
-    let delta = |after: Option<&BTreeMap<String, u64>>| match (&before, after) {
-        (Some(b), Some(a)) => netstat::delta(b, a, OVERFLOW_COUNTERS),
-        _ => BTreeMap::new(),
-    };
-    let counters = delta(after.as_ref());
-    let counters_paused = delta(m.counters_at_start.as_ref());
-    m.overflow = Some(Figures {
-        samples,
-        t0_ns,
-        counters,
-        counters_paused,
-        private_netns: spec.cfg.overflow.private_netns,
-    });
-    Ok(m)
+/// Counters and queue sampling around one run on one listener. Start it on the
+/// thread (and so in the network namespace) the run uses.
+pub struct Watch {
+    before: Option<Counters>,
+    t0_ns: u64,
+    sampler: Sampler,
+}
+
+impl Watch {
+    /// Reads the counters and starts sampling `listener`'s queue: every 100 µs for a
+    /// burst (it changes within microseconds), every 1 ms otherwise (steady overload).
+    pub fn start(listener: &Listener, burst: bool) -> std::io::Result<Watch> {
+        let before = netstat::read_tcpext().ok();
+        let t0_ns = loadgen::clock::mono_ns();
+        let interval = if burst {
+            Duration::from_micros(100)
+        } else {
+            Duration::from_millis(1)
+        };
+        let sampler = Sampler::start(listener.as_raw_fd(), interval)?;
+        Ok(Watch {
+            before,
+            t0_ns,
+            sampler,
+        })
+    }
+
+    /// Stops sampling and reads the counters again; `at_release` are the counters read
+    /// when the acceptor was released (burst), for what the queue turned away while paused.
+    pub fn finish(self, at_release: Option<&Counters>) -> Figures {
+        let samples = self.sampler.finish();
+        let after = netstat::read_tcpext().ok();
+        let delta = |after: Option<&Counters>| match (&self.before, after) {
+            (Some(b), Some(a)) => netstat::delta(b, a, OVERFLOW_COUNTERS),
+            _ => BTreeMap::new(),
+        };
+        Figures {
+            counters: delta(after.as_ref()),
+            counters_paused: delta(at_release),
+            samples,
+            t0_ns: self.t0_ns,
+        }
+    }
+}
+
+/// Reads the TcpExt counters now (None when unreadable).
+pub fn read_counters() -> Option<Counters> {
+    netstat::read_tcpext().ok()
 }
 
 /// Connect latencies at or above this are SYN retransmits (the first RTO is 1 s).

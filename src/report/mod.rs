@@ -1,6 +1,7 @@
 //! Result files: the run directory, summary.csv rows, .hgrm distributions,
 //! meta.json and the run's README. Reporters read plain data; they never measure.
 
+pub mod cells;
 pub mod csv;
 pub mod hgrm;
 pub mod meta;
@@ -49,6 +50,10 @@ impl RunDir {
     /// `summary.csv`.
     pub fn summary_csv(&self) -> PathBuf {
         self.path.join("summary.csv")
+    }
+    /// `cells.csv`.
+    pub fn cells_csv(&self) -> PathBuf {
+        self.path.join("cells.csv")
     }
     /// `meta.json`.
     pub fn meta_json(&self) -> PathBuf {

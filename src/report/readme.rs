@@ -3,11 +3,12 @@
 
 use std::fmt::Write as _;
 
+use super::cells::CellRow;
 use super::meta::Meta;
 use super::row::{Status, SummaryRow};
 
 /// Renders the README of a run.
-pub fn render(meta: &Meta, rows: &[SummaryRow]) -> String {
+pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# acceptbench run on Linux {}\n", meta.kernel_release);
     if meta.incomplete {
@@ -35,44 +36,9 @@ pub fn render(meta: &Meta, rows: &[SummaryRow]) -> String {
     );
     let _ = writeln!(
         s,
-        "Files: `summary.csv` (one row per run, columns in ../README.md), `meta.json` (kernel, sysctls, versions), `hgrm/` (latency percentile distributions, µs).\n"
+        "Files: `summary.csv` (one row per run), `cells.csv` (per engine, backlog and mode: medians over the ok runs with confidence intervals, ratios to std), columns of both in ../README.md; `meta.json` (kernel, sysctls, versions), `hgrm/` (latency percentile distributions, µs).\n"
     );
-    let main: Vec<&SummaryRow> = rows
-        .iter()
-        .filter(|r| matches!(r.mode.as_str(), "closed" | "rate" | "drain"))
-        .collect();
-    if !main.is_empty() {
-        let _ = writeln!(s, "## Throughput, CPU and peer-extraction latency\n");
-        let _ = writeln!(
-            s,
-            "| engine | backlog | mode | status | accepts/s | × std | acceptor CPU µs/accept | × std | peer p50 µs | peer p99 µs | connect p99 µs | established / accepted / matched |"
-        );
-        let _ = writeln!(
-            s,
-            "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"
-        );
-        for r in main {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {:.0} | {} | {:.2} | {} | {:.1} | {:.1} | {:.1} | {} / {} / {} |",
-                r.engine,
-                backlog(r),
-                r.mode,
-                status(r),
-                r.accepts_per_s,
-                ratio(r.ratio_accepts_vs_std),
-                r.acceptor_cpu_us_per_accept,
-                ratio(r.ratio_cpu_vs_std),
-                r.peer_p50_ns as f64 / 1e3,
-                r.peer_p99_ns as f64 / 1e3,
-                r.connect_p99_ns as f64 / 1e3,
-                r.established,
-                r.accepted,
-                r.matched
-            );
-        }
-        let _ = writeln!(s);
-    }
+    cells_tables(&mut s, cells);
     let over: Vec<&SummaryRow> = rows
         .iter()
         .filter(|r| matches!(r.mode.as_str(), "burst" | "overload"))
@@ -119,7 +85,10 @@ pub fn render(meta: &Meta, rows: &[SummaryRow]) -> String {
         }
         let _ = writeln!(s);
     }
-    let notes: Vec<&SummaryRow> = rows.iter().filter(|r| !r.note.is_empty()).collect();
+    let notes: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| !r.note.is_empty() && r.status != Some(Status::Skipped))
+        .collect();
     if !notes.is_empty() || !meta.notes.is_empty() {
         let _ = writeln!(s, "## Notes\n");
         for n in &meta.notes {
@@ -144,17 +113,120 @@ fn backlog(r: &SummaryRow) -> String {
     }
 }
 
-fn status(r: &SummaryRow) -> &'static str {
-    match r.status {
-        Some(Status::Ok) => "ok",
-        Some(Status::Skipped) => "skipped",
-        Some(Status::Incomplete) => "incomplete",
-        None => "?",
+/// The engine tables: cells that compare engines first (drain, and closed/rate cells
+/// where no connect waited for a SYN retransmit), then the stalled ones.
+fn cells_tables(s: &mut String, cells: &[CellRow]) {
+    let driven = |c: &&CellRow| matches!(c.mode.as_str(), "closed" | "rate" | "drain");
+    let compare: Vec<&CellRow> = cells
+        .iter()
+        .filter(driven)
+        .filter(|c| c.syn_retry_stalls == 0 && c.n_ok > 0)
+        .collect();
+    let stalled: Vec<&CellRow> = cells
+        .iter()
+        .filter(driven)
+        .filter(|c| c.syn_retry_stalls > 0 || c.n_ok == 0)
+        .collect();
+    if !compare.is_empty() {
+        let _ = writeln!(s, "## Engines compared\n");
+        let _ = writeln!(
+            s,
+            "Medians over the ok runs with their confidence interval [lo–hi] (order statistics; its coverage is the `ci_level` column of cells.csv). × std is the median of the per-round ratios to std, with its interval; *higher*/*lower* only when that interval excludes 1 at ≥ 95%, `~` when it includes 1, *n too small* below 6 rounds.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| engine | backlog | mode | ok/runs | accepts/s | × std | acceptor CPU µs/accept | × std | peer p99 µs |"
+        );
+        let _ = writeln!(s, "|---|---:|---|---:|---:|---|---:|---|---:|");
+        for c in compare {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} |",
+                c.engine,
+                c.backlog,
+                c.mode,
+                c.n_ok,
+                c.n,
+                interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
+                ratio_cell(
+                    c.ratio_accepts_vs_std,
+                    c.ratio_accepts_vs_std_lo,
+                    c.ratio_accepts_vs_std_hi,
+                    &c.accepts_vs_std
+                ),
+                interval(
+                    c.cpu_us_per_accept,
+                    c.cpu_us_per_accept_lo,
+                    c.cpu_us_per_accept_hi,
+                    2
+                ),
+                ratio_cell(
+                    c.ratio_cpu_vs_std,
+                    c.ratio_cpu_vs_std_lo,
+                    c.ratio_cpu_vs_std_hi,
+                    &c.cpu_vs_std
+                ),
+                interval(c.peer_p99_us, c.peer_p99_us_lo, c.peer_p99_us_hi, 1),
+            );
+        }
+        let _ = writeln!(s);
+    }
+    if !stalled.is_empty() {
+        let _ = writeln!(s, "## Runs that waited for SYN retransmits (or failed)\n");
+        let _ = writeln!(
+            s,
+            "In these cells the accept queue overflowed at least once: a dropped SYN parks that client for its ~1 s retransmit, so accepts/s and latency measure the retransmit timer, not the engine. That is what a small backlog does to a closed-loop client; the ratios are left empty. CPU per accept still compares engines.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| engine | backlog | mode | ok/runs | connects stalled | accepts/s | acceptor CPU µs/accept | × std |"
+        );
+        let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---|");
+        for c in stalled {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {}/{} | {} | {} | {} | {} |",
+                c.engine,
+                c.backlog,
+                c.mode,
+                c.n_ok,
+                c.n,
+                c.syn_retry_stalls,
+                interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
+                interval(
+                    c.cpu_us_per_accept,
+                    c.cpu_us_per_accept_lo,
+                    c.cpu_us_per_accept_hi,
+                    2
+                ),
+                ratio_cell(
+                    c.ratio_cpu_vs_std,
+                    c.ratio_cpu_vs_std_lo,
+                    c.ratio_cpu_vs_std_hi,
+                    &c.cpu_vs_std
+                ),
+            );
+        }
+        let _ = writeln!(s);
     }
 }
 
-fn ratio(r: Option<f64>) -> String {
-    r.map_or("—".into(), |v| format!("{v:.2}"))
+/// `123 [110–130]`, or — without a value.
+fn interval(m: Option<f64>, lo: Option<f64>, hi: Option<f64>, digits: usize) -> String {
+    match (m, lo, hi) {
+        (Some(m), Some(lo), Some(hi)) => format!("{m:.digits$} [{lo:.digits$}–{hi:.digits$}]"),
+        _ => "—".into(),
+    }
+}
+
+/// `1.52 [1.40–1.61] higher`, or —.
+fn ratio_cell(m: Option<f64>, lo: Option<f64>, hi: Option<f64>, verdict: &str) -> String {
+    match m {
+        Some(_) => format!("{} {verdict}", interval(m, lo, hi, 2))
+            .trim_end()
+            .to_string(),
+        None => "—".into(),
+    }
 }
 
 fn opt<T: ToString>(v: Option<T>) -> String {

@@ -12,8 +12,23 @@ pub enum Status {
     Ok,
     /// Not run: the engine is unsupported here (see `note`).
     Skipped,
-    /// Interrupted (Ctrl-C) or failed part-way (see `note`); figures cover what was measured.
+    /// Interrupted (Ctrl-C) part-way (see `note`); figures cover what was measured.
     Incomplete,
+    /// The measurement failed (loadgen died, the queue did not drain, …; see `note`).
+    /// Its figures are not a measurement: every aggregate leaves the row out.
+    Failed,
+}
+
+impl Status {
+    /// The name in summary.csv and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Skipped => "skipped",
+            Status::Incomplete => "incomplete",
+            Status::Failed => "failed",
+        }
+    }
 }
 
 /// One row of summary.csv.
@@ -28,9 +43,12 @@ pub struct SummaryRow {
     pub backlog_effective: u32,
     /// Mode: closed, rate, drain, burst, overload.
     pub mode: String,
-    /// Repetition, from 1.
+    /// Repetition (round), from 1. Every engine runs once per round, in an order
+    /// rotated each round; ratios to std compare rows of the same round.
     pub repetition: u32,
-    /// ok, skipped or incomplete.
+    /// Position of this run within its round, from 1.
+    pub position: u32,
+    /// ok, skipped, incomplete (interrupted) or failed.
     pub status: Option<Status>,
     /// Why skipped/incomplete; warnings such as unmatched connections.
     pub note: String,
@@ -40,7 +58,7 @@ pub struct SummaryRow {
     pub attempted: u64,
     /// Connections the client saw established (warm-up included; latencies exclude warm-up).
     pub established: u64,
-    /// Connections the acceptor accepted.
+    /// Connections the acceptor accepted (warm-up included).
     pub accepted: u64,
     /// Connections joined client ↔ server by address and time.
     pub matched: u64,
@@ -52,13 +70,15 @@ pub struct SummaryRow {
     pub unmatched_server: u64,
     /// Recorded by the acceptor with a peer address the client never used.
     pub unknown_peer: u64,
-    /// Server accepts per second, first to last accept (drain: Σaccepted / Σdrain time).
+    /// Server accepts per second over the measured window: closed/rate from the
+    /// start of loadgen's measured window (after warm-up) to the last accept; drain
+    /// Σaccepted / Σ(release of the acceptor → its last accept) over rounds.
     pub accepts_per_s: f64,
     /// Client connections established per second.
     pub client_conns_per_s: f64,
-    /// Acceptor thread CPU (user+sys) over the run, s.
+    /// Acceptor thread CPU (user+sys) over the measured window (warm-up excluded), s.
     pub acceptor_cpu_s: f64,
-    /// Acceptor CPU per accepted connection, µs.
+    /// Acceptor CPU per connection accepted in the measured window, µs.
     pub acceptor_cpu_us_per_accept: f64,
     /// loadgen process CPU (user+sys), s.
     pub loadgen_cpu_s: f64,
@@ -84,11 +104,14 @@ pub struct SummaryRow {
     pub peer_internal_p50_ns: u64,
     /// Server-internal peer extraction p99, ns.
     pub peer_internal_p99_ns: u64,
-    /// accepts_per_s / std's at the same backlog, mode and repetition.
+    /// Established connections whose connect() waited for a SYN retransmit (took ≥ 0.5 s):
+    /// the accept queue overflowed. Throughput and latency ratios of such rows are left empty.
+    pub syn_retry_stalls: u64,
+    /// accepts_per_s / std's in the same round (empty when either row is not ok or stalled).
     pub ratio_accepts_vs_std: Option<f64>,
-    /// acceptor_cpu_us_per_accept / std's.
+    /// acceptor_cpu_us_per_accept / std's in the same round (empty when either row is not ok).
     pub ratio_cpu_vs_std: Option<f64>,
-    /// peer_p99_ns / std's.
+    /// peer_p99_ns / std's in the same round (empty when either row is not ok or stalled).
     pub ratio_peer_p99_vs_std: Option<f64>,
     /// Connects refused (RST to the SYN).
     pub refused: u64,
@@ -126,19 +149,39 @@ pub struct SummaryRow {
     pub overflow_outcome: Option<String>,
     /// Time for the acceptor to drain what the queue held, ms.
     pub drain_ms: Option<f64>,
-    /// True when counters came from a private network namespace (exact), false on the host.
-    pub netns: Option<bool>,
+    /// Network namespace the run had: "private" (a fresh one, made for this run and gone
+    /// with it; counters exact) or "host".
+    pub netns: String,
+    /// net.core.somaxconn as the run saw it (its own namespace).
+    pub somaxconn: Option<u64>,
+    /// net.ipv4.tcp_syncookies as the run saw it.
+    pub tcp_syncookies: Option<u64>,
+    /// net.ipv4.tcp_abort_on_overflow as the run saw it.
+    pub tcp_abort_on_overflow: Option<u64>,
 }
 
 impl SummaryRow {
-    /// Fills the ratio columns against `std`'s row of the same (backlog, mode, repetition).
+    /// True for a row that counts as a measurement (status ok).
+    pub fn is_ok(&self) -> bool {
+        self.status == Some(Status::Ok)
+    }
+
+    /// Fills the ratio columns against `std`'s row of the same round. A ratio is left
+    /// empty when either row is not ok (a failed run is absent, not zero); the
+    /// throughput and latency ratios also when either row waited for SYN retransmits
+    /// (then they compare retransmit timers, not engines).
     pub fn set_ratios(&mut self, std: &SummaryRow) {
         let ratio = |a: f64, b: f64| (b > 0.0 && a > 0.0).then(|| a / b);
-        self.ratio_accepts_vs_std = ratio(self.accepts_per_s, std.accepts_per_s);
+        let both_ok = self.is_ok() && std.is_ok();
+        let unstalled = both_ok && self.syn_retry_stalls == 0 && std.syn_retry_stalls == 0;
+        self.ratio_accepts_vs_std =
+            ratio(self.accepts_per_s, std.accepts_per_s).filter(|_| unstalled);
         self.ratio_cpu_vs_std = ratio(
             self.acceptor_cpu_us_per_accept,
             std.acceptor_cpu_us_per_accept,
-        );
-        self.ratio_peer_p99_vs_std = ratio(self.peer_p99_ns as f64, std.peer_p99_ns as f64);
+        )
+        .filter(|_| both_ok);
+        self.ratio_peer_p99_vs_std =
+            ratio(self.peer_p99_ns as f64, std.peer_p99_ns as f64).filter(|_| unstalled);
     }
 }

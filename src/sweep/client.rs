@@ -1,9 +1,13 @@
 //! The loadgen child process of a sweep run: started as `acceptbench loadgen …`
-//! (this same executable), pinned to the client CPUs, its JSON report and
+//! (this same executable) from a typed [`loadgen::Config`], its JSON report and
 //! per-connection records read back when it ends.
+//!
+//! The child gets its own process group (a Ctrl-C at the terminal reaches only the
+//! sweep, which forwards exactly one stop) and dies with the thread that started it
+//! (`PR_SET_PDEATHSIG`), so a killed sweep never leaves a client connecting.
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
@@ -15,6 +19,9 @@ use anyhow::{bail, Context};
 /// join by (ip, port) stays unambiguous.
 pub const SOURCES_V4: &str = "127.0.0.2-127.0.0.9";
 
+/// How long a child asked to stop (SIGINT) has to report before it is killed.
+pub const STOP_GRACE: Duration = Duration::from_secs(3);
+
 /// A running loadgen child.
 pub struct Client {
     child: Child,
@@ -24,6 +31,7 @@ pub struct Client {
     stdin: Option<ChildStdin>,
     records: PathBuf,
     stderr: PathBuf,
+    interrupted: bool,
 }
 
 /// What a finished loadgen child left behind.
@@ -34,51 +42,60 @@ pub struct ClientResult {
     pub records: Vec<loadgen::ConnRecord>,
 }
 
-/// The loadgen flags of one run, beyond target, pinning and output.
-pub fn base_args(target: SocketAddr, mode: &str, threads: u32, cpus: &[usize]) -> Vec<String> {
-    let cpus: Vec<String> = cpus.iter().map(|c| c.to_string()).collect();
-    vec![
-        "--target".into(),
-        target.to_string(),
-        "--mode".into(),
-        mode.into(),
-        "--threads".into(),
-        threads.to_string(),
-        "--cpus".into(),
-        cpus.join(","),
-        "--sources".into(),
-        SOURCES_V4.into(),
-        "--json".into(),
-        "--quiet".into(),
-    ]
+/// The loadgen configuration every sweep run starts from: `target`, the client
+/// threads and CPUs, several source addresses, a JSON report and records, quiet.
+pub fn base_config(
+    target: std::net::SocketAddr,
+    threads: u32,
+    cpus: &[usize],
+) -> anyhow::Result<loadgen::Config> {
+    let mut c = loadgen::Config::new(target);
+    c.threads = threads as usize;
+    c.cpus = cpus.to_vec();
+    c.sources = Some(loadgen::sources::SourceRange::parse(SOURCES_V4)?);
+    c.keep_records = true;
+    c.output.json = true;
+    c.output.quiet = true;
+    Ok(c)
 }
 
 impl Client {
-    /// Starts `exe loadgen ARGS --records <tmp>`; with `interactive` its stdin is a pipe
-    /// for the drain-round protocol.
-    pub fn spawn(
-        exe: &Path,
-        tmp: &Path,
-        args: &[String],
-        interactive: bool,
-    ) -> anyhow::Result<Client> {
+    /// Starts `exe loadgen <config>` writing its records into `tmp`; with
+    /// `config.output.sync_stdio` its stdin is a pipe for the drain-round protocol.
+    pub fn spawn(exe: &Path, tmp: &Path, config: &loadgen::Config) -> anyhow::Result<Client> {
         let records = tmp.join("records.bin");
         let stderr = tmp.join("loadgen.stderr");
         let _ = std::fs::remove_file(&records);
+        let mut config = config.clone();
+        config.keep_records = true;
+        config.output.records = Some(records.clone());
+        config
+            .validate()
+            .context("the sweep built an invalid loadgen configuration")?;
         let err_file = std::fs::File::create(&stderr)
             .with_context(|| format!("cannot create {}", stderr.display()))?;
-        let mut child = Command::new(exe)
-            .arg("loadgen")
-            .args(args)
-            .arg("--records")
-            .arg(&records)
-            .stdin(if interactive {
+        let mut cmd = Command::new(exe);
+        cmd.arg("loadgen")
+            .args(config.to_args())
+            .stdin(if config.output.sync_stdio {
                 Stdio::piped()
             } else {
                 Stdio::null()
             })
             .stdout(Stdio::piped())
             .stderr(err_file)
+            .process_group(0);
+        // SAFETY: the closure runs in the forked child before exec and calls only
+        // prctl(2), which is async-signal-safe.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {} loadgen", exe.display()))?;
         let stdout = child.stdout.take().context("loadgen child has no stdout")?;
@@ -101,6 +118,7 @@ impl Client {
             stdin,
             records,
             stderr,
+            interrupted: false,
         })
     }
 
@@ -116,16 +134,20 @@ impl Client {
         }
     }
 
-    /// Writes one line to the child's stdin (drain-round protocol).
-    pub fn send(&mut self, line: &str) -> anyhow::Result<()> {
+    /// Writes one reply of the drain-round protocol to the child's stdin.
+    pub fn send(&mut self, reply: loadgen::protocol::Reply) -> anyhow::Result<()> {
         let stdin = self.stdin.as_mut().context("loadgen child has no stdin")?;
-        writeln!(stdin, "{line}")
+        writeln!(stdin, "{}", reply.word())
             .and_then(|_| stdin.flush())
             .context("writing to loadgen")
     }
 
-    /// Asks the child to stop early (SIGINT: loadgen finishes and reports what it measured).
-    pub fn interrupt(&self) {
+    /// Asks the child to stop early, once (SIGINT: loadgen finishes and reports what
+    /// it measured; a second SIGINT would make it exit at once without a report).
+    pub fn interrupt(&mut self) {
+        if std::mem::replace(&mut self.interrupted, true) {
+            return;
+        }
         // SAFETY: kill(2) on the PID of our own child, which we have not reaped yet.
         unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
     }
@@ -135,23 +157,28 @@ impl Client {
         matches!(self.child.try_wait(), Ok(Some(_)))
     }
 
-    /// Waits for the child, then parses its JSON report (the last stdout line) and records.
+    /// Waits up to `limit` for the child to end, then asks it to stop and waits
+    /// [`STOP_GRACE`] more (a report that arrives then is used), then kills it. Parses
+    /// its JSON report (the last stdout line starting with `{`) and its records.
     pub fn finish(mut self, limit: Duration) -> anyhow::Result<ClientResult> {
         drop(self.stdin.take());
         let mut last = None;
-        let end = Instant::now() + limit;
+        let mut end = Instant::now() + limit;
+        let mut killed = false;
         loop {
             let left = end.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if line.starts_with('{') => last = Some(line),
                 Ok(_) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
-                Err(RecvTimeoutError::Timeout) => {
-                    // Ask politely, then insist: the run ends either way.
+                Err(RecvTimeoutError::Timeout) if !self.interrupted => {
                     self.interrupt();
-                    if self.lines.recv_timeout(Duration::from_secs(2)).is_err() {
-                        let _ = self.child.kill();
-                    }
+                    end = Instant::now() + STOP_GRACE;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    killed = true;
+                    break;
                 }
             }
         }
@@ -159,7 +186,12 @@ impl Client {
         let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         let Some(json) = last else {
             bail!(
-                "loadgen exited ({status}) without a report: {}",
+                "loadgen {} ({status}) without a report: {}",
+                if killed {
+                    "was killed after not stopping"
+                } else {
+                    "exited"
+                },
                 stderr.lines().last().unwrap_or("no message")
             );
         };
@@ -168,6 +200,16 @@ impl Client {
         let records = loadgen::read_records(&self.records)
             .with_context(|| format!("reading loadgen's records {}", self.records.display()))?;
         Ok(ClientResult { report, records })
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // A run that failed part-way drops its client unfinished: never leave it running.
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 

@@ -1,32 +1,48 @@
-//! The sweep: engines × backlogs × modes × repetitions, each run measured by
-//! [`run`], joined with the client's records by [`join`], and written as it finishes
-//! into a self-describing results directory ([`crate::report`]). Ctrl-C stops the
-//! current run, keeps every finished row and marks the directory incomplete.
+//! The sweep: engines × backlogs × modes × rounds.
+//!
+//! The measurement path, top to bottom: [`plan`] orders the runs in rounds →
+//! [`measure`] takes one run (its own thread and, for overflow runs as root, its own
+//! network namespace; it times every engine from release with [`timing`]) →
+//! [`rows`] joins client and server records into a row ([`join`]) → the round's
+//! ratios to std are set → each finished run goes to the [`sink`]s (terminal,
+//! results directory). At the end the rows are aggregated into cells with
+//! confidence intervals (`cells.csv`) and the run's README is rendered from them.
+//! Ctrl-C stops the current run, keeps every finished row and marks the run
+//! incomplete.
 
 pub mod client;
 pub mod join;
-pub mod run;
+pub mod measure;
+pub mod plan;
+pub mod rows;
+pub mod sink;
+pub mod timing;
 
-use std::collections::HashMap;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::config::{Mode, SweepConfig};
+use crate::config::SweepConfig;
 use crate::engine::{EngineKind, StopFlag};
 use crate::kernel::{self, probe};
-use crate::overflow;
-use crate::record::new_histogram;
-use crate::report::csv::SummaryWriter;
+use crate::report::cells;
 use crate::report::meta::{self, Meta};
-use crate::report::row::{Status, SummaryRow};
-use crate::report::{hgrm, readme, RunDir};
-use crate::summary::LatencyNs;
-use join::ClientConn;
-use run::{Measured, RunSpec};
+use crate::report::row::Status;
+use crate::report::{readme, RunDir};
+use measure::RunSpec;
+use rows::FinishedRun;
+use sink::Sink;
 
-/// Runs a sweep; returns exit code 130 when interrupted (the results are still written).
+/// Exit status: every planned run was measured (or skipped as unsupported).
+pub const EXIT_OK: u8 = 0;
+/// Exit status: some runs failed; their rows say why and no aggregate includes them.
+pub const EXIT_SOME_FAILED: u8 = 3;
+/// Exit status: no run succeeded.
+pub const EXIT_ALL_FAILED: u8 = 4;
+/// Exit status: interrupted (Ctrl-C); what was measured is kept, marked incomplete.
+pub const EXIT_INTERRUPTED: u8 = 130;
+
+/// Runs a sweep and says how it went in its exit status (see the `EXIT_*` constants).
 pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     kernel::raise_nofile();
     let exe = std::env::current_exe().context("cannot find this executable to start loadgen")?;
@@ -38,21 +54,143 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         uring.clone(),
         (cfg.server_cpu, cfg.client_cpus.clone()),
     );
-    for &b in &cfg.backlogs {
-        if let Ok(m) = kernel::sysctl::read_u64("net.core.somaxconn") {
-            if b as u64 > m {
-                let note = format!(
+    meta.notes.extend(setup_notes(cfg));
+    for n in &meta.notes {
+        eprintln!("acceptbench: note: {n}");
+    }
+    meta.write(&dir.meta_json())?;
+    let tmp = std::env::temp_dir().join(format!("acceptbench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+
+    let stop = StopFlag::new();
+    crate::signal::stop_on_signal(&stop)?;
+    let rounds = plan::rounds(cfg);
+    let total = rounds.iter().map(Vec::len).sum();
+    let mut terminal = sink::Terminal::new(total, cfg.quiet || cfg.json);
+    let mut directory = sink::Directory::new(dir.clone())?;
+    let mut json = cfg.json.then_some(sink::JsonLines);
+    let result = (|| -> anyhow::Result<()> {
+        for round in rounds {
+            if stop.is_raised() {
+                break;
+            }
+            let mut done: Vec<FinishedRun> = Vec::with_capacity(round.len());
+            for p in &round {
+                if stop.is_raised() {
+                    break;
+                }
+                terminal.starting(p);
+                done.push(run_one(cfg, p, &uring, &stop, &exe, &tmp));
+            }
+            set_round_ratios(&mut done);
+            for run in &done {
+                let sinks: [Option<&mut dyn Sink>; 3] = [
+                    Some(&mut directory),
+                    Some(&mut terminal),
+                    json.as_mut().map(|j| j as &mut dyn Sink),
+                ];
+                for s in sinks.into_iter().flatten() {
+                    s.finished(run)?;
+                }
+            }
+        }
+        Ok(())
+    })();
+    terminal.done();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let rows = directory.rows;
+    let cells = cells::aggregate(&rows);
+    cells::write(&dir.cells_csv(), &cells)?;
+    meta.incomplete = stop.is_raised() || result.is_err();
+    meta.finished_utc = meta::now_utc();
+    meta.write(&dir.meta_json())?;
+    std::fs::write(dir.readme(), readme::render(&meta, &rows, &cells))
+        .with_context(|| format!("writing {}", dir.readme().display()))?;
+    result?;
+    if cfg.plots && !rows.is_empty() {
+        // Charts are a convenience: a failure to draw never loses the measured data.
+        if let Err(e) = crate::plot::plot_run_dir(&dir.path) {
+            eprintln!("acceptbench: warning: plots not drawn: {e:#}");
+        }
+    }
+    let failed = rows
+        .iter()
+        .filter(|r| r.status == Some(Status::Failed))
+        .count();
+    let ok = rows.iter().filter(|r| r.is_ok()).count();
+    finish_message(&dir.path, &rows, failed, meta.incomplete);
+    Ok(ExitCode::from(if meta.incomplete {
+        EXIT_INTERRUPTED
+    } else if failed > 0 && ok == 0 {
+        EXIT_ALL_FAILED
+    } else if failed > 0 {
+        EXIT_SOME_FAILED
+    } else {
+        EXIT_OK
+    }))
+}
+
+/// Measures one planned run; an unsupported engine is skipped, an error is a failed row.
+fn run_one(
+    cfg: &SweepConfig,
+    p: &plan::Planned,
+    uring: &probe::UringProbe,
+    stop: &StopFlag,
+    exe: &std::path::Path,
+    tmp: &std::path::Path,
+) -> FinishedRun {
+    let support = probe::engine_support(p.engine, uring);
+    if !support.supported {
+        return FinishedRun::without_figures(p, Status::Skipped, &support.reason);
+    }
+    let spec = RunSpec {
+        cfg,
+        engine: p.engine,
+        backlog: p.backlog,
+        mode: p.mode,
+        stop,
+        exe,
+        tmp,
+    };
+    match measure::measure(&spec) {
+        Ok(m) => rows::finished(p, m),
+        Err(e) if stop.is_raised() => {
+            FinishedRun::without_figures(p, Status::Incomplete, &format!("interrupted: {e:#}"))
+        }
+        Err(e) => FinishedRun::without_figures(p, Status::Failed, &format!("{e:#}")),
+    }
+}
+
+/// Sets every row's ratios against the std row of the same round.
+fn set_round_ratios(round: &mut [FinishedRun]) {
+    let Some(std) = round
+        .iter()
+        .find(|r| r.row.engine == EngineKind::Std.name())
+        .map(|r| r.row.clone())
+    else {
+        return;
+    };
+    for r in round.iter_mut() {
+        r.row.set_ratios(&std);
+    }
+}
+
+/// What meta.json and the terminal should know about this sweep's set-up.
+fn setup_notes(cfg: &SweepConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Ok(m) = kernel::sysctl::read_u64("net.core.somaxconn") {
+        for &b in &cfg.backlogs {
+            if u64::from(b) > m {
+                notes.push(format!(
                     "backlog {b} is above net.core.somaxconn={m}: the kernel applies {m} (column backlog_effective)"
-                );
-                eprintln!("acceptbench: warning: {note}");
-                meta.notes.push(note);
+                ));
             }
         }
     }
     if cfg.modes.iter().any(|m| m.is_overflow()) {
-        meta.notes.push(if cfg.overflow.private_netns {
+        notes.push(if cfg.overflow.private_netns {
             format!(
-                "burst/overload runs ran in a fresh private network namespace each (exact TcpExt counters), tcp_abort_on_overflow={}, syncookies={}, somaxconn={}",
+                "burst/overload runs ran in a fresh private network namespace each, made for the run and gone with it (exact TcpExt counters), tcp_abort_on_overflow={}, syncookies={}, somaxconn={}; every other run used the host's (columns netns, somaxconn, tcp_syncookies, tcp_abort_on_overflow)",
                 u8::from(cfg.overflow.netns.abort_on_overflow),
                 cfg.overflow.netns.syncookies.map_or("default".into(), |v| v.to_string()),
                 cfg.overflow.netns.somaxconn.map_or("default".into(), |v| v.to_string()),
@@ -61,308 +199,33 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
             "burst/overload runs ran on the host's loopback (not root): TcpExt counters may include other traffic".to_string()
         });
     }
-    meta.write(&dir.meta_json())?;
-    let mut csv = SummaryWriter::create(&dir.summary_csv())?;
-    let tmp = std::env::temp_dir().join(format!("acceptbench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-
-    let stop = StopFlag::new();
-    crate::app::stop_on_signal(&stop)?;
-    // The sweep's own thread does the drain runs: it sits on the acceptor's CPU.
-    loadgen::affinity::pin_current_thread(cfg.server_cpu)?;
-
-    let plan = plan(cfg);
-    let progress = ProgressBar::new(plan.len() as u64);
-    progress.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let mut rows: Vec<SummaryRow> = Vec::with_capacity(plan.len());
-    let mut std_rows: HashMap<(u32, Mode, u32), SummaryRow> = HashMap::new();
-    for (engine, backlog, mode, rep) in plan {
-        if stop.is_raised() {
-            break;
-        }
-        progress.set_message(format!("{engine} backlog {backlog} {} #{rep}", mode.name()));
-        let support = probe::engine_support(engine, &uring);
-        let mut row = if !support.supported {
-            skipped_row(engine, backlog, mode, rep, &support.reason)
-        } else {
-            let spec = RunSpec {
-                cfg,
-                engine,
-                backlog,
-                mode,
-                stop: &stop,
-                exe: &exe,
-                tmp: &tmp,
-            };
-            match run::run(&spec) {
-                Ok(m) => measured_row(&dir, engine, backlog, mode, rep, &m)?,
-                Err(e) => {
-                    let mut r = skipped_row(engine, backlog, mode, rep, &format!("{e:#}"));
-                    r.status = Some(Status::Incomplete);
-                    r
-                }
-            }
-        };
-        if engine == EngineKind::Std {
-            std_rows.insert((backlog, mode, rep), row.clone());
-        }
-        if let Some(std) = std_rows.get(&(backlog, mode, rep)) {
-            row.set_ratios(std);
-        }
-        progress.println(line_of(&row));
-        csv.append(&row)?;
-        rows.push(row);
-        progress.inc(1);
-    }
-    progress.finish_and_clear();
-    let _ = std::fs::remove_dir_all(&tmp);
-
-    meta.incomplete = stop.is_raised();
-    meta.finished_utc = meta::now_utc();
-    meta.write(&dir.meta_json())?;
-    std::fs::write(dir.readme(), readme::render(&meta, &rows))
-        .with_context(|| format!("writing {}", dir.readme().display()))?;
-    if cfg.plots && !rows.is_empty() {
-        // Charts are a convenience: a failure to draw never loses the measured data.
-        if let Err(e) = crate::plot::plot_run_dir(&dir.path) {
-            eprintln!("acceptbench: warning: plots not drawn: {e:#}");
-        }
-    }
-    finish_message(&dir.path, &rows, meta.incomplete);
-    Ok(if meta.incomplete {
-        ExitCode::from(130)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-/// Run order: per backlog and mode, every engine back to back (std first), so each
-/// ratio compares runs made minutes, not the whole sweep, apart.
-fn plan(cfg: &SweepConfig) -> Vec<(EngineKind, u32, Mode, u32)> {
-    let mut out = Vec::new();
-    for &backlog in &cfg.backlogs {
-        for &mode in &cfg.modes {
-            for rep in 1..=cfg.repeat {
-                for &engine in &cfg.engines {
-                    out.push((engine, backlog, mode, rep));
-                }
-            }
-        }
-    }
-    out
-}
-
-fn skipped_row(engine: EngineKind, backlog: u32, mode: Mode, rep: u32, why: &str) -> SummaryRow {
-    SummaryRow {
-        engine: engine.name().into(),
-        backlog,
-        mode: mode.name().into(),
-        repetition: rep,
-        status: Some(Status::Skipped),
-        note: why.to_string(),
-        ..Default::default()
-    }
-}
-
-/// Turns a measured run into its row and writes its histograms.
-fn measured_row(
-    dir: &RunDir,
-    engine: EngineKind,
-    backlog: u32,
-    mode: Mode,
-    rep: u32,
-    m: &Measured,
-) -> anyhow::Result<SummaryRow> {
-    let report = &m.client.report;
-    let from_intended = mode == Mode::Rate;
-    let mut connect = new_histogram();
-    let mut established = Vec::with_capacity(m.client.records.len());
-    let mut latencies = Vec::new();
-    for r in &m.client.records {
-        if r.outcome == loadgen::Outcome::Established {
-            let start = if from_intended {
-                r.intended_ns
-            } else {
-                r.connect_start_ns
-            };
-            let latency = r.done_ns.saturating_sub(start).max(1);
-            if !r.warmup {
-                connect.saturating_record(latency);
-            }
-            if m.overflow.is_some() {
-                latencies.push(r.done_ns.saturating_sub(r.connect_start_ns));
-            }
-            established.push(ClientConn {
-                local: r.local,
-                connect_start_ns: r.connect_start_ns,
-                warmup: r.warmup,
-            });
-        }
-    }
-    let j = join::join(&established, &m.rec.peers);
-    let name = engine.name();
-    for (metric, h) in [
-        ("connect", &connect),
-        ("peer", &j.peer_e2e_ns),
-        ("peer-internal", &m.rec.peer_extract_ns),
-    ] {
-        let path = dir.hgrm(name, backlog, mode.name(), rep, metric);
-        hgrm::write_file(&path, h).with_context(|| format!("writing {}", path.display()))?;
-    }
-    let c = LatencyNs::of(&connect);
-    let p = LatencyNs::of(&j.peer_e2e_ns);
-    let pi = LatencyNs::of(&m.rec.peer_extract_ns);
-    let cpu_s = m.cpu_s;
-    let accepts_per_s = match m.drain {
-        Some((n, ns)) if ns > 0 => n as f64 / (ns as f64 * 1e-9),
-        Some(_) => 0.0,
-        None => m.rec.active_accepts_per_s(),
-    };
-    let mut notes = Vec::new();
-    if let Some(why) = &m.incomplete {
-        notes.push(why.clone());
-    }
-    if j.unmatched() > 0 {
+    if cfg.repeat < 6 {
         notes.push(format!(
-            "UNMATCHED connections: {} established by the client but never accepted, {} accepted with no client connection left, {} accepted with an address the client never used",
-            j.unmatched_client, j.unmatched_server, j.unknown_peer
+            "--repeat {}: fewer than 6 rounds cannot give 95% intervals for medians; cells.csv says \"n too small\"",
+            cfg.repeat
         ));
     }
-    let errors = &report.errors;
-    let mut row = SummaryRow {
-        engine: name.into(),
-        backlog,
-        backlog_effective: m.backlog_effective,
-        mode: mode.name().into(),
-        repetition: rep,
-        status: Some(if m.incomplete.is_some() {
-            Status::Incomplete
-        } else {
-            Status::Ok
-        }),
-        note: notes.join("; "),
-        duration_s: m.window_s,
-        attempted: report.attempted + report.warmup_attempted,
-        // Every connection the client established, warm-up included: the acceptor
-        // accepted those too, and the accounting (established = accepted = matched)
-        // covers them. Latency histograms leave them out.
-        established: established.len() as u64,
-        accepted: m.rec.accepted,
-        matched: j.matched,
-        unmatched: j.unmatched(),
-        unmatched_client: j.unmatched_client,
-        unmatched_server: j.unmatched_server,
-        unknown_peer: j.unknown_peer,
-        accepts_per_s,
-        client_conns_per_s: report.conns_per_s,
-        acceptor_cpu_s: cpu_s,
-        acceptor_cpu_us_per_accept: if m.rec.accepted > 0 {
-            cpu_s * 1e6 / m.rec.accepted as f64
-        } else {
-            0.0
-        },
-        loadgen_cpu_s: report.cpu_user_s + report.cpu_sys_s,
-        accept_errors: m.rec.error_total(),
-        connect_p50_ns: c.p50,
-        connect_p99_ns: c.p99,
-        connect_p999_ns: c.p999,
-        connect_max_ns: c.max,
-        peer_p50_ns: p.p50,
-        peer_p99_ns: p.p99,
-        peer_p999_ns: p.p999,
-        peer_max_ns: p.max,
-        peer_internal_p50_ns: pi.p50,
-        peer_internal_p99_ns: pi.p99,
-        refused: errors.refused,
-        reset: errors.reset,
-        timeout: errors.timeout,
-        pending: report.pending,
-        client_other_errors: errors.addr_unavailable + errors.other,
-        ..Default::default()
-    };
-    if let Some(f) = &m.overflow {
-        overflow_columns(&mut row, f, &latencies, m.acceptor_start_ns, mode);
-        let path = dir.queue_csv(name, backlog, mode.name(), rep)?;
-        overflow::sampler::write_csv(&path, &f.samples, f.t0_ns)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(row)
+    notes
 }
 
-/// Fills the burst/overload columns of `row`.
-fn overflow_columns(
-    row: &mut SummaryRow,
-    f: &overflow::Figures,
-    latencies_ns: &[u64],
-    acceptor_start_ns: u64,
-    mode: Mode,
+fn finish_message(
+    path: &std::path::Path,
+    rows: &[crate::report::row::SummaryRow],
+    failed: usize,
+    incomplete: bool,
 ) {
-    let counter = |name: &str| f.counters.get(name).copied();
-    row.queue_max = Some(f.samples.max_depth());
-    row.queue_mean = Some(f.samples.mean_depth());
-    row.queue_limit = Some(f.samples.limit());
-    row.listen_overflows = counter("ListenOverflows");
-    row.listen_drops = counter("ListenDrops");
-    if mode == Mode::Burst {
-        row.listen_overflows_paused = f.counters_paused.get("ListenOverflows").copied();
-    }
-    row.reqq_full_drop = counter("TCPReqQFullDrop");
-    row.reqq_full_do_cookies = counter("TCPReqQFullDoCookies");
-    row.syncookies_sent = counter("SyncookiesSent");
-    let modes = overflow::retry_modes(latencies_ns.iter().copied());
-    let retried: u64 = modes.iter().map(|(_, n)| n).sum();
-    row.syn_retry_modes = Some(overflow::format_modes(&modes));
-    row.established_immediately = Some(row.established.saturating_sub(retried));
-    row.overflow_outcome = Some(overflow::outcome(
-        retried,
-        row.timeout + row.pending,
-        row.unmatched_client,
-        row.reset,
-    ));
-    if mode == Mode::Burst && acceptor_start_ns > 0 {
-        row.drain_ms = f
-            .samples
-            .first_empty_after(acceptor_start_ns)
-            .map(|t| (t - acceptor_start_ns) as f64 / 1e6);
-    }
-    row.netns = Some(f.private_netns);
-}
-
-fn line_of(r: &SummaryRow) -> String {
-    match r.status {
-        Some(Status::Skipped) => format!(
-            "{:<12} b{:<5} {:<7} skipped: {}",
-            r.engine, r.backlog, r.mode, r.note
-        ),
-        _ => format!(
-            "{:<12} b{:<5} {:<7} {:>9.0} accepts/s{} {:>6.2} µs/accept  peer p99 {:>8.1} µs  {}/{}/{} est/acc/matched{}",
-            r.engine,
-            r.backlog,
-            r.mode,
-            r.accepts_per_s,
-            r.ratio_accepts_vs_std
-                .map_or(String::new(), |x| format!(" ({x:.2}× std)")),
-            r.acceptor_cpu_us_per_accept,
-            r.peer_p99_ns as f64 / 1e3,
-            r.established,
-            r.accepted,
-            r.matched,
-            if r.note.is_empty() {
-                String::new()
-            } else {
-                format!("  [{}]", r.note)
-            }
-        ),
-    }
-}
-
-fn finish_message(path: &std::path::Path, rows: &[SummaryRow], incomplete: bool) {
-    let unmatched: u64 = rows.iter().map(|r| r.unmatched).sum();
+    let unmatched: u64 = rows
+        .iter()
+        .filter(|r| r.mode != "burst" && r.mode != "overload")
+        .map(|r| r.unmatched)
+        .sum();
     if unmatched > 0 {
         eprintln!("acceptbench: WARNING: {unmatched} connections did not match between client and server; see the notes in summary.csv");
+    }
+    if failed > 0 {
+        eprintln!(
+            "acceptbench: {failed} runs FAILED (status failed in summary.csv; left out of cells.csv and every ratio)"
+        );
     }
     if incomplete {
         eprintln!(

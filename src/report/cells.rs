@@ -1,0 +1,275 @@
+//! `cells.csv`: one row per (engine, backlog, mode) of a sweep — the number of runs,
+//! how many succeeded, and for each headline figure the median over the ok runs with
+//! a distribution-free confidence interval ([`crate::stats::MedianCi`]); ratios to
+//! std are medians of the per-round ratios with their own interval. Failed,
+//! interrupted and skipped runs are counted, never averaged in.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::row::{Status, SummaryRow};
+use crate::stats::{MedianCi, LEVEL};
+
+/// One cell of cells.csv.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CellRow {
+    /// Engine name.
+    pub engine: String,
+    /// Backlog passed to listen(2).
+    pub backlog: u32,
+    /// Mode.
+    pub mode: String,
+    /// Runs made (skipped runs not included).
+    pub n: u32,
+    /// Runs with status ok: the ones every figure below is computed from.
+    pub n_ok: u32,
+    /// Runs skipped (engine unsupported here).
+    pub n_skipped: u32,
+    /// Coverage of the value intervals below (n_ok ≤ 5 cannot reach 0.95: then it is
+    /// the [min, max] interval's coverage, and the cell is flagged "n too small").
+    pub ci_level: Option<f64>,
+    /// Median accepts/s.
+    pub accepts_per_s: Option<f64>,
+    /// Lower end of its interval.
+    pub accepts_per_s_lo: Option<f64>,
+    /// Upper end of its interval.
+    pub accepts_per_s_hi: Option<f64>,
+    /// Median acceptor CPU µs per accept.
+    pub cpu_us_per_accept: Option<f64>,
+    /// Lower end of its interval.
+    pub cpu_us_per_accept_lo: Option<f64>,
+    /// Upper end of its interval.
+    pub cpu_us_per_accept_hi: Option<f64>,
+    /// Median end-to-end peer-extraction p50, µs.
+    pub peer_p50_us: Option<f64>,
+    /// Lower end of its interval.
+    pub peer_p50_us_lo: Option<f64>,
+    /// Upper end of its interval.
+    pub peer_p50_us_hi: Option<f64>,
+    /// Median end-to-end peer-extraction p99, µs.
+    pub peer_p99_us: Option<f64>,
+    /// Lower end of its interval.
+    pub peer_p99_us_lo: Option<f64>,
+    /// Upper end of its interval.
+    pub peer_p99_us_hi: Option<f64>,
+    /// Connects (all ok runs) that waited for a SYN retransmit.
+    pub syn_retry_stalls: u64,
+    /// Rounds with an accepts/s ratio to std (both rows ok and unstalled).
+    pub ratio_n: u32,
+    /// Coverage of the ratio intervals.
+    pub ratio_ci_level: Option<f64>,
+    /// Median of the per-round accepts/s ratios to std.
+    pub ratio_accepts_vs_std: Option<f64>,
+    /// Lower end of its interval.
+    pub ratio_accepts_vs_std_lo: Option<f64>,
+    /// Upper end of its interval.
+    pub ratio_accepts_vs_std_hi: Option<f64>,
+    /// Median of the per-round CPU-per-accept ratios to std.
+    pub ratio_cpu_vs_std: Option<f64>,
+    /// Lower end of its interval.
+    pub ratio_cpu_vs_std_lo: Option<f64>,
+    /// Upper end of its interval.
+    pub ratio_cpu_vs_std_hi: Option<f64>,
+    /// Is accepts/s really different from std's? `higher`/`lower` (the ratio's interval
+    /// excludes 1 at ≥ 95%), `~` (it includes 1), `n too small` (fewer than 6 rounds),
+    /// empty for std itself or without ratios.
+    pub accepts_vs_std: String,
+    /// The same for CPU per accept.
+    pub cpu_vs_std: String,
+}
+
+/// Aggregates summary rows into cells, in the order cells first appear.
+pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
+    let mut order: Vec<(String, u32, String)> = Vec::new();
+    let mut groups: BTreeMap<(String, u32, String), Vec<&SummaryRow>> = BTreeMap::new();
+    for r in rows {
+        let key = (r.engine.clone(), r.backlog, r.mode.clone());
+        if !groups.contains_key(&key) {
+            order.push(key.clone());
+        }
+        groups.entry(key).or_default().push(r);
+    }
+    order
+        .into_iter()
+        .map(|key| cell(&key, &groups[&key]))
+        .collect()
+}
+
+fn cell(key: &(String, u32, String), rows: &[&SummaryRow]) -> CellRow {
+    let ok: Vec<&SummaryRow> = rows.iter().copied().filter(|r| r.is_ok()).collect();
+    let skipped = rows
+        .iter()
+        .filter(|r| r.status == Some(Status::Skipped))
+        .count();
+    let ci = |f: &dyn Fn(&SummaryRow) -> f64| {
+        let v: Vec<f64> = ok.iter().map(|r| f(r)).filter(|x| *x > 0.0).collect();
+        MedianCi::of(&v)
+    };
+    let accepts = ci(&|r| r.accepts_per_s);
+    let cpu = ci(&|r| r.acceptor_cpu_us_per_accept);
+    let p50 = ci(&|r| r.peer_p50_ns as f64 / 1e3);
+    let p99 = ci(&|r| r.peer_p99_ns as f64 / 1e3);
+    let ratios = |f: &dyn Fn(&SummaryRow) -> Option<f64>| {
+        let v: Vec<f64> = ok.iter().filter_map(|r| f(r)).collect();
+        MedianCi::of(&v)
+    };
+    let ra = ratios(&|r| r.ratio_accepts_vs_std);
+    let rc = ratios(&|r| r.ratio_cpu_vs_std);
+    let is_std = key.0 == "std";
+    let parts = |c: Option<MedianCi>| match c {
+        Some(c) => (Some(c.median), Some(c.lo), Some(c.hi)),
+        None => (None, None, None),
+    };
+    let (a, a_lo, a_hi) = parts(accepts);
+    let (c, c_lo, c_hi) = parts(cpu);
+    let (p5, p5_lo, p5_hi) = parts(p50);
+    let (p9, p9_lo, p9_hi) = parts(p99);
+    let (ra_m, ra_lo, ra_hi) = parts(ra);
+    let (rc_m, rc_lo, rc_hi) = parts(rc);
+    CellRow {
+        engine: key.0.clone(),
+        backlog: key.1,
+        mode: key.2.clone(),
+        n: (rows.len() - skipped) as u32,
+        n_ok: ok.len() as u32,
+        n_skipped: skipped as u32,
+        ci_level: accepts.or(cpu).map(|c| c.level),
+        accepts_per_s: a,
+        accepts_per_s_lo: a_lo,
+        accepts_per_s_hi: a_hi,
+        cpu_us_per_accept: c,
+        cpu_us_per_accept_lo: c_lo,
+        cpu_us_per_accept_hi: c_hi,
+        peer_p50_us: p5,
+        peer_p50_us_lo: p5_lo,
+        peer_p50_us_hi: p5_hi,
+        peer_p99_us: p9,
+        peer_p99_us_lo: p9_lo,
+        peer_p99_us_hi: p9_hi,
+        syn_retry_stalls: ok.iter().map(|r| r.syn_retry_stalls).sum(),
+        ratio_n: ra.map_or(0, |c| c.n as u32),
+        ratio_ci_level: ra.or(rc).map(|c| c.level),
+        ratio_accepts_vs_std: ra_m,
+        ratio_accepts_vs_std_lo: ra_lo,
+        ratio_accepts_vs_std_hi: ra_hi,
+        ratio_cpu_vs_std: rc_m,
+        ratio_cpu_vs_std_lo: rc_lo,
+        ratio_cpu_vs_std_hi: rc_hi,
+        accepts_vs_std: if is_std { String::new() } else { verdict(ra) },
+        cpu_vs_std: if is_std { String::new() } else { verdict(rc) },
+    }
+}
+
+/// `higher`, `lower`, `~` or `n too small` for a ratio's interval.
+pub fn verdict(ratio: Option<MedianCi>) -> String {
+    match ratio {
+        None => String::new(),
+        Some(c) if c.level < LEVEL - 1e-12 => "n too small".into(),
+        Some(c) if c.lo > 1.0 => "higher".into(),
+        Some(c) if c.hi < 1.0 => "lower".into(),
+        Some(_) => "~".into(),
+    }
+}
+
+/// Writes cells.csv.
+pub fn write(path: &Path, cells: &[CellRow]) -> io::Result<()> {
+    let err = |e: csv::Error| io::Error::other(format!("{}: {e}", path.display()));
+    let mut w = csv::Writer::from_path(path).map_err(err)?;
+    for c in cells {
+        w.serialize(c).map_err(err)?;
+    }
+    w.flush()
+}
+
+/// Reads a cells.csv; errors name the file and the line.
+pub fn read(path: &Path) -> io::Result<Vec<CellRow>> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: cannot read: {e}", path.display()),
+        )
+    })?;
+    r.deserialize::<CellRow>()
+        .map(|row| {
+            row.map_err(|e| {
+                let line = e.position().map(|p| p.line()).unwrap_or(0);
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}:{line}: {e}", path.display()),
+                )
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(engine: &str, rep: u32, status: Status, accepts: f64, ratio: Option<f64>) -> SummaryRow {
+        SummaryRow {
+            engine: engine.into(),
+            backlog: 128,
+            mode: "drain".into(),
+            repetition: rep,
+            status: Some(status),
+            accepts_per_s: accepts,
+            acceptor_cpu_us_per_accept: 5.0,
+            ratio_accepts_vs_std: ratio,
+            ratio_cpu_vs_std: ratio.map(|_| 1.0),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn failed_runs_are_counted_not_averaged() {
+        let mut rows = Vec::new();
+        for rep in 1..=6 {
+            rows.push(row("std", rep, Status::Ok, 100.0, Some(1.0)));
+            let status = if rep == 3 { Status::Failed } else { Status::Ok };
+            let accepts = if rep == 3 { 0.0 } else { 150.0 + rep as f64 };
+            rows.push(row(
+                "uring",
+                rep,
+                status,
+                accepts,
+                (rep != 3).then_some(1.5),
+            ));
+        }
+        let cells = aggregate(&rows);
+        assert_eq!(cells.len(), 2);
+        let u = &cells[1];
+        assert_eq!((u.n, u.n_ok), (6, 5));
+        assert!(u.accepts_per_s_lo.unwrap() > 150.0, "{u:?}");
+        assert_eq!(u.ratio_n, 5);
+        assert_eq!(u.accepts_vs_std, "n too small");
+        assert_eq!(cells[0].accepts_vs_std, "");
+    }
+
+    #[test]
+    fn verdicts_follow_the_interval() {
+        let c = |v: &[f64]| MedianCi::of(v);
+        assert_eq!(verdict(c(&[1.1, 1.2, 1.3, 1.2, 1.15, 1.25])), "higher");
+        assert_eq!(verdict(c(&[0.8, 0.9, 0.85, 0.7, 0.95, 0.9])), "lower");
+        assert_eq!(verdict(c(&[0.9, 1.1, 1.0, 1.05, 0.95, 1.2])), "~");
+        assert_eq!(verdict(c(&[1.1, 1.2, 1.3])), "n too small");
+        assert_eq!(verdict(None), "");
+    }
+
+    #[test]
+    fn cells_round_trip() {
+        let dir = std::env::temp_dir().join(format!("ab-cells-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("cells.csv");
+        let rows: Vec<SummaryRow> = (1..=6)
+            .map(|i| row("std", i, Status::Ok, 100.0 + i as f64, Some(1.0)))
+            .collect();
+        let cells = aggregate(&rows);
+        write(&path, &cells).unwrap();
+        assert_eq!(read(&path).unwrap(), cells);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,597 @@
+//! One measured run, start to end, in one shape for every mode:
+//!
+//! set up (a thread of its own; a fresh private network namespace for overflow runs
+//! as root) → listener → release the acceptor → drive load (a loadgen child) → stop →
+//! figures ([`Measured`]).
+//!
+//! The run's thread is made for the run and ends with it, so whatever it set up —
+//! the namespace and its sysctls, the loadgen child (which dies with the thread that
+//! started it), the queue sampler — ends with the run; every other run sees the
+//! host's namespace. That thread coordinates and sits on the client CPUs; only the
+//! acceptor is pinned to the server CPU.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::client::{self, Client, ClientResult};
+use super::timing::timed_run;
+use crate::config::{Mode, SweepConfig};
+use crate::engine::{self, EngineKind, Limits, StopFlag};
+use crate::listener::{Listener, ListenerSpec};
+use crate::overflow::{self, Counters};
+use crate::record::Recorder;
+
+/// Everything a run needs.
+pub struct RunSpec<'a> {
+    /// The sweep's settings.
+    pub cfg: &'a SweepConfig,
+    /// Engine.
+    pub engine: EngineKind,
+    /// Backlog.
+    pub backlog: u32,
+    /// Mode.
+    pub mode: Mode,
+    /// The sweep's stop flag (Ctrl-C).
+    pub stop: &'a StopFlag,
+    /// This executable, started again as `loadgen`.
+    pub exe: &'a std::path::Path,
+    /// Scratch directory for the child's records.
+    pub tmp: &'a std::path::Path,
+}
+
+/// The network namespace and sysctls a run actually ran with, read on its thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunEnv {
+    /// "private" (made for this run) or "host".
+    pub netns: &'static str,
+    /// net.core.somaxconn.
+    pub somaxconn: Option<u64>,
+    /// net.ipv4.tcp_syncookies.
+    pub syncookies: Option<u64>,
+    /// net.ipv4.tcp_abort_on_overflow.
+    pub abort_on_overflow: Option<u64>,
+}
+
+impl RunEnv {
+    fn read(private: bool) -> RunEnv {
+        let get = |name: &str| crate::kernel::sysctl::read_u64(name).ok();
+        RunEnv {
+            netns: if private { "private" } else { "host" },
+            somaxconn: get("net.core.somaxconn"),
+            syncookies: get("net.ipv4.tcp_syncookies"),
+            abort_on_overflow: get("net.ipv4.tcp_abort_on_overflow"),
+        }
+    }
+}
+
+/// What only some modes measure.
+#[derive(Debug)]
+pub enum ModeFigures {
+    /// closed / rate.
+    Driven,
+    /// drain: rounds of fill-then-drain.
+    Drain {
+        /// Rounds drained.
+        rounds: u32,
+    },
+    /// burst / overload: queue depth and kernel counters.
+    Overflow(overflow::Figures),
+}
+
+/// What one run measured, before it is turned into a summary row.
+pub struct Measured {
+    /// The acceptor's records (every accept, warm-up included; peers kept for the join).
+    pub rec: Recorder,
+    /// Accepts in the measured window (warm-up excluded).
+    pub window_accepts: u64,
+    /// Server accepts/s over the measured window (see `SummaryRow::accepts_per_s`).
+    pub accepts_per_s: f64,
+    /// Acceptor thread CPU over the measured window, s.
+    pub cpu_s: f64,
+    /// Accept-queue limit the kernel applied.
+    pub backlog_effective: u32,
+    /// loadgen's report and records.
+    pub client: ClientResult,
+    /// Why the measurement failed part-way, if it did (the row becomes `failed`).
+    pub failure: Option<String>,
+    /// Ctrl-C cut the run short (the row becomes `incomplete`).
+    pub interrupted: bool,
+    /// Wall time of the measured window, s.
+    pub window_s: f64,
+    /// CLOCK_MONOTONIC ns when the acceptor was released (after any pause).
+    pub released_ns: u64,
+    /// Namespace and sysctls of the run.
+    pub env: RunEnv,
+    /// Mode-specific figures.
+    pub figures: ModeFigures,
+}
+
+/// Runs one (engine, backlog, mode) on a thread of its own and returns its figures.
+pub fn measure(spec: &RunSpec) -> anyhow::Result<Measured> {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .name("acceptbench-run".into())
+            .spawn_scoped(s, || measure_here(spec))
+            .context("cannot start the run's thread")?
+            .join()
+            .map_err(|_| anyhow::anyhow!("the run's thread panicked"))?
+    })
+}
+
+fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
+    let cfg = spec.cfg;
+    loadgen::affinity::pin_current_thread_to(&cfg.client_cpus)?;
+    let private = spec.mode.is_overflow() && cfg.overflow.private_netns;
+    if private {
+        // Only this thread (and what it starts) enters it; it dies with the thread.
+        crate::kernel::netns::enter_private(&cfg.overflow.netns)?;
+    }
+    let env = RunEnv::read(private);
+    let listener = Listener::bind(&ListenerSpec {
+        addr: crate::config::sweep_listen_addr(),
+        backlog: spec.backlog,
+        reuse_port: false,
+    })?;
+    let lg = loadgen_config(spec, &listener)?;
+    match spec.mode {
+        Mode::Closed | Mode::Rate => {
+            let d = drive(spec, &listener, &lg, Duration::ZERO)?;
+            Ok(d.into_measured(&listener, env, ModeFigures::Driven, true))
+        }
+        Mode::Drain => drain(spec, &listener, &lg, env),
+        Mode::Burst | Mode::Overload => {
+            let burst = spec.mode == Mode::Burst;
+            let watch = overflow::Watch::start(&listener, burst)
+                .context("cannot start sampling the accept queue")?;
+            let pause = if burst {
+                cfg.overflow.pause
+            } else {
+                Duration::ZERO
+            };
+            let d = drive(spec, &listener, &lg, pause);
+            let figures =
+                watch.finish(d.as_ref().ok().and_then(|d| d.counters_at_release.as_ref()));
+            Ok(d?.into_measured(&listener, env, ModeFigures::Overflow(figures), false))
+        }
+    }
+}
+
+/// The loadgen configuration of a run.
+fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen::Config> {
+    let cfg = spec.cfg;
+    let mut c = client::base_config(listener.local_addr, cfg.client_threads, &cfg.client_cpus)?;
+    match spec.mode {
+        Mode::Closed | Mode::Rate => {
+            c.duration = Some(cfg.duration);
+            c.warmup = cfg.warmup;
+            if spec.mode == Mode::Closed {
+                c.concurrency = (cfg.client_concurrency * cfg.client_threads) as usize;
+            } else {
+                c.mode = loadgen::Mode::Rate {
+                    rate_per_s: cfg.rate as f64,
+                };
+                c.concurrency = loadgen::config::DEFAULT_RATE_CONCURRENCY;
+            }
+        }
+        Mode::Drain => {
+            let fill = u64::from(listener.backlog_effective) + 1;
+            c.mode = loadgen::Mode::Burst { rounds: 1_000_000 };
+            c.connections = Some(fill);
+            c.concurrency = fill as usize;
+            c.duration = None;
+            c.output.sync_stdio = true;
+            // Each round's connections are reset by the client once established: they
+            // stay in the accept queue, and the acceptor's close() no longer does the
+            // client's FIN handling on loopback — as the C reference's pre-filled drain.
+            c.close_early = true;
+            // Everything fits in the queue, so each connect completes in microseconds.
+            c.connect_timeout = Duration::from_secs(2);
+        }
+        Mode::Burst => {
+            let n = cfg.overflow.burst_for(spec.backlog);
+            c.mode = loadgen::Mode::Burst { rounds: 1 };
+            c.connections = Some(u64::from(n));
+            c.concurrency = n as usize;
+            c.duration = None;
+            c.connect_timeout = cfg.overflow.connect_timeout;
+        }
+        Mode::Overload => {
+            c.mode = loadgen::Mode::Rate {
+                rate_per_s: cfg.rate as f64,
+            };
+            c.concurrency = loadgen::config::DEFAULT_RATE_CONCURRENCY;
+            c.duration = Some(cfg.duration);
+            c.connect_timeout = cfg.overflow.connect_timeout;
+        }
+    }
+    Ok(c)
+}
+
+/// A driven run's raw results.
+struct Driven {
+    rec: Recorder,
+    /// Acceptor CPU over its whole run, s.
+    cpu_s: f64,
+    released_ns: u64,
+    /// (CLOCK_MONOTONIC ns, acceptor thread CPU s) sampled while the run went on.
+    cpu_samples: Vec<(u64, f64)>,
+    /// The acceptor's thread CPU at release, s.
+    cpu_at_release_s: f64,
+    counters_at_release: Option<Counters>,
+    client: ClientResult,
+    failure: Option<String>,
+    interrupted: bool,
+    window_s: f64,
+}
+
+impl Driven {
+    /// Figures over the measured window: from the start of loadgen's measured window
+    /// (after its warm-up) for closed/rate, from release for overflow runs.
+    fn into_measured(
+        self,
+        listener: &Listener,
+        env: RunEnv,
+        figures: ModeFigures,
+        client_window: bool,
+    ) -> Measured {
+        let start_ns = if client_window {
+            self.client
+                .records
+                .iter()
+                .filter(|r| !r.warmup)
+                .map(|r| r.intended_ns)
+                .min()
+                .unwrap_or(self.released_ns)
+                .max(self.released_ns)
+        } else {
+            self.released_ns
+        };
+        let in_window: Vec<u64> = self
+            .rec
+            .peers
+            .iter()
+            .map(|p| p.accepted_ns)
+            .filter(|&t| t >= start_ns)
+            .collect();
+        let window_accepts = in_window.len() as u64;
+        let last = in_window.iter().copied().max().unwrap_or(start_ns);
+        let span_s = last.saturating_sub(start_ns) as f64 * 1e-9;
+        // CPU before the window: the last sample at or before its start.
+        let cpu_before = self
+            .cpu_samples
+            .iter()
+            .take_while(|(t, _)| *t <= start_ns)
+            .last()
+            .map_or(self.cpu_at_release_s, |&(_, c)| c)
+            - self.cpu_at_release_s;
+        Measured {
+            window_accepts,
+            accepts_per_s: if span_s > 0.0 {
+                window_accepts as f64 / span_s
+            } else {
+                0.0
+            },
+            cpu_s: (self.cpu_s - cpu_before.max(0.0)).max(0.0),
+            backlog_effective: listener.backlog_effective,
+            rec: self.rec,
+            client: self.client,
+            failure: self.failure,
+            interrupted: self.interrupted,
+            window_s: self.window_s,
+            released_ns: self.released_ns,
+            env,
+            figures,
+        }
+    }
+}
+
+/// What the acceptor thread of a driven run returns.
+struct AcceptorOut {
+    rec: Recorder,
+    cpu_s: f64,
+    cpu_at_release_s: f64,
+    released_ns: u64,
+    counters: Option<Counters>,
+}
+
+/// closed / rate / burst / overload: the acceptor on its own pinned thread, loadgen
+/// at the same time; the acceptor is released `pause` after the burst has arrived.
+fn drive(
+    spec: &RunSpec,
+    listener: &Listener,
+    lg: &loadgen::Config,
+    pause: Duration,
+) -> anyhow::Result<Driven> {
+    let cfg = spec.cfg;
+    let run_stop = StopFlag::new();
+    // A safety net only: the run normally ends when loadgen does.
+    let deadline = Instant::now()
+        + cfg.duration
+        + cfg.warmup
+        + pause
+        + cfg.overflow.connect_timeout
+        + Duration::from_secs(30);
+    let mut options = cfg.options.clone();
+    if spec.mode == Mode::Overload {
+        options.accept_delay = Some(cfg.overflow.accept_delay).filter(|d| !d.is_zero());
+    }
+    let options = &options;
+    let cpu_clock = AtomicI32::new(-1);
+    std::thread::scope(|s| {
+        let acceptor = std::thread::Builder::new()
+            .name("acceptor".into())
+            .spawn_scoped(s, || -> anyhow::Result<AcceptorOut> {
+                loadgen::affinity::pin_current_thread(cfg.server_cpu)?;
+                if let Some(id) = loadgen::affinity::current_thread_cpu_clock() {
+                    cpu_clock.store(id, Ordering::Relaxed);
+                }
+                let mut engine = engine::build(spec.engine, options)?;
+                if !pause.is_zero() {
+                    wait_for_burst(listener, pause, &run_stop, spec.stop);
+                }
+                // What the full queue turned away while nobody accepted.
+                let counters = spec
+                    .mode
+                    .is_overflow()
+                    .then(overflow::read_counters)
+                    .flatten();
+                let limits = Limits {
+                    count: None,
+                    deadline: Some(deadline),
+                    stop: run_stop.clone(),
+                };
+                let mut rec = Recorder::new(true);
+                let cpu_at_release_s = loadgen::affinity::thread_cpu_total_s();
+                let t = timed_run(engine.as_mut(), listener, &limits, &mut rec);
+                t.result?;
+                Ok(AcceptorOut {
+                    rec,
+                    cpu_s: t.cpu_s,
+                    cpu_at_release_s,
+                    released_ns: t.released_ns,
+                    counters,
+                })
+            })
+            .context("cannot start the acceptor thread")?;
+        let started = Instant::now();
+        let mut cpu_samples = Vec::new();
+        let outcome = (|| -> anyhow::Result<(ClientResult, Option<String>, bool)> {
+            let mut child = Client::spawn(spec.exe, spec.tmp, lg)?;
+            let (mut failure, mut interrupted) = (None, false);
+            while !child.has_exited() {
+                if spec.stop.is_raised() && !interrupted {
+                    child.interrupt();
+                    interrupted = true;
+                }
+                if acceptor.is_finished() && failure.is_none() {
+                    // The acceptor failed (or hit the safety deadline): stop the client too.
+                    child.interrupt();
+                    failure = Some("the acceptor stopped before loadgen ended".to_string());
+                }
+                let id = cpu_clock.load(Ordering::Relaxed);
+                if let Some(c) = (id >= 0).then(|| loadgen::affinity::clock_s(id)).flatten() {
+                    cpu_samples.push((loadgen::clock::mono_ns(), c));
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            // loadgen ends on its own after its duration; the limit only guards a stuck child.
+            let result = child.finish(cfg.duration + cfg.warmup + Duration::from_secs(30))?;
+            // Every connection the client completed sits in the accept queue or was
+            // accepted; let the acceptor empty the queue before stopping it.
+            let drained = client::wait_until(Duration::from_secs(3), || {
+                listener.queue_info().map_or(true, |q| q.depth == 0)
+            });
+            if !drained {
+                failure.get_or_insert_with(|| "the accept queue did not drain within 3 s".into());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+            Ok((result, failure, interrupted))
+        })();
+        let window_s = started.elapsed().as_secs_f64();
+        run_stop.raise();
+        let acceptor = acceptor
+            .join()
+            .map_err(|_| anyhow::anyhow!("the acceptor thread panicked"))?;
+        let a = acceptor?;
+        let (client, failure, interrupted) = outcome?;
+        Ok(Driven {
+            window_s: client
+                .report
+                .duration_s
+                .max(0.0)
+                .min(window_s)
+                .max(f64::MIN_POSITIVE),
+            rec: a.rec,
+            cpu_s: a.cpu_s,
+            released_ns: a.released_ns,
+            cpu_samples,
+            cpu_at_release_s: a.cpu_at_release_s,
+            counters_at_release: a.counters,
+            client,
+            failure,
+            interrupted,
+        })
+    })
+}
+
+/// Paused: the accept queue fills (and overflows) while nobody accepts. Resumes once
+/// the queue has held connections, unchanged, for `settle` — the burst has arrived,
+/// however long the client took to start (seconds under emulation) — or after 10 s.
+fn wait_for_burst(listener: &Listener, settle: Duration, run_stop: &StopFlag, stop: &StopFlag) {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut last = (u32::MAX, Instant::now());
+    while Instant::now() < give_up && !run_stop.is_raised() && !stop.is_raised() {
+        let depth = listener.queue_info().map_or(0, |q| q.depth);
+        if depth != last.0 {
+            last = (depth, Instant::now());
+        } else if depth > 0 && last.1.elapsed() >= settle {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// What the drain rounds measured.
+struct DrainOut {
+    rec: Recorder,
+    rounds: u32,
+    accepted: u64,
+    drain_ns: u64,
+    cpu_s: f64,
+    first_release_ns: u64,
+    failure: Option<String>,
+    interrupted: bool,
+}
+
+/// drain: loadgen fills the queue (backlog+1 connections) while the acceptor waits;
+/// the acceptor is released and drains it back to back; repeated until the run's
+/// time is used. accepts/s = Σ accepted / Σ (release → last accept).
+fn drain(
+    spec: &RunSpec,
+    listener: &Listener,
+    lg: &loadgen::Config,
+    env: RunEnv,
+) -> anyhow::Result<Measured> {
+    let started = Instant::now();
+    let (out, child) = std::thread::scope(|s| -> anyhow::Result<(DrainOut, Client)> {
+        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let (child_tx, child_rx) = std::sync::mpsc::sync_channel::<Client>(1);
+        let acceptor = std::thread::Builder::new()
+            .name("acceptor".into())
+            .spawn_scoped(s, move || -> anyhow::Result<(DrainOut, Client)> {
+                let mut engine = prepare_acceptor(spec, listener)?;
+                let _ = ready_tx.send(());
+                let mut child = child_rx
+                    .recv()
+                    .context("the run ended before loadgen started")?;
+                let out = drain_rounds(spec, listener, engine.as_mut(), &mut child, started)?;
+                Ok((out, child))
+            })
+            .context("cannot start the acceptor thread")?;
+        // loadgen starts filling only once the acceptor's one-time setup (ring, runtime)
+        // is done: a server sets those up once, before its first accept.
+        if ready_rx.recv().is_ok() {
+            // Started from this thread: the child dies with the run's thread.
+            child_tx
+                .send(Client::spawn(spec.exe, spec.tmp, lg)?)
+                .map_err(|_| anyhow::anyhow!("the acceptor thread ended early"))?;
+        }
+        drop(child_tx);
+        acceptor
+            .join()
+            .map_err(|_| anyhow::anyhow!("the acceptor thread panicked"))?
+    })?;
+    let window_s = started.elapsed().as_secs_f64();
+    let client = child.finish(Duration::from_secs(10))?;
+    Ok(Measured {
+        window_accepts: out.accepted,
+        accepts_per_s: if out.drain_ns > 0 {
+            out.accepted as f64 / (out.drain_ns as f64 * 1e-9)
+        } else {
+            0.0
+        },
+        cpu_s: out.cpu_s,
+        backlog_effective: listener.backlog_effective,
+        rec: out.rec,
+        client,
+        failure: out.failure,
+        interrupted: out.interrupted,
+        window_s,
+        released_ns: out.first_release_ns,
+        env,
+        figures: ModeFigures::Drain { rounds: out.rounds },
+    })
+}
+
+/// Pins the calling thread to the server CPU and builds the engine, running it once
+/// with nothing to accept so that its one-time setup (ring, runtime) is done.
+fn prepare_acceptor(
+    spec: &RunSpec,
+    listener: &Listener,
+) -> anyhow::Result<Box<dyn engine::Acceptor>> {
+    loadgen::affinity::pin_current_thread(spec.cfg.server_cpu)?;
+    let mut engine = engine::build(spec.engine, &spec.cfg.options)?;
+    let nothing = Limits {
+        count: Some(0),
+        deadline: Some(Instant::now() + Duration::from_secs(5)),
+        stop: StopFlag::new(),
+    };
+    let mut scratch = Recorder::new(false);
+    engine
+        .run(listener, &nothing, &mut scratch)
+        .context("setting the engine up")?;
+    if scratch.accepted > 0 {
+        anyhow::bail!("the engine accepted a connection before any was made");
+    }
+    Ok(engine)
+}
+
+/// The acceptor's side of the drain rounds (on the pinned acceptor thread).
+fn drain_rounds(
+    spec: &RunSpec,
+    listener: &Listener,
+    engine: &mut dyn engine::Acceptor,
+    child: &mut Client,
+    started: Instant,
+) -> anyhow::Result<DrainOut> {
+    use loadgen::protocol::{Reply, RoundLine};
+    let cfg = spec.cfg;
+    let mut out = DrainOut {
+        rec: Recorder::new(true),
+        rounds: 0,
+        accepted: 0,
+        drain_ns: 0,
+        cpu_s: 0.0,
+        first_release_ns: 0,
+        failure: None,
+        interrupted: false,
+    };
+    loop {
+        // A round is a fill (≤ backlog+1 connects, microseconds each on loopback) plus
+        // the connect timeout at most; longer means the child is stuck.
+        let line = match child.read_line(Duration::from_secs(12)) {
+            Ok(Some(line)) => line,
+            Ok(None) => {
+                out.failure = Some("loadgen ended before the run's time was used".into());
+                break;
+            }
+            Err(e) => {
+                out.failure = Some(format!("{e:#}"));
+                break;
+            }
+        };
+        let Some(round) = RoundLine::parse(&line) else {
+            continue;
+        };
+        let before = out.rec.accepted;
+        let limits = Limits {
+            count: Some(before + round.established),
+            deadline: Some(Instant::now() + Duration::from_secs(5)),
+            stop: spec.stop.clone(),
+        };
+        let mut t = timed_run(engine, listener, &limits, &mut out.rec);
+        std::mem::replace(&mut t.result, Ok(())).context("draining the accept queue")?;
+        if out.rounds == 0 {
+            out.first_release_ns = t.released_ns;
+        }
+        out.rounds += 1;
+        out.accepted += t.accepted;
+        out.drain_ns += t.span_ns();
+        out.cpu_s += t.cpu_s;
+        out.interrupted = spec.stop.is_raised();
+        if t.accepted < round.established && !out.interrupted {
+            out.failure = Some(format!(
+                "a round accepted {} of {} queued connections within 5 s",
+                t.accepted, round.established
+            ));
+        }
+        let done = started.elapsed() >= cfg.duration || out.interrupted || out.failure.is_some();
+        child.send(if done { Reply::Stop } else { Reply::Next })?;
+        if done {
+            break;
+        }
+    }
+    Ok(out)
+}

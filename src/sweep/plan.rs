@@ -1,0 +1,88 @@
+//! The run order of a sweep: for each (backlog, mode), `repeat` rounds; in each
+//! round every engine runs once, in an order rotated by one each round, so that
+//! drift on a shared machine (a neighbour's load, thermal state) hits every engine
+//! alike, and each engine's ratio to std compares two runs made seconds apart.
+
+use crate::config::{Mode, SweepConfig};
+use crate::engine::EngineKind;
+
+/// One planned run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    /// Engine.
+    pub engine: EngineKind,
+    /// Backlog.
+    pub backlog: u32,
+    /// Mode.
+    pub mode: Mode,
+    /// Round (repetition), from 1.
+    pub round: u32,
+    /// Position within the round, from 1.
+    pub position: u32,
+}
+
+/// The sweep's rounds, in run order.
+pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
+    let mut out = Vec::new();
+    for &backlog in &cfg.backlogs {
+        for &mode in &cfg.modes {
+            for round in 1..=cfg.repeat {
+                let mut engines = cfg.engines.clone();
+                if !engines.is_empty() {
+                    let k = (round as usize - 1) % engines.len();
+                    engines.rotate_left(k);
+                }
+                out.push(
+                    engines
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, engine)| Planned {
+                            engine,
+                            backlog,
+                            mode,
+                            round,
+                            position: i as u32 + 1,
+                        })
+                        .collect(),
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_engine_once_per_round_in_rotated_order() {
+        let mut cfg = crate::config::tests::sweep_config(&["sweep"]);
+        cfg.engines = vec![EngineKind::Std, EngineKind::Uring, EngineKind::Tokio];
+        cfg.backlogs = vec![16, 128];
+        cfg.modes = vec![Mode::Drain];
+        cfg.repeat = 4;
+        let rounds = rounds(&cfg);
+        assert_eq!(rounds.len(), 2 * 4);
+        let firsts: Vec<EngineKind> = rounds[..4].iter().map(|r| r[0].engine).collect();
+        assert_eq!(
+            firsts,
+            [
+                EngineKind::Std,
+                EngineKind::Uring,
+                EngineKind::Tokio,
+                EngineKind::Std
+            ]
+        );
+        for r in &rounds {
+            let mut e: Vec<EngineKind> = r.iter().map(|p| p.engine).collect();
+            e.sort();
+            assert_eq!(e, cfg.engines);
+            assert!(r
+                .iter()
+                .all(|p| p.round == r[0].round && p.backlog == r[0].backlog));
+            let pos: Vec<u32> = r.iter().map(|p| p.position).collect();
+            assert_eq!(pos, [1, 2, 3]);
+        }
+    }
+}

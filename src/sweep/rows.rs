@@ -1,0 +1,213 @@
+//! Turns a run's figures into its summary row and histograms ([`FinishedRun`]), which
+//! the sweep hands to its sinks. Plain data in, plain data out: nothing is written here.
+
+use hdrhistogram::Histogram;
+
+use super::join::{self, ClientConn};
+use super::measure::{Measured, ModeFigures};
+use super::plan::Planned;
+use crate::config::Mode;
+use crate::overflow;
+use crate::record::new_histogram;
+use crate::report::row::{Status, SummaryRow};
+use crate::summary::LatencyNs;
+
+/// One finished run: its row and what goes beside it in the results directory.
+pub struct FinishedRun {
+    /// The summary.csv row.
+    pub row: SummaryRow,
+    /// Latency histograms (ns) by metric name: `connect`, `peer`, `peer-internal`.
+    pub histograms: Vec<(&'static str, Histogram<u64>)>,
+    /// Burst/overload: the accept-queue samples and their time 0.
+    pub queue: Option<(overflow::sampler::Samples, u64)>,
+}
+
+impl FinishedRun {
+    /// A run that produced no figures: skipped (unsupported engine) or failed before
+    /// measuring anything.
+    pub fn without_figures(p: &Planned, status: Status, why: &str) -> FinishedRun {
+        FinishedRun {
+            row: SummaryRow {
+                engine: p.engine.name().into(),
+                backlog: p.backlog,
+                mode: p.mode.name().into(),
+                repetition: p.round,
+                position: p.position,
+                status: Some(status),
+                note: why.to_string(),
+                ..Default::default()
+            },
+            histograms: Vec::new(),
+            queue: None,
+        }
+    }
+}
+
+/// Builds the row of a measured run: joins client and server records, fills every column.
+pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
+    let report = &m.client.report;
+    let from_intended = p.mode == Mode::Rate;
+    let mut connect = new_histogram();
+    let mut established = Vec::with_capacity(m.client.records.len());
+    let mut latencies = Vec::new();
+    let mut stalls = 0;
+    for r in &m.client.records {
+        if r.outcome != loadgen::Outcome::Established {
+            continue;
+        }
+        let start = if from_intended {
+            r.intended_ns
+        } else {
+            r.connect_start_ns
+        };
+        let latency = r.done_ns.saturating_sub(start).max(1);
+        let connect_ns = r.done_ns.saturating_sub(r.connect_start_ns);
+        if !r.warmup {
+            connect.saturating_record(latency);
+            if connect_ns >= overflow::RETRY_THRESHOLD_NS {
+                stalls += 1;
+            }
+        }
+        latencies.push(connect_ns);
+        established.push(ClientConn {
+            local: r.local,
+            connect_start_ns: r.connect_start_ns,
+            warmup: r.warmup,
+        });
+    }
+    let j = join::join(&established, &m.rec.peers);
+    let c = LatencyNs::of(&connect);
+    let pe = LatencyNs::of(&j.peer_e2e_ns);
+    let pi = LatencyNs::of(&m.rec.peer_extract_ns);
+    let mut notes = Vec::new();
+    if let Some(why) = &m.failure {
+        notes.push(why.clone());
+    }
+    if m.interrupted {
+        notes.push("interrupted (Ctrl-C) during the run".into());
+    }
+    if stalls > 0 && !p.mode.is_overflow() {
+        notes.push(format!(
+            "{stalls} connects waited for a SYN retransmit (the accept queue overflowed): throughput and latency ratios left empty"
+        ));
+    }
+    if j.unmatched() > 0 {
+        notes.push(format!(
+            "UNMATCHED connections: {} established by the client but never accepted, {} accepted with no client connection left, {} accepted with an address the client never used",
+            j.unmatched_client, j.unmatched_server, j.unknown_peer
+        ));
+    }
+    let status = if m.failure.is_some() {
+        Status::Failed
+    } else if m.interrupted {
+        Status::Incomplete
+    } else {
+        Status::Ok
+    };
+    let errors = &report.errors;
+    let mut row = SummaryRow {
+        engine: p.engine.name().into(),
+        backlog: p.backlog,
+        backlog_effective: m.backlog_effective,
+        mode: p.mode.name().into(),
+        repetition: p.round,
+        position: p.position,
+        status: Some(status),
+        note: notes.join("; "),
+        duration_s: m.window_s,
+        attempted: report.attempted + report.warmup_attempted,
+        // Every connection the client established, warm-up included: the acceptor
+        // accepted those too, and the accounting (established = accepted = matched)
+        // covers them. Latencies, accepts/s and CPU leave them out.
+        established: established.len() as u64,
+        accepted: m.rec.accepted,
+        matched: j.matched,
+        unmatched: j.unmatched(),
+        unmatched_client: j.unmatched_client,
+        unmatched_server: j.unmatched_server,
+        unknown_peer: j.unknown_peer,
+        accepts_per_s: m.accepts_per_s,
+        client_conns_per_s: report.conns_per_s,
+        acceptor_cpu_s: m.cpu_s,
+        acceptor_cpu_us_per_accept: if m.window_accepts > 0 {
+            m.cpu_s * 1e6 / m.window_accepts as f64
+        } else {
+            0.0
+        },
+        loadgen_cpu_s: report.cpu_user_s + report.cpu_sys_s,
+        accept_errors: m.rec.error_total(),
+        connect_p50_ns: c.p50,
+        connect_p99_ns: c.p99,
+        connect_p999_ns: c.p999,
+        connect_max_ns: c.max,
+        peer_p50_ns: pe.p50,
+        peer_p99_ns: pe.p99,
+        peer_p999_ns: pe.p999,
+        peer_max_ns: pe.max,
+        peer_internal_p50_ns: pi.p50,
+        peer_internal_p99_ns: pi.p99,
+        syn_retry_stalls: stalls,
+        refused: errors.refused,
+        reset: errors.reset,
+        timeout: errors.timeout,
+        pending: report.pending,
+        client_other_errors: errors.addr_unavailable + errors.other,
+        netns: m.env.netns.into(),
+        somaxconn: m.env.somaxconn,
+        tcp_syncookies: m.env.syncookies,
+        tcp_abort_on_overflow: m.env.abort_on_overflow,
+        ..Default::default()
+    };
+    let mut queue = None;
+    if let ModeFigures::Overflow(f) = m.figures {
+        overflow_columns(&mut row, &f, &latencies, m.released_ns, p.mode);
+        queue = Some((f.samples, f.t0_ns));
+    }
+    FinishedRun {
+        row,
+        histograms: vec![
+            ("connect", connect),
+            ("peer", j.peer_e2e_ns),
+            ("peer-internal", m.rec.peer_extract_ns),
+        ],
+        queue,
+    }
+}
+
+/// Fills the burst/overload columns of `row`.
+fn overflow_columns(
+    row: &mut SummaryRow,
+    f: &overflow::Figures,
+    latencies_ns: &[u64],
+    released_ns: u64,
+    mode: Mode,
+) {
+    let counter = |name: &str| f.counters.get(name).copied();
+    row.queue_max = Some(f.samples.max_depth());
+    row.queue_mean = Some(f.samples.mean_depth());
+    row.queue_limit = Some(f.samples.limit());
+    row.listen_overflows = counter("ListenOverflows");
+    row.listen_drops = counter("ListenDrops");
+    if mode == Mode::Burst {
+        row.listen_overflows_paused = f.counters_paused.get("ListenOverflows").copied();
+    }
+    row.reqq_full_drop = counter("TCPReqQFullDrop");
+    row.reqq_full_do_cookies = counter("TCPReqQFullDoCookies");
+    row.syncookies_sent = counter("SyncookiesSent");
+    let modes = overflow::retry_modes(latencies_ns.iter().copied());
+    let retried: u64 = modes.iter().map(|(_, n)| n).sum();
+    row.syn_retry_modes = Some(overflow::format_modes(&modes));
+    row.established_immediately = Some(row.established.saturating_sub(retried));
+    row.overflow_outcome = Some(overflow::outcome(
+        retried,
+        row.timeout + row.pending,
+        row.unmatched_client,
+        row.reset,
+    ));
+    if mode == Mode::Burst && released_ns > 0 {
+        row.drain_ms = f
+            .samples
+            .first_empty_after(released_ns)
+            .map(|t| (t - released_ns) as f64 / 1e6);
+    }
+}

@@ -1,0 +1,167 @@
+//! Where finished runs go. The sweep loop measures and hands each finished run to
+//! its sinks, the way ripgrep's searcher reports through a `Sink`; it never prints or
+//! writes files itself. [`Terminal`] shows progress and one line per run (on stderr,
+//! terminal or not); [`Directory`] writes the row, its histograms and queue samples.
+
+use std::io::IsTerminal;
+
+use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use super::plan::Planned;
+use super::rows::FinishedRun;
+use crate::overflow;
+use crate::report::csv::SummaryWriter;
+use crate::report::hgrm;
+use crate::report::row::{Status, SummaryRow};
+use crate::report::RunDir;
+
+/// Receives a sweep's runs as they finish.
+pub trait Sink {
+    /// A run is about to start.
+    fn starting(&mut self, _run: &Planned) {}
+    /// A run finished (its round's ratios are set). An error stops the sweep.
+    fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()>;
+    /// The sweep is over.
+    fn done(&mut self) {}
+}
+
+/// Progress on stderr, and one line per finished run.
+pub struct Terminal {
+    bar: ProgressBar,
+    /// Lines go through the bar on a terminal, straight to stderr otherwise (a hidden
+    /// bar prints nothing, which lost every row in CI logs and under `2>file`).
+    tty: bool,
+    quiet: bool,
+}
+
+impl Terminal {
+    /// A progress display for `total` runs; `quiet` shows only the bar, on a terminal.
+    pub fn new(total: usize, quiet: bool) -> Terminal {
+        let tty = std::io::stderr().is_terminal();
+        let bar = if tty {
+            ProgressBar::new(total as u64)
+        } else {
+            ProgressBar::with_draw_target(Some(total as u64), ProgressDrawTarget::hidden())
+        };
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Terminal { bar, tty, quiet }
+    }
+}
+
+impl Sink for Terminal {
+    fn starting(&mut self, p: &Planned) {
+        self.bar.set_message(format!(
+            "{} backlog {} {} round {}",
+            p.engine,
+            p.backlog,
+            p.mode.name(),
+            p.round
+        ));
+    }
+
+    fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()> {
+        self.bar.inc(1);
+        if !self.quiet {
+            let line = line_of(&run.row);
+            if self.tty {
+                self.bar.println(line);
+            } else {
+                eprintln!("{line}");
+            }
+        }
+        Ok(())
+    }
+
+    fn done(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// One JSON object per finished row on stdout (`sweep --json`).
+pub struct JsonLines;
+
+impl Sink for JsonLines {
+    fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()> {
+        use std::io::Write;
+        let line = serde_json::to_string(&run.row)?;
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{line}")
+            .and_then(|_| out.flush())
+            .context("writing a row to stdout")
+    }
+}
+
+/// The results directory: summary.csv (a row appended and flushed per run, so an
+/// interrupted sweep keeps every finished row), hgrm/ and queue/ files.
+pub struct Directory {
+    dir: RunDir,
+    csv: SummaryWriter,
+    /// Every row written, for the run's README and cells.csv at the end.
+    pub rows: Vec<SummaryRow>,
+}
+
+impl Directory {
+    /// Starts summary.csv in `dir`.
+    pub fn new(dir: RunDir) -> anyhow::Result<Directory> {
+        let csv = SummaryWriter::create(&dir.summary_csv())?;
+        Ok(Directory {
+            dir,
+            csv,
+            rows: Vec::new(),
+        })
+    }
+}
+
+impl Sink for Directory {
+    fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()> {
+        let r = &run.row;
+        for (metric, h) in &run.histograms {
+            let path = self
+                .dir
+                .hgrm(&r.engine, r.backlog, &r.mode, r.repetition, metric);
+            hgrm::write_file(&path, h).with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some((samples, t0)) = &run.queue {
+            let path = self
+                .dir
+                .queue_csv(&r.engine, r.backlog, &r.mode, r.repetition)?;
+            overflow::sampler::write_csv(&path, samples, *t0)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        self.csv.append(r)?;
+        self.rows.push(r.clone());
+        Ok(())
+    }
+}
+
+/// The terminal line of a finished run.
+pub fn line_of(r: &SummaryRow) -> String {
+    let head = format!(
+        "{:<12} b{:<5} {:<8} r{}",
+        r.engine, r.backlog, r.mode, r.repetition
+    );
+    match r.status {
+        Some(Status::Skipped) => format!("{head} skipped: {}", r.note),
+        Some(Status::Failed) => format!("{head} FAILED: {}", r.note),
+        _ => format!(
+            "{head} {:>9.0} accepts/s{} {:>6.2} µs/accept  peer p99 {:>8.1} µs  {}/{}/{} est/acc/matched{}",
+            r.accepts_per_s,
+            r.ratio_accepts_vs_std
+                .map_or(String::new(), |x| format!(" ({x:.2}× std)")),
+            r.acceptor_cpu_us_per_accept,
+            r.peer_p99_ns as f64 / 1e3,
+            r.established,
+            r.accepted,
+            r.matched,
+            if r.note.is_empty() {
+                String::new()
+            } else {
+                format!("  [{}]", r.note)
+            }
+        ),
+    }
+}
