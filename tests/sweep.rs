@@ -287,7 +287,7 @@ fn a_killed_client_makes_a_failed_row_that_no_aggregate_includes() {
         "{median} vs {ok:?}"
     );
     // compare leaves it out too.
-    let runs = acceptbench::compare::load_runs(&[dir.clone()]).unwrap();
+    let runs = acceptbench::compare::load_runs(std::slice::from_ref(&dir)).unwrap();
     let c = acceptbench::compare::compare(&runs, &["accepts_per_s".to_string()]).unwrap();
     match &c.lines[0].cells[0] {
         acceptbench::compare::Cell::Value { stats, .. } => assert_eq!(stats.n, 2),
