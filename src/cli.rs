@@ -107,19 +107,20 @@ pub struct SweepArgs {
     #[arg(long)]
     pub engines: Option<String>,
     /// Backlogs, comma-separated.
-    #[arg(long, default_value = "16,128,1024,4096")]
+    #[arg(long, default_value = "128,4096")]
     pub backlogs: String,
     /// Modes, comma-separated: closed, rate, drain, burst, overload.
     #[arg(long, default_value = "closed,drain")]
     pub modes: String,
     /// Measured time per run.
-    #[arg(long, default_value = "1s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    #[arg(long, default_value = "250ms", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub duration: Duration,
     /// Warm-up before each closed/rate run (connections made then are not measured).
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Repetitions of every (engine, backlog, mode).
-    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..))]
+    /// Rounds: every engine runs once per round, in an order rotated each round; 6 or
+    /// more give 95% confidence intervals for medians and ratios (cells.csv).
+    #[arg(long, default_value = "6", value_parser = clap::value_parser!(u32).range(1..))]
     pub repeat: u32,
     /// Connection rate for mode `rate` (conn/s).
     #[arg(long, default_value = "10000", value_parser = clap::value_parser!(u64).range(1..))]

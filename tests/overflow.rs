@@ -27,6 +27,8 @@ fn burst_sweep(name: &str, args: &[&str]) -> (PathBuf, Vec<SummaryRow>) {
     let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
         .args([
             "sweep",
+            "--repeat",
+            "1",
             "--modes",
             "burst",
             "--no-plots",

@@ -301,6 +301,8 @@ fn plotting_a_real_tiny_sweep() {
     let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
         .args([
             "sweep",
+            "--repeat",
+            "1",
             "--engines",
             "std",
             "--backlogs",

@@ -29,7 +29,15 @@ fn run_dir(out: &Path) -> PathBuf {
 fn a_tiny_sweep_writes_consistent_parseable_results() {
     let out = out_dir("tiny");
     let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
-        .args(["sweep", "--engines", "std,uring", "--backlogs", "16,128"])
+        .args([
+            "sweep",
+            "--repeat",
+            "1",
+            "--engines",
+            "std,uring",
+            "--backlogs",
+            "16,128",
+        ])
         .args([
             "--modes",
             "closed,drain",
@@ -124,6 +132,8 @@ fn an_interrupted_sweep_keeps_finished_rows_and_says_incomplete() {
     let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
         .args([
             "sweep",
+            "--repeat",
+            "1",
             "--engines",
             "std",
             "--backlogs",

@@ -1,0 +1,31 @@
+//! results/README.md documents every column of summary.csv and cells.csv.
+
+use acceptbench::report::cells::CellRow;
+use acceptbench::report::row::SummaryRow;
+
+fn columns<T: serde::Serialize>(row: &T) -> Vec<String> {
+    match serde_json::to_value(row).unwrap() {
+        serde_json::Value::Object(map) => map.keys().cloned().collect(),
+        other => panic!("not a struct: {other:?}"),
+    }
+}
+
+#[test]
+fn every_column_is_documented() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/results/README.md")).unwrap();
+    let summary = &doc[doc.find("## summary.csv columns").unwrap()..];
+    let cells = &doc[doc.find("## cells.csv columns").unwrap()..];
+    for c in columns(&SummaryRow::default()) {
+        assert!(
+            summary.contains(&format!("| `{c}` |")),
+            "summary.csv column {c} undocumented"
+        );
+    }
+    for c in columns(&CellRow::default()) {
+        assert!(
+            cells.contains(&format!("| `{c}` |")),
+            "cells.csv column {c} undocumented"
+        );
+    }
+}
