@@ -33,9 +33,9 @@ pub enum ConfigError {
         /// Why, and what is valid.
         why: String,
     },
-    /// Namespace settings asked for without root.
-    #[error("--abort-on-overflow, --syncookies and --somaxconn are set in a private network namespace, which needs root: run as root or drop them")]
-    NeedsRoot,
+    /// Namespace settings asked for where no private namespace can be made.
+    #[error("--abort-on-overflow, --syncookies and --somaxconn are set in a private network namespace, which cannot be made here ({0}): run as root with CAP_SYS_ADMIN, or drop them")]
+    NeedsRoot(String),
     /// A CPU that this machine does not have.
     #[error("--{flag} {cpu}: this machine has CPUs 0..{ncpu}")]
     NoSuchCpu {
@@ -345,10 +345,15 @@ impl SweepConfig {
             syncookies: a.syncookies,
             somaxconn: a.somaxconn,
         };
-        let private_netns = crate::kernel::netns::can_create();
-        if !private_netns && netns != Default::default() {
-            return Err(ConfigError::NeedsRoot);
+        let netns_probe = if modes.iter().any(|m| m.is_overflow()) {
+            crate::kernel::netns::can_create()
+        } else {
+            Err("not needed: no overflow mode".into())
+        };
+        if let (Err(why), true) = (&netns_probe, netns != Default::default()) {
+            return Err(ConfigError::NeedsRoot(why.clone()));
         }
+        let private_netns = netns_probe.is_ok();
         let overflow = OverflowConfig {
             burst_size: a.burst_size,
             pause: a.pause,

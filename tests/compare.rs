@@ -355,3 +355,49 @@ fn the_binary_prints_a_table_and_names_a_broken_file() {
     assert!(stderr.contains("summary.csv:2"), "{stderr}");
     std::fs::remove_dir_all(&root).unwrap();
 }
+
+#[test]
+fn a_column_an_older_run_lacks_is_absent_not_zero() {
+    let root = scratch("oldcols");
+    let (a, b) = two_runs(&root);
+    // Rewrite B's summary.csv without the acceptor_cpu_us_per_accept column.
+    let path = b.join("summary.csv");
+    let mut r = ::csv::Reader::from_path(&path).unwrap();
+    let headers = r.headers().unwrap().clone();
+    let drop = headers
+        .iter()
+        .position(|h| h == "acceptor_cpu_us_per_accept")
+        .unwrap();
+    let mut w = ::csv::Writer::from_writer(Vec::new());
+    let keep = |rec: &::csv::StringRecord| -> Vec<String> {
+        rec.iter()
+            .enumerate()
+            .filter(|(i, _)| *i != drop)
+            .map(|(_, v)| v.to_string())
+            .collect()
+    };
+    w.write_record(keep(&headers)).unwrap();
+    for rec in r.records() {
+        w.write_record(keep(&rec.unwrap())).unwrap();
+    }
+    std::fs::write(&path, w.into_inner().unwrap()).unwrap();
+    let runs = compare::load_runs(&[a, b]).unwrap();
+    let c = compare::compare(&runs, &metrics(&["acceptor_cpu_us_per_accept"])).unwrap();
+    let cells = find(&c, "std", 16, "acceptor_cpu_us_per_accept");
+    assert!(matches!(cells[0], Cell::Value { .. }));
+    assert_eq!(cells[1], Cell::NoValue);
+    assert!(format::text(&c).contains(" —"), "{}", format::text(&c));
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+#[test]
+fn a_newer_results_format_is_refused_by_name() {
+    let root = scratch("format");
+    let (a, _) = two_runs(&root);
+    let mut m = meta("6.1.0-test");
+    m.format_version = 99;
+    m.write(&a.join("meta.json")).unwrap();
+    let e = format!("{:#}", compare::load_runs(&[a]).unwrap_err());
+    assert!(e.contains("format_version 99"), "{e}");
+    std::fs::remove_dir_all(&root).unwrap();
+}

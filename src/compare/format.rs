@@ -21,7 +21,7 @@ fn value_text(c: &Cell) -> String {
     match c {
         Cell::Missing => "—".into(),
         Cell::Skipped(_) => "skipped".into(),
-        Cell::NoValue => "n/a".into(),
+        Cell::NoValue => "—".into(),
         Cell::Value { stats, .. } if stats.n > 1 => {
             format!(
                 "{} [{}–{}]",

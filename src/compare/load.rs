@@ -17,6 +17,8 @@ pub struct Run {
     pub meta: Meta,
     /// Its summary.csv rows, in file order.
     pub rows: Vec<SummaryRow>,
+    /// The columns its summary.csv has (older formats lack some: those are absent, not zero).
+    pub columns: Vec<String>,
     /// Column label: the kernel release, with the directory name when two runs share one.
     pub label: String,
 }
@@ -47,12 +49,14 @@ pub fn load_run(dir: &Path) -> anyhow::Result<Run> {
         anyhow::bail!("{}: no such directory; {}", dir.display(), hint());
     }
     let meta = Meta::read(&dir.join("meta.json")).with_context(hint)?;
-    let rows = crate::report::csv::read(&dir.join("summary.csv")).with_context(hint)?;
+    let (rows, columns) =
+        crate::report::csv::read_with_columns(&dir.join("summary.csv")).with_context(hint)?;
     let label = meta.kernel_release.clone();
     Ok(Run {
         dir: dir.to_path_buf(),
         meta,
         rows,
+        columns,
         label,
     })
 }

@@ -37,7 +37,8 @@ pub enum Cell {
     Missing,
     /// The run skipped this engine (unsupported kernel); the row's note says why.
     Skipped(String),
-    /// The run has rows but none with a numeric value for this metric.
+    /// The run has rows but no value for this metric (no ok run, or an older run
+    /// without that column).
     NoValue,
     /// Measured.
     Value {
@@ -157,7 +158,15 @@ pub fn compare(runs: &[Run], metrics: &[String]) -> anyhow::Result<Comparison> {
         for metric in metrics {
             let mut cells: Vec<Cell> = groups
                 .iter()
-                .map(|g| cell(g.get(key).map(Vec::as_slice), metric))
+                .zip(runs)
+                .map(|(g, run)| {
+                    if run.columns.iter().any(|c| c == metric) {
+                        cell(g.get(key).map(Vec::as_slice), metric)
+                    } else {
+                        // An older run without this column: absent, not zero.
+                        Cell::NoValue
+                    }
+                })
                 .collect();
             set_ratios(&mut cells);
             lines.push(Line {

@@ -59,10 +59,29 @@ pub fn enter_private(settings: &NetnsSettings) -> Result<(), NetnsError> {
     Ok(())
 }
 
-/// True when this process may create network namespaces (root).
-pub fn can_create() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
+/// Whether this process may create network namespaces: tried for real on a
+/// throwaway thread (the namespace dies with it), because being root is not enough
+/// in a container without CAP_SYS_ADMIN or under a seccomp filter. `Err` says why not.
+pub fn can_create() -> Result<(), String> {
+    let tried = std::thread::Builder::new()
+        .name("netns-probe".into())
+        .spawn(|| {
+            // SAFETY: unshare takes flags only; it affects this short-lived thread.
+            if unsafe { libc::unshare(libc::CLONE_NEWNET) } == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::last_os_error())
+            }
+        })
+        .map_err(|e| format!("cannot start a thread to try it: {e}"))?
+        .join()
+        .map_err(|_| "the namespace probe panicked".to_string())?;
+    tried.map_err(|e| match e.raw_os_error() {
+        Some(libc::EPERM) => format!(
+            "unshare(CLONE_NEWNET) is not permitted ({e}): needs root with CAP_SYS_ADMIN (a container may drop it)"
+        ),
+        _ => format!("unshare(CLONE_NEWNET) failed: {e}"),
+    })
 }
 
 /// Brings the loopback interface of the current namespace up (SIOCSIFFLAGS).

@@ -174,14 +174,17 @@ pub fn verdict(ratio: Option<MedianCi>) -> String {
     }
 }
 
-/// Writes cells.csv.
+/// Writes cells.csv (atomically).
 pub fn write(path: &Path, cells: &[CellRow]) -> io::Result<()> {
     let err = |e: csv::Error| io::Error::other(format!("{}: {e}", path.display()));
-    let mut w = csv::Writer::from_path(path).map_err(err)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     for c in cells {
         w.serialize(c).map_err(err)?;
     }
-    w.flush()
+    let bytes = w
+        .into_inner()
+        .map_err(|e| io::Error::other(e.to_string()))?;
+    super::write_atomic(path, &bytes)
 }
 
 /// Reads a cells.csv; errors name the file and the line.

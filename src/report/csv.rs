@@ -29,14 +29,32 @@ impl SummaryWriter {
     }
 }
 
-/// Reads every row of a summary.csv; errors name the file and the line.
+/// Reads every row of a summary.csv; errors name the file and the line. Columns the
+/// file lacks (an older format) read as their defaults: use [`read_with_columns`] to
+/// tell them apart from measured zeros.
 pub fn read(path: &Path) -> io::Result<Vec<SummaryRow>> {
+    read_with_columns(path).map(|(rows, _)| rows)
+}
+
+/// Reads a summary.csv and the names of the columns it has.
+pub fn read_with_columns(path: &Path) -> io::Result<(Vec<SummaryRow>, Vec<String>)> {
     let mut r = csv::Reader::from_path(path).map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidData,
             format!("{}: cannot read: {e}", path.display()),
         )
     })?;
+    let columns: Vec<String> = r
+        .headers()
+        .map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}:1: cannot read the header: {e}", path.display()),
+            )
+        })?
+        .iter()
+        .map(str::to_string)
+        .collect();
     let mut rows = Vec::new();
     for result in r.deserialize::<SummaryRow>() {
         let row = result.map_err(|e| {
@@ -48,7 +66,7 @@ pub fn read(path: &Path) -> io::Result<Vec<SummaryRow>> {
         })?;
         rows.push(row);
     }
-    Ok(rows)
+    Ok((rows, columns))
 }
 
 #[cfg(test)]

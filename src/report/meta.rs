@@ -56,7 +56,12 @@ pub struct Meta {
 }
 
 /// Format version written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+///
+/// 1: the first layout. 2: adds `cells.csv` and the summary.csv columns `position`,
+/// `syn_retry_stalls`, `somaxconn`, `tcp_syncookies`, `tcp_abort_on_overflow`; `netns`
+/// becomes text; status `failed`. Readers take every version up to this one (columns a
+/// run lacks are absent, never zero) and refuse newer ones.
+pub const FORMAT_VERSION: u32 = 2;
 
 impl Meta {
     /// Collects the facts of this machine for a run started with `command`.
@@ -89,23 +94,35 @@ impl Meta {
         }
     }
 
-    /// Writes meta.json (pretty-printed).
+    /// Writes meta.json (pretty-printed), atomically: a crash mid-write keeps the old file.
     pub fn write(&self, path: &Path) -> io::Result<()> {
         let text = serde_json::to_string_pretty(self).map_err(io::Error::other)?;
-        std::fs::write(path, text + "\n")
-            .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+        super::write_atomic(path, (text + "\n").as_bytes())
     }
 
     /// Reads a meta.json; errors name the file and the line.
     pub fn read(path: &Path) -> io::Result<Meta> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| {
+        let meta: Meta = serde_json::from_str(&text).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("{}:{}: {e}", path.display(), e.line()),
             )
-        })
+        })?;
+        if meta.format_version == 0 || meta.format_version > FORMAT_VERSION {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "{}: results format_version {} is not one this acceptbench reads (1 to {FORMAT_VERSION}); use the acceptbench version that wrote it (meta.json acceptbench_version {}, git {})",
+                    path.display(),
+                    meta.format_version,
+                    meta.acceptbench_version,
+                    meta.git_rev
+                ),
+            ));
+        }
+        Ok(meta)
     }
 }
 

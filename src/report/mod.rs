@@ -18,8 +18,32 @@ pub struct RunDir {
     pub path: PathBuf,
 }
 
+/// Writes `bytes` to `path` through a temporary file in the same directory and a
+/// rename, so a crash or a full disk never leaves a truncated file behind.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    let with_path = |e: io::Error| io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(with_path)
+}
+
 impl RunDir {
-    /// Creates a new run directory (and its `hgrm/`) under `out`.
+    /// Creates a new run directory (and its `hgrm/`) under `out`. The directory is
+    /// created exclusively: when another sweep took the same name in the same second,
+    /// this one gets a suffix (`-2`, `-3`, …) instead of sharing its files.
     pub fn create(out: &Path, kernel_release: &str, host: &str) -> io::Result<RunDir> {
         let stamp = meta::now_utc().replace([':', '-'], "");
         let clean = |s: &str| {
@@ -34,8 +58,7 @@ impl RunDir {
                 .collect::<String>()
         };
         let name = format!("{stamp}-{}-{}", clean(kernel_release), clean(host));
-        let path = out.join(name);
-        std::fs::create_dir_all(path.join("hgrm")).map_err(|e| {
+        let cannot = |path: &Path, e: io::Error| {
             io::Error::new(
                 e.kind(),
                 format!(
@@ -43,8 +66,27 @@ impl RunDir {
                     path.display()
                 ),
             )
-        })?;
-        Ok(RunDir { path })
+        };
+        std::fs::create_dir_all(out).map_err(|e| cannot(out, e))?;
+        for n in 1..1000 {
+            let path = if n == 1 {
+                out.join(&name)
+            } else {
+                out.join(format!("{name}-{n}"))
+            };
+            match std::fs::create_dir(&path) {
+                Ok(()) => {
+                    std::fs::create_dir(path.join("hgrm")).map_err(|e| cannot(&path, e))?;
+                    return Ok(RunDir { path });
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(cannot(&path, e)),
+            }
+        }
+        Err(cannot(
+            &out.join(&name),
+            io::Error::new(io::ErrorKind::AlreadyExists, "999 runs of that name exist"),
+        ))
     }
 
     /// `summary.csv`.
@@ -90,5 +132,31 @@ impl RunDir {
         self.path
             .join("hgrm")
             .join(format!("{engine}-b{backlog}-{mode}{rep}-{metric}.hgrm"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("meta.json");
+        write_atomic(&p, b"first").unwrap();
+        write_atomic(&p, b"second").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"second");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        let e = write_atomic(&dir.path().join("no/such/dir/x"), b"x").unwrap_err();
+        assert!(e.to_string().contains("no/such/dir/x"), "{e}");
+    }
+
+    #[test]
+    fn two_runs_in_the_same_second_get_their_own_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = RunDir::create(dir.path(), "6.18", "host").unwrap();
+        let b = RunDir::create(dir.path(), "6.18", "host").unwrap();
+        assert_ne!(a.path, b.path);
+        assert!(a.path.join("hgrm").is_dir() && b.path.join("hgrm").is_dir());
     }
 }

@@ -59,8 +59,12 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         eprintln!("acceptbench: note: {n}");
     }
     meta.write(&dir.meta_json())?;
-    let tmp = std::env::temp_dir().join(format!("acceptbench-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    // Private (mode 0700, unpredictable name) and removed on every way out of here.
+    let tmp_dir = tempfile::Builder::new()
+        .prefix("acceptbench-")
+        .tempdir()
+        .context("cannot create a private temporary directory for loadgen's records")?;
+    let tmp = tmp_dir.path().to_path_buf();
 
     let stop = StopFlag::new();
     crate::signal::stop_on_signal(&stop)?;
@@ -97,15 +101,17 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         Ok(())
     })();
     terminal.done();
-    let _ = std::fs::remove_dir_all(&tmp);
+    drop(tmp_dir);
     let rows = directory.rows;
     let cells = cells::aggregate(&rows);
     cells::write(&dir.cells_csv(), &cells)?;
     meta.incomplete = stop.is_raised() || result.is_err();
     meta.finished_utc = meta::now_utc();
     meta.write(&dir.meta_json())?;
-    std::fs::write(dir.readme(), readme::render(&meta, &rows, &cells))
-        .with_context(|| format!("writing {}", dir.readme().display()))?;
+    crate::report::write_atomic(
+        &dir.readme(),
+        readme::render(&meta, &rows, &cells).as_bytes(),
+    )?;
     result?;
     if cfg.plots && !rows.is_empty() {
         // Charts are a convenience: a failure to draw never loses the measured data.
@@ -196,7 +202,10 @@ fn setup_notes(cfg: &SweepConfig) -> Vec<String> {
                 cfg.overflow.netns.somaxconn.map_or("default".into(), |v| v.to_string()),
             )
         } else {
-            "burst/overload runs ran on the host's loopback (not root): TcpExt counters may include other traffic".to_string()
+            format!(
+                "burst/overload runs ran on the host's loopback ({}): TcpExt counters may include other traffic",
+                crate::kernel::netns::can_create().err().unwrap_or_default()
+            )
         });
     }
     if cfg.repeat < 6 {

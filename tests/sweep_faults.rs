@@ -1,0 +1,208 @@
+//! A sweep under interruptions and faults: output reaches stderr without a terminal,
+//! Ctrl-C at a terminal (the whole process group) keeps what the client measured, a
+//! killed sweep takes its client with it, and no scratch files are left behind.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use acceptbench::report::{csv, row::Status, row::SummaryRow};
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("ab-faults-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn sweep(out: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(assert_cmd::cargo::cargo_bin("acceptbench"));
+    c.args(["sweep", "--repeat", "1", "--engines", "std", "--no-plots"])
+        .args(args)
+        .arg("--out")
+        .arg(out);
+    c
+}
+
+fn only_run_dir(out: &Path) -> PathBuf {
+    let dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_dir())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    dirs.into_iter().next().unwrap()
+}
+
+/// PIDs of the running `acceptbench loadgen` children of `parent`.
+fn loadgen_children(parent: u32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir(format!("/proc/{parent}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+        for pid in children
+            .split_whitespace()
+            .filter_map(|p| p.parse::<i32>().ok())
+        {
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmd.split(|&b| b == 0).any(|a| a == b"loadgen") {
+                out.push(pid);
+            }
+        }
+    }
+    out
+}
+
+fn wait_for_child(parent: u32) -> i32 {
+    let end = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(&pid) = loadgen_children(parent).first() {
+            return pid;
+        }
+        assert!(Instant::now() < end, "no loadgen child appeared");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn alive(pid: i32) -> bool {
+    // A zombie is dead for our purpose: it no longer connects.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn rows_reach_a_piped_stderr_and_json_goes_to_stdout_and_scratch_is_removed() {
+    let out = scratch("pipe");
+    let tmp = scratch("tmpdir");
+    let o = sweep(
+        &out,
+        &[
+            "--backlogs",
+            "128",
+            "--modes",
+            "drain",
+            "--duration",
+            "200ms",
+            "--json",
+        ],
+    )
+    .env("TMPDIR", &tmp)
+    .output()
+    .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let stdout = String::from_utf8(o.stdout).unwrap();
+    let rows: Vec<SummaryRow> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, Some(Status::Ok));
+    // --json implies no per-run line on stderr; without it, the line is there.
+    let o = sweep(
+        &out,
+        &[
+            "--backlogs",
+            "128",
+            "--modes",
+            "drain",
+            "--duration",
+            "200ms",
+        ],
+    )
+    .env("TMPDIR", &tmp)
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8(o.stderr).unwrap();
+    assert!(
+        stderr.contains("std          b128   drain    r1"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("accepts/s"), "{stderr}");
+    let left: Vec<_> = std::fs::read_dir(&tmp).unwrap().collect();
+    assert!(left.is_empty(), "scratch files left behind: {left:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn ctrl_c_at_a_terminal_keeps_what_the_client_measured() {
+    let out = scratch("pgrp");
+    // A terminal's Ctrl-C goes to the whole foreground process group.
+    let mut child = sweep(
+        &out,
+        &[
+            "--backlogs",
+            "1024",
+            "--modes",
+            "closed",
+            "--duration",
+            "5s",
+        ],
+    )
+    .process_group(0)
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let pgid = child.id() as i32;
+    let client = wait_for_child(child.id());
+    std::thread::sleep(Duration::from_millis(800));
+    // SAFETY: kill(2) on the process group we just created.
+    unsafe { libc::kill(-pgid, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert!(!alive(client));
+    let rows = csv::read(&only_run_dir(&out).join("summary.csv")).unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let r = &rows[0];
+    assert_eq!(r.status, Some(Status::Incomplete), "{r:?}");
+    // The client got exactly one stop and reported: its figures are kept, not zeros.
+    assert!(r.established > 100, "{r:?}");
+    assert_eq!(r.established, r.accepted, "{r:?}");
+    assert!(r.duration_s < 4.0, "{r:?}");
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn a_killed_sweep_takes_its_client_with_it() {
+    let out = scratch("kill9");
+    let mut child = sweep(
+        &out,
+        &[
+            "--backlogs",
+            "1024",
+            "--modes",
+            "closed",
+            "--duration",
+            "20s",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let client = wait_for_child(child.id());
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let end = Instant::now() + Duration::from_secs(3);
+    while alive(client) {
+        assert!(
+            Instant::now() < end,
+            "loadgen {client} still runs after its sweep died"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
