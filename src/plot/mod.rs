@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::compare::{load_run, load_runs, Run};
 use crate::config::PlotConfig;
-use crate::report::row::{Status, SummaryRow};
+use crate::report::row::SummaryRow;
 use charts::{Axis, Chart, Series};
 
 /// Latency histograms plotted, with their axis descriptions.
@@ -111,12 +111,13 @@ pub fn all_charts(runs: &[Run]) -> Vec<Chart> {
     charts
 }
 
-/// Rows that were measured (not skipped), with their run index.
+/// Rows that are measurements (status ok: failed, interrupted and skipped runs are
+/// absent, not zero), with their run index.
 fn measured(runs: &[Run]) -> impl Iterator<Item = (usize, &SummaryRow)> {
     runs.iter().enumerate().flat_map(|(i, r)| {
         r.rows
             .iter()
-            .filter(|row| row.status != Some(Status::Skipped))
+            .filter(|row| row.is_ok())
             .map(move |row| (i, row))
     })
 }
@@ -152,7 +153,8 @@ fn label(runs: &[Run], run: usize, engine: &str) -> String {
     }
 }
 
-/// One chart per mode: `value` (mean over repetitions) against backlog, a line per engine (and run).
+/// One chart per mode: `value` (median over the ok repetitions) against backlog, a
+/// line per engine (and run).
 fn by_backlog(
     runs: &[Run],
     mode: &str,
@@ -180,8 +182,7 @@ fn by_backlog(
                         .map(|(_, r)| value(r))
                         .filter(|v| v.is_finite() && *v > 0.0)
                         .collect();
-                    (!vals.is_empty())
-                        .then(|| (f64::from(b), vals.iter().sum::<f64>() / vals.len() as f64))
+                    crate::stats::MedianCi::of(&vals).map(|c| (f64::from(b), c.median))
                 })
                 .collect();
             if !points.is_empty() {
