@@ -595,3 +595,67 @@ fn drain_rounds(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(t_ns: u64, warmup: bool) -> loadgen::ConnRecord {
+        loadgen::ConnRecord {
+            local: ([127, 0, 0, 2], 1000).into(),
+            intended_ns: t_ns,
+            connect_start_ns: t_ns,
+            done_ns: t_ns + 10,
+            outcome: loadgen::Outcome::Established,
+            warmup,
+            round: 0,
+        }
+    }
+
+    #[test]
+    fn warm_up_accepts_and_cpu_are_left_out_of_the_window() {
+        let ms = 1_000_000u64;
+        // Released at 1 ms; warm-up until 100 ms; accepts every ms from 2 to 299 ms.
+        let mut rec = Recorder::new(true);
+        for t in 2..300u64 {
+            rec.accepted(([127, 0, 0, 2], 1000).into(), t * ms, t * ms);
+        }
+        let mut records = vec![record(2 * ms, true), record(99 * ms, true)];
+        records.extend((100..299).map(|t| record(t * ms, false)));
+        let d = Driven {
+            rec,
+            // 0.3 s of CPU over the run, 0.1 s of it before 100 ms.
+            cpu_s: 0.3,
+            released_ns: ms,
+            cpu_samples: vec![(50 * ms, 5.05), (99 * ms, 5.1), (150 * ms, 5.15)],
+            cpu_at_release_s: 5.0,
+            counters_at_release: None,
+            client: ClientResult {
+                report: loadgen::Report::default(),
+                records,
+            },
+            failure: None,
+            interrupted: false,
+            window_s: 0.3,
+        };
+        let listener = Listener::bind(&ListenerSpec {
+            addr: ([127, 0, 0, 1], 0).into(),
+            backlog: 8,
+            reuse_port: false,
+        })
+        .unwrap();
+        let m = d.into_measured(&listener, RunEnv::default(), ModeFigures::Driven, true);
+        assert_eq!(m.window_accepts, 200, "accepts from 100 ms to 299 ms");
+        assert!((m.cpu_s - 0.2).abs() < 1e-9, "{}", m.cpu_s);
+        // 200 accepts over 199 ms.
+        assert!(
+            (m.accepts_per_s - 200.0 / 0.199).abs() < 1e-6,
+            "{}",
+            m.accepts_per_s
+        );
+        assert_eq!(
+            m.rec.accepted, 298,
+            "the warm-up accepts stay in the accounting"
+        );
+    }
+}
