@@ -62,9 +62,15 @@ pub struct ListenArgs {
     /// Engine: std, uring, multishot, tokio-uring, tokio.
     #[arg(long, default_value = "std")]
     pub engine: EngineKind,
-    /// Address to listen on (IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::1]:8080).
+    /// Address to listen on (IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::1]:8080). An IPv6
+    /// address listens for IPv6 clients only (IPV6_V6ONLY): IPv4 clients are refused,
+    /// unless --dual-stack.
     #[arg(long, default_value = "0.0.0.0:8080", value_parser = parse_addr)]
     pub addr: SocketAddr,
+    /// With an IPv6 --addr such as [::]:8080: accept IPv4 clients too (IPV6_V6ONLY off);
+    /// they are reported as plain IPv4 (127.0.0.1:port, not [::ffff:127.0.0.1]:port).
+    #[arg(long)]
+    pub dual_stack: bool,
     /// listen(2) backlog; the kernel clamps it to net.core.somaxconn.
     #[arg(long, default_value = "128", value_parser = clap::value_parser!(u32).range(1..))]
     pub backlog: u32,

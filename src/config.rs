@@ -288,6 +288,7 @@ impl ListenConfig {
                 addr: a.addr,
                 backlog: a.backlog,
                 reuse_port: a.reuse_port,
+                dual_stack: a.dual_stack,
             },
             count: a.count,
             duration: a.duration,

@@ -32,6 +32,7 @@ fn bind(addr: SocketAddr, backlog: u32) -> Result<Listener, ListenerError> {
         addr,
         backlog,
         reuse_port: false,
+        dual_stack: false,
     })
 }
 

@@ -25,6 +25,7 @@ fn bind_v4(backlog: u32) -> Listener {
         addr: "127.0.0.1:0".parse().unwrap(),
         backlog,
         reuse_port: false,
+        dual_stack: false,
     })
     .unwrap()
 }
@@ -146,5 +147,56 @@ fn a_repeating_unknown_accept_errno_stops_the_run_without_spinning() {
             cpu < 0.5 * wall,
             "{kind}: spun the CPU: {cpu:.3} s CPU in {wall:.3} s"
         );
+    }
+}
+
+/// Every engine leaves the listener's O_NONBLOCK flag (shared by every dup of the fd)
+/// as it found it, whether it found it set or clear, so engines that run one after
+/// another on one listener (a sweep, a server switching engines) each get what they
+/// rely on and give it back.
+#[test]
+fn every_engine_restores_the_blocking_mode_it_found() {
+    for kind in EngineKind::ALL.into_iter().filter(|&k| supported(k)) {
+        for start_nonblocking in [false, true] {
+            let listener = bind_v4(16);
+            listener
+                .socket()
+                .set_nonblocking(start_nonblocking)
+                .unwrap();
+            let _client = TcpStream::connect(listener.local_addr).unwrap();
+            let mut acceptor = engine::build(kind, &EngineOptions::default()).unwrap();
+            let mut rec = Recorder::new(false);
+            acceptor
+                .run(&listener, &limits(Some(1), Duration::from_secs(10)), &mut rec)
+                .unwrap_or_else(|e| panic!("{kind}: {e}"));
+            assert_eq!(rec.accepted, 1, "{kind}");
+            assert_eq!(
+                listener.socket().nonblocking().unwrap(),
+                start_nonblocking,
+                "{kind} changed O_NONBLOCK (found {start_nonblocking})"
+            );
+        }
+    }
+}
+
+/// The guard itself: sets the mode asked for, and puts back the one found both on
+/// `restore` and on drop (an engine's early return).
+#[test]
+fn blocking_mode_guard_restores_on_restore_and_on_drop() {
+    let listener = bind_v4(4);
+    for found in [false, true] {
+        for asked in [false, true] {
+            listener.socket().set_nonblocking(found).unwrap();
+            let guard = listener.set_blocking_mode(asked).unwrap();
+            assert_eq!(guard.was_nonblocking(), found);
+            assert_eq!(listener.socket().nonblocking().unwrap(), asked);
+            guard.restore().unwrap();
+            assert_eq!(listener.socket().nonblocking().unwrap(), found);
+            {
+                let _guard = listener.set_blocking_mode(asked).unwrap();
+                assert_eq!(listener.socket().nonblocking().unwrap(), asked);
+            }
+            assert_eq!(listener.socket().nonblocking().unwrap(), found);
+        }
     }
 }

@@ -73,6 +73,7 @@ pub fn run(spec: &RunSpec) -> anyhow::Result<Measured> {
         addr: crate::config::sweep_listen_addr(),
         backlog: spec.backlog,
         reuse_port: false,
+        dual_stack: false,
     })?;
     match spec.mode {
         Mode::Closed | Mode::Rate => run_driven(spec, &listener, Duration::ZERO),
