@@ -136,10 +136,10 @@ pub struct SweepArgs {
     /// loadgen threads.
     #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
-    /// CPU for the acceptor.
-    #[arg(long, default_value = "0")]
-    pub server_cpu: usize,
-    /// CPUs for loadgen, comma-separated (default: every CPU but the acceptor's).
+    /// CPU for the acceptor (default: the first CPU this process may run on, see taskset).
+    #[arg(long)]
+    pub server_cpu: Option<usize>,
+    /// CPUs for loadgen, comma-separated (default: every allowed CPU but the acceptor's).
     #[arg(long)]
     pub client_cpus: Option<String>,
     /// Do not draw plots into the run directory.

@@ -36,15 +36,15 @@ pub enum ConfigError {
     /// Namespace settings asked for without root.
     #[error("--abort-on-overflow, --syncookies and --somaxconn are set in a private network namespace, which needs root: run as root or drop them")]
     NeedsRoot,
-    /// A CPU that this machine does not have.
-    #[error("--{flag} {cpu}: this machine has CPUs 0..{ncpu}")]
+    /// A CPU this process may not run on (absent, or outside its affinity mask).
+    #[error("--{flag} {cpu}: this process may run on CPUs {} only (its affinity, as set by taskset, a cgroup or sched_setaffinity): pick one of those", loadgen::affinity::format_cpus(allowed))]
     NoSuchCpu {
         /// The flag.
         flag: &'static str,
         /// The CPU asked for.
         cpu: usize,
-        /// CPUs available.
-        ncpu: usize,
+        /// The CPUs this process may run on (`sched_getaffinity`).
+        allowed: Vec<usize>,
     },
 }
 
@@ -242,11 +242,52 @@ fn default_sweep_args() -> cli::SweepArgs {
 }
 
 fn check_cpu(flag: &'static str, cpu: usize) -> Result<usize, ConfigError> {
-    let ncpu = loadgen::affinity::available_cpus();
-    if cpu >= ncpu {
-        return Err(ConfigError::NoSuchCpu { flag, cpu, ncpu });
+    let allowed = loadgen::affinity::allowed_cpus();
+    if !allowed.contains(&cpu) {
+        return Err(ConfigError::NoSuchCpu { flag, cpu, allowed });
     }
     Ok(cpu)
+}
+
+/// The sweep's CPUs from the allowed set (`sched_getaffinity`, not `0..n`: under
+/// `taskset -c 1` CPU 0 is not ours): the server on `server` or the first allowed CPU,
+/// the clients on `clients` or every other allowed CPU, or on the server's own CPU
+/// when it is the only one.
+fn choose_cpus(
+    server: Option<usize>,
+    clients: Option<Vec<usize>>,
+    allowed: &[usize],
+) -> Result<(usize, Vec<usize>), ConfigError> {
+    let check = |flag: &'static str, cpu: usize| {
+        if allowed.contains(&cpu) {
+            Ok(cpu)
+        } else {
+            Err(ConfigError::NoSuchCpu {
+                flag,
+                cpu,
+                allowed: allowed.to_vec(),
+            })
+        }
+    };
+    let server = match server {
+        Some(cpu) => check("server-cpu", cpu)?,
+        None => allowed.first().copied().unwrap_or(0),
+    };
+    let clients = match clients {
+        Some(list) => list
+            .into_iter()
+            .map(|c| check("client-cpus", c))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => {
+            let others: Vec<usize> = allowed.iter().copied().filter(|&c| c != server).collect();
+            if others.is_empty() {
+                vec![server]
+            } else {
+                others
+            }
+        }
+    };
+    Ok((server, clients))
 }
 
 /// Splits a comma-separated list and parses every item.
@@ -300,6 +341,17 @@ impl ListenConfig {
 }
 
 impl SweepConfig {
+    /// A note for the user when the acceptor and loadgen must share one CPU (only one
+    /// is allowed and no CPUs were given): they compete, and results show it.
+    pub fn cpu_note(&self) -> Option<String> {
+        (self.client_cpus == [self.server_cpu]).then(|| {
+            format!(
+                "the acceptor and loadgen both run on CPU {}: they compete for it and the figures show that; allow more CPUs (taskset -c) or give --server-cpu and --client-cpus to separate them",
+                self.server_cpu
+            )
+        })
+    }
+
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
         let mut engines = match &a.engines {
             None => EngineKind::ALL.to_vec(),
@@ -318,25 +370,18 @@ impl SweepConfig {
         })?;
         let mut modes = parse_list("modes", "closed,drain", &a.modes, Mode::from_str)?;
         modes.dedup();
-        let server_cpu = check_cpu("server-cpu", a.server_cpu)?;
-        let ncpu = loadgen::affinity::available_cpus();
         let client_cpus = match &a.client_cpus {
-            Some(text) => parse_list("client-cpus", "1", text, |s| {
+            Some(text) => Some(parse_list("client-cpus", "1", text, |s| {
                 s.parse::<usize>()
                     .map_err(|_| "a CPU is a whole number".to_string())
-            })?
-            .into_iter()
-            .map(|c| check_cpu("client-cpus", c))
-            .collect::<Result<Vec<_>, _>>()?,
-            None => {
-                let others: Vec<usize> = (0..ncpu).filter(|&c| c != server_cpu).collect();
-                if others.is_empty() {
-                    vec![server_cpu]
-                } else {
-                    others
-                }
-            }
+            })?),
+            None => None,
         };
+        let (server_cpu, client_cpus) = choose_cpus(
+            a.server_cpu,
+            client_cpus,
+            &loadgen::affinity::allowed_cpus(),
+        )?;
         let netns = crate::kernel::netns::NetnsSettings {
             abort_on_overflow: a.abort_on_overflow,
             syncookies: a.syncookies,
@@ -446,4 +491,31 @@ pub struct MergeConfig {
     pub inputs: Vec<PathBuf>,
     /// Output .hgrm path.
     pub out: PathBuf,
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+
+    #[test]
+    fn defaults_come_from_the_allowed_set() {
+        assert_eq!(choose_cpus(None, None, &[1]).unwrap(), (1, vec![1]));
+        assert_eq!(choose_cpus(None, None, &[2, 5, 7]).unwrap(), (2, vec![5, 7]));
+        assert_eq!(choose_cpus(Some(5), None, &[2, 5, 7]).unwrap(), (5, vec![2, 7]));
+        assert_eq!(
+            choose_cpus(None, Some(vec![7]), &[2, 5, 7]).unwrap(),
+            (2, vec![7])
+        );
+    }
+
+    #[test]
+    fn a_cpu_outside_the_allowed_set_is_named_with_the_allowed_ones() {
+        let err = choose_cpus(Some(0), None, &[1]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("--server-cpu 0"), "{msg}");
+        assert!(msg.contains("CPUs 1 only"), "{msg}");
+        let err = choose_cpus(None, Some(vec![1, 4]), &[0, 1, 2, 3]).unwrap_err();
+        assert!(err.to_string().contains("--client-cpus 4"), "{err}");
+        assert!(err.to_string().contains("CPUs 0-3 only"), "{err}");
+    }
 }

@@ -17,6 +17,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Sweep(cfg) = &command {
+        if let Some(note) = cfg.cpu_note() {
+            eprintln!("acceptbench: note: {note}");
+        }
+    }
     match acceptbench::app::run(command) {
         Ok(code) => code,
         Err(e) => {

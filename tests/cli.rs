@@ -268,3 +268,61 @@ fn an_engine_the_kernel_cannot_run_is_refused_clearly() {
         assert_eq!(e["supported"].as_bool().unwrap(), !io_uring, "{e}");
     }
 }
+
+/// `taskset -c 1 acceptbench …`: true when CPU 1 exists and taskset can run us there.
+fn taskset_cpu1() -> Option<std::process::Command> {
+    let mut cmd = std::process::Command::new("taskset");
+    cmd.args(["-c", "1"])
+        .arg(assert_cmd::cargo::cargo_bin("acceptbench"));
+    let probe = std::process::Command::new("taskset")
+        .args(["-c", "1", "true"])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => Some(cmd),
+        Ok(out) => {
+            eprintln!(
+                "skipping: taskset -c 1 fails here: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("skipping: cannot run taskset: {e}");
+            None
+        }
+    }
+}
+
+/// Under `taskset -c 1` CPU 0 is not ours: asking for it names CPU 1 as the one
+/// allowed, and a sweep without CPU flags runs on CPU 1 (acceptor and loadgen share it,
+/// with a note saying so).
+#[test]
+fn sweep_cpus_come_from_the_allowed_set() {
+    let Some(mut cmd) = taskset_cpu1() else {
+        return;
+    };
+    let out = cmd
+        .args(["sweep", "--server-cpu", "0", "--engines", "std"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--server-cpu 0"), "{err}");
+    assert!(err.contains("may run on CPUs 1 only"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("acceptbench-taskset-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(mut cmd) = taskset_cpu1() else {
+        return;
+    };
+    let out = cmd
+        .args(["sweep", "--engines", "std", "--backlogs", "128", "--modes", "drain"])
+        .args(["--duration", "200ms", "--no-plots", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("both run on CPU 1"), "{err}");
+}
