@@ -11,6 +11,7 @@ use crate::engine::{self, EngineKind, Limits, StopFlag};
 use crate::kernel::{self, probe, sysctl};
 use crate::listener::Listener;
 use crate::record::Recorder;
+use crate::stdout;
 use crate::summary::{ListenSummary, ProbeReport};
 
 /// Runs one command to completion.
@@ -19,9 +20,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Probe { json } => {
             let report = probe_report();
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                stdout::println(serde_json::to_string_pretty(&report)?)?;
             } else {
-                print!("{}", report.to_text());
+                stdout::print(report.to_text())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -109,9 +110,9 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
     );
     if cfg.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        stdout::println(serde_json::to_string(&summary)?)?;
     } else {
-        print!("{}", summary.to_text());
+        stdout::print(summary.to_text())?;
     }
     result?;
     Ok(ExitCode::SUCCESS)

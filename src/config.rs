@@ -500,8 +500,14 @@ mod cpu_tests {
     #[test]
     fn defaults_come_from_the_allowed_set() {
         assert_eq!(choose_cpus(None, None, &[1]).unwrap(), (1, vec![1]));
-        assert_eq!(choose_cpus(None, None, &[2, 5, 7]).unwrap(), (2, vec![5, 7]));
-        assert_eq!(choose_cpus(Some(5), None, &[2, 5, 7]).unwrap(), (5, vec![2, 7]));
+        assert_eq!(
+            choose_cpus(None, None, &[2, 5, 7]).unwrap(),
+            (2, vec![5, 7])
+        );
+        assert_eq!(
+            choose_cpus(Some(5), None, &[2, 5, 7]).unwrap(),
+            (5, vec![2, 7])
+        );
         assert_eq!(
             choose_cpus(None, Some(vec![7]), &[2, 5, 7]).unwrap(),
             (2, vec![7])

@@ -16,5 +16,6 @@ pub mod peer;
 pub mod plot;
 pub mod record;
 pub mod report;
+pub mod stdout;
 pub mod summary;
 pub mod sweep;

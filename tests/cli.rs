@@ -316,7 +316,15 @@ fn sweep_cpus_come_from_the_allowed_set() {
         return;
     };
     let out = cmd
-        .args(["sweep", "--engines", "std", "--backlogs", "128", "--modes", "drain"])
+        .args([
+            "sweep",
+            "--engines",
+            "std",
+            "--backlogs",
+            "128",
+            "--modes",
+            "drain",
+        ])
         .args(["--duration", "200ms", "--no-plots", "--out"])
         .arg(&dir)
         .output()
@@ -325,4 +333,79 @@ fn sweep_cpus_come_from_the_allowed_set() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(out.status.success(), "{err}");
     assert!(err.contains("both run on CPU 1"), "{err}");
+}
+
+/// Runs acceptbench with stdout a pipe whose reader is already gone, as in
+/// `acceptbench … | head -1` once head exited: returns (exit code, stderr).
+fn run_into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array; we own both afterwards.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just returned by pipe2 and are owned by nothing else.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+        .args(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `acceptbench compare A B | head -1`, `probe | head -1`: a closed stdout ends the
+/// command quietly with status 0 (ripgrep's choice), never with a panic.
+#[test]
+fn printing_into_a_closed_pipe_exits_quietly() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let mut runs: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("summary.csv").exists())
+        .map(|e| e.path().display().to_string())
+        .collect();
+    runs.sort();
+    assert!(runs.len() >= 2, "committed runs in {}", root.display());
+    let (code, err) = run_into_closed_pipe(&["compare", &runs[0], &runs[1]]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for args in [&["probe"][..], &["probe", "--json"][..]] {
+        let (code, err) = run_into_closed_pipe(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}");
+    }
+}
+
+/// An argument that is not UTF-8 is refused or carried through with a message,
+/// never a panic (std::env::args panics on one).
+#[test]
+fn a_non_utf8_argument_is_an_error_not_a_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let bad = OsStr::from_bytes(b"run-\xff");
+    // A path argument: accepted as a path, then named as missing.
+    let out = acceptbench()
+        .arg("compare")
+        .arg(bad)
+        .arg(bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("run-\u{fffd}"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // A text argument: clap refuses it.
+    let out = acceptbench()
+        .args(["listen", "--engine"])
+        .arg(bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("UTF-8"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
 }

@@ -167,7 +167,11 @@ fn every_engine_restores_the_blocking_mode_it_found() {
             let mut acceptor = engine::build(kind, &EngineOptions::default()).unwrap();
             let mut rec = Recorder::new(false);
             acceptor
-                .run(&listener, &limits(Some(1), Duration::from_secs(10)), &mut rec)
+                .run(
+                    &listener,
+                    &limits(Some(1), Duration::from_secs(10)),
+                    &mut rec,
+                )
                 .unwrap_or_else(|e| panic!("{kind}: {e}"));
             assert_eq!(rec.accepted, 1, "{kind}");
             assert_eq!(

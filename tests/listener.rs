@@ -217,6 +217,9 @@ fn dual_stack_takes_ipv4_clients_and_reports_them_as_ipv4() {
     let mut v4 = spec("127.0.0.1:0", 16);
     v4.dual_stack = true;
     let err = Listener::bind(&v4).unwrap_err();
-    assert!(matches!(err, ListenerError::DualStackNeedsIpv6 { .. }), "{err}");
+    assert!(
+        matches!(err, ListenerError::DualStackNeedsIpv6 { .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("[::]:0"), "{err}");
 }

@@ -457,6 +457,9 @@ mod tests {
         }
         assert_eq!(on_accept_error(&mut rec, libc::EBADF), AfterError::Fatal);
         let msg = fatal_accept(EngineKind::Std, libc::EPERM).to_string();
-        assert!(msg.contains("EPERM (Operation not permitted, errno 1)"), "{msg}");
+        assert!(
+            msg.contains("EPERM (Operation not permitted, errno 1)"),
+            "{msg}"
+        );
     }
 }
