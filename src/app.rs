@@ -101,7 +101,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     let result = acceptor.run(&listener, &limits, &mut rec);
     let cpu1 = loadgen::affinity::thread_cpu_s();
     let wall_s = start.elapsed().as_secs_f64();
-    let summary = ListenSummary::new(
+    let mut summary = ListenSummary::new(
         cfg.engine.name(),
         listener.local_addr.to_string(),
         (listener.backlog_requested, listener.backlog_effective),
@@ -109,6 +109,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         wall_s,
         (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
     );
+    summary.engine_counters = acceptor.counters();
     if cfg.json {
         stdout::println(serde_json::to_string(&summary)?)?;
     } else {

@@ -204,3 +204,39 @@ fn blocking_mode_guard_restores_on_restore_and_on_drop() {
         }
     }
 }
+
+/// `listen`'s summary reports back-offs, EMFILE, unknown errnos by name, multishot
+/// re-arms and the io_uring counters, in text and JSON.
+#[test]
+fn listen_summary_reports_backoffs_emfile_and_rearms() {
+    use acceptbench::summary::ListenSummary;
+    let mut rec = Recorder::new(false);
+    for _ in 0..3 {
+        rec.error(libc::EMFILE);
+    }
+    rec.error(libc::EPERM);
+    rec.backoffs = 4;
+    rec.rearms = 2;
+    let mut s = ListenSummary::new(
+        "multishot",
+        "127.0.0.1:1".into(),
+        (8, 8),
+        &rec,
+        1.0,
+        (0.1, 0.1),
+    );
+    s.engine_counters.cancels = 1;
+    let text = s.to_text();
+    assert!(
+        text.contains("back-offs 4 (EMFILE 3), multishot re-arms 2, CQ overflows 0, CQEs dropped 0, cancels 1"),
+        "{text}"
+    );
+    assert!(text.contains("other errnos: EPERM=1"), "{text}");
+    let v: serde_json::Value = serde_json::to_value(&s).unwrap();
+    assert_eq!(v["backoffs"], 4);
+    assert_eq!(v["emfile"], 3);
+    assert_eq!(v["errors"]["emfile"], 3);
+    assert_eq!(v["other_errnos"]["EPERM"], 1);
+    assert_eq!(v["rearms"], 2);
+    assert_eq!(v["engine_counters"]["cancels"], 1);
+}
