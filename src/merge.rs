@@ -38,13 +38,20 @@ pub struct Merged {
     pub intervals: usize,
 }
 
+impl Merged {
+    /// Nothing merged yet.
+    pub fn new() -> anyhow::Result<Merged> {
+        Ok(Merged {
+            total: Histogram::new(3).context("cannot create a histogram")?,
+            per_second: BTreeMap::new(),
+            intervals: 0,
+        })
+    }
+}
+
 /// Reads and merges the interval logs; errors name the file and line.
 pub fn merge_files(inputs: &[PathBuf]) -> anyhow::Result<Merged> {
-    let mut m = Merged {
-        total: Histogram::new(3).context("cannot create a histogram")?,
-        per_second: BTreeMap::new(),
-        intervals: 0,
-    };
+    let mut m = Merged::new()?;
     for path in inputs {
         let bytes = std::fs::read(path)
             .with_context(|| format!("{}: cannot read the interval log", path.display()))?;
@@ -60,8 +67,9 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
         .count()
 }
 
-/// Adds one log's intervals to `m`.
-fn merge_log(m: &mut Merged, bytes: &[u8], path: &Path) -> anyhow::Result<()> {
+/// Adds the intervals of one log, the contents of `path`, to `m`; errors name the
+/// file and line.
+pub fn merge_log(m: &mut Merged, bytes: &[u8], path: &Path) -> anyhow::Result<()> {
     let mut base_s: Option<f64> = None;
     let mut start_s: Option<f64> = None;
     let mut deserializer = Deserializer::new();

@@ -31,20 +31,19 @@ impl SummaryWriter {
 
 /// Reads every row of a summary.csv; errors name the file and the line.
 pub fn read(path: &Path) -> io::Result<Vec<SummaryRow>> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: cannot read: {e}", path.display()),
-        )
-    })?;
+    let f = File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot read: {e}", path.display())))?;
+    read_from(io::BufReader::new(f), &path.display().to_string())
+}
+
+/// Reads every row of summary.csv text from `r`; errors name `name` and the line.
+pub fn read_from(r: impl io::Read, name: &str) -> io::Result<Vec<SummaryRow>> {
+    let mut r = csv::Reader::from_reader(r);
     let mut rows = Vec::new();
     for result in r.deserialize::<SummaryRow>() {
         let row = result.map_err(|e| {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}:{line}: {e}", path.display()),
-            )
+            io::Error::new(io::ErrorKind::InvalidData, format!("{name}:{line}: {e}"))
         })?;
         rows.push(row);
     }

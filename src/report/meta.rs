@@ -100,10 +100,15 @@ impl Meta {
     pub fn read(path: &Path) -> io::Result<Meta> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        serde_json::from_str(&text).map_err(|e| {
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses meta.json text; errors name `name` and the line.
+    pub fn parse(text: &str, name: &str) -> io::Result<Meta> {
+        serde_json::from_str(text).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}:{}: {e}", path.display(), e.line()),
+                format!("{name}:{}: {e}", e.line()),
             )
         })
     }
