@@ -11,7 +11,7 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "cpu {cpu} is out of range: this process may run on CPUs {}",
+                "cpu {cpu} is out of range: this thread runs on CPUs {} now",
                 format_cpus(&allowed_cpus())
             ),
         ));
@@ -28,7 +28,7 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
         return Err(io::Error::new(
             err.kind(),
             format!(
-                "cannot pin thread to cpu {cpu}: {err} (this process may run on CPUs {}, as set by taskset, a cgroup or sched_setaffinity)",
+                "cannot pin thread to cpu {cpu}: {err} (the CPU must exist, be online and be in this process's cpuset; this thread runs on CPUs {} now)",
                 format_cpus(&allowed_cpus())
             ),
         ));

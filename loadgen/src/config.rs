@@ -323,12 +323,15 @@ impl Config {
                 });
             }
         }
-        // The allowed set, not 0..n: under `taskset -c 1` CPU 0 exists but is not ours.
-        let allowed = crate::affinity::allowed_cpus();
-        if let Some(&cpu) = self.cpus.iter().find(|&&c| !allowed.contains(&c)) {
+        // Existence only, not this thread's affinity mask: `acceptbench sweep` starts
+        // loadgen from its acceptor thread, already pinned to the server CPU, and
+        // sched_setaffinity may widen a mask again (within the cgroup's cpuset).
+        // SAFETY: sysconf with a valid name has no memory effects.
+        let ncpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+        if let Some(&cpu) = self.cpus.iter().find(|&&c| c >= ncpu) {
             return bad(format!(
-                "--cpus: this process may not run on cpu {cpu}: pick from its allowed CPUs {} (as set by taskset, a cgroup or sched_setaffinity)",
-                crate::affinity::format_cpus(&allowed)
+                "--cpus: cpu {cpu} does not exist (this machine has cpus 0..={})",
+                ncpu - 1
             ));
         }
         if self.method == MethodChoice::Blocking {
