@@ -1,6 +1,7 @@
 //! Validated configurations, built once from the command line ([`crate::cli`]).
 //! Everything below this layer takes these types and never sees clap.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -32,6 +33,14 @@ pub enum ConfigError {
         item: String,
         /// Why, and what is valid.
         why: String,
+    },
+    /// A list flag names a value twice.
+    #[error("--{flag}: {item} is given twice: give each value once")]
+    Duplicate {
+        /// The flag.
+        flag: &'static str,
+        /// The repeated value.
+        item: String,
     },
     /// Namespace settings asked for without root.
     #[error("--abort-on-overflow, --syncookies and --somaxconn are set in a private network namespace, which needs root: run as root or drop them")]
@@ -123,6 +132,12 @@ impl Mode {
     /// network namespace when running as root.
     pub fn is_overflow(self) -> bool {
         matches!(self, Mode::Burst | Mode::Overload)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -290,6 +305,23 @@ fn choose_cpus(
     Ok((server, clients))
 }
 
+/// A list flag's values, refused when one is given twice (`--backlogs 16,16` would
+/// run every cell twice under one name and mix the repetitions up).
+fn unique<T: PartialEq + fmt::Display>(
+    flag: &'static str,
+    list: Vec<T>,
+) -> Result<Vec<T>, ConfigError> {
+    for (i, v) in list.iter().enumerate() {
+        if list[..i].contains(v) {
+            return Err(ConfigError::Duplicate {
+                flag,
+                item: v.to_string(),
+            });
+        }
+    }
+    Ok(list)
+}
+
 /// Splits a comma-separated list and parses every item.
 fn parse_list<T>(
     flag: &'static str,
@@ -353,30 +385,18 @@ impl SweepConfig {
     }
 
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
-        let mut engines = match &a.engines {
+        let mut engines = match a.engines {
             None => EngineKind::ALL.to_vec(),
-            Some(text) => parse_list("engines", "std,uring", text, |s| {
-                s.parse::<EngineKind>().map_err(|e| e.to_string())
-            })?,
+            Some(list) => unique("engines", list)?,
         };
+        // Run order: std first, so every other engine's ratio to it is known.
         engines.sort();
-        engines.dedup();
-        let backlogs = parse_list("backlogs", "16,128,1024", &a.backlogs, |s| {
-            match s.parse::<u32>() {
-                Ok(0) => Err("a backlog must be at least 1".into()),
-                Ok(b) => Ok(b),
-                Err(_) => Err("a backlog is a whole number, e.g. 128".into()),
-            }
-        })?;
-        let mut modes = parse_list("modes", "closed,drain", &a.modes, Mode::from_str)?;
-        modes.dedup();
-        let client_cpus = match &a.client_cpus {
-            Some(text) => Some(parse_list("client-cpus", "1", text, |s| {
-                s.parse::<usize>()
-                    .map_err(|_| "a CPU is a whole number".to_string())
-            })?),
-            None => None,
-        };
+        let backlogs = unique("backlogs", a.backlogs)?;
+        let modes = unique("modes", a.modes)?;
+        let client_cpus = a
+            .client_cpus
+            .map(|list| unique("client-cpus", list))
+            .transpose()?;
         let (server_cpu, client_cpus) = choose_cpus(
             a.server_cpu,
             client_cpus,
@@ -453,18 +473,7 @@ pub struct CompareConfig {
 impl CompareConfig {
     fn from_args(a: cli::CompareArgs) -> Result<Self, ConfigError> {
         let metrics = parse_list("metric", "accepts_per_s", &a.metric, |s| Ok(s.to_string()))?;
-        let format = match a.format.as_str() {
-            "text" => CompareFormat::Text,
-            "markdown" | "md" => CompareFormat::Markdown,
-            "csv" => CompareFormat::Csv,
-            other => {
-                return Err(ConfigError::BadItem {
-                    flag: "format",
-                    item: other.to_string(),
-                    why: "use text, markdown or csv".into(),
-                })
-            }
-        };
+        let format = a.format;
         Ok(CompareConfig {
             runs: a.runs,
             metrics,

@@ -25,9 +25,12 @@ fn fails(args: &[&str]) -> (i32, String) {
 fn unknown_engine_is_named() {
     let (code, err) = fails(&["listen", "--engine", "kqueue", "--duration", "1s"]);
     assert_eq!(code, 2);
-    assert!(err.contains("unknown engine \"kqueue\""), "{err}");
     assert!(
-        err.contains("std, uring, multishot, tokio-uring, tokio"),
+        err.contains("invalid value 'kqueue' for '--engine"),
+        "{err}"
+    );
+    assert!(
+        err.contains("possible values: std, uring, multishot, tokio-uring, tokio"),
         "{err}"
     );
 }
@@ -163,19 +166,20 @@ fn sweep_rejects_bad_lists_and_unwritable_output() {
     let (code, err) = fails(&["sweep", "--engines", "std,epoll"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("\"epoll\"") && err.contains("unknown engine"),
+        err.contains("invalid value 'epoll' for '--engines")
+            && err.contains("possible values: std, uring, multishot, tokio-uring, tokio"),
         "{err}"
     );
     let (code, err) = fails(&["sweep", "--backlogs", ""]);
     assert_eq!(code, 2);
-    assert!(err.contains("--backlogs is empty"), "{err}");
+    assert!(err.contains("invalid value '' for '--backlogs"), "{err}");
     let (code, err) = fails(&["sweep", "--backlogs", "16,x"]);
     assert_eq!(code, 2);
-    assert!(err.contains("\"x\""), "{err}");
+    assert!(err.contains("invalid value 'x' for '--backlogs"), "{err}");
     let (code, err) = fails(&["sweep", "--modes", "fast"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("closed, rate, drain, burst or overload"),
+        err.contains("possible values: closed, rate, drain, burst, overload"),
         "{err}"
     );
     let (code, err) = fails(&["sweep", "--engines", "std", "--out", "/proc/acceptbench"]);
@@ -398,14 +402,64 @@ fn a_non_utf8_argument_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("run-\u{fffd}"), "{err}");
     assert!(!err.contains("panicked"), "{err}");
-    // A text argument: clap refuses it.
-    let out = acceptbench()
-        .args(["listen", "--engine"])
-        .arg(bad)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("UTF-8"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
+    // A value from a list, and free text: clap refuses both, naming the flag.
+    for args in [
+        &["listen", "--engine"][..],
+        &["compare", "a", "b", "--metric"][..],
+    ] {
+        let out = acceptbench().args(args).arg(bad).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("invalid value 'run-\u{fffd}'") || err.contains("invalid UTF-8"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// A value given twice in a list flag is refused by name; `--help` lists every
+/// engine, mode and compare format, and says that an IPv6 listen address is v6-only.
+#[test]
+fn list_flags_refuse_duplicates_and_help_lists_the_values() {
+    for (flag, list, item) in [
+        ("--engines", "std,tokio,std", "std"),
+        ("--backlogs", "16,16", "16"),
+        ("--modes", "drain,closed,drain", "drain"),
+        ("--client-cpus", "0,0", "0"),
+    ] {
+        let (code, err) = fails(&["sweep", flag, list]);
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{flag}: {item} is given twice: give each value once"
+            )),
+            "{flag}: {err}"
+        );
+    }
+    let (code, err) = fails(&["compare", "--format", "xml", "a", "b"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("possible values: text, markdown, csv"),
+        "{err}"
+    );
+
+    let help = |args: &[&str]| {
+        let out = acceptbench().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sweep = help(&["sweep", "--help"]);
+    for value in ["tokio-uring:", "multishot:", "overload:", "drain:"] {
+        assert!(
+            sweep.contains(value),
+            "{value} missing from sweep --help:\n{sweep}"
+        );
+    }
+    assert!(help(&["compare", "--help"]).contains("markdown:"));
+    let listen = help(&["listen", "--help"]);
+    assert!(
+        listen.contains("IPv6 clients only") && listen.contains("--dual-stack"),
+        "{listen}"
+    );
 }
