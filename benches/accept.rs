@@ -52,6 +52,7 @@ fn listener(backlog: u32) -> Listener {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backlog,
         reuse_port: false,
+        dual_stack: false,
     })
     .expect("a loopback listener")
 }

@@ -9,6 +9,7 @@ use crate::engine::{self, EngineKind, Limits, StopFlag};
 use crate::kernel::{self, probe, sysctl};
 use crate::listener::Listener;
 use crate::record::Recorder;
+use crate::stdout;
 use crate::summary::{ListenSummary, ProbeReport};
 
 /// Runs one command to completion.
@@ -17,9 +18,9 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Probe { json } => {
             let report = probe_report();
             if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                stdout::println(serde_json::to_string_pretty(&report)?)?;
             } else {
-                print!("{}", report.to_text());
+                stdout::print(report.to_text())?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -92,7 +93,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     let result = acceptor.run(&listener, &limits, &mut rec);
     let cpu1 = loadgen::affinity::thread_cpu_s();
     let wall_s = start.elapsed().as_secs_f64();
-    let summary = ListenSummary::new(
+    let mut summary = ListenSummary::new(
         cfg.engine.name(),
         listener.local_addr.to_string(),
         (listener.backlog_requested, listener.backlog_effective),
@@ -100,10 +101,11 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         wall_s,
         (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
     );
+    summary.engine_counters = acceptor.counters();
     if cfg.json {
-        println!("{}", serde_json::to_string(&summary)?);
+        stdout::println(serde_json::to_string(&summary)?)?;
     } else {
-        print!("{}", summary.to_text());
+        stdout::print(summary.to_text())?;
     }
     result?;
     Ok(ExitCode::SUCCESS)

@@ -6,8 +6,10 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand};
+use clap::builder::PossibleValue;
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::config::{CompareFormat, Mode};
 use crate::engine::EngineKind;
 
 /// Measures how Linux accepts TCP connections. With no command: the default sweep on loopback.
@@ -65,12 +67,18 @@ pub struct ProbeArgs {
 /// `acceptbench listen`.
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Engine: std, uring, multishot, tokio-uring, tokio.
+    /// Engine.
     #[arg(long, default_value = "std")]
     pub engine: EngineKind,
-    /// Address to listen on (IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::1]:8080).
+    /// Address to listen on (IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::1]:8080). An IPv6
+    /// address listens for IPv6 clients only (IPV6_V6ONLY): IPv4 clients are refused,
+    /// unless --dual-stack.
     #[arg(long, default_value = "0.0.0.0:8080", value_parser = parse_addr)]
     pub addr: SocketAddr,
+    /// With an IPv6 --addr such as [::]:8080: accept IPv4 clients too (IPV6_V6ONLY off);
+    /// they are reported as plain IPv4 (127.0.0.1:port, not [::ffff:127.0.0.1]:port).
+    #[arg(long)]
+    pub dual_stack: bool,
     /// listen(2) backlog; the kernel clamps it to net.core.somaxconn.
     #[arg(long, default_value = "128", value_parser = clap::value_parser!(u32).range(1..))]
     pub backlog: u32,
@@ -103,15 +111,15 @@ pub struct ListenArgs {
 /// `acceptbench sweep`.
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// Engines, comma-separated (default: every engine; unsupported ones are recorded as skipped).
-    #[arg(long)]
-    pub engines: Option<String>,
-    /// Backlogs, comma-separated.
-    #[arg(long, default_value = "128,4096")]
-    pub backlogs: String,
-    /// Modes, comma-separated: closed, rate, drain, burst, overload.
-    #[arg(long, default_value = "closed,drain")]
-    pub modes: String,
+    /// Engines, comma-separated, each once (default: every engine; unsupported ones are recorded as skipped).
+    #[arg(long, value_delimiter = ',')]
+    pub engines: Option<Vec<EngineKind>>,
+    /// Backlogs, comma-separated, each once.
+    #[arg(long, value_delimiter = ',', default_value = "128,4096", value_parser = clap::value_parser!(u32).range(1..))]
+    pub backlogs: Vec<u32>,
+    /// Modes, comma-separated, each once.
+    #[arg(long, value_delimiter = ',', default_value = "closed,drain")]
+    pub modes: Vec<Mode>,
     /// Measured time per run.
     #[arg(long, default_value = "250ms", value_parser = parse_positive_duration, allow_hyphen_values = true)]
     pub duration: Duration,
@@ -137,12 +145,12 @@ pub struct SweepArgs {
     /// loadgen threads.
     #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=256))]
     pub threads: u32,
-    /// CPU for the acceptor.
-    #[arg(long, default_value = "0")]
-    pub server_cpu: usize,
-    /// CPUs for loadgen, comma-separated (default: every CPU but the acceptor's).
+    /// CPU for the acceptor (default: the first CPU this process may run on, see taskset).
     #[arg(long)]
-    pub client_cpus: Option<String>,
+    pub server_cpu: Option<usize>,
+    /// CPUs for loadgen, comma-separated (default: every allowed CPU but the acceptor's).
+    #[arg(long, value_delimiter = ',')]
+    pub client_cpus: Option<Vec<usize>>,
     /// Do not draw plots into the run directory.
     #[arg(long)]
     pub no_plots: bool,
@@ -211,9 +219,9 @@ pub struct CompareArgs {
         default_value = "accepts_per_s,acceptor_cpu_us_per_accept,peer_p99_ns"
     )]
     pub metric: String,
-    /// Output format: text, markdown or csv.
+    /// Output format.
     #[arg(long, default_value = "text")]
-    pub format: String,
+    pub format: CompareFormat,
 }
 
 /// `acceptbench plot`.
@@ -239,4 +247,64 @@ pub struct MergeArgs {
     /// The merged percentile distribution (.hgrm); a merged .hlog is written beside it.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+// The value lists `--help` shows and clap checks. Implemented here, not derived on the
+// types, so engines and configs stay free of clap.
+
+impl ValueEnum for EngineKind {
+    fn value_variants<'a>() -> &'a [Self] {
+        &EngineKind::ALL
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            EngineKind::Std => "blocking accept() loop, the baseline",
+            EngineKind::Uring => "io_uring single-shot accepts (Linux 5.5)",
+            EngineKind::Multishot => "io_uring multishot accept (Linux 5.19)",
+            EngineKind::TokioUring => "tokio-uring TcpListener::accept (Linux 5.10)",
+            EngineKind::Tokio => "tokio (epoll) TcpListener::accept",
+        };
+        Some(PossibleValue::new(self.name()).help(help))
+    }
+}
+
+impl ValueEnum for Mode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            Mode::Closed,
+            Mode::Rate,
+            Mode::Drain,
+            Mode::Burst,
+            Mode::Overload,
+        ]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            Mode::Closed => "closed loop at maximum rate",
+            Mode::Rate => "open loop at --rate",
+            Mode::Drain => "queue filled while the acceptor waits, then drained",
+            Mode::Burst => "a burst against a paused acceptor (overflow)",
+            Mode::Overload => "--rate above a slowed acceptor's capacity (overflow)",
+        };
+        Some(PossibleValue::new(self.name()).help(help))
+    }
+}
+
+impl ValueEnum for CompareFormat {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[
+            CompareFormat::Text,
+            CompareFormat::Markdown,
+            CompareFormat::Csv,
+        ]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(match self {
+            CompareFormat::Text => PossibleValue::new("text").help("aligned text"),
+            CompareFormat::Markdown => PossibleValue::new("markdown")
+                .alias("md")
+                .help("a Markdown table"),
+            CompareFormat::Csv => PossibleValue::new("csv").help("CSV for scripts"),
+        })
+    }
 }

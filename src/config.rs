@@ -1,6 +1,7 @@
 //! Validated configurations, built once from the command line ([`crate::cli`]).
 //! Everything below this layer takes these types and never sees clap.
 
+use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -33,18 +34,26 @@ pub enum ConfigError {
         /// Why, and what is valid.
         why: String,
     },
+    /// A list flag names a value twice.
+    #[error("--{flag}: {item} is given twice: give each value once")]
+    Duplicate {
+        /// The flag.
+        flag: &'static str,
+        /// The repeated value.
+        item: String,
+    },
     /// Namespace settings asked for where no private namespace can be made.
     #[error("--abort-on-overflow, --syncookies and --somaxconn are set in a private network namespace, which cannot be made here ({0}): run as root with CAP_SYS_ADMIN, or drop them")]
     NeedsRoot(String),
-    /// A CPU that this machine does not have.
-    #[error("--{flag} {cpu}: this machine has CPUs 0..{ncpu}")]
+    /// A CPU this process may not run on (absent, or outside its affinity mask).
+    #[error("--{flag} {cpu}: this process may run on CPUs {} only (its affinity, as set by taskset, a cgroup or sched_setaffinity): pick one of those", loadgen::affinity::format_cpus(allowed))]
     NoSuchCpu {
         /// The flag.
         flag: &'static str,
         /// The CPU asked for.
         cpu: usize,
-        /// CPUs available.
-        ncpu: usize,
+        /// The CPUs this process may run on (`sched_getaffinity`).
+        allowed: Vec<usize>,
     },
 }
 
@@ -123,6 +132,12 @@ impl Mode {
     /// network namespace when running as root.
     pub fn is_overflow(self) -> bool {
         matches!(self, Mode::Burst | Mode::Overload)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -246,11 +261,69 @@ fn default_sweep_args() -> cli::SweepArgs {
 }
 
 fn check_cpu(flag: &'static str, cpu: usize) -> Result<usize, ConfigError> {
-    let ncpu = loadgen::affinity::available_cpus();
-    if cpu >= ncpu {
-        return Err(ConfigError::NoSuchCpu { flag, cpu, ncpu });
+    let allowed = loadgen::affinity::allowed_cpus();
+    if !allowed.contains(&cpu) {
+        return Err(ConfigError::NoSuchCpu { flag, cpu, allowed });
     }
     Ok(cpu)
+}
+
+/// The sweep's CPUs from the allowed set (`sched_getaffinity`, not `0..n`: under
+/// `taskset -c 1` CPU 0 is not ours): the server on `server` or the first allowed CPU,
+/// the clients on `clients` or every other allowed CPU, or on the server's own CPU
+/// when it is the only one.
+fn choose_cpus(
+    server: Option<usize>,
+    clients: Option<Vec<usize>>,
+    allowed: &[usize],
+) -> Result<(usize, Vec<usize>), ConfigError> {
+    let check = |flag: &'static str, cpu: usize| {
+        if allowed.contains(&cpu) {
+            Ok(cpu)
+        } else {
+            Err(ConfigError::NoSuchCpu {
+                flag,
+                cpu,
+                allowed: allowed.to_vec(),
+            })
+        }
+    };
+    let server = match server {
+        Some(cpu) => check("server-cpu", cpu)?,
+        None => allowed.first().copied().unwrap_or(0),
+    };
+    let clients = match clients {
+        Some(list) => list
+            .into_iter()
+            .map(|c| check("client-cpus", c))
+            .collect::<Result<Vec<_>, _>>()?,
+        None => {
+            let others: Vec<usize> = allowed.iter().copied().filter(|&c| c != server).collect();
+            if others.is_empty() {
+                vec![server]
+            } else {
+                others
+            }
+        }
+    };
+    Ok((server, clients))
+}
+
+/// A list flag's values, refused when one is given twice (`--backlogs 16,16` would
+/// run every cell twice under one name and mix the repetitions up).
+fn unique<T: PartialEq + fmt::Display>(
+    flag: &'static str,
+    list: Vec<T>,
+) -> Result<Vec<T>, ConfigError> {
+    for (i, v) in list.iter().enumerate() {
+        if list[..i].contains(v) {
+            return Err(ConfigError::Duplicate {
+                flag,
+                item: v.to_string(),
+            });
+        }
+    }
+    Ok(list)
 }
 
 /// Splits a comma-separated list and parses every item.
@@ -292,6 +365,7 @@ impl ListenConfig {
                 addr: a.addr,
                 backlog: a.backlog,
                 reuse_port: a.reuse_port,
+                dual_stack: a.dual_stack,
             },
             count: a.count,
             duration: a.duration,
@@ -303,43 +377,35 @@ impl ListenConfig {
 }
 
 impl SweepConfig {
+    /// A note for the user when the acceptor and loadgen must share one CPU (only one
+    /// is allowed and no CPUs were given): they compete, and results show it.
+    pub fn cpu_note(&self) -> Option<String> {
+        (self.client_cpus == [self.server_cpu]).then(|| {
+            format!(
+                "the acceptor and loadgen both run on CPU {}: they compete for it and the figures show that; allow more CPUs (taskset -c) or give --server-cpu and --client-cpus to separate them",
+                self.server_cpu
+            )
+        })
+    }
+
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
-        let mut engines = match &a.engines {
+        let mut engines = match a.engines {
             None => EngineKind::ALL.to_vec(),
-            Some(text) => parse_list("engines", "std,uring", text, |s| {
-                s.parse::<EngineKind>().map_err(|e| e.to_string())
-            })?,
+            Some(list) => unique("engines", list)?,
         };
+        // Run order: std first, so every other engine's ratio to it is known.
         engines.sort();
-        engines.dedup();
-        let backlogs = parse_list("backlogs", "16,128,1024", &a.backlogs, |s| {
-            match s.parse::<u32>() {
-                Ok(0) => Err("a backlog must be at least 1".into()),
-                Ok(b) => Ok(b),
-                Err(_) => Err("a backlog is a whole number, e.g. 128".into()),
-            }
-        })?;
-        let mut modes = parse_list("modes", "closed,drain", &a.modes, Mode::from_str)?;
-        modes.dedup();
-        let server_cpu = check_cpu("server-cpu", a.server_cpu)?;
-        let ncpu = loadgen::affinity::available_cpus();
-        let client_cpus = match &a.client_cpus {
-            Some(text) => parse_list("client-cpus", "1", text, |s| {
-                s.parse::<usize>()
-                    .map_err(|_| "a CPU is a whole number".to_string())
-            })?
-            .into_iter()
-            .map(|c| check_cpu("client-cpus", c))
-            .collect::<Result<Vec<_>, _>>()?,
-            None => {
-                let others: Vec<usize> = (0..ncpu).filter(|&c| c != server_cpu).collect();
-                if others.is_empty() {
-                    vec![server_cpu]
-                } else {
-                    others
-                }
-            }
-        };
+        let backlogs = unique("backlogs", a.backlogs)?;
+        let modes = unique("modes", a.modes)?;
+        let client_cpus = a
+            .client_cpus
+            .map(|list| unique("client-cpus", list))
+            .transpose()?;
+        let (server_cpu, client_cpus) = choose_cpus(
+            a.server_cpu,
+            client_cpus,
+            &loadgen::affinity::allowed_cpus(),
+        )?;
         let netns = crate::kernel::netns::NetnsSettings {
             abort_on_overflow: a.abort_on_overflow,
             syncookies: a.syncookies,
@@ -418,18 +484,7 @@ pub struct CompareConfig {
 impl CompareConfig {
     fn from_args(a: cli::CompareArgs) -> Result<Self, ConfigError> {
         let metrics = parse_list("metric", "accepts_per_s", &a.metric, |s| Ok(s.to_string()))?;
-        let format = match a.format.as_str() {
-            "text" => CompareFormat::Text,
-            "markdown" | "md" => CompareFormat::Markdown,
-            "csv" => CompareFormat::Csv,
-            other => {
-                return Err(ConfigError::BadItem {
-                    flag: "format",
-                    item: other.to_string(),
-                    why: "use text, markdown or csv".into(),
-                })
-            }
-        };
+        let format = a.format;
         Ok(CompareConfig {
             runs: a.runs,
             metrics,
@@ -472,5 +527,38 @@ pub(crate) mod tests {
             Command::Sweep(c) => c,
             other => panic!("not a sweep: {other:?}"),
         }
+    }
+}
+
+#[cfg(test)]
+mod cpu_tests {
+    use super::*;
+
+    #[test]
+    fn defaults_come_from_the_allowed_set() {
+        assert_eq!(choose_cpus(None, None, &[1]).unwrap(), (1, vec![1]));
+        assert_eq!(
+            choose_cpus(None, None, &[2, 5, 7]).unwrap(),
+            (2, vec![5, 7])
+        );
+        assert_eq!(
+            choose_cpus(Some(5), None, &[2, 5, 7]).unwrap(),
+            (5, vec![2, 7])
+        );
+        assert_eq!(
+            choose_cpus(None, Some(vec![7]), &[2, 5, 7]).unwrap(),
+            (2, vec![7])
+        );
+    }
+
+    #[test]
+    fn a_cpu_outside_the_allowed_set_is_named_with_the_allowed_ones() {
+        let err = choose_cpus(Some(0), None, &[1]).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("--server-cpu 0"), "{msg}");
+        assert!(msg.contains("CPUs 1 only"), "{msg}");
+        let err = choose_cpus(None, Some(vec![1, 4]), &[0, 1, 2, 3]).unwrap_err();
+        assert!(err.to_string().contains("--client-cpus 4"), "{err}");
+        assert!(err.to_string().contains("CPUs 0-3 only"), "{err}");
     }
 }

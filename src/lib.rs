@@ -18,5 +18,6 @@ pub mod record;
 pub mod report;
 pub mod signal;
 pub mod stats;
+pub mod stdout;
 pub mod summary;
 pub mod sweep;

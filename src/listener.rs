@@ -25,6 +25,11 @@ pub struct ListenerSpec {
     pub backlog: u32,
     /// Set SO_REUSEPORT (several listeners on one port, one per acceptor thread).
     pub reuse_port: bool,
+    /// IPv6 addresses only: also accept IPv4 clients (IPV6_V6ONLY off). Their peers
+    /// arrive as IPv4-mapped `::ffff:a.b.c.d` and are reported as plain IPv4 (see
+    /// [`crate::peer`]). Off by default: a listener on `[::]` takes IPv6 only,
+    /// whatever the host's `net.ipv6.bindv6only` says.
+    pub dual_stack: bool,
 }
 
 /// Why the listener could not be made. Each message names the value and the fix.
@@ -48,6 +53,12 @@ pub enum ListenerError {
     /// Binding a privileged port without the right to.
     #[error("binding {addr} needs privileges: use a port above 1023 or run as root")]
     PermissionDenied {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Dual stack asked for on an IPv4 address.
+    #[error("--dual-stack needs an IPv6 address such as [::]:{port} (got {addr}); an IPv4 listener takes IPv4 only", port = addr.port())]
+    DualStackNeedsIpv6 {
         /// The address.
         addr: SocketAddr,
     },
@@ -95,6 +106,9 @@ impl Listener {
             return Err(ListenerError::ZeroBacklog);
         }
         let addr = spec.addr;
+        if spec.dual_stack && !addr.is_ipv6() {
+            return Err(ListenerError::DualStackNeedsIpv6 { addr });
+        }
         let io_err =
             |what: &'static str| move |source: io::Error| ListenerError::Io { what, addr, source };
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
@@ -108,8 +122,11 @@ impl Listener {
                 .map_err(io_err("SO_REUSEPORT"))?;
         }
         if addr.is_ipv6() {
-            // A v6 listener on :: should not silently also take v4 (the host default may differ).
-            socket.set_only_v6(true).map_err(io_err("IPV6_V6ONLY"))?;
+            // Set either way: the host default (net.ipv6.bindv6only) may be either, and a
+            // v6 listener on :: should not silently also take v4 unless asked to.
+            socket
+                .set_only_v6(!spec.dual_stack)
+                .map_err(io_err("IPV6_V6ONLY"))?;
         }
         socket.bind(&addr.into()).map_err(|e| match e.kind() {
             io::ErrorKind::AddrInUse => ListenerError::AddrInUse { addr },
@@ -167,6 +184,66 @@ impl Listener {
     /// Current accept-queue depth and limit, from `TCP_INFO` on the listener.
     pub fn queue_info(&self) -> io::Result<QueueInfo> {
         queue_info(self.socket.as_raw_fd())
+    }
+
+    /// Puts the listener's file description in the blocking mode an engine relies on
+    /// (`nonblocking` true sets O_NONBLOCK, false clears it) until the returned guard is
+    /// restored or dropped, which puts back the mode found. The flag belongs to the
+    /// file description, so it is shared with every dup of the fd and every engine that
+    /// runs on this listener later: each engine sets what it needs and leaves what it
+    /// found. std, tokio and tokio-uring call this first thing in `run`; the io_uring
+    /// engines (which leave the flag alone today) should do the same if they come to
+    /// depend on it.
+    pub fn set_blocking_mode(&self, nonblocking: bool) -> io::Result<BlockingModeGuard<'_>> {
+        let was_nonblocking = self.socket.nonblocking()?;
+        if was_nonblocking != nonblocking {
+            self.socket.set_nonblocking(nonblocking)?;
+        }
+        Ok(BlockingModeGuard {
+            socket: &self.socket,
+            was_nonblocking,
+            restored: false,
+        })
+    }
+}
+
+/// The listener's previous blocking mode, put back by [`BlockingModeGuard::restore`]
+/// (which reports a failure) or, failing that, on drop (which cannot).
+#[derive(Debug)]
+#[must_use = "dropping the guard at once restores the previous mode at once"]
+pub struct BlockingModeGuard<'a> {
+    socket: &'a Socket,
+    was_nonblocking: bool,
+    restored: bool,
+}
+
+impl BlockingModeGuard<'_> {
+    /// True when the listener was O_NONBLOCK before the guard was made.
+    pub fn was_nonblocking(&self) -> bool {
+        self.was_nonblocking
+    }
+
+    /// Puts the previous mode back now.
+    pub fn restore(mut self) -> io::Result<()> {
+        self.restored = true;
+        self.put_back()
+    }
+
+    fn put_back(&self) -> io::Result<()> {
+        if self.socket.nonblocking()? != self.was_nonblocking {
+            self.socket.set_nonblocking(self.was_nonblocking)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BlockingModeGuard<'_> {
+    fn drop(&mut self) {
+        if !self.restored {
+            // An early return already carries the error that caused it; a failure to
+            // restore (fcntl on a valid fd does not fail) would only hide it.
+            let _ = self.put_back();
+        }
     }
 }
 

@@ -8,7 +8,12 @@ use acceptbench::cli::Cli;
 use acceptbench::config::Command;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
+    // args_os: std::env::args panics on an argument that is not UTF-8. The recorded
+    // command line shows such bytes as U+FFFD; clap itself refuses them where a text
+    // value is expected, with a message.
+    let argv: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
     let cli = Cli::parse();
     let command = match Command::from_cli(cli, &argv) {
         Ok(c) => c,
@@ -17,8 +22,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Command::Sweep(cfg) = &command {
+        if let Some(note) = cfg.cpu_note() {
+            eprintln!("acceptbench: note: {note}");
+        }
+    }
     match acceptbench::app::run(command) {
         Ok(code) => code,
+        // The reader of stdout went away (`| head -1`): what it wanted it got.
+        Err(e) if acceptbench::stdout::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("acceptbench: error: {e:#}");
             ExitCode::FAILURE

@@ -22,6 +22,10 @@ use crate::config::MergeConfig;
 /// Timestamps above this are absolute (seconds since the epoch), not offsets.
 const ABSOLUTE_AFTER_S: f64 = 1e9;
 
+/// Latest interval start accepted: 9999-12-31T23:59:59Z. Anything later is a corrupt
+/// line (and would overflow `SystemTime` when the merged log is written).
+const MAX_TIMESTAMP_S: f64 = 253_402_300_799.0;
+
 /// Everything merged from the inputs.
 #[derive(Debug)]
 pub struct Merged {
@@ -34,13 +38,20 @@ pub struct Merged {
     pub intervals: usize,
 }
 
+impl Merged {
+    /// Nothing merged yet.
+    pub fn new() -> anyhow::Result<Merged> {
+        Ok(Merged {
+            total: Histogram::new(3).context("cannot create a histogram")?,
+            per_second: BTreeMap::new(),
+            intervals: 0,
+        })
+    }
+}
+
 /// Reads and merges the interval logs; errors name the file and line.
 pub fn merge_files(inputs: &[PathBuf]) -> anyhow::Result<Merged> {
-    let mut m = Merged {
-        total: Histogram::new(3).context("cannot create a histogram")?,
-        per_second: BTreeMap::new(),
-        intervals: 0,
-    };
+    let mut m = Merged::new()?;
     for path in inputs {
         let bytes = std::fs::read(path)
             .with_context(|| format!("{}: cannot read the interval log", path.display()))?;
@@ -56,8 +67,9 @@ fn line_of(bytes: &[u8], offset: usize) -> usize {
         .count()
 }
 
-/// Adds one log's intervals to `m`.
-fn merge_log(m: &mut Merged, bytes: &[u8], path: &Path) -> anyhow::Result<()> {
+/// Adds the intervals of one log, the contents of `path`, to `m`; errors name the
+/// file and line.
+pub fn merge_log(m: &mut Merged, bytes: &[u8], path: &Path) -> anyhow::Result<()> {
     let mut base_s: Option<f64> = None;
     let mut start_s: Option<f64> = None;
     let mut deserializer = Deserializer::new();
@@ -107,6 +119,12 @@ fn merge_log(m: &mut Merged, bytes: &[u8], path: &Path) -> anyhow::Result<()> {
         } else {
             base_s.or(start_s).unwrap_or(0.0) + ts
         };
+        if !(0.0..=MAX_TIMESTAMP_S).contains(&abs) {
+            anyhow::bail!(
+                "{}:{line}: interval timestamp {abs} s since the epoch is not a time this log can hold (0 to {MAX_TIMESTAMP_S} s, the year 9999); fix or drop the line, or the StartTime/BaseTime it is relative to",
+                path.display()
+            );
+        }
         let slot = m
             .per_second
             .entry(abs.floor() as u64)
@@ -132,38 +150,26 @@ fn offset_in(whole: &[u8], part: &str) -> usize {
 
 /// Standard base64 (with or without padding); None when invalid.
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    let val = |c: u8| -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    };
-    let s = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for chunk in s.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= val(c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        match chunk.len() {
-            4 => out.extend_from_slice(&bytes[1..4]),
-            3 => out.extend_from_slice(&bytes[1..3]),
-            2 => out.push(bytes[1]),
-            _ => return None,
-        }
-    }
-    Some(out)
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    const STANDARD_ANY_PADDING: GeneralPurpose = GeneralPurpose::new(
+        &base64::alphabet::STANDARD,
+        GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    );
+    STANDARD_ANY_PADDING.decode(s).ok()
 }
 
 /// Writes the per-second histograms as a V2 interval log.
 fn write_hlog(path: &Path, m: &Merged) -> anyhow::Result<()> {
     let first = m.per_second.keys().next().copied().unwrap_or(0);
-    let base = UNIX_EPOCH + Duration::from_secs(first);
+    let base = UNIX_EPOCH
+        .checked_add(Duration::from_secs(first))
+        .with_context(|| {
+            format!(
+                "cannot write {}: start time {first} s since the epoch is out of range",
+                path.display()
+            )
+        })?;
     let mut buf = Vec::new();
     {
         let mut ser = V2DeflateSerializer::new();
@@ -204,7 +210,7 @@ pub fn run(cfg: &MergeConfig) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write {}", hgrm.display()))?;
     write_hlog(&hlog, &m)?;
     let us = |q: f64| m.total.value_at_quantile(q) as f64 / 1000.0;
-    println!(
+    crate::stdout::println(format_args!(
         "merged {} intervals from {} files: {} values; p50 {:.1} µs, p99 {:.1} µs, max {:.1} µs",
         m.intervals,
         cfg.inputs.len(),
@@ -212,8 +218,8 @@ pub fn run(cfg: &MergeConfig) -> anyhow::Result<ExitCode> {
         us(0.5),
         us(0.99),
         m.total.max() as f64 / 1000.0
-    );
-    println!("{}\n{}", hgrm.display(), hlog.display());
+    ))?;
+    crate::stdout::println(format_args!("{}\n{}", hgrm.display(), hlog.display()))?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -259,7 +265,9 @@ mod tests {
         assert_eq!(base64_decode("TWFu").unwrap(), b"Man");
         assert_eq!(base64_decode("TWE=").unwrap(), b"Ma");
         assert_eq!(base64_decode("TQ==").unwrap(), b"M");
+        assert_eq!(base64_decode("TWE").unwrap(), b"Ma");
         assert!(base64_decode("T!==").is_none());
+        assert!(base64_decode("T").is_none());
     }
 
     #[test]
@@ -287,6 +295,42 @@ mod tests {
         assert!((d.max_us - 4000.0).abs() < 5.0, "max {}", d.max_us);
         let again = merge_files(&[out.with_extension("hlog")]).unwrap();
         assert_eq!(again.total.len(), 4);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_absurd_timestamp_is_an_error_naming_file_and_line() {
+        let dir = std::env::temp_dir().join(format!("ab-merge-ts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good.hlog");
+        write_log(
+            &good,
+            UNIX_EPOCH + Duration::from_secs(1_700_000_000),
+            &[&[1_000]],
+        );
+        let text = std::fs::read_to_string(&good).unwrap();
+        let (n, line) = text
+            .lines()
+            .enumerate()
+            .find(|(_, l)| !l.starts_with('#') && !l.starts_with('"'))
+            .unwrap();
+        let (_, rest) = line.split_once(',').unwrap();
+        for ts in [
+            "9999999999999999999.000",
+            "18446744073709551615.5",
+            "253402300800.000",
+        ] {
+            let bad = dir.join("bad.hlog");
+            std::fs::write(&bad, text.replace(line, &format!("{ts},{rest}"))).unwrap();
+            let out = dir.join("out.hgrm");
+            let res = run(&MergeConfig {
+                inputs: vec![bad.clone()],
+                out,
+            });
+            let e = format!("{:#}", res.unwrap_err());
+            assert!(e.contains(&format!("bad.hlog:{}", n + 1)), "{e}");
+            assert!(e.contains("year 9999"), "{e}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

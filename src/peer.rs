@@ -43,14 +43,30 @@ pub fn sockaddr_to_socketaddr(
             let sin6 =
                 unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
             let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::V6(SocketAddrV6::new(
+            Some(unmap_v4(SocketAddr::V6(SocketAddrV6::new(
                 ip,
                 u16::from_be(sin6.sin6_port),
                 u32::from_be(sin6.sin6_flowinfo),
                 sin6.sin6_scope_id,
-            )))
+            ))))
         }
         _ => None,
+    }
+}
+
+/// An IPv4-mapped IPv6 peer (`[::ffff:127.0.0.1]:port`, what a dual-stack listener
+/// sees for an IPv4 client) as the plain IPv4 address it is (`127.0.0.1:port`), the
+/// form the client itself reports as its local address; every other address as is.
+/// Applied to every decoded peer, whatever the listener: a v6-only listener never
+/// sees a mapped address (the kernel refuses IPv4 clients before accept).
+#[inline]
+pub fn unmap_v4(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(ip) => SocketAddr::V4(SocketAddrV4::new(ip, v6.port())),
+            None => addr,
+        },
+        SocketAddr::V4(_) => addr,
     }
 }
 
@@ -177,6 +193,24 @@ mod tests {
 
     const V4_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
     const V6_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+
+    #[test]
+    fn ipv4_mapped_peers_decode_as_ipv4() {
+        let mapped = Ipv4Addr::new(127, 0, 0, 9).to_ipv6_mapped();
+        let ss = v6_storage(mapped, 40_002, 0, 0);
+        assert_eq!(
+            sockaddr_to_socketaddr(&ss, V6_LEN),
+            Some("127.0.0.9:40002".parse().unwrap())
+        );
+        // A real IPv6 address, and the IPv4-compatible form (::a.b.c.d), stay IPv6.
+        for ip in [Ipv6Addr::LOCALHOST, "::7f00:1".parse().unwrap()] {
+            let ss = v6_storage(ip, 7, 0, 0);
+            assert_eq!(
+                sockaddr_to_socketaddr(&ss, V6_LEN),
+                Some(SocketAddr::V6(SocketAddrV6::new(ip, 7, 0, 0)))
+            );
+        }
+    }
 
     #[test]
     fn decodes_ipv4() {

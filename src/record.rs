@@ -65,10 +65,15 @@ impl AcceptError {
         }
     }
 
-    /// True when the engine should sleep before accepting again (resource exhaustion:
-    /// retrying at once would spin the CPU and could not succeed).
+    /// True when the engine should sleep before accepting again: resource exhaustion,
+    /// where retrying at once would spin the CPU and could not succeed, and any errno
+    /// outside the known list (EPERM from a seccomp filter or an LSM, EPROTO, …), which
+    /// may repeat on every call just the same.
     pub fn needs_backoff(self) -> bool {
-        matches!(self, Self::Emfile | Self::Enfile | Self::NoMemory)
+        matches!(
+            self,
+            Self::Emfile | Self::Enfile | Self::NoMemory | Self::Other
+        )
     }
 
     /// The name used in reports.
@@ -109,6 +114,10 @@ pub struct Recorder {
     pub peers: Vec<PeerRecord>,
     /// Multishot re-arms (completions that lacked IORING_CQE_F_MORE), 0 for other engines.
     pub rearms: u64,
+    /// The errno of the last failed accept, 0 after a successful one.
+    last_errno: i32,
+    /// How many accepts in a row failed with `last_errno`.
+    same_errno_run: u64,
     keep_peers: bool,
     observer: Option<PeerObserver>,
 }
@@ -136,6 +145,8 @@ impl Recorder {
                 Vec::new()
             },
             rearms: 0,
+            last_errno: 0,
+            same_errno_run: 0,
             keep_peers,
             observer: None,
         }
@@ -151,6 +162,8 @@ impl Recorder {
     #[inline]
     pub fn accepted(&mut self, peer: SocketAddr, accepted_ns: u64, decoded_ns: u64) {
         self.accepted += 1;
+        self.last_errno = 0;
+        self.same_errno_run = 0;
         if self.first_accept_ns == 0 {
             self.first_accept_ns = accepted_ns;
         }
@@ -174,11 +187,27 @@ impl Recorder {
     #[inline]
     pub fn error(&mut self, errno: i32) -> AcceptError {
         let kind = AcceptError::from_errno(errno);
+        if errno == self.last_errno {
+            self.same_errno_run += 1;
+        } else {
+            self.last_errno = errno;
+            self.same_errno_run = 1;
+        }
         *self.errors.entry(kind).or_insert(0) += 1;
         if kind == AcceptError::Other {
             *self.other_errnos.entry(errno).or_insert(0) += 1;
         }
         kind
+    }
+
+    /// How many accepts in a row, up to the last one, failed with `errno` (0 when the
+    /// last accept succeeded or failed with another errno).
+    pub fn consecutive_errors(&self, errno: i32) -> u64 {
+        if errno == self.last_errno {
+            self.same_errno_run
+        } else {
+            0
+        }
     }
 
     /// Total errors of every kind.

@@ -56,8 +56,17 @@ pub struct ListenSummary {
     pub accepted: u64,
     /// Accept errors, kind → count.
     pub errors: BTreeMap<String, u64>,
-    /// Back-offs after fd/memory exhaustion.
+    /// Accept errnos outside the known kinds (the `other` count), by name (`EPERM`).
+    pub other_errnos: BTreeMap<String, u64>,
+    /// Sleeps after an accept failed for lack of fds or memory (EMFILE, ENFILE,
+    /// ENOMEM, ENOBUFS) or with an unknown errno; `errors` says which.
     pub backoffs: u64,
+    /// Accepts that failed with EMFILE (the process's fd limit, RLIMIT_NOFILE).
+    pub emfile: u64,
+    /// Multishot accept re-arms (completions without IORING_CQE_F_MORE); 0 for other engines.
+    pub rearms: u64,
+    /// io_uring engine counters (CQ overflows, dropped CQEs, cancels); zero for others.
+    pub engine_counters: crate::engine::EngineCounters,
     /// Wall time of the run, s.
     pub duration_s: f64,
     /// Accepts per second between the first and the last accept.
@@ -94,7 +103,19 @@ impl ListenSummary {
                 .iter()
                 .map(|(k, v)| (k.name().to_string(), *v))
                 .collect(),
+            other_errnos: rec
+                .other_errnos
+                .iter()
+                .map(|(&errno, &n)| (crate::engine::errno_name(errno), n))
+                .collect(),
             backoffs: rec.backoffs,
+            emfile: rec
+                .errors
+                .get(&crate::record::AcceptError::Emfile)
+                .copied()
+                .unwrap_or(0),
+            rearms: rec.rearms,
+            engine_counters: crate::engine::EngineCounters::default(),
             duration_s,
             accepts_per_s: rec.active_accepts_per_s(),
             cpu_user_s: cpu.0,
@@ -130,6 +151,20 @@ impl ListenSummary {
             s,
             "accepted {} in {:.3} s, {:.0} accepts/s (first to last accept), errors: {errors}",
             self.accepted, self.duration_s, self.accepts_per_s
+        );
+        if !self.other_errnos.is_empty() {
+            let errnos: Vec<String> = self
+                .other_errnos
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            let _ = writeln!(s, "other errnos: {}", errnos.join(" "));
+        }
+        let c = &self.engine_counters;
+        let _ = writeln!(
+            s,
+            "back-offs {} (EMFILE {}), multishot re-arms {}, CQ overflows {}, CQEs dropped {}, cancels {}",
+            self.backoffs, self.emfile, self.rearms, c.cq_overflows, c.cqes_dropped, c.cancels
         );
         let _ = writeln!(
             s,

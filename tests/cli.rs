@@ -25,9 +25,12 @@ fn fails(args: &[&str]) -> (i32, String) {
 fn unknown_engine_is_named() {
     let (code, err) = fails(&["listen", "--engine", "kqueue", "--duration", "1s"]);
     assert_eq!(code, 2);
-    assert!(err.contains("unknown engine \"kqueue\""), "{err}");
     assert!(
-        err.contains("std, uring, multishot, tokio-uring, tokio"),
+        err.contains("invalid value 'kqueue' for '--engine"),
+        "{err}"
+    );
+    assert!(
+        err.contains("possible values: std, uring, multishot, tokio-uring, tokio"),
         "{err}"
     );
 }
@@ -163,19 +166,20 @@ fn sweep_rejects_bad_lists_and_unwritable_output() {
     let (code, err) = fails(&["sweep", "--engines", "std,epoll"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("\"epoll\"") && err.contains("unknown engine"),
+        err.contains("invalid value 'epoll' for '--engines")
+            && err.contains("possible values: std, uring, multishot, tokio-uring, tokio"),
         "{err}"
     );
     let (code, err) = fails(&["sweep", "--backlogs", ""]);
     assert_eq!(code, 2);
-    assert!(err.contains("--backlogs is empty"), "{err}");
+    assert!(err.contains("invalid value '' for '--backlogs"), "{err}");
     let (code, err) = fails(&["sweep", "--backlogs", "16,x"]);
     assert_eq!(code, 2);
-    assert!(err.contains("\"x\""), "{err}");
+    assert!(err.contains("invalid value 'x' for '--backlogs"), "{err}");
     let (code, err) = fails(&["sweep", "--modes", "fast"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("closed, rate, drain, burst or overload"),
+        err.contains("possible values: closed, rate, drain, burst, overload"),
         "{err}"
     );
     let (code, err) = fails(&["sweep", "--engines", "std", "--out", "/proc/acceptbench"]);
@@ -267,4 +271,195 @@ fn an_engine_the_kernel_cannot_run_is_refused_clearly() {
         let io_uring = matches!(name, "uring" | "multishot" | "tokio-uring");
         assert_eq!(e["supported"].as_bool().unwrap(), !io_uring, "{e}");
     }
+}
+
+/// `taskset -c 1 acceptbench …`: true when CPU 1 exists and taskset can run us there.
+fn taskset_cpu1() -> Option<std::process::Command> {
+    let mut cmd = std::process::Command::new("taskset");
+    cmd.args(["-c", "1"])
+        .arg(assert_cmd::cargo::cargo_bin("acceptbench"));
+    let probe = std::process::Command::new("taskset")
+        .args(["-c", "1", "true"])
+        .output();
+    match probe {
+        Ok(out) if out.status.success() => Some(cmd),
+        Ok(out) => {
+            eprintln!(
+                "skipping: taskset -c 1 fails here: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            None
+        }
+        Err(e) => {
+            eprintln!("skipping: cannot run taskset: {e}");
+            None
+        }
+    }
+}
+
+/// Under `taskset -c 1` CPU 0 is not ours: asking for it names CPU 1 as the one
+/// allowed, and a sweep without CPU flags runs on CPU 1 (acceptor and loadgen share it,
+/// with a note saying so).
+#[test]
+fn sweep_cpus_come_from_the_allowed_set() {
+    let Some(mut cmd) = taskset_cpu1() else {
+        return;
+    };
+    let out = cmd
+        .args(["sweep", "--server-cpu", "0", "--engines", "std"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--server-cpu 0"), "{err}");
+    assert!(err.contains("may run on CPUs 1 only"), "{err}");
+
+    let dir = std::env::temp_dir().join(format!("acceptbench-taskset-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(mut cmd) = taskset_cpu1() else {
+        return;
+    };
+    let out = cmd
+        .args([
+            "sweep",
+            "--engines",
+            "std",
+            "--backlogs",
+            "128",
+            "--modes",
+            "drain",
+        ])
+        .args(["--duration", "200ms", "--no-plots", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("both run on CPU 1"), "{err}");
+}
+
+/// Runs acceptbench with stdout a pipe whose reader is already gone, as in
+/// `acceptbench … | head -1` once head exited: returns (exit code, stderr).
+fn run_into_closed_pipe(args: &[&str]) -> (Option<i32>, String) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let mut fds = [0; 2];
+    // SAFETY: pipe2 writes two fds into the array; we own both afterwards.
+    assert_eq!(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) }, 0);
+    // SAFETY: both fds were just returned by pipe2 and are owned by nothing else.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader);
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+        .args(args)
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `acceptbench compare A B | head -1`, `probe | head -1`: a closed stdout ends the
+/// command quietly with status 0 (ripgrep's choice), never with a panic.
+#[test]
+fn printing_into_a_closed_pipe_exits_quietly() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let mut runs: Vec<String> = std::fs::read_dir(&root)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("summary.csv").exists())
+        .map(|e| e.path().display().to_string())
+        .collect();
+    runs.sort();
+    assert!(runs.len() >= 2, "committed runs in {}", root.display());
+    let (code, err) = run_into_closed_pipe(&["compare", &runs[0], &runs[1]]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for args in [&["probe"][..], &["probe", "--json"][..]] {
+        let (code, err) = run_into_closed_pipe(args);
+        assert_eq!(code, Some(0), "{args:?}: {err}");
+        assert_eq!(err, "", "{args:?}");
+    }
+}
+
+/// An argument that is not UTF-8 is refused or carried through with a message,
+/// never a panic (std::env::args panics on one).
+#[test]
+fn a_non_utf8_argument_is_an_error_not_a_panic() {
+    use std::ffi::OsStr;
+    use std::os::unix::ffi::OsStrExt;
+    let bad = OsStr::from_bytes(b"run-\xff");
+    // A path argument: accepted as a path, then named as missing.
+    let out = acceptbench()
+        .arg("compare")
+        .arg(bad)
+        .arg(bad)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("run-\u{fffd}"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    // A value from a list, and free text: clap refuses both, naming the flag.
+    for args in [
+        &["listen", "--engine"][..],
+        &["compare", "a", "b", "--metric"][..],
+    ] {
+        let out = acceptbench().args(args).arg(bad).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("invalid value 'run-\u{fffd}'") || err.contains("invalid UTF-8"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+/// A value given twice in a list flag is refused by name; `--help` lists every
+/// engine, mode and compare format, and says that an IPv6 listen address is v6-only.
+#[test]
+fn list_flags_refuse_duplicates_and_help_lists_the_values() {
+    for (flag, list, item) in [
+        ("--engines", "std,tokio,std", "std"),
+        ("--backlogs", "16,16", "16"),
+        ("--modes", "drain,closed,drain", "drain"),
+        ("--client-cpus", "0,0", "0"),
+    ] {
+        let (code, err) = fails(&["sweep", flag, list]);
+        assert_eq!(code, 2, "{flag}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{flag}: {item} is given twice: give each value once"
+            )),
+            "{flag}: {err}"
+        );
+    }
+    let (code, err) = fails(&["compare", "--format", "xml", "a", "b"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("possible values: text, markdown, csv"),
+        "{err}"
+    );
+
+    let help = |args: &[&str]| {
+        let out = acceptbench().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sweep = help(&["sweep", "--help"]);
+    for value in ["tokio-uring:", "multishot:", "overload:", "drain:"] {
+        assert!(
+            sweep.contains(value),
+            "{value} missing from sweep --help:\n{sweep}"
+        );
+    }
+    assert!(help(&["compare", "--help"]).contains("markdown:"));
+    let listen = help(&["listen", "--help"]);
+    assert!(
+        listen.contains("IPv6 clients only") && listen.contains("--dual-stack"),
+        "{listen}"
+    );
 }

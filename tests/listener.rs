@@ -13,6 +13,7 @@ fn spec(addr: &str, backlog: u32) -> ListenerSpec {
         addr: addr.parse().unwrap(),
         backlog,
         reuse_port: false,
+        dual_stack: false,
     }
 }
 
@@ -96,6 +97,7 @@ fn port_in_use_is_reported_as_such() {
         addr,
         backlog: 8,
         reuse_port: false,
+        dual_stack: false,
     })
     .unwrap_err();
     match &err {
@@ -119,11 +121,13 @@ fn address_not_on_this_machine_is_reported() {
 fn reuse_port_lets_two_listeners_share_a_port() {
     let a = Listener::bind(&ListenerSpec {
         reuse_port: true,
+        dual_stack: false,
         ..spec("127.0.0.1:0", 8)
     })
     .unwrap();
     let b = Listener::bind(&ListenerSpec {
         reuse_port: true,
+        dual_stack: false,
         addr: a.local_addr,
         backlog: 8,
     })
@@ -159,4 +163,63 @@ fn queue_depth_counts_unaccepted_connections() {
     assert_eq!(q.depth, 3);
     assert_eq!(q.limit, 8);
     drop(clients);
+}
+
+/// `[::]` listens for IPv6 only unless `dual_stack`: then an IPv4 client is accepted
+/// too and reported as plain IPv4 (127.0.0.1:port, as the client sees itself), by
+/// every engine. Without the flag the IPv4 connect is refused.
+#[test]
+fn dual_stack_takes_ipv4_clients_and_reports_them_as_ipv4() {
+    use acceptbench::engine::{self, EngineKind, EngineOptions, Limits, StopFlag};
+    use acceptbench::kernel::probe;
+    use acceptbench::record::Recorder;
+    for kind in EngineKind::ALL {
+        let support = probe::engine_support(kind, probe::probe_uring_cached());
+        if !support.supported {
+            eprintln!("skipping engine {kind}: {}", support.reason);
+            continue;
+        }
+        let mut s = spec("[::]:0", 16);
+        s.dual_stack = true;
+        let listener = match Listener::bind(&s) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("skipping: cannot listen on [::]: {e}");
+                return;
+            }
+        };
+        let port = listener.local_addr.port();
+        let v4 = TcpStream::connect(("127.0.0.1", port)).expect("IPv4 client on dual stack");
+        let v6 = TcpStream::connect(("::1", port)).expect("IPv6 client on dual stack");
+        let want = [v4.local_addr().unwrap(), v6.local_addr().unwrap()];
+        assert!(want[0].is_ipv4(), "{want:?}");
+        let mut acceptor = engine::build(kind, &EngineOptions::default()).unwrap();
+        let mut rec = Recorder::new(true);
+        let limits = Limits {
+            count: Some(2),
+            deadline: Some(Instant::now() + Duration::from_secs(10)),
+            stop: StopFlag::new(),
+        };
+        acceptor.run(&listener, &limits, &mut rec).unwrap();
+        let mut got: Vec<SocketAddr> = rec.peers.iter().map(|p| p.peer).collect();
+        got.sort();
+        let mut want = want.to_vec();
+        want.sort();
+        assert_eq!(got, want, "{kind}");
+    }
+
+    let listener = Listener::bind(&spec("[::]:0", 16)).unwrap();
+    let port = listener.local_addr.port();
+    let err = TcpStream::connect(("127.0.0.1", port)).expect_err("v6-only takes no IPv4");
+    assert_eq!(err.kind(), std::io::ErrorKind::ConnectionRefused, "{err}");
+    TcpStream::connect(("::1", port)).expect("IPv6 client on v6-only");
+
+    let mut v4 = spec("127.0.0.1:0", 16);
+    v4.dual_stack = true;
+    let err = Listener::bind(&v4).unwrap_err();
+    assert!(
+        matches!(err, ListenerError::DualStackNeedsIpv6 { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("[::]:0"), "{err}");
 }

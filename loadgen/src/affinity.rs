@@ -11,8 +11,8 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
             format!(
-                "cpu {cpu} is out of range (this machine has {})",
-                available_cpus()
+                "cpu {cpu} is out of range: this thread runs on CPUs {} now",
+                format_cpus(&allowed_cpus())
             ),
         ));
     }
@@ -28,12 +28,53 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
         return Err(io::Error::new(
             err.kind(),
             format!(
-                "cannot pin thread to cpu {cpu} (this machine has {}): {err}",
-                available_cpus()
+                "cannot pin thread to cpu {cpu}: {err} (the CPU must exist, be online and be in this process's cpuset; this thread runs on CPUs {} now)",
+                format_cpus(&allowed_cpus())
             ),
         ));
     }
     Ok(())
+}
+
+/// The CPUs the calling thread may run on (`sched_getaffinity`), ascending: under
+/// `taskset -c 1` that is `[1]`, not `[0]`. Falls back to `0..available_cpus()` if
+/// the call fails (it does not for the calling thread).
+pub fn allowed_cpus() -> Vec<usize> {
+    // SAFETY: cpu_set_t is plain data (zeroed = empty set); sched_getaffinity writes at
+    // most its size; CPU_ISSET is given indices below CPU_SETSIZE and a valid set.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
+            return (0..available_cpus()).collect();
+        }
+        (0..libc::CPU_SETSIZE as usize)
+            .filter(|&c| libc::CPU_ISSET(c, &set))
+            .collect()
+    }
+}
+
+/// A CPU list in `taskset -c` form: ascending runs as ranges, `0-3,6,8-9`.
+pub fn format_cpus(cpus: &[usize]) -> String {
+    let mut sorted = cpus.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        out.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}-{end}")
+        });
+        i += 1;
+    }
+    out.join(",")
 }
 
 /// Number of CPUs this process may run on.
@@ -128,4 +169,26 @@ pub fn clock_s(clock: libc::clockid_t) -> Option<f64> {
     // SAFETY: `ts` is a valid, writable timespec; an invalid clock id fails with EINVAL.
     let ret = unsafe { libc::clock_gettime(clock, &mut ts) };
     (ret == 0).then_some(ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_print_as_taskset_ranges() {
+        assert_eq!(format_cpus(&[1]), "1");
+        assert_eq!(format_cpus(&[3, 0, 1, 2, 6, 8, 9]), "0-3,6,8-9");
+        assert_eq!(format_cpus(&[]), "");
+    }
+
+    #[test]
+    fn the_allowed_set_holds_the_cpu_we_run_on() {
+        let allowed = allowed_cpus();
+        assert!(!allowed.is_empty());
+        assert_eq!(allowed.len(), available_cpus());
+        // SAFETY: sched_getcpu takes no arguments.
+        let cpu = unsafe { libc::sched_getcpu() };
+        assert!(allowed.contains(&(cpu as usize)), "{cpu} in {allowed:?}");
+    }
 }

@@ -323,6 +323,9 @@ impl Config {
                 });
             }
         }
+        // Existence only, not this thread's affinity mask: `acceptbench sweep` starts
+        // loadgen from its acceptor thread, already pinned to the server CPU, and
+        // sched_setaffinity may widen a mask again (within the cgroup's cpuset).
         // SAFETY: sysconf with a valid name has no memory effects.
         let ncpu = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
         if let Some(&cpu) = self.cpus.iter().find(|&&c| c >= ncpu) {

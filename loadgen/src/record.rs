@@ -195,27 +195,65 @@ pub fn write_records(path: impl AsRef<Path>, records: &[ConnRecord]) -> io::Resu
     w.flush()
 }
 
-/// Reads a file written by `write_records`.
+/// Reads a file written by `write_records`; errors name the file, and the record
+/// where there is one.
 pub fn read_records(path: impl AsRef<Path>) -> io::Result<Vec<ConnRecord>> {
-    let mut r = BufReader::new(File::open(path)?);
+    let path = path.as_ref();
+    let name = path.display().to_string();
+    let f = File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?;
+    let len = f
+        .metadata()
+        .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))?
+        .len();
+    read_records_from(BufReader::new(f), &name, Some(len))
+}
+
+/// Reads records in the `write_records` format from `r`; `name` is used in errors.
+/// With `len` (the file size) a header whose record count disagrees with the size is
+/// refused before anything is allocated for it.
+pub fn read_records_from(
+    mut r: impl Read,
+    name: &str,
+    len: Option<u64>,
+) -> io::Result<Vec<ConnRecord>> {
+    let bad = |msg: String| invalid(format!("{name}: {msg}"));
     let mut header = [0u8; HEADER_SIZE];
-    r.read_exact(&mut header)?;
+    r.read_exact(&mut header).map_err(|e| {
+        bad(format!(
+            "cannot read the {HEADER_SIZE}-byte header ({e}): not a loadgen records file, or truncated"
+        ))
+    })?;
     if header[..8] != MAGIC {
-        return Err(invalid("not a loadgen records file (bad magic)".into()));
+        return Err(bad("not a loadgen records file (bad magic)".into()));
     }
     let version = u32::from_le_bytes([header[8], header[9], header[10], header[11]]);
     let size = u32::from_le_bytes([header[12], header[13], header[14], header[15]]);
     if version != VERSION || size as usize != RECORD_SIZE {
-        return Err(invalid(format!("records file version {version} / record size {size}; this loadgen reads version {VERSION} / {RECORD_SIZE}")));
+        return Err(bad(format!("records file version {version} / record size {size}; this loadgen reads version {VERSION} / {RECORD_SIZE}")));
     }
     let mut count_b = [0u8; 8];
     count_b.copy_from_slice(&header[16..24]);
     let count = u64::from_le_bytes(count_b);
-    let mut out = Vec::with_capacity(count.min(1 << 24) as usize);
+    if let Some(len) = len {
+        let want = count
+            .checked_mul(RECORD_SIZE as u64)
+            .and_then(|b| b.checked_add(HEADER_SIZE as u64));
+        if want != Some(len) {
+            return Err(bad(format!(
+                "the header says {count} records of {RECORD_SIZE} bytes but the file has {len} bytes: it is truncated or corrupt"
+            )));
+        }
+    }
+    // Grow as records arrive: the count comes from the file and may be corrupt.
+    let mut out = Vec::with_capacity(count.min(1 << 16) as usize);
     let mut buf = [0u8; RECORD_SIZE];
-    for _ in 0..count {
-        r.read_exact(&mut buf)?;
-        out.push(ConnRecord::decode(&buf)?);
+    for i in 0..count {
+        r.read_exact(&mut buf).map_err(|e| {
+            bad(format!(
+                "record {i} of {count}: {e} (the file is truncated)"
+            ))
+        })?;
+        out.push(ConnRecord::decode(&buf).map_err(|e| bad(format!("record {i}: {e}")))?);
     }
     Ok(out)
 }

@@ -322,6 +322,6 @@ pub fn run(cfg: &CompareConfig) -> anyhow::Result<ExitCode> {
         CompareFormat::Markdown => format::markdown(&cmp),
         CompareFormat::Csv => format::csv(&cmp)?,
     };
-    print!("{text}");
+    crate::stdout::print(text)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -179,6 +179,17 @@ pub enum EngineError {
         /// Which option, its value and the accepted range.
         reason: String,
     },
+    /// Accept failed with the same errno outside the known list so many times in a
+    /// row that retrying is pointless (EPERM from a seccomp filter or an LSM policy).
+    #[error("engine {engine}: accept on the listener failed {count} times in a row with {}; stopping the run: this errno does not go away by retrying — check seccomp filters, LSM (SELinux, AppArmor) policy and firewall rules applied to this process", describe_errno(*errno))]
+    AcceptKeepsFailing {
+        /// The engine.
+        engine: EngineKind,
+        /// The positive errno.
+        errno: i32,
+        /// Consecutive failures seen before stopping.
+        count: u64,
+    },
     /// A system call failed in a way the engine cannot count and go on from.
     #[error("engine {engine}: {what}: {source}")]
     Io {
@@ -287,14 +298,29 @@ pub(crate) enum AfterError {
     Fatal,
 }
 
+/// Consecutive accepts failing with one errno outside the known list after which the
+/// run stops ([`EngineError::AcceptKeepsFailing`]). Each is followed by a [`BACKOFF`]
+/// sleep, so this is about a second of trying. Known transient errnos (EMFILE, ENFILE,
+/// ENOMEM, ENOBUFS, ECONNABORTED, EINTR) never stop a run: they end when fds, memory
+/// or the peer come back.
+pub const MAX_SAME_ERRNO: u64 = 1000;
+
+/// Errnos that mean the listener itself is unusable: the run stops at the first one.
+fn listener_unusable(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT
+    )
+}
+
 /// Records `errno` in `rec` and says how to go on.
 #[inline]
 pub(crate) fn on_accept_error(rec: &mut Recorder, errno: i32) -> AfterError {
     let kind = rec.error(errno);
-    if matches!(
-        errno,
-        libc::EBADF | libc::EINVAL | libc::ENOTSOCK | libc::EOPNOTSUPP | libc::EFAULT
-    ) {
+    if listener_unusable(errno)
+        || (kind == crate::record::AcceptError::Other
+            && rec.consecutive_errors(errno) >= MAX_SAME_ERRNO)
+    {
         AfterError::Fatal
     } else if kind.needs_backoff() {
         AfterError::Backoff
@@ -322,13 +348,67 @@ pub(crate) fn simulate_work(delay: Option<Duration>) {
     }
 }
 
-/// The error for a fatal accept errno.
+/// The error for a fatal accept errno: the listener is unusable, or (any other errno)
+/// it failed [`MAX_SAME_ERRNO`] times in a row.
 pub(crate) fn fatal_accept(engine: EngineKind, errno: i32) -> EngineError {
-    EngineError::Io {
-        engine,
-        what: "accept on the listener",
-        source: ::std::io::Error::from_raw_os_error(errno),
+    if listener_unusable(errno) {
+        EngineError::Io {
+            engine,
+            what: "accept on the listener",
+            source: ::std::io::Error::from_raw_os_error(errno),
+        }
+    } else {
+        EngineError::AcceptKeepsFailing {
+            engine,
+            errno,
+            count: MAX_SAME_ERRNO,
+        }
     }
+}
+
+/// `EPERM (Operation not permitted, errno 1)`: name, text and number of an errno.
+pub fn describe_errno(errno: i32) -> String {
+    let text = ::std::io::Error::from_raw_os_error(errno).to_string();
+    let text = text
+        .strip_suffix(&format!(" (os error {errno})"))
+        .unwrap_or(&text);
+    format!("{} ({text}, errno {errno})", errno_name(errno))
+}
+
+/// The symbolic name of an errno accept(2) can return (as in `errno(3)`), or `errno N`.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::EPERM => "EPERM",
+        libc::EACCES => "EACCES",
+        libc::EPROTO => "EPROTO",
+        libc::ENOSR => "ENOSR",
+        libc::ESOCKTNOSUPPORT => "ESOCKTNOSUPPORT",
+        libc::EPROTONOSUPPORT => "EPROTONOSUPPORT",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ENETDOWN => "ENETDOWN",
+        libc::ENETUNREACH => "ENETUNREACH",
+        libc::EHOSTDOWN => "EHOSTDOWN",
+        libc::EHOSTUNREACH => "EHOSTUNREACH",
+        libc::ENONET => "ENONET",
+        libc::ENOPROTOOPT => "ENOPROTOOPT",
+        libc::EAFNOSUPPORT => "EAFNOSUPPORT",
+        libc::ENOSYS => "ENOSYS",
+        libc::EIO => "EIO",
+        libc::EMFILE => "EMFILE",
+        libc::ENFILE => "ENFILE",
+        libc::ENOMEM => "ENOMEM",
+        libc::ENOBUFS => "ENOBUFS",
+        libc::ECONNABORTED => "ECONNABORTED",
+        libc::EINTR => "EINTR",
+        libc::EAGAIN => "EAGAIN",
+        libc::EBADF => "EBADF",
+        libc::EINVAL => "EINVAL",
+        libc::ENOTSOCK => "ENOTSOCK",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EFAULT => "EFAULT",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_string()
 }
 
 /// tokio / tokio-uring: counts a failed accept and, when it calls for a back-off,
@@ -348,5 +428,38 @@ pub(crate) async fn on_async_accept_error(
             Ok(())
         }
         AfterError::Fatal => Err(fatal_accept(engine, errno)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_errnos_back_off_and_stop_after_a_bounded_run() {
+        let mut rec = Recorder::new(false);
+        for _ in 1..MAX_SAME_ERRNO {
+            assert_eq!(on_accept_error(&mut rec, libc::EPERM), AfterError::Backoff);
+        }
+        assert_eq!(on_accept_error(&mut rec, libc::EPERM), AfterError::Fatal);
+        // Another errno, or an accepted connection, starts the count again.
+        assert_eq!(on_accept_error(&mut rec, libc::EPROTO), AfterError::Backoff);
+        rec.accepted("127.0.0.1:1".parse().unwrap(), 1, 2);
+        assert_eq!(rec.consecutive_errors(libc::EPROTO), 0);
+        assert_eq!(on_accept_error(&mut rec, libc::EPERM), AfterError::Backoff);
+        // Known transient errnos never stop a run, however long they last.
+        for _ in 0..2 * MAX_SAME_ERRNO {
+            assert_eq!(on_accept_error(&mut rec, libc::EMFILE), AfterError::Backoff);
+            assert_eq!(
+                on_accept_error(&mut rec, libc::ECONNABORTED),
+                AfterError::Retry
+            );
+        }
+        assert_eq!(on_accept_error(&mut rec, libc::EBADF), AfterError::Fatal);
+        let msg = fatal_accept(EngineKind::Std, libc::EPERM).to_string();
+        assert!(
+            msg.contains("EPERM (Operation not permitted, errno 1)"),
+            "{msg}"
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! Blocks in `accept4(2)` on the listener with a `sockaddr_storage` for the peer.
 //! To look at the stop flag and deadline while idle it sets `SO_RCVTIMEO` on the
 //! listener (accept honours the receive timeout and fails with EAGAIN), and puts
-//! the previous timeout back when it returns. Owns nothing but that loop.
+//! the previous timeout back when it returns; likewise it clears O_NONBLOCK and puts
+//! the mode it found back. Owns nothing but that loop.
 
 use std::mem;
 use std::os::fd::AsRawFd;
@@ -47,9 +48,9 @@ impl Acceptor for StdAcceptor {
     ) -> Result<(), EngineError> {
         let io_err = |what| EngineError::io(EngineKind::Std, what);
         let socket = listener.socket();
-        // A previous tokio run may have left the shared file description O_NONBLOCK.
-        socket
-            .set_nonblocking(false)
+        // The blocking accept needs O_NONBLOCK clear; the mode found is put back on return.
+        let mode = listener
+            .set_blocking_mode(false)
             .map_err(io_err("clearing O_NONBLOCK on the listener"))?;
         let old_timeout = socket
             .read_timeout()
@@ -62,7 +63,10 @@ impl Acceptor for StdAcceptor {
         let restored = socket
             .set_read_timeout(old_timeout)
             .map_err(io_err("restoring SO_RCVTIMEO of the listener"));
-        result.and(restored)
+        let mode = mode
+            .restore()
+            .map_err(io_err("restoring O_NONBLOCK of the listener"));
+        result.and(restored).and(mode)
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! The runtime is built inside `run` and dropped before it returns; the listener is a
 //! dup of the shared fd set O_NONBLOCK (which changes the shared file description:
-//! the flag is put back as it was on return, and the blocking engines clear it
-//! anyway). Dropping a tokio accept future loses nothing (the connection stays in
+//! the flag is put back as it was on return, through
+//! [`Listener::set_blocking_mode`]). Dropping a tokio accept future loses nothing (the connection stays in
 //! the kernel's queue), so each loop iteration selects a fresh accept against a
 //! periodic sleep. As tokio decodes the peer inside `accept`, `accepted_ns` is
 //! stamped after the decode. Each accepted stream is registered with the reactor
@@ -48,15 +48,15 @@ impl Acceptor for TokioAcceptor {
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let io_err = |what| EngineError::io(EngineKind::Tokio, what);
-        let socket = listener.socket();
-        let was_nonblocking = socket
-            .nonblocking()
-            .map_err(io_err("reading O_NONBLOCK of the listener"))?;
-        let dup = socket
+        // tokio needs O_NONBLOCK; it is set on the shared file description (so on our
+        // dup too) and the mode found is put back on return.
+        let mode = listener
+            .set_blocking_mode(true)
+            .map_err(io_err("setting O_NONBLOCK on the listener"))?;
+        let dup = listener
+            .socket()
             .try_clone()
             .map_err(io_err("dup of the listener fd"))?;
-        dup.set_nonblocking(true)
-            .map_err(io_err("setting O_NONBLOCK on the listener"))?;
         let rt = match self.rt.take() {
             Some(rt) => rt,
             None => tokio::runtime::Builder::new_current_thread()
@@ -71,8 +71,8 @@ impl Acceptor for TokioAcceptor {
             accept_loop(&listener, limits, rec, delay).await
         });
         self.rt = Some(rt);
-        let restored = socket
-            .set_nonblocking(was_nonblocking)
+        let restored = mode
+            .restore()
             .map_err(io_err("restoring O_NONBLOCK of the listener"));
         result.and(restored)
     }
@@ -92,7 +92,7 @@ async fn accept_loop(
                 let accepted_ns = mono_ns();
                 match res {
                     Ok((stream, peer)) => {
-                        rec.accepted(peer, accepted_ns, mono_ns());
+                        rec.accepted(crate::peer::unmap_v4(peer), accepted_ns, mono_ns());
                         drop(stream);
                         simulate_work(accept_delay);
                     }

@@ -52,10 +52,9 @@ impl Acceptor for TokioUringAcceptor {
     ) -> Result<(), EngineError> {
         let io_err = |what| EngineError::io(EngineKind::TokioUring, what);
         // A blocking file description keeps io_uring's accept on its poll path on
-        // every kernel (a previous tokio run may have left it O_NONBLOCK).
-        listener
-            .socket()
-            .set_nonblocking(false)
+        // every kernel; the mode found is put back on return.
+        let mode = listener
+            .set_blocking_mode(false)
             .map_err(io_err("clearing O_NONBLOCK on the listener"))?;
         let dup = listener
             .socket()
@@ -68,7 +67,10 @@ impl Acceptor for TokioUringAcceptor {
         // Dropping the runtime drops its driver, which cancels the pending accept and
         // waits for its completion before closing the ring and our dup of the fd.
         drop(rt);
-        result
+        let restored = mode
+            .restore()
+            .map_err(io_err("restoring O_NONBLOCK of the listener"));
+        result.and(restored)
     }
 }
 
@@ -88,7 +90,7 @@ async fn accept_loop(
                 let accepted_ns = mono_ns();
                 match res {
                     Ok((stream, peer)) => {
-                        rec.accepted(peer, accepted_ns, mono_ns());
+                        rec.accepted(crate::peer::unmap_v4(peer), accepted_ns, mono_ns());
                         // Dropping the stream closes it with close(2).
                         drop(stream);
                         simulate_work(accept_delay);

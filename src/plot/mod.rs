@@ -42,7 +42,7 @@ pub fn run(cfg: &PlotConfig) -> anyhow::Result<ExitCode> {
         );
     }
     for f in &files {
-        println!("{}", f.display());
+        crate::stdout::println(f.display())?;
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -38,18 +38,28 @@ pub fn read(path: &Path) -> io::Result<Vec<SummaryRow>> {
 
 /// Reads a summary.csv and the names of the columns it has.
 pub fn read_with_columns(path: &Path) -> io::Result<(Vec<SummaryRow>, Vec<String>)> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: cannot read: {e}", path.display()),
-        )
-    })?;
+    let f = File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot read: {e}", path.display())))?;
+    read_from_with_columns(io::BufReader::new(f), &path.display().to_string())
+}
+
+/// Reads every row of summary.csv text from `r`; errors name `name` and the line.
+pub fn read_from(r: impl io::Read, name: &str) -> io::Result<Vec<SummaryRow>> {
+    read_from_with_columns(r, name).map(|(rows, _)| rows)
+}
+
+/// [`read_from`], also returning the names of the columns the text has.
+pub fn read_from_with_columns(
+    r: impl io::Read,
+    name: &str,
+) -> io::Result<(Vec<SummaryRow>, Vec<String>)> {
+    let mut r = csv::Reader::from_reader(r);
     let columns: Vec<String> = r
         .headers()
         .map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}:1: cannot read the header: {e}", path.display()),
+                format!("{name}:1: cannot read the header: {e}"),
             )
         })?
         .iter()
@@ -59,10 +69,7 @@ pub fn read_with_columns(path: &Path) -> io::Result<(Vec<SummaryRow>, Vec<String
     for result in r.deserialize::<SummaryRow>() {
         let row = result.map_err(|e| {
             let line = e.position().map(|p| p.line()).unwrap_or(0);
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}:{line}: {e}", path.display()),
-            )
+            io::Error::new(io::ErrorKind::InvalidData, format!("{name}:{line}: {e}"))
         })?;
         rows.push(row);
     }

@@ -69,8 +69,8 @@ pub fn parse(r: impl BufRead, name: &str) -> io::Result<Distribution> {
     };
     let mut saw_header = false;
     for (i, line) in r.lines().enumerate() {
-        let line = line?;
         let n = i + 1;
+        let line = line.map_err(|e| bad(n, format!("{e} (an .hgrm file is text)")))?;
         let t = line.trim();
         if t.is_empty() {
             continue;

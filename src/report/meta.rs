@@ -104,18 +104,23 @@ impl Meta {
     pub fn read(path: &Path) -> io::Result<Meta> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
-        let meta: Meta = serde_json::from_str(&text).map_err(|e| {
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses meta.json text; errors name `name` and the line. A format_version this
+    /// build does not read is an error naming it.
+    pub fn parse(text: &str, name: &str) -> io::Result<Meta> {
+        let meta: Meta = serde_json::from_str(text).map_err(|e| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("{}:{}: {e}", path.display(), e.line()),
+                format!("{name}:{}: {e}", e.line()),
             )
         })?;
         if meta.format_version == 0 || meta.format_version > FORMAT_VERSION {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
-                    "{}: results format_version {} is not one this acceptbench reads (1 to {FORMAT_VERSION}); use the acceptbench version that wrote it (meta.json acceptbench_version {}, git {})",
-                    path.display(),
+                    "{name}: results format_version {} is not one this acceptbench reads (1 to {FORMAT_VERSION}); use the acceptbench version that wrote it (meta.json acceptbench_version {}, git {})",
                     meta.format_version,
                     meta.acceptbench_version,
                     meta.git_rev

@@ -133,6 +133,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
         addr: crate::config::sweep_listen_addr(),
         backlog: spec.backlog,
         reuse_port: false,
+        dual_stack: false,
     })?;
     let lg = loadgen_config(spec, &listener)?;
     match spec.mode {
@@ -642,6 +643,7 @@ mod tests {
             addr: ([127, 0, 0, 1], 0).into(),
             backlog: 8,
             reuse_port: false,
+            dual_stack: false,
         })
         .unwrap();
         let m = d.into_measured(&listener, RunEnv::default(), ModeFigures::Driven, true);

@@ -96,6 +96,7 @@ mod tests {
             addr: ([127, 0, 0, 1], 0).into(),
             backlog: 8,
             reuse_port: false,
+            dual_stack: false,
         })
         .unwrap();
         let limits = Limits {

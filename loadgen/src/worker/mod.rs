@@ -3,12 +3,13 @@
 //! outcomes into its own stats and records, and enforces timeouts. Nothing in here is
 //! shared with other threads except a progress counter it publishes now and then and the
 //! burst rounds' channel (used once per round, never per connection).
+//!
+//! The per-connection slot state machine lives in `slot.rs`, the burst-round protocol
+//! with the coordinator in `round.rs`; this file holds the loop that drives them.
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{Receiver, Sender};
 
 use crate::affinity;
 use crate::clock::mono_ns;
@@ -16,13 +17,20 @@ use crate::config::{CloseMode, Config, Mode};
 use crate::driver::blocking::BlockingDriver;
 use crate::driver::epoll::EpollDriver;
 use crate::driver::uring::UringDriver;
-use crate::driver::{token_slot, Completion, Driver, Method, Op};
+use crate::driver::{Completion, Driver, Method};
 use crate::error::LoadgenError;
 use crate::pacer::{Pace, Pacer};
 use crate::record::{ConnRecord, Outcome};
 use crate::sock::{self, RawAddr, SocketSetup};
 use crate::sources::SourceRange;
 use crate::stats::ThreadStats;
+
+mod round;
+mod slot;
+
+pub use round::RoundCmd;
+pub(crate) use round::{RoundLink, RoundMsg, WorkerMsg};
+use slot::Slot;
 
 /// After a local failure (no socket, no port) wait this long before the next start, so a
 /// closed loop does not spin on an exhausted resource.
@@ -38,42 +46,6 @@ const PUBLISH_EVERY: u32 = 64;
 pub(crate) struct Published {
     pub attempted: AtomicU64,
     pub established: AtomicU64,
-}
-
-/// What the coordinator tells workers after a burst round.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RoundCmd {
-    /// Close this round's connections and run the next round.
-    Next,
-    /// Close this round's connections and finish.
-    Stop,
-}
-
-/// A worker's account of one burst round.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct RoundMsg {
-    pub round: u32,
-    pub attempted: u64,
-    pub established: u64,
-    pub pending: u64,
-    pub errors: u64,
-    pub start_ns: u64,
-    pub known_ns: u64,
-}
-
-/// What workers tell the coordinator.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum WorkerMsg {
-    /// A burst round's outcomes are known; the worker waits for a `RoundCmd`.
-    Round(RoundMsg),
-    /// The worker has finished.
-    Done,
-}
-
-/// A worker's end of the round channel.
-pub(crate) struct RoundLink {
-    pub tx: Sender<WorkerMsg>,
-    pub rx: Receiver<RoundCmd>,
 }
 
 /// Everything a worker needs, prepared by `run`.
@@ -98,46 +70,6 @@ pub(crate) struct WorkerOutput {
     /// Last measured outcome, CLOCK_MONOTONIC ns (0 if none).
     pub last_done_ns: u64,
     pub interrupted: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum State {
-    Free,
-    /// connect in flight.
-    Connecting,
-    /// wait-close read in flight.
-    Reading,
-    /// Burst: established, held open until the round ends.
-    Held,
-    /// Burst: recorded as pending; fd open, connect possibly still in flight.
-    Decided,
-    /// fd closed; waiting for the cancelled operation's completion.
-    Draining,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Slot {
-    fd: RawFd,
-    gen: u16,
-    state: State,
-    op_in_flight: bool,
-    warmup: bool,
-    intended_ns: u64,
-    start_ns: u64,
-    deadline_ns: u64,
-}
-
-impl Slot {
-    const FREE: Slot = Slot {
-        fd: -1,
-        gen: 0,
-        state: State::Free,
-        op_in_flight: false,
-        warmup: false,
-        intended_ns: 0,
-        start_ns: 0,
-        deadline_ns: 0,
-    };
 }
 
 /// Runs one worker to the end; pins it first if asked.
@@ -289,26 +221,6 @@ impl<'a, D: Driver> Worker<'a, D> {
         })
     }
 
-    fn run_rounds(&mut self) -> Result<(), LoadgenError> {
-        loop {
-            self.round_counts = RoundMsg {
-                round: self.round,
-                start_ns: mono_ns(),
-                ..RoundMsg::default()
-            };
-            self.phase()?;
-            if !self.burst {
-                return Ok(());
-            }
-            let cmd = self.end_round();
-            if cmd == RoundCmd::Stop || self.interrupted {
-                return Ok(());
-            }
-            self.round += 1;
-            self.pacer.next_round();
-        }
-    }
-
     /// Starts connections as the pacer allows until it is done and every outcome is known.
     fn phase(&mut self) -> Result<(), LoadgenError> {
         let mut now = mono_ns();
@@ -357,276 +269,6 @@ impl<'a, D: Driver> Worker<'a, D> {
             self.completions = completions;
             waited?;
         }
-    }
-
-    /// Creates, binds and starts connecting one socket.
-    #[inline]
-    fn start(&mut self, intended_ns: u64, now: u64) {
-        let Some(idx) = self.free.pop() else { return };
-        let idx = idx as usize;
-        let warmup = intended_ns < self.measure_start_ns;
-        let source: Option<IpAddr> = self.sources.as_ref().map(|s| {
-            self.next_source += 1;
-            s.nth(self.next_source - 1)
-        });
-        let slot = &mut self.slots[idx];
-        slot.gen = slot.gen.wrapping_add(1);
-        slot.warmup = warmup;
-        match sock::new_socket(&self.setup, source) {
-            Ok(fd) => {
-                let start_ns = mono_ns();
-                slot.fd = fd;
-                slot.state = State::Connecting;
-                slot.op_in_flight = self.track_deadlines;
-                slot.start_ns = start_ns;
-                // Closed and burst latency counts from connect(); rate from the schedule.
-                slot.intended_ns = if self.rate { intended_ns } else { start_ns };
-                slot.deadline_ns = start_ns + self.timeout_ns;
-                let token = token(idx, slot.gen);
-                if self.track_deadlines {
-                    self.deadlines
-                        .push_back((slot.deadline_ns, idx as u32, slot.gen));
-                }
-                if self.rate && !warmup {
-                    self.stats
-                        .schedule_lag(start_ns.saturating_sub(intended_ns));
-                }
-                self.awaiting += 1;
-                self.driver.start_connect(token, fd);
-            }
-            Err(errno) => {
-                slot.fd = -1;
-                slot.intended_ns = if self.rate { intended_ns } else { now };
-                slot.start_ns = now;
-                self.note(idx, Outcome::from_errno(errno), now);
-                self.backoff_until_ns = now + BACKOFF_NS;
-                self.free_slot(idx);
-            }
-        }
-    }
-
-    /// Handles one completion from the driver.
-    #[inline]
-    fn complete(&mut self, c: Completion, now: u64) {
-        let idx = token_slot(c.token);
-        if idx >= self.slots.len() || self.slots[idx].gen != (c.token >> 32) as u16 {
-            return;
-        }
-        self.slots[idx].op_in_flight = false;
-        match (self.slots[idx].state, c.op) {
-            (State::Connecting, Op::Connect) => {
-                self.awaiting -= 1;
-                if c.result == 0 {
-                    self.note(idx, Outcome::Established, now);
-                    if self.burst {
-                        self.slots[idx].state = State::Held;
-                    } else if self.config.wait_close {
-                        self.start_read(idx, now);
-                    } else {
-                        self.close_slot(idx);
-                    }
-                } else {
-                    let errno = -c.result;
-                    let outcome = if errno == libc::ECANCELED {
-                        Outcome::Timeout
-                    } else {
-                        Outcome::from_errno(errno)
-                    };
-                    if is_local_shortage(outcome) {
-                        self.backoff_until_ns = now + BACKOFF_NS;
-                    }
-                    self.note(idx, outcome, now);
-                    self.close_slot(idx);
-                }
-            }
-            (State::Reading, Op::Read) => {
-                self.awaiting -= 1;
-                if (c.result == -libc::ETIMEDOUT || c.result == -libc::ECANCELED)
-                    && !self.slots[idx].warmup
-                {
-                    self.stats.wait_close_timeouts += 1;
-                }
-                self.close_slot(idx);
-            }
-            (State::Draining, _) => {
-                self.draining -= 1;
-                self.free_slot(idx);
-            }
-            // A pending burst connect that finished after the round's wait: it stays open (and
-            // counted as pending) until the round ends.
-            (State::Decided, _) => {}
-            _ => {}
-        }
-    }
-
-    fn start_read(&mut self, idx: usize, now: u64) {
-        let slot = &mut self.slots[idx];
-        slot.state = State::Reading;
-        slot.op_in_flight = self.track_deadlines;
-        slot.deadline_ns = now + self.timeout_ns;
-        let (fd, token) = (slot.fd, token(idx, slot.gen));
-        if self.track_deadlines {
-            self.deadlines
-                .push_back((slot.deadline_ns, idx as u32, slot.gen));
-        }
-        self.awaiting += 1;
-        self.driver.start_read(token, fd);
-    }
-
-    /// Settles every connect/read whose deadline has passed.
-    fn expire(&mut self, now: u64) {
-        while let Some(&(d, idx, gen)) = self.deadlines.front() {
-            if d > now {
-                break;
-            }
-            self.deadlines.pop_front();
-            let idx = idx as usize;
-            let s = self.slots[idx];
-            if s.gen != gen || s.deadline_ns != d {
-                continue;
-            }
-            match s.state {
-                State::Connecting if self.burst => {
-                    // Still in SYN_SENT: pending. Left in flight (it may still establish and
-                    // occupy the accept queue) until the round ends.
-                    self.awaiting -= 1;
-                    self.note(idx, Outcome::Pending, now);
-                    self.slots[idx].state = State::Decided;
-                }
-                State::Connecting => {
-                    self.awaiting -= 1;
-                    self.note(idx, Outcome::Timeout, now);
-                    self.abandon(idx, Op::Connect);
-                }
-                State::Reading => {
-                    self.awaiting -= 1;
-                    if !s.warmup {
-                        self.stats.wait_close_timeouts += 1;
-                    }
-                    self.abandon(idx, Op::Read);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Stop flag: start nothing more; connects still in flight are pending.
-    fn interrupt(&mut self, now: u64) {
-        self.interrupted = true;
-        self.pacer.halt();
-        for idx in 0..self.slots.len() {
-            match self.slots[idx].state {
-                State::Connecting => {
-                    self.awaiting -= 1;
-                    self.note(idx, Outcome::Pending, now);
-                    self.abandon(idx, Op::Connect);
-                }
-                State::Reading => {
-                    self.awaiting -= 1;
-                    self.abandon(idx, Op::Read);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    /// Burst: reports the round, waits for the coordinator's word, closes the round.
-    fn end_round(&mut self) -> RoundCmd {
-        self.round_counts.known_ns = mono_ns();
-        if self.close_early {
-            self.close_all();
-        }
-        let cmd = match &self.rounds {
-            Some(link) => {
-                if link.tx.send(WorkerMsg::Round(self.round_counts)).is_err() {
-                    RoundCmd::Stop
-                } else {
-                    link.rx.recv().unwrap_or(RoundCmd::Stop)
-                }
-            }
-            None => RoundCmd::Next,
-        };
-        self.close_all();
-        cmd
-    }
-
-    /// Closes every open socket (cancelling what is in flight).
-    fn close_all(&mut self) {
-        for idx in 0..self.slots.len() {
-            match self.slots[idx].state {
-                State::Held | State::Decided | State::Connecting | State::Reading => {
-                    if matches!(self.slots[idx].state, State::Connecting | State::Reading) {
-                        self.awaiting -= 1;
-                    }
-                    let op = if self.slots[idx].state == State::Reading {
-                        Op::Read
-                    } else {
-                        Op::Connect
-                    };
-                    self.abandon(idx, op);
-                }
-                _ => {}
-            }
-        }
-        self.deadlines.clear();
-    }
-
-    /// Waits (bounded) for cancelled operations to complete so their slots and buffers are free.
-    fn drain(&mut self) {
-        let limit = mono_ns() + DRAIN_LIMIT_NS;
-        let mut completions = std::mem::take(&mut self.completions);
-        while self.draining > 0 {
-            let now = mono_ns();
-            if now >= limit {
-                break;
-            }
-            if self
-                .driver
-                .wait(Some(limit.min(now + 100_000_000)), &mut completions)
-                .is_err()
-            {
-                break;
-            }
-            let now = mono_ns();
-            for c in completions.drain(..) {
-                self.complete(c, now);
-            }
-        }
-        self.completions = completions;
-    }
-
-    /// Closes a slot's socket; if the driver still owns an operation on it, the slot waits
-    /// for that completion (Draining), else it is free at once.
-    fn abandon(&mut self, idx: usize, op: Op) {
-        let s = self.slots[idx];
-        if s.op_in_flight && self.driver.cancel(token(idx, s.gen), op) {
-            if s.fd >= 0 {
-                sock::close(s.fd);
-            }
-            self.slots[idx].fd = -1;
-            self.slots[idx].state = State::Draining;
-            self.draining += 1;
-        } else {
-            self.close_slot(idx);
-        }
-    }
-
-    #[inline]
-    fn close_slot(&mut self, idx: usize) {
-        let fd = self.slots[idx].fd;
-        if fd >= 0 {
-            sock::close(fd);
-        }
-        self.free_slot(idx);
-    }
-
-    #[inline]
-    fn free_slot(&mut self, idx: usize) {
-        let s = &mut self.slots[idx];
-        s.fd = -1;
-        s.state = State::Free;
-        s.op_in_flight = false;
-        self.free.push(idx as u32);
     }
 
     /// Counts an outcome and, if asked, records the connection.

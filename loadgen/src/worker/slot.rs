@@ -1,0 +1,306 @@
+//! The per-connection slot state machine of a worker: a slot is started (socket,
+//! bind, connect handed to the driver), completed or expired, optionally kept reading
+//! until the server closes (wait-close), held or decided in burst rounds, and closed
+//! or abandoned — cancelling what the driver still owns and draining its completion
+//! before the slot is reused.
+
+use std::net::IpAddr;
+use std::os::fd::RawFd;
+
+use super::{is_local_shortage, token, Worker, BACKOFF_NS, DRAIN_LIMIT_NS};
+use crate::clock::mono_ns;
+use crate::driver::{token_slot, Completion, Driver, Op};
+use crate::record::Outcome;
+use crate::sock;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    Free,
+    /// connect in flight.
+    Connecting,
+    /// wait-close read in flight.
+    Reading,
+    /// Burst: established, held open until the round ends.
+    Held,
+    /// Burst: recorded as pending; fd open, connect possibly still in flight.
+    Decided,
+    /// fd closed; waiting for the cancelled operation's completion.
+    Draining,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Slot {
+    pub(super) fd: RawFd,
+    pub(super) gen: u16,
+    pub(super) state: State,
+    pub(super) op_in_flight: bool,
+    pub(super) warmup: bool,
+    pub(super) intended_ns: u64,
+    pub(super) start_ns: u64,
+    pub(super) deadline_ns: u64,
+}
+
+impl Slot {
+    pub(super) const FREE: Slot = Slot {
+        fd: -1,
+        gen: 0,
+        state: State::Free,
+        op_in_flight: false,
+        warmup: false,
+        intended_ns: 0,
+        start_ns: 0,
+        deadline_ns: 0,
+    };
+}
+
+impl<D: Driver> Worker<'_, D> {
+    /// Creates, binds and starts connecting one socket.
+    #[inline]
+    pub(super) fn start(&mut self, intended_ns: u64, now: u64) {
+        let Some(idx) = self.free.pop() else { return };
+        let idx = idx as usize;
+        let warmup = intended_ns < self.measure_start_ns;
+        let source: Option<IpAddr> = self.sources.as_ref().map(|s| {
+            self.next_source += 1;
+            s.nth(self.next_source - 1)
+        });
+        let slot = &mut self.slots[idx];
+        slot.gen = slot.gen.wrapping_add(1);
+        slot.warmup = warmup;
+        match sock::new_socket(&self.setup, source) {
+            Ok(fd) => {
+                let start_ns = mono_ns();
+                slot.fd = fd;
+                slot.state = State::Connecting;
+                slot.op_in_flight = self.track_deadlines;
+                slot.start_ns = start_ns;
+                // Closed and burst latency counts from connect(); rate from the schedule.
+                slot.intended_ns = if self.rate { intended_ns } else { start_ns };
+                slot.deadline_ns = start_ns + self.timeout_ns;
+                let token = token(idx, slot.gen);
+                if self.track_deadlines {
+                    self.deadlines
+                        .push_back((slot.deadline_ns, idx as u32, slot.gen));
+                }
+                if self.rate && !warmup {
+                    self.stats
+                        .schedule_lag(start_ns.saturating_sub(intended_ns));
+                }
+                self.awaiting += 1;
+                self.driver.start_connect(token, fd);
+            }
+            Err(errno) => {
+                slot.fd = -1;
+                slot.intended_ns = if self.rate { intended_ns } else { now };
+                slot.start_ns = now;
+                self.note(idx, Outcome::from_errno(errno), now);
+                self.backoff_until_ns = now + BACKOFF_NS;
+                self.free_slot(idx);
+            }
+        }
+    }
+
+    /// Handles one completion from the driver.
+    #[inline]
+    pub(super) fn complete(&mut self, c: Completion, now: u64) {
+        let idx = token_slot(c.token);
+        if idx >= self.slots.len() || self.slots[idx].gen != (c.token >> 32) as u16 {
+            return;
+        }
+        self.slots[idx].op_in_flight = false;
+        match (self.slots[idx].state, c.op) {
+            (State::Connecting, Op::Connect) => {
+                self.awaiting -= 1;
+                if c.result == 0 {
+                    self.note(idx, Outcome::Established, now);
+                    if self.burst {
+                        self.slots[idx].state = State::Held;
+                    } else if self.config.wait_close {
+                        self.start_read(idx, now);
+                    } else {
+                        self.close_slot(idx);
+                    }
+                } else {
+                    let errno = -c.result;
+                    let outcome = if errno == libc::ECANCELED {
+                        Outcome::Timeout
+                    } else {
+                        Outcome::from_errno(errno)
+                    };
+                    if is_local_shortage(outcome) {
+                        self.backoff_until_ns = now + BACKOFF_NS;
+                    }
+                    self.note(idx, outcome, now);
+                    self.close_slot(idx);
+                }
+            }
+            (State::Reading, Op::Read) => {
+                self.awaiting -= 1;
+                if (c.result == -libc::ETIMEDOUT || c.result == -libc::ECANCELED)
+                    && !self.slots[idx].warmup
+                {
+                    self.stats.wait_close_timeouts += 1;
+                }
+                self.close_slot(idx);
+            }
+            (State::Draining, _) => {
+                self.draining -= 1;
+                self.free_slot(idx);
+            }
+            // A pending burst connect that finished after the round's wait: it stays open (and
+            // counted as pending) until the round ends.
+            (State::Decided, _) => {}
+            _ => {}
+        }
+    }
+
+    pub(super) fn start_read(&mut self, idx: usize, now: u64) {
+        let slot = &mut self.slots[idx];
+        slot.state = State::Reading;
+        slot.op_in_flight = self.track_deadlines;
+        slot.deadline_ns = now + self.timeout_ns;
+        let (fd, token) = (slot.fd, token(idx, slot.gen));
+        if self.track_deadlines {
+            self.deadlines
+                .push_back((slot.deadline_ns, idx as u32, slot.gen));
+        }
+        self.awaiting += 1;
+        self.driver.start_read(token, fd);
+    }
+
+    /// Settles every connect/read whose deadline has passed.
+    pub(super) fn expire(&mut self, now: u64) {
+        while let Some(&(d, idx, gen)) = self.deadlines.front() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop_front();
+            let idx = idx as usize;
+            let s = self.slots[idx];
+            if s.gen != gen || s.deadline_ns != d {
+                continue;
+            }
+            match s.state {
+                State::Connecting if self.burst => {
+                    // Still in SYN_SENT: pending. Left in flight (it may still establish and
+                    // occupy the accept queue) until the round ends.
+                    self.awaiting -= 1;
+                    self.note(idx, Outcome::Pending, now);
+                    self.slots[idx].state = State::Decided;
+                }
+                State::Connecting => {
+                    self.awaiting -= 1;
+                    self.note(idx, Outcome::Timeout, now);
+                    self.abandon(idx, Op::Connect);
+                }
+                State::Reading => {
+                    self.awaiting -= 1;
+                    if !s.warmup {
+                        self.stats.wait_close_timeouts += 1;
+                    }
+                    self.abandon(idx, Op::Read);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Stop flag: start nothing more; connects still in flight are pending.
+    pub(super) fn interrupt(&mut self, now: u64) {
+        self.interrupted = true;
+        self.pacer.halt();
+        for idx in 0..self.slots.len() {
+            match self.slots[idx].state {
+                State::Connecting => {
+                    self.awaiting -= 1;
+                    self.note(idx, Outcome::Pending, now);
+                    self.abandon(idx, Op::Connect);
+                }
+                State::Reading => {
+                    self.awaiting -= 1;
+                    self.abandon(idx, Op::Read);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Closes every open socket (cancelling what is in flight).
+    pub(super) fn close_all(&mut self) {
+        for idx in 0..self.slots.len() {
+            match self.slots[idx].state {
+                State::Held | State::Decided | State::Connecting | State::Reading => {
+                    if matches!(self.slots[idx].state, State::Connecting | State::Reading) {
+                        self.awaiting -= 1;
+                    }
+                    let op = if self.slots[idx].state == State::Reading {
+                        Op::Read
+                    } else {
+                        Op::Connect
+                    };
+                    self.abandon(idx, op);
+                }
+                _ => {}
+            }
+        }
+        self.deadlines.clear();
+    }
+
+    /// Waits (bounded) for cancelled operations to complete so their slots and buffers are free.
+    pub(super) fn drain(&mut self) {
+        let limit = mono_ns() + DRAIN_LIMIT_NS;
+        let mut completions = std::mem::take(&mut self.completions);
+        while self.draining > 0 {
+            let now = mono_ns();
+            if now >= limit {
+                break;
+            }
+            if self
+                .driver
+                .wait(Some(limit.min(now + 100_000_000)), &mut completions)
+                .is_err()
+            {
+                break;
+            }
+            let now = mono_ns();
+            for c in completions.drain(..) {
+                self.complete(c, now);
+            }
+        }
+        self.completions = completions;
+    }
+
+    /// Closes a slot's socket; if the driver still owns an operation on it, the slot waits
+    /// for that completion (Draining), else it is free at once.
+    pub(super) fn abandon(&mut self, idx: usize, op: Op) {
+        let s = self.slots[idx];
+        if s.op_in_flight && self.driver.cancel(token(idx, s.gen), op) {
+            if s.fd >= 0 {
+                sock::close(s.fd);
+            }
+            self.slots[idx].fd = -1;
+            self.slots[idx].state = State::Draining;
+            self.draining += 1;
+        } else {
+            self.close_slot(idx);
+        }
+    }
+
+    #[inline]
+    pub(super) fn close_slot(&mut self, idx: usize) {
+        let fd = self.slots[idx].fd;
+        if fd >= 0 {
+            sock::close(fd);
+        }
+        self.free_slot(idx);
+    }
+
+    #[inline]
+    pub(super) fn free_slot(&mut self, idx: usize) {
+        let s = &mut self.slots[idx];
+        s.fd = -1;
+        s.state = State::Free;
+        s.op_in_flight = false;
+        self.free.push(idx as u32);
+    }
+}
