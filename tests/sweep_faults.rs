@@ -206,3 +206,127 @@ fn a_killed_sweep_takes_its_client_with_it() {
     }
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// A seccomp filter for the child only: unshare(2) fails with EPERM, as for root in a
+/// container without CAP_SYS_ADMIN.
+#[cfg(target_arch = "x86_64")]
+fn deny_unshare() -> std::io::Result<()> {
+    const SYS_UNSHARE: u32 = 272;
+    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
+    let stmt = |code: u16, k: u32| libc::sock_filter {
+        code,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
+        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+        jt,
+        jf,
+        k,
+    };
+    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
+    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
+    let filter = [
+        stmt(ld, 4), // seccomp_data.arch
+        jeq(AUDIT_ARCH_X86_64, 1, 0),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+        stmt(ld, 0), // seccomp_data.nr
+        jeq(SYS_UNSHARE, 0, 1),
+        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
+        stmt(ret, libc::SECCOMP_RET_ALLOW),
+    ];
+    let prog = libc::sock_fprog {
+        len: filter.len() as u16,
+        filter: filter.as_ptr() as *mut libc::sock_filter,
+    };
+    // SAFETY: called in the forked child before exec; prctl reads `prog` and the
+    // filter array, both alive for the duration of the calls.
+    unsafe {
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+            || libc::prctl(
+                libc::PR_SET_SECCOMP,
+                libc::SECCOMP_MODE_FILTER,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn without_cap_sys_admin_overflow_runs_say_so_instead_of_failing() {
+    let out = scratch("nocap");
+    // Namespace settings cannot be honoured: a clear error naming why.
+    let mut cmd = sweep(&out, &["--modes", "burst", "--somaxconn", "8"]);
+    // SAFETY: the filter installs only prctl calls in the forked child.
+    unsafe { cmd.pre_exec(deny_unshare) };
+    let o = cmd.output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("CAP_SYS_ADMIN") && err.contains("unshare"),
+        "{err}"
+    );
+    // Without them the runs use the host's loopback and say so.
+    let mut cmd = sweep(
+        &out,
+        &[
+            "--modes",
+            "burst",
+            "--backlogs",
+            "8",
+            "--burst-size",
+            "12",
+            "--pause",
+            "100ms",
+        ],
+    );
+    // SAFETY: as above.
+    unsafe { cmd.pre_exec(deny_unshare) };
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let dir = only_run_dir(&out);
+    let rows = csv::read(&dir.join("summary.csv")).unwrap();
+    assert_eq!(rows[0].netns, "host", "{:?}", rows[0]);
+    let meta = acceptbench::report::meta::Meta::read(&dir.join("meta.json")).unwrap();
+    assert!(
+        meta.notes
+            .iter()
+            .any(|n| n.contains("host's loopback") && n.contains("CAP_SYS_ADMIN")),
+        "{:?}",
+        meta.notes
+    );
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
+fn a_sweep_where_no_run_succeeded_exits_4() {
+    let out = scratch("allfail");
+    let mut child = sweep(
+        &out,
+        &[
+            "--backlogs",
+            "1024",
+            "--modes",
+            "closed",
+            "--duration",
+            "3s",
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let client = wait_for_child(child.id());
+    std::thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) on the sweep's loadgen child, found just above.
+    unsafe { libc::kill(client, libc::SIGKILL) };
+    assert_eq!(child.wait().unwrap().code(), Some(4));
+    let rows = csv::read(&only_run_dir(&out).join("summary.csv")).unwrap();
+    assert_eq!(rows[0].status, Some(Status::Failed), "{:?}", rows[0]);
+    std::fs::remove_dir_all(&out).unwrap();
+}

@@ -108,4 +108,53 @@ mod tests {
         }
         assert_eq!(Reply::parse("again"), None);
     }
+
+    #[test]
+    fn a_hundred_thousand_mangled_lines_parse_or_are_refused_without_panicking() {
+        let words = [
+            "round",
+            "established",
+            "pending",
+            "next",
+            "stop",
+            "0",
+            "1",
+            "-1",
+            "18446744073709551616",
+            "4294967295",
+            "4294967296",
+            "x",
+            "",
+            "\u{ff}",
+            "\n",
+            "\t",
+            "{",
+            "}",
+        ];
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut rand = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut parsed = 0;
+        for _ in 0..100_000 {
+            // A valid line, then up to two words replaced and maybe cut short.
+            let mut line = vec!["round", "3", "established", "17", "pending", "0"];
+            for _ in 0..rand() % 3 {
+                let at = (rand() % 6) as usize;
+                line[at] = words[(rand() % words.len() as u64) as usize];
+            }
+            line.truncate(6 - (rand() % 4 / 3) as usize);
+            let sep = if rand() % 2 == 0 { " " } else { "  " };
+            let line = line.join(sep);
+            if let Some(r) = RoundLine::parse(&line) {
+                parsed += 1;
+                assert_eq!(RoundLine::parse(&r.to_string()), Some(r));
+            }
+            let _ = Reply::parse(&line);
+        }
+        assert!(parsed > 0, "the generator never made a valid line");
+    }
 }
