@@ -210,6 +210,21 @@ uring,128,burst,2,incomplete,,0,\n"
     fuzz("fuzz.csv", &[(small, 19), (csv_seed(1), 1)], read_csv);
 }
 
+fn read_cells(b: &[u8]) -> Option<String> {
+    acceptbench::report::cells::read_from(b, "fuzz-cells.csv")
+        .err()
+        .map(|e| e.to_string())
+}
+
+#[test]
+fn cells_csv_reader_never_panics() {
+    let small = b"engine,backlog,mode,n,n_ok,accepts_per_s,accepts_per_s_lo,ratio_accepts_vs_std,accepts_vs_std\n\
+uring,4096,drain,6,5,150000.5,140000,1.2,higher\n\
+std,128,closed,6,6,,,,\n"
+        .to_vec();
+    fuzz("fuzz-cells.csv", &[(small, 1)], read_cells);
+}
+
 #[test]
 fn meta_json_reader_never_panics() {
     let seed = std::fs::read(committed_run().join("meta.json")).unwrap();
@@ -235,6 +250,7 @@ proptest! {
         for input in [&bytes[..], text.as_bytes()] {
             for (name, err) in [
                 ("fuzz.csv", read_csv(input)),
+                ("fuzz-cells.csv", read_cells(input)),
                 ("fuzz.json", read_meta(input)),
                 ("fuzz.hgrm", read_hgrm(input)),
                 ("fuzz.hlog", read_hlog(input)),

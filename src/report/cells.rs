@@ -15,6 +15,7 @@ use crate::stats::{MedianCi, LEVEL};
 
 /// One cell of cells.csv.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CellRow {
     /// Engine name.
     pub engine: String,
@@ -189,20 +190,19 @@ pub fn write(path: &Path, cells: &[CellRow]) -> io::Result<()> {
 
 /// Reads a cells.csv; errors name the file and the line.
 pub fn read(path: &Path) -> io::Result<Vec<CellRow>> {
-    let mut r = csv::Reader::from_path(path).map_err(|e| {
-        io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("{}: cannot read: {e}", path.display()),
-        )
-    })?;
-    r.deserialize::<CellRow>()
+    let f = std::fs::File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: cannot read: {e}", path.display())))?;
+    read_from(io::BufReader::new(f), &path.display().to_string())
+}
+
+/// Reads cells.csv text from `r`; errors name `name` and the line.
+pub fn read_from(r: impl io::Read, name: &str) -> io::Result<Vec<CellRow>> {
+    csv::Reader::from_reader(r)
+        .deserialize::<CellRow>()
         .map(|row| {
             row.map_err(|e| {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("{}:{line}: {e}", path.display()),
-                )
+                io::Error::new(io::ErrorKind::InvalidData, format!("{name}:{line}: {e}"))
             })
         })
         .collect()
