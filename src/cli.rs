@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::engine::EngineKind;
+use crate::engine::{EngineKind, RingSetup};
 
 /// Measures how Linux accepts TCP connections. With no command: the default sweep on loopback.
 #[derive(Debug, Parser)]
@@ -59,7 +59,7 @@ pub struct ProbeArgs {
 /// `acceptbench listen`.
 #[derive(Debug, Args)]
 pub struct ListenArgs {
-    /// Engine: std, uring, multishot, tokio-uring, tokio.
+    /// Engine: std, uring, multishot, uring-linked, tokio-uring, tokio.
     #[arg(long, default_value = "std")]
     pub engine: EngineKind,
     /// Address to listen on (IPv4 or IPv6, e.g. 0.0.0.0:8080 or [::1]:8080).
@@ -92,6 +92,14 @@ pub struct ListenArgs {
     /// Pin the acceptor to this CPU.
     #[arg(long)]
     pub cpu: Option<usize>,
+    /// io_uring set-up flags (ring engines): default, coop (COOP_TASKRUN, 5.19) or defer
+    /// (SINGLE_ISSUER|DEFER_TASKRUN, 6.1). Default: defer for uring-linked, default for
+    /// the others; a flag the kernel refuses falls back, and the summary says so.
+    #[arg(long)]
+    pub ring_setup: Option<RingSetup>,
+    /// Accept into io_uring direct descriptors (engine uring-linked; Linux 5.19).
+    #[arg(long)]
+    pub direct: bool,
 }
 
 /// `acceptbench sweep`.

@@ -283,6 +283,9 @@ impl ListenConfig {
             options: EngineOptions {
                 inflight: a.inflight as usize,
                 accept_delay: a.accept_delay.filter(|d| !d.is_zero()),
+                ring_setup: a.ring_setup,
+                direct: a.direct,
+                ..EngineOptions::default()
             },
             listener: ListenerSpec {
                 addr: a.addr,
@@ -365,7 +368,7 @@ impl SweepConfig {
             out: a.out,
             options: EngineOptions {
                 inflight: a.inflight as usize,
-                accept_delay: None,
+                ..EngineOptions::default()
             },
             client_threads: a.threads,
             client_concurrency: a.concurrency,
