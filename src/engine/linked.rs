@@ -13,7 +13,10 @@
 //! With `direct` the accept allocates direct descriptors (`IORING_FILE_INDEX_ALLOC`)
 //! in a registered sparse table, the getsockopt runs on the fixed file and the close
 //! is `close_direct`: no fd table entry at all. A full table fails the accept with
-//! ENFILE: the engine backs off (the pending closes are reaped by the next wait).
+//! ENFILE, and the kernel has by then taken that connection off the queue and closes
+//! it (it could not install it; seen on 6.18): it is counted as an ENFILE error, never
+//! silently lost, and the engine backs off (the pending closes are reaped by the next
+//! wait) and re-arms. The table is sized so that a full accept queue fits.
 //!
 //! A slot is reused only after both CQEs (getsockopt and close) arrived. A failed
 //! getsockopt cancels its linked close (-ECANCELED): the peer is then read with a
