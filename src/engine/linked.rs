@@ -67,6 +67,12 @@ pub struct UringLinkedAcceptor {
     /// Kept between runs (with its direct-descriptor table): nothing is in flight on it
     /// once `run` returned successfully.
     ring: KeptRing,
+    /// Tests: slots per run instead of the backlog-derived count.
+    #[cfg(test)]
+    force_slots: Option<u32>,
+    /// Tests: the getsockopt's optlen (a too-long one makes the kernel fail it: EINVAL).
+    #[cfg(test)]
+    force_optlen: Option<u32>,
 }
 
 impl UringLinkedAcceptor {
@@ -78,6 +84,10 @@ impl UringLinkedAcceptor {
             direct_files: opts.direct_files.map(|n| n.clamp(1, 65536)),
             counters: EngineCounters::default(),
             ring: KeptRing::new(opts.ring_setup.unwrap_or(RingSetup::Defer)),
+            #[cfg(test)]
+            force_slots: None,
+            #[cfg(test)]
+            force_optlen: None,
         }
     }
 }
@@ -94,6 +104,8 @@ impl Acceptor for UringLinkedAcceptor {
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let n = slot_count(listener.backlog_effective);
+        #[cfg(test)]
+        let n = self.force_slots.unwrap_or(n);
         let files = if self.direct {
             self.direct_files.unwrap_or(n)
         } else {
@@ -101,9 +113,10 @@ impl Acceptor for UringLinkedAcceptor {
         };
         // Per connection: one accept CQE, then one getsockopt and one close (2 SQEs,
         // 2 CQEs); n slots bound what is in flight. Overflow is still handled.
+        let sq = (2 * n).clamp(256, 4096);
         let size = RingSize {
-            sq: (2 * n).clamp(256, 4096),
-            cq: (4 * n).min(65536),
+            sq,
+            cq: (4 * n).clamp(2 * sq, 65536),
             files,
         };
         let mut slots = PeerSlots::new(n as usize);
@@ -126,6 +139,10 @@ impl Acceptor for UringLinkedAcceptor {
             counters: &mut self.counters,
             seen_dropped: 0,
         };
+        #[cfg(test)]
+        if let Some(len) = self.force_optlen {
+            run.optlen = len;
+        }
         let (result, stopped) = run_on_ring(&mut self.ring, ENGINE, size, &mut run, limits, rec)?;
         drop(run);
         if stopped.is_err() {
@@ -456,6 +473,10 @@ impl LinkedRun<'_> {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "linked_tests.rs"]
+mod linked_tests;
 
 #[cfg(test)]
 mod tests {
