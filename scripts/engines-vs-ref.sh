@@ -7,6 +7,11 @@
 #
 # Prints one line per (mechanism, round) and a median table. Needs gcc + liburing-dev
 # (installed with apt-get if missing) and the reference sources beside the repo.
+# uring-linked is paired with ref_server multishot (which reads no peer address, so
+# the C side is cheaper by the peer read). With DRAIN=1 it then also runs the drain of
+# a pre-filled queue with every peer read: ring_peer blocking/msys/mring/mdirect with
+# DEFER=1 (and mring without) beside `cargo bench --bench ring` (std, multishot and
+# uring-linked ring variants), in the same session.
 set -euo pipefail
 secs=${1:-5}
 rounds=${2:-3}
@@ -18,7 +23,7 @@ if [ ! -x "$ref/ref_server" ]; then
   "$ref_src/build.sh" "$ref" >/dev/null
 fi
 cargo build --release -q --manifest-path "$here/Cargo.toml"
-ab="$here/target/release/acceptbench"
+ab="${CARGO_TARGET_DIR:-$here/target}/release/acceptbench"
 
 # A fresh port per server: the C io_uring servers exit with accepts still armed, and
 # the kernel tears such a ring down asynchronously, holding the port for a moment.
@@ -53,6 +58,7 @@ pairs=(
   "uring:1 uring:1"
   "uring:8 uring:8"
   "multishot:1 multishot:1"
+  "multishot:1 uring-linked:1"
   "uring:1 tokio-uring:1"
 )
 results=$(mktemp)
@@ -86,3 +92,34 @@ for (ref, ours), kvs in rows.items():
     print(f"| {ref} | {ours} | {m('ref_us_per_accept'):.2f} | {m('ours_us_per_accept'):.2f} | {m('ratio'):.3f} | {m('ref_conn_s'):.0f} / {m('ours_conn_s'):.0f} |")
 PY
 rm -f "$results"
+
+[ "${DRAIN:-0}" = 1 ] || exit 0
+echo
+echo "drain of 4000 pre-queued reset connections, every peer read (C reference ring_peer, $rounds interleaved rounds, medians):"
+python3 - "$ref" "$rounds" <<'PY'
+import os, random, statistics, subprocess, sys, time
+ref, rounds, n = sys.argv[1], int(sys.argv[2]), 4000
+def one(mode, defer):
+    port = 31000 + random.randrange(2000)
+    p = subprocess.Popen(["taskset", "-c", "0", f"{ref}/ring_peer", mode, str(port), str(n), "600", str(defer)],
+                         stdout=subprocess.PIPE, text=True)
+    time.sleep(0.12)
+    subprocess.run(["taskset", "-c", "1", f"{ref}/ref_client", str(port), "1", "1", "0", "1", str(n)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, _, ru = os.wait4(p.pid, 0)
+    kv = dict(x.split("=", 1) for x in p.stdout.read().split() if "=" in x)
+    return float(kv["rate"]), float(kv["cpu_us_per"]), (ru.ru_utime + ru.ru_stime) * 1e6 / n
+modes = [("blocking", 0), ("msys", 1), ("mring", 0), ("mring", 1), ("mdirect", 1)]
+res = {m: [] for m in modes}
+for r in range(rounds):
+    for k in range(len(modes)):
+        m = modes[(r + k) % len(modes)]
+        res[m].append(one(*m))
+print("| ring_peer mode | DEFER | conn/s (release → last peer) | CPU µs/conn in its window | whole-process CPU µs/conn (incl. exec and exit) |")
+print("|---|---|---:|---:|---:|")
+for m in modes:
+    med = lambda i: statistics.median(x[i] for x in res[m])
+    print(f"| {m[0]} | {m[1]} | {med(0):.0f} | {med(1):.2f} | {med(2):.2f} |")
+PY
+echo
+ROUNDS=$rounds cargo bench -q --manifest-path "$here/Cargo.toml" --bench ring 2>/dev/null | grep '^|\|^ring'

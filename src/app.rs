@@ -93,6 +93,9 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     let result = acceptor.run(&listener, &limits, &mut rec);
     let cpu1 = loadgen::affinity::thread_cpu_s();
     let wall_s = start.elapsed().as_secs_f64();
+    if let (false, Some(applied)) = (cfg.json, acceptor.ring_setup_applied()) {
+        eprintln!("acceptbench: io_uring setup {applied}");
+    }
     let mut summary = ListenSummary::new(
         cfg.engine.name(),
         listener.local_addr.to_string(),

@@ -10,7 +10,7 @@ use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::{CompareFormat, Mode};
-use crate::engine::EngineKind;
+use crate::engine::{EngineKind, RingSetup};
 
 /// Measures how Linux accepts TCP connections. With no command: the default sweep on loopback.
 #[derive(Debug, Parser)]
@@ -106,6 +106,14 @@ pub struct ListenArgs {
     /// Pin the acceptor to this CPU.
     #[arg(long)]
     pub cpu: Option<usize>,
+    /// io_uring set-up flags (ring engines): default, coop (COOP_TASKRUN, 5.19) or defer
+    /// (SINGLE_ISSUER|DEFER_TASKRUN, 6.1). Default: defer for uring-linked, default for
+    /// the others; a flag the kernel refuses falls back, and the summary says so.
+    #[arg(long)]
+    pub ring_setup: Option<RingSetup>,
+    /// Accept into io_uring direct descriptors (engine uring-linked; Linux 5.19).
+    #[arg(long)]
+    pub direct: bool,
 }
 
 /// `acceptbench sweep`.
@@ -136,6 +144,14 @@ pub struct SweepArgs {
     /// Output directory; a run directory <UTC time>-<kernel>-<host> is made inside it.
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// io_uring set-up flags for the ring engines (uring, multishot, uring-linked): default,
+    /// coop (COOP_TASKRUN, 5.19) or defer (SINGLE_ISSUER|DEFER_TASKRUN, 6.1). Default: each
+    /// engine's own (defer for uring-linked); what was applied is the column ring_setup.
+    #[arg(long)]
+    pub ring_setup: Option<RingSetup>,
+    /// Engine uring-linked accepts into io_uring direct descriptors (Linux 5.19).
+    #[arg(long)]
+    pub direct: bool,
     /// io_uring single-shot accepts in flight for engine `uring`.
     #[arg(long, default_value = "8", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub inflight: u32,
@@ -261,6 +277,9 @@ impl ValueEnum for EngineKind {
             EngineKind::Std => "blocking accept() loop, the baseline",
             EngineKind::Uring => "io_uring single-shot accepts (Linux 5.5)",
             EngineKind::Multishot => "io_uring multishot accept (Linux 5.19)",
+            EngineKind::UringLinked => {
+                "multishot accept, peer and close inside the ring (Linux 6.7)"
+            }
             EngineKind::TokioUring => "tokio-uring TcpListener::accept (Linux 5.10)",
             EngineKind::Tokio => "tokio (epoll) TcpListener::accept",
         };

@@ -213,6 +213,16 @@ pub struct OverflowConfig {
     pub private_netns: bool,
 }
 
+impl SweepConfig {
+    /// The options `engine` runs with: `--direct` applies to uring-linked only, the
+    /// ring set-up to the ring engines (the others ignore it).
+    pub fn options_for(&self, engine: EngineKind) -> EngineOptions {
+        let mut o = self.options.clone();
+        o.direct &= engine == EngineKind::UringLinked;
+        o
+    }
+}
+
 impl OverflowConfig {
     /// Connects in a burst against `backlog`.
     pub fn burst_for(&self, backlog: u32) -> u32 {
@@ -360,6 +370,9 @@ impl ListenConfig {
             options: EngineOptions {
                 inflight: a.inflight as usize,
                 accept_delay: a.accept_delay.filter(|d| !d.is_zero()),
+                ring_setup: a.ring_setup,
+                direct: a.direct,
+                ..EngineOptions::default()
             },
             listener: ListenerSpec {
                 addr: a.addr,
@@ -440,7 +453,9 @@ impl SweepConfig {
             out: a.out,
             options: EngineOptions {
                 inflight: a.inflight as usize,
-                accept_delay: None,
+                ring_setup: a.ring_setup,
+                direct: a.direct,
+                ..EngineOptions::default()
             },
             client_threads: a.threads,
             client_concurrency: a.concurrency,

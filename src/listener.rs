@@ -191,9 +191,8 @@ impl Listener {
     /// restored or dropped, which puts back the mode found. The flag belongs to the
     /// file description, so it is shared with every dup of the fd and every engine that
     /// runs on this listener later: each engine sets what it needs and leaves what it
-    /// found. std, tokio and tokio-uring call this first thing in `run`; the io_uring
-    /// engines (which leave the flag alone today) should do the same if they come to
-    /// depend on it.
+    /// found. every engine calls this first thing in `run` (the io_uring ones too,
+    /// although an armed io_uring accept waits for a connection in either mode).
     pub fn set_blocking_mode(&self, nonblocking: bool) -> io::Result<BlockingModeGuard<'_>> {
         let was_nonblocking = self.socket.nonblocking()?;
         if was_nonblocking != nonblocking {

@@ -110,6 +110,9 @@ pub struct Recorder {
     pub first_accept_ns: u64,
     /// CLOCK_MONOTONIC ns of the last accept completion, 0 if none.
     pub last_accept_ns: u64,
+    /// CLOCK_MONOTONIC ns when the last peer was held (decoded), 0 if none. For most
+    /// engines a few ns after `last_accept_ns`; for `uring-linked` one completion later.
+    pub last_decoded_ns: u64,
     /// Per-connection records, kept only when `keep_peers` was asked for.
     pub peers: Vec<PeerRecord>,
     /// Multishot re-arms (completions that lacked IORING_CQE_F_MORE), 0 for other engines.
@@ -139,6 +142,7 @@ impl Recorder {
             peer_extract_ns: new_histogram(),
             first_accept_ns: 0,
             last_accept_ns: 0,
+            last_decoded_ns: 0,
             peers: if keep_peers {
                 Vec::with_capacity(1 << 16)
             } else {
@@ -168,6 +172,7 @@ impl Recorder {
             self.first_accept_ns = accepted_ns;
         }
         self.last_accept_ns = accepted_ns;
+        self.last_decoded_ns = self.last_decoded_ns.max(decoded_ns);
         // saturating_record clamps instead of failing on an out-of-range value.
         self.peer_extract_ns
             .saturating_record(decoded_ns.saturating_sub(accepted_ns).max(1));

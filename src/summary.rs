@@ -231,6 +231,13 @@ impl ProbeReport {
                 .map(|e| format!(" ({e})"))
                 .unwrap_or_default()
         );
+        for (name, found, version) in u.features() {
+            let _ = writeln!(
+                s,
+                "  {name:<40} {} (Linux {version})",
+                if found { "yes" } else { "no" }
+            );
+        }
         for e in &self.engines {
             if e.supported {
                 let _ = writeln!(s, "  {:<12} supported", e.name);

@@ -30,9 +30,23 @@ fn unknown_engine_is_named() {
         "{err}"
     );
     assert!(
-        err.contains("possible values: std, uring, multishot, tokio-uring, tokio"),
+        err.contains("possible values: std, uring, multishot, uring-linked, tokio-uring, tokio"),
         "{err}"
     );
+}
+
+#[test]
+fn unknown_ring_setup_is_named() {
+    let (code, err) = fails(&[
+        "listen",
+        "--engine",
+        "uring-linked",
+        "--ring-setup",
+        "sqpoll",
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown ring setup \"sqpoll\""), "{err}");
+    assert!(err.contains("default, coop, defer"), "{err}");
 }
 
 #[test]
@@ -88,7 +102,17 @@ fn probe_json_lists_every_engine() {
         .iter()
         .map(|e| e["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["std", "uring", "multishot", "tokio-uring", "tokio"]);
+    assert_eq!(
+        names,
+        [
+            "std",
+            "uring",
+            "multishot",
+            "uring-linked",
+            "tokio-uring",
+            "tokio"
+        ]
+    );
     for e in v["engines"].as_array().unwrap() {
         let supported = e["supported"].as_bool().unwrap();
         assert_eq!(supported, e["reason"].as_str().unwrap().is_empty(), "{e}");
@@ -167,7 +191,9 @@ fn sweep_rejects_bad_lists_and_unwritable_output() {
     assert_eq!(code, 2);
     assert!(
         err.contains("invalid value 'epoll' for '--engines")
-            && err.contains("possible values: std, uring, multishot, tokio-uring, tokio"),
+            && err.contains(
+                "possible values: std, uring, multishot, uring-linked, tokio-uring, tokio"
+            ),
         "{err}"
     );
     let (code, err) = fails(&["sweep", "--backlogs", ""]);
@@ -268,7 +294,7 @@ fn an_engine_the_kernel_cannot_run_is_refused_clearly() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for e in v["engines"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap();
-        let io_uring = matches!(name, "uring" | "multishot" | "tokio-uring");
+        let io_uring = matches!(name, "uring" | "multishot" | "uring-linked" | "tokio-uring");
         assert_eq!(e["supported"].as_bool().unwrap(), !io_uring, "{e}");
     }
 }

@@ -39,6 +39,7 @@ fn meta(kernel: &str) -> Meta {
         finished_utc: "2025-01-01T00:01:00Z".into(),
         incomplete: false,
         notes: Vec::new(),
+        engine_options: String::new(),
     }
 }
 

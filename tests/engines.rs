@@ -60,7 +60,7 @@ fn limits(count: Option<u64>, within: Duration) -> Limits {
 fn opts(inflight: usize) -> EngineOptions {
     EngineOptions {
         inflight,
-        accept_delay: None,
+        ..EngineOptions::default()
     }
 }
 
@@ -178,6 +178,10 @@ fn multishot_accepts_every_v4_peer_exactly_once() {
     v4_accounting(EngineKind::Multishot);
 }
 #[test]
+fn uring_linked_accepts_every_v4_peer_exactly_once() {
+    v4_accounting(EngineKind::UringLinked);
+}
+#[test]
 fn tokio_uring_accepts_every_v4_peer_exactly_once() {
     v4_accounting(EngineKind::TokioUring);
 }
@@ -262,6 +266,10 @@ fn uring_stops_cleanly_and_the_port_rebinds_at_once() {
 #[test]
 fn multishot_stops_cleanly_and_the_port_rebinds_at_once() {
     rebind_cycles(EngineKind::Multishot);
+}
+#[test]
+fn uring_linked_stops_cleanly_and_the_port_rebinds_at_once() {
+    rebind_cycles(EngineKind::UringLinked);
 }
 #[test]
 fn tokio_uring_stops_cleanly_and_the_port_rebinds_at_once() {
@@ -360,6 +368,7 @@ fn accept_delay_paces_every_engine() {
         let options = EngineOptions {
             inflight: 4,
             accept_delay: Some(Duration::from_millis(3)),
+            ..EngineOptions::default()
         };
         let mut acceptor = engine::build(kind, &options).unwrap();
         let clients = connect_from(listener.local_addr, v4_sources(10));

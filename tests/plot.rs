@@ -133,6 +133,7 @@ fn meta(kernel: &str) -> Meta {
         finished_utc: String::new(),
         incomplete: false,
         notes: Vec::new(),
+        engine_options: String::new(),
     }
 }
 

@@ -1,4 +1,4 @@
-//! Acceptor engines: five ways to run accept → decode peer → record → close.
+//! Acceptor engines: six ways to run accept → decode peer → record → close.
 //!
 //! Every engine implements [`Acceptor`] over the same listening socket (built by
 //! [`crate::listener`] with an explicit backlog). An engine owns its accept loop and
@@ -18,13 +18,19 @@ use crate::kernel::probe;
 use crate::listener::Listener;
 use crate::record::Recorder;
 
+mod linked;
 mod multishot;
+mod peer_slots;
+mod ring;
+pub(crate) mod sockcmd;
 mod std;
 mod tokio;
 mod tokio_uring;
 mod uring;
 
+pub use self::linked::UringLinkedAcceptor;
 pub use self::multishot::MultishotAcceptor;
+pub use self::ring::{RingSetup, UnknownRingSetup};
 pub use self::std::StdAcceptor;
 pub use self::tokio::TokioAcceptor;
 pub use self::tokio_uring::TokioUringAcceptor;
@@ -42,6 +48,10 @@ pub enum EngineKind {
     /// io_uring multishot accept, re-armed when a CQE lacks `F_MORE`, peer via `getpeername`.
     #[serde(rename = "multishot")]
     Multishot,
+    /// io_uring multishot accept; per connection a uring_cmd `GETSOCKOPT(SO_PEERNAME)`
+    /// linked to `IORING_OP_CLOSE`, all in the ring (Linux 6.7).
+    #[serde(rename = "uring-linked")]
+    UringLinked,
     /// `tokio_uring::net::TcpListener::accept`.
     #[serde(rename = "tokio-uring")]
     TokioUring,
@@ -52,10 +62,11 @@ pub enum EngineKind {
 
 impl EngineKind {
     /// Every engine, baseline first.
-    pub const ALL: [EngineKind; 5] = [
+    pub const ALL: [EngineKind; 6] = [
         EngineKind::Std,
         EngineKind::Uring,
         EngineKind::Multishot,
+        EngineKind::UringLinked,
         EngineKind::TokioUring,
         EngineKind::Tokio,
     ];
@@ -66,6 +77,7 @@ impl EngineKind {
             EngineKind::Std => "std",
             EngineKind::Uring => "uring",
             EngineKind::Multishot => "multishot",
+            EngineKind::UringLinked => "uring-linked",
             EngineKind::TokioUring => "tokio-uring",
             EngineKind::Tokio => "tokio",
         }
@@ -80,7 +92,7 @@ impl fmt::Display for EngineKind {
 
 /// An engine name that is not one of ours.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown engine {0:?}: use one of std, uring, multishot, tokio-uring, tokio")]
+#[error("unknown engine {0:?}: use one of std, uring, multishot, uring-linked, tokio-uring, tokio")]
 pub struct UnknownEngine(pub String);
 
 impl FromStr for EngineKind {
@@ -100,6 +112,16 @@ pub struct EngineOptions {
     pub inflight: usize,
     /// Work simulated per accepted connection before the next accept (overload studies).
     pub accept_delay: Option<Duration>,
+    /// io_uring set-up flags (ring engines only); `None` is the engine's default:
+    /// `defer` for `uring-linked`, `default` for `uring` and `multishot`.
+    pub ring_setup: Option<RingSetup>,
+    /// Accept into direct descriptors (a registered sparse file table) instead of the
+    /// process's fd table (`uring-linked` only).
+    pub direct: bool,
+    /// With `direct`: the size of the direct-descriptor table; `None` sizes it from the
+    /// listener's backlog (next power of two above backlog+1, within 64..=65536), so a
+    /// full accept queue always fits. Smaller tables are for studying ENFILE back-off.
+    pub direct_files: Option<u32>,
 }
 
 impl Default for EngineOptions {
@@ -107,6 +129,9 @@ impl Default for EngineOptions {
         Self {
             inflight: 8,
             accept_delay: None,
+            ring_setup: None,
+            direct: false,
+            direct_files: None,
         }
     }
 }
@@ -213,6 +238,17 @@ pub struct EngineCounters {
     pub cqes_dropped: u64,
     /// Times a stop found accepts still armed and cancelled them (io_uring engines).
     pub cancels: u64,
+    /// `uring-linked`: in-ring `GETSOCKOPT(SO_PEERNAME)` that failed; the peer was
+    /// then read with a system call (or, for a direct descriptor, counted as lost).
+    #[serde(default)]
+    pub peer_op_errors: u64,
+    /// `uring-linked`: connections whose peer was read with a system call because
+    /// every ring slot was busy (never lost, only slower).
+    #[serde(default)]
+    pub peer_syscall_fallbacks: u64,
+    /// `uring-linked`: in-ring closes that failed (the fd was then closed with close(2)).
+    #[serde(default)]
+    pub close_errors: u64,
 }
 
 /// Largest `inflight` the `uring` engine accepts (each slot is ~136 bytes and one SQE).
@@ -249,6 +285,13 @@ pub trait Acceptor: Send {
     fn counters(&self) -> EngineCounters {
         EngineCounters::default()
     }
+
+    /// The io_uring set-up flags the engine's ring actually has, with the reason for
+    /// any fallback (e.g. `"default (defer refused: EINVAL, needs Linux 6.1)"`);
+    /// `None` for engines without a ring of their own, or before the first run.
+    fn ring_setup_applied(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Builds an engine after checking that this kernel supports it (the io_uring probe
@@ -273,10 +316,26 @@ pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>
             ),
         });
     }
+    if opts.direct && kind != EngineKind::UringLinked {
+        return Err(EngineError::InvalidOption {
+            engine: kind,
+            reason: "direct descriptors (--direct) apply to engine uring-linked only".into(),
+        });
+    }
+    if opts.direct {
+        let p = probe::probe_uring_cached();
+        if !p.direct_descriptors {
+            return Err(EngineError::Unsupported {
+                engine: kind,
+                reason: "--direct needs Linux 5.19 (registered sparse file table, IORING_FILE_INDEX_ALLOC)".into(),
+            });
+        }
+    }
     Ok(match kind {
         EngineKind::Std => Box::new(StdAcceptor::new(opts)),
         EngineKind::Uring => Box::new(UringAcceptor::new(opts)),
         EngineKind::Multishot => Box::new(MultishotAcceptor::new(opts)),
+        EngineKind::UringLinked => Box::new(UringLinkedAcceptor::new(opts)),
         EngineKind::TokioUring => Box::new(TokioUringAcceptor::new(opts)),
         EngineKind::Tokio => Box::new(TokioAcceptor::new(opts)),
     })

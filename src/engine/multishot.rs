@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use io_uring::{cqueue, opcode, types, CompletionQueue, SubmissionQueue, Submitter};
 use loadgen::clock::mono_ns;
 
-use super::uring::{
-    account_overflow, push, run_on_ring, setup_ring, wait, RingRun, CANCEL_GIVE_UP, OP_ACCEPT,
-    OP_CANCEL,
+use super::ring::{
+    account_overflow, push, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize,
+    CANCEL_GIVE_UP, OP_ACCEPT, OP_CANCEL,
 };
 use super::{
     back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
@@ -40,7 +40,7 @@ pub struct MultishotAcceptor {
     accept_delay: Option<Duration>,
     counters: EngineCounters,
     /// Kept between runs, like the `uring` engine's ring.
-    ring: Option<io_uring::IoUring>,
+    ring: KeptRing,
 }
 
 impl MultishotAcceptor {
@@ -49,7 +49,7 @@ impl MultishotAcceptor {
         Self {
             accept_delay: opts.accept_delay,
             counters: EngineCounters::default(),
-            ring: None,
+            ring: KeptRing::new(opts.ring_setup.unwrap_or(RingSetup::Default)),
         }
     }
 }
@@ -65,6 +65,13 @@ impl Acceptor for MultishotAcceptor {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
+        // An armed io_uring accept waits for a connection whatever O_NONBLOCK says (seen
+        // on 6.18 with single-shot and multishot accepts), but every engine runs on the
+        // same footing: a blocking listener, with the mode it found put back on return.
+        let _mode = listener.set_blocking_mode(false).map_err(EngineError::io(
+            EngineKind::Multishot,
+            "clearing O_NONBLOCK on the listener",
+        ))?;
         let mut run = MultishotRun {
             fd: listener.as_raw_fd(),
             ipv6: listener.local_addr.is_ipv6(),
@@ -75,13 +82,28 @@ impl Acceptor for MultishotAcceptor {
         };
         // Multishot accept writes into no user memory, so dropping the ring is safe
         // even if the cancel gave up (the port would then stay busy a little longer).
-        let setup = || setup_ring(EngineKind::Multishot, SQ_ENTRIES, CQ_ENTRIES);
-        let (result, stopped) = run_on_ring(&mut self.ring, setup, &mut run, limits, rec)?;
+        let size = RingSize {
+            sq: SQ_ENTRIES,
+            cq: CQ_ENTRIES,
+            files: 0,
+        };
+        let (result, stopped) = run_on_ring(
+            &mut self.ring,
+            EngineKind::Multishot,
+            size,
+            &mut run,
+            limits,
+            rec,
+        )?;
         result.and(stopped)
     }
 
     fn counters(&self) -> EngineCounters {
         self.counters
+    }
+
+    fn ring_setup_applied(&self) -> Option<String> {
+        self.ring.applied.clone()
     }
 }
 

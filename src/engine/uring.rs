@@ -9,16 +9,20 @@
 //! asynchronously, keeps the listener alive and makes an immediate re-bind of the
 //! port fail with EADDRINUSE.
 //!
-//! The ring helpers shared with `multishot` (setup, wait with timeout, overflow
-//! accounting) live here too.
+//! The ring plumbing (set-up flags, the kept ring, wait, overflow accounting) is in
+//! `ring`, shared with the other ring engines.
 
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use io_uring::squeue::Entry;
-use io_uring::{opcode, types, CompletionQueue, IoUring, SubmissionQueue, Submitter};
+use io_uring::{opcode, types, CompletionQueue, SubmissionQueue, Submitter};
 use loadgen::clock::mono_ns;
+
+use super::ring::{
+    account_overflow, push, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize,
+    CANCEL_GIVE_UP, IDX_MASK, OP_ACCEPT, OP_CANCEL, OP_MASK,
+};
 
 use super::{
     back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
@@ -28,17 +32,6 @@ use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
 
-/// `user_data` layout: operation kind in the high 32 bits, slot index in the low 32.
-pub(super) const OP_ACCEPT: u64 = 1 << 32;
-/// `user_data` kind of an `IORING_OP_ASYNC_CANCEL`.
-pub(super) const OP_CANCEL: u64 = 2 << 32;
-const OP_MASK: u64 = 0xffff_ffff << 32;
-const IDX_MASK: u64 = 0xffff_ffff;
-
-/// How long a stop waits for cancelled accepts before giving up (never reached on a
-/// healthy kernel: cancelling a poll-armed accept completes at once).
-pub(super) const CANCEL_GIVE_UP: Duration = Duration::from_secs(5);
-
 /// io_uring single-shot accept, several in flight.
 pub struct UringAcceptor {
     inflight: usize,
@@ -46,7 +39,7 @@ pub struct UringAcceptor {
     counters: EngineCounters,
     /// Kept between runs (a server sets its ring up once): nothing is armed on it
     /// once `run` returned successfully, so the next run starts from a clean ring.
-    ring: Option<IoUring>,
+    ring: KeptRing,
 }
 
 impl UringAcceptor {
@@ -56,7 +49,7 @@ impl UringAcceptor {
             inflight: opts.inflight.clamp(1, super::MAX_INFLIGHT),
             accept_delay: opts.accept_delay,
             counters: EngineCounters::default(),
-            ring: None,
+            ring: KeptRing::new(opts.ring_setup.unwrap_or(RingSetup::Default)),
         }
     }
 }
@@ -72,6 +65,13 @@ impl Acceptor for UringAcceptor {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
+        // An armed io_uring accept waits for a connection whatever O_NONBLOCK says (seen
+        // on 6.18 with single-shot and multishot accepts), but every engine runs on the
+        // same footing: a blocking listener, with the mode it found put back on return.
+        let _mode = listener.set_blocking_mode(false).map_err(EngineError::io(
+            EngineKind::Uring,
+            "clearing O_NONBLOCK on the listener",
+        ))?;
         let n = self.inflight;
         // Every slot has at most one accept and one cancel in flight: 2n SQEs and CQEs
         // bound everything, so neither queue can overflow.
@@ -88,8 +88,19 @@ impl Acceptor for UringAcceptor {
             counters: &mut self.counters,
             seen_dropped: 0,
         };
-        let setup = || setup_ring(EngineKind::Uring, entries, 2 * entries);
-        let (result, stopped) = run_on_ring(&mut self.ring, setup, &mut run, limits, rec)?;
+        let size = RingSize {
+            sq: entries,
+            cq: 2 * entries,
+            files: 0,
+        };
+        let (result, stopped) = run_on_ring(
+            &mut self.ring,
+            EngineKind::Uring,
+            size,
+            &mut run,
+            limits,
+            rec,
+        )?;
         drop(run);
         if stopped.is_err() {
             // The ring is gone but an accept the cancel could not reach may still write
@@ -101,6 +112,10 @@ impl Acceptor for UringAcceptor {
 
     fn counters(&self) -> EngineCounters {
         self.counters
+    }
+
+    fn ring_setup_applied(&self) -> Option<String> {
+        self.ring.applied.clone()
     }
 }
 
@@ -393,179 +408,5 @@ impl UringRun<'_> {
                 cancel_due = true;
             }
         }
-    }
-}
-
-/// An accept loop on a split ring and the cancellation that ends it: what the
-/// `uring` and `multishot` engines each provide to [`run_on_ring`].
-pub(super) trait RingRun {
-    /// Accepts until the limits say stop.
-    fn accept_loop(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        limits: &Limits,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError>;
-
-    /// Cancels every armed accept and reaps until each has its final CQE.
-    fn cancel_and_reap(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError>;
-}
-
-/// The accept loop's result and the cancellation's.
-pub(super) type LoopAndCancel = (Result<(), EngineError>, Result<(), EngineError>);
-
-/// Runs `run` on the engine's kept ring (made by `setup` on first use): the accept
-/// loop, then the cancellation of whatever it left armed. The ring is kept for the
-/// next run (a server sets its ring up once) only when the cancellation completed, so
-/// every run starts with nothing armed; otherwise it is dropped here. Returns the
-/// loop's result and the cancellation's.
-pub(super) fn run_on_ring(
-    kept: &mut Option<IoUring>,
-    setup: impl FnOnce() -> Result<IoUring, EngineError>,
-    run: &mut impl RingRun,
-    limits: &Limits,
-    rec: &mut Recorder,
-) -> Result<LoopAndCancel, EngineError> {
-    let mut ring = match kept.take() {
-        Some(ring) => ring,
-        None => setup()?,
-    };
-    let (result, stopped) = {
-        let (submitter, mut sq, mut cq) = ring.split();
-        let result = run.accept_loop(&submitter, &mut sq, &mut cq, limits, rec);
-        let stopped = run.cancel_and_reap(&submitter, &mut sq, &mut cq, rec);
-        (result, stopped)
-    };
-    if stopped.is_ok() {
-        *kept = Some(ring);
-    }
-    Ok((result, stopped))
-}
-
-/// Makes a ring with `sq` entries and a CQ of `cq_entries`.
-pub(super) fn setup_ring(
-    engine: EngineKind,
-    sq: u32,
-    cq_entries: u32,
-) -> Result<IoUring, EngineError> {
-    IoUring::builder()
-        .setup_cqsize(cq_entries)
-        .build(sq)
-        .map_err(|source| EngineError::Io {
-            engine,
-            what: "io_uring_setup",
-            source,
-        })
-}
-
-/// Pushes `sqe`, submitting first if the SQ is full.
-///
-/// # Safety
-/// Whatever memory `sqe` points at must stay valid until its CQE is reaped.
-pub(super) unsafe fn push(
-    engine: EngineKind,
-    submitter: &Submitter<'_>,
-    sq: &mut SubmissionQueue<'_>,
-    sqe: &Entry,
-) -> Result<(), EngineError> {
-    for _ in 0..64 {
-        // SAFETY: forwarded to the caller.
-        if unsafe { sq.push(sqe) }.is_ok() {
-            return Ok(());
-        }
-        sq.sync();
-        match submitter.submit() {
-            Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
-                std::thread::yield_now();
-            }
-            Err(source) => {
-                return Err(EngineError::Io {
-                    engine,
-                    what: "io_uring_enter (submit)",
-                    source,
-                })
-            }
-        }
-        sq.sync();
-    }
-    Err(EngineError::Io {
-        engine,
-        what: "io_uring SQ stays full",
-        source: std::io::Error::from_raw_os_error(libc::EBUSY),
-    })
-}
-
-/// Submits what is queued and waits for at least one CQE or `args`' timeout
-/// (`IORING_FEAT_EXT_ARG`, 5.11). A timeout, a signal, and a CQ backlog that must be
-/// reaped first (EBUSY) are normal returns; the caller reaps and checks its limits.
-#[inline]
-pub(super) fn wait(
-    engine: EngineKind,
-    submitter: &Submitter<'_>,
-    sq: &mut SubmissionQueue<'_>,
-    cq: &mut CompletionQueue<'_>,
-    args: &types::SubmitArgs<'_, '_>,
-) -> Result<(), EngineError> {
-    sq.sync();
-    // Publish the CQ head we consumed so the kernel sees the free space.
-    cq.sync();
-    let want = if CompletionQueue::is_empty(cq) { 1 } else { 0 };
-    match submitter.submit_with_args(want, args) {
-        Ok(_) => {}
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-            ) => {}
-        Err(source) => {
-            return Err(EngineError::Io {
-                engine,
-                what: "io_uring_enter (wait)",
-                source,
-            })
-        }
-    }
-    sq.sync();
-    cq.sync();
-    Ok(())
-}
-
-/// Counts CQ overflows (flushed by the next `io_uring_enter`, which the io-uring crate
-/// does with GETEVENTS whenever the flag is up) and CQEs the kernel dropped (each one
-/// recorded as an `EOVERFLOW` accept error: its connection can no longer be found).
-/// `seen_dropped` is this ring's drop count already accounted for.
-#[inline]
-pub(super) fn account_overflow(
-    sq: &mut SubmissionQueue<'_>,
-    cq: &mut CompletionQueue<'_>,
-    seen_dropped: &mut u32,
-    counters: &mut EngineCounters,
-    rec: &mut Recorder,
-) {
-    if sq.cq_overflow() {
-        counters.cq_overflows += 1;
-    }
-    let dropped = cq.overflow();
-    if dropped != *seen_dropped {
-        let new = dropped.wrapping_sub(*seen_dropped);
-        for _ in 0..new {
-            rec.error(libc::EOVERFLOW);
-        }
-        counters.cqes_dropped += u64::from(new);
-        *seen_dropped = dropped;
     }
 }

@@ -1,8 +1,9 @@
 //! io_uring support on this kernel, and which engines can run here.
 //!
-//! Owns the probe (ring setup, `IORING_REGISTER_PROBE`, setup flags, and one real
-//! multishot accept armed on a throwaway abstract-namespace Unix socket, so no
-//! network and no port is touched) and the verdict per engine. It never panics:
+//! Owns the probe (ring setup, `IORING_REGISTER_PROBE`, setup flags, a sparse file
+//! table, one real multishot accept armed on a throwaway abstract-namespace Unix
+//! socket, and one real uring_cmd `GETSOCKOPT(SO_TYPE)` on an unbound UDP socket, so
+//! no port is touched) and the verdict per engine. It never panics:
 //! whatever fails is reported as "unsupported, because …, needs Linux X.Y".
 
 use std::os::fd::AsRawFd;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, types, IoUring, Probe};
 use serde::{Deserialize, Serialize};
 
+use crate::engine::sockcmd::{getsockopt_sqe, SockTarget};
 use crate::engine::EngineKind;
 use crate::kernel::{self, sysctl};
 
@@ -41,6 +43,41 @@ pub struct UringProbe {
     pub defer_taskrun: bool,
     /// IORING_FEAT_EXT_ARG (wait with timeout, 5.11).
     pub ext_arg: bool,
+    /// IORING_SETUP_COOP_TASKRUN|TASKRUN_FLAG accepted (5.19).
+    #[serde(default)]
+    pub coop_taskrun: bool,
+    /// Direct descriptors: a sparse registered file table and IORING_FILE_INDEX_ALLOC (5.19).
+    #[serde(default)]
+    pub direct_descriptors: bool,
+    /// IORING_OP_SOCKET (5.19).
+    #[serde(default)]
+    pub socket_op: bool,
+    /// IORING_OP_URING_CMD with SOCKET_URING_OP_GETSOCKOPT on sockets (6.7), tried for real.
+    #[serde(default)]
+    pub uring_cmd_sockopt: bool,
+}
+
+impl UringProbe {
+    /// Each probed feature: (name, found, the Linux version that has it).
+    pub fn features(&self) -> Vec<(&'static str, bool, &'static str)> {
+        vec![
+            ("accept", self.accept, "5.5"),
+            ("async-cancel", self.async_cancel, "5.5"),
+            ("connect", self.connect, "5.5"),
+            ("close", self.close, "5.6"),
+            ("ext-arg (wait with timeout)", self.ext_arg, "5.11"),
+            ("multishot-accept", self.accept_multishot, "5.19"),
+            ("coop-taskrun", self.coop_taskrun, "5.19"),
+            (
+                "direct-descriptors (file index alloc)",
+                self.direct_descriptors,
+                "5.19",
+            ),
+            ("op-socket", self.socket_op, "5.19"),
+            ("defer-taskrun (single issuer)", self.defer_taskrun, "6.1"),
+            ("uring-cmd getsockopt", self.uring_cmd_sockopt, "6.7"),
+        ]
+    }
 }
 
 /// Runs the probe (a few rings and one Unix socket; a few milliseconds).
@@ -83,6 +120,7 @@ fn probe_on_this_thread() -> UringProbe {
         p.connect = probe.is_supported(opcode::Connect::CODE);
         p.close = probe.is_supported(opcode::Close::CODE);
         p.async_cancel = probe.is_supported(opcode::AsyncCancel::CODE);
+        p.socket_op = probe.is_supported(opcode::Socket::CODE);
     } else {
         // IORING_REGISTER_PROBE arrived in 5.6; 5.5 already had accept/connect/cancel.
         let at_least = |v| release().is_some_and(|r| r >= v);
@@ -91,14 +129,58 @@ fn probe_on_this_thread() -> UringProbe {
         p.async_cancel = at_least((5, 5));
         p.close = false;
     }
+    // IORING_RSRC_REGISTER_SPARSE and IORING_FILE_INDEX_ALLOC both arrived in 5.19.
+    p.direct_descriptors = ring.submitter().register_files_sparse(4).is_ok();
     drop(ring);
     p.defer_taskrun = IoUring::<io_uring::squeue::Entry>::builder()
         .setup_single_issuer()
         .setup_defer_taskrun()
         .build(8)
         .is_ok();
+    p.coop_taskrun = IoUring::<io_uring::squeue::Entry>::builder()
+        .setup_coop_taskrun()
+        .setup_taskrun_flag()
+        .build(8)
+        .is_ok();
     p.accept_multishot = p.accept && p.async_cancel && multishot_accept_works();
+    p.uring_cmd_sockopt = getsockopt_cmd_works();
     p
+}
+
+/// Runs one uring_cmd `GETSOCKOPT(SOL_SOCKET, SO_TYPE)` on an unbound UDP socket and
+/// checks the answer (4 bytes, SOCK_DGRAM). Kernels before 6.7 fail it (EOPNOTSUPP
+/// for sockets, or EINVAL for the opcode before 5.19).
+fn getsockopt_cmd_works() -> bool {
+    let Ok(sock) =
+        std::net::UdpSocket::bind("0.0.0.0:0").or_else(|_| std::net::UdpSocket::bind("[::]:0"))
+    else {
+        return false;
+    };
+    let Ok(mut ring) = IoUring::new(4) else {
+        return false;
+    };
+    let mut value: libc::c_int = -1;
+    let sqe = getsockopt_sqe(
+        SockTarget::Fd(sock.as_raw_fd()),
+        libc::SOL_SOCKET as u32,
+        libc::SO_TYPE as u32,
+        (&mut value as *mut libc::c_int).cast(),
+        std::mem::size_of::<libc::c_int>() as u32,
+    )
+    .user_data(1);
+    // SAFETY: `value` lives on this frame until the CQE is reaped below; if the wait
+    // fails the ring is dropped first, and the kernel finishes or cancels the request
+    // during the (synchronous for a non-pollable command) teardown before we return.
+    if unsafe { ring.submission().push(&sqe) }.is_err() {
+        return false;
+    }
+    if ring.submit_and_wait(1).is_err() {
+        drop(ring);
+        return false;
+    }
+    let res = ring.completion().next().map(|c| c.result());
+    drop(ring);
+    res == Some(std::mem::size_of::<libc::c_int>() as i32) && value == libc::SOCK_DGRAM
 }
 
 /// The probe, run once per process (kernel support does not change while we run).
@@ -182,7 +264,7 @@ fn multishot_accept_works() -> bool {
 /// Whether an engine can run here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EngineSupport {
-    /// Engine name (`std`, `uring`, `multishot`, `tokio-uring`, `tokio`).
+    /// Engine name (`std`, `uring`, `multishot`, `uring-linked`, `tokio-uring`, `tokio`).
     pub name: String,
     /// True when it can run.
     pub supported: bool,
@@ -214,7 +296,10 @@ pub fn unsupported_reason(
     };
     match kind {
         EngineKind::Std | EngineKind::Tokio => return None,
-        EngineKind::Uring | EngineKind::Multishot | EngineKind::TokioUring => {}
+        EngineKind::Uring
+        | EngineKind::Multishot
+        | EngineKind::UringLinked
+        | EngineKind::TokioUring => {}
     }
     if !probe.setup_ok {
         return Some(setup_failure(probe));
@@ -230,9 +315,15 @@ pub fn unsupported_reason(
             needs("5.11", "IORING_FEAT_EXT_ARG, to wait with a timeout")
         }
         EngineKind::Multishot if !probe.accept_multishot => needs("5.19", "multishot accept"),
-        EngineKind::Multishot if !probe.ext_arg => {
+        EngineKind::Multishot | EngineKind::UringLinked if !probe.ext_arg => {
             needs("5.11", "IORING_FEAT_EXT_ARG, to wait with a timeout")
         }
+        EngineKind::UringLinked if !probe.accept_multishot => needs("5.19", "multishot accept"),
+        EngineKind::UringLinked if !probe.close => needs("5.6", "IORING_OP_CLOSE"),
+        EngineKind::UringLinked if !probe.uring_cmd_sockopt => needs(
+            "6.7",
+            "IORING_OP_URING_CMD SOCKET_URING_OP_GETSOCKOPT, to read the peer in the ring",
+        ),
         EngineKind::TokioUring if release.is_some_and(|r| r < (5, 10)) => {
             needs("5.10", "the io_uring features tokio-uring 0.5 uses")
         }
@@ -270,7 +361,42 @@ mod tests {
             async_cancel: true,
             defer_taskrun: true,
             ext_arg: true,
+            coop_taskrun: true,
+            direct_descriptors: true,
+            socket_op: true,
+            uring_cmd_sockopt: true,
         }
+    }
+
+    #[test]
+    fn missing_uring_cmd_sockopt_names_the_version() {
+        let p = UringProbe {
+            uring_cmd_sockopt: false,
+            ..full()
+        };
+        let r = unsupported_reason(EngineKind::UringLinked, &p, Some((6, 1))).unwrap();
+        assert_eq!(
+            r,
+            "needs Linux 6.7 (IORING_OP_URING_CMD SOCKET_URING_OP_GETSOCKOPT, to read the peer in the ring); this kernel is 6.1"
+        );
+        assert_eq!(
+            unsupported_reason(EngineKind::Multishot, &p, Some((6, 1))),
+            None
+        );
+        let p = UringProbe {
+            accept_multishot: false,
+            ..p
+        };
+        let r = unsupported_reason(EngineKind::UringLinked, &p, Some((5, 15))).unwrap();
+        assert!(r.starts_with("needs Linux 5.19 (multishot accept)"), "{r}");
+    }
+
+    #[test]
+    fn features_name_their_versions() {
+        let f = full().features();
+        assert!(f.iter().all(|(_, found, _)| *found));
+        assert!(f.contains(&("uring-cmd getsockopt", true, "6.7")));
+        assert!(f.contains(&("defer-taskrun (single issuer)", true, "6.1")));
     }
 
     #[test]
@@ -309,6 +435,7 @@ mod tests {
         for kind in [
             EngineKind::Uring,
             EngineKind::Multishot,
+            EngineKind::UringLinked,
             EngineKind::TokioUring,
         ] {
             let r = unsupported_reason(kind, &p, Some((6, 8))).unwrap();

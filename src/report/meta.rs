@@ -51,8 +51,12 @@ pub struct Meta {
     pub finished_utc: String,
     /// True until the sweep finished every planned run.
     pub incomplete: bool,
-    /// Whether overflow counters are exact (private network namespace) — see summary rows.
+    /// What the run's set-up means for its numbers (namespaces, clamps, too few rounds).
     pub notes: Vec<String>,
+    /// Engine options as asked for: `inflight=8 ring_setup=<engine default> direct=false`
+    /// (what each ring really got is the summary.csv column ring_setup).
+    #[serde(default)]
+    pub engine_options: String,
 }
 
 /// Format version written by this build.
@@ -91,6 +95,7 @@ impl Meta {
             finished_utc: String::new(),
             incomplete: true,
             notes: Vec::new(),
+            engine_options: String::new(),
         }
     }
 

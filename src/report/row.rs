@@ -43,6 +43,9 @@ pub struct SummaryRow {
     pub backlog_effective: u32,
     /// Mode: closed, rate, drain, burst, overload.
     pub mode: String,
+    /// io_uring set-up flags the engine's ring actually had (`default`, `coop`, `defer`,
+    /// with the reason for any fallback); empty for engines without a ring of their own.
+    pub ring_setup: String,
     /// Repetition (round), from 1. Every engine runs once per round, in an order
     /// rotated each round; ratios to std compare rows of the same round.
     pub repetition: u32,

@@ -104,6 +104,8 @@ pub struct Measured {
     pub released_ns: u64,
     /// Namespace and sysctls of the run.
     pub env: RunEnv,
+    /// io_uring set-up flags the engine's ring had (ring engines only).
+    pub ring_setup: Option<String>,
     /// Mode-specific figures.
     pub figures: ModeFigures,
 }
@@ -213,6 +215,7 @@ fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen
 /// A driven run's raw results.
 struct Driven {
     rec: Recorder,
+    ring_setup: Option<String>,
     /// Acceptor CPU over its whole run, s.
     cpu_s: f64,
     released_ns: u64,
@@ -253,7 +256,7 @@ impl Driven {
             .rec
             .peers
             .iter()
-            .map(|p| p.accepted_ns)
+            .map(|p| p.decoded_ns)
             .filter(|&t| t >= start_ns)
             .collect();
         let window_accepts = in_window.len() as u64;
@@ -283,6 +286,7 @@ impl Driven {
             window_s: self.window_s,
             released_ns: self.released_ns,
             env,
+            ring_setup: self.ring_setup,
             figures,
         }
     }
@@ -291,6 +295,7 @@ impl Driven {
 /// What the acceptor thread of a driven run returns.
 struct AcceptorOut {
     rec: Recorder,
+    ring_setup: Option<String>,
     cpu_s: f64,
     cpu_at_release_s: f64,
     released_ns: u64,
@@ -314,7 +319,7 @@ fn drive(
         + pause
         + cfg.overflow.connect_timeout
         + Duration::from_secs(30);
-    let mut options = cfg.options.clone();
+    let mut options = cfg.options_for(spec.engine);
     if spec.mode == Mode::Overload {
         options.accept_delay = Some(cfg.overflow.accept_delay).filter(|d| !d.is_zero());
     }
@@ -348,6 +353,7 @@ fn drive(
                 let t = timed_run(engine.as_mut(), listener, &limits, &mut rec);
                 t.result?;
                 Ok(AcceptorOut {
+                    ring_setup: engine.ring_setup_applied(),
                     rec,
                     cpu_s: t.cpu_s,
                     cpu_at_release_s,
@@ -405,6 +411,7 @@ fn drive(
                 .min(window_s)
                 .max(f64::MIN_POSITIVE),
             rec: a.rec,
+            ring_setup: a.ring_setup,
             cpu_s: a.cpu_s,
             released_ns: a.released_ns,
             cpu_samples,
@@ -437,6 +444,7 @@ fn wait_for_burst(listener: &Listener, settle: Duration, run_stop: &StopFlag, st
 /// What the drain rounds measured.
 struct DrainOut {
     rec: Recorder,
+    ring_setup: Option<String>,
     rounds: u32,
     accepted: u64,
     drain_ns: u64,
@@ -502,6 +510,7 @@ fn drain(
         window_s,
         released_ns: out.first_release_ns,
         env,
+        ring_setup: out.ring_setup,
         figures: ModeFigures::Drain { rounds: out.rounds },
     })
 }
@@ -513,7 +522,7 @@ fn prepare_acceptor(
     listener: &Listener,
 ) -> anyhow::Result<Box<dyn engine::Acceptor>> {
     loadgen::affinity::pin_current_thread(spec.cfg.server_cpu)?;
-    let mut engine = engine::build(spec.engine, &spec.cfg.options)?;
+    let mut engine = engine::build(spec.engine, &spec.cfg.options_for(spec.engine))?;
     let nothing = Limits {
         count: Some(0),
         deadline: Some(Instant::now() + Duration::from_secs(5)),
@@ -541,6 +550,7 @@ fn drain_rounds(
     let cfg = spec.cfg;
     let mut out = DrainOut {
         rec: Recorder::new(true),
+        ring_setup: None,
         rounds: 0,
         accepted: 0,
         drain_ns: 0,
@@ -549,6 +559,7 @@ fn drain_rounds(
         failure: None,
         interrupted: false,
     };
+    out.ring_setup = engine.ring_setup_applied();
     loop {
         // A round is a fill (≤ backlog+1 connects, microseconds each on loopback) plus
         // the connect timeout at most; longer means the child is stuck.
@@ -625,6 +636,7 @@ mod tests {
         records.extend((100..299).map(|t| record(t * ms, false)));
         let d = Driven {
             rec,
+            ring_setup: None,
             // 0.3 s of CPU over the run, 0.1 s of it before 100 ms.
             cpu_s: 0.3,
             released_ns: ms,

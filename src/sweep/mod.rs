@@ -55,6 +55,14 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         (cfg.server_cpu, cfg.client_cpus.clone()),
     );
     meta.notes.extend(setup_notes(cfg));
+    meta.engine_options = format!(
+        "inflight={} ring_setup={} direct={}",
+        cfg.options.inflight,
+        cfg.options
+            .ring_setup
+            .map_or("<engine default>".to_string(), |r| r.to_string()),
+        cfg.options.direct
+    );
     for n in &meta.notes {
         eprintln!("acceptbench: note: {n}");
     }

@@ -110,6 +110,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         backlog: p.backlog,
         backlog_effective: m.backlog_effective,
         mode: p.mode.name().into(),
+        ring_setup: m.ring_setup.clone().unwrap_or_default(),
         repetition: p.round,
         position: p.position,
         status: Some(status),

@@ -2,7 +2,9 @@
 //! criterion bench.
 //!
 //! The clock starts when the acceptor is *released*: immediately before its `run`
-//! is called, which is immediately before its first accept call or submit. It must
+//! is called, which is immediately before its first accept call or submit; it stops
+//! when the last peer is held (decoded), which for `uring-linked` is one completion
+//! after the accept's. It must
 //! not start at the first accept the application sees: a multishot accept empties
 //! much of the queue inside the kernel before its first completion arrives, and
 //! timing from that completion overstated its drain rate ×1.5. CPU is the acceptor
@@ -19,8 +21,8 @@ pub struct Timed {
     pub released_ns: u64,
     /// Connections accepted by this call.
     pub accepted: u64,
-    /// CLOCK_MONOTONIC ns of the last accept of this call (0 if none).
-    pub last_accept_ns: u64,
+    /// CLOCK_MONOTONIC ns when this call's last peer was held (0 if none).
+    pub last_held_ns: u64,
     /// Acceptor thread CPU used by the call, s.
     pub cpu_s: f64,
     /// The engine's result.
@@ -28,17 +30,17 @@ pub struct Timed {
 }
 
 impl Timed {
-    /// Release → last accept, ns (0 when nothing was accepted).
+    /// Release → last peer held, ns (0 when nothing was accepted).
     pub fn span_ns(&self) -> u64 {
         if self.accepted == 0 {
             0
         } else {
-            self.last_accept_ns.saturating_sub(self.released_ns)
+            self.last_held_ns.saturating_sub(self.released_ns)
         }
     }
 }
 
-/// Releases `engine` on `listener` and times it from release to its last accept.
+/// Releases `engine` on `listener` and times it from release to its last peer held.
 pub fn timed_run(
     engine: &mut dyn Acceptor,
     listener: &Listener,
@@ -54,7 +56,7 @@ pub fn timed_run(
     Timed {
         released_ns,
         accepted,
-        last_accept_ns: if accepted > 0 { rec.last_accept_ns } else { 0 },
+        last_held_ns: if accepted > 0 { rec.last_decoded_ns } else { 0 },
         cpu_s,
         result,
     }

@@ -1,0 +1,500 @@
+//! `uring-linked`: the whole "accept, read the peer, close" in the ring (Linux 6.7).
+//!
+//! One multishot accept (5.19) posts a CQE per connection; for each one the engine
+//! queues an `IORING_OP_URING_CMD` `SOCKET_URING_OP_GETSOCKOPT(SOL_SOCKET,
+//! SO_PEERNAME)` into a per-connection slot, linked (`IOSQE_IO_LINK`) to an
+//! `IORING_OP_CLOSE` of the fd, and everything queued in a loop turn goes to the
+//! kernel with the next wait: one `io_uring_enter` per turn, no per-connection system
+//! call. The peer is held when the getsockopt's CQE arrives; that is when the
+//! connection is recorded (accept CQE seen → peer decoded). `SO_PEERNAME` wants an
+//! optlen no larger than the family's sockaddr (16 for IPv4, 28 for IPv6; more gives
+//! EINVAL) and, unlike getpeername, works on a connection the client already reset.
+//!
+//! With `direct` the accept allocates direct descriptors (`IORING_FILE_INDEX_ALLOC`)
+//! in a registered sparse table, the getsockopt runs on the fixed file and the close
+//! is `close_direct`: no fd table entry at all. A full table fails the accept with
+//! ENFILE, and the kernel has by then taken that connection off the queue and closes
+//! it (it could not install it; seen on 6.18): it is counted as an ENFILE error, never
+//! silently lost, and the engine backs off (the pending closes are reaped by the next
+//! wait) and re-arms. The table is sized so that a full accept queue fits.
+//!
+//! A slot is reused only after both CQEs (getsockopt and close) arrived. A failed
+//! getsockopt cancels its linked close (-ECANCELED): the peer is then read with a
+//! system call (not possible on a direct descriptor: counted as an error) and the fd
+//! closed with close(2) (a direct one with a new in-ring close). With every slot busy
+//! a connection's peer is read with a system call (without `direct`) or it waits for a
+//! slot (with `direct`); it is never lost. The ring is set up `defer` by default
+//! (`SINGLE_ISSUER|DEFER_TASKRUN`, 6.1), falling back when refused.
+
+use std::collections::VecDeque;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use io_uring::{cqueue, opcode, squeue, types, CompletionQueue, SubmissionQueue, Submitter};
+use loadgen::clock::mono_ns;
+
+use super::peer_slots::PeerSlots;
+use super::ring::{
+    account_overflow, push, push_all, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize,
+    CANCEL_GIVE_UP, IDX_MASK, OP_ACCEPT, OP_CANCEL, OP_CLOSE, OP_MASK, OP_PEER,
+};
+use super::sockcmd::{getsockopt_sqe, SockTarget};
+use super::{
+    back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
+    EngineError, EngineKind, EngineOptions, Limits,
+};
+use crate::listener::Listener;
+use crate::peer;
+use crate::record::Recorder;
+
+const ENGINE: EngineKind = EngineKind::UringLinked;
+
+/// Slots (and direct-table entries) for a listener with `backlog`: a full accept queue
+/// (backlog+1 entries) always fits.
+fn slot_count(backlog: u32) -> u32 {
+    (backlog.saturating_add(1))
+        .checked_next_power_of_two()
+        .unwrap_or(65536)
+        .clamp(64, 65536)
+}
+
+/// Multishot accept + in-ring getsockopt(SO_PEERNAME) linked to close.
+pub struct UringLinkedAcceptor {
+    accept_delay: Option<Duration>,
+    direct: bool,
+    direct_files: Option<u32>,
+    counters: EngineCounters,
+    /// Kept between runs (with its direct-descriptor table): nothing is in flight on it
+    /// once `run` returned successfully.
+    ring: KeptRing,
+    /// Tests: slots per run instead of the backlog-derived count.
+    #[cfg(test)]
+    force_slots: Option<u32>,
+    /// Tests: the getsockopt's optlen (a too-long one makes the kernel fail it: EINVAL).
+    #[cfg(test)]
+    force_optlen: Option<u32>,
+}
+
+impl UringLinkedAcceptor {
+    /// The engine with `opts` (`ring_setup` defaults to `defer`).
+    pub fn new(opts: &EngineOptions) -> Self {
+        Self {
+            accept_delay: opts.accept_delay,
+            direct: opts.direct,
+            direct_files: opts.direct_files.map(|n| n.clamp(1, 65536)),
+            counters: EngineCounters::default(),
+            ring: KeptRing::new(opts.ring_setup.unwrap_or(RingSetup::Defer)),
+            #[cfg(test)]
+            force_slots: None,
+            #[cfg(test)]
+            force_optlen: None,
+        }
+    }
+}
+
+impl Acceptor for UringLinkedAcceptor {
+    fn kind(&self) -> EngineKind {
+        ENGINE
+    }
+
+    fn run(
+        &mut self,
+        listener: &Listener,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        // An armed io_uring accept waits for a connection whatever O_NONBLOCK says (seen
+        // on 6.18 with single-shot and multishot accepts), but every engine runs on the
+        // same footing: a blocking listener, with the mode it found put back on return.
+        let _mode = listener.set_blocking_mode(false).map_err(EngineError::io(
+            EngineKind::UringLinked,
+            "clearing O_NONBLOCK on the listener",
+        ))?;
+        let n = slot_count(listener.backlog_effective);
+        #[cfg(test)]
+        let n = self.force_slots.unwrap_or(n);
+        let files = if self.direct {
+            self.direct_files.unwrap_or(n)
+        } else {
+            0
+        };
+        // Per connection: one accept CQE, then one getsockopt and one close (2 SQEs,
+        // 2 CQEs); n slots bound what is in flight. Overflow is still handled.
+        let sq = (2 * n).clamp(256, 4096);
+        let size = RingSize {
+            sq,
+            cq: (4 * n).clamp(2 * sq, 65536),
+            files,
+        };
+        let mut slots = PeerSlots::new(n as usize);
+        let ipv6 = listener.local_addr.is_ipv6();
+        let mut run = LinkedRun {
+            fd: listener.as_raw_fd(),
+            ipv6,
+            direct: self.direct,
+            optlen: if ipv6 {
+                std::mem::size_of::<libc::sockaddr_in6>()
+            } else {
+                std::mem::size_of::<libc::sockaddr_in>()
+            } as u32,
+            slots: &mut slots,
+            waiting: VecDeque::new(),
+            armed: false,
+            backoff: false,
+            fatal: None,
+            accept_delay: self.accept_delay,
+            counters: &mut self.counters,
+            seen_dropped: 0,
+        };
+        #[cfg(test)]
+        if let Some(len) = self.force_optlen {
+            run.optlen = len;
+        }
+        let (result, stopped) = run_on_ring(&mut self.ring, ENGINE, size, &mut run, limits, rec)?;
+        drop(run);
+        if stopped.is_err() {
+            // The ring is gone but a getsockopt the stop could not wait for may still
+            // write into its slot during the kernel's teardown: never free that memory.
+            slots.leak();
+        }
+        result.and(stopped)
+    }
+
+    fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    fn ring_setup_applied(&self) -> Option<String> {
+        self.ring.applied.clone()
+    }
+}
+
+/// State of one `uring-linked` run.
+struct LinkedRun<'a> {
+    fd: i32,
+    ipv6: bool,
+    direct: bool,
+    /// SO_PEERNAME's optlen: the family's sockaddr size.
+    optlen: u32,
+    slots: &'a mut PeerSlots,
+    /// Direct descriptors accepted while every slot was busy: (index, accepted_ns).
+    waiting: VecDeque<(i32, u64)>,
+    armed: bool,
+    /// An accept failed for lack of fds/table entries/memory: sleep before re-arming.
+    backoff: bool,
+    fatal: Option<i32>,
+    accept_delay: Option<Duration>,
+    counters: &'a mut EngineCounters,
+    seen_dropped: u32,
+}
+
+impl RingRun for LinkedRun<'_> {
+    fn accept_loop(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        self.arm(submitter, sq)?;
+        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        while !limits.reached(rec.accepted) {
+            wait(ENGINE, submitter, sq, cq, &args)?;
+            self.reap(submitter, sq, cq, rec)?;
+            if let Some(errno) = self.fatal.take() {
+                return Err(fatal_accept(ENGINE, errno));
+            }
+            if std::mem::take(&mut self.backoff) {
+                back_off(rec);
+            }
+            if !self.armed {
+                rec.rearms += 1;
+                self.arm(submitter, sq)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancels the multishot accept and reaps until its final CQE arrived and every
+    /// getsockopt and close in flight completed; connections accepted meanwhile are
+    /// recorded and closed, never lost.
+    fn cancel_and_reap(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let give_up = Instant::now() + CANCEL_GIVE_UP;
+        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
+        let args = types::SubmitArgs::new().timespec(&ts);
+        let mut cancel_due = true;
+        if self.armed {
+            self.counters.cancels += 1;
+        }
+        loop {
+            self.reap(submitter, sq, cq, rec)?;
+            // Errors were counted; the run is over either way.
+            self.fatal = None;
+            self.backoff = false;
+            if !self.armed && self.slots.busy() == 0 && self.waiting.is_empty() {
+                return Ok(());
+            }
+            if Instant::now() >= give_up {
+                return Err(EngineError::Io {
+                    engine: ENGINE,
+                    what: "cancelling the multishot accept and reaping its peer reads and closes",
+                    source: std::io::Error::from_raw_os_error(libc::ETIME),
+                });
+            }
+            if cancel_due && self.armed {
+                let sqe = opcode::AsyncCancel::new(OP_ACCEPT)
+                    .build()
+                    .user_data(OP_CANCEL);
+                // SAFETY: a cancel carries no buffers, only the target's user_data.
+                unsafe { push(ENGINE, submitter, sq, &sqe)? };
+                cancel_due = false;
+            }
+            wait(ENGINE, submitter, sq, cq, &args)?;
+            if CompletionQueue::is_empty(cq) {
+                cancel_due = true;
+            }
+        }
+    }
+}
+
+impl LinkedRun<'_> {
+    /// Handles every CQE in the queue, starts the peer reads of connections that waited
+    /// for a slot, and accounts for CQ overflow.
+    fn reap(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        cq.sync();
+        for cqe in &mut *cq {
+            let ud = cqe.user_data();
+            let i = (ud & IDX_MASK) as u32;
+            match ud & OP_MASK {
+                OP_ACCEPT => self.on_accept(cqe.result(), cqe.flags(), submitter, sq, rec)?,
+                OP_PEER => self.on_peer(i, cqe.result(), submitter, sq, rec)?,
+                OP_CLOSE => self.on_close(i, cqe.result(), submitter, sq)?,
+                _ => {}
+            }
+        }
+        cq.sync();
+        while self.slots.busy() < self.slots.state.len() {
+            let Some((idx, accepted_ns)) = self.waiting.pop_front() else {
+                break;
+            };
+            self.start_peer(idx, accepted_ns, submitter, sq, rec)?;
+        }
+        account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
+        Ok(())
+    }
+
+    fn on_accept(
+        &mut self,
+        res: i32,
+        flags: u32,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        if !cqueue::more(flags) {
+            self.armed = false;
+        }
+        if res >= 0 {
+            self.start_peer(res, mono_ns(), submitter, sq, rec)?;
+            simulate_work(self.accept_delay);
+        } else if res != -libc::ECANCELED {
+            match on_accept_error(rec, -res) {
+                AfterError::Retry => {}
+                AfterError::Backoff => self.backoff = true,
+                AfterError::Fatal => self.fatal = Some(-res),
+            }
+        }
+        Ok(())
+    }
+
+    /// Queues the getsockopt(SO_PEERNAME) of accepted `file`, linked to its close.
+    fn start_peer(
+        &mut self,
+        file: i32,
+        accepted_ns: u64,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let Some((i, optval)) = self.slots.take(file, accepted_ns) else {
+            self.counters.peer_syscall_fallbacks += 1;
+            if self.direct {
+                // No system call can reach a direct descriptor: wait for a slot.
+                self.waiting.push_back((file, accepted_ns));
+            } else {
+                self.peer_by_syscall(file, accepted_ns, rec);
+                // SAFETY: `file` is the descriptor this accept created; nothing else owns it.
+                unsafe { libc::close(file) };
+            }
+            return Ok(());
+        };
+        let (target, close) = if self.direct {
+            let idx = file as u32;
+            (
+                SockTarget::Fixed(idx),
+                opcode::Close::new(types::Fixed(idx)),
+            )
+        } else {
+            (SockTarget::Fd(file), opcode::Close::new(types::Fd(file)))
+        };
+        let level = libc::SOL_SOCKET as u32;
+        let get = getsockopt_sqe(target, level, libc::SO_PEERNAME as u32, optval, self.optlen)
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(OP_PEER | u64::from(i));
+        let close = close.build().user_data(OP_CLOSE | u64::from(i));
+        // SAFETY: optval is slot i's buffer (optlen ≤ sizeof(sockaddr_storage)) in the
+        // arena, which is neither moved nor freed while an operation is in flight: the
+        // slot is reused only after this getsockopt's and this close's CQEs were reaped,
+        // the arena is dropped only after `cancel_and_reap` saw every slot free, and it
+        // is leaked if that gave up. The close carries no buffer.
+        unsafe { push_all(ENGINE, submitter, sq, &[get, close]) }
+    }
+
+    fn peer_by_syscall(&mut self, fd: i32, accepted_ns: u64, rec: &mut Recorder) {
+        match peer::peer_of_accepted(fd, self.ipv6) {
+            Ok(p) => rec.accepted(p, accepted_ns, mono_ns()),
+            Err(e) => {
+                rec.error(e.raw_os_error().unwrap_or(libc::EAFNOSUPPORT));
+            }
+        }
+    }
+
+    fn on_peer(
+        &mut self,
+        i: u32,
+        res: i32,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        let Some(st) = self.slots.state.get_mut(i as usize) else {
+            return Ok(());
+        };
+        st.peer_pending = false;
+        let (file, accepted_ns) = (st.file, st.accepted_ns);
+        if res >= 0 {
+            match self.slots.peer(i, res as u32) {
+                Some(p) => rec.accepted(p, accepted_ns, mono_ns()),
+                None => {
+                    // The close already ran (or runs): the fd cannot be asked again.
+                    self.counters.peer_op_errors += 1;
+                    rec.error(libc::EAFNOSUPPORT);
+                }
+            }
+        } else {
+            // A failed getsockopt cancelled its linked close: the fd is still open.
+            self.counters.peer_op_errors += 1;
+            if self.direct {
+                rec.error(-res);
+            } else {
+                self.peer_by_syscall(file, accepted_ns, rec);
+            }
+        }
+        if self.slots.state[i as usize].close_needed {
+            self.close_now(i, submitter, sq)?;
+        }
+        self.slots.release_if_done(i);
+        Ok(())
+    }
+
+    fn on_close(
+        &mut self,
+        i: u32,
+        res: i32,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError> {
+        let Some(st) = self.slots.state.get_mut(i as usize) else {
+            return Ok(());
+        };
+        st.close_pending = false;
+        if res == -libc::ECANCELED {
+            // Its getsockopt failed: close once the peer was read by other means.
+            st.close_needed = true;
+            if !st.peer_pending {
+                self.close_now(i, submitter, sq)?;
+            }
+        } else if res < 0 {
+            self.counters.close_errors += 1;
+        }
+        self.slots.release_if_done(i);
+        Ok(())
+    }
+
+    /// Closes slot `i`'s connection outside the cancelled link: close(2), or an in-ring
+    /// close for a direct descriptor (its CQE frees the slot).
+    fn close_now(
+        &mut self,
+        i: u32,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError> {
+        let st = &mut self.slots.state[i as usize];
+        st.close_needed = false;
+        if self.direct {
+            st.close_pending = true;
+            let sqe = opcode::Close::new(types::Fixed(st.file as u32))
+                .build()
+                .user_data(OP_CLOSE | u64::from(i));
+            // SAFETY: a close carries no buffers.
+            unsafe { push(ENGINE, submitter, sq, &sqe) }
+        } else {
+            // SAFETY: the fd is this connection's, its in-ring close was cancelled, and
+            // nothing else owns it.
+            unsafe { libc::close(st.file) };
+            Ok(())
+        }
+    }
+
+    fn arm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError> {
+        let accept = opcode::AcceptMulti::new(types::Fd(self.fd));
+        // The kernel refuses SOCK_CLOEXEC on a direct accept (there is no fd to mark).
+        let accept = if self.direct {
+            accept.allocate_file_index(true)
+        } else {
+            accept.flags(libc::SOCK_CLOEXEC)
+        };
+        let sqe = accept.build().user_data(OP_ACCEPT);
+        // SAFETY: multishot accept passes no buffers; the listener fd is held by the
+        // caller's `Listener` for the whole run, and the kernel holds its own reference.
+        unsafe { push(ENGINE, submitter, sq, &sqe)? };
+        self.armed = true;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[path = "linked_tests.rs"]
+mod linked_tests;
+
+#[cfg(test)]
+mod tests {
+    use super::slot_count;
+
+    #[test]
+    fn slots_hold_a_full_accept_queue() {
+        assert_eq!(slot_count(1), 64);
+        assert_eq!(slot_count(128), 256);
+        assert_eq!(slot_count(4095), 4096);
+        assert_eq!(slot_count(4096), 8192);
+        assert_eq!(slot_count(u32::MAX), 65536);
+    }
+}

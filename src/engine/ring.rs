@@ -1,0 +1,391 @@
+//! The io_uring plumbing shared by the ring engines (`uring`, `multishot`,
+//! `uring-linked`): ring set-up with the [`RingSetup`] flags and their fallback, the
+//! ring kept between runs ([`KeptRing`]), pushing SQEs, waiting with a timeout, CQ
+//! overflow accounting, and the [`RingRun`] split between an accept loop and the
+//! cancellation that ends it. It owns no accept logic and records nothing itself.
+
+use std::fmt;
+use std::str::FromStr;
+use std::thread::{self, ThreadId};
+use std::time::Duration;
+
+use io_uring::squeue::Entry;
+use io_uring::{types, CompletionQueue, IoUring, SubmissionQueue, Submitter};
+use serde::{Deserialize, Serialize};
+
+use super::{EngineCounters, EngineError, EngineKind, Limits};
+use crate::record::Recorder;
+
+/// `user_data` layout: operation kind in the high 32 bits, slot index in the low 32.
+pub(super) const OP_ACCEPT: u64 = 1 << 32;
+/// `user_data` kind of an `IORING_OP_ASYNC_CANCEL`.
+pub(super) const OP_CANCEL: u64 = 2 << 32;
+/// `user_data` kind of a `SOCKET_URING_OP_GETSOCKOPT` uring_cmd (`uring-linked`).
+pub(super) const OP_PEER: u64 = 3 << 32;
+/// `user_data` kind of an `IORING_OP_CLOSE` (`uring-linked`).
+pub(super) const OP_CLOSE: u64 = 4 << 32;
+/// The operation-kind half of `user_data`.
+pub(super) const OP_MASK: u64 = 0xffff_ffff << 32;
+/// The slot-index half of `user_data`.
+pub(super) const IDX_MASK: u64 = 0xffff_ffff;
+
+/// How long a stop waits for cancelled accepts before giving up (never reached on a
+/// healthy kernel: cancelling a poll-armed accept completes at once).
+pub(super) const CANCEL_GIVE_UP: Duration = Duration::from_secs(5);
+
+/// io_uring set-up flags for a ring engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RingSetup {
+    /// No task-run flags: completions are run by task work that interrupts the task (IPI).
+    Default,
+    /// `IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG` (5.19): no interrupt;
+    /// completions run at the next transition into the kernel.
+    Coop,
+    /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (6.1): completions run
+    /// only when the ring's (single) submitter thread waits with GETEVENTS.
+    Defer,
+}
+
+impl RingSetup {
+    /// Every setting, plainest first.
+    pub const ALL: [RingSetup; 3] = [RingSetup::Default, RingSetup::Coop, RingSetup::Defer];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            RingSetup::Default => "default",
+            RingSetup::Coop => "coop",
+            RingSetup::Defer => "defer",
+        }
+    }
+
+    /// The Linux version that accepts the flags.
+    pub fn needs(self) -> &'static str {
+        match self {
+            RingSetup::Default => "5.1",
+            RingSetup::Coop => "5.19",
+            RingSetup::Defer => "6.1",
+        }
+    }
+
+    /// What to try when the kernel refuses these flags.
+    fn fallback(self) -> Option<RingSetup> {
+        match self {
+            RingSetup::Defer => Some(RingSetup::Coop),
+            RingSetup::Coop => Some(RingSetup::Default),
+            RingSetup::Default => None,
+        }
+    }
+
+    fn build(self, sq: u32, cq: u32) -> std::io::Result<IoUring> {
+        let mut b = IoUring::builder();
+        b.setup_cqsize(cq);
+        match self {
+            RingSetup::Default => {}
+            RingSetup::Coop => {
+                b.setup_coop_taskrun().setup_taskrun_flag();
+            }
+            RingSetup::Defer => {
+                b.setup_single_issuer().setup_defer_taskrun();
+            }
+        }
+        b.build(sq)
+    }
+}
+
+impl fmt::Display for RingSetup {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A ring set-up name that is not one of ours.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown ring setup {0:?}: use one of default, coop, defer")]
+pub struct UnknownRingSetup(pub String);
+
+impl FromStr for RingSetup {
+    type Err = UnknownRingSetup;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        RingSetup::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .ok_or_else(|| UnknownRingSetup(s.to_string()))
+    }
+}
+
+/// Makes a ring with `sq` entries and a CQ of `cq` entries and the `want`ed flags,
+/// falling back (defer → coop → default) when the kernel refuses them with EINVAL.
+/// Returns the ring and what was applied, e.g. `"defer"` or
+/// `"default (coop refused: EINVAL, needs Linux 5.19)"`.
+pub(super) fn setup_ring(
+    engine: EngineKind,
+    want: RingSetup,
+    sq: u32,
+    cq: u32,
+) -> Result<(IoUring, String), EngineError> {
+    let mut refused: Vec<String> = Vec::new();
+    let mut attempt = want;
+    loop {
+        match attempt.build(sq, cq) {
+            Ok(ring) => {
+                let applied = if refused.is_empty() {
+                    attempt.name().to_string()
+                } else {
+                    format!("{} ({})", attempt.name(), refused.join("; "))
+                };
+                return Ok((ring, applied));
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match attempt.fallback() {
+                Some(next) => {
+                    refused.push(format!(
+                        "{} refused: EINVAL, needs Linux {}",
+                        attempt.name(),
+                        attempt.needs()
+                    ));
+                    attempt = next;
+                }
+                None => return Err(EngineError::io(engine, "io_uring_setup")(e)),
+            },
+            Err(e) => return Err(EngineError::io(engine, "io_uring_setup")(e)),
+        }
+    }
+}
+
+/// What a run needs of its ring: a kept ring smaller than this is made again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(super) struct RingSize {
+    /// SQ entries.
+    pub sq: u32,
+    /// CQ entries.
+    pub cq: u32,
+    /// Registered (sparse) direct-descriptor table entries; 0 for none.
+    pub files: u32,
+}
+
+impl RingSize {
+    fn covers(&self, other: &RingSize) -> bool {
+        self.sq >= other.sq && self.cq >= other.cq && self.files >= other.files
+    }
+}
+
+/// An engine's ring, kept between runs (a server sets its ring up once), with the
+/// thread that made it: a `SINGLE_ISSUER` ring may only be used from that thread
+/// (others get EEXIST), so a run on another thread makes a new ring.
+pub(super) struct KeptRing {
+    /// The flags asked for.
+    pub want: RingSetup,
+    ring: Option<(IoUring, ThreadId, RingSize)>,
+    /// What the last set-up applied (see [`setup_ring`]).
+    pub applied: Option<String>,
+}
+
+impl KeptRing {
+    /// No ring yet; it is made on the first run with `want`.
+    pub fn new(want: RingSetup) -> Self {
+        Self {
+            want,
+            ring: None,
+            applied: None,
+        }
+    }
+
+    /// The kept ring if it was made on this thread and is big enough, else a new one.
+    fn take_or_setup(
+        &mut self,
+        engine: EngineKind,
+        size: RingSize,
+    ) -> Result<(IoUring, RingSize), EngineError> {
+        let me = thread::current().id();
+        if let Some((ring, owner, have)) = self.ring.take() {
+            if owner == me && have.covers(&size) {
+                return Ok((ring, have));
+            }
+        }
+        let (ring, applied) = setup_ring(engine, self.want, size.sq, size.cq)?;
+        if size.files > 0 {
+            ring.submitter()
+                .register_files_sparse(size.files)
+                .map_err(EngineError::io(
+                    engine,
+                    "registering the direct descriptor table (needs Linux 5.19)",
+                ))?;
+        }
+        self.applied = Some(applied);
+        Ok((ring, size))
+    }
+}
+
+/// An accept loop on a split ring and the cancellation that ends it: what each
+/// ring engine provides to [`run_on_ring`].
+pub(super) trait RingRun {
+    /// Accepts until the limits say stop.
+    fn accept_loop(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        limits: &Limits,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError>;
+
+    /// Cancels every armed accept and reaps until each has its final CQE.
+    fn cancel_and_reap(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        cq: &mut CompletionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError>;
+}
+
+/// The accept loop's result and the cancellation's.
+pub(super) type LoopAndCancel = (Result<(), EngineError>, Result<(), EngineError>);
+
+/// Runs `run` on the engine's kept ring (made on first use, or again when the kept one
+/// belongs to another thread or is smaller than `size`): the accept loop, then the
+/// cancellation of whatever it left armed. The ring is kept for the next run only when
+/// the cancellation completed, so every run starts with nothing armed; otherwise it is
+/// dropped here. Returns the loop's result and the cancellation's.
+pub(super) fn run_on_ring(
+    kept: &mut KeptRing,
+    engine: EngineKind,
+    size: RingSize,
+    run: &mut impl RingRun,
+    limits: &Limits,
+    rec: &mut Recorder,
+) -> Result<LoopAndCancel, EngineError> {
+    let (mut ring, have) = kept.take_or_setup(engine, size)?;
+    let (result, stopped) = {
+        let (submitter, mut sq, mut cq) = ring.split();
+        let result = run.accept_loop(&submitter, &mut sq, &mut cq, limits, rec);
+        let stopped = run.cancel_and_reap(&submitter, &mut sq, &mut cq, rec);
+        (result, stopped)
+    };
+    if stopped.is_ok() {
+        kept.ring = Some((ring, thread::current().id(), have));
+    }
+    Ok((result, stopped))
+}
+
+/// Pushes `sqe`, submitting first if the SQ is full.
+///
+/// # Safety
+/// Whatever memory `sqe` points at must stay valid until its CQE is reaped.
+#[inline]
+pub(super) unsafe fn push(
+    engine: EngineKind,
+    submitter: &Submitter<'_>,
+    sq: &mut SubmissionQueue<'_>,
+    sqe: &Entry,
+) -> Result<(), EngineError> {
+    // SAFETY: forwarded to the caller.
+    unsafe { push_all(engine, submitter, sq, std::slice::from_ref(sqe)) }
+}
+
+/// Pushes `sqes` as one run of adjacent entries (submitting first if they do not all
+/// fit), so an `IOSQE_IO_LINK` chain among them is never split by a submission: a
+/// chain cut at the end of a submission would let the next entry run unlinked.
+///
+/// # Safety
+/// Whatever memory the entries point at must stay valid until their CQEs are reaped.
+pub(super) unsafe fn push_all(
+    engine: EngineKind,
+    submitter: &Submitter<'_>,
+    sq: &mut SubmissionQueue<'_>,
+    sqes: &[Entry],
+) -> Result<(), EngineError> {
+    for _ in 0..64 {
+        // SAFETY: forwarded to the caller; push_multiple pushes all or none.
+        if unsafe { sq.push_multiple(sqes) }.is_ok() {
+            return Ok(());
+        }
+        sq.sync();
+        match submitter.submit() {
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.raw_os_error(),
+                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                ) =>
+            {
+                std::thread::yield_now();
+            }
+            Err(source) => {
+                return Err(EngineError::Io {
+                    engine,
+                    what: "io_uring_enter (submit)",
+                    source,
+                })
+            }
+        }
+        sq.sync();
+    }
+    Err(EngineError::Io {
+        engine,
+        what: "io_uring SQ stays full",
+        source: std::io::Error::from_raw_os_error(libc::EBUSY),
+    })
+}
+
+/// Submits what is queued and waits for at least one CQE or `args`' timeout
+/// (`IORING_FEAT_EXT_ARG`, 5.11). A timeout, a signal, and a CQ backlog that must be
+/// reaped first (EBUSY) are normal returns; the caller reaps and checks its limits.
+#[inline]
+pub(super) fn wait(
+    engine: EngineKind,
+    submitter: &Submitter<'_>,
+    sq: &mut SubmissionQueue<'_>,
+    cq: &mut CompletionQueue<'_>,
+    args: &types::SubmitArgs<'_, '_>,
+) -> Result<(), EngineError> {
+    sq.sync();
+    // Publish the CQ head we consumed so the kernel sees the free space.
+    cq.sync();
+    let want = if CompletionQueue::is_empty(cq) { 1 } else { 0 };
+    match submitter.submit_with_args(want, args) {
+        Ok(_) => {}
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+            ) => {}
+        Err(source) => {
+            return Err(EngineError::Io {
+                engine,
+                what: "io_uring_enter (wait)",
+                source,
+            })
+        }
+    }
+    sq.sync();
+    cq.sync();
+    Ok(())
+}
+
+/// Counts CQ overflows (flushed by the next `io_uring_enter`, which the io-uring crate
+/// does with GETEVENTS whenever the flag is up) and CQEs the kernel dropped (each one
+/// recorded as an `EOVERFLOW` accept error: its connection can no longer be found).
+/// `seen_dropped` is this ring's drop count already accounted for.
+#[inline]
+pub(super) fn account_overflow(
+    sq: &mut SubmissionQueue<'_>,
+    cq: &mut CompletionQueue<'_>,
+    seen_dropped: &mut u32,
+    counters: &mut EngineCounters,
+    rec: &mut Recorder,
+) {
+    if sq.cq_overflow() {
+        counters.cq_overflows += 1;
+    }
+    let dropped = cq.overflow();
+    if dropped != *seen_dropped {
+        let new = dropped.wrapping_sub(*seen_dropped);
+        for _ in 0..new {
+            rec.error(libc::EOVERFLOW);
+        }
+        counters.cqes_dropped += u64::from(new);
+        *seen_dropped = dropped;
+    }
+}
