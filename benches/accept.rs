@@ -38,7 +38,7 @@ fn supported_engines() -> Vec<EngineKind> {
     EngineKind::ALL
         .into_iter()
         .filter(|&k| {
-            let s = probe::engine_support(k, &p);
+            let s = acceptbench::engine::engine_support(k, &p);
             if !s.supported {
                 eprintln!("accept bench: engine {k} skipped: {}", s.reason);
             }
@@ -124,7 +124,7 @@ fn concurrent_batch(acceptor: &mut dyn Acceptor, l: &Listener, cfg: &loadgen::Co
 }
 
 fn accept(c: &mut Criterion) {
-    let _ = loadgen::affinity::pin_current_thread(SERVER_CPU);
+    let _ = common::affinity::pin_current_thread(SERVER_CPU);
     let engines = supported_engines();
     let mut g = c.benchmark_group("accept");
     g.throughput(Throughput::Elements(K));
@@ -149,7 +149,7 @@ fn accept(c: &mut Criterion) {
 }
 
 fn accept_drain(c: &mut Criterion) {
-    let _ = loadgen::affinity::pin_current_thread(SERVER_CPU);
+    let _ = common::affinity::pin_current_thread(SERVER_CPU);
     let engines = supported_engines();
     let mut g = c.benchmark_group("accept_drain");
     g.throughput(Throughput::Elements(K));

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 
 use acceptbench::record::Recorder;
-use loadgen::clock::mono_ns;
+use common::clock::mono_ns;
 
 fn record(c: &mut Criterion) {
     let mut g = c.benchmark_group("record");

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use acceptbench::engine::{self, EngineKind, EngineOptions, Limits, RingSetup, StopFlag};
 use acceptbench::listener::{Listener, ListenerSpec};
 use acceptbench::record::Recorder;
-use loadgen::clock::mono_ns;
+use common::clock::mono_ns;
 
 const K: u64 = 4000;
 
@@ -92,10 +92,10 @@ fn drain(acceptor: &mut dyn engine::Acceptor, l: &Listener) -> (f64, f64, f64) {
         deadline: Some(Instant::now() + Duration::from_secs(10)),
         stop: StopFlag::new(),
     };
-    let cpu0 = loadgen::affinity::thread_cpu_total_s();
+    let cpu0 = common::affinity::thread_cpu_total_s();
     let released = mono_ns();
     acceptor.run(l, &limits, &mut rec).expect("engine run");
-    let cpu = loadgen::affinity::thread_cpu_total_s() - cpu0;
+    let cpu = common::affinity::thread_cpu_total_s() - cpu0;
     let run_wall_ns = mono_ns() - released;
     assert_eq!(rec.accepted, K, "every queued connection accepted");
     // The drain ends when the last peer is held (uring-linked holds it a getsockopt CQE
@@ -131,7 +131,7 @@ fn main() {
             .and_then(|r| r.parse().ok())
             .unwrap_or(5)
     };
-    let _ = loadgen::affinity::pin_current_thread(0);
+    let _ = common::affinity::pin_current_thread(0);
     let l = Listener::bind(&ListenerSpec {
         addr: SocketAddr::from(([127, 0, 0, 1], 0)),
         backlog: 4096,

@@ -43,11 +43,11 @@ pub fn probe_report() -> ProbeReport {
         machine: u.machine,
         sysctls: sysctl::snapshot(),
         rlimit_nofile: kernel::rlimit_nofile().0,
-        cpus: loadgen::affinity::available_cpus(),
+        cpus: common::affinity::available_cpus(),
         virtualised: kernel::virtualisation(),
         engines: EngineKind::ALL
             .iter()
-            .map(|&k| probe::engine_support(k, &uring))
+            .map(|&k| crate::engine::engine_support(k, &uring))
             .collect(),
         io_uring: uring,
     }
@@ -71,7 +71,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         );
     }
     if let Some(cpu) = cfg.cpu {
-        loadgen::affinity::pin_current_thread(cpu)?;
+        common::affinity::pin_current_thread(cpu)?;
     }
     let stop = StopFlag::new();
     crate::signal::stop_on_signal(&stop)?;
@@ -89,9 +89,9 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
             let _ = writeln!(out, "{peer}");
         }));
     }
-    let cpu0 = loadgen::affinity::thread_cpu_s();
+    let cpu0 = common::affinity::thread_cpu_s();
     let result = acceptor.run(&listener, &limits, &mut rec);
-    let cpu1 = loadgen::affinity::thread_cpu_s();
+    let cpu1 = common::affinity::thread_cpu_s();
     let wall_s = start.elapsed().as_secs_f64();
     if let (false, Some(applied)) = (cfg.json, acceptor.ring_setup_applied()) {
         eprintln!("acceptbench: io_uring setup {applied}");

@@ -9,8 +9,8 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::config::{CompareFormat, Mode};
 use crate::engine::{EngineKind, RingSetup};
+use crate::kinds::{CompareFormat, Mode};
 
 /// Measures how Linux accepts TCP connections. With no command: the default sweep on loopback.
 #[derive(Debug, Parser)]

@@ -4,13 +4,11 @@
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
-
-use serde::{Deserialize, Serialize};
 
 use crate::cli;
 use crate::engine::{EngineKind, EngineOptions};
+pub use crate::kinds::{CompareFormat, Mode};
 use crate::listener::ListenerSpec;
 
 /// A command line that does not make sense, with what to write instead.
@@ -46,7 +44,7 @@ pub enum ConfigError {
     #[error("--abort-on-overflow, --syncookies and --somaxconn are set in a private network namespace, which cannot be made here ({0}): run as root with CAP_SYS_ADMIN, or drop them")]
     NeedsRoot(String),
     /// A CPU this process may not run on (absent, or outside its affinity mask).
-    #[error("--{flag} {cpu}: this process may run on CPUs {} only (its affinity, as set by taskset, a cgroup or sched_setaffinity): pick one of those", loadgen::affinity::format_cpus(allowed))]
+    #[error("--{flag} {cpu}: this process may run on CPUs {} only (its affinity, as set by taskset, a cgroup or sched_setaffinity): pick one of those", common::affinity::format_cpus(allowed))]
     NoSuchCpu {
         /// The flag.
         flag: &'static str,
@@ -98,61 +96,6 @@ pub struct ListenConfig {
     pub json: bool,
     /// Pin the acceptor here.
     pub cpu: Option<usize>,
-}
-
-/// A sweep mode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    /// loadgen closed loop at maximum rate.
-    Closed,
-    /// loadgen open loop at a fixed rate.
-    Rate,
-    /// Acceptor paused while loadgen fills the queue, then it drains back to back.
-    Drain,
-    /// A burst of connects against a paused acceptor, then the acceptor drains (overflow study).
-    Burst,
-    /// Open-loop rate above a deliberately slowed acceptor's capacity (overflow study).
-    Overload,
-}
-
-impl Mode {
-    /// The name in reports and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Mode::Closed => "closed",
-            Mode::Rate => "rate",
-            Mode::Drain => "drain",
-            Mode::Burst => "burst",
-            Mode::Overload => "overload",
-        }
-    }
-
-    /// Overflow modes sample the accept queue and the TcpExt counters, in a private
-    /// network namespace when running as root.
-    pub fn is_overflow(self) -> bool {
-        matches!(self, Mode::Burst | Mode::Overload)
-    }
-}
-
-impl fmt::Display for Mode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Mode {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "closed" => Ok(Mode::Closed),
-            "rate" => Ok(Mode::Rate),
-            "drain" => Ok(Mode::Drain),
-            "burst" => Ok(Mode::Burst),
-            "overload" => Ok(Mode::Overload),
-            _ => Err("use closed, rate, drain, burst or overload".into()),
-        }
-    }
 }
 
 /// `sweep`, validated.
@@ -271,7 +214,7 @@ fn default_sweep_args() -> cli::SweepArgs {
 }
 
 fn check_cpu(flag: &'static str, cpu: usize) -> Result<usize, ConfigError> {
-    let allowed = loadgen::affinity::allowed_cpus();
+    let allowed = common::affinity::allowed_cpus();
     if !allowed.contains(&cpu) {
         return Err(ConfigError::NoSuchCpu { flag, cpu, allowed });
     }
@@ -414,11 +357,8 @@ impl SweepConfig {
             .client_cpus
             .map(|list| unique("client-cpus", list))
             .transpose()?;
-        let (server_cpu, client_cpus) = choose_cpus(
-            a.server_cpu,
-            client_cpus,
-            &loadgen::affinity::allowed_cpus(),
-        )?;
+        let (server_cpu, client_cpus) =
+            choose_cpus(a.server_cpu, client_cpus, &common::affinity::allowed_cpus())?;
         let netns = crate::kernel::netns::NetnsSettings {
             abort_on_overflow: a.abort_on_overflow,
             syncookies: a.syncookies,
@@ -472,17 +412,6 @@ impl SweepConfig {
 /// The address a sweep listens on: loopback, a free port chosen by the kernel.
 pub fn sweep_listen_addr() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// How `compare` prints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CompareFormat {
-    /// Aligned text for a terminal.
-    Text,
-    /// A Markdown table (for a run's README).
-    Markdown,
-    /// CSV for scripts.
-    Csv,
 }
 
 /// `compare`, validated.

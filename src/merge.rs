@@ -244,7 +244,7 @@ mod tests {
             .begin_log_with(&mut buf, &mut ser)
             .unwrap();
         for (i, vals) in values.iter().enumerate() {
-            let mut h = crate::record::new_histogram();
+            let mut h = common::hist::new_histogram();
             for &v in *vals {
                 h.record(v).unwrap();
             }

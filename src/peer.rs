@@ -8,67 +8,10 @@
 
 use std::io;
 use std::mem;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-/// `sizeof(struct sockaddr_storage)`, the length to pass to `accept`/`getpeername`.
-pub const SOCKADDR_STORAGE_LEN: libc::socklen_t =
-    mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-
-/// Decodes an IPv4 or IPv6 address the kernel wrote into `ss`, `len` bytes long.
-///
-/// Returns `None` for another family or a length too short for the family's
-/// struct (the kernel truncates to the buffer it was given, so a short length means
-/// the address is incomplete).
-#[inline]
-pub fn sockaddr_to_socketaddr(
-    ss: &libc::sockaddr_storage,
-    len: libc::socklen_t,
-) -> Option<SocketAddr> {
-    let len = len as usize;
-    match ss.ss_family as libc::c_int {
-        libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
-            // SAFETY: the family says the storage holds a sockaddr_in, `len` covers it,
-            // and sockaddr_storage is at least as large and as aligned as sockaddr_in.
-            let sin =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
-            Some(SocketAddr::V4(SocketAddrV4::new(
-                ip,
-                u16::from_be(sin.sin_port),
-            )))
-        }
-        libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
-            // SAFETY: as above, for sockaddr_in6.
-            let sin6 =
-                unsafe { &*(ss as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(unmap_v4(SocketAddr::V6(SocketAddrV6::new(
-                ip,
-                u16::from_be(sin6.sin6_port),
-                u32::from_be(sin6.sin6_flowinfo),
-                sin6.sin6_scope_id,
-            ))))
-        }
-        _ => None,
-    }
-}
-
-/// An IPv4-mapped IPv6 peer (`[::ffff:127.0.0.1]:port`, what a dual-stack listener
-/// sees for an IPv4 client) as the plain IPv4 address it is (`127.0.0.1:port`), the
-/// form the client itself reports as its local address; every other address as is.
-/// Applied to every decoded peer, whatever the listener: a v6-only listener never
-/// sees a mapped address (the kernel refuses IPv4 clients before accept).
-#[inline]
-pub fn unmap_v4(addr: SocketAddr) -> SocketAddr {
-    match addr {
-        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
-            Some(ip) => SocketAddr::V4(SocketAddrV4::new(ip, v6.port())),
-            None => addr,
-        },
-        SocketAddr::V4(_) => addr,
-    }
-}
+pub use common::sockaddr::{decode as sockaddr_to_socketaddr, unmap_v4, SOCKADDR_STORAGE_LEN};
 
 /// The peer address of connected socket `fd` (`getpeername(2)`).
 ///
@@ -161,101 +104,6 @@ mod tests {
     use super::*;
     use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
-
-    fn zeroed() -> libc::sockaddr_storage {
-        // SAFETY: plain data.
-        unsafe { mem::zeroed() }
-    }
-
-    fn v4_storage(ip: Ipv4Addr, port: u16) -> libc::sockaddr_storage {
-        let mut ss = zeroed();
-        // SAFETY: writing a sockaddr_in into storage that is larger and as aligned.
-        let sin =
-            unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
-        sin.sin_family = libc::AF_INET as libc::sa_family_t;
-        sin.sin_port = port.to_be();
-        sin.sin_addr.s_addr = u32::from(ip).to_be();
-        ss
-    }
-
-    fn v6_storage(ip: Ipv6Addr, port: u16, flow: u32, scope: u32) -> libc::sockaddr_storage {
-        let mut ss = zeroed();
-        // SAFETY: as above, for sockaddr_in6.
-        let sin6 =
-            unsafe { &mut *(&mut ss as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
-        sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-        sin6.sin6_port = port.to_be();
-        sin6.sin6_addr.s6_addr = ip.octets();
-        sin6.sin6_flowinfo = flow.to_be();
-        sin6.sin6_scope_id = scope;
-        ss
-    }
-
-    const V4_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    const V6_LEN: libc::socklen_t = mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
-
-    #[test]
-    fn ipv4_mapped_peers_decode_as_ipv4() {
-        let mapped = Ipv4Addr::new(127, 0, 0, 9).to_ipv6_mapped();
-        let ss = v6_storage(mapped, 40_002, 0, 0);
-        assert_eq!(
-            sockaddr_to_socketaddr(&ss, V6_LEN),
-            Some("127.0.0.9:40002".parse().unwrap())
-        );
-        // A real IPv6 address, and the IPv4-compatible form (::a.b.c.d), stay IPv6.
-        for ip in [Ipv6Addr::LOCALHOST, "::7f00:1".parse().unwrap()] {
-            let ss = v6_storage(ip, 7, 0, 0);
-            assert_eq!(
-                sockaddr_to_socketaddr(&ss, V6_LEN),
-                Some(SocketAddr::V6(SocketAddrV6::new(ip, 7, 0, 0)))
-            );
-        }
-    }
-
-    #[test]
-    fn decodes_ipv4() {
-        let ss = v4_storage(Ipv4Addr::new(127, 0, 0, 2), 40_001);
-        assert_eq!(
-            sockaddr_to_socketaddr(&ss, V4_LEN),
-            Some("127.0.0.2:40001".parse().unwrap())
-        );
-        // A longer length (the whole storage) is fine too.
-        assert_eq!(
-            sockaddr_to_socketaddr(&ss, SOCKADDR_STORAGE_LEN),
-            Some("127.0.0.2:40001".parse().unwrap())
-        );
-    }
-
-    #[test]
-    fn decodes_ipv6_with_flowinfo_and_scope() {
-        let ip: Ipv6Addr = "fe80::1:2".parse().unwrap();
-        let ss = v6_storage(ip, 443, 7, 3);
-        let got = sockaddr_to_socketaddr(&ss, V6_LEN).unwrap();
-        assert_eq!(got, SocketAddr::V6(SocketAddrV6::new(ip, 443, 7, 3)));
-        assert_eq!(
-            sockaddr_to_socketaddr(&v6_storage(Ipv6Addr::LOCALHOST, 8080, 0, 0), V6_LEN),
-            Some("[::1]:8080".parse().unwrap())
-        );
-    }
-
-    #[test]
-    fn rejects_short_length() {
-        let ss = v4_storage(Ipv4Addr::LOCALHOST, 1);
-        assert_eq!(sockaddr_to_socketaddr(&ss, V4_LEN - 1), None);
-        assert_eq!(sockaddr_to_socketaddr(&ss, 0), None);
-        let ss6 = v6_storage(Ipv6Addr::LOCALHOST, 1, 0, 0);
-        assert_eq!(sockaddr_to_socketaddr(&ss6, V6_LEN - 1), None);
-        assert_eq!(sockaddr_to_socketaddr(&ss6, V4_LEN), None);
-    }
-
-    #[test]
-    fn rejects_unknown_family() {
-        let mut ss = zeroed();
-        ss.ss_family = libc::AF_UNIX as libc::sa_family_t;
-        assert_eq!(sockaddr_to_socketaddr(&ss, SOCKADDR_STORAGE_LEN), None);
-        ss.ss_family = libc::AF_UNSPEC as libc::sa_family_t;
-        assert_eq!(sockaddr_to_socketaddr(&ss, SOCKADDR_STORAGE_LEN), None);
-    }
 
     #[test]
     fn getpeername_matches_client_local_addr() {

@@ -8,17 +8,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
+use common::hist::new_histogram;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
-
-/// Highest latency a histogram tracks: 60 s in ns (SYN retransmits reach tens of seconds).
-pub const HIST_MAX_NS: u64 = 60_000_000_000;
-
-/// A latency histogram in nanoseconds, 3 significant figures.
-pub fn new_histogram() -> Histogram<u64> {
-    // Bounds are constants known to be valid (1 ns .. 60 s, 3 digits).
-    Histogram::new_with_bounds(1, HIST_MAX_NS, 3).expect("constant histogram bounds are valid")
-}
 
 /// One accepted connection, kept when the run joins server and client records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

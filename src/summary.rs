@@ -4,42 +4,12 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
+use common::hist::Percentiles;
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::probe::{EngineSupport, UringProbe};
+use crate::engine::EngineSupport;
+use crate::kernel::probe::UringProbe;
 use crate::record::Recorder;
-
-/// Latency percentiles in ns.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LatencyNs {
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest value.
-    pub max: u64,
-}
-
-impl LatencyNs {
-    /// Reads the percentiles of a histogram (all 0 when it is empty).
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Self::default();
-        }
-        Self {
-            p50: h.value_at_quantile(0.50),
-            p90: h.value_at_quantile(0.90),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
-    }
-}
 
 /// What `listen` prints when it ends.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -78,7 +48,7 @@ pub struct ListenSummary {
     /// Acceptor CPU µs per accepted connection.
     pub cpu_us_per_accept: f64,
     /// Server-internal peer-extraction latency (accept completion → peer decoded), ns.
-    pub peer_extract_ns: LatencyNs,
+    pub peer_extract_ns: Percentiles,
 }
 
 impl ListenSummary {
@@ -125,7 +95,7 @@ impl ListenSummary {
             } else {
                 0.0
             },
-            peer_extract_ns: LatencyNs::of(&rec.peer_extract_ns),
+            peer_extract_ns: Percentiles::of(&rec.peer_extract_ns),
         }
     }
 

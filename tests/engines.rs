@@ -20,7 +20,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 const RUN_DEADLINE: Duration = Duration::from_secs(10);
 
 fn supported(kind: EngineKind) -> bool {
-    let s = probe::engine_support(kind, probe::probe_uring_cached());
+    let s = acceptbench::engine::engine_support(kind, probe::probe_uring_cached());
     if !s.supported {
         eprintln!("skipping engine {kind}: {}", s.reason);
     }
@@ -470,14 +470,14 @@ fn emfile_child(kind: EngineKind) {
     let run_for = Duration::from_millis(600);
     let (rec, cpu, wall, fillers) = thread::scope(|scope| {
         let engine = scope.spawn(|| {
-            let (u0, s0) = loadgen::affinity::thread_cpu_s();
+            let (u0, s0) = common::affinity::thread_cpu_s();
             let start = Instant::now();
             let mut rec = Recorder::new(false);
             acceptor
                 .run(&listener, &limits(None, run_for), &mut rec)
                 .expect("engine run");
             let wall = start.elapsed().as_secs_f64();
-            let (u1, s1) = loadgen::affinity::thread_cpu_s();
+            let (u1, s1) = common::affinity::thread_cpu_s();
             (rec, (u1 - u0) + (s1 - s0), wall)
         });
         thread::sleep(Duration::from_millis(150));

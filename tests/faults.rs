@@ -13,7 +13,7 @@ use acceptbench::listener::{Listener, ListenerSpec};
 use acceptbench::record::Recorder;
 
 fn supported(kind: EngineKind) -> bool {
-    let s = probe::engine_support(kind, probe::probe_uring_cached());
+    let s = acceptbench::engine::engine_support(kind, probe::probe_uring_cached());
     if !s.supported {
         eprintln!("skipping engine {kind}: {}", s.reason);
     }
@@ -97,11 +97,11 @@ fn run_with_eperm(kind: EngineKind) -> (Result<(), EngineError>, Recorder, f64, 
         deny_accept_on_this_thread().expect("install the seccomp filter");
         let mut acceptor = engine::build(kind, &EngineOptions::default()).unwrap();
         let mut rec = Recorder::new(false);
-        let (u0, s0) = loadgen::affinity::thread_cpu_s();
+        let (u0, s0) = common::affinity::thread_cpu_s();
         let start = Instant::now();
         let result = acceptor.run(&listener, &limits(None, Duration::from_secs(20)), &mut rec);
         let wall = start.elapsed().as_secs_f64();
-        let (u1, s1) = loadgen::affinity::thread_cpu_s();
+        let (u1, s1) = common::affinity::thread_cpu_s();
         (result, rec, (u1 - u0) + (s1 - s0), wall)
     })
     .join()

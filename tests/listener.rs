@@ -174,7 +174,7 @@ fn dual_stack_takes_ipv4_clients_and_reports_them_as_ipv4() {
     use acceptbench::kernel::probe;
     use acceptbench::record::Recorder;
     for kind in EngineKind::ALL {
-        let support = probe::engine_support(kind, probe::probe_uring_cached());
+        let support = acceptbench::engine::engine_support(kind, probe::probe_uring_cached());
         if !support.supported {
             eprintln!("skipping engine {kind}: {}", support.reason);
             continue;

@@ -167,7 +167,7 @@ fn read_hlog(b: &[u8]) -> Option<String> {
 }
 
 fn hgrm_seed() -> Vec<u8> {
-    let mut h = acceptbench::record::new_histogram();
+    let mut h = common::hist::new_histogram();
     for v in [1_000u64, 2_000, 50_000, 1_000_000] {
         h.record(v).unwrap();
     }

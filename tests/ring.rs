@@ -24,7 +24,7 @@ const LINKED: EngineKind = EngineKind::UringLinked;
 
 fn supported(kind: EngineKind, direct: bool) -> bool {
     let p = probe::probe_uring_cached();
-    let s = probe::engine_support(kind, p);
+    let s = acceptbench::engine::engine_support(kind, p);
     if !s.supported {
         eprintln!("skipping engine {kind}: {}", s.reason);
         return false;
@@ -202,11 +202,11 @@ fn uring_linked_full_direct_table_backs_off_and_accounts_for_all() {
     let mut acceptor = engine::build(LINKED, &o).unwrap();
     let mut rec = Recorder::new(true);
     let lim = limits(None, Duration::from_millis(500));
-    let (u0, s0) = loadgen::affinity::thread_cpu_s();
+    let (u0, s0) = common::affinity::thread_cpu_s();
     let start = Instant::now();
     acceptor.run(&listener, &lim, &mut rec).expect("engine run");
     let wall = start.elapsed().as_secs_f64();
-    let (u1, s1) = loadgen::affinity::thread_cpu_s();
+    let (u1, s1) = common::affinity::thread_cpu_s();
     let enfile = rec.errors.get(&AcceptError::Enfile).copied().unwrap_or(0);
     eprintln!(
         "accepted {} enfile {enfile} backoffs {} rearms {} cpu {:.3}s wall {wall:.3}s",
@@ -365,7 +365,7 @@ fn forced_probe_without_uring_cmd_sockopt_names_linux_6_7() {
         return;
     }
     p.uring_cmd_sockopt = false;
-    let s = probe::engine_support(LINKED, &p);
+    let s = acceptbench::engine::engine_support(LINKED, &p);
     assert!(!s.supported);
     assert!(
         s.reason.starts_with("needs Linux 6.7 (IORING_OP_URING_CMD"),
@@ -376,5 +376,5 @@ fn forced_probe_without_uring_cmd_sockopt_names_linux_6_7() {
         uring_cmd_sockopt: true,
         ..p
     };
-    assert!(probe::engine_support(LINKED, &forged).supported);
+    assert!(acceptbench::engine::engine_support(LINKED, &forged).supported);
 }

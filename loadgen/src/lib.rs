@@ -9,10 +9,8 @@
 //! the data into JSON, text, histogram files and per-connection records; `app` is the
 //! command-line edge.
 
-pub mod affinity;
 mod app;
 pub mod cli;
-pub mod clock;
 pub mod config;
 mod driver;
 pub mod error;
@@ -26,6 +24,11 @@ mod sock;
 pub mod sources;
 mod stats;
 mod worker;
+
+/// CPU pinning and thread CPU time, shared with the acceptor (the `acceptbench-common` crate).
+pub use common::affinity;
+/// The monotonic clock both sides stamp with (the `acceptbench-common` crate).
+pub use common::clock;
 
 pub use app::cli_main;
 pub use config::{CloseMode, Config, MethodChoice, Mode, Output};

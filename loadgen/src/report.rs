@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 /// Failed attempts by kind.
@@ -43,44 +42,7 @@ impl ErrorCounts {
 }
 
 /// Latency percentiles, in the unit of the field holding them (ns for `*_ns`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct Percentiles {
-    /// Number of values.
-    pub count: u64,
-    /// Smallest value.
-    pub min: u64,
-    /// Mean.
-    pub mean: f64,
-    /// Median.
-    pub p50: u64,
-    /// 90th percentile.
-    pub p90: u64,
-    /// 99th percentile.
-    pub p99: u64,
-    /// 99.9th percentile.
-    pub p999: u64,
-    /// Largest value.
-    pub max: u64,
-}
-
-impl Percentiles {
-    /// Percentiles of a histogram (all zero when empty).
-    pub fn of(h: &Histogram<u64>) -> Self {
-        if h.is_empty() {
-            return Percentiles::default();
-        }
-        Percentiles {
-            count: h.len(),
-            min: h.min(),
-            mean: h.mean(),
-            p50: h.value_at_quantile(0.5),
-            p90: h.value_at_quantile(0.9),
-            p99: h.value_at_quantile(0.99),
-            p999: h.value_at_quantile(0.999),
-            max: h.max(),
-        }
-    }
-}
+pub use common::hist::Percentiles;
 
 /// One burst round's outcome (all threads).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

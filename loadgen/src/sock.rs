@@ -4,7 +4,7 @@
 //! classifies them into outcomes, they are not failures of the run.
 
 use std::mem;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::RawFd;
 use std::time::Duration;
 
@@ -58,29 +58,11 @@ impl RawAddr {
         &self.storage as *const _ as *const libc::sockaddr
     }
 
-    /// Decodes back to a `SocketAddr` (unspecified:0 for an unknown family).
+    /// Decodes back to a `SocketAddr` (unspecified:0 for an unknown family), with the
+    /// decoder the acceptor uses for peers, so the sweep's join compares like with like.
     pub fn to_socket_addr(self) -> SocketAddr {
-        match self.storage.ss_family as libc::c_int {
-            libc::AF_INET => {
-                // SAFETY: the family says the storage holds a sockaddr_in.
-                let sin = unsafe { *(&self.storage as *const _ as *const libc::sockaddr_in) };
-                SocketAddr::V4(SocketAddrV4::new(
-                    Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes()),
-                    u16::from_be(sin.sin_port),
-                ))
-            }
-            libc::AF_INET6 => {
-                // SAFETY: the family says the storage holds a sockaddr_in6.
-                let sin6 = unsafe { *(&self.storage as *const _ as *const libc::sockaddr_in6) };
-                SocketAddr::V6(SocketAddrV6::new(
-                    Ipv6Addr::from(sin6.sin6_addr.s6_addr),
-                    u16::from_be(sin6.sin6_port),
-                    sin6.sin6_flowinfo,
-                    sin6.sin6_scope_id,
-                ))
-            }
-            _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
-        }
+        common::sockaddr::decode(&self.storage, self.len)
+            .unwrap_or_else(|| SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0))
     }
 }
 

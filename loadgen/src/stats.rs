@@ -6,17 +6,7 @@ use hdrhistogram::Histogram;
 use crate::record::Outcome;
 use crate::report::ErrorCounts;
 
-/// Highest latency the histograms are sized for without resizing (1 hour, ns); larger
-/// values still fit (the histograms auto-resize).
-const HIST_HIGH_NS: u64 = 3_600_000_000_000;
-
-/// A connect-latency histogram in ns, 3 significant digits.
-pub fn new_histogram() -> Histogram<u64> {
-    let mut h = Histogram::new_with_bounds(1, HIST_HIGH_NS, 3)
-        .expect("constant histogram bounds are valid");
-    h.auto(true);
-    h
-}
+pub use common::hist::new_histogram;
 
 /// Records `v` (at least 1), growing the histogram if needed; clamps only if it cannot grow.
 /// (`saturating_record` alone clamps instead of growing an auto-resizing histogram.)

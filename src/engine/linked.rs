@@ -30,15 +30,14 @@ use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use common::clock::mono_ns;
 use io_uring::{cqueue, opcode, squeue, types, CompletionQueue, SubmissionQueue, Submitter};
-use loadgen::clock::mono_ns;
 
 use super::peer_slots::PeerSlots;
 use super::ring::{
     account_overflow, push, push_all, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize,
     CANCEL_GIVE_UP, IDX_MASK, OP_ACCEPT, OP_CANCEL, OP_CLOSE, OP_MASK, OP_PEER,
 };
-use super::sockcmd::{getsockopt_sqe, SockTarget};
 use super::{
     back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
     EngineError, EngineKind, EngineOptions, Limits,
@@ -46,6 +45,7 @@ use super::{
 use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
+use crate::sockcmd::{getsockopt_sqe, SockTarget};
 
 const ENGINE: EngineKind = EngineKind::UringLinked;
 

@@ -16,7 +16,7 @@ use crate::record::Recorder;
 
 fn runnable(direct: bool) -> bool {
     let p = probe::probe_uring_cached();
-    let s = probe::engine_support(EngineKind::UringLinked, p);
+    let s = crate::engine::engine_support(EngineKind::UringLinked, p);
     if !s.supported || (direct && !p.direct_descriptors) {
         eprintln!(
             "skipping: uring-linked (direct={direct}) unsupported: {}",

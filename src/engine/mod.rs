@@ -22,8 +22,8 @@ mod linked;
 mod multishot;
 mod peer_slots;
 mod ring;
-pub(crate) mod sockcmd;
 mod std;
+mod support;
 mod tokio;
 mod tokio_uring;
 mod uring;
@@ -32,6 +32,7 @@ pub use self::linked::UringLinkedAcceptor;
 pub use self::multishot::MultishotAcceptor;
 pub use self::ring::{RingSetup, UnknownRingSetup};
 pub use self::std::StdAcceptor;
+pub use self::support::{engine_support, unsupported_reason, EngineSupport};
 pub use self::tokio::TokioAcceptor;
 pub use self::tokio_uring::TokioUringAcceptor;
 pub use self::uring::UringAcceptor;
@@ -297,7 +298,7 @@ pub trait Acceptor: Send {
 /// Builds an engine after checking that this kernel supports it (the io_uring probe
 /// runs once per process) and that `opts` make sense for it.
 pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>, EngineError> {
-    if let Some(reason) = probe::unsupported_reason(
+    if let Some(reason) = support::unsupported_reason(
         kind,
         probe::probe_uring_cached(),
         crate::kernel::release_version(&crate::kernel::uname().release),

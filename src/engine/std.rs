@@ -10,7 +10,7 @@ use std::mem;
 use std::os::fd::AsRawFd;
 use std::time::Duration;
 
-use loadgen::clock::mono_ns;
+use common::clock::mono_ns;
 
 use super::{
     back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineError,

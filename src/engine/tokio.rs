@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use loadgen::clock::mono_ns;
+use common::clock::mono_ns;
 
 use super::{simulate_work, Acceptor, EngineError, EngineKind, EngineOptions, Limits};
 use crate::listener::Listener;

@@ -16,8 +16,8 @@ use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
+use common::clock::mono_ns;
 use io_uring::{opcode, types, CompletionQueue, SubmissionQueue, Submitter};
-use loadgen::clock::mono_ns;
 
 use super::ring::{
     account_overflow, push, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize,

@@ -16,9 +16,8 @@ use std::time::Duration;
 use io_uring::{cqueue, opcode, types, IoUring, Probe};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::sockcmd::{getsockopt_sqe, SockTarget};
-use crate::engine::EngineKind;
 use crate::kernel::{self, sysctl};
+use crate::sockcmd::{getsockopt_sqe, SockTarget};
 
 /// What the io_uring probe found.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -189,7 +188,8 @@ pub fn probe_uring_cached() -> &'static UringProbe {
     PROBE.get_or_init(probe_uring)
 }
 
-fn release() -> Option<(u32, u32)> {
+/// The running kernel's (major, minor), if its release string parses.
+pub fn release() -> Option<(u32, u32)> {
     kernel::release_version(&kernel::uname().release)
 }
 
@@ -261,95 +261,11 @@ fn multishot_accept_works() -> bool {
     matches!(accept_res, Some(r) if r == -libc::ECANCELED)
 }
 
-/// Whether an engine can run here.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct EngineSupport {
-    /// Engine name (`std`, `uring`, `multishot`, `uring-linked`, `tokio-uring`, `tokio`).
-    pub name: String,
-    /// True when it can run.
-    pub supported: bool,
-    /// Empty when supported; otherwise what is missing and the Linux version that has it.
-    pub reason: String,
-}
-
-/// Support for one engine given a probe.
-pub fn engine_support(kind: EngineKind, probe: &UringProbe) -> EngineSupport {
-    let reason = unsupported_reason(kind, probe, release());
-    EngineSupport {
-        name: kind.name().into(),
-        supported: reason.is_none(),
-        reason: reason.unwrap_or_default(),
-    }
-}
-
-/// Why `kind` cannot run given `probe` and the kernel's (major, minor), or `None`.
-pub fn unsupported_reason(
-    kind: EngineKind,
-    probe: &UringProbe,
-    release: Option<(u32, u32)>,
-) -> Option<String> {
-    let kernel = release.map_or_else(|| "unknown".to_string(), |(a, b)| format!("{a}.{b}"));
-    let needs = |version: &str, what: &str| {
-        Some(format!(
-            "needs Linux {version} ({what}); this kernel is {kernel}"
-        ))
-    };
-    match kind {
-        EngineKind::Std | EngineKind::Tokio => return None,
-        EngineKind::Uring
-        | EngineKind::Multishot
-        | EngineKind::UringLinked
-        | EngineKind::TokioUring => {}
-    }
-    if !probe.setup_ok {
-        return Some(setup_failure(probe));
-    }
-    if !probe.accept {
-        return needs("5.5", "IORING_OP_ACCEPT");
-    }
-    if !probe.async_cancel {
-        return needs("5.5", "IORING_OP_ASYNC_CANCEL");
-    }
-    match kind {
-        EngineKind::Uring if !probe.ext_arg => {
-            needs("5.11", "IORING_FEAT_EXT_ARG, to wait with a timeout")
-        }
-        EngineKind::Multishot if !probe.accept_multishot => needs("5.19", "multishot accept"),
-        EngineKind::Multishot | EngineKind::UringLinked if !probe.ext_arg => {
-            needs("5.11", "IORING_FEAT_EXT_ARG, to wait with a timeout")
-        }
-        EngineKind::UringLinked if !probe.accept_multishot => needs("5.19", "multishot accept"),
-        EngineKind::UringLinked if !probe.close => needs("5.6", "IORING_OP_CLOSE"),
-        EngineKind::UringLinked if !probe.uring_cmd_sockopt => needs(
-            "6.7",
-            "IORING_OP_URING_CMD SOCKET_URING_OP_GETSOCKOPT, to read the peer in the ring",
-        ),
-        EngineKind::TokioUring if release.is_some_and(|r| r < (5, 10)) => {
-            needs("5.10", "the io_uring features tokio-uring 0.5 uses")
-        }
-        _ => None,
-    }
-}
-
-fn setup_failure(probe: &UringProbe) -> String {
-    let err = probe
-        .setup_error
-        .clone()
-        .unwrap_or_else(|| "io_uring_setup failed".into());
-    match probe.io_uring_disabled {
-        Some(2) => "io_uring is disabled (kernel.io_uring_disabled=2); enable it with `sysctl -w kernel.io_uring_disabled=0`".into(),
-        Some(1) => format!(
-            "io_uring is restricted to root and kernel.io_uring_group (kernel.io_uring_disabled=1): {err}"
-        ),
-        _ => format!("{err} (io_uring needs Linux 5.1 built with CONFIG_IO_URING; in containers a seccomp profile may block it)"),
-    }
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn full() -> UringProbe {
+    pub(crate) fn full() -> UringProbe {
         UringProbe {
             setup_ok: true,
             setup_error: None,
@@ -369,81 +285,11 @@ mod tests {
     }
 
     #[test]
-    fn missing_uring_cmd_sockopt_names_the_version() {
-        let p = UringProbe {
-            uring_cmd_sockopt: false,
-            ..full()
-        };
-        let r = unsupported_reason(EngineKind::UringLinked, &p, Some((6, 1))).unwrap();
-        assert_eq!(
-            r,
-            "needs Linux 6.7 (IORING_OP_URING_CMD SOCKET_URING_OP_GETSOCKOPT, to read the peer in the ring); this kernel is 6.1"
-        );
-        assert_eq!(
-            unsupported_reason(EngineKind::Multishot, &p, Some((6, 1))),
-            None
-        );
-        let p = UringProbe {
-            accept_multishot: false,
-            ..p
-        };
-        let r = unsupported_reason(EngineKind::UringLinked, &p, Some((5, 15))).unwrap();
-        assert!(r.starts_with("needs Linux 5.19 (multishot accept)"), "{r}");
-    }
-
-    #[test]
     fn features_name_their_versions() {
         let f = full().features();
         assert!(f.iter().all(|(_, found, _)| *found));
         assert!(f.contains(&("uring-cmd getsockopt", true, "6.7")));
         assert!(f.contains(&("defer-taskrun (single issuer)", true, "6.1")));
-    }
-
-    #[test]
-    fn std_and_tokio_always_run() {
-        let nothing = UringProbe::default();
-        for kind in [EngineKind::Std, EngineKind::Tokio] {
-            assert_eq!(unsupported_reason(kind, &nothing, Some((4, 19))), None);
-        }
-    }
-
-    #[test]
-    fn missing_multishot_names_the_version() {
-        let p = UringProbe {
-            accept_multishot: false,
-            ..full()
-        };
-        let r = unsupported_reason(EngineKind::Multishot, &p, Some((5, 15))).unwrap();
-        assert_eq!(
-            r,
-            "needs Linux 5.19 (multishot accept); this kernel is 5.15"
-        );
-        assert_eq!(
-            unsupported_reason(EngineKind::Uring, &p, Some((5, 15))),
-            None
-        );
-    }
-
-    #[test]
-    fn disabled_io_uring_is_named() {
-        let p = UringProbe {
-            setup_ok: false,
-            setup_error: Some("io_uring_setup failed: Operation not permitted".into()),
-            io_uring_disabled: Some(2),
-            ..UringProbe::default()
-        };
-        for kind in [
-            EngineKind::Uring,
-            EngineKind::Multishot,
-            EngineKind::UringLinked,
-            EngineKind::TokioUring,
-        ] {
-            let r = unsupported_reason(kind, &p, Some((6, 8))).unwrap();
-            assert!(
-                r.starts_with("io_uring is disabled (kernel.io_uring_disabled=2)"),
-                "{r}"
-            );
-        }
     }
 
     #[test]
@@ -455,10 +301,6 @@ mod tests {
         }
         if p.accept_multishot {
             assert!(p.accept);
-        }
-        for kind in EngineKind::ALL {
-            let s = engine_support(kind, &p);
-            assert_eq!(s.supported, s.reason.is_empty(), "{s:?}");
         }
     }
 }

@@ -51,7 +51,7 @@ impl Watch {
     /// burst (it changes within microseconds), every 1 ms otherwise (steady overload).
     pub fn start(listener: &Listener, burst: bool) -> std::io::Result<Watch> {
         let before = netstat::read_tcpext().ok();
-        let t0_ns = loadgen::clock::mono_ns();
+        let t0_ns = common::clock::mono_ns();
         let interval = if burst {
             Duration::from_micros(100)
         } else {

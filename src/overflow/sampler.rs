@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use loadgen::clock::mono_ns;
+use common::clock::mono_ns;
 
 use crate::listener;
 

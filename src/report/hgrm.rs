@@ -139,7 +139,7 @@ pub fn parse_file(path: &Path) -> io::Result<Distribution> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::new_histogram;
+    use common::hist::new_histogram;
 
     #[test]
     fn round_trips_through_text() {

@@ -84,7 +84,7 @@ impl Meta {
             kernel_release: u.release,
             host: u.nodename,
             cpu_model: kernel::cpu_model().unwrap_or_default(),
-            cpus: loadgen::affinity::available_cpus(),
+            cpus: common::affinity::available_cpus(),
             virtualised: kernel::virtualisation(),
             rlimit_nofile: kernel::rlimit_nofile().0,
             sysctls: sysctl::snapshot(),

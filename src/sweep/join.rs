@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 
 use hdrhistogram::Histogram;
 
-use crate::record::{new_histogram, PeerRecord};
+use crate::record::PeerRecord;
+use common::hist::new_histogram;
 
 /// One established client connection, as the join needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -124,7 +124,7 @@ pub fn measure(spec: &RunSpec) -> anyhow::Result<Measured> {
 
 fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     let cfg = spec.cfg;
-    loadgen::affinity::pin_current_thread_to(&cfg.client_cpus)?;
+    common::affinity::pin_current_thread_to(&cfg.client_cpus)?;
     let private = spec.mode.is_overflow() && cfg.overflow.private_netns;
     if private {
         // Only this thread (and what it starts) enters it; it dies with the thread.
@@ -329,8 +329,8 @@ fn drive(
         let acceptor = std::thread::Builder::new()
             .name("acceptor".into())
             .spawn_scoped(s, || -> anyhow::Result<AcceptorOut> {
-                loadgen::affinity::pin_current_thread(cfg.server_cpu)?;
-                if let Some(id) = loadgen::affinity::current_thread_cpu_clock() {
+                common::affinity::pin_current_thread(cfg.server_cpu)?;
+                if let Some(id) = common::affinity::current_thread_cpu_clock() {
                     cpu_clock.store(id, Ordering::Relaxed);
                 }
                 let mut engine = engine::build(spec.engine, options)?;
@@ -349,7 +349,7 @@ fn drive(
                     stop: run_stop.clone(),
                 };
                 let mut rec = Recorder::new(true);
-                let cpu_at_release_s = loadgen::affinity::thread_cpu_total_s();
+                let cpu_at_release_s = common::affinity::thread_cpu_total_s();
                 let t = timed_run(engine.as_mut(), listener, &limits, &mut rec);
                 t.result?;
                 Ok(AcceptorOut {
@@ -378,8 +378,8 @@ fn drive(
                     failure = Some("the acceptor stopped before loadgen ended".to_string());
                 }
                 let id = cpu_clock.load(Ordering::Relaxed);
-                if let Some(c) = (id >= 0).then(|| loadgen::affinity::clock_s(id)).flatten() {
-                    cpu_samples.push((loadgen::clock::mono_ns(), c));
+                if let Some(c) = (id >= 0).then(|| common::affinity::clock_s(id)).flatten() {
+                    cpu_samples.push((common::clock::mono_ns(), c));
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
@@ -521,7 +521,7 @@ fn prepare_acceptor(
     spec: &RunSpec,
     listener: &Listener,
 ) -> anyhow::Result<Box<dyn engine::Acceptor>> {
-    loadgen::affinity::pin_current_thread(spec.cfg.server_cpu)?;
+    common::affinity::pin_current_thread(spec.cfg.server_cpu)?;
     let mut engine = engine::build(spec.engine, &spec.cfg.options_for(spec.engine))?;
     let nothing = Limits {
         count: Some(0),

@@ -153,7 +153,7 @@ fn run_one(
     exe: &std::path::Path,
     tmp: &std::path::Path,
 ) -> FinishedRun {
-    let support = probe::engine_support(p.engine, uring);
+    let support = crate::engine::engine_support(p.engine, uring);
     if !support.supported {
         return FinishedRun::without_figures(p, Status::Skipped, &support.reason);
     }

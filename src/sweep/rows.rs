@@ -8,9 +8,9 @@ use super::measure::{Measured, ModeFigures};
 use super::plan::Planned;
 use crate::config::Mode;
 use crate::overflow;
-use crate::record::new_histogram;
 use crate::report::row::{Status, SummaryRow};
-use crate::summary::LatencyNs;
+use common::hist::new_histogram;
+use common::hist::Percentiles;
 
 /// One finished run: its row and what goes beside it in the results directory.
 pub struct FinishedRun {
@@ -76,9 +76,9 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         });
     }
     let j = join::join(&established, &m.rec.peers);
-    let c = LatencyNs::of(&connect);
-    let pe = LatencyNs::of(&j.peer_e2e_ns);
-    let pi = LatencyNs::of(&m.rec.peer_extract_ns);
+    let c = Percentiles::of(&connect);
+    let pe = Percentiles::of(&j.peer_e2e_ns);
+    let pi = Percentiles::of(&m.rec.peer_extract_ns);
     let mut notes = Vec::new();
     if let Some(why) = &m.failure {
         notes.push(why.clone());

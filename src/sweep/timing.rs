@@ -48,10 +48,10 @@ pub fn timed_run(
     rec: &mut Recorder,
 ) -> Timed {
     let before = rec.accepted;
-    let c0 = loadgen::affinity::thread_cpu_total_s();
-    let released_ns = loadgen::clock::mono_ns();
+    let c0 = common::affinity::thread_cpu_total_s();
+    let released_ns = common::clock::mono_ns();
     let result = engine.run(listener, limits, rec);
-    let cpu_s = loadgen::affinity::thread_cpu_total_s() - c0;
+    let cpu_s = common::affinity::thread_cpu_total_s() - c0;
     let accepted = rec.accepted - before;
     Timed {
         released_ns,
@@ -85,7 +85,7 @@ mod tests {
         ) -> Result<(), EngineError> {
             std::thread::sleep(Duration::from_millis(30));
             for port in 0..100u16 {
-                let now = loadgen::clock::mono_ns();
+                let now = common::clock::mono_ns();
                 rec.accepted(([127, 0, 0, 2], 1000 + port).into(), now, now);
             }
             Ok(())

@@ -1,0 +1,13 @@
+//! The pieces both sides of a measurement share, so that they exist once and agree:
+//! the acceptor (`acceptbench`) and the connecting side (`loadgen`, possibly another
+//! process) stamp events with the same clock, pin threads and read thread CPU time the
+//! same way, decode socket addresses identically (the sweep's join compares a peer
+//! the acceptor decoded with a local address loadgen decoded), and build histograms
+//! with the same bounds and read the same percentiles.
+//!
+//! Nothing here measures, formats or knows about engines or load patterns.
+
+pub mod affinity;
+pub mod clock;
+pub mod hist;
+pub mod sockaddr;

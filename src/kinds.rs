@@ -1,0 +1,75 @@
+//! The plain names a user picks from on the command line — sweep modes and compare
+//! output formats — as data, free of clap: `cli` lists them for `--help`, `config`
+//! and the rest use them. (They sit apart so that `cli` and `config` need not import
+//! each other.)
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// A sweep mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// loadgen closed loop at maximum rate.
+    Closed,
+    /// loadgen open loop at a fixed rate.
+    Rate,
+    /// Acceptor paused while loadgen fills the queue, then it drains back to back.
+    Drain,
+    /// A burst of connects against a paused acceptor, then the acceptor drains (overflow study).
+    Burst,
+    /// Open-loop rate above a deliberately slowed acceptor's capacity (overflow study).
+    Overload,
+}
+
+impl Mode {
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Closed => "closed",
+            Mode::Rate => "rate",
+            Mode::Drain => "drain",
+            Mode::Burst => "burst",
+            Mode::Overload => "overload",
+        }
+    }
+
+    /// Overflow modes sample the accept queue and the TcpExt counters, in a private
+    /// network namespace when running as root.
+    pub fn is_overflow(self) -> bool {
+        matches!(self, Mode::Burst | Mode::Overload)
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "closed" => Ok(Mode::Closed),
+            "rate" => Ok(Mode::Rate),
+            "drain" => Ok(Mode::Drain),
+            "burst" => Ok(Mode::Burst),
+            "overload" => Ok(Mode::Overload),
+            _ => Err("use closed, rate, drain, burst or overload".into()),
+        }
+    }
+}
+
+/// How `compare` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareFormat {
+    /// Aligned text for a terminal.
+    Text,
+    /// A Markdown table (for a run's README).
+    Markdown,
+    /// CSV for scripts.
+    Csv,
+}
