@@ -1,5 +1,7 @@
 //! The real `acceptbench` binary on good and bad input: exit codes and messages.
 
+mod support;
+
 use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Stdio;
@@ -214,54 +216,6 @@ fn sweep_rejects_bad_lists_and_unwritable_output() {
     assert!(err.contains("--out"), "{err}");
 }
 
-/// A seccomp filter that makes io_uring_setup(2) fail with ENOSYS, as on a kernel
-/// built without io_uring, for the child only.
-fn deny_io_uring() -> std::io::Result<()> {
-    const SYS_IO_URING_SETUP: u32 = 425;
-    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-    let stmt = |code: u16, k: u32| libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
-    let filter = [
-        stmt(ld, 4), // seccomp_data.arch
-        jeq(AUDIT_ARCH_X86_64, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-        stmt(ld, 0), // seccomp_data.nr
-        jeq(SYS_IO_URING_SETUP, 0, 1),
-        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: called in the forked child before exec; prctl reads `prog` and the
-    // filter array, both alive for the duration of the calls.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            || libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog,
-            ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn an_engine_the_kernel_cannot_run_is_refused_clearly() {
@@ -276,8 +230,9 @@ fn an_engine_the_kernel_cannot_run_is_refused_clearly() {
         "--duration",
         "1s",
     ]);
-    // SAFETY: deny_io_uring only calls prctl, which is async-signal-safe.
-    unsafe { cmd.pre_exec(deny_io_uring) };
+    let deny = support::Deny::syscalls(&[libc::SYS_io_uring_setup as u32], libc::ENOSYS);
+    // SAFETY: Deny::install only calls prctl, which is async-signal-safe.
+    unsafe { cmd.pre_exec(move || deny.install()) };
     let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -287,8 +242,9 @@ fn an_engine_the_kernel_cannot_run_is_refused_clearly() {
     // probe reports the same without failing.
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"));
     cmd.args(["probe", "--json"]);
+    let deny = support::Deny::syscalls(&[libc::SYS_io_uring_setup as u32], libc::ENOSYS);
     // SAFETY: as above.
-    unsafe { cmd.pre_exec(deny_io_uring) };
+    unsafe { cmd.pre_exec(move || deny.install()) };
     let out = cmd.output().unwrap();
     assert!(out.status.success());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();

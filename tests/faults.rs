@@ -3,6 +3,8 @@
 //! listener's blocking mode as each engine leaves it. Loopback only; every run is
 //! bounded by a deadline.
 
+mod support;
+
 use std::net::TcpStream;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -38,55 +40,6 @@ fn limits(count: Option<u64>, within: Duration) -> Limits {
     }
 }
 
-/// Installs a seccomp filter on the calling thread only (no TSYNC) that makes
-/// accept(2) and accept4(2) fail with EPERM. The thread must be thrown away after.
-#[cfg(target_arch = "x86_64")]
-fn deny_accept_on_this_thread() -> std::io::Result<()> {
-    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-    let stmt = |code: u16, k: u32| libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
-    let filter = [
-        stmt(ld, 4), // seccomp_data.arch
-        jeq(AUDIT_ARCH_X86_64, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-        stmt(ld, 0), // seccomp_data.nr
-        jeq(libc::SYS_accept4 as u32, 1, 0),
-        jeq(libc::SYS_accept as u32, 0, 1),
-        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: prctl reads `prog` and the filter array, both alive during the calls;
-    // without SECCOMP_FILTER_FLAG_TSYNC the filter applies to this thread only.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            || libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog,
-            ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 /// Runs `kind` on a fresh thread whose accept calls fail with EPERM, with one client
 /// queued; returns the run's result, the recorder, CPU seconds and wall seconds.
 #[cfg(target_arch = "x86_64")]
@@ -94,7 +47,12 @@ fn run_with_eperm(kind: EngineKind) -> (Result<(), EngineError>, Recorder, f64, 
     let listener = bind_v4(16);
     let _client = TcpStream::connect(listener.local_addr).unwrap();
     thread::spawn(move || {
-        deny_accept_on_this_thread().expect("install the seccomp filter");
+        support::Deny::syscalls(
+            &[libc::SYS_accept4 as u32, libc::SYS_accept as u32],
+            libc::EPERM,
+        )
+        .install()
+        .expect("install the seccomp filter");
         let mut acceptor = engine::build(kind, &EngineOptions::default()).unwrap();
         let mut rec = Recorder::new(false);
         let (u0, s0) = common::affinity::thread_cpu_s();

@@ -1,6 +1,8 @@
 //! A tiny sweep end to end: every expected row and file exists and parses back,
 //! and counts agree. Plus an interrupted sweep keeps what it measured.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -225,29 +227,6 @@ fn an_overflow_runs_namespace_and_sysctls_die_with_it() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// PIDs of the running `acceptbench loadgen` children of `parent`.
-fn loadgen_children(parent: u32) -> Vec<i32> {
-    let mut out = Vec::new();
-    let Ok(tasks) = std::fs::read_dir(format!("/proc/{parent}/task")) else {
-        return out;
-    };
-    for t in tasks.flatten() {
-        let Ok(children) = std::fs::read_to_string(t.path().join("children")) else {
-            continue;
-        };
-        for pid in children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmd.split(|&b| b == 0).any(|a| a == b"loadgen") {
-                out.push(pid);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn a_killed_client_makes_a_failed_row_that_no_aggregate_includes() {
     let out = out_dir("killed");
@@ -264,7 +243,7 @@ fn a_killed_client_makes_a_failed_row_that_no_aggregate_includes() {
     // Kill the first repetition's client half-way through its run.
     let end = Instant::now() + Duration::from_secs(20);
     let victim = loop {
-        if let Some(&pid) = loadgen_children(sweep.id()).first() {
+        if let Some(&pid) = support::loadgen_children(sweep.id()).first() {
             break pid;
         }
         assert!(Instant::now() < end, "no loadgen child appeared");

@@ -2,6 +2,8 @@
 //! Ctrl-C at a terminal (the whole process group) keeps what the client measured, a
 //! killed sweep takes its client with it, and no scratch files are left behind.
 
+mod support;
+
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -35,32 +37,10 @@ fn only_run_dir(out: &Path) -> PathBuf {
     dirs.into_iter().next().unwrap()
 }
 
-/// PIDs of the running `acceptbench loadgen` children of `parent`.
-fn loadgen_children(parent: u32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for t in std::fs::read_dir(format!("/proc/{parent}/task"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
-        let children = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
-        for pid in children
-            .split_whitespace()
-            .filter_map(|p| p.parse::<i32>().ok())
-        {
-            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmd.split(|&b| b == 0).any(|a| a == b"loadgen") {
-                out.push(pid);
-            }
-        }
-    }
-    out
-}
-
 fn wait_for_child(parent: u32) -> i32 {
     let end = Instant::now() + Duration::from_secs(20);
     loop {
-        if let Some(&pid) = loadgen_children(parent).first() {
+        if let Some(&pid) = support::loadgen_children(parent).first() {
             return pid;
         }
         assert!(Instant::now() < end, "no loadgen child appeared");
@@ -207,63 +187,15 @@ fn a_killed_sweep_takes_its_client_with_it() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-/// A seccomp filter for the child only: unshare(2) fails with EPERM, as for root in a
-/// container without CAP_SYS_ADMIN.
-#[cfg(target_arch = "x86_64")]
-fn deny_unshare() -> std::io::Result<()> {
-    const SYS_UNSHARE: u32 = 272;
-    const AUDIT_ARCH_X86_64: u32 = 0xC000_003E;
-    let stmt = |code: u16, k: u32| libc::sock_filter {
-        code,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let ld = (libc::BPF_LD | libc::BPF_W | libc::BPF_ABS) as u16;
-    let ret = (libc::BPF_RET | libc::BPF_K) as u16;
-    let filter = [
-        stmt(ld, 4), // seccomp_data.arch
-        jeq(AUDIT_ARCH_X86_64, 1, 0),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-        stmt(ld, 0), // seccomp_data.nr
-        jeq(SYS_UNSHARE, 0, 1),
-        stmt(ret, libc::SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        stmt(ret, libc::SECCOMP_RET_ALLOW),
-    ];
-    let prog = libc::sock_fprog {
-        len: filter.len() as u16,
-        filter: filter.as_ptr() as *mut libc::sock_filter,
-    };
-    // SAFETY: called in the forked child before exec; prctl reads `prog` and the
-    // filter array, both alive for the duration of the calls.
-    unsafe {
-        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-            || libc::prctl(
-                libc::PR_SET_SECCOMP,
-                libc::SECCOMP_MODE_FILTER,
-                &prog as *const libc::sock_fprog,
-            ) != 0
-        {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
-
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn without_cap_sys_admin_overflow_runs_say_so_instead_of_failing() {
     let out = scratch("nocap");
     // Namespace settings cannot be honoured: a clear error naming why.
     let mut cmd = sweep(&out, &["--modes", "burst", "--somaxconn", "8"]);
+    let deny = support::Deny::syscalls(&[libc::SYS_unshare as u32], libc::EPERM);
     // SAFETY: the filter installs only prctl calls in the forked child.
-    unsafe { cmd.pre_exec(deny_unshare) };
+    unsafe { cmd.pre_exec(move || deny.install()) };
     let o = cmd.output().unwrap();
     assert_eq!(o.status.code(), Some(2), "{o:?}");
     let err = String::from_utf8_lossy(&o.stderr);
@@ -285,8 +217,9 @@ fn without_cap_sys_admin_overflow_runs_say_so_instead_of_failing() {
             "100ms",
         ],
     );
+    let deny = support::Deny::syscalls(&[libc::SYS_unshare as u32], libc::EPERM);
     // SAFETY: as above.
-    unsafe { cmd.pre_exec(deny_unshare) };
+    unsafe { cmd.pre_exec(move || deny.install()) };
     let o = cmd.output().unwrap();
     assert!(o.status.success(), "{o:?}");
     let dir = only_run_dir(&out);
