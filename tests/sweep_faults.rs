@@ -263,3 +263,37 @@ fn a_sweep_where_no_run_succeeded_exits_4() {
     assert_eq!(rows[0].status, Some(Status::Failed), "{:?}", rows[0]);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+#[test]
+fn a_report_that_arrives_after_the_stop_request_is_still_used() {
+    use acceptbench::sweep::client::{base_config, Client};
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    // A loadgen that is slow to start and deaf to the stop request: it reports only
+    // after the sweep's first deadline has passed, within the grace period.
+    let script = dir.path().join("slow-loadgen");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\ntrap '' INT\nsleep 1\nexec {} \"$@\"\n",
+            assert_cmd::cargo::cargo_bin("acceptbench").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut cfg = base_config(listener.local_addr().unwrap(), 1, &[]).unwrap();
+    cfg.connections = Some(20);
+    cfg.duration = None;
+    cfg.concurrency = 1;
+    let client = Client::spawn(&script, dir.path(), &cfg).unwrap();
+    let started = Instant::now();
+    let result = client.finish(Duration::from_millis(300)).unwrap();
+    assert!(
+        started.elapsed() > Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(result.report.established, 20, "{:?}", result.report);
+    assert_eq!(result.records.len(), 20);
+}
