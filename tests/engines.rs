@@ -205,7 +205,12 @@ fn fixed_port_listener() -> Listener {
         .unwrap_or(32768);
     if low > 11_024 {
         let span = 10_000u32;
-        let start = (std::process::id().wrapping_mul(7919)) % span;
+        // Every call starts 100 ports further on: tests run in parallel, and one that
+        // started where another did could take that one's port in the instant between
+        // its stop and its re-bind.
+        static CALLS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let start = (std::process::id().wrapping_mul(7919) + call * 100) % span;
         for k in 0..span {
             let port = (low - span + (start + k) % span) as u16;
             if let Ok(l) = bind(SocketAddr::from(([127, 0, 0, 1], port)), 64) {
