@@ -75,6 +75,8 @@ pub enum Command {
     Plot(PlotConfig),
     /// `merge`.
     Merge(MergeConfig),
+    /// `join`.
+    Join(JoinConfig),
     /// `loadgen …`: the arguments for loadgen, program name first.
     Loadgen(Vec<std::ffi::OsString>),
 }
@@ -98,6 +100,8 @@ pub struct ListenConfig {
     pub json: bool,
     /// Pin the acceptor here.
     pub cpu: Option<usize>,
+    /// Per-connection records file (`--records`) and the run id for its header.
+    pub records: Option<(PathBuf, String)>,
 }
 
 /// A sweep mode.
@@ -250,6 +254,16 @@ impl Command {
                 inputs: a.hlogs,
                 out: a.out,
             }),
+            Some(cli::Command::Join(a)) => Command::Join(JoinConfig {
+                server: a.server,
+                clients: a.client,
+                out: a.out,
+                engine: a.engine,
+                backlog: a.backlog,
+                mode: a.mode,
+                clock_tolerance: a.clock_tolerance,
+                command,
+            }),
             Some(cli::Command::Loadgen { args }) => {
                 let mut v = vec![std::ffi::OsString::from("acceptbench loadgen")];
                 v.extend(args);
@@ -385,6 +399,7 @@ impl ListenConfig {
             print_peers: a.print_peers,
             json: a.json,
             cpu: a.cpu.map(|c| check_cpu("cpu", c)).transpose()?,
+            records: a.records.map(|p| (p, a.run_id.unwrap_or_default())),
         })
     }
 }
@@ -526,6 +541,27 @@ pub struct MergeConfig {
     pub inputs: Vec<PathBuf>,
     /// Output .hgrm path.
     pub out: PathBuf,
+}
+
+/// `join`, validated.
+#[derive(Debug, Clone)]
+pub struct JoinConfig {
+    /// The acceptor's records file.
+    pub server: PathBuf,
+    /// loadgen records files.
+    pub clients: Vec<PathBuf>,
+    /// Where the run directory is made.
+    pub out: PathBuf,
+    /// Engine label for the summary row.
+    pub engine: String,
+    /// Backlog label for the summary row.
+    pub backlog: u32,
+    /// Mode label for the summary row.
+    pub mode: String,
+    /// Largest wall-clock gap between a client's and the server's windows.
+    pub clock_tolerance: Duration,
+    /// The command line as typed.
+    pub command: String,
 }
 
 #[cfg(test)]
