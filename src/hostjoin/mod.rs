@@ -117,12 +117,15 @@ pub struct HostJoin {
 
 /// What the handshake timing says about the clocks, after the conversion join made.
 ///
-/// The server cannot accept a connection before the client's final ACK has travelled to
-/// it, and the client sends that ACK when connect() returns. So for every connection
-/// `server accepted − client established` = one-way delay + accept wake-up + the
-/// residual clock offset (server − client). Its minimum bounds the offset from above;
-/// taking the one-way delay as half the smallest connect() time (SYN → SYN-ACK, one
-/// round trip) gives an estimate.
+/// The server cannot accept a connection before the handshake is through: the client
+/// stamps connect() before its SYN leaves, and the server's accept needs SYN →,
+/// SYN-ACK ←, ACK → (1.5 round trips). So for every connection `server accepted −
+/// client connect()` = 1.5 round trips + wake-ups + the residual clock offset
+/// (server − client), and its minimum bounds the offset from above. Taking the
+/// handshake as 1.5 × the smallest connect() time the client saw (one round trip, plus
+/// the client's own wake-up) gives an estimate. (The client's "established" stamp is
+/// not used: it is taken when loadgen gets round to the completion, which can be long
+/// after the server accepted.)
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OffsetEstimate {
     /// Estimated residual offset, server clock − client clock, ns (0 = agreed).
@@ -523,14 +526,14 @@ fn estimate_offset(
         let (Some(s), Some(Some(c))) = (s, once.get(&addr)) else {
             continue;
         };
-        let d = s.accepted_ns as i128 - (c.done_ns as i128 + shift);
+        let d = s.accepted_ns as i128 - (c.connect_start_ns as i128 + shift);
         min_d = Some(min_d.map_or(d, |m| m.min(d)));
         pairs += 1;
     }
     let min_d = min_d?;
     let clamp = |v: i128| v.clamp(i64::MIN as i128, i64::MAX as i128) as i64;
     Some(OffsetEstimate {
-        estimate_ns: clamp(min_d - (min_rtt / 2) as i128),
+        estimate_ns: clamp(min_d - (min_rtt as i128 * 3 / 2)),
         upper_bound_ns: clamp(min_d),
         min_rtt_ns: min_rtt,
         pairs,

@@ -234,9 +234,9 @@ fn ms(ns: u64) -> f64 {
 
 fn clock_text(j: &Joined) -> String {
     if j.uses_realtime() {
-        "Clients on other hosts are compared through each file's (CLOCK_MONOTONIC, CLOCK_REALTIME) anchor: the peer-extraction latency of those clients includes the hosts' clock offset, so it is only as accurate as their clock sync (NTP: 0.1–10 ms; PTP: µs). The offset columns estimate what remains: the server cannot accept before the client's final ACK arrives, so min(accepted − established) bounds the offset (server − client) from above, and subtracting half the smallest connect() round trip estimates it. The latencies are not corrected by it.".into()
+        "Clients on other hosts are compared through each file's (CLOCK_MONOTONIC, CLOCK_REALTIME) anchor: the peer-extraction latency of those clients includes the hosts' clock offset, so it is only as accurate as their clock sync (NTP: 0.1–10 ms; PTP: µs). The offset columns estimate what remains: the server cannot accept before the handshake (1.5 round trips after the client's connect() stamp) is through, so min(server accepted − client connect()) bounds the offset (server − client) from above, and subtracting 1.5 × the smallest connect() time estimates it. The latencies are not corrected by it.".into()
     } else {
-        "Every client ran on the server's host and boot (same host name and boot id), so all stamps are one CLOCK_MONOTONIC, as in a sweep: the peer-extraction latency is exact. The offset columns are a sanity check (they should be a few µs at most, the one-way delay that half a round trip misses).".into()
+        "Every client ran on the server's host and boot (same host name and boot id), so all stamps are one CLOCK_MONOTONIC, as in a sweep: the peer-extraction latency is exact. The offset columns are a sanity check: with one clock the true offset is 0, so the estimate shows how far the handshake-based estimate itself is off (wake-up delays).".into()
     }
 }
 

@@ -78,10 +78,10 @@ fn same_host_clients_join_on_the_monotonic_clock() {
     assert_eq!(j.hosts[0].clock, "monotonic");
     assert_eq!(j.hosts[1].peer_e2e_ns.max(), 205);
     let off = j.hosts[1].offset.unwrap();
-    // accepted 1300 − established 1200 = 100; half the 100 ns round trip = 50.
+    // accepted 1300 − connect() 1100 = 200, less 1.5 round trips of 100 ns = 50.
     assert_eq!(
         (off.upper_bound_ns, off.estimate_ns, off.pairs),
-        (100, 50, 1)
+        (200, 50, 1)
     );
 }
 
