@@ -18,7 +18,11 @@
 #   ENGINE       acceptor engine              (std)
 #   BACKLOG      listen backlog               (4096)
 #   OUT          where the run directory goes (results)
+#   PORT         listening port             (9000)
 #   KEEP         if set: a directory to copy the raw records into (for tests)
+#   LOOPBACK     if 1: no namespaces: the same server and K loadgen processes on the
+#                host's loopback (client i from 127.0.0.<i+1>), for a like-for-like
+#                comparison of the veth path with loopback
 #
 # Prints the run directory on the last line of stdout.
 set -euo pipefail
@@ -30,10 +34,12 @@ CONCURRENCY=${CONCURRENCY:-4}
 ENGINE=${ENGINE:-std}
 BACKLOG=${BACKLOG:-4096}
 OUT=${OUT:-results}
-PORT=9000
+PORT=${PORT:-9000}
 SERVER_IP=10.77.0.1
+LOOPBACK=${LOOPBACK:-0}
+[ "$LOOPBACK" = 1 ] && SERVER_IP=127.0.0.1
 
-if [ "$(id -u)" != 0 ]; then
+if [ "$LOOPBACK" != 1 ] && [ "$(id -u)" != 0 ]; then
     echo "netns-join: needs root (ip netns add); run with sudo" >&2
     exit 77
 fi
@@ -56,9 +62,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-ip netns add "$SW"; NAMESPACES+=("$SW")
-ip -n "$SW" link add br0 type bridge
-ip -n "$SW" link set br0 up
+# in_ns NS CMD…: run CMD in namespace NS (on the host itself with LOOPBACK=1).
+in_ns() {
+    local ns=$1; shift
+    if [ "$LOOPBACK" = 1 ]; then "$@"; else ip netns exec "$ns" "$@"; fi
+}
+client_ip() { if [ "$LOOPBACK" = 1 ]; then echo "127.0.0.$(($1 + 1))"; else echo "10.77.0.$(($1 + 1))"; fi; }
 
 # add_host NS INDEX ADDRESS: a namespace whose eth0 is plugged into the bridge.
 add_host() {
@@ -69,24 +78,30 @@ add_host() {
     ip -n "$1" link set eth0 up
     ip -n "$1" link set lo up
 }
-add_host "$SRV" 0 "$SERVER_IP"
-for i in $(seq 1 "$K"); do add_host "$ID-c$i" "$i" "10.77.0.$((i + 1))"; done
+if [ "$LOOPBACK" != 1 ]; then
+    ip netns add "$SW"; NAMESPACES+=("$SW")
+    ip -n "$SW" link add br0 type bridge
+    ip -n "$SW" link set br0 up
+    add_host "$SRV" 0 "$SERVER_IP"
+    for i in $(seq 1 "$K"); do add_host "$ID-c$i" "$i" "$(client_ip "$i")"; done
+fi
 
-RUN_ID="netns-$ID-$(date -u +%Y%m%dT%H%M%SZ)"
+RUN_ID="$([ "$LOOPBACK" = 1 ] && echo loopback || echo netns)-$ID-$(date -u +%Y%m%dT%H%M%SZ)"
 TOTAL=$((K * CONNS))
-ip netns exec "$SRV" "$ACCEPTBENCH" listen --engine "$ENGINE" --backlog "$BACKLOG" \
+in_ns "$SRV" "$ACCEPTBENCH" listen --engine "$ENGINE" --backlog "$BACKLOG" \
     --addr "$SERVER_IP:$PORT" --count "$TOTAL" --duration 60s \
     --records "$TMP/server.rec" --run-id "$RUN_ID" --json >"$TMP/listen.json" 2>"$TMP/listen.err" &
 SRV_PID=$!
 for _ in $(seq 1 200); do   # up to 10 s for the listener
-    ip netns exec "$SRV" ss -Hltn "sport = :$PORT" | grep -q . && break
+    in_ns "$SRV" ss -Hltn "src $SERVER_IP:$PORT" | grep -q . && break
     kill -0 "$SRV_PID" 2>/dev/null || { cat "$TMP/listen.err" >&2; exit 1; }
     sleep 0.05
 done
 
 CLIENT_PIDS=()
 for i in $(seq 1 "$K"); do
-    ip netns exec "$ID-c$i" "$ACCEPTBENCH" loadgen --target "$SERVER_IP:$PORT" --mode closed \
+    in_ns "$ID-c$i" "$ACCEPTBENCH" loadgen --target "$SERVER_IP:$PORT" --mode closed \
+        --sources "$(client_ip "$i")" \
         --connections "$CONNS" --concurrency "$CONCURRENCY" --records "$TMP/c$i.rec" \
         --hlog "$TMP/c$i.hlog" --run-id "$RUN_ID" --json --quiet >"$TMP/c$i.json" 2>"$TMP/c$i.err" &
     CLIENT_PIDS+=($!)
@@ -121,8 +136,12 @@ cp "$TMP/listen.json" "$RUN/listen.json"
     echo
     echo "## How this run was made"
     echo
-    echo "scripts/hosts/netns-join.sh with K=$K CONNS=$CONNS CONCURRENCY=$CONCURRENCY ENGINE=$ENGINE BACKLOG=$BACKLOG:"
-    echo "one server namespace ($SERVER_IP) and $K client namespaces (10.77.0.2 …) on a bridge, run id $RUN_ID."
+    echo "scripts/hosts/netns-join.sh with K=$K CONNS=$CONNS CONCURRENCY=$CONCURRENCY ENGINE=$ENGINE BACKLOG=$BACKLOG LOOPBACK=$LOOPBACK:"
+    if [ "$LOOPBACK" = 1 ]; then
+        echo "the acceptor on $SERVER_IP and $K loadgen processes (sources 127.0.0.2 …) on the host's loopback, run id $RUN_ID."
+    else
+        echo "one server namespace ($SERVER_IP) and $K client namespaces (10.77.0.2 …) on a bridge, run id $RUN_ID."
+    fi
     echo "\`hlog/\` holds each client's interval log; \`hgrm/merged-clients-connect.hgrm\` is \`acceptbench merge\` of them; \`listen.json\` the acceptor's summary."
 } >>"$RUN/README.md"
 if [ -n "${KEEP:-}" ]; then mkdir -p "$KEEP"; cp "$TMP"/*.rec "$KEEP"/; fi
