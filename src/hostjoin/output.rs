@@ -39,6 +39,8 @@ pub struct HostRow {
     pub unmatched_client: u64,
     /// Recorded by the acceptor with this client's address, no connection left to match.
     pub unmatched_server: u64,
+    /// Recorded by the acceptor with this client's IP and a port it never used.
+    pub unknown_peer: u64,
     /// Connects that did not establish (refused, reset, timeout, pending, other).
     pub failed: u64,
     /// Connect latency p50, ns.
@@ -77,6 +79,7 @@ impl HostRow {
             matched: h.matched,
             unmatched_client: h.unmatched_client,
             unmatched_server: h.unmatched_server,
+            unknown_peer: h.unknown_peer,
             failed: h.failed,
             connect_p50_ns: c.p50,
             connect_p99_ns: c.p99,
@@ -351,4 +354,33 @@ pub fn text(j: &Joined, dir: &Path) -> String {
     );
     let _ = writeln!(s, "results: {}", dir.display());
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_csv_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts.csv");
+        let rows = vec![
+            HostRow {
+                host: "vm/10.77.0.2".into(),
+                source_ips: "10.77.0.2".into(),
+                clock: "monotonic".into(),
+                established: 5,
+                matched: 5,
+                offset_estimate_ns: Some(-3),
+                ..Default::default()
+            },
+            HostRow {
+                host: "b".into(),
+                clock: "realtime".into(),
+                ..Default::default()
+            },
+        ];
+        write_hosts_csv(&path, &rows).unwrap();
+        assert_eq!(read_hosts_csv(&path).unwrap(), rows);
+    }
 }
