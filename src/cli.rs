@@ -207,6 +207,11 @@ pub struct SweepArgs {
     /// Overflow runs: net.core.somaxconn (private network namespace, root).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub somaxconn: Option<u32>,
+    /// Modes closed and rate across veth instead of loopback: each run makes a server
+    /// network namespace and K client namespaces on a bridge (root, iproute2), one
+    /// loadgen in each (K times a loopback run's load); rows say netns=veth.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub client_hosts: Option<u32>,
 }
 
 /// A humantime duration (`10s`, `500ms`, `2m`).

@@ -198,6 +198,8 @@ pub struct SweepConfig {
     pub quiet: bool,
     /// One JSON object per finished row on stdout.
     pub json: bool,
+    /// Client namespaces per run (`--client-hosts`): closed/rate across veth.
+    pub client_hosts: Option<u32>,
 }
 
 /// Settings of the overflow modes.
@@ -448,6 +450,18 @@ impl SweepConfig {
             return Err(ConfigError::NeedsRoot(why.clone()));
         }
         let private_netns = netns_probe.is_ok();
+        if let (Some(_), Some(m)) = (
+            a.client_hosts,
+            modes
+                .iter()
+                .find(|m| !matches!(m, Mode::Closed | Mode::Rate)),
+        ) {
+            return Err(ConfigError::BadItem {
+                flag: "modes",
+                item: m.name().to_string(),
+                why: "--client-hosts runs modes closed and rate only".into(),
+            });
+        }
         let overflow = OverflowConfig {
             burst_size: a.burst_size,
             pause: a.pause,
@@ -480,6 +494,7 @@ impl SweepConfig {
             command,
             quiet: a.quiet,
             json: a.json,
+            client_hosts: a.client_hosts,
         })
     }
 }

@@ -200,3 +200,75 @@ fn three_client_namespaces_join_exactly_and_bad_files_are_refused() {
     let (ok, e) = join(&c1, &[&c1], &out);
     assert!(!ok && e.contains("loadgen's records"), "{e}");
 }
+
+/// `sweep --client-hosts 2`: closed-loop runs across veth namespaces, rows marked
+/// netns=veth, every connection matched; the namespaces are gone afterwards.
+#[test]
+fn sweep_with_client_hosts_runs_across_veth() {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let tmp = tempfile::tempdir().expect("tmp dir");
+    let child = Command::new(bin())
+        .args([
+            "sweep",
+            "--engines",
+            "std",
+            "--backlogs",
+            "1024",
+            "--modes",
+            "closed",
+        ])
+        .args([
+            "--duration",
+            "150ms",
+            "--repeat",
+            "1",
+            "--client-hosts",
+            "2",
+        ])
+        .args(["--no-plots", "--quiet", "--out"])
+        .arg(tmp.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the sweep");
+    let prefix = format!("abs{}-", child.id());
+    let o = child.wait_with_output().expect("run the sweep");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let run = std::fs::read_dir(tmp.path())
+        .unwrap()
+        .next()
+        .expect("a run directory")
+        .unwrap()
+        .path();
+    let rows = csv::read(&run.join("summary.csv")).expect("summary.csv");
+    assert_eq!(rows.len(), 1);
+    let r = &rows[0];
+    assert_eq!(r.netns, "veth");
+    assert!(r.established > 0, "{r:?}");
+    assert_eq!(
+        (r.accepted, r.matched, r.unmatched),
+        (r.established, r.established, 0)
+    );
+    let left = Command::new("ip").args(["netns", "list"]).output().unwrap();
+    let left = String::from_utf8_lossy(&left.stdout);
+    assert!(
+        !left.lines().any(|l| l.starts_with(&prefix)),
+        "namespaces left behind: {left}"
+    );
+
+    // Modes that need one client on the host are refused by name.
+    let o = Command::new(bin())
+        .args(["sweep", "--modes", "drain", "--client-hosts", "2", "--out"])
+        .arg(tmp.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("--client-hosts runs modes closed and rate"),
+        "{err}"
+    );
+}
