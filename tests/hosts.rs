@@ -272,3 +272,77 @@ fn sweep_with_client_hosts_runs_across_veth() {
         "{err}"
     );
 }
+
+/// join's refusals through the real binary, on files written by the library (no root
+/// needed): another server's client file, a file from another time, a missing file.
+#[test]
+fn join_names_what_is_wrong_with_a_client_file() {
+    use acceptbench::record::PeerRecord;
+    use loadgen::{ConnRecord, Outcome, RecordMeta};
+    let tmp = tempfile::tempdir().expect("tmp dir");
+    let listen: std::net::SocketAddr = "127.0.0.1:9000".parse().unwrap();
+    let server_meta = RecordMeta::here(Some(listen), "t");
+    let now = loadgen::clock::mono_ns();
+    let server = tmp.path().join("server.rec");
+    let peer: std::net::SocketAddr = "127.0.0.2:40000".parse().unwrap();
+    acceptbench::serverrec::write(
+        &server,
+        &server_meta,
+        &[PeerRecord {
+            peer,
+            accepted_ns: now + 1000,
+            decoded_ns: now + 1100,
+        }],
+    )
+    .unwrap();
+    let conn = ConnRecord {
+        local: peer,
+        intended_ns: now,
+        connect_start_ns: now,
+        done_ns: now + 500,
+        outcome: Outcome::Established,
+        warmup: false,
+        round: 0,
+    };
+    let client = |name: &str, meta: &RecordMeta| {
+        let p = tmp.path().join(name);
+        loadgen::write_records(&p, meta, &[conn]).unwrap();
+        p
+    };
+    let good = client("good.rec", &RecordMeta::here(Some(listen), "t"));
+    let out = tmp.path().join("out");
+    let (ok, e) = join(&server, &[&good], &out);
+    assert!(ok, "{e}");
+
+    let other = client(
+        "other.rec",
+        &RecordMeta::here(Some("127.0.0.1:9001".parse().unwrap()), "t"),
+    );
+    let (ok, e) = join(&server, &[&other], &out);
+    assert!(
+        !ok && e.contains("other.rec")
+            && e.contains("127.0.0.1:9001")
+            && e.contains("another server"),
+        "{e}"
+    );
+
+    let mut late_meta = RecordMeta::here(Some(listen), "t");
+    late_meta.boot_id = [7; 16];
+    late_meta.anchor_realtime_ns += 3_600_000_000_000;
+    let late = client("late.rec", &late_meta);
+    let (ok, e) = join(&server, &[&late], &out);
+    assert!(
+        !ok && e.contains("late.rec") && e.contains("do not overlap"),
+        "{e}"
+    );
+
+    let run = client("run.rec", &RecordMeta::here(Some(listen), "other-run"));
+    let (ok, e) = join(&server, &[&run], &out);
+    assert!(
+        !ok && e.contains("run.rec") && e.contains("another run"),
+        "{e}"
+    );
+
+    let (ok, e) = join(&tmp.path().join("missing.rec"), &[&good], &out);
+    assert!(!ok && e.contains("missing.rec"), "{e}");
+}
