@@ -49,6 +49,11 @@ pub enum Command {
     Merge(MergeArgs),
     /// Join one acceptor's records with loadgen records from any number of hosts into a
     /// results directory (summary.csv, hosts.csv, hgrm/, meta.json, README.md).
+    #[command(
+        after_help = "Exit status: 0 every connection matched; 3 some did not (the results are written, \
+README.md and hosts.csv say where); 1 a file was unreadable or refused (another server, run or time window; \
+truncated; another format version)."
+    )]
     Join(JoinArgs),
     /// Run the bundled load generator (same flags as the `loadgen` binary).
     #[command(disable_help_flag = true)]
