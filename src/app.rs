@@ -29,6 +29,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Compare(cfg) => crate::compare::run(&cfg),
         Command::Plot(cfg) => crate::plot::run(&cfg),
         Command::Merge(cfg) => crate::merge::run(&cfg),
+        Command::Join(cfg) => crate::hostjoin::run(&cfg),
         Command::Loadgen(args) => Ok(loadgen::cli_main(args)),
     }
 }
@@ -81,7 +82,12 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         deadline: cfg.duration.map(|d| start + d),
         stop,
     };
-    let mut rec = Recorder::new(false);
+    // The records file's clock anchor is taken as listening starts.
+    let record_meta = cfg
+        .records
+        .as_ref()
+        .map(|(_, run_id)| loadgen::RecordMeta::here(Some(listener.local_addr), run_id));
+    let mut rec = Recorder::new(cfg.records.is_some());
     if cfg.print_peers {
         let mut out = std::io::LineWriter::new(std::io::stdout());
         // SocketAddr's Display writes IPv6 as [ip]:port, the form users paste into tools.
@@ -105,6 +111,10 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
     );
     summary.engine_counters = acceptor.counters();
+    if let (Some((path, _)), Some(meta)) = (&cfg.records, &record_meta) {
+        crate::serverrec::write(path, meta, &rec.peers)
+            .map_err(|e| anyhow::anyhow!("cannot write --records: {e}"))?;
+    }
     if cfg.json {
         stdout::println(serde_json::to_string(&summary)?)?;
     } else {

@@ -47,6 +47,14 @@ pub enum Command {
     Plot(PlotArgs),
     /// Merge HdrHistogram V2 interval logs (.hlog) from several loadgen processes or hosts.
     Merge(MergeArgs),
+    /// Join one acceptor's records with loadgen records from any number of hosts into a
+    /// results directory (summary.csv, hosts.csv, hgrm/, meta.json, README.md).
+    #[command(
+        after_help = "Exit status: 0 every connection matched; 3 some did not (the results are written, \
+README.md and hosts.csv say where); 1 a file was unreadable or refused (another server, run or time window; \
+truncated; another format version)."
+    )]
+    Join(JoinArgs),
     /// Run the bundled load generator (same flags as the `loadgen` binary).
     #[command(disable_help_flag = true)]
     Loadgen {
@@ -114,6 +122,13 @@ pub struct ListenArgs {
     /// Accept into io_uring direct descriptors (engine uring-linked; Linux 5.19).
     #[arg(long)]
     pub direct: bool,
+    /// Write one record per accepted connection (peer, accept-seen and peer-decoded
+    /// times, with a clock anchor) for `acceptbench join`; format in src/serverrec.rs.
+    #[arg(long, value_name = "FILE")]
+    pub records: Option<PathBuf>,
+    /// Run id stored in the --records header; `join` refuses client files of another run id.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
 }
 
 /// `acceptbench sweep`.
@@ -197,6 +212,11 @@ pub struct SweepArgs {
     /// Overflow runs: net.core.somaxconn (private network namespace, root).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub somaxconn: Option<u32>,
+    /// Modes closed and rate across veth instead of loopback: each run makes a server
+    /// network namespace and K client namespaces on a bridge (root, iproute2), one
+    /// loadgen in each (K times a loopback run's load); rows say netns=veth.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub client_hosts: Option<u32>,
 }
 
 /// A humantime duration (`10s`, `500ms`, `2m`).
@@ -263,6 +283,33 @@ pub struct MergeArgs {
     /// The merged percentile distribution (.hgrm); a merged .hlog is written beside it.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// `acceptbench join`.
+#[derive(Debug, Args)]
+pub struct JoinArgs {
+    /// The acceptor's records (`acceptbench listen --records FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub server: PathBuf,
+    /// loadgen records (`loadgen --records FILE`), one per loadgen process or host.
+    #[arg(long, value_name = "FILE", required = true, num_args = 1..)]
+    pub client: Vec<PathBuf>,
+    /// Output directory; a run directory <UTC time>-<kernel>-<host> is made inside it.
+    #[arg(long, default_value = "results")]
+    pub out: PathBuf,
+    /// Engine name for the summary row (the acceptor's --engine).
+    #[arg(long, default_value = "unknown")]
+    pub engine: String,
+    /// Backlog for the summary row (the acceptor's --backlog).
+    #[arg(long, default_value = "0")]
+    pub backlog: u32,
+    /// Mode for the summary row (how loadgen paced: closed or rate).
+    #[arg(long, default_value = "closed")]
+    pub mode: String,
+    /// How far apart (wall clock) a client's and the server's time windows may be and still
+    /// count as one run: covers clock offsets between hosts.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub clock_tolerance: Duration,
 }
 
 // The value lists `--help` shows and clap checks. Implemented here, not derived on the

@@ -73,6 +73,8 @@ pub enum Command {
     Plot(PlotConfig),
     /// `merge`.
     Merge(MergeConfig),
+    /// `join`.
+    Join(JoinConfig),
     /// `loadgen …`: the arguments for loadgen, program name first.
     Loadgen(Vec<std::ffi::OsString>),
 }
@@ -96,6 +98,8 @@ pub struct ListenConfig {
     pub json: bool,
     /// Pin the acceptor here.
     pub cpu: Option<usize>,
+    /// Per-connection records file (`--records`) and the run id for its header.
+    pub records: Option<(PathBuf, String)>,
 }
 
 /// `sweep`, validated.
@@ -137,6 +141,8 @@ pub struct SweepConfig {
     pub quiet: bool,
     /// One JSON object per finished row on stdout.
     pub json: bool,
+    /// Client namespaces per run (`--client-hosts`): closed/rate across veth.
+    pub client_hosts: Option<u32>,
 }
 
 /// Settings of the overflow modes.
@@ -192,6 +198,16 @@ impl Command {
             Some(cli::Command::Merge(a)) => Command::Merge(MergeConfig {
                 inputs: a.hlogs,
                 out: a.out,
+            }),
+            Some(cli::Command::Join(a)) => Command::Join(JoinConfig {
+                server: a.server,
+                clients: a.client,
+                out: a.out,
+                engine: a.engine,
+                backlog: a.backlog,
+                mode: a.mode,
+                clock_tolerance: a.clock_tolerance,
+                command,
             }),
             Some(cli::Command::Loadgen { args }) => {
                 let mut v = vec![std::ffi::OsString::from("acceptbench loadgen")];
@@ -328,6 +344,7 @@ impl ListenConfig {
             print_peers: a.print_peers,
             json: a.json,
             cpu: a.cpu.map(|c| check_cpu("cpu", c)).transpose()?,
+            records: a.records.map(|p| (p, a.run_id.unwrap_or_default())),
         })
     }
 }
@@ -373,6 +390,18 @@ impl SweepConfig {
             return Err(ConfigError::NeedsRoot(why.clone()));
         }
         let private_netns = netns_probe.is_ok();
+        if let (Some(_), Some(m)) = (
+            a.client_hosts,
+            modes
+                .iter()
+                .find(|m| !matches!(m, Mode::Closed | Mode::Rate)),
+        ) {
+            return Err(ConfigError::BadItem {
+                flag: "modes",
+                item: m.name().to_string(),
+                why: "--client-hosts runs modes closed and rate only".into(),
+            });
+        }
         let overflow = OverflowConfig {
             burst_size: a.burst_size,
             pause: a.pause,
@@ -405,6 +434,7 @@ impl SweepConfig {
             command,
             quiet: a.quiet,
             json: a.json,
+            client_hosts: a.client_hosts,
         })
     }
 }
@@ -455,6 +485,27 @@ pub struct MergeConfig {
     pub inputs: Vec<PathBuf>,
     /// Output .hgrm path.
     pub out: PathBuf,
+}
+
+/// `join`, validated.
+#[derive(Debug, Clone)]
+pub struct JoinConfig {
+    /// The acceptor's records file.
+    pub server: PathBuf,
+    /// loadgen records files.
+    pub clients: Vec<PathBuf>,
+    /// Where the run directory is made.
+    pub out: PathBuf,
+    /// Engine label for the summary row.
+    pub engine: String,
+    /// Backlog label for the summary row.
+    pub backlog: u32,
+    /// Mode label for the summary row.
+    pub mode: String,
+    /// Largest wall-clock gap between a client's and the server's windows.
+    pub clock_tolerance: Duration,
+    /// The command line as typed.
+    pub command: String,
 }
 
 #[cfg(test)]

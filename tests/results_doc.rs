@@ -1,5 +1,6 @@
 //! results/README.md documents every column of summary.csv and cells.csv.
 
+use acceptbench::hostjoin::output::HostRow;
 use acceptbench::report::cells::CellRow;
 use acceptbench::report::row::SummaryRow;
 
@@ -16,6 +17,14 @@ fn every_column_is_documented() {
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/results/README.md")).unwrap();
     let summary = &doc[doc.find("## summary.csv columns").unwrap()..];
     let cells = &doc[doc.find("## cells.csv columns").unwrap()..];
+    let hosts =
+        &doc[doc.find("## Joined runs").unwrap()..doc.find("## summary.csv columns").unwrap()];
+    for c in columns(&HostRow::default()) {
+        assert!(
+            hosts.contains(&format!("| `{c}` |")),
+            "hosts.csv column {c} undocumented"
+        );
+    }
     for c in columns(&SummaryRow::default()) {
         assert!(
             summary.contains(&format!("| `{c}` |")),

@@ -98,6 +98,9 @@ fn app(config: &Config) -> anyhow::Result<()> {
         printed_progress: false,
         last: Progress::default(),
     };
+    // The clock anchor of the records file: taken as the run starts.
+    let record_meta =
+        record::RecordMeta::here(Some(config.target), out_cfg.run_id.as_deref().unwrap_or(""));
     let run = run_with(config, &STOP, &mut observer)?;
     if observer.printed_progress {
         eprintln!();
@@ -115,7 +118,7 @@ fn app(config: &Config) -> anyhow::Result<()> {
             .with_context(|| format!("cannot write --hlog {}", p.display()))?;
     }
     if let Some(p) = &out_cfg.records {
-        record::write_records(p, &run.records)
+        record::write_records(p, &record_meta, &run.records)
             .with_context(|| format!("cannot write --records {}", p.display()))?;
     }
     print_report(report, out_cfg.json, out_cfg.quiet)?;

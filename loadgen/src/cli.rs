@@ -102,6 +102,10 @@ pub struct Cli {
     /// Write per-connection records (binary, see loadgen::record).
     #[arg(long, value_name = "FILE")]
     pub records: Option<PathBuf>,
+    /// Run id stored in the --records header (up to 48 bytes); `acceptbench join` refuses
+    /// client files whose run id differs from the server's.
+    #[arg(long, value_name = "ID")]
+    pub run_id: Option<String>,
     /// No human summary and no progress line.
     #[arg(long)]
     pub quiet: bool,

@@ -78,6 +78,8 @@ pub struct Output {
     pub hlog: Option<PathBuf>,
     /// Per-connection records file.
     pub records: Option<PathBuf>,
+    /// Run id written into the records file's header (joins refuse files of another run).
+    pub run_id: Option<String>,
     /// No human summary, no progress line.
     pub quiet: bool,
     /// Burst: report each round on stdout and wait for "next"/"stop" on stdin.
@@ -245,6 +247,7 @@ impl Config {
                 hgrm: cli.hgrm.clone(),
                 hlog: cli.hlog.clone(),
                 records: cli.records.clone(),
+                run_id: cli.run_id.clone(),
                 quiet: cli.quiet,
                 sync_stdio: cli.sync_stdio,
             },
@@ -423,6 +426,9 @@ impl Config {
             if let Some(p) = path {
                 push(flag, p.display().to_string());
             }
+        }
+        if let Some(id) = &o.run_id {
+            push("--run-id", id.clone());
         }
         let switches = [
             (self.close == CloseMode::Graceful, "--graceful-close"),

@@ -34,7 +34,10 @@ pub use app::cli_main;
 pub use config::{CloseMode, Config, MethodChoice, Mode, Output};
 pub use driver::Method;
 pub use error::LoadgenError;
-pub use record::{read_records, read_records_from, write_records, ConnRecord, Outcome};
+pub use record::{
+    read_records, read_records_file, read_records_from, write_records, ConnRecord, Outcome,
+    RecordMeta, RecordsFile,
+};
 pub use report::{ErrorCounts, Percentiles, Report, RoundSummary};
 pub use run::{run, run_with, Observer, Progress, Quiet, RunOutput};
 pub use worker::RoundCmd;

@@ -127,7 +127,7 @@ fn records_round_trip_and_local_addresses_are_unique() {
     let dir = std::env::temp_dir().join(format!("loadgen-records-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("tmp dir");
     let path = dir.join("conns.bin");
-    loadgen::write_records(&path, &out.records).expect("write");
+    loadgen::write_records(&path, &loadgen::RecordMeta::default(), &out.records).expect("write");
     let back = loadgen::read_records(&path).expect("read");
     assert_eq!(back, out.records);
     let _ = std::fs::remove_dir_all(&dir);

@@ -38,6 +38,7 @@ fn seed(dir: &std::path::Path) -> Vec<u8> {
     let path = dir.join("seed.rec");
     write_records(
         &path,
+        &loadgen::RecordMeta::here(Some("127.0.0.1:8080".parse().unwrap()), "fuzz"),
         &[
             record("127.0.0.1:40000", Outcome::Established),
             record("[::1]:40001", Outcome::Other(99)),

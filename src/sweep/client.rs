@@ -63,6 +63,17 @@ impl Client {
     /// Starts `exe loadgen <config>` writing its records into `tmp`; with
     /// `config.output.sync_stdio` its stdin is a pipe for the drain-round protocol.
     pub fn spawn(exe: &Path, tmp: &Path, config: &loadgen::Config) -> anyhow::Result<Client> {
+        Self::spawn_in(exe, tmp, config, None)
+    }
+
+    /// As [`Client::spawn`], the child entering the network namespace `netns` (an open
+    /// `/run/netns/…` descriptor) before exec (`sweep --client-hosts`).
+    pub fn spawn_in(
+        exe: &Path,
+        tmp: &Path,
+        config: &loadgen::Config,
+        netns: Option<std::os::fd::RawFd>,
+    ) -> anyhow::Result<Client> {
         let records = tmp.join("records.bin");
         let stderr = tmp.join("loadgen.stderr");
         let _ = std::fs::remove_file(&records);
@@ -86,11 +97,17 @@ impl Client {
             .stderr(err_file)
             .process_group(0);
         // SAFETY: the closure runs in the forked child before exec and calls only
-        // prctl(2), which is async-signal-safe.
+        // prctl(2) and setns(2), which are async-signal-safe; the namespace descriptor
+        // is held open by the caller until the spawn returns.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(fd) = netns {
+                    if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });

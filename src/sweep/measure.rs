@@ -130,17 +130,35 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
         // Only this thread (and what it starts) enters it; it dies with the thread.
         crate::kernel::netns::enter_private(&cfg.overflow.netns)?;
     }
-    let env = RunEnv::read(private);
+    // --client-hosts: this run's namespaces; this thread (and the acceptor it starts)
+    // enters the server's, the loadgen children the clients'.
+    let topology = cfg
+        .client_hosts
+        .map(super::hosts::Topology::create)
+        .transpose()?;
+    if let Some(t) = &topology {
+        t.enter_server()?;
+    }
+    let mut env = RunEnv::read(private);
+    if topology.is_some() {
+        env.netns = "veth";
+    }
     let listener = Listener::bind(&ListenerSpec {
-        addr: crate::config::sweep_listen_addr(),
+        addr: topology
+            .as_ref()
+            .map_or_else(crate::config::sweep_listen_addr, |t| t.listen_addr()),
         backlog: spec.backlog,
         reuse_port: false,
         dual_stack: false,
     })?;
-    let lg = loadgen_config(spec, &listener)?;
+    let mut lg = loadgen_config(spec, &listener)?;
+    if topology.is_some() {
+        lg.sources = None; // each client namespace has one address of its own
+    }
+    let topology = topology.as_ref();
     match spec.mode {
         Mode::Closed | Mode::Rate => {
-            let d = drive(spec, &listener, &lg, Duration::ZERO)?;
+            let d = drive(spec, &listener, &lg, Duration::ZERO, topology)?;
             Ok(d.into_measured(&listener, env, ModeFigures::Driven, true))
         }
         Mode::Drain => drain(spec, &listener, &lg, env),
@@ -153,7 +171,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
             } else {
                 Duration::ZERO
             };
-            let d = drive(spec, &listener, &lg, pause);
+            let d = drive(spec, &listener, &lg, pause, topology);
             let figures =
                 watch.finish(d.as_ref().ok().and_then(|d| d.counters_at_release.as_ref()));
             Ok(d?.into_measured(&listener, env, ModeFigures::Overflow(figures), false))
@@ -309,6 +327,7 @@ fn drive(
     listener: &Listener,
     lg: &loadgen::Config,
     pause: Duration,
+    topology: Option<&super::hosts::Topology>,
 ) -> anyhow::Result<Driven> {
     let cfg = spec.cfg;
     let run_stop = StopFlag::new();
@@ -365,7 +384,7 @@ fn drive(
         let started = Instant::now();
         let mut cpu_samples = Vec::new();
         let outcome = (|| -> anyhow::Result<(ClientResult, Option<String>, bool)> {
-            let mut child = Client::spawn(spec.exe, spec.tmp, lg)?;
+            let mut child = super::hosts::Clients::spawn(spec.exe, spec.tmp, lg, topology)?;
             let (mut failure, mut interrupted) = (None, false);
             while !child.has_exited() {
                 if spec.stop.is_raised() && !interrupted {

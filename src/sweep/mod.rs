@@ -11,6 +11,7 @@
 //! incomplete.
 
 pub mod client;
+pub mod hosts;
 pub mod join;
 pub mod measure;
 pub mod plan;
