@@ -282,7 +282,7 @@ fn join_names_what_is_wrong_with_a_client_file() {
     let tmp = tempfile::tempdir().expect("tmp dir");
     let listen: std::net::SocketAddr = "127.0.0.1:9000".parse().unwrap();
     let server_meta = RecordMeta::here(Some(listen), "t");
-    let now = loadgen::clock::mono_ns();
+    let now = common::clock::mono_ns();
     let server = tmp.path().join("server.rec");
     let peer: std::net::SocketAddr = "127.0.0.2:40000".parse().unwrap();
     acceptbench::serverrec::write(

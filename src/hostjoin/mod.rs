@@ -26,9 +26,10 @@ use hdrhistogram::Histogram;
 use loadgen::{ConnRecord, Outcome, RecordMeta};
 
 use crate::config::JoinConfig;
-use crate::record::{new_histogram, PeerRecord};
+use crate::record::PeerRecord;
 use crate::serverrec::{self, ServerRecords};
 use crate::sweep::join::{self, ClientConn};
+use common::hist::new_histogram;
 
 /// Why a client file cannot be joined with the server's: each names the file, what
 /// disagrees, and what to do.

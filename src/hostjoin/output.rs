@@ -14,7 +14,7 @@ use crate::config::JoinConfig;
 use crate::kernel::probe;
 use crate::report::row::{Status, SummaryRow};
 use crate::report::{cells, csv::SummaryWriter, hgrm, meta::Meta, RunDir};
-use crate::summary::LatencyNs;
+use common::hist::Percentiles;
 
 /// One row of `hosts.csv`: one client file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -61,8 +61,8 @@ pub struct HostRow {
 
 impl HostRow {
     fn of(h: &HostJoin) -> HostRow {
-        let c = LatencyNs::of(&h.connect_ns);
-        let p = LatencyNs::of(&h.peer_e2e_ns);
+        let c = Percentiles::of(&h.connect_ns);
+        let p = Percentiles::of(&h.peer_e2e_ns);
         HostRow {
             host: h.label.clone(),
             file: h.file.display().to_string(),
@@ -97,9 +97,9 @@ pub fn summary_row(cfg: &JoinConfig, j: &Joined) -> SummaryRow {
     let connect = j.sum(|h| &h.connect_ns);
     let peer = j.sum(|h| &h.peer_e2e_ns);
     let (c, p, pi) = (
-        LatencyNs::of(&connect),
-        LatencyNs::of(&peer),
-        LatencyNs::of(&j.peer_internal_ns),
+        Percentiles::of(&connect),
+        Percentiles::of(&peer),
+        Percentiles::of(&j.peer_internal_ns),
     );
     let established: u64 = j.hosts.iter().map(|h| h.established).sum();
     let unmatched_client: u64 = j.hosts.iter().map(|h| h.unmatched_client).sum();
