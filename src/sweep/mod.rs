@@ -111,6 +111,9 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     })();
     terminal.done();
     drop(tmp_dir);
+    // Written before the summary files, reported after them: a failure here must not
+    // cost the rows and README.
+    let histograms = directory.write_histograms();
     let rows = directory.rows;
     let cells = cells::aggregate(&rows);
     cells::write(&dir.cells_csv(), &cells)?;
@@ -122,6 +125,7 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         readme::render(&meta, &rows, &cells).as_bytes(),
     )?;
     result?;
+    histograms?;
     if cfg.plots && !rows.is_empty() {
         // Charts are a convenience: a failure to draw never loses the measured data.
         if let Err(e) = crate::plot::plot_run_dir(&dir.path) {

@@ -5,7 +5,11 @@
 
 use std::io::IsTerminal;
 
+use std::collections::BTreeMap;
+
 use anyhow::Context;
+use common::hist::new_histogram;
+use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::plan::Planned;
@@ -95,11 +99,17 @@ impl Sink for JsonLines {
     }
 }
 
+/// Histograms of one cell, summed over its ok runs, by (engine, backlog, mode, metric).
+type CellHistograms = BTreeMap<(String, u32, String, &'static str), Histogram<u64>>;
+
 /// The results directory: summary.csv (a row appended and flushed per run, so an
-/// interrupted sweep keeps every finished row), hgrm/ and queue/ files.
+/// interrupted sweep keeps every finished row), queue/ files per run, and at the end
+/// hgrm/ files — one per (engine, backlog, mode, metric), the sum over the cell's ok
+/// runs (per-run files would make a default sweep several megabytes).
 pub struct Directory {
     dir: RunDir,
     csv: SummaryWriter,
+    hists: CellHistograms,
     /// Every row written, for the run's README and cells.csv at the end.
     pub rows: Vec<SummaryRow>,
 }
@@ -111,19 +121,31 @@ impl Directory {
         Ok(Directory {
             dir,
             csv,
+            hists: BTreeMap::new(),
             rows: Vec::new(),
         })
+    }
+
+    /// Writes the cells' histograms (`hgrm/<engine>-b<backlog>-<mode>-<metric>.hgrm`, µs).
+    pub fn write_histograms(&self) -> anyhow::Result<()> {
+        for ((engine, backlog, mode, metric), h) in &self.hists {
+            let path = self.dir.hgrm(engine, *backlog, mode, 1, metric);
+            hgrm::write_file(&path, h).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
     }
 }
 
 impl Sink for Directory {
     fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()> {
         let r = &run.row;
-        for (metric, h) in &run.histograms {
-            let path = self
-                .dir
-                .hgrm(&r.engine, r.backlog, &r.mode, r.repetition, metric);
-            hgrm::write_file(&path, h).with_context(|| format!("writing {}", path.display()))?;
+        if r.is_ok() {
+            for (metric, h) in &run.histograms {
+                let key = (r.engine.clone(), r.backlog, r.mode.clone(), *metric);
+                let cell = self.hists.entry(key).or_insert_with(new_histogram);
+                cell.add(h)
+                    .map_err(|e| anyhow::anyhow!("adding a {metric} histogram: {e:?}"))?;
+            }
         }
         if let Some((samples, t0)) = &run.queue {
             let path = self
