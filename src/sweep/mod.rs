@@ -10,6 +10,7 @@
 //! Ctrl-C stops the current run, keeps every finished row and marks the run
 //! incomplete.
 
+pub mod acceptors;
 pub mod client;
 pub mod join;
 pub mod measure;
@@ -157,11 +158,20 @@ fn run_one(
     if !support.supported {
         return FinishedRun::without_figures(p, Status::Skipped, &support.reason);
     }
+    if p.mode == crate::config::Mode::Drain && p.acceptors > 1 {
+        return FinishedRun::without_figures(
+            p,
+            Status::Skipped,
+            "mode drain runs one acceptor (its fill/drain rounds count one acceptor's accepts); several acceptors run in closed, rate, burst and overload",
+        );
+    }
     let spec = RunSpec {
         cfg,
         engine: p.engine,
         backlog: p.backlog,
         mode: p.mode,
+        acceptors: p.acceptors,
+        sharing: p.sharing,
         stop,
         exe,
         tmp,

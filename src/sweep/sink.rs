@@ -119,18 +119,29 @@ impl Directory {
 impl Sink for Directory {
     fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()> {
         let r = &run.row;
+        let series = series_of(r);
         for (metric, h) in &run.histograms {
             let path = self
                 .dir
-                .hgrm(&r.engine, r.backlog, &r.mode, r.repetition, metric);
+                .hgrm(&series, r.backlog, &r.mode, r.repetition, metric);
             hgrm::write_file(&path, h).with_context(|| format!("writing {}", path.display()))?;
         }
-        if let Some((samples, t0)) = &run.queue {
+        if let Some((per_listener, t0)) = &run.queue {
             let path = self
                 .dir
-                .queue_csv(&r.engine, r.backlog, &r.mode, r.repetition)?;
-            overflow::sampler::write_csv(&path, samples, *t0)
-                .with_context(|| format!("writing {}", path.display()))?;
+                .queue_csv(&series, r.backlog, &r.mode, r.repetition)?;
+            for (i, samples) in per_listener.iter().enumerate() {
+                // Several listeners (reuseport shards): one file each, `…-l<i>.csv`.
+                let path = if per_listener.len() > 1 {
+                    let name = path.file_name().unwrap_or_default().to_string_lossy();
+                    let stem = name.strip_suffix(".csv").unwrap_or(&name);
+                    path.with_file_name(format!("{stem}-l{i}.csv"))
+                } else {
+                    path.clone()
+                };
+                overflow::sampler::write_csv(&path, samples, *t0)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
         }
         self.csv.append(r)?;
         self.rows.push(r.clone());
@@ -138,11 +149,25 @@ impl Sink for Directory {
     }
 }
 
+/// The name a run's files go under: the engine, plus `.a<N>.<sharing>` when the run
+/// had several acceptors or SO_REUSEPORT listeners (so runs that differ only there
+/// do not overwrite each other's files), e.g. `multishot.a2.reuseport`.
+pub fn series_of(r: &SummaryRow) -> String {
+    if r.acceptors <= 1 && (r.sharing.is_empty() || r.sharing == "shared") {
+        r.engine.clone()
+    } else {
+        format!("{}.a{}.{}", r.engine, r.acceptors, r.sharing)
+    }
+}
+
 /// The terminal line of a finished run.
 pub fn line_of(r: &SummaryRow) -> String {
     let head = format!(
         "{:<12} b{:<5} {:<8} r{}",
-        r.engine, r.backlog, r.mode, r.repetition
+        series_of(r),
+        r.backlog,
+        r.mode,
+        r.repetition
     );
     match r.status {
         Some(Status::Skipped) => format!("{head} skipped: {}", r.note),

@@ -1,0 +1,472 @@
+//! Many acceptors on one port: N engine instances, each on a thread of its own with
+//! its own engine (its own io_uring ring, its own single-threaded tokio runtime), on
+//! one shared listener or on N `SO_REUSEPORT` listeners ("shards") of the same port.
+//!
+//! This module owns the listener set, the per-acceptor CPU and delay assignment, and
+//! the merge of the per-acceptor records at the end (per-thread state, merged once).
+//! It measures nothing itself and formats nothing but the compact `per_acceptor` text.
+//!
+//! Kernel behaviour a reader must know (Linux ≥ 4.5):
+//! - shared: every acceptor waits on the same accept queue. A blocking `accept(2)`
+//!   waits exclusively (`inet_csk_wait_for_connect` uses `prepare_to_wait_exclusive`),
+//!   so one connection wakes one sleeper. io_uring accepts arm a poll on the listener
+//!   and retry inside the kernel: a completion is posted only for a real connection,
+//!   so any futile retry is invisible to the application. tokio (mio) registers the
+//!   listener with edge-triggered epoll *without* `EPOLLEXCLUSIVE`: every runtime is
+//!   woken for each connection and all but one find `EAGAIN` inside tokio's accept,
+//!   which retries silently — invisible here too.
+//! - reuseport: the kernel picks the shard for each SYN by a hash of the 4-tuple
+//!   (`reuseport_select_sock`), knowing nothing of how busy the shard's acceptor is.
+//!   Each shard has its own accept queue of backlog+1 entries: a slow shard's queue
+//!   overflows (its clients see SYN drops and retries) while the others stay empty.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{
+    self, EngineCounters, EngineError, EngineKind, EngineOptions, Limits, StopFlag,
+};
+use crate::listener::{Listener, ListenerError, ListenerSpec};
+use crate::record::{new_histogram, PeerObserver, Recorder};
+
+/// How N acceptors share the port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sharing {
+    /// One listener (one accept queue), every acceptor on it.
+    Shared,
+    /// One SO_REUSEPORT listener per acceptor on the same port, each its own queue.
+    Reuseport,
+}
+
+impl Sharing {
+    /// The name in reports and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sharing::Shared => "shared",
+            Sharing::Reuseport => "reuseport",
+        }
+    }
+}
+
+impl fmt::Display for Sharing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Sharing {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "shared" => Ok(Sharing::Shared),
+            "reuseport" => Ok(Sharing::Reuseport),
+            _ => Err(
+                "use shared (one listener) or reuseport (one SO_REUSEPORT listener per acceptor)"
+                    .into(),
+            ),
+        }
+    }
+}
+
+/// `--slow-acceptor I:DELAY`: acceptor I busy-waits DELAY per connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlowAcceptor {
+    /// The acceptor's index, from 0.
+    pub index: u32,
+    /// Work per connection.
+    pub delay: Duration,
+}
+
+impl FromStr for SlowAcceptor {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (i, d) = s
+            .split_once(':')
+            .ok_or_else(|| format!("{s:?}: write INDEX:DELAY, e.g. 0:2ms"))?;
+        let index = i
+            .trim()
+            .parse()
+            .map_err(|_| format!("{i:?} is not an acceptor index (0, 1, …)"))?;
+        let delay = crate::cli::parse_duration(d.trim())?;
+        if delay.is_zero() {
+            return Err("the delay must be above zero".into());
+        }
+        Ok(SlowAcceptor { index, delay })
+    }
+}
+
+impl fmt::Display for SlowAcceptor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}",
+            self.index,
+            humantime::format_duration(self.delay)
+        )
+    }
+}
+
+/// The listeners of a run: one (shared) or one per acceptor (reuseport).
+#[derive(Debug)]
+pub struct ListenerSet {
+    listeners: Vec<Listener>,
+    /// How the acceptors share the port.
+    pub sharing: Sharing,
+    /// Acceptors the set was made for.
+    pub acceptors: u32,
+}
+
+impl ListenerSet {
+    /// Binds the set. reuseport: the first listener picks the port (port 0 → a free
+    /// one) with SO_REUSEPORT set, the others bind the same port with it set too
+    /// (the kernel allows that to sockets of the same user).
+    pub fn bind(
+        spec: &ListenerSpec,
+        acceptors: u32,
+        sharing: Sharing,
+    ) -> Result<ListenerSet, ListenerError> {
+        let n = match sharing {
+            Sharing::Shared => 1,
+            Sharing::Reuseport => acceptors.max(1),
+        };
+        let mut spec = spec.clone();
+        spec.reuse_port |= sharing == Sharing::Reuseport;
+        let first = Listener::bind(&spec)?;
+        spec.addr = first.local_addr;
+        let mut listeners = vec![first];
+        for _ in 1..n {
+            listeners.push(Listener::bind(&spec)?);
+        }
+        Ok(ListenerSet {
+            listeners,
+            sharing,
+            acceptors: acceptors.max(1),
+        })
+    }
+
+    /// The listener acceptor `i` takes connections from.
+    pub fn for_acceptor(&self, i: usize) -> &Listener {
+        &self.listeners[i % self.listeners.len()]
+    }
+
+    /// Every listener, shard 0 first.
+    pub fn all(&self) -> &[Listener] {
+        &self.listeners
+    }
+
+    /// The first listener (its address is the port's; its backlog every shard's).
+    pub fn first(&self) -> &Listener {
+        &self.listeners[0]
+    }
+
+    /// Connections waiting over every listener (0 for a listener that cannot be read).
+    pub fn total_depth(&self) -> u32 {
+        self.listeners
+            .iter()
+            .map(|l| l.queue_info().map_or(0, |q| q.depth))
+            .sum()
+    }
+}
+
+/// The CPU acceptor `i` is pinned to: round-robin over `cpus`.
+pub fn cpu_for(i: usize, cpus: &[usize]) -> usize {
+    if cpus.is_empty() {
+        0
+    } else {
+        cpus[i % cpus.len()]
+    }
+}
+
+/// The work-per-connection of acceptor `i`: the slow one's delay, else `default`.
+pub fn delay_for(
+    i: usize,
+    slow: Option<SlowAcceptor>,
+    default: Option<Duration>,
+) -> Option<Duration> {
+    match slow {
+        Some(s) if s.index as usize == i => Some(s.delay),
+        _ => default,
+    }
+}
+
+/// What each acceptor did, beside the merged recorder.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PerAcceptor {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Thread CPU over its run, s.
+    pub cpu_s: f64,
+    /// End-to-end peer latency p50, ns (set after the join).
+    pub peer_p50_ns: u64,
+    /// End-to-end peer latency p99, ns (set after the join).
+    pub peer_p99_ns: u64,
+}
+
+/// Merges the acceptors' recorders into one (peers concatenated, acceptor 0 first)
+/// and says which acceptor each merged peer came from.
+pub fn merge(recs: Vec<Recorder>) -> (Recorder, Vec<u16>) {
+    let mut owner = Vec::new();
+    let mut out: Option<Recorder> = None;
+    for (i, r) in recs.into_iter().enumerate() {
+        owner.extend(std::iter::repeat_n(i as u16, r.peers.len()));
+        match out.as_mut() {
+            None => out = Some(r),
+            Some(m) => m.absorb(r),
+        }
+    }
+    (out.unwrap_or_default(), owner)
+}
+
+/// min/max of the per-acceptor counts: 1 = perfectly even, 0 = one acceptor got nothing.
+pub fn fairness(counts: &[u64]) -> Option<f64> {
+    let max = counts.iter().copied().max()?;
+    let min = counts.iter().copied().min()?;
+    (max > 0).then(|| min as f64 / max as f64)
+}
+
+/// The `per_acceptor` column: `a0:n=…,p50=…,p99=…,cpu=…;a1:…` (latencies in µs with
+/// one decimal, CPU in ms): readable, and split by `;`, `:`, `,` and `=` in a script.
+pub fn format_per_acceptor(per: &[PerAcceptor]) -> String {
+    per.iter()
+        .enumerate()
+        .map(|(i, a)| {
+            format!(
+                "a{i}:n={},p50={:.1},p99={:.1},cpu={:.1}",
+                a.accepted,
+                a.peer_p50_ns as f64 / 1e3,
+                a.peer_p99_ns as f64 / 1e3,
+                a.cpu_s * 1e3
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+/// Parses a `per_acceptor` column back: (accepted, p50 µs, p99 µs, cpu ms) per acceptor.
+pub fn parse_per_acceptor(s: &str) -> Option<Vec<(u64, f64, f64, f64)>> {
+    if s.is_empty() {
+        return Some(Vec::new());
+    }
+    s.split(';')
+        .map(|part| {
+            let (_, fields) = part.split_once(':')?;
+            let mut v = [0.0f64; 4];
+            for (k, f) in fields.split(',').enumerate() {
+                let (_, x) = f.split_once('=')?;
+                *v.get_mut(k)? = x.parse().ok()?;
+            }
+            Some((v[0] as u64, v[1], v[2], v[3]))
+        })
+        .collect()
+}
+
+/// Per-acceptor latency histograms, filled by the join through `owner`.
+pub fn histograms(n: usize) -> Vec<hdrhistogram::Histogram<u64>> {
+    (0..n).map(|_| new_histogram()).collect()
+}
+
+/// What `listen`'s acceptors are asked to do.
+pub struct ListenTeam<'a> {
+    /// The listeners.
+    pub set: &'a ListenerSet,
+    /// Engine.
+    pub engine: EngineKind,
+    /// Options every acceptor starts from (the slow one's delay replaces its `accept_delay`).
+    pub options: &'a EngineOptions,
+    /// The slow acceptor, if any.
+    pub slow: Option<SlowAcceptor>,
+    /// Pin acceptors round-robin over these (empty: not pinned).
+    pub cpus: &'a [usize],
+    /// Stop once this many were accepted in all (the acceptors then stop together; a
+    /// few accepts already in flight may complete and are recorded).
+    pub count: Option<u64>,
+    /// Stop at this instant.
+    pub deadline: Option<Instant>,
+    /// Ctrl-C.
+    pub stop: &'a StopFlag,
+    /// Print each peer (one line each, whole lines from every acceptor).
+    pub print_peers: bool,
+}
+
+/// What one of `listen`'s acceptors did.
+pub struct ListenOut {
+    /// Its records.
+    pub rec: Recorder,
+    /// Its thread CPU (user, sys), s.
+    pub cpu: (f64, f64),
+    /// Its ring's set-up (ring engines).
+    pub ring_setup: Option<String>,
+    /// Its engine counters.
+    pub counters: EngineCounters,
+    /// Its result.
+    pub result: Result<(), EngineError>,
+}
+
+/// Runs `listen`'s acceptors, each on a thread of its own, until the limits say stop.
+/// Engines are built (and support checked) before any thread starts.
+pub fn run_listen(team: &ListenTeam) -> Result<Vec<ListenOut>, EngineError> {
+    let mut engines = Vec::new();
+    for i in 0..team_size(team) {
+        let mut o = team.options.clone();
+        o.accept_delay = delay_for(i, team.slow, team.options.accept_delay);
+        engines.push(engine::build(team.engine, &o)?);
+    }
+    let total = Arc::new(AtomicU64::new(0));
+    let stop = team.stop.clone();
+    Ok(std::thread::scope(|s| {
+        let handles: Vec<_> = engines
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut engine)| {
+                let (total, stop) = (total.clone(), stop.clone());
+                s.spawn(move || {
+                    let pinned = match team.cpus.is_empty() {
+                        true => Ok(()),
+                        false => loadgen::affinity::pin_current_thread(cpu_for(i, team.cpus)),
+                    };
+                    let mut rec = Recorder::new(false);
+                    if team.print_peers || team.count.is_some() {
+                        rec = rec.with_observer(observer(team, total, stop.clone()));
+                    }
+                    let limits = Limits {
+                        count: None,
+                        deadline: team.deadline,
+                        stop,
+                    };
+                    let cpu0 = loadgen::affinity::thread_cpu_s();
+                    let result = match pinned {
+                        Ok(()) => engine.run(team.set.for_acceptor(i), &limits, &mut rec),
+                        Err(e) => Err(EngineError::Io {
+                            engine: team.engine,
+                            what: "pinning the acceptor thread",
+                            source: std::io::Error::other(format!("{e:#}")),
+                        }),
+                    };
+                    let cpu1 = loadgen::affinity::thread_cpu_s();
+                    // One acceptor failing ends the others too.
+                    if result.is_err() {
+                        limits.stop.raise();
+                    }
+                    ListenOut {
+                        rec,
+                        cpu: (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
+                        ring_setup: engine.ring_setup_applied(),
+                        counters: engine.counters(),
+                        result,
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(out) => out,
+                Err(_) => ListenOut {
+                    rec: Recorder::new(false),
+                    cpu: (0.0, 0.0),
+                    ring_setup: None,
+                    counters: EngineCounters::default(),
+                    result: Err(EngineError::Io {
+                        engine: team.engine,
+                        what: "an acceptor thread",
+                        source: std::io::Error::other("panicked"),
+                    }),
+                },
+            })
+            .collect()
+    }))
+}
+
+/// Acceptors in a `listen` team: one per listener with reuseport, else as asked.
+fn team_size(team: &ListenTeam) -> usize {
+    team.set.acceptors.max(1) as usize
+}
+
+/// The per-peer observer of a `listen` acceptor: prints the peer if asked, and stops
+/// every acceptor once `count` connections were accepted in all.
+fn observer(team: &ListenTeam, total: Arc<AtomicU64>, stop: StopFlag) -> PeerObserver {
+    let count = team.count;
+    let mut out = team
+        .print_peers
+        .then(|| std::io::LineWriter::new(std::io::stdout()));
+    Box::new(move |peer| {
+        if let Some(out) = out.as_mut() {
+            use std::io::Write;
+            // SocketAddr's Display writes IPv6 as [ip]:port, the form users paste into tools.
+            let _ = writeln!(out, "{peer}");
+        }
+        let n = total.fetch_add(1, AtomicOrdering::Relaxed) + 1;
+        if count.is_some_and(|c| n >= c) {
+            stop.raise();
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slow_acceptor_parses_and_refuses_nonsense() {
+        let s: SlowAcceptor = "1:2ms".parse().unwrap();
+        assert_eq!(s.index, 1);
+        assert_eq!(s.delay, Duration::from_millis(2));
+        assert!("2ms".parse::<SlowAcceptor>().is_err());
+        assert!("x:2ms".parse::<SlowAcceptor>().is_err());
+        assert!("0:0s".parse::<SlowAcceptor>().is_err());
+        assert_eq!(delay_for(1, Some(s), None), Some(Duration::from_millis(2)));
+        assert_eq!(delay_for(0, Some(s), None), None);
+    }
+
+    #[test]
+    fn per_acceptor_round_trips_and_fairness() {
+        let per = vec![
+            PerAcceptor {
+                accepted: 10,
+                cpu_s: 0.002,
+                peer_p50_ns: 12_300,
+                peer_p99_ns: 45_600,
+            },
+            PerAcceptor {
+                accepted: 5,
+                ..Default::default()
+            },
+        ];
+        let s = format_per_acceptor(&per);
+        assert_eq!(
+            s,
+            "a0:n=10,p50=12.3,p99=45.6,cpu=2.0;a1:n=5,p50=0.0,p99=0.0,cpu=0.0"
+        );
+        let back = parse_per_acceptor(&s).unwrap();
+        assert_eq!(back[0], (10, 12.3, 45.6, 2.0));
+        assert_eq!(back[1].0, 5);
+        assert_eq!(fairness(&[10, 5]), Some(0.5));
+        assert_eq!(fairness(&[0, 0]), None);
+        assert_eq!(fairness(&[]), None);
+        assert_eq!(cpu_for(3, &[0]), 0);
+        assert_eq!(cpu_for(3, &[0, 1]), 1);
+    }
+
+    #[test]
+    fn reuseport_shards_share_one_port() {
+        let spec = ListenerSpec {
+            addr: ([127, 0, 0, 1], 0).into(),
+            backlog: 8,
+            reuse_port: false,
+            dual_stack: false,
+        };
+        let set = ListenerSet::bind(&spec, 3, Sharing::Reuseport).unwrap();
+        assert_eq!(set.all().len(), 3);
+        let port = set.first().local_addr.port();
+        assert!(set.all().iter().all(|l| l.local_addr.port() == port));
+        let shared = ListenerSet::bind(&spec, 3, Sharing::Shared).unwrap();
+        assert_eq!(shared.all().len(), 1);
+        assert_eq!(shared.for_acceptor(2).local_addr, shared.first().local_addr);
+    }
+}
