@@ -10,8 +10,11 @@
 //! - shared: every acceptor waits on the same accept queue. A blocking `accept(2)`
 //!   waits exclusively (`inet_csk_wait_for_connect` uses `prepare_to_wait_exclusive`),
 //!   so one connection wakes one sleeper. io_uring accepts arm a poll on the listener
-//!   and retry inside the kernel: a completion is posted only for a real connection,
-//!   so any futile retry is invisible to the application. tokio (mio) registers the
+//!   with `EPOLLEXCLUSIVE` (the accept opcode is `poll_exclusive`, Linux ≥ 5.16) and
+//!   retry inside the kernel: a completion is posted only for a real connection, so
+//!   any futile retry is invisible to the application — and the ring whose poll sits
+//!   at the head of the wait queue tends to take every connection (a multishot accept
+//!   never leaves the queue), so a shared listener can be very unfair. tokio (mio) registers the
 //!   listener with edge-triggered epoll *without* `EPOLLEXCLUSIVE`: every runtime is
 //!   woken for each connection and all but one find `EAGAIN` inside tokio's accept,
 //!   which retries silently — invisible here too.
@@ -206,6 +209,10 @@ pub struct PerAcceptor {
     pub peer_p50_ns: u64,
     /// End-to-end peer latency p99, ns (set after the join).
     pub peer_p99_ns: u64,
+    /// Its connections whose end-to-end peer latency reached 0.5 s: they waited for a
+    /// SYN retransmit, so their SYN was dropped — on a reuseport shard, by that shard's
+    /// full queue (set after the join; a retransmitted SYN hashes to the same shard).
+    pub stalled: u64,
 }
 
 /// Merges the acceptors' recorders into one (peers concatenated, acceptor 0 first)
@@ -230,38 +237,62 @@ pub fn fairness(counts: &[u64]) -> Option<f64> {
     (max > 0).then(|| min as f64 / max as f64)
 }
 
-/// The `per_acceptor` column: `a0:n=…,p50=…,p99=…,cpu=…;a1:…` (latencies in µs with
-/// one decimal, CPU in ms): readable, and split by `;`, `:`, `,` and `=` in a script.
+/// The `per_acceptor` column: `a0:n=…,p50=…,p99=…,cpu=…,stalled=…;a1:…` (latencies
+/// in µs with one decimal, CPU in ms): readable, and split by `;`, `:`, `,` and `=`
+/// in a script.
 pub fn format_per_acceptor(per: &[PerAcceptor]) -> String {
     per.iter()
         .enumerate()
         .map(|(i, a)| {
             format!(
-                "a{i}:n={},p50={:.1},p99={:.1},cpu={:.1}",
+                "a{i}:n={},p50={:.1},p99={:.1},cpu={:.1},stalled={}",
                 a.accepted,
                 a.peer_p50_ns as f64 / 1e3,
                 a.peer_p99_ns as f64 / 1e3,
-                a.cpu_s * 1e3
+                a.cpu_s * 1e3,
+                a.stalled
             )
         })
         .collect::<Vec<_>>()
         .join(";")
 }
 
-/// Parses a `per_acceptor` column back: (accepted, p50 µs, p99 µs, cpu ms) per acceptor.
-pub fn parse_per_acceptor(s: &str) -> Option<Vec<(u64, f64, f64, f64)>> {
+/// One acceptor's entry of the `per_acceptor` column, parsed back.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct AcceptorEntry {
+    /// Connections accepted.
+    pub accepted: u64,
+    /// Peer latency p50, µs.
+    pub p50_us: f64,
+    /// Peer latency p99, µs.
+    pub p99_us: f64,
+    /// Thread CPU, ms.
+    pub cpu_ms: f64,
+    /// Connections that waited for a SYN retransmit.
+    pub stalled: u64,
+}
+
+/// Parses a `per_acceptor` column back (fields by name; missing ones stay 0).
+pub fn parse_per_acceptor(s: &str) -> Option<Vec<AcceptorEntry>> {
     if s.is_empty() {
         return Some(Vec::new());
     }
     s.split(';')
         .map(|part| {
             let (_, fields) = part.split_once(':')?;
-            let mut v = [0.0f64; 4];
-            for (k, f) in fields.split(',').enumerate() {
-                let (_, x) = f.split_once('=')?;
-                *v.get_mut(k)? = x.parse().ok()?;
+            let mut e = AcceptorEntry::default();
+            for f in fields.split(',') {
+                let (k, x) = f.split_once('=')?;
+                match k {
+                    "n" => e.accepted = x.parse().ok()?,
+                    "p50" => e.p50_us = x.parse().ok()?,
+                    "p99" => e.p99_us = x.parse().ok()?,
+                    "cpu" => e.cpu_ms = x.parse().ok()?,
+                    "stalled" => e.stalled = x.parse().ok()?,
+                    _ => {}
+                }
             }
-            Some((v[0] as u64, v[1], v[2], v[3]))
+            Some(e)
         })
         .collect()
 }
@@ -441,11 +472,21 @@ mod tests {
         let s = format_per_acceptor(&per);
         assert_eq!(
             s,
-            "a0:n=10,p50=12.3,p99=45.6,cpu=2.0;a1:n=5,p50=0.0,p99=0.0,cpu=0.0"
+            "a0:n=10,p50=12.3,p99=45.6,cpu=2.0,stalled=0;a1:n=5,p50=0.0,p99=0.0,cpu=0.0,stalled=0"
         );
         let back = parse_per_acceptor(&s).unwrap();
-        assert_eq!(back[0], (10, 12.3, 45.6, 2.0));
-        assert_eq!(back[1].0, 5);
+        assert_eq!(
+            back[0],
+            AcceptorEntry {
+                accepted: 10,
+                p50_us: 12.3,
+                p99_us: 45.6,
+                cpu_ms: 2.0,
+                stalled: 0
+            }
+        );
+        assert_eq!(back[1].accepted, 5);
+        assert!(parse_per_acceptor("a0:n=x").is_none());
         assert_eq!(fairness(&[10, 5]), Some(0.5));
         assert_eq!(fairness(&[0, 0]), None);
         assert_eq!(fairness(&[]), None);

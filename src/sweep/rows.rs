@@ -85,6 +85,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         let l = LatencyNs::of(h);
         a.peer_p50_ns = l.p50;
         a.peer_p99_ns = l.p99;
+        a.stalled = h.count_between(overflow::RETRY_THRESHOLD_NS, crate::record::HIST_MAX_NS);
     }
     let counts: Vec<u64> = per.iter().map(|a| a.accepted).collect();
     let futile = p
