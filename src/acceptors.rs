@@ -463,6 +463,7 @@ mod tests {
                 cpu_s: 0.002,
                 peer_p50_ns: 12_300,
                 peer_p99_ns: 45_600,
+                stalled: 0,
             },
             PerAcceptor {
                 accepted: 5,
