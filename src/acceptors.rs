@@ -209,9 +209,12 @@ pub struct PerAcceptor {
     pub peer_p50_ns: u64,
     /// End-to-end peer latency p99, ns (set after the join).
     pub peer_p99_ns: u64,
-    /// Its connections whose end-to-end peer latency reached 0.5 s: they waited for a
-    /// SYN retransmit, so their SYN was dropped — on a reuseport shard, by that shard's
-    /// full queue (set after the join; a retransmitted SYN hashes to the same shard).
+    /// Its connections whose end-to-end peer latency (client connect() → peer held)
+    /// reached 0.5 s (set after the join). Either the SYN was dropped and retransmitted
+    /// — on a reuseport shard by that shard's own full queue, since a retransmitted SYN
+    /// hashes to the same shard — or the connection waited that long after the kernel
+    /// accepted it (multishot: in the ring's completion queue behind a slow acceptor).
+    /// summary.csv `syn_retry_stalls` (client connect ≥ 0.5 s) tells the two apart.
     pub stalled: u64,
 }
 

@@ -98,9 +98,12 @@ pub struct SummaryRow {
     pub loadgen_cpu_s: f64,
     /// Accept errors of every kind.
     pub accept_errors: u64,
-    /// Per acceptor, `;`-separated in acceptor order: `a<i>:n=<accepted>,p50=<µs>,p99=<µs>,cpu=<ms>`
+    /// Per acceptor, `;`-separated in acceptor order: `a<i>:n=<accepted>,p50=<µs>,p99=<µs>,cpu=<ms>,stalled=<count>`
     /// — connections it accepted (warm-up included), end-to-end peer latency p50/p99 of
-    /// its connections (µs) and its thread CPU over its run (ms).
+    /// its connections (µs), its thread CPU over its run (ms), and its connections whose
+    /// end-to-end latency reached 0.5 s (a dropped and retransmitted SYN, or — multishot —
+    /// that long queued in the ring behind a slow acceptor; `syn_retry_stalls` counts the
+    /// former on the client side). Parse: split on `;`, then `:`, `,` and `=`.
     pub per_acceptor: String,
     /// Fairness: fewest / most connections accepted by one acceptor (1 = even, 0 = one
     /// acceptor got none); empty with one acceptor.
