@@ -149,15 +149,9 @@ impl Sink for Directory {
     }
 }
 
-/// The name a run's files go under: the engine, plus `.a<N>.<sharing>` when the run
-/// had several acceptors or SO_REUSEPORT listeners (so runs that differ only there
-/// do not overwrite each other's files), e.g. `multishot.a2.reuseport`.
+/// The name a run's files go under ([`crate::report::series`]).
 pub fn series_of(r: &SummaryRow) -> String {
-    if r.acceptors <= 1 && (r.sharing.is_empty() || r.sharing == "shared") {
-        r.engine.clone()
-    } else {
-        format!("{}.a{}.{}", r.engine, r.acceptors, r.sharing)
-    }
+    crate::report::series(&r.engine, r.acceptors, &r.sharing)
 }
 
 /// The terminal line of a finished run.
