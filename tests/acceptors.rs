@@ -254,10 +254,98 @@ fn a_slow_reuseport_shard_overflows_while_the_free_one_stays_short() {
     assert!(r.listen_overflows.unwrap() > 0, "{r:?}");
     let per = per_acceptor(r);
     // Connections of the slow shard waited for SYN retransmits (≥ 1 s); the free
-    // shard's did not.
+    // shard's queue never filled, so none of its SYNs was dropped for overflow (a rare
+    // ≥ 0.5 s connection there is the machine, not the queue: allow a few).
     assert!(per[0].stalled > 0, "slow shard: {r:?}");
-    assert_eq!(per[1].stalled, 0, "free shard: {r:?}");
+    assert!(per[1].stalled * 20 <= per[0].stalled, "free shard: {r:?}");
     assert!(per[0].p99_us >= 500_000.0, "slow shard p99 µs: {r:?}");
+    assert!(per[1].p99_us < 500_000.0, "free shard p99 µs: {r:?}");
     assert_eq!(r.unmatched_server + r.unknown_peer, 0, "{r:?}");
     cleanup(&dir);
+}
+
+#[test]
+fn listen_with_two_reuseport_acceptors_accepts_every_connection_once() {
+    use std::io::Read;
+    use std::net::{SocketAddr, TcpListener, TcpStream};
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let n = 40;
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+        .args(["listen", "--engine", "std", "--addr", &addr.to_string()])
+        .args(["--acceptors", "2", "--sharing", "reuseport"])
+        .args(["--count", &n.to_string(), "--duration", "20s"])
+        .args(["--print-peers", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut locals = Vec::new();
+    let mut held = Vec::new();
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while locals.len() < n {
+        match TcpStream::connect(addr) {
+            Ok(s) => {
+                locals.push(s.local_addr().unwrap().to_string());
+                held.push(s);
+            }
+            Err(e) if std::time::Instant::now() < end => {
+                let _ = e;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("cannot connect to {addr}: {e}"),
+        }
+    }
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert!(child.wait().unwrap().success());
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), n + 1, "{out}");
+    let mut printed: Vec<&str> = lines[..n].to_vec();
+    printed.sort();
+    locals.sort();
+    assert_eq!(printed, locals, "every peer printed once");
+    let v: serde_json::Value = serde_json::from_str(lines[n]).unwrap();
+    assert_eq!(v["accepted"], n as u64);
+    let a = &v["acceptors"];
+    assert_eq!(a["sharing"], "reuseport");
+    assert_eq!(a["listeners"], 2);
+    let per: Vec<u64> = a["accepted"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    assert_eq!(per.len(), 2);
+    assert_eq!(per.iter().sum::<u64>(), n as u64);
+    // 40 source ports hash to both shards (all on one shard: chance 2^-39).
+    assert!(per.iter().all(|&c| c > 0), "{v}");
+}
+
+#[test]
+fn a_slow_acceptor_no_run_has_is_refused_by_name() {
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+        .args(["sweep", "--acceptors", "1,2", "--slow-acceptor", "2:1ms"])
+        .args(["--modes", "overload", "--no-plots"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--slow-acceptor 2"), "{err}");
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+        .args(["sweep", "--sharing", "everywhere"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("reuseport"), "{err}");
 }
