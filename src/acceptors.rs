@@ -45,6 +45,10 @@ pub enum Sharing {
     Shared,
     /// One SO_REUSEPORT listener per acceptor on the same port, each its own queue.
     Reuseport,
+    /// As `Reuseport`, with a classic BPF program on the group
+    /// (`SO_ATTACH_REUSEPORT_CBPF`, Linux ≥ 4.5) that picks shard `cpu % N`, where
+    /// `cpu` is the CPU processing the SYN: connections stay on the CPU they arrive on.
+    ReuseportCpu,
 }
 
 impl Sharing {
@@ -53,6 +57,7 @@ impl Sharing {
         match self {
             Sharing::Shared => "shared",
             Sharing::Reuseport => "reuseport",
+            Sharing::ReuseportCpu => "reuseport-cpu",
         }
     }
 }
@@ -69,10 +74,8 @@ impl FromStr for Sharing {
         match s {
             "shared" => Ok(Sharing::Shared),
             "reuseport" => Ok(Sharing::Reuseport),
-            _ => Err(
-                "use shared (one listener) or reuseport (one SO_REUSEPORT listener per acceptor)"
-                    .into(),
-            ),
+            "reuseport-cpu" => Ok(Sharing::ReuseportCpu),
+            _ => Err("use shared (one listener), reuseport (one SO_REUSEPORT listener per acceptor) or reuseport-cpu (the same, steered by CPU)".into()),
         }
     }
 }
@@ -136,15 +139,22 @@ impl ListenerSet {
     ) -> Result<ListenerSet, ListenerError> {
         let n = match sharing {
             Sharing::Shared => 1,
-            Sharing::Reuseport => acceptors.max(1),
+            Sharing::Reuseport | Sharing::ReuseportCpu => acceptors.max(1),
         };
         let mut spec = spec.clone();
-        spec.reuse_port |= sharing == Sharing::Reuseport;
+        spec.reuse_port |= sharing != Sharing::Shared;
         let first = Listener::bind(&spec)?;
         spec.addr = first.local_addr;
         let mut listeners = vec![first];
         for _ in 1..n {
             listeners.push(Listener::bind(&spec)?);
+        }
+        if sharing == Sharing::ReuseportCpu {
+            steer_by_cpu(&listeners[0], n).map_err(|source| ListenerError::Io {
+                what: "SO_ATTACH_REUSEPORT_CBPF (steering by CPU, Linux 4.5)",
+                addr: spec.addr,
+                source,
+            })?;
         }
         Ok(ListenerSet {
             listeners,
@@ -174,6 +184,51 @@ impl ListenerSet {
             .iter()
             .map(|l| l.queue_info().map_or(0, |q| q.depth))
             .sum()
+    }
+}
+
+/// `SO_ATTACH_REUSEPORT_CBPF` from `<asm-generic/socket.h>` (x86, arm, riscv, …; mips
+/// and sparc number it differently and are not supported here).
+const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
+
+/// Attaches `A = cpu; A %= n; return A` to the reuseport group of `listener`: the
+/// kernel then hands each SYN to the group's socket number `cpu % n` (sockets are
+/// numbered in bind order, so listener i is shard i).
+fn steer_by_cpu(listener: &Listener, n: u32) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let op = |code: u32, k: u32| libc::sock_filter {
+        code: code as u16,
+        jt: 0,
+        jf: 0,
+        k,
+    };
+    let mut prog = [
+        op(
+            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
+            (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32,
+        ),
+        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, n.max(1)),
+        op(libc::BPF_RET | libc::BPF_A, 0),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: `fprog` points at `prog`, both alive for the call; the kernel copies the
+    // program before returning.
+    let ret = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_CBPF,
+            (&fprog as *const libc::sock_fprog).cast(),
+            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
+        )
+    };
+    if ret == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -447,6 +502,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reuseport_cpu_hands_connections_to_the_shard_of_the_connecting_cpu() {
+        let spec = ListenerSpec {
+            addr: ([127, 0, 0, 1], 0).into(),
+            backlog: 16,
+            reuse_port: false,
+            dual_stack: false,
+        };
+        let set = ListenerSet::bind(&spec, 2, Sharing::ReuseportCpu).unwrap();
+        let addr = set.first().local_addr;
+        let cpu = *loadgen::affinity::allowed_cpus().last().unwrap();
+        // On loopback the SYN is processed on the CPU that sends it.
+        let conns = std::thread::spawn(move || {
+            loadgen::affinity::pin_current_thread(cpu).unwrap();
+            (0..5)
+                .map(|_| std::net::TcpStream::connect(addr).unwrap())
+                .collect::<Vec<_>>()
+        })
+        .join()
+        .unwrap();
+        let depth: Vec<u32> = set
+            .all()
+            .iter()
+            .map(|l| l.queue_info().unwrap().depth)
+            .collect();
+        let mut want = vec![0, 0];
+        want[cpu % 2] = 5;
+        assert_eq!(depth, want, "connected from CPU {cpu}");
+        drop(conns);
+    }
+
+    #[test]
     fn slow_acceptor_parses_and_refuses_nonsense() {
         let s: SlowAcceptor = "1:2ms".parse().unwrap();
         assert_eq!(s.index, 1);
@@ -510,6 +596,8 @@ mod tests {
         assert_eq!(set.all().len(), 3);
         let port = set.first().local_addr.port();
         assert!(set.all().iter().all(|l| l.local_addr.port() == port));
+        let steered = ListenerSet::bind(&spec, 2, Sharing::ReuseportCpu).unwrap();
+        assert_eq!(steered.all().len(), 2);
         let shared = ListenerSet::bind(&spec, 3, Sharing::Shared).unwrap();
         assert_eq!(shared.all().len(), 1);
         assert_eq!(shared.for_acceptor(2).local_addr, shared.first().local_addr);

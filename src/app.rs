@@ -57,7 +57,7 @@ pub fn probe_report() -> ProbeReport {
 /// `listen`: the classic server, instrumented.
 fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     kernel::raise_nofile();
-    if cfg.acceptors > 1 || cfg.sharing == Sharing::Reuseport {
+    if cfg.acceptors > 1 || cfg.sharing != Sharing::Shared {
         return listen_many(cfg);
     }
     let mut acceptor = engine::build(cfg.engine, &cfg.options)?;

@@ -340,12 +340,15 @@ impl ValueEnum for Mode {
 
 impl ValueEnum for Sharing {
     fn value_variants<'a>() -> &'a [Self] {
-        &[Sharing::Shared, Sharing::Reuseport]
+        &[Sharing::Shared, Sharing::Reuseport, Sharing::ReuseportCpu]
     }
     fn to_possible_value(&self) -> Option<PossibleValue> {
         let help = match self {
             Sharing::Shared => "one listener, every acceptor on it",
             Sharing::Reuseport => "one SO_REUSEPORT listener per acceptor on the same port",
+            Sharing::ReuseportCpu => {
+                "reuseport, shard chosen by the CPU that processes the SYN (SO_ATTACH_REUSEPORT_CBPF)"
+            }
         };
         Some(PossibleValue::new(self.name()).help(help))
     }
