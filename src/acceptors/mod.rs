@@ -23,19 +23,19 @@
 //!   Each shard has its own accept queue of backlog+1 entries: a slow shard's queue
 //!   overflows (its clients see SYN drops and retries) while the others stay empty.
 
+mod listen;
+mod steer;
+
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{
-    self, EngineCounters, EngineError, EngineKind, EngineOptions, Limits, StopFlag,
-};
+pub use listen::{run_listen, ListenOut, ListenTeam};
+
 use crate::listener::{Listener, ListenerError, ListenerSpec};
-use crate::record::{new_histogram, PeerObserver, Recorder};
+use crate::record::{new_histogram, Recorder};
 
 /// How N acceptors share the port.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -150,7 +150,7 @@ impl ListenerSet {
             listeners.push(Listener::bind(&spec)?);
         }
         if sharing == Sharing::ReuseportCpu {
-            steer_by_cpu(&listeners[0], n).map_err(|source| ListenerError::Io {
+            steer::by_cpu(&listeners[0], n).map_err(|source| ListenerError::Io {
                 what: "SO_ATTACH_REUSEPORT_CBPF (steering by CPU, Linux 4.5)",
                 addr: spec.addr,
                 source,
@@ -184,51 +184,6 @@ impl ListenerSet {
             .iter()
             .map(|l| l.queue_info().map_or(0, |q| q.depth))
             .sum()
-    }
-}
-
-/// `SO_ATTACH_REUSEPORT_CBPF` from `<asm-generic/socket.h>` (x86, arm, riscv, …; mips
-/// and sparc number it differently and are not supported here).
-const SO_ATTACH_REUSEPORT_CBPF: libc::c_int = 51;
-
-/// Attaches `A = cpu; A %= n; return A` to the reuseport group of `listener`: the
-/// kernel then hands each SYN to the group's socket number `cpu % n` (sockets are
-/// numbered in bind order, so listener i is shard i).
-fn steer_by_cpu(listener: &Listener, n: u32) -> std::io::Result<()> {
-    use std::os::fd::AsRawFd;
-    let op = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let mut prog = [
-        op(
-            libc::BPF_LD | libc::BPF_W | libc::BPF_ABS,
-            (libc::SKF_AD_OFF + libc::SKF_AD_CPU) as u32,
-        ),
-        op(libc::BPF_ALU | libc::BPF_MOD | libc::BPF_K, n.max(1)),
-        op(libc::BPF_RET | libc::BPF_A, 0),
-    ];
-    let fprog = libc::sock_fprog {
-        len: prog.len() as u16,
-        filter: prog.as_mut_ptr(),
-    };
-    // SAFETY: `fprog` points at `prog`, both alive for the call; the kernel copies the
-    // program before returning.
-    let ret = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_ATTACH_REUSEPORT_CBPF,
-            (&fprog as *const libc::sock_fprog).cast(),
-            std::mem::size_of::<libc::sock_fprog>() as libc::socklen_t,
-        )
-    };
-    if ret == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
     }
 }
 
@@ -358,143 +313,6 @@ pub fn parse_per_acceptor(s: &str) -> Option<Vec<AcceptorEntry>> {
 /// Per-acceptor latency histograms, filled by the join through `owner`.
 pub fn histograms(n: usize) -> Vec<hdrhistogram::Histogram<u64>> {
     (0..n).map(|_| new_histogram()).collect()
-}
-
-/// What `listen`'s acceptors are asked to do.
-pub struct ListenTeam<'a> {
-    /// The listeners.
-    pub set: &'a ListenerSet,
-    /// Engine.
-    pub engine: EngineKind,
-    /// Options every acceptor starts from (the slow one's delay replaces its `accept_delay`).
-    pub options: &'a EngineOptions,
-    /// The slow acceptor, if any.
-    pub slow: Option<SlowAcceptor>,
-    /// Pin acceptors round-robin over these (empty: not pinned).
-    pub cpus: &'a [usize],
-    /// Stop once this many were accepted in all (the acceptors then stop together; a
-    /// few accepts already in flight may complete and are recorded).
-    pub count: Option<u64>,
-    /// Stop at this instant.
-    pub deadline: Option<Instant>,
-    /// Ctrl-C.
-    pub stop: &'a StopFlag,
-    /// Print each peer (one line each, whole lines from every acceptor).
-    pub print_peers: bool,
-}
-
-/// What one of `listen`'s acceptors did.
-pub struct ListenOut {
-    /// Its records.
-    pub rec: Recorder,
-    /// Its thread CPU (user, sys), s.
-    pub cpu: (f64, f64),
-    /// Its ring's set-up (ring engines).
-    pub ring_setup: Option<String>,
-    /// Its engine counters.
-    pub counters: EngineCounters,
-    /// Its result.
-    pub result: Result<(), EngineError>,
-}
-
-/// Runs `listen`'s acceptors, each on a thread of its own, until the limits say stop.
-/// Engines are built (and support checked) before any thread starts.
-pub fn run_listen(team: &ListenTeam) -> Result<Vec<ListenOut>, EngineError> {
-    let mut engines = Vec::new();
-    for i in 0..team_size(team) {
-        let mut o = team.options.clone();
-        o.accept_delay = delay_for(i, team.slow, team.options.accept_delay);
-        engines.push(engine::build(team.engine, &o)?);
-    }
-    let total = Arc::new(AtomicU64::new(0));
-    let stop = team.stop.clone();
-    Ok(std::thread::scope(|s| {
-        let handles: Vec<_> = engines
-            .into_iter()
-            .enumerate()
-            .map(|(i, mut engine)| {
-                let (total, stop) = (total.clone(), stop.clone());
-                s.spawn(move || {
-                    let pinned = match team.cpus.is_empty() {
-                        true => Ok(()),
-                        false => loadgen::affinity::pin_current_thread(cpu_for(i, team.cpus)),
-                    };
-                    let mut rec = Recorder::new(false);
-                    if team.print_peers || team.count.is_some() {
-                        rec = rec.with_observer(observer(team, total, stop.clone()));
-                    }
-                    let limits = Limits {
-                        count: None,
-                        deadline: team.deadline,
-                        stop,
-                    };
-                    let cpu0 = loadgen::affinity::thread_cpu_s();
-                    let result = match pinned {
-                        Ok(()) => engine.run(team.set.for_acceptor(i), &limits, &mut rec),
-                        Err(e) => Err(EngineError::Io {
-                            engine: team.engine,
-                            what: "pinning the acceptor thread",
-                            source: std::io::Error::other(format!("{e:#}")),
-                        }),
-                    };
-                    let cpu1 = loadgen::affinity::thread_cpu_s();
-                    // One acceptor failing ends the others too.
-                    if result.is_err() {
-                        limits.stop.raise();
-                    }
-                    ListenOut {
-                        rec,
-                        cpu: (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
-                        ring_setup: engine.ring_setup_applied(),
-                        counters: engine.counters(),
-                        result,
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| match h.join() {
-                Ok(out) => out,
-                Err(_) => ListenOut {
-                    rec: Recorder::new(false),
-                    cpu: (0.0, 0.0),
-                    ring_setup: None,
-                    counters: EngineCounters::default(),
-                    result: Err(EngineError::Io {
-                        engine: team.engine,
-                        what: "an acceptor thread",
-                        source: std::io::Error::other("panicked"),
-                    }),
-                },
-            })
-            .collect()
-    }))
-}
-
-/// Acceptors in a `listen` team: one per listener with reuseport, else as asked.
-fn team_size(team: &ListenTeam) -> usize {
-    team.set.acceptors.max(1) as usize
-}
-
-/// The per-peer observer of a `listen` acceptor: prints the peer if asked, and stops
-/// every acceptor once `count` connections were accepted in all.
-fn observer(team: &ListenTeam, total: Arc<AtomicU64>, stop: StopFlag) -> PeerObserver {
-    let count = team.count;
-    let mut out = team
-        .print_peers
-        .then(|| std::io::LineWriter::new(std::io::stdout()));
-    Box::new(move |peer| {
-        if let Some(out) = out.as_mut() {
-            use std::io::Write;
-            // SocketAddr's Display writes IPv6 as [ip]:port, the form users paste into tools.
-            let _ = writeln!(out, "{peer}");
-        }
-        let n = total.fetch_add(1, AtomicOrdering::Relaxed) + 1;
-        if count.is_some_and(|c| n >= c) {
-            stop.raise();
-        }
-    })
 }
 
 #[cfg(test)]
