@@ -4,6 +4,7 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use crate::acceptors::{self, ListenTeam, ListenerSet, Sharing};
 use crate::config::{Command, ListenConfig};
 use crate::engine::{self, EngineKind, Limits, StopFlag};
 use crate::kernel::{self, probe, sysctl};
@@ -57,6 +58,9 @@ pub fn probe_report() -> ProbeReport {
 /// `listen`: the classic server, instrumented.
 fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     kernel::raise_nofile();
+    if cfg.acceptors > 1 || cfg.sharing != Sharing::Shared {
+        return listen_many(cfg);
+    }
     let mut acceptor = engine::build(cfg.engine, &cfg.options)?;
     let listener = Listener::bind(&cfg.listener)?;
     if listener.is_clamped() {
@@ -71,7 +75,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
             cfg.engine, listener.local_addr, listener.backlog_requested, listener.backlog_effective
         );
     }
-    if let Some(cpu) = cfg.cpu {
+    if let Some(&cpu) = cfg.cpus.first() {
         common::affinity::pin_current_thread(cpu)?;
     }
     let stop = StopFlag::new();
@@ -115,6 +119,91 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         crate::serverrec::write(path, meta, &rec.peers)
             .map_err(|e| anyhow::anyhow!("cannot write --records: {e}"))?;
     }
+    if cfg.json {
+        stdout::println(serde_json::to_string(&summary)?)?;
+    } else {
+        stdout::print(summary.to_text())?;
+    }
+    result?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `listen --acceptors N` (or `--sharing reuseport`): N acceptor threads, each its own
+/// engine, on one shared listener or on N SO_REUSEPORT listeners of one port.
+fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
+    let set = ListenerSet::bind(&cfg.listener, cfg.acceptors, cfg.sharing)?;
+    let first = set.first();
+    if first.is_clamped() {
+        eprintln!(
+            "acceptbench: warning: backlog {} was clamped by the kernel to {} (net.core.somaxconn)",
+            first.backlog_requested, first.backlog_effective
+        );
+    }
+    if !cfg.json {
+        eprintln!(
+            "acceptbench: {} × {} ({}, {} listener{}) on {} (backlog {} each, effective {}); Ctrl-C to stop",
+            cfg.acceptors,
+            cfg.engine,
+            cfg.sharing,
+            set.all().len(),
+            if set.all().len() == 1 { "" } else { "s" },
+            first.local_addr,
+            first.backlog_requested,
+            first.backlog_effective
+        );
+    }
+    let stop = StopFlag::new();
+    crate::signal::stop_on_signal(&stop)?;
+    let start = Instant::now();
+    let outs = acceptors::run_listen(&ListenTeam {
+        set: &set,
+        engine: cfg.engine,
+        options: &cfg.options,
+        slow: cfg.slow_acceptor,
+        cpus: &cfg.cpus,
+        count: cfg.count,
+        deadline: cfg.duration.map(|d| start + d),
+        stop: &stop,
+        print_peers: cfg.print_peers,
+    })?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let counts: Vec<u64> = outs.iter().map(|o| o.rec.accepted).collect();
+    let cpu = outs
+        .iter()
+        .fold((0.0, 0.0), |a, o| (a.0 + o.cpu.0, a.1 + o.cpu.1));
+    let ring_setup = outs.first().and_then(|o| o.ring_setup.clone());
+    let counters = outs.first().map(|o| o.counters).unwrap_or_default();
+    let mut result = Ok(());
+    let mut recs = Vec::with_capacity(outs.len());
+    for o in outs {
+        if result.is_ok() {
+            result = o.result;
+        }
+        recs.push(o.rec);
+    }
+    let (rec, _) = acceptors::merge(recs);
+    if let (false, Some(applied)) = (cfg.json, ring_setup) {
+        eprintln!("acceptbench: io_uring setup {applied}");
+    }
+    let mut summary = ListenSummary::new(
+        cfg.engine.name(),
+        first.local_addr.to_string(),
+        (first.backlog_requested, first.backlog_effective),
+        &rec,
+        wall_s,
+        cpu,
+    );
+    summary.engine_counters = counters;
+    summary.acceptors = Some(crate::summary::AcceptorSummary {
+        sharing: cfg.sharing.name().into(),
+        listeners: set.all().len() as u32,
+        accepted: counts.clone(),
+        fairness: acceptors::fairness(&counts),
+        futile_wakeups: cfg
+            .engine
+            .counts_futile_wakeups()
+            .then_some(rec.futile_wakeups),
+    });
     if cfg.json {
         stdout::println(serde_json::to_string(&summary)?)?;
     } else {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::builder::PossibleValue;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::acceptors::{Sharing, SlowAcceptor};
 use crate::engine::{EngineKind, RingSetup};
 use crate::kinds::{CompareFormat, Mode};
 
@@ -129,6 +130,19 @@ pub struct ListenArgs {
     /// Run id stored in the --records header; `join` refuses client files of another run id.
     #[arg(long, value_name = "ID")]
     pub run_id: Option<String>,
+    /// Acceptor threads, each running its own instance of the engine.
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub acceptors: u32,
+    /// How several acceptors share the port: shared (one listener) or reuseport (one
+    /// SO_REUSEPORT listener per acceptor, each its own backlog).
+    #[arg(long, default_value = "shared")]
+    pub sharing: Sharing,
+    /// Pin the acceptors round-robin over these CPUs, comma-separated (--cpu X is --cpus X).
+    #[arg(long, value_delimiter = ',', conflicts_with = "cpu")]
+    pub cpus: Option<Vec<usize>>,
+    /// Acceptor I busy-waits DELAY per connection, the others run free (e.g. 0:2ms).
+    #[arg(long)]
+    pub slow_acceptor: Option<SlowAcceptor>,
 }
 
 /// `acceptbench sweep`.
@@ -179,6 +193,21 @@ pub struct SweepArgs {
     /// CPU for the acceptor (default: the first CPU this process may run on, see taskset).
     #[arg(long)]
     pub server_cpu: Option<usize>,
+    /// CPUs for the acceptor threads, comma-separated; acceptors are pinned round-robin
+    /// over them (default: every allowed CPU not given to loadgen, else --server-cpu).
+    #[arg(long, value_delimiter = ',')]
+    pub server_cpus: Option<Vec<usize>>,
+    /// Acceptor threads per run, comma-separated (a plan dimension, e.g. 1,2).
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub acceptors: Vec<u32>,
+    /// How several acceptors share the port, comma-separated: shared (one listener) and/or
+    /// reuseport (one SO_REUSEPORT listener per acceptor, each its own backlog).
+    #[arg(long, value_delimiter = ',', default_value = "shared")]
+    pub sharing: Vec<Sharing>,
+    /// Modes burst/overload: acceptor I busy-waits DELAY per connection and the others
+    /// run free (no --accept-delay), e.g. 0:2ms.
+    #[arg(long)]
+    pub slow_acceptor: Option<SlowAcceptor>,
     /// CPUs for loadgen, comma-separated (default: every allowed CPU but the acceptor's).
     #[arg(long, value_delimiter = ',')]
     pub client_cpus: Option<Vec<usize>>,
@@ -351,6 +380,22 @@ impl ValueEnum for Mode {
             Mode::Drain => "queue filled while the acceptor waits, then drained",
             Mode::Burst => "a burst against a paused acceptor (overflow)",
             Mode::Overload => "--rate above a slowed acceptor's capacity (overflow)",
+        };
+        Some(PossibleValue::new(self.name()).help(help))
+    }
+}
+
+impl ValueEnum for Sharing {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[Sharing::Shared, Sharing::Reuseport, Sharing::ReuseportCpu]
+    }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        let help = match self {
+            Sharing::Shared => "one listener, every acceptor on it",
+            Sharing::Reuseport => "one SO_REUSEPORT listener per acceptor on the same port",
+            Sharing::ReuseportCpu => {
+                "reuseport, shard chosen by the CPU that processes the SYN (SO_ATTACH_REUSEPORT_CBPF)"
+            }
         };
         Some(PossibleValue::new(self.name()).help(help))
     }

@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::acceptors::{Sharing, SlowAcceptor};
 use crate::cli;
 use crate::engine::{EngineKind, EngineOptions};
 pub use crate::kinds::{CompareFormat, Mode};
@@ -53,9 +54,19 @@ pub enum ConfigError {
         /// The CPUs this process may run on (`sched_getaffinity`).
         allowed: Vec<usize>,
     },
+    /// --slow-acceptor names an acceptor no run has.
+    #[error("--slow-acceptor {index}:…: acceptors are numbered from 0 and the largest run has {acceptors}: pick an index below {acceptors}")]
+    SlowAcceptorOutOfRange {
+        /// The index given.
+        index: u32,
+        /// The most acceptors any run has.
+        acceptors: u32,
+    },
 }
 
 /// What acceptbench is asked to do.
+// Made once per process and matched once: boxing the large sweep config would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug)]
 pub enum Command {
     /// `probe`.
@@ -96,8 +107,14 @@ pub struct ListenConfig {
     pub print_peers: bool,
     /// JSON summary.
     pub json: bool,
-    /// Pin the acceptor here.
-    pub cpu: Option<usize>,
+    /// Pin the acceptors round-robin over these CPUs (empty: not pinned).
+    pub cpus: Vec<usize>,
+    /// Acceptor threads, each its own engine instance.
+    pub acceptors: u32,
+    /// How they share the port.
+    pub sharing: Sharing,
+    /// The one acceptor made slow on purpose, if any.
+    pub slow_acceptor: Option<SlowAcceptor>,
     /// Per-connection records file (`--records`) and the run id for its header.
     pub records: Option<(PathBuf, String)>,
 }
@@ -127,8 +144,16 @@ pub struct SweepConfig {
     pub client_threads: u32,
     /// Connects in flight per loadgen thread (closed mode).
     pub client_concurrency: u32,
-    /// Acceptor CPU.
+    /// Acceptor CPU (the first of `server_cpus`).
     pub server_cpu: usize,
+    /// Acceptor CPUs: acceptor i of a run is pinned to `server_cpus[i % len]`.
+    pub server_cpus: Vec<usize>,
+    /// Acceptor threads per run (a plan dimension).
+    pub acceptors: Vec<u32>,
+    /// Port sharing of the acceptors (a plan dimension).
+    pub sharings: Vec<Sharing>,
+    /// Burst/overload: this acceptor works `delay` per connection, the others run free.
+    pub slow_acceptor: Option<SlowAcceptor>,
     /// loadgen CPUs.
     pub client_cpus: Vec<usize>,
     /// Draw plots at the end.
@@ -322,6 +347,59 @@ fn parse_list<T>(
         .collect()
 }
 
+/// Refuses a slow acceptor index no run has.
+fn check_slow(
+    slow: Option<SlowAcceptor>,
+    acceptors: u32,
+) -> Result<Option<SlowAcceptor>, ConfigError> {
+    match slow {
+        Some(s) if s.index >= acceptors => Err(ConfigError::SlowAcceptorOutOfRange {
+            index: s.index,
+            acceptors,
+        }),
+        other => Ok(other),
+    }
+}
+
+/// The acceptor CPUs: those given, else every allowed CPU not given to loadgen, else
+/// the server CPU (on a 2-core machine: CPU 0 for every acceptor).
+fn choose_server_cpus(
+    given: Option<Vec<usize>>,
+    server: usize,
+    server_given: bool,
+    clients: &[usize],
+    allowed: &[usize],
+) -> Result<Vec<usize>, ConfigError> {
+    if let Some(list) = given {
+        return list
+            .into_iter()
+            .map(|c| {
+                if allowed.contains(&c) {
+                    Ok(c)
+                } else {
+                    Err(ConfigError::NoSuchCpu {
+                        flag: "server-cpus",
+                        cpu: c,
+                        allowed: allowed.to_vec(),
+                    })
+                }
+            })
+            .collect();
+    }
+    let mut free: Vec<usize> = allowed
+        .iter()
+        .copied()
+        .filter(|c| !clients.contains(c))
+        .collect();
+    if server_given || free.is_empty() {
+        return Ok(vec![server]);
+    }
+    // The server CPU first, so acceptor 0 sits where a single acceptor would.
+    free.retain(|&c| c != server);
+    free.insert(0, server);
+    Ok(free)
+}
+
 impl ListenConfig {
     fn from_args(a: cli::ListenArgs) -> Result<Self, ConfigError> {
         Ok(ListenConfig {
@@ -343,7 +421,17 @@ impl ListenConfig {
             duration: a.duration,
             print_peers: a.print_peers,
             json: a.json,
-            cpu: a.cpu.map(|c| check_cpu("cpu", c)).transpose()?,
+            cpus: match (a.cpu, a.cpus) {
+                (Some(c), _) => vec![check_cpu("cpu", c)?],
+                (None, Some(list)) => list
+                    .into_iter()
+                    .map(|c| check_cpu("cpus", c))
+                    .collect::<Result<_, _>>()?,
+                (None, None) => Vec::new(),
+            },
+            acceptors: a.acceptors,
+            sharing: a.sharing,
+            slow_acceptor: check_slow(a.slow_acceptor, a.acceptors)?,
             records: a.records.map(|p| (p, a.run_id.unwrap_or_default())),
         })
     }
@@ -374,8 +462,24 @@ impl SweepConfig {
             .client_cpus
             .map(|list| unique("client-cpus", list))
             .transpose()?;
-        let (server_cpu, client_cpus) =
-            choose_cpus(a.server_cpu, client_cpus, &common::affinity::allowed_cpus())?;
+        let allowed = common::affinity::allowed_cpus();
+        let server_cli = a
+            .server_cpu
+            .or(a.server_cpus.as_ref().and_then(|l| l.first().copied()));
+        let (server_cpu, client_cpus) = choose_cpus(server_cli, client_cpus, &allowed)?;
+        let server_cpus = choose_server_cpus(
+            a.server_cpus,
+            server_cpu,
+            a.server_cpu.is_some(),
+            &client_cpus,
+            &allowed,
+        )?;
+        let acceptors = unique("acceptors", a.acceptors)?;
+        let sharings = unique("sharing", a.sharing)?;
+        let slow_acceptor = check_slow(
+            a.slow_acceptor,
+            acceptors.iter().copied().max().unwrap_or(1),
+        )?;
         let netns = crate::kernel::netns::NetnsSettings {
             abort_on_overflow: a.abort_on_overflow,
             syncookies: a.syncookies,
@@ -429,6 +533,10 @@ impl SweepConfig {
             client_threads: a.threads,
             client_concurrency: a.concurrency,
             server_cpu,
+            server_cpus,
+            acceptors,
+            sharings,
+            slow_acceptor,
             client_cpus,
             plots: !a.no_plots,
             command,

@@ -3,6 +3,7 @@
 //! Layers: [`cli`] (clap structs) → [`config`] (validated) → [`app`] (one function
 //! per command) → engines, listener, kernel facts, sweep and reporters.
 
+pub mod acceptors;
 pub mod app;
 pub mod cli;
 pub mod compare;

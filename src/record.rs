@@ -109,6 +109,11 @@ pub struct Recorder {
     pub peers: Vec<PeerRecord>,
     /// Multishot re-arms (completions that lacked IORING_CQE_F_MORE), 0 for other engines.
     pub rearms: u64,
+    /// Futile wake-ups: an accept that was woken but found the queue empty (another
+    /// acceptor took the connection). Counted only by engines that can see one (`std`:
+    /// EAGAIN well before its receive timeout); the others retry inside the kernel or
+    /// the runtime, and leave this 0.
+    pub futile_wakeups: u64,
     /// The errno of the last failed accept, 0 after a successful one.
     last_errno: i32,
     /// How many accepts in a row failed with `last_errno`.
@@ -141,6 +146,7 @@ impl Recorder {
                 Vec::new()
             },
             rearms: 0,
+            futile_wakeups: 0,
             last_errno: 0,
             same_errno_run: 0,
             keep_peers,
@@ -205,6 +211,31 @@ impl Recorder {
         } else {
             0
         }
+    }
+
+    /// Adds another acceptor's records to these (several acceptors of one run, merged
+    /// when the run ends): counts summed, histograms added, peers appended.
+    pub fn absorb(&mut self, other: Recorder) {
+        self.accepted += other.accepted;
+        for (k, v) in other.errors {
+            *self.errors.entry(k).or_insert(0) += v;
+        }
+        for (k, v) in other.other_errnos {
+            *self.other_errnos.entry(k).or_insert(0) += v;
+        }
+        self.backoffs += other.backoffs;
+        // Both histograms have the same bounds, so adding cannot fail.
+        let _ = self.peer_extract_ns.add(&other.peer_extract_ns);
+        if other.first_accept_ns != 0
+            && (self.first_accept_ns == 0 || other.first_accept_ns < self.first_accept_ns)
+        {
+            self.first_accept_ns = other.first_accept_ns;
+        }
+        self.last_accept_ns = self.last_accept_ns.max(other.last_accept_ns);
+        self.last_decoded_ns = self.last_decoded_ns.max(other.last_decoded_ns);
+        self.peers.extend(other.peers);
+        self.rearms += other.rearms;
+        self.futile_wakeups += other.futile_wakeups;
     }
 
     /// Total errors of every kind.

@@ -49,6 +49,24 @@ pub struct ListenSummary {
     pub cpu_us_per_accept: f64,
     /// Server-internal peer-extraction latency (accept completion → peer decoded), ns.
     pub peer_extract_ns: Percentiles,
+    /// Several acceptors (`--acceptors N` or `--sharing reuseport`): how they shared the work.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub acceptors: Option<AcceptorSummary>,
+}
+
+/// How several acceptors of `listen` shared the work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AcceptorSummary {
+    /// shared or reuseport.
+    pub sharing: String,
+    /// Listening sockets (1 shared, N reuseport).
+    pub listeners: u32,
+    /// Connections accepted by each acceptor, in acceptor order.
+    pub accepted: Vec<u64>,
+    /// Fewest / most accepted by one acceptor (None when nothing was accepted).
+    pub fairness: Option<f64>,
+    /// Futile wake-ups (std only; see summary.csv `futile_wakeups`).
+    pub futile_wakeups: Option<u64>,
 }
 
 impl ListenSummary {
@@ -96,6 +114,7 @@ impl ListenSummary {
                 0.0
             },
             peer_extract_ns: Percentiles::of(&rec.peer_extract_ns),
+            acceptors: None,
         }
     }
 
@@ -129,6 +148,21 @@ impl ListenSummary {
                 .map(|(k, v)| format!("{k}={v}"))
                 .collect();
             let _ = writeln!(s, "other errnos: {}", errnos.join(" "));
+        }
+        if let Some(a) = &self.acceptors {
+            let counts: Vec<String> = a.accepted.iter().map(u64::to_string).collect();
+            let _ = writeln!(
+                s,
+                "acceptors {} ({}, {} listener{}): accepted {}, fairness (min/max) {}, futile wake-ups {}",
+                a.accepted.len(),
+                a.sharing,
+                a.listeners,
+                if a.listeners == 1 { "" } else { "s" },
+                counts.join(" "),
+                a.fairness.map_or("-".to_string(), |f| format!("{f:.2}")),
+                a.futile_wakeups
+                    .map_or("not visible to this engine".to_string(), |f| f.to_string()),
+            );
         }
         let c = &self.engine_counters;
         let _ = writeln!(

@@ -49,8 +49,13 @@ pub fn load_run(dir: &Path) -> anyhow::Result<Run> {
         anyhow::bail!("{}: no such directory; {}", dir.display(), hint());
     }
     let meta = Meta::read(&dir.join("meta.json")).with_context(hint)?;
-    let (rows, columns) =
+    let (mut rows, columns) =
         crate::report::csv::read_with_columns(&dir.join("summary.csv")).with_context(hint)?;
+    // Runs with several acceptors or SO_REUSEPORT listeners are their own series
+    // (`multishot.a2.reuseport`), in comparisons, charts and file names alike.
+    for r in &mut rows {
+        r.engine = crate::report::series(&r.engine, r.acceptors, &r.sharing);
+    }
     let label = meta.kernel_release.clone();
     Ok(Run {
         dir: dir.to_path_buf(),

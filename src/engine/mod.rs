@@ -83,6 +83,14 @@ impl EngineKind {
             EngineKind::Tokio => "tokio",
         }
     }
+
+    /// True when the engine sees a futile wake-up (woken, nothing to accept) and counts
+    /// it in [`Recorder::futile_wakeups`]: only `std`. The io_uring engines retry inside
+    /// the kernel (a completion is posted only for a connection) and tokio retries
+    /// `EAGAIN` inside its accept future, so theirs are invisible to the application.
+    pub fn counts_futile_wakeups(self) -> bool {
+        self == EngineKind::Std
+    }
 }
 
 impl fmt::Display for EngineKind {

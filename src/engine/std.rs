@@ -70,6 +70,10 @@ impl Acceptor for StdAcceptor {
     }
 }
 
+/// An EAGAIN sooner than this after accept was called did not come from the
+/// receive timeout ([`Limits::POLL_INTERVAL`]): the call was woken for nothing.
+const FUTILE_BELOW_NS: u64 = Limits::POLL_INTERVAL.as_nanos() as u64 / 2;
+
 fn accept_loop(
     fd: i32,
     ipv6: bool,
@@ -79,6 +83,10 @@ fn accept_loop(
 ) -> Result<(), EngineError> {
     // SAFETY: sockaddr_storage is plain data; all-zero is valid.
     let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    // When accept last returned: an EAGAIN long before the receive timeout means this
+    // thread was woken while another acceptor of a shared listener took the connection
+    // (a futile wake-up). Read only on EAGAIN, never on the accept path.
+    let mut last_return_ns = mono_ns();
     while !limits.reached(rec.accepted) {
         let mut len = peer::SOCKADDR_STORAGE_LEN;
         // SAFETY: `ss` and `len` outlive this synchronous call; the kernel writes at
@@ -96,7 +104,13 @@ fn accept_loop(
                 .raw_os_error()
                 .unwrap_or(libc::EIO);
             if errno == libc::EAGAIN {
-                // SO_RCVTIMEO expired: nothing arrived within POLL_INTERVAL.
+                // SO_RCVTIMEO expired (nothing arrived within POLL_INTERVAL), or, much
+                // sooner, the call was woken and another acceptor took the connection.
+                let now = mono_ns();
+                if now.saturating_sub(last_return_ns) < FUTILE_BELOW_NS {
+                    rec.futile_wakeups += 1;
+                }
+                last_return_ns = now;
                 continue;
             }
             match on_accept_error(rec, errno) {
@@ -107,6 +121,7 @@ fn accept_loop(
             continue;
         }
         let accepted_ns = mono_ns();
+        last_return_ns = accepted_ns;
         let decoded = match peer::sockaddr_to_socketaddr(&ss, len) {
             Some(p) => Ok(p),
             None => peer::peer_of_accepted(conn, ipv6),

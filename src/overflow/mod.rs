@@ -28,8 +28,8 @@ pub type Counters = BTreeMap<String, u64>;
 /// What an overflow run saw beyond the usual figures.
 #[derive(Debug, Clone)]
 pub struct Figures {
-    /// Accept-queue samples.
-    pub samples: Samples,
+    /// Accept-queue samples, one set per listener (several with SO_REUSEPORT shards).
+    pub samples: Vec<Samples>,
     /// CLOCK_MONOTONIC ns when sampling started (time 0 of the depth CSV).
     pub t0_ns: u64,
     /// TcpExt counter deltas over the run (empty when /proc/net/netstat is unreadable).
@@ -38,18 +38,18 @@ pub struct Figures {
     pub counters_paused: Counters,
 }
 
-/// Counters and queue sampling around one run on one listener. Start it on the
-/// thread (and so in the network namespace) the run uses.
+/// Counters and queue sampling around one run, a sampler per listener. Start it on
+/// the thread (and so in the network namespace) the run uses.
 pub struct Watch {
     before: Option<Counters>,
     t0_ns: u64,
-    sampler: Sampler,
+    samplers: Vec<Sampler>,
 }
 
 impl Watch {
     /// Reads the counters and starts sampling `listener`'s queue: every 100 µs for a
     /// burst (it changes within microseconds), every 1 ms otherwise (steady overload).
-    pub fn start(listener: &Listener, burst: bool) -> std::io::Result<Watch> {
+    pub fn start(listeners: &[Listener], burst: bool) -> std::io::Result<Watch> {
         let before = netstat::read_tcpext().ok();
         let t0_ns = common::clock::mono_ns();
         let interval = if burst {
@@ -57,18 +57,21 @@ impl Watch {
         } else {
             Duration::from_millis(1)
         };
-        let sampler = Sampler::start(listener.as_raw_fd(), interval)?;
+        let samplers = listeners
+            .iter()
+            .map(|l| Sampler::start(l.as_raw_fd(), interval))
+            .collect::<std::io::Result<Vec<_>>>()?;
         Ok(Watch {
             before,
             t0_ns,
-            sampler,
+            samplers,
         })
     }
 
     /// Stops sampling and reads the counters again; `at_release` are the counters read
     /// when the acceptor was released (burst), for what the queue turned away while paused.
     pub fn finish(self, at_release: Option<&Counters>) -> Figures {
-        let samples = self.sampler.finish();
+        let samples = self.samplers.into_iter().map(Sampler::finish).collect();
         let after = netstat::read_tcpext().ok();
         let delta = |after: Option<&Counters>| match (&self.before, after) {
             (Some(b), Some(a)) => netstat::delta(b, a, OVERFLOW_COUNTERS),

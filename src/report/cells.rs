@@ -1,4 +1,4 @@
-//! `cells.csv`: one row per (engine, backlog, mode) of a sweep — the number of runs,
+//! `cells.csv`: one row per (engine, backlog, mode, acceptors, sharing) of a sweep — the number of runs,
 //! how many succeeded, and for each headline figure the median over the ok runs with
 //! a distribution-free confidence interval ([`crate::stats::MedianCi`]); ratios to
 //! std are medians of the per-round ratios with their own interval. Failed,
@@ -23,6 +23,10 @@ pub struct CellRow {
     pub backlog: u32,
     /// Mode.
     pub mode: String,
+    /// Acceptor threads (0 in files written before the column existed: read it as 1).
+    pub acceptors: u32,
+    /// shared or reuseport (see summary.csv); empty in old files.
+    pub sharing: String,
     /// Runs made (skipped runs not included).
     pub n: u32,
     /// Runs with status ok: the ones every figure below is computed from.
@@ -82,12 +86,21 @@ pub struct CellRow {
     pub cpu_vs_std: String,
 }
 
+/// (engine, backlog, mode, acceptors, sharing).
+type CellKey = (String, u32, String, u32, String);
+
 /// Aggregates summary rows into cells, in the order cells first appear.
 pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
-    let mut order: Vec<(String, u32, String)> = Vec::new();
-    let mut groups: BTreeMap<(String, u32, String), Vec<&SummaryRow>> = BTreeMap::new();
+    let mut order: Vec<CellKey> = Vec::new();
+    let mut groups: BTreeMap<CellKey, Vec<&SummaryRow>> = BTreeMap::new();
     for r in rows {
-        let key = (r.engine.clone(), r.backlog, r.mode.clone());
+        let key = (
+            r.engine.clone(),
+            r.backlog,
+            r.mode.clone(),
+            r.acceptors,
+            r.sharing.clone(),
+        );
         if !groups.contains_key(&key) {
             order.push(key.clone());
         }
@@ -99,7 +112,7 @@ pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
         .collect()
 }
 
-fn cell(key: &(String, u32, String), rows: &[&SummaryRow]) -> CellRow {
+fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
     let ok: Vec<&SummaryRow> = rows.iter().copied().filter(|r| r.is_ok()).collect();
     let skipped = rows
         .iter()
@@ -134,6 +147,8 @@ fn cell(key: &(String, u32, String), rows: &[&SummaryRow]) -> CellRow {
         engine: key.0.clone(),
         backlog: key.1,
         mode: key.2.clone(),
+        acceptors: key.3,
+        sharing: key.4.clone(),
         n: (rows.len() - skipped) as u32,
         n_ok: ok.len() as u32,
         n_skipped: skipped as u32,

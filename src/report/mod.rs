@@ -135,6 +135,17 @@ impl RunDir {
     }
 }
 
+/// The name a run's files and report lines go under: the engine, plus
+/// `.a<N>.<sharing>` when the run had several acceptors or SO_REUSEPORT listeners
+/// (so runs that differ only there do not share a name), e.g. `multishot.a2.reuseport`.
+pub fn series(engine: &str, acceptors: u32, sharing: &str) -> String {
+    if acceptors <= 1 && (sharing.is_empty() || sharing == "shared") {
+        engine.to_string()
+    } else {
+        format!("{engine}.a{acceptors}.{sharing}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -61,7 +61,7 @@ pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} ({}) | {} | {} | {} / {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
-                r.engine,
+                super::series(&r.engine, r.acceptors, &r.sharing),
                 backlog(r),
                 r.mode,
                 r.attempted,
@@ -69,7 +69,10 @@ pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
                 opt(r.established_immediately),
                 r.accepted,
                 r.unmatched_client,
-                opt(r.queue_max),
+                r.queue_max_per_listener
+                    .as_deref()
+                    .filter(|q| q.contains(';'))
+                    .map_or(opt(r.queue_max), |q| format!("[{}]", q.replace(';', ", "))),
                 opt(r.queue_limit),
                 opt(r.listen_overflows),
                 opt(r.listen_overflows_paused),
@@ -85,6 +88,7 @@ pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
         }
         let _ = writeln!(s);
     }
+    acceptors_table(&mut s, rows);
     let notes: Vec<&SummaryRow> = rows
         .iter()
         .filter(|r| !r.note.is_empty() && r.status != Some(Status::Skipped))
@@ -98,11 +102,67 @@ pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
             let _ = writeln!(
                 s,
                 "- {} b{} {} r{}: {}",
-                r.engine, r.backlog, r.mode, r.repetition, r.note
+                super::series(&r.engine, r.acceptors, &r.sharing),
+                r.backlog,
+                r.mode,
+                r.repetition,
+                r.note
             );
         }
     }
     s
+}
+
+/// Runs with several acceptors: how the work was shared.
+fn acceptors_table(s: &mut String, rows: &[SummaryRow]) {
+    let many: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.acceptors > 1 && r.status != Some(Status::Skipped))
+        .collect();
+    if many.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Acceptors
+"
+    );
+    let _ = writeln!(
+        s,
+        "Per acceptor (`per_acceptor` in summary.csv): `a<i>:n=<accepted>,p50=<µs>,p99=<µs>,cpu=<ms>,stalled=<≥ 0.5 s>`. Fairness = fewest / most accepted by one acceptor. Queue max per listener: burst/overload only (reuseport: one per shard).\n"
+    );
+    let _ = writeln!(
+        s,
+        "| series | backlog | mode | round | CPUs | slow | accepted | unmatched | fairness | futile wake-ups | queue max per listener | per acceptor |"
+    );
+    let _ = writeln!(s, "|---|---:|---|---:|---|---|---:|---:|---:|---:|---|---|");
+    for r in many {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            super::series(&r.engine, r.acceptors, &r.sharing),
+            backlog(r),
+            r.mode,
+            r.repetition,
+            r.acceptor_cpus,
+            if r.slow_acceptor.is_empty() {
+                "—"
+            } else {
+                &r.slow_acceptor
+            },
+            r.accepted,
+            r.unmatched,
+            r.acceptor_fairness
+                .map_or("—".into(), |f| format!("{f:.2}")),
+            opt(r.futile_wakeups),
+            r.queue_max_per_listener
+                .as_deref()
+                .unwrap_or("—")
+                .replace(';', " / "),
+            r.per_acceptor.replace(';', "; ")
+        );
+    }
+    let _ = writeln!(s);
 }
 
 fn backlog(r: &SummaryRow) -> String {
@@ -142,7 +202,7 @@ fn cells_tables(s: &mut String, cells: &[CellRow]) {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} |",
-                c.engine,
+                super::series(&c.engine, c.acceptors, &c.sharing),
                 c.backlog,
                 c.mode,
                 c.n_ok,
@@ -186,7 +246,7 @@ fn cells_tables(s: &mut String, cells: &[CellRow]) {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {}/{} | {} | {} | {} | {} |",
-                c.engine,
+                super::series(&c.engine, c.acceptors, &c.sharing),
                 c.backlog,
                 c.mode,
                 c.n_ok,

@@ -43,6 +43,17 @@ pub struct SummaryRow {
     pub backlog_effective: u32,
     /// Mode: closed, rate, drain, burst, overload.
     pub mode: String,
+    /// Acceptor threads, each running its own instance of the engine (0 in files
+    /// written before the column existed: read it as 1).
+    pub acceptors: u32,
+    /// How the acceptors share the port: shared (one listener, one accept queue) or
+    /// reuseport (one SO_REUSEPORT listener and queue per acceptor); empty in old files.
+    pub sharing: String,
+    /// CPU each acceptor was pinned to, comma-separated in acceptor order (e.g. "0,0":
+    /// both acceptors shared CPU 0).
+    pub acceptor_cpus: String,
+    /// `--slow-acceptor` as applied to this run, `I:DELAY` (burst/overload only; empty otherwise).
+    pub slow_acceptor: String,
     /// io_uring set-up flags the engine's ring actually had (`default`, `coop`, `defer`,
     /// with the reason for any fallback); empty for engines without a ring of their own.
     pub ring_setup: String,
@@ -87,6 +98,23 @@ pub struct SummaryRow {
     pub loadgen_cpu_s: f64,
     /// Accept errors of every kind.
     pub accept_errors: u64,
+    /// Per acceptor, `;`-separated in acceptor order: `a<i>:n=<accepted>,p50=<µs>,p99=<µs>,cpu=<ms>,stalled=<count>`
+    /// — connections it accepted (warm-up included), end-to-end peer latency p50/p99 of
+    /// its connections (µs), its thread CPU over its run (ms), and its connections whose
+    /// end-to-end latency reached 0.5 s (a dropped and retransmitted SYN, or — multishot —
+    /// that long queued in the ring behind a slow acceptor; `syn_retry_stalls` counts the
+    /// former on the client side). Parse: split on `;`, then `:`, `,` and `=`.
+    pub per_acceptor: String,
+    /// Fairness: fewest / most connections accepted by one acceptor (1 = even, 0 = one
+    /// acceptor got none); empty with one acceptor.
+    pub acceptor_fairness: Option<f64>,
+    /// Futile wake-ups summed over the acceptors: an accept woken with nothing to take
+    /// (another acceptor got the connection). Counted by std only (EAGAIN well before its
+    /// receive timeout); empty for engines whose retries happen where the application
+    /// cannot see them (io_uring retries in the kernel, tokio inside its accept future).
+    pub futile_wakeups: Option<u64>,
+    /// futile_wakeups / accepted.
+    pub futile_per_accept: Option<f64>,
     /// Client connect latency (rate: from the intended start), ns.
     pub connect_p50_ns: u64,
     /// Client connect latency p99, ns.
@@ -126,9 +154,12 @@ pub struct SummaryRow {
     pub pending: u64,
     /// Other client errors (address exhaustion, other errnos).
     pub client_other_errors: u64,
-    /// Deepest accept queue sampled (burst/overload).
+    /// Deepest accept queue sampled (burst/overload): the deepest of any listener.
     pub queue_max: Option<u32>,
-    /// Mean sampled accept-queue depth (burst/overload).
+    /// Deepest queue per listener, `;`-separated in listener order (reuseport: one per
+    /// shard, shard i served by acceptor i; shared: one value). Burst/overload only.
+    pub queue_max_per_listener: Option<String>,
+    /// Mean sampled accept-queue depth (burst/overload), summed over listeners.
     pub queue_mean: Option<f64>,
     /// Accept-queue limit (burst/overload).
     pub queue_limit: Option<u32>,

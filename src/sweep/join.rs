@@ -39,6 +39,8 @@ pub struct Joined {
     pub unknown_peer: u64,
     /// End-to-end peer-extraction latency: client connect() called → server holds the peer, ns.
     pub peer_e2e_ns: Histogram<u64>,
+    /// The same latency per acceptor ([`join_owned`]; one entry for [`join`]).
+    pub peer_e2e_by_acceptor_ns: Vec<Histogram<u64>>,
 }
 
 impl Joined {
@@ -50,6 +52,18 @@ impl Joined {
 
 /// Matches `client` connections with `server` records.
 pub fn join(client: &[ClientConn], server: &[PeerRecord]) -> Joined {
+    join_owned(client, server, &[], 1)
+}
+
+/// [`join`] for the merged records of `acceptors` acceptors: `owner[i]` is the
+/// acceptor that recorded `server[i]` (missing entries count as acceptor 0); each
+/// matched latency also goes to its acceptor's histogram.
+pub fn join_owned(
+    client: &[ClientConn],
+    server: &[PeerRecord],
+    owner: &[u16],
+    acceptors: usize,
+) -> Joined {
     // Per address: (connect start, warm-up) in time order.
     let mut by_addr: HashMap<SocketAddr, Vec<(u64, bool)>> = HashMap::with_capacity(client.len());
     for c in client {
@@ -61,8 +75,8 @@ pub fn join(client: &[ClientConn], server: &[PeerRecord]) -> Joined {
     for starts in by_addr.values_mut() {
         starts.sort_unstable();
     }
-    let mut server_sorted: Vec<&PeerRecord> = server.iter().collect();
-    server_sorted.sort_unstable_by_key(|r| r.decoded_ns);
+    let mut server_sorted: Vec<(usize, &PeerRecord)> = server.iter().enumerate().collect();
+    server_sorted.sort_unstable_by_key(|(_, r)| r.decoded_ns);
 
     // Next unmatched client connect per address (index into its sorted starts).
     let mut next: HashMap<SocketAddr, usize> = HashMap::with_capacity(by_addr.len());
@@ -72,8 +86,9 @@ pub fn join(client: &[ClientConn], server: &[PeerRecord]) -> Joined {
         unmatched_server: 0,
         unknown_peer: 0,
         peer_e2e_ns: new_histogram(),
+        peer_e2e_by_acceptor_ns: (0..acceptors.max(1)).map(|_| new_histogram()).collect(),
     };
-    for rec in server_sorted {
+    for (idx, rec) in server_sorted {
         let Some(starts) = by_addr.get(&rec.peer) else {
             out.unknown_peer += 1;
             continue;
@@ -90,8 +105,12 @@ pub fn join(client: &[ClientConn], server: &[PeerRecord]) -> Joined {
             Some(&(start, warmup)) if start <= rec.decoded_ns => {
                 out.matched += 1;
                 if !warmup {
-                    out.peer_e2e_ns
-                        .saturating_record((rec.decoded_ns - start).max(1));
+                    let ns = (rec.decoded_ns - start).max(1);
+                    out.peer_e2e_ns.saturating_record(ns);
+                    let a = owner.get(idx).copied().unwrap_or(0) as usize;
+                    if let Some(h) = out.peer_e2e_by_acceptor_ns.get_mut(a) {
+                        h.saturating_record(ns);
+                    }
                 }
                 *i += 1;
             }

@@ -10,13 +10,15 @@
 //! host's namespace. That thread coordinates and sits on the client CPUs; only the
 //! acceptor is pinned to the server CPU.
 
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::AtomicI32;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use super::acceptors::{self as team, Team};
 use super::client::{self, Client, ClientResult};
 use super::timing::timed_run;
+use crate::acceptors::{ListenerSet, PerAcceptor, Sharing};
 use crate::config::{Mode, SweepConfig};
 use crate::engine::{self, EngineKind, Limits, StopFlag};
 use crate::listener::{Listener, ListenerSpec};
@@ -33,6 +35,10 @@ pub struct RunSpec<'a> {
     pub backlog: u32,
     /// Mode.
     pub mode: Mode,
+    /// Acceptor threads.
+    pub acceptors: u32,
+    /// How they share the port.
+    pub sharing: Sharing,
     /// The sweep's stop flag (Ctrl-C).
     pub stop: &'a StopFlag,
     /// This executable, started again as `loadgen`.
@@ -108,18 +114,36 @@ pub struct Measured {
     pub ring_setup: Option<String>,
     /// Mode-specific figures.
     pub figures: ModeFigures,
+    /// Per-acceptor counts and CPU (one entry for a single acceptor).
+    pub per_acceptor: Vec<PerAcceptor>,
+    /// Which acceptor each of `rec.peers` came from (empty: all from acceptor 0).
+    pub owner: Vec<u16>,
+    /// CPU of each acceptor, comma-separated in acceptor order.
+    pub acceptor_cpus: String,
+    /// `--slow-acceptor` as applied to this run (`I:DELAY`), or empty.
+    pub slow_acceptor: String,
 }
 
 /// Runs one (engine, backlog, mode) on a thread of its own and returns its figures.
 pub fn measure(spec: &RunSpec) -> anyhow::Result<Measured> {
-    std::thread::scope(|s| {
+    let mut m = std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("acceptbench-run".into())
             .spawn_scoped(s, || measure_here(spec))
             .context("cannot start the run's thread")?
             .join()
             .map_err(|_| anyhow::anyhow!("the run's thread panicked"))?
-    })
+    })?;
+    let cfg = spec.cfg;
+    m.acceptor_cpus = (0..spec.acceptors.max(1) as usize)
+        .map(|i| crate::acceptors::cpu_for(i, &cfg.server_cpus).to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    m.slow_acceptor = match cfg.slow_acceptor {
+        Some(s) if spec.mode.is_overflow() && s.index < spec.acceptors => s.to_string(),
+        _ => String::new(),
+    };
+    Ok(m)
 }
 
 fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
@@ -130,7 +154,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
         // Only this thread (and what it starts) enters it; it dies with the thread.
         crate::kernel::netns::enter_private(&cfg.overflow.netns)?;
     }
-    // --client-hosts: this run's namespaces; this thread (and the acceptor it starts)
+    // --client-hosts: this run's namespaces; this thread (and the acceptors it starts)
     // enters the server's, the loadgen children the clients'.
     let topology = cfg
         .client_hosts
@@ -143,38 +167,46 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     if topology.is_some() {
         env.netns = "veth";
     }
-    let listener = Listener::bind(&ListenerSpec {
-        addr: topology
-            .as_ref()
-            .map_or_else(crate::config::sweep_listen_addr, |t| t.listen_addr()),
-        backlog: spec.backlog,
-        reuse_port: false,
-        dual_stack: false,
-    })?;
-    let mut lg = loadgen_config(spec, &listener)?;
+    let set = ListenerSet::bind(
+        &ListenerSpec {
+            addr: topology
+                .as_ref()
+                .map_or_else(crate::config::sweep_listen_addr, |t| t.listen_addr()),
+            backlog: spec.backlog,
+            reuse_port: false,
+            dual_stack: false,
+        },
+        spec.acceptors,
+        spec.sharing,
+    )?;
+    let listener = set.first();
+    let mut lg = loadgen_config(spec, listener)?;
     if topology.is_some() {
         lg.sources = None; // each client namespace has one address of its own
     }
     let topology = topology.as_ref();
     match spec.mode {
         Mode::Closed | Mode::Rate => {
-            let d = drive(spec, &listener, &lg, Duration::ZERO, topology)?;
-            Ok(d.into_measured(&listener, env, ModeFigures::Driven, true))
+            let d = drive(spec, &set, &lg, Duration::ZERO, topology)?;
+            Ok(d.into_measured(listener, env, ModeFigures::Driven, true))
         }
-        Mode::Drain => drain(spec, &listener, &lg, env),
+        Mode::Drain if spec.acceptors > 1 => {
+            anyhow::bail!("mode drain runs one acceptor (its rounds count one acceptor's accepts)")
+        }
+        Mode::Drain => drain(spec, listener, &lg, env),
         Mode::Burst | Mode::Overload => {
             let burst = spec.mode == Mode::Burst;
-            let watch = overflow::Watch::start(&listener, burst)
+            let watch = overflow::Watch::start(set.all(), burst)
                 .context("cannot start sampling the accept queue")?;
             let pause = if burst {
                 cfg.overflow.pause
             } else {
                 Duration::ZERO
             };
-            let d = drive(spec, &listener, &lg, pause, topology);
+            let d = drive(spec, &set, &lg, pause, topology);
             let figures =
                 watch.finish(d.as_ref().ok().and_then(|d| d.counters_at_release.as_ref()));
-            Ok(d?.into_measured(&listener, env, ModeFigures::Overflow(figures), false))
+            Ok(d?.into_measured(listener, env, ModeFigures::Overflow(figures), false))
         }
     }
 }
@@ -233,6 +265,8 @@ fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen
 /// A driven run's raw results.
 struct Driven {
     rec: Recorder,
+    owner: Vec<u16>,
+    per_acceptor: Vec<PerAcceptor>,
     ring_setup: Option<String>,
     /// Acceptor CPU over its whole run, s.
     cpu_s: f64,
@@ -306,25 +340,20 @@ impl Driven {
             env,
             ring_setup: self.ring_setup,
             figures,
+            per_acceptor: self.per_acceptor,
+            owner: self.owner,
+            acceptor_cpus: String::new(),
+            slow_acceptor: String::new(),
         }
     }
 }
 
-/// What the acceptor thread of a driven run returns.
-struct AcceptorOut {
-    rec: Recorder,
-    ring_setup: Option<String>,
-    cpu_s: f64,
-    cpu_at_release_s: f64,
-    released_ns: u64,
-    counters: Option<Counters>,
-}
-
-/// closed / rate / burst / overload: the acceptor on its own pinned thread, loadgen
-/// at the same time; the acceptor is released `pause` after the burst has arrived.
+/// closed / rate / burst / overload: the acceptors on their own pinned threads
+/// ([`team`]), loadgen at the same time; the acceptors are released `pause` after the
+/// burst has arrived.
 fn drive(
     spec: &RunSpec,
-    listener: &Listener,
+    set: &ListenerSet,
     lg: &loadgen::Config,
     pause: Duration,
     topology: Option<&super::hosts::Topology>,
@@ -338,49 +367,19 @@ fn drive(
         + pause
         + cfg.overflow.connect_timeout
         + Duration::from_secs(30);
-    let mut options = cfg.options_for(spec.engine);
-    if spec.mode == Mode::Overload {
-        options.accept_delay = Some(cfg.overflow.accept_delay).filter(|d| !d.is_zero());
-    }
-    let options = &options;
-    let cpu_clock = AtomicI32::new(-1);
+    let cpu_clocks: Vec<AtomicI32> = (0..spec.acceptors.max(1))
+        .map(|_| AtomicI32::new(-1))
+        .collect();
+    let members = Team {
+        run: spec,
+        set,
+        pause,
+        run_stop: &run_stop,
+        deadline,
+        cpu_clocks: &cpu_clocks,
+    };
     std::thread::scope(|s| {
-        let acceptor = std::thread::Builder::new()
-            .name("acceptor".into())
-            .spawn_scoped(s, || -> anyhow::Result<AcceptorOut> {
-                common::affinity::pin_current_thread(cfg.server_cpu)?;
-                if let Some(id) = common::affinity::current_thread_cpu_clock() {
-                    cpu_clock.store(id, Ordering::Relaxed);
-                }
-                let mut engine = engine::build(spec.engine, options)?;
-                if !pause.is_zero() {
-                    wait_for_burst(listener, pause, &run_stop, spec.stop);
-                }
-                // What the full queue turned away while nobody accepted.
-                let counters = spec
-                    .mode
-                    .is_overflow()
-                    .then(overflow::read_counters)
-                    .flatten();
-                let limits = Limits {
-                    count: None,
-                    deadline: Some(deadline),
-                    stop: run_stop.clone(),
-                };
-                let mut rec = Recorder::new(true);
-                let cpu_at_release_s = common::affinity::thread_cpu_total_s();
-                let t = timed_run(engine.as_mut(), listener, &limits, &mut rec);
-                t.result?;
-                Ok(AcceptorOut {
-                    ring_setup: engine.ring_setup_applied(),
-                    rec,
-                    cpu_s: t.cpu_s,
-                    cpu_at_release_s,
-                    released_ns: t.released_ns,
-                    counters,
-                })
-            })
-            .context("cannot start the acceptor thread")?;
+        let handles = team::spawn(s, &members)?;
         let started = Instant::now();
         let mut cpu_samples = Vec::new();
         let outcome = (|| -> anyhow::Result<(ClientResult, Option<String>, bool)> {
@@ -391,24 +390,21 @@ fn drive(
                     child.interrupt();
                     interrupted = true;
                 }
-                if acceptor.is_finished() && failure.is_none() {
-                    // The acceptor failed (or hit the safety deadline): stop the client too.
+                if handles.iter().any(|h| h.is_finished()) && failure.is_none() {
+                    // An acceptor failed (or hit the safety deadline): stop the client too.
                     child.interrupt();
-                    failure = Some("the acceptor stopped before loadgen ended".to_string());
+                    failure = Some("an acceptor stopped before loadgen ended".to_string());
                 }
-                let id = cpu_clock.load(Ordering::Relaxed);
-                if let Some(c) = (id >= 0).then(|| common::affinity::clock_s(id)).flatten() {
+                if let Some(c) = team::cpu_now_s(&cpu_clocks) {
                     cpu_samples.push((common::clock::mono_ns(), c));
                 }
                 std::thread::sleep(Duration::from_millis(2));
             }
             // loadgen ends on its own after its duration; the limit only guards a stuck child.
             let result = child.finish(cfg.duration + cfg.warmup + Duration::from_secs(30))?;
-            // Every connection the client completed sits in the accept queue or was
-            // accepted; let the acceptor empty the queue before stopping it.
-            let drained = client::wait_until(Duration::from_secs(3), || {
-                listener.queue_info().map_or(true, |q| q.depth == 0)
-            });
+            // Every connection the client completed sits in an accept queue or was
+            // accepted; let the acceptors empty the queues before stopping them.
+            let drained = client::wait_until(Duration::from_secs(3), || set.total_depth() == 0);
             if !drained {
                 failure.get_or_insert_with(|| "the accept queue did not drain within 3 s".into());
             }
@@ -417,10 +413,7 @@ fn drive(
         })();
         let window_s = started.elapsed().as_secs_f64();
         run_stop.raise();
-        let acceptor = acceptor
-            .join()
-            .map_err(|_| anyhow::anyhow!("the acceptor thread panicked"))?;
-        let a = acceptor?;
+        let a = team::join(handles)?;
         let (client, failure, interrupted) = outcome?;
         Ok(Driven {
             window_s: client
@@ -430,6 +423,8 @@ fn drive(
                 .min(window_s)
                 .max(f64::MIN_POSITIVE),
             rec: a.rec,
+            owner: a.owner,
+            per_acceptor: a.per,
             ring_setup: a.ring_setup,
             cpu_s: a.cpu_s,
             released_ns: a.released_ns,
@@ -441,23 +436,6 @@ fn drive(
             interrupted,
         })
     })
-}
-
-/// Paused: the accept queue fills (and overflows) while nobody accepts. Resumes once
-/// the queue has held connections, unchanged, for `settle` — the burst has arrived,
-/// however long the client took to start (seconds under emulation) — or after 10 s.
-fn wait_for_burst(listener: &Listener, settle: Duration, run_stop: &StopFlag, stop: &StopFlag) {
-    let give_up = Instant::now() + Duration::from_secs(10);
-    let mut last = (u32::MAX, Instant::now());
-    while Instant::now() < give_up && !run_stop.is_raised() && !stop.is_raised() {
-        let depth = listener.queue_info().map_or(0, |q| q.depth);
-        if depth != last.0 {
-            last = (depth, Instant::now());
-        } else if depth > 0 && last.1.elapsed() >= settle {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
 }
 
 /// What the drain rounds measured.
@@ -513,6 +491,11 @@ fn drain(
     })?;
     let window_s = started.elapsed().as_secs_f64();
     let client = child.finish(Duration::from_secs(10))?;
+    let per_acceptor = vec![PerAcceptor {
+        accepted: out.rec.accepted,
+        cpu_s: out.cpu_s,
+        ..Default::default()
+    }];
     Ok(Measured {
         window_accepts: out.accepted,
         accepts_per_s: if out.drain_ns > 0 {
@@ -531,6 +514,10 @@ fn drain(
         env,
         ring_setup: out.ring_setup,
         figures: ModeFigures::Drain { rounds: out.rounds },
+        per_acceptor,
+        owner: Vec::new(),
+        acceptor_cpus: String::new(),
+        slow_acceptor: String::new(),
     })
 }
 
@@ -655,6 +642,8 @@ mod tests {
         records.extend((100..299).map(|t| record(t * ms, false)));
         let d = Driven {
             rec,
+            owner: Vec::new(),
+            per_acceptor: Vec::new(),
             ring_setup: None,
             // 0.3 s of CPU over the run, 0.1 s of it before 100 ms.
             cpu_s: 0.3,

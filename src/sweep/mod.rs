@@ -10,6 +10,7 @@
 //! Ctrl-C stops the current run, keeps every finished row and marks the run
 //! incomplete.
 
+pub mod acceptors;
 pub mod client;
 pub mod hosts;
 pub mod join;
@@ -162,11 +163,20 @@ fn run_one(
     if !support.supported {
         return FinishedRun::without_figures(p, Status::Skipped, &support.reason);
     }
+    if p.mode == crate::config::Mode::Drain && p.acceptors > 1 {
+        return FinishedRun::without_figures(
+            p,
+            Status::Skipped,
+            "mode drain runs one acceptor (its fill/drain rounds count one acceptor's accepts); several acceptors run in closed, rate, burst and overload",
+        );
+    }
     let spec = RunSpec {
         cfg,
         engine: p.engine,
         backlog: p.backlog,
         mode: p.mode,
+        acceptors: p.acceptors,
+        sharing: p.sharing,
         stop,
         exe,
         tmp,
@@ -221,10 +231,38 @@ fn setup_notes(cfg: &SweepConfig) -> Vec<String> {
             )
         });
     }
+    notes.extend(acceptor_notes(cfg));
     if cfg.repeat < 6 {
         notes.push(format!(
             "--repeat {}: fewer than 6 rounds cannot give 95% intervals for medians; cells.csv says \"n too small\"",
             cfg.repeat
+        ));
+    }
+    notes
+}
+
+/// What the report must say about several acceptors: shared CPUs, how a shared
+/// listener wakes its acceptors, and what a slow acceptor does.
+fn acceptor_notes(cfg: &SweepConfig) -> Vec<String> {
+    let mut notes = Vec::new();
+    let most = cfg.acceptors.iter().copied().max().unwrap_or(1) as usize;
+    if most > 1 && most > cfg.server_cpus.len() {
+        notes.push(format!(
+            "{most} acceptors on {} CPU{} ({}): acceptors share CPUs round-robin (column acceptor_cpus), so these runs show correctness, fairness and overflow behaviour, not scaling with cores",
+            cfg.server_cpus.len(),
+            if cfg.server_cpus.len() == 1 { "" } else { "s" },
+            common::affinity::format_cpus(&cfg.server_cpus)
+        ));
+    }
+    if most > 1 && cfg.sharings.contains(&crate::acceptors::Sharing::Shared) {
+        notes.push("sharing=shared wakes acceptors as each engine waits: std blocks in accept(2), an exclusive wait (one sleeper woken per connection); io_uring engines arm their accept poll with EPOLLEXCLUSIVE (the kernel's accept opcode is poll_exclusive), so the ring at the head of the wait queue tends to take every connection; tokio (mio) registers the listener with epoll without EPOLLEXCLUSIVE, so every runtime wakes and all but one retry EAGAIN inside tokio (invisible here)".into());
+    }
+    if let Some(s) = cfg.slow_acceptor {
+        notes.push(format!(
+            "--slow-acceptor {s}: in burst/overload runs with more than {} acceptor{} that acceptor busy-waits {} per connection and the others run free (no --accept-delay); column slow_acceptor",
+            s.index,
+            if s.index == 1 { "" } else { "s" },
+            humantime::format_duration(s.delay)
         ));
     }
     notes

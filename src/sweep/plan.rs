@@ -1,8 +1,10 @@
-//! The run order of a sweep: for each (backlog, mode), `repeat` rounds; in each
+//! The run order of a sweep: for each (backlog, mode, acceptors, sharing), `repeat`
+//! rounds; in each
 //! round every engine runs once, in an order rotated by one each round, so that
 //! drift on a shared machine (a neighbour's load, thermal state) hits every engine
 //! alike, and each engine's ratio to std compares two runs made seconds apart.
 
+use crate::acceptors::Sharing;
 use crate::config::{Mode, SweepConfig};
 use crate::engine::EngineKind;
 
@@ -15,6 +17,10 @@ pub struct Planned {
     pub backlog: u32,
     /// Mode.
     pub mode: Mode,
+    /// Acceptor threads.
+    pub acceptors: u32,
+    /// How they share the port.
+    pub sharing: Sharing,
     /// Round (repetition), from 1.
     pub round: u32,
     /// Position within the round, from 1.
@@ -24,28 +30,38 @@ pub struct Planned {
 /// The sweep's rounds, in run order.
 pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
     let mut out = Vec::new();
+    let mut cells = Vec::new();
     for &backlog in &cfg.backlogs {
         for &mode in &cfg.modes {
-            for round in 1..=cfg.repeat {
-                let mut engines = cfg.engines.clone();
-                if !engines.is_empty() {
-                    let k = (round as usize - 1) % engines.len();
-                    engines.rotate_left(k);
+            for &acceptors in &cfg.acceptors {
+                for &sharing in &cfg.sharings {
+                    cells.push((backlog, mode, acceptors, sharing));
                 }
-                out.push(
-                    engines
-                        .into_iter()
-                        .enumerate()
-                        .map(|(i, engine)| Planned {
-                            engine,
-                            backlog,
-                            mode,
-                            round,
-                            position: i as u32 + 1,
-                        })
-                        .collect(),
-                );
             }
+        }
+    }
+    for (backlog, mode, acceptors, sharing) in cells {
+        for round in 1..=cfg.repeat {
+            let mut engines = cfg.engines.clone();
+            if !engines.is_empty() {
+                let k = (round as usize - 1) % engines.len();
+                engines.rotate_left(k);
+            }
+            out.push(
+                engines
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, engine)| Planned {
+                        engine,
+                        backlog,
+                        mode,
+                        acceptors,
+                        sharing,
+                        round,
+                        position: i as u32 + 1,
+                    })
+                    .collect(),
+            );
         }
     }
     out

@@ -6,6 +6,7 @@ use hdrhistogram::Histogram;
 use super::join::{self, ClientConn};
 use super::measure::{Measured, ModeFigures};
 use super::plan::Planned;
+use crate::acceptors;
 use crate::config::Mode;
 use crate::overflow;
 use crate::report::row::{Status, SummaryRow};
@@ -18,8 +19,8 @@ pub struct FinishedRun {
     pub row: SummaryRow,
     /// Latency histograms (ns) by metric name: `connect`, `peer`, `peer-internal`.
     pub histograms: Vec<(&'static str, Histogram<u64>)>,
-    /// Burst/overload: the accept-queue samples and their time 0.
-    pub queue: Option<(overflow::sampler::Samples, u64)>,
+    /// Burst/overload: the accept-queue samples (one set per listener) and their time 0.
+    pub queue: Option<(Vec<overflow::sampler::Samples>, u64)>,
 }
 
 impl FinishedRun {
@@ -31,6 +32,8 @@ impl FinishedRun {
                 engine: p.engine.name().into(),
                 backlog: p.backlog,
                 mode: p.mode.name().into(),
+                acceptors: p.acceptors,
+                sharing: p.sharing.name().into(),
                 repetition: p.round,
                 position: p.position,
                 status: Some(status),
@@ -75,7 +78,20 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
             warmup: r.warmup,
         });
     }
-    let j = join::join(&established, &m.rec.peers);
+    let n_acc = m.per_acceptor.len().max(1);
+    let j = join::join_owned(&established, &m.rec.peers, &m.owner, n_acc);
+    let mut per = m.per_acceptor.clone();
+    for (a, h) in per.iter_mut().zip(&j.peer_e2e_by_acceptor_ns) {
+        let l = Percentiles::of(h);
+        a.peer_p50_ns = l.p50;
+        a.peer_p99_ns = l.p99;
+        a.stalled = h.count_between(overflow::RETRY_THRESHOLD_NS, u64::MAX);
+    }
+    let counts: Vec<u64> = per.iter().map(|a| a.accepted).collect();
+    let futile = p
+        .engine
+        .counts_futile_wakeups()
+        .then_some(m.rec.futile_wakeups);
     let c = Percentiles::of(&connect);
     let pe = Percentiles::of(&j.peer_e2e_ns);
     let pi = Percentiles::of(&m.rec.peer_extract_ns);
@@ -110,6 +126,18 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         backlog: p.backlog,
         backlog_effective: m.backlog_effective,
         mode: p.mode.name().into(),
+        acceptors: p.acceptors,
+        sharing: p.sharing.name().into(),
+        acceptor_cpus: m.acceptor_cpus.clone(),
+        slow_acceptor: m.slow_acceptor.clone(),
+        per_acceptor: acceptors::format_per_acceptor(&per),
+        acceptor_fairness: (counts.len() > 1)
+            .then(|| acceptors::fairness(&counts))
+            .flatten(),
+        futile_wakeups: futile,
+        futile_per_accept: futile
+            .filter(|_| m.rec.accepted > 0)
+            .map(|f| f as f64 / m.rec.accepted as f64),
         ring_setup: m.ring_setup.clone().unwrap_or_default(),
         repetition: p.round,
         position: p.position,
@@ -184,9 +212,17 @@ fn overflow_columns(
     mode: Mode,
 ) {
     let counter = |name: &str| f.counters.get(name).copied();
-    row.queue_max = Some(f.samples.max_depth());
-    row.queue_mean = Some(f.samples.mean_depth());
-    row.queue_limit = Some(f.samples.limit());
+    let maxes: Vec<u32> = f.samples.iter().map(|s| s.max_depth()).collect();
+    row.queue_max = maxes.iter().copied().max();
+    row.queue_max_per_listener = Some(
+        maxes
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(";"),
+    );
+    row.queue_mean = Some(f.samples.iter().map(|s| s.mean_depth()).sum());
+    row.queue_limit = f.samples.first().map(|s| s.limit());
     row.listen_overflows = counter("ListenOverflows");
     row.listen_drops = counter("ListenDrops");
     if mode == Mode::Burst {
@@ -206,9 +242,14 @@ fn overflow_columns(
         row.reset,
     ));
     if mode == Mode::Burst && released_ns > 0 {
-        row.drain_ms = f
+        // Drained when the last listener ran empty.
+        let empties: Option<Vec<u64>> = f
             .samples
-            .first_empty_after(released_ns)
+            .iter()
+            .map(|s| s.first_empty_after(released_ns))
+            .collect();
+        row.drain_ms = empties
+            .and_then(|e| e.into_iter().max())
             .map(|t| (t - released_ns) as f64 / 1e6);
     }
 }

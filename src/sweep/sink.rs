@@ -139,20 +139,31 @@ impl Directory {
 impl Sink for Directory {
     fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()> {
         let r = &run.row;
+        let series = series_of(r);
         if r.is_ok() {
             for (metric, h) in &run.histograms {
-                let key = (r.engine.clone(), r.backlog, r.mode.clone(), *metric);
+                let key = (series.clone(), r.backlog, r.mode.clone(), *metric);
                 let cell = self.hists.entry(key).or_insert_with(new_histogram);
                 cell.add(h)
                     .map_err(|e| anyhow::anyhow!("adding a {metric} histogram: {e:?}"))?;
             }
         }
-        if let Some((samples, t0)) = &run.queue {
+        if let Some((per_listener, t0)) = &run.queue {
             let path = self
                 .dir
-                .queue_csv(&r.engine, r.backlog, &r.mode, r.repetition)?;
-            overflow::sampler::write_csv(&path, samples, *t0)
-                .with_context(|| format!("writing {}", path.display()))?;
+                .queue_csv(&series, r.backlog, &r.mode, r.repetition)?;
+            for (i, samples) in per_listener.iter().enumerate() {
+                // Several listeners (reuseport shards): one file each, `…-l<i>.csv`.
+                let path = if per_listener.len() > 1 {
+                    let name = path.file_name().unwrap_or_default().to_string_lossy();
+                    let stem = name.strip_suffix(".csv").unwrap_or(&name);
+                    path.with_file_name(format!("{stem}-l{i}.csv"))
+                } else {
+                    path.clone()
+                };
+                overflow::sampler::write_csv(&path, samples, *t0)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
         }
         self.csv.append(r)?;
         self.rows.push(r.clone());
@@ -160,11 +171,19 @@ impl Sink for Directory {
     }
 }
 
+/// The name a run's files go under ([`crate::report::series`]).
+pub fn series_of(r: &SummaryRow) -> String {
+    crate::report::series(&r.engine, r.acceptors, &r.sharing)
+}
+
 /// The terminal line of a finished run.
 pub fn line_of(r: &SummaryRow) -> String {
     let head = format!(
         "{:<12} b{:<5} {:<8} r{}",
-        r.engine, r.backlog, r.mode, r.repetition
+        series_of(r),
+        r.backlog,
+        r.mode,
+        r.repetition
     );
     match r.status {
         Some(Status::Skipped) => format!("{head} skipped: {}", r.note),

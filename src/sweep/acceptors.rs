@@ -1,0 +1,208 @@
+//! The acceptor threads of a driven run: one per acceptor, each pinned round-robin
+//! over the server CPUs and running its own engine instance on its listener of the
+//! [`ListenerSet`]; their records are merged when they have all ended (per-thread
+//! state, merged at the end — no shared counters on the hot path).
+
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::thread::{Scope, ScopedJoinHandle};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use super::measure::RunSpec;
+use super::timing::timed_run;
+use crate::acceptors::{self, ListenerSet, PerAcceptor};
+use crate::config::Mode;
+use crate::engine::{self, EngineOptions, Limits, StopFlag};
+use crate::overflow::{self, Counters};
+use crate::record::Recorder;
+
+/// What the acceptor threads share.
+pub struct Team<'a> {
+    /// The run.
+    pub run: &'a RunSpec<'a>,
+    /// The listeners.
+    pub set: &'a ListenerSet,
+    /// Burst: stay paused until the burst has arrived and settled this long.
+    pub pause: Duration,
+    /// Raised when the run is over.
+    pub run_stop: &'a StopFlag,
+    /// Safety net: no acceptor runs past this.
+    pub deadline: Instant,
+    /// Each acceptor's CPU clock id (-1 until known), for sampling while the run goes on.
+    pub cpu_clocks: &'a [AtomicI32],
+}
+
+/// What one acceptor thread returns.
+pub struct AcceptorOut {
+    rec: Recorder,
+    ring_setup: Option<String>,
+    cpu_s: f64,
+    cpu_at_release_s: f64,
+    released_ns: u64,
+    counters: Option<Counters>,
+}
+
+/// Every acceptor's records, merged.
+pub struct TeamOut {
+    /// The merged recorder (peers of acceptor 0 first, then 1, …).
+    pub rec: Recorder,
+    /// Which acceptor each merged peer came from.
+    pub owner: Vec<u16>,
+    /// Per-acceptor counts and CPU.
+    pub per: Vec<PerAcceptor>,
+    /// Ring set-up of acceptor 0 (every acceptor runs the same engine and options).
+    pub ring_setup: Option<String>,
+    /// Σ acceptor CPU over their runs, s.
+    pub cpu_s: f64,
+    /// Σ acceptor thread CPU at release, s.
+    pub cpu_at_release_s: f64,
+    /// The earliest release, CLOCK_MONOTONIC ns.
+    pub released_ns: u64,
+    /// TcpExt counters read by acceptor 0 at release.
+    pub counters: Option<Counters>,
+}
+
+/// The engine options of acceptor `i`: in burst/overload with `--slow-acceptor` the
+/// slow one works its delay per connection and the others run free; otherwise overload
+/// slows every acceptor by `--accept-delay`.
+pub fn options_for(run: &RunSpec, i: usize) -> EngineOptions {
+    let cfg = run.cfg;
+    let mut o = cfg.options_for(run.engine);
+    if !run.mode.is_overflow() {
+        return o;
+    }
+    let default = (run.mode == Mode::Overload)
+        .then_some(cfg.overflow.accept_delay)
+        .filter(|d| !d.is_zero());
+    o.accept_delay = match cfg.slow_acceptor {
+        Some(s) if s.index < run.acceptors => acceptors::delay_for(i, Some(s), None),
+        _ => default,
+    };
+    o
+}
+
+/// Starts every acceptor thread of the run.
+pub fn spawn<'scope, 'env>(
+    s: &'scope Scope<'scope, 'env>,
+    team: &'env Team<'env>,
+) -> anyhow::Result<Vec<ScopedJoinHandle<'scope, anyhow::Result<AcceptorOut>>>> {
+    (0..team.run.acceptors.max(1) as usize)
+        .map(|i| {
+            std::thread::Builder::new()
+                .name(format!("acceptor-{i}"))
+                .spawn_scoped(s, move || accept_on(team, i))
+                .context("cannot start an acceptor thread")
+        })
+        .collect()
+}
+
+/// Acceptor `i`: pin, build, wait for the burst (if paused), run until stopped.
+fn accept_on(team: &Team, i: usize) -> anyhow::Result<AcceptorOut> {
+    let run = team.run;
+    common::affinity::pin_current_thread(acceptors::cpu_for(i, &run.cfg.server_cpus))?;
+    if let Some(id) = common::affinity::current_thread_cpu_clock() {
+        team.cpu_clocks[i].store(id, Ordering::Relaxed);
+    }
+    let mut engine = engine::build(run.engine, &options_for(run, i))?;
+    if !team.pause.is_zero() {
+        wait_for_burst(team.set, team.pause, team.run_stop, run.stop);
+    }
+    // What the full queue turned away while nobody accepted.
+    let counters = (i == 0 && run.mode.is_overflow())
+        .then(overflow::read_counters)
+        .flatten();
+    let limits = Limits {
+        count: None,
+        deadline: Some(team.deadline),
+        stop: team.run_stop.clone(),
+    };
+    let mut rec = Recorder::new(true);
+    let cpu_at_release_s = common::affinity::thread_cpu_total_s();
+    let t = timed_run(engine.as_mut(), team.set.for_acceptor(i), &limits, &mut rec);
+    t.result?;
+    Ok(AcceptorOut {
+        ring_setup: engine.ring_setup_applied(),
+        rec,
+        cpu_s: t.cpu_s,
+        cpu_at_release_s,
+        released_ns: t.released_ns,
+        counters,
+    })
+}
+
+/// Σ CPU seconds of the acceptors whose clocks are known, now.
+pub fn cpu_now_s(clocks: &[AtomicI32]) -> Option<f64> {
+    let mut sum = None;
+    for c in clocks {
+        let id = c.load(Ordering::Relaxed);
+        if let Some(s) = (id >= 0).then(|| common::affinity::clock_s(id)).flatten() {
+            *sum.get_or_insert(0.0) += s;
+        }
+    }
+    sum
+}
+
+/// Waits for every acceptor and merges what they recorded.
+pub fn join(
+    handles: Vec<ScopedJoinHandle<'_, anyhow::Result<AcceptorOut>>>,
+) -> anyhow::Result<TeamOut> {
+    let mut outs = Vec::with_capacity(handles.len());
+    let mut first_err = None;
+    for h in handles {
+        match h.join() {
+            Ok(Ok(o)) => outs.push(o),
+            Ok(Err(e)) => {
+                first_err.get_or_insert(e);
+            }
+            Err(_) => {
+                first_err.get_or_insert(anyhow::anyhow!("an acceptor thread panicked"));
+            }
+        }
+    }
+    if let Some(e) = first_err {
+        return Err(e);
+    }
+    let per = outs
+        .iter()
+        .map(|o| PerAcceptor {
+            accepted: o.rec.accepted,
+            cpu_s: o.cpu_s,
+            ..Default::default()
+        })
+        .collect();
+    let ring_setup = outs.first().and_then(|o| o.ring_setup.clone());
+    let counters = outs.first().and_then(|o| o.counters.clone());
+    let cpu_s = outs.iter().map(|o| o.cpu_s).sum();
+    let cpu_at_release_s = outs.iter().map(|o| o.cpu_at_release_s).sum();
+    let released_ns = outs.iter().map(|o| o.released_ns).min().unwrap_or(0);
+    let (rec, owner) = acceptors::merge(outs.into_iter().map(|o| o.rec).collect());
+    Ok(TeamOut {
+        rec,
+        owner,
+        per,
+        ring_setup,
+        cpu_s,
+        cpu_at_release_s,
+        released_ns,
+        counters,
+    })
+}
+
+/// Paused: the accept queues fill (and overflow) while nobody accepts. Resumes once
+/// the listeners together have held connections, unchanged, for `settle` — the burst
+/// has arrived, however long the client took to start (seconds under emulation) — or
+/// after 10 s. Every acceptor watches the same total, so they resume together.
+pub fn wait_for_burst(set: &ListenerSet, settle: Duration, run_stop: &StopFlag, stop: &StopFlag) {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    let mut last = (u32::MAX, Instant::now());
+    while Instant::now() < give_up && !run_stop.is_raised() && !stop.is_raised() {
+        let depth = set.total_depth();
+        if depth != last.0 {
+            last = (depth, Instant::now());
+        } else if depth > 0 && last.1.elapsed() >= settle {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
