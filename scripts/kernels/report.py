@@ -1,0 +1,287 @@
+#!/usr/bin/env python3
+"""Capability matrix, behaviour table and speed ratios per kernel, in Markdown.
+
+Reads run directories written by `acceptbench sweep` (as scripts/kernels/run.sh
+collects them): meta.json, summary.csv, cells.csv, and probe.json (`acceptbench
+probe --json`, put beside each run by run.sh and the guest's init). Runs are
+grouped by kernel release; within a kernel, a run whose rows are burst runs is a
+behaviour run (with tcp_abort_on_overflow=1 or not), any other run a speed run.
+Standard library only.
+
+    python3 scripts/kernels/report.py RUN_DIR...
+"""
+import csv
+import json
+import os
+import re
+import sys
+
+ENGINES = ["std", "uring", "multishot", "uring-linked", "tokio-uring", "tokio"]
+# (probe.json field, column title, the Linux version the code/README say it needs)
+# — the versions as src/kernel/probe.rs states them (UringProbe::features).
+FEATURES = [
+    ("accept", "accept", "5.5"),
+    ("accept_multishot", "multishot accept", "5.19"),
+    ("ext_arg", "EXT_ARG", "5.11"),
+    ("uring_cmd_sockopt", "uring_cmd sockopt", "6.7"),
+    ("direct_descriptors", "direct descriptors", "5.19"),
+    ("coop_taskrun", "COOP_TASKRUN", "5.19"),
+    ("defer_taskrun", "DEFER_TASKRUN", "6.1"),
+    ("socket_op", "OP_SOCKET", "5.19"),
+]
+
+
+def version_tuple(release):
+    m = re.match(r"(\d+)\.(\d+)", release or "")
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def read_csv(path):
+    try:
+        with open(path, newline="") as f:
+            return list(csv.DictReader(f))
+    except OSError:
+        return []
+
+
+class Run:
+    def __init__(self, path):
+        self.path = path.rstrip("/")
+        self.name = os.path.basename(self.path)
+        self.meta = read_json(os.path.join(self.path, "meta.json")) or {}
+        self.probe = read_json(os.path.join(self.path, "probe.json"))
+        self.rows = read_csv(os.path.join(self.path, "summary.csv"))
+        self.cells = read_csv(os.path.join(self.path, "cells.csv"))
+        pkg = os.path.join(self.path, "kernel-package")
+        self.package = open(pkg).read().strip() if os.path.exists(pkg) else ""
+        self.release = self.meta.get("kernel_release", "?")
+        self.virtualised = self.meta.get("virtualised") or "no"
+        modes = {r.get("mode") for r in self.rows}
+        self.burst = bool(modes) and modes <= {"burst", "overload"}
+        command = " ".join(self.meta.get("command") or []) if isinstance(
+            self.meta.get("command"), list) else str(self.meta.get("command", ""))
+        self.abort = "--abort-on-overflow" in command or any(
+            r.get("tcp_abort_on_overflow") == "1" for r in self.rows)
+
+
+def group(runs):
+    kernels = {}
+    for r in runs:
+        kernels.setdefault(r.release, []).append(r)
+    return sorted(kernels.items(), key=lambda kv: version_tuple(kv[0]))
+
+
+def probe_of(runs):
+    for r in runs:
+        if r.probe:
+            return r.probe
+    return None
+
+
+def label(release, runs):
+    emu = any(r.virtualised == "tcg" for r in runs)
+    return f"{release}" + (" (TCG)" if emu else " (host)")
+
+
+def kernels_section(kernels):
+    out = ["### Kernels and runs", ""]
+    out.append("| kernel | Debian package | virtualised | runs |")
+    out.append("|---|---|---|---|")
+    for rel, runs in kernels:
+        pkg = next((r.package for r in runs if r.package), "— (the host's)")
+        names = ", ".join(f"[{r.name}](../{r.name}/README.md)" for r in runs)
+        out.append(f"| {rel} | `{pkg}` | {runs[0].virtualised} | {names} |")
+    return out
+
+
+def capability_section(kernels):
+    out = ["### What each kernel can do (`acceptbench probe --json` in each guest)", ""]
+    head = ["kernel"] + ENGINES + [f"{t} ({v})" for _, t, v in FEATURES]
+    out.append("| " + " | ".join(head) + " |")
+    out.append("|---" * len(head) + "|")
+    reasons = {}
+    for rel, runs in kernels:
+        p = probe_of(runs)
+        if not p:
+            out.append(f"| {rel} | " + " | ".join(["?"] * (len(head) - 1)) + " |")
+            continue
+        engines = {e["name"]: e for e in p.get("engines", [])}
+        cells = []
+        for name in ENGINES:
+            e = engines.get(name)
+            if e is None:
+                cells.append("—")
+            elif e.get("supported"):
+                cells.append("yes")
+            else:
+                reason = re.sub(r"; this kernel is [\d.]+$", "", e.get("reason", ""))
+                reasons.setdefault(reason, len(reasons) + 1)
+                cells.append(f"no [{reasons[reason]}]")
+        u = p.get("io_uring", {})
+        for field, _, _ in FEATURES:
+            cells.append("yes" if u.get(field) else "no")
+        out.append(f"| {label(rel, runs)} | " + " | ".join(cells) + " |")
+    out.append("")
+    for reason, n in reasons.items():
+        out.append(f"[{n}] {reason}  ")
+    out += ["", "Versions in the headers are what src/kernel/probe.rs says each feature needs."]
+    out += checks(kernels)
+    return out
+
+
+def checks(kernels):
+    """Each "needs Linux X" statement against what the kernels did."""
+    out = ["", "Each \"needs Linux X\" statement against these kernels:", ""]
+    for field, title, need in FEATURES:
+        need_t = version_tuple(need)
+        early, late = [], []
+        for rel, runs in kernels:
+            p = probe_of(runs)
+            if not p:
+                continue
+            has = bool(p.get("io_uring", {}).get(field))
+            v = version_tuple(rel)
+            if has and v < need_t:
+                early.append(rel)
+            if not has and v >= need_t:
+                late.append(rel)
+        verdict = "holds"
+        if early:
+            verdict = f"**present before {need}** on {', '.join(early)} (a backport)"
+        if late:
+            verdict += f"; **missing** on {', '.join(late)} although ≥ {need}"
+        out.append(f"- {title} (needs {need}): {verdict}")
+    return out
+
+
+def modes_of(rows):
+    seen = []
+    for r in rows:
+        m = r.get("syn_retry_modes") or ""
+        if m and m not in seen:
+            seen.append(m)
+    return "; ".join(seen) or "—"
+
+
+def int_or(v, d=0):
+    try:
+        return int(float(v))
+    except (TypeError, ValueError):
+        return d
+
+
+def behaviour_section(kernels):
+    out = ["### How each kernel behaves (burst against a paused acceptor, private network namespace)", ""]
+    out.append("| kernel | somaxconn (default) | tcp_max_syn_backlog | backlog B | queue max / B+1 | attempted | ListenOverflows while paused | SYN retry modes (connect latency) | client-only | with tcp_abort_on_overflow=1 |")
+    out.append("|---|---:|---:|---:|---|---:|---|---|---|---|")
+    for rel, runs in kernels:
+        sysctls = runs[0].meta.get("sysctls", {})
+        plain = [r for r in runs if r.burst and not r.abort]
+        abort = [r for r in runs if r.burst and r.abort]
+        rows = [x for r in plain for x in r.rows if x.get("status") == "ok"]
+        arows = [x for r in abort for x in r.rows if x.get("status") == "ok"]
+        if not rows:
+            out.append(f"| {label(rel, runs)} | {sysctls.get('net.core.somaxconn', '?')} | {sysctls.get('net.ipv4.tcp_max_syn_backlog', '?')} | — | — | — | — | — | — | — |")
+            continue
+        b = rows[0].get("backlog", "?")
+        qmax = "/".join(sorted({x.get("queue_max", "?") for x in rows}))
+        att = "/".join(sorted({x.get("attempted", "?") for x in rows}))
+        paused = ", ".join(x.get("listen_overflows_paused", "?") for x in rows)
+        expect = int_or(rows[0].get("attempted")) - (int_or(b) + 1)
+        co = ", ".join(f"{x.get('unmatched_client', '?')}" for x in rows)
+        if arows:
+            a = arows[0]
+            ab = (f"reset {a.get('reset')}, established {a.get('established')}, accepted {a.get('accepted')}, "
+                  f"client-only {a.get('unmatched_client')}, timeout {a.get('timeout')}; "
+                  f"outcome {a.get('overflow_outcome') or '—'}; retry modes {a.get('syn_retry_modes') or '—'}")
+        else:
+            ab = "—"
+        out.append(
+            f"| {label(rel, runs)} | {sysctls.get('net.core.somaxconn', '?')} | {sysctls.get('net.ipv4.tcp_max_syn_backlog', '?')} "
+            f"| {b} | {qmax} / {int_or(b) + 1} | {att} | {paused} (attempted − (B+1) = {expect}) | {modes_of(rows)} | {co} | {ab} |")
+    out += ["", "SYN retry modes are where the clients' connect latencies cluster (time:count); "
+            "a run shows as many retries as the connect timeout lets it see. "
+            "client-only: established by the client, never accepted (the final ACK met a full queue). "
+            "One value per round, comma-separated."]
+    return out
+
+
+def fmt_ratio(c, key):
+    v = c.get(key)
+    if not v:
+        return "—"
+    lo, hi = c.get(key + "_lo"), c.get(key + "_hi")
+    s = f"{float(v):.2f}"
+    if lo and hi:
+        s += f" [{float(lo):.2f}–{float(hi):.2f}]"
+    return s
+
+
+def speed_section(kernels):
+    out = ["### Speed, only as ratios to std within each kernel (cells.csv: median of per-round ratios [interval])", ""]
+    modes = []
+    for _, runs in kernels:
+        for r in runs:
+            if not r.burst:
+                for c in r.cells:
+                    if c.get("mode") not in modes:
+                        modes.append(c.get("mode"))
+    levels = set()
+    for mode in modes:
+        out.append(f"**{mode}**, accepts/s ÷ std's (acceptor CPU per accept ÷ std's below):")
+        out.append("")
+        head = ["kernel"] + [e for e in ENGINES if e != "std"]
+        out.append("| " + " | ".join(head) + " |")
+        out.append("|---" + "|---:" * (len(head) - 1) + "|")
+        cpu_lines = []
+        for rel, runs in kernels:
+            cells = {c["engine"]: c for r in runs if not r.burst for c in r.cells if c.get("mode") == mode}
+            if not cells:
+                continue
+            row, cpu = [], []
+            for e in head[1:]:
+                c = cells.get(e)
+                if c is None:
+                    row.append("—"); cpu.append("—")
+                elif int_or(c.get("n_ok")) == 0:
+                    row.append("skipped"); cpu.append("skipped")
+                else:
+                    row.append(fmt_ratio(c, "ratio_accepts_vs_std"))
+                    cpu.append(fmt_ratio(c, "ratio_cpu_vs_std"))
+                    if c.get("ratio_ci_level"):
+                        levels.add(c["ratio_ci_level"])
+            emu = " emulated" if any(r.virtualised == "tcg" for r in runs) else ""
+            out.append(f"| {rel}{emu} | " + " | ".join(row) + " |")
+            cpu_lines.append(f"| {rel}{emu} | " + " | ".join(cpu) + " |")
+        out += ["", "| kernel (CPU ratio) | " + " | ".join(head[1:]) + " |",
+                "|---" + "|---:" * (len(head) - 1) + "|"] + cpu_lines + [""]
+    lv = ", ".join(sorted(f"{float(x) * 100:.0f}%" for x in levels)) or "none"
+    out.append(f"Interval coverage: {lv}. With 3 rounds the intervals are the range of the rounds and wide; "
+               "*emulated* rows ran under QEMU TCG, where every instruction is emulated: "
+               "compare them only with std on the same kernel, never across kernels or with the host.")
+    return out
+
+
+def main(argv):
+    if not argv:
+        print(__doc__.strip(), file=sys.stderr)
+        return 2
+    runs = [Run(p) for p in argv if os.path.isdir(p)]
+    kernels = group(runs)
+    lines = []
+    for section in (kernels_section, capability_section, behaviour_section, speed_section):
+        lines += section(kernels) + [""]
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
