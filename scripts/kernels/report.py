@@ -70,6 +70,8 @@ class Run:
             self.meta.get("command"), list) else str(self.meta.get("command", ""))
         self.abort = "--abort-on-overflow" in command or any(
             r.get("tcp_abort_on_overflow") == "1" for r in self.rows)
+        self.nocookies = any(r.get("tcp_syncookies") == "0" for r in self.rows) or bool(
+            re.search(r"--syncookies[ =]0\b", command))
 
 
 def group(runs):
@@ -178,39 +180,46 @@ def int_or(v, d=0):
         return d
 
 
+def ok_rows(runs):
+    return [x for r in runs for x in r.rows if x.get("status") == "ok"]
+
+
+def outcome(a):
+    return (f"accepted {a.get('accepted')}, client-only {a.get('unmatched_client')}, "
+            f"reset {a.get('reset')}, timeout {a.get('timeout')}, retry modes {a.get('syn_retry_modes') or '—'}")
+
+
 def behaviour_section(kernels):
-    out = ["### How each kernel behaves (burst against a paused acceptor, private network namespace)", ""]
-    out.append("| kernel | somaxconn (default) | tcp_max_syn_backlog | backlog B | queue max / B+1 | attempted | ListenOverflows while paused | SYN retry modes (connect latency) | client-only | with tcp_abort_on_overflow=1 |")
-    out.append("|---|---:|---:|---:|---|---:|---|---|---|---|")
+    out = ["### How each kernel behaves (bursts against a paused acceptor, private network namespace)", ""]
+    out.append("| kernel | somaxconn (default) | tcp_max_syn_backlog | B | queue max / B+1 | attempted | ListenOverflows while paused (expected) | client-only (syncookies default) | SYN retry modes, syncookies default | SYN retry modes, syncookies=0 | tcp_abort_on_overflow=1 |")
+    out.append("|---|---:|---:|---:|---|---:|---|---|---|---|---|")
     for rel, runs in kernels:
         sysctls = runs[0].meta.get("sysctls", {})
-        plain = [r for r in runs if r.burst and not r.abort]
-        abort = [r for r in runs if r.burst and r.abort]
-        rows = [x for r in plain for x in r.rows if x.get("status") == "ok"]
-        arows = [x for r in abort for x in r.rows if x.get("status") == "ok"]
-        if not rows:
-            out.append(f"| {label(rel, runs)} | {sysctls.get('net.core.somaxconn', '?')} | {sysctls.get('net.ipv4.tcp_max_syn_backlog', '?')} | — | — | — | — | — | — | — |")
-            continue
-        b = rows[0].get("backlog", "?")
-        qmax = "/".join(sorted({x.get("queue_max", "?") for x in rows}))
-        att = "/".join(sorted({x.get("attempted", "?") for x in rows}))
-        paused = ", ".join(x.get("listen_overflows_paused", "?") for x in rows)
-        expect = int_or(rows[0].get("attempted")) - (int_or(b) + 1)
-        co = ", ".join(f"{x.get('unmatched_client', '?')}" for x in rows)
-        if arows:
-            a = arows[0]
-            ab = (f"reset {a.get('reset')}, established {a.get('established')}, accepted {a.get('accepted')}, "
-                  f"client-only {a.get('unmatched_client')}, timeout {a.get('timeout')}; "
-                  f"outcome {a.get('overflow_outcome') or '—'}; retry modes {a.get('syn_retry_modes') or '—'}")
-        else:
-            ab = "—"
+        rows = ok_rows(r for r in runs if r.burst and not r.abort and not r.nocookies)
+        nc = ok_rows(r for r in runs if r.burst and r.nocookies and not r.abort)
+        ab = ok_rows(r for r in runs if r.burst and r.abort)
+        first = (rows or nc or ab or [{}])[0]
+        b = int_or(first.get("backlog"), -1)
+        allr = rows + nc + ab
+        qmax = "/".join(sorted({x.get("queue_max", "?") for x in allr})) or "—"
+        att = "/".join(sorted({x.get("attempted", "?") for x in allr})) or "—"
+        paused = ", ".join(x.get("listen_overflows_paused", "?") for x in allr) or "—"
+        expect = int_or(first.get("attempted")) - (b + 1)
+        co = ", ".join(x.get("unmatched_client", "?") for x in rows) or "—"
         out.append(
             f"| {label(rel, runs)} | {sysctls.get('net.core.somaxconn', '?')} | {sysctls.get('net.ipv4.tcp_max_syn_backlog', '?')} "
-            f"| {b} | {qmax} / {int_or(b) + 1} | {att} | {paused} (attempted − (B+1) = {expect}) | {modes_of(rows)} | {co} | {ab} |")
-    out += ["", "SYN retry modes are where the clients' connect latencies cluster (time:count); "
-            "a run shows as many retries as the connect timeout lets it see. "
-            "client-only: established by the client, never accepted (the final ACK met a full queue). "
-            "One value per round, comma-separated."]
+            f"| {b if b >= 0 else '—'} | {qmax} / {b + 1 if b >= 0 else '—'} | {att} | {paused} ({expect}) | {co} "
+            f"| {modes_of(rows)} | {modes_of(nc)} | {'; '.join(outcome(a) for a in ab) or '—'} |")
+    out += ["", "*queue max*: the deepest accept queue seen (sock_diag) — the kernel holds B+1. "
+            "*ListenOverflows while paused*: SYNs turned away while the acceptor was paused, one value per run "
+            "(expected: attempted − (B+1)). *client-only*: established by the client, never accepted "
+            "(a SYN cookie completed the handshake, the final ACK met a full queue). "
+            "*SYN retry modes*: where the clients' connect latencies cluster (time:count); the retries a run "
+            "can show are bounded by its connect timeout (9 s here: three retries on either schedule). "
+            "With syncookies=0 a SYN that finds the SYN queue full is dropped and retried, so the schedule "
+            "shows; with the default (1) the retried SYNs mostly get cookies at the first retry. "
+            "tcp_abort_on_overflow=1 answers an overflowing final ACK with a reset, which the client "
+            "only sees on its first read or write, not in `connect()`."]
     return out
 
 
