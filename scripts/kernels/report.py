@@ -191,7 +191,7 @@ def outcome(a):
 
 def behaviour_section(kernels):
     out = ["### How each kernel behaves (bursts against a paused acceptor, private network namespace)", ""]
-    out.append("| kernel | somaxconn (default) | tcp_max_syn_backlog | B | queue max / B+1 | attempted | ListenOverflows while paused (expected) | client-only (syncookies default) | SYN retry modes, syncookies default | SYN retry modes, syncookies=0 | tcp_abort_on_overflow=1 |")
+    out.append("| kernel | somaxconn (default) | tcp_max_syn_backlog | B | queue max / B+1 | attempted | ListenOverflows while paused (expected) | client-only (syncookies default) | SYN retry modes, syncookies default | SYN retry modes, syncookies=0 (accepted, client-only) | syncookies=0 and tcp_abort_on_overflow=1 |")
     out.append("|---|---:|---:|---:|---|---:|---|---|---|---|---|")
     for rel, runs in kernels:
         sysctls = runs[0].meta.get("sysctls", {})
@@ -209,7 +209,8 @@ def behaviour_section(kernels):
         out.append(
             f"| {label(rel, runs)} | {sysctls.get('net.core.somaxconn', '?')} | {sysctls.get('net.ipv4.tcp_max_syn_backlog', '?')} "
             f"| {b if b >= 0 else '—'} | {qmax} / {b + 1 if b >= 0 else '—'} | {att} | {paused} ({expect}) | {co} "
-            f"| {modes_of(rows)} | {modes_of(nc)} | {'; '.join(outcome(a) for a in ab) or '—'} |")
+            f"| {modes_of(rows)} | {modes_of(nc)} ({', '.join(x.get('accepted', '?') + '/' + x.get('unmatched_client', '?') for x in nc) or '—'}) "
+            f"| {'; '.join(outcome(a) for a in ab) or '—'} |")
     out += ["", "*queue max*: the deepest accept queue seen (sock_diag) — the kernel holds B+1. "
             "*ListenOverflows while paused*: SYNs turned away while the acceptor was paused, one value per run "
             "(expected: attempted − (B+1)). *client-only*: established by the client, never accepted "
@@ -218,8 +219,9 @@ def behaviour_section(kernels):
             "can show are bounded by its connect timeout (9 s here: three retries on either schedule). "
             "With syncookies=0 a SYN that finds the SYN queue full is dropped and retried, so the schedule "
             "shows; with the default (1) the retried SYNs mostly get cookies at the first retry. "
-            "tcp_abort_on_overflow=1 answers an overflowing final ACK with a reset, which the client "
-            "only sees on its first read or write, not in `connect()`."]
+            "tcp_abort_on_overflow=1 answers a final ACK that meets a full accept queue with a reset "
+            "instead of dropping it (and retransmitting the SYN-ACK later); the client has already "
+            "returned from `connect()`, so it shows as client-only, and the reset only on a read or write."]
     return out
 
 

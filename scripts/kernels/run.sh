@@ -25,12 +25,16 @@ mem=1024
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 cache="${ACCEPTBENCH_KERNEL_CACHE:-$target_dir/kernels}"
 # One sweep per line, each its own run directory:
-#  1. every engine, closed and drain: support and speed ratios to std;
-#  2. a burst against a paused acceptor, long enough to see three SYN retries;
-#  3. the same burst with tcp_abort_on_overflow=1.
-default_sweeps="--engines std,uring,multishot,uring-linked,tokio-uring,tokio --backlogs 64 --modes closed,drain --duration 300ms --repeat 3
+#  1. every engine, closed and drain: support, and speed as ratios to std;
+#  2. a burst of 200 against a paused acceptor, B = 16: queue limit, overflows,
+#     client-only connections (syncookies at the kernel's default);
+#  3. the same with syncookies=0: dropped SYNs are retried, so the SYN-retransmit
+#     schedule shows (9 s connect timeout: three retries on either schedule);
+#  4. 3. with tcp_abort_on_overflow=1.
+default_sweeps="--engines std,uring,multishot,uring-linked,tokio-uring,tokio --backlogs 128 --modes closed,drain --duration 300ms --repeat 4
 --engines std --backlogs 16 --modes burst --burst-size 200 --connect-timeout 9s --repeat 2
---engines std --backlogs 16 --modes burst --burst-size 200 --connect-timeout 9s --repeat 1 --abort-on-overflow"
+--engines std --backlogs 16 --modes burst --burst-size 200 --connect-timeout 9s --repeat 2 --syncookies 0
+--engines std --backlogs 16 --modes burst --burst-size 200 --connect-timeout 9s --repeat 2 --syncookies 0 --abort-on-overflow"
 sweeps=""
 
 usage() { sed -n '2,10p' "$0"; exit "${1:-0}"; }

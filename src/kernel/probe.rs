@@ -41,7 +41,7 @@ pub struct UringProbe {
     pub async_cancel: bool,
     /// IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN accepted (6.1).
     pub defer_taskrun: bool,
-    /// IORING_FEAT_EXT_ARG (wait with timeout, 5.11).
+    /// IORING_FEAT_EXT_ARG (wait with timeout, 5.11; also 5.10.162+, whose io_uring is 5.15's).
     pub ext_arg: bool,
     /// IORING_SETUP_COOP_TASKRUN|TASKRUN_FLAG accepted (5.19).
     #[serde(default)]
@@ -311,13 +311,15 @@ pub fn unsupported_reason(
         return needs("5.5", "IORING_OP_ASYNC_CANCEL");
     }
     match kind {
-        EngineKind::Uring if !probe.ext_arg => {
-            needs("5.11", "IORING_FEAT_EXT_ARG, to wait with a timeout")
-        }
+        EngineKind::Uring if !probe.ext_arg => needs(
+            "5.11",
+            "IORING_FEAT_EXT_ARG, to wait with a timeout; in 5.10-stable from 5.10.162 on",
+        ),
         EngineKind::Multishot if !probe.accept_multishot => needs("5.19", "multishot accept"),
-        EngineKind::Multishot | EngineKind::UringLinked if !probe.ext_arg => {
-            needs("5.11", "IORING_FEAT_EXT_ARG, to wait with a timeout")
-        }
+        EngineKind::Multishot | EngineKind::UringLinked if !probe.ext_arg => needs(
+            "5.11",
+            "IORING_FEAT_EXT_ARG, to wait with a timeout; in 5.10-stable from 5.10.162 on",
+        ),
         EngineKind::UringLinked if !probe.accept_multishot => needs("5.19", "multishot accept"),
         EngineKind::UringLinked if !probe.close => needs("5.6", "IORING_OP_CLOSE"),
         EngineKind::UringLinked if !probe.uring_cmd_sockopt => needs(
