@@ -165,12 +165,7 @@ def checks(kernels):
 
 
 def modes_of(rows):
-    seen = []
-    for r in rows:
-        m = r.get("syn_retry_modes") or ""
-        if m and m not in seen:
-            seen.append(m)
-    return "; ".join(seen) or "—"
+    return "<br>".join(r.get("syn_retry_modes") or "none" for r in rows) or "—"
 
 
 def int_or(v, d=0):
@@ -184,14 +179,18 @@ def ok_rows(runs):
     return [x for r in runs for x in r.rows if x.get("status") == "ok"]
 
 
+def counts(a):
+    return (f"{a.get('accepted')}/{a.get('unmatched_client')}/{a.get('reset')}/"
+            f"{int_or(a.get('pending')) + int_or(a.get('timeout'))}")
+
+
 def outcome(a):
-    return (f"accepted {a.get('accepted')}, client-only {a.get('unmatched_client')}, "
-            f"reset {a.get('reset')}, timeout {a.get('timeout')}, retry modes {a.get('syn_retry_modes') or '—'}")
+    return f"{a.get('overflow_outcome') or '—'} ({counts(a)})"
 
 
 def behaviour_section(kernels):
     out = ["### How each kernel behaves (bursts against a paused acceptor, private network namespace)", ""]
-    out.append("| kernel | somaxconn (default) | tcp_max_syn_backlog | B | queue max / B+1 | attempted | ListenOverflows while paused (expected) | client-only (syncookies default) | SYN retry modes, syncookies default | SYN retry modes, syncookies=0 (accepted, client-only) | syncookies=0 and tcp_abort_on_overflow=1 |")
+    out.append("| kernel | somaxconn (default) | tcp_max_syn_backlog | B | queue max / B+1 | attempted | ListenOverflows while paused | client-only (syncookies default) | SYN retry modes, syncookies default | SYN retry modes, syncookies=0 (a/c/r/p) | syncookies=0, tcp_abort_on_overflow=1: retry modes; outcome (a/c/r/p) |")
     out.append("|---|---:|---:|---:|---|---:|---|---|---|---|---|")
     for rel, runs in kernels:
         sysctls = runs[0].meta.get("sysctls", {})
@@ -203,25 +202,28 @@ def behaviour_section(kernels):
         allr = rows + nc + ab
         qmax = "/".join(sorted({x.get("queue_max", "?") for x in allr})) or "—"
         att = "/".join(sorted({x.get("attempted", "?") for x in allr})) or "—"
-        paused = ", ".join(x.get("listen_overflows_paused", "?") for x in allr) or "—"
+        vals = [x.get("listen_overflows_paused", "?") for x in allr]
+        paused = (f"{vals[0]} in all {len(vals)} runs" if len(set(vals)) == 1
+                  else ", ".join(vals)) if vals else "—"
         expect = int_or(first.get("attempted")) - (b + 1)
         co = ", ".join(x.get("unmatched_client", "?") for x in rows) or "—"
         out.append(
             f"| {label(rel, runs)} | {sysctls.get('net.core.somaxconn', '?')} | {sysctls.get('net.ipv4.tcp_max_syn_backlog', '?')} "
-            f"| {b if b >= 0 else '—'} | {qmax} / {b + 1 if b >= 0 else '—'} | {att} | {paused} ({expect}) | {co} "
-            f"| {modes_of(rows)} | {modes_of(nc)} ({', '.join(x.get('accepted', '?') + '/' + x.get('unmatched_client', '?') for x in nc) or '—'}) "
-            f"| {'; '.join(outcome(a) for a in ab) or '—'} |")
+            f"| {b if b >= 0 else '—'} | {qmax} / {b + 1 if b >= 0 else '—'} | {att} | {paused} (expected {expect}) | {co} "
+            f"| {modes_of(rows)} | {modes_of(nc)}<br>({', '.join(counts(x) for x in nc) or '—'}) "
+            f"| {modes_of(ab)}<br>{', '.join(outcome(a) for a in ab) or '—'} |")
     out += ["", "*queue max*: the deepest accept queue seen (sock_diag) — the kernel holds B+1. "
             "*ListenOverflows while paused*: SYNs turned away while the acceptor was paused, one value per run "
             "(expected: attempted − (B+1)). *client-only*: established by the client, never accepted "
-            "(a SYN cookie completed the handshake, the final ACK met a full queue). "
-            "*SYN retry modes*: where the clients' connect latencies cluster (time:count); the retries a run "
+            "(a SYN cookie completed the handshake, the final ACK met a full queue), one value per round. "
+            "*SYN retry modes*: where the clients' connect latencies cluster (time:count), a line per round; the retries a run "
             "can show are bounded by its connect timeout (9 s here: three retries on either schedule). "
             "With syncookies=0 a SYN that finds the SYN queue full is dropped and retried, so the schedule "
             "shows; with the default (1) the retried SYNs mostly get cookies at the first retry. "
+            "*a/c/r/p*: accepted / client-only / reset seen by `connect()` / still unanswered when the "
+            "connect timeout ended (pending or timed out), one group per round. "
             "tcp_abort_on_overflow=1 answers a final ACK that meets a full accept queue with a reset "
-            "instead of dropping it (and retransmitting the SYN-ACK later); the client has already "
-            "returned from `connect()`, so it shows as client-only, and the reset only on a read or write."]
+            "instead of dropping it; *outcome* is what the run measured (syn-dropped, ack-dropped, reset)."]
     return out
 
 
@@ -245,7 +247,7 @@ def speed_section(kernels):
                 for c in r.cells:
                     if c.get("mode") not in modes:
                         modes.append(c.get("mode"))
-    levels = set()
+    levels, rounds = set(), set()
     for mode in modes:
         out.append(f"**{mode}**, accepts/s ÷ std's (acceptor CPU per accept ÷ std's below):")
         out.append("")
@@ -264,18 +266,29 @@ def speed_section(kernels):
                     row.append("—"); cpu.append("—")
                 elif int_or(c.get("n_ok")) == 0:
                     row.append("skipped"); cpu.append("skipped")
+                elif not c.get("ratio_accepts_vs_std"):
+                    # Rounds where this engine or std waited for a SYN retransmit give no ratio.
+                    why = f"no ratio: SYN stalls ({c.get('syn_retry_stalls')} connects)"
+                    row.append(why); cpu.append(why)
                 else:
-                    row.append(fmt_ratio(c, "ratio_accepts_vs_std"))
-                    cpu.append(fmt_ratio(c, "ratio_cpu_vs_std"))
-                    if c.get("ratio_ci_level"):
+                    few = int_or(c.get("ratio_n")) < int_or(c.get("n_ok"))
+                    note = f" ({c.get('ratio_n')} of {c.get('n_ok')} rounds)" if few else ""
+                    row.append(fmt_ratio(c, "ratio_accepts_vs_std") + note)
+                    cpu.append(fmt_ratio(c, "ratio_cpu_vs_std") + note)
+                    if c.get("ratio_ci_level") and int_or(c.get("ratio_n")) > 1:
                         levels.add(c["ratio_ci_level"])
+                    rounds.add(int_or(c.get("n")))
             emu = " emulated" if any(r.virtualised == "tcg" for r in runs) else ""
             out.append(f"| {rel}{emu} | " + " | ".join(row) + " |")
             cpu_lines.append(f"| {rel}{emu} | " + " | ".join(cpu) + " |")
         out += ["", "| kernel (CPU ratio) | " + " | ".join(head[1:]) + " |",
                 "|---" + "|---:" * (len(head) - 1) + "|"] + cpu_lines + [""]
     lv = ", ".join(sorted(f"{float(x) * 100:.0f}%" for x in levels)) or "none"
-    out.append(f"Interval coverage: {lv}. With 3 rounds the intervals are the range of the rounds and wide; "
+    rn = "/".join(str(x) for x in sorted(rounds)) or "?"
+    out.append(f"Interval coverage: {lv}. With {rn} rounds no 95% interval exists (cells.csv says `n too small`): "
+               "the intervals are close to the range of the rounds, and wide; "
+               "a ratio whose interval includes 1 is no difference. Rounds in which std or the engine waited "
+               "for a SYN retransmit (closed loop, small machine) give no ratio. "
                "*emulated* rows ran under QEMU TCG, where every instruction is emulated: "
                "compare them only with std on the same kernel, never across kernels or with the host.")
     return out
