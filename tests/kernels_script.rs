@@ -42,10 +42,8 @@ fn bash(script: &str, stdin: &str) -> (bool, String) {
 struct TempDir(PathBuf);
 impl TempDir {
     fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "acceptbench-kernels-{name}-{}",
-            std::process::id()
-        ));
+        let p =
+            std::env::temp_dir().join(format!("acceptbench-kernels-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).expect("temp dir");
         TempDir(p)
@@ -83,11 +81,20 @@ fn picks_the_newest_package_of_a_series_in_both_packagings() {
     assert_eq!(pick("5.10"), "linux-image-5.10.0-46-cloud-amd64-unsigned");
     // 6.1 is not 6.12, and Debian 12's 6.1.0-56 is newer than bullseye's 6.1.0-0.deb11.52.
     assert_eq!(pick("6.1"), "linux-image-6.1.0-56-cloud-amd64-unsigned");
-    assert_eq!(pick("6.12"), "linux-image-6.12.117+deb12-cloud-amd64-unsigned");
+    assert_eq!(
+        pick("6.12"),
+        "linux-image-6.12.117+deb12-cloud-amd64-unsigned"
+    );
     // The new packaging: the unsigned binary package, not the signed one or the metapackage.
     assert_eq!(pick("7"), "linux-binary-unsigned-7.3.4+deb13-cloud-amd64");
-    assert_eq!(pick("7.2"), "linux-binary-unsigned-7.2.13+deb14-cloud-amd64");
-    assert_eq!(pick("newest"), "linux-binary-unsigned-7.3.4+deb13-cloud-amd64");
+    assert_eq!(
+        pick("7.2"),
+        "linux-binary-unsigned-7.2.13+deb14-cloud-amd64"
+    );
+    assert_eq!(
+        pick("newest"),
+        "linux-binary-unsigned-7.3.4+deb13-cloud-amd64"
+    );
     assert_eq!(pick("4.19"), "");
     // An exact name is taken as it is.
     assert_eq!(
@@ -107,11 +114,19 @@ fn candidates_come_newest_first_for_falling_back() {
     let (_, out) = bash("kernels_candidates 7", APT_CACHE);
     assert_eq!(out.lines().count(), 3, "{out}");
     assert_eq!(
-        bash("kernels_version_of linux-binary-unsigned-7.3.4+deb13-cloud-amd64", "").1,
+        bash(
+            "kernels_version_of linux-binary-unsigned-7.3.4+deb13-cloud-amd64",
+            ""
+        )
+        .1,
         "7.3.4+deb13"
     );
     assert_eq!(
-        bash("kernels_version_of linux-image-5.10.0-46-cloud-amd64-unsigned", "").1,
+        bash(
+            "kernels_version_of linux-image-5.10.0-46-cloud-amd64-unsigned",
+            ""
+        )
+        .1,
         "5.10.0-46"
     );
     assert!(!bash("kernels_version_of linux-image-cloud-amd64", "").0);
@@ -136,7 +151,10 @@ fn finds_the_image_in_both_layouts() {
     let find = |d: &Path| bash(&format!("kernels_find_image '{}'", d.display()), "");
     assert_eq!(
         find(&old),
-        (true, format!("{}/boot/vmlinuz-5.10.0-46-cloud-amd64", old.display()))
+        (
+            true,
+            format!("{}/boot/vmlinuz-5.10.0-46-cloud-amd64", old.display())
+        )
     );
     assert_eq!(
         find(&new),
@@ -149,10 +167,7 @@ fn finds_the_image_in_both_layouts() {
 fn private_apt_configuration_stays_in_its_directory() {
     let t = TempDir::new("apt");
     let dir = t.0.join("apt");
-    let (ok, conf) = bash(
-        &format!("kernels_write_apt_config '{}'", dir.display()),
-        "",
-    );
+    let (ok, conf) = bash(&format!("kernels_write_apt_config '{}'", dir.display()), "");
     assert!(ok);
     assert_eq!(conf, format!("{}/apt.conf", dir.display()));
     let text = fs::read_to_string(&conf).unwrap();
@@ -172,7 +187,12 @@ fn private_apt_configuration_stays_in_its_directory() {
     // Nothing of the host's apt state is named.
     assert!(!text.contains("/etc/apt"), "{text}");
     assert!(!text.contains("/var/lib/apt"), "{text}");
-    for sub in ["lists/partial", "archives/partial", "sources.list.d", "preferences.d"] {
+    for sub in [
+        "lists/partial",
+        "archives/partial",
+        "sources.list.d",
+        "preferences.d",
+    ] {
         assert!(dir.join(sub).is_dir(), "{sub}");
     }
     assert_eq!(fs::read(dir.join("status")).unwrap(), b"");
@@ -201,5 +221,105 @@ fn private_apt_configuration_stays_in_its_directory() {
     assert_eq!(
         fs::read_to_string(dir.join("sources.list")).unwrap(),
         "deb [arch=amd64 signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://example.invalid/debian forky main\n"
+    );
+}
+
+/// A run directory as a guest leaves it, cut down to what report.py reads.
+fn fixture_run(dir: &Path, release: &str, probe_io_uring: &str, engines: &str, summary: &str) {
+    fs::create_dir_all(dir).unwrap();
+    fs::write(
+        dir.join("meta.json"),
+        format!(
+            r#"{{"kernel_release": "{release}", "virtualised": "tcg", "command": ["acceptbench", "sweep"],
+               "sysctls": {{"net.core.somaxconn": "4096", "net.ipv4.tcp_max_syn_backlog": "128"}}}}"#
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("probe.json"),
+        format!(r#"{{"io_uring": {probe_io_uring}, "engines": [{engines}]}}"#),
+    )
+    .unwrap();
+    fs::write(dir.join("summary.csv"), summary).unwrap();
+}
+
+#[test]
+fn report_matrix_and_behaviour_from_fixture_runs() {
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipped: python3 is not installed (scripts/kernels/report.py needs it)");
+        return;
+    }
+    let t = TempDir::new("report");
+    let old = r#"{"accept": true, "accept_multishot": false, "ext_arg": true}"#;
+    let new = r#"{"accept": true, "accept_multishot": true, "ext_arg": true, "uring_cmd_sockopt": true,
+                  "direct_descriptors": true, "coop_taskrun": true, "defer_taskrun": true, "socket_op": true}"#;
+    let std_ok = r#"{"name": "std", "supported": true, "reason": ""}"#;
+    let ms_no = r#"{"name": "multishot", "supported": false, "reason": "needs Linux 5.19 (multishot accept); this kernel is 5.10"}"#;
+    let ms_ok = r#"{"name": "multishot", "supported": true, "reason": ""}"#;
+    let burst = "engine,backlog,mode,status,attempted,accepted,unmatched_client,queue_max,listen_overflows_paused,syn_retry_modes,tcp_syncookies,tcp_abort_on_overflow,reset,pending,timeout,overflow_outcome\n\
+                 std,16,burst,ok,200,69,131,17,183,1.0s:183,1,0,0,0,0,syn-dropped+ack-dropped\n";
+    let nocookies = "engine,backlog,mode,status,attempted,accepted,unmatched_client,queue_max,listen_overflows_paused,syn_retry_modes,tcp_syncookies,tcp_abort_on_overflow,reset,pending,timeout,overflow_outcome\n\
+                     std,16,burst,ok,200,153,0,17,183,1.0s:51;3.0s:51;7.0s:17,0,0,0,47,0,syn-dropped\n";
+    let runs = [t.0.join("a-5.10"), t.0.join("b-5.10"), t.0.join("c-6.12")];
+    fixture_run(
+        &runs[0],
+        "5.10.0-43-cloud-amd64",
+        old,
+        &format!("{std_ok}, {ms_no}"),
+        burst,
+    );
+    fixture_run(
+        &runs[1],
+        "5.10.0-43-cloud-amd64",
+        old,
+        &format!("{std_ok}, {ms_no}"),
+        nocookies,
+    );
+    fixture_run(
+        &runs[2],
+        "6.12.117+deb12-cloud-amd64",
+        new,
+        &format!("{std_ok}, {ms_ok}"),
+        burst,
+    );
+    let out = Command::new("python3")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/kernels/report.py"))
+        .args(&runs)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let md = String::from_utf8_lossy(&out.stdout);
+    // Capability matrix: one row per kernel, the refusal's reason as a footnote.
+    assert!(
+        md.contains("| 5.10.0-43-cloud-amd64 (TCG) | yes | — | no [1] |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("[1] needs Linux 5.19 (multishot accept)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("| 6.12.117+deb12-cloud-amd64 (TCG) | yes | — | yes |"),
+        "{md}"
+    );
+    // A feature found below the version the code names is called out.
+    assert!(
+        md.contains("EXT_ARG (needs 5.11): **present before 5.11** on 5.10.0-43-cloud-amd64"),
+        "{md}"
+    );
+    assert!(md.contains("multishot accept (needs 5.19): holds"), "{md}");
+    // Behaviour: both bursts of 5.10 land in one row, the syncookies=0 one in its column.
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| 5.10.0-43-cloud-amd64 (TCG) | 4096 | 128 | 16 | 17 / 17 |"))
+        .unwrap_or_else(|| panic!("no behaviour row for 5.10 in\n{md}"));
+    assert!(row.contains("183 in all 2 runs (expected 183)"), "{row}");
+    assert!(
+        row.contains("| 131 | 1.0s:183 | 1.0s:51;3.0s:51;7.0s:17<br>(153/0/0/47) |"),
+        "{row}"
     );
 }

@@ -63,10 +63,10 @@ die() { echo "kernels: error: $*" >&2; exit 1; }
 
 # --- 1. tools -------------------------------------------------------------
 if [ "$install" = 1 ]; then
-    say "installing qemu-system-x86, busybox-static, cpio from Debian (apt-get)"
+    say "installing qemu-system-x86, busybox-static, cpio, python3 from Debian (apt-get)"
     apt-get update
     DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-        qemu-system-x86 busybox-static cpio
+        qemu-system-x86 busybox-static cpio python3
 fi
 for tool in qemu-system-x86_64 cpio dpkg-deb apt-get apt-cache gzip base64 tar python3; do
     command -v "$tool" >/dev/null ||
