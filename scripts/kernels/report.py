@@ -98,14 +98,14 @@ def kernels_section(kernels):
     out.append("| kernel | Debian package | virtualised | runs |")
     out.append("|---|---|---|---|")
     for rel, runs in kernels:
-        pkg = next((r.package for r in runs if r.package), "— (the host's)")
+        pkg = next((f"`{r.package}`" for r in runs if r.package), "— (the host's own)")
         names = ", ".join(f"[{r.name}](../{r.name}/README.md)" for r in runs)
-        out.append(f"| {rel} | `{pkg}` | {runs[0].virtualised} | {names} |")
+        out.append(f"| {rel} | {pkg} | {runs[0].virtualised} | {names} |")
     return out
 
 
 def capability_section(kernels):
-    out = ["### What each kernel can do (`acceptbench probe --json` in each guest)", ""]
+    out = ["### What each kernel can do (`acceptbench probe --json`, probe.json beside each run)", ""]
     head = ["kernel"] + ENGINES + [f"{t} ({v})" for _, t, v in FEATURES]
     out.append("| " + " | ".join(head) + " |")
     out.append("|---" * len(head) + "|")
