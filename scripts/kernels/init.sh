@@ -1,6 +1,7 @@
 #!/bin/busybox sh
+# shellcheck shell=dash
 # /init of the acceptbench guest initramfs (see scripts/kernels/README.md).
-# Mounts the basics, brings lo up, runs the sweep given in /sweep-args and
+# Mounts the basics, brings lo up, runs the sweeps given in /sweep-args (one a line) and
 # writes the results directory as a base64 tar stream between marker lines on
 # the second serial port (/dev/ttyS1), which QEMU saves to a host file.
 /bin/busybox --install -s /bin
@@ -21,10 +22,19 @@ grep -m1 -o -w hypervisor /proc/cpuinfo || echo "no hypervisor flag"
 /acceptbench probe
 
 mkdir -p /tmp/out
-# shellcheck disable=SC2046 # the arguments are one line, split on purpose
-/acceptbench sweep $(cat /sweep-args) --no-plots --out /tmp/out
-rc=$?
-echo "acceptbench-guest: sweep exited with $rc"
+# One sweep per line of /sweep-args, each into its own run directory.
+rc=0
+while read -r line; do
+    [ -n "$line" ] || continue
+    echo "acceptbench-guest: sweep $line"
+    # shellcheck disable=SC2086 # one sweep's arguments, split on purpose
+    /acceptbench sweep $line --no-plots --quiet --out /tmp/out || rc=$?
+done < /sweep-args
+echo "acceptbench-guest: sweeps done (last failure status $rc)"
+# The capability matrix of scripts/kernels/report.py reads this, beside each run.
+for d in /tmp/out/*/; do
+    /acceptbench probe --json > "$d/probe.json"
+done
 
 stty -F /dev/ttyS1 raw -echo 2>/dev/null
 {

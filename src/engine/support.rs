@@ -57,13 +57,15 @@ pub fn unsupported_reason(
         return needs("5.5", "IORING_OP_ASYNC_CANCEL");
     }
     match kind {
-        EngineKind::Uring if !probe.ext_arg => {
-            needs("5.11", "IORING_FEAT_EXT_ARG, to wait with a timeout")
-        }
+        EngineKind::Uring if !probe.ext_arg => needs(
+            "5.11",
+            "IORING_FEAT_EXT_ARG, to wait with a timeout; in 5.10-stable from 5.10.162 on",
+        ),
         EngineKind::Multishot if !probe.accept_multishot => needs("5.19", "multishot accept"),
-        EngineKind::Multishot | EngineKind::UringLinked if !probe.ext_arg => {
-            needs("5.11", "IORING_FEAT_EXT_ARG, to wait with a timeout")
-        }
+        EngineKind::Multishot | EngineKind::UringLinked if !probe.ext_arg => needs(
+            "5.11",
+            "IORING_FEAT_EXT_ARG, to wait with a timeout; in 5.10-stable from 5.10.162 on",
+        ),
         EngineKind::UringLinked if !probe.accept_multishot => needs("5.19", "multishot accept"),
         EngineKind::UringLinked if !probe.close => needs("5.6", "IORING_OP_CLOSE"),
         EngineKind::UringLinked if !probe.uring_cmd_sockopt => needs(

@@ -40,7 +40,7 @@ pub struct UringProbe {
     pub async_cancel: bool,
     /// IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN accepted (6.1).
     pub defer_taskrun: bool,
-    /// IORING_FEAT_EXT_ARG (wait with timeout, 5.11).
+    /// IORING_FEAT_EXT_ARG (wait with timeout, 5.11; also 5.10.162+, whose io_uring is 5.15's).
     pub ext_arg: bool,
     /// IORING_SETUP_COOP_TASKRUN|TASKRUN_FLAG accepted (5.19).
     #[serde(default)]
