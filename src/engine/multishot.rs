@@ -32,8 +32,18 @@ use crate::record::Recorder;
 
 /// SQ entries: one accept and one cancel are all we ever queue.
 const SQ_ENTRIES: u32 = 256;
-/// CQ entries: room for a burst of accept CQEs between two reaps.
-const CQ_ENTRIES: u32 = 4096;
+/// Fewest CQ entries: room for a burst of accept CQEs between two reaps.
+const CQ_ENTRIES_MIN: u32 = 4096;
+
+/// CQ entries for a listener whose queue holds `backlog + 1`: twice that, so a full
+/// queue accepted in one go by the kernel never overflows the CQ (an overflow ends
+/// the multishot accept and costs a flush and a re-arm — the C reference sizes its
+/// CQ 16384 for a 4096 backlog).
+fn cq_entries(backlog: u32) -> u32 {
+    ((backlog.saturating_add(1)).saturating_mul(2))
+        .next_power_of_two()
+        .clamp(CQ_ENTRIES_MIN, 65536)
+}
 
 /// io_uring multishot accept, peer via `getpeername`.
 pub struct MultishotAcceptor {
@@ -84,7 +94,7 @@ impl Acceptor for MultishotAcceptor {
         // even if the cancel gave up (the port would then stay busy a little longer).
         let size = RingSize {
             sq: SQ_ENTRIES,
-            cq: CQ_ENTRIES,
+            cq: cq_entries(listener.backlog_effective),
             files: 0,
         };
         let (result, stopped) = run_on_ring(
