@@ -10,6 +10,7 @@
 //! host's namespace. That thread coordinates and sits on the client CPUs; only the
 //! acceptor is pinned to the server CPU.
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicI32;
 use std::time::{Duration, Instant};
 
@@ -522,12 +523,17 @@ fn drain(
 }
 
 /// Pins the calling thread to the server CPU and builds the engine, running it once
-/// with nothing to accept so that its one-time setup (ring, runtime) is done.
+/// with nothing to accept so that its one-time setup (ring, runtime, descriptor table)
+/// is done.
 fn prepare_acceptor(
     spec: &RunSpec,
     listener: &Listener,
 ) -> anyhow::Result<Box<dyn engine::Acceptor>> {
     common::affinity::pin_current_thread(spec.cfg.server_cpu)?;
+    // Room for a whole queue of accepted descriptors (see `reserve_fds`): otherwise the
+    // first drain of a batch engine pays the table's growth, one RCU grace period per
+    // doubling, and the later ones do not.
+    crate::kernel::reserve_fds(listener.as_raw_fd(), listener.backlog_effective + 1);
     let mut engine = engine::build(spec.engine, &spec.cfg.options_for(spec.engine))?;
     let nothing = Limits {
         count: Some(0),
