@@ -3,6 +3,7 @@
 //! [`ListenerSet`]; their records are merged when they have all ended (per-thread
 //! state, merged at the end — no shared counters on the hot path).
 
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
@@ -105,6 +106,11 @@ fn accept_on(team: &Team, i: usize) -> anyhow::Result<AcceptorOut> {
         team.cpu_clocks[i].store(id, Ordering::Relaxed);
     }
     let mut engine = engine::build(run.engine, &options_for(run, i))?;
+    // Room for a queue's worth of accepted descriptors before release, as in drain:
+    // growing the fd table of a threaded process waits for RCU grace periods, a
+    // one-time cost a running server has long paid (see `kernel::reserve_fds`).
+    let l = team.set.for_acceptor(i);
+    crate::kernel::reserve_fds(l.as_raw_fd(), l.backlog_effective + 1);
     if !team.pause.is_zero() {
         wait_for_burst(team.set, team.pause, team.run_stop, run.stop);
     }
