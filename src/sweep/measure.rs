@@ -10,18 +10,17 @@
 //! host's namespace. That thread coordinates and sits on the client CPUs; only the
 //! acceptor is pinned to the server CPU.
 
-use std::os::fd::AsRawFd;
 use std::sync::atomic::AtomicI32;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
 use super::acceptors::{self as team, Team};
-use super::client::{self, Client, ClientResult};
-use super::timing::timed_run;
+use super::client::{self, ClientResult};
+
 use crate::acceptors::{ListenerSet, PerAcceptor, Sharing};
 use crate::config::{Mode, SweepConfig};
-use crate::engine::{self, EngineKind, Limits, StopFlag};
+use crate::engine::{EngineKind, StopFlag};
 use crate::listener::{Listener, ListenerSpec};
 use crate::overflow::{self, Counters};
 use crate::record::Recorder;
@@ -194,7 +193,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
         Mode::Drain if spec.acceptors > 1 => {
             anyhow::bail!("mode drain runs one acceptor (its rounds count one acceptor's accepts)")
         }
-        Mode::Drain => drain(spec, listener, &lg, env),
+        Mode::Drain => super::drain::drain(spec, listener, &lg, env),
         Mode::Burst | Mode::Overload => {
             let burst = spec.mode == Mode::Burst;
             let watch = overflow::Watch::start(set.all(), burst)
@@ -437,187 +436,6 @@ fn drive(
             interrupted,
         })
     })
-}
-
-/// What the drain rounds measured.
-struct DrainOut {
-    rec: Recorder,
-    ring_setup: Option<String>,
-    rounds: u32,
-    accepted: u64,
-    drain_ns: u64,
-    cpu_s: f64,
-    first_release_ns: u64,
-    failure: Option<String>,
-    interrupted: bool,
-}
-
-/// drain: loadgen fills the queue (backlog+1 connections) while the acceptor waits;
-/// the acceptor is released and drains it back to back; repeated until the run's
-/// time is used. accepts/s = Σ accepted / Σ (release → last accept).
-fn drain(
-    spec: &RunSpec,
-    listener: &Listener,
-    lg: &loadgen::Config,
-    env: RunEnv,
-) -> anyhow::Result<Measured> {
-    let started = Instant::now();
-    let (out, child) = std::thread::scope(|s| -> anyhow::Result<(DrainOut, Client)> {
-        let (ready_tx, ready_rx) = std::sync::mpsc::sync_channel::<()>(1);
-        let (child_tx, child_rx) = std::sync::mpsc::sync_channel::<Client>(1);
-        let acceptor = std::thread::Builder::new()
-            .name("acceptor".into())
-            .spawn_scoped(s, move || -> anyhow::Result<(DrainOut, Client)> {
-                let mut engine = prepare_acceptor(spec, listener)?;
-                let _ = ready_tx.send(());
-                let mut child = child_rx
-                    .recv()
-                    .context("the run ended before loadgen started")?;
-                let out = drain_rounds(spec, listener, engine.as_mut(), &mut child, started)?;
-                Ok((out, child))
-            })
-            .context("cannot start the acceptor thread")?;
-        // loadgen starts filling only once the acceptor's one-time setup (ring, runtime)
-        // is done: a server sets those up once, before its first accept.
-        if ready_rx.recv().is_ok() {
-            // Started from this thread: the child dies with the run's thread.
-            child_tx
-                .send(Client::spawn(spec.exe, spec.tmp, lg)?)
-                .map_err(|_| anyhow::anyhow!("the acceptor thread ended early"))?;
-        }
-        drop(child_tx);
-        acceptor
-            .join()
-            .map_err(|_| anyhow::anyhow!("the acceptor thread panicked"))?
-    })?;
-    let window_s = started.elapsed().as_secs_f64();
-    let client = child.finish(Duration::from_secs(10))?;
-    let per_acceptor = vec![PerAcceptor {
-        accepted: out.rec.accepted,
-        cpu_s: out.cpu_s,
-        ..Default::default()
-    }];
-    Ok(Measured {
-        window_accepts: out.accepted,
-        accepts_per_s: if out.drain_ns > 0 {
-            out.accepted as f64 / (out.drain_ns as f64 * 1e-9)
-        } else {
-            0.0
-        },
-        cpu_s: out.cpu_s,
-        backlog_effective: listener.backlog_effective,
-        rec: out.rec,
-        client,
-        failure: out.failure,
-        interrupted: out.interrupted,
-        window_s,
-        released_ns: out.first_release_ns,
-        env,
-        ring_setup: out.ring_setup,
-        figures: ModeFigures::Drain { rounds: out.rounds },
-        per_acceptor,
-        owner: Vec::new(),
-        acceptor_cpus: String::new(),
-        slow_acceptor: String::new(),
-    })
-}
-
-/// Pins the calling thread to the server CPU and builds the engine, running it once
-/// with nothing to accept so that its one-time setup (ring, runtime, descriptor table)
-/// is done.
-fn prepare_acceptor(
-    spec: &RunSpec,
-    listener: &Listener,
-) -> anyhow::Result<Box<dyn engine::Acceptor>> {
-    common::affinity::pin_current_thread(spec.cfg.server_cpu)?;
-    // Room for a whole queue of accepted descriptors (see `reserve_fds`): otherwise the
-    // first drain of a batch engine pays the table's growth, one RCU grace period per
-    // doubling, and the later ones do not.
-    crate::kernel::reserve_fds(listener.as_raw_fd(), listener.backlog_effective + 1);
-    let mut engine = engine::build(spec.engine, &spec.cfg.options_for(spec.engine))?;
-    let nothing = Limits {
-        count: Some(0),
-        deadline: Some(Instant::now() + Duration::from_secs(5)),
-        stop: StopFlag::new(),
-    };
-    let mut scratch = Recorder::new(false);
-    engine
-        .run(listener, &nothing, &mut scratch)
-        .context("setting the engine up")?;
-    if scratch.accepted > 0 {
-        anyhow::bail!("the engine accepted a connection before any was made");
-    }
-    Ok(engine)
-}
-
-/// The acceptor's side of the drain rounds (on the pinned acceptor thread).
-fn drain_rounds(
-    spec: &RunSpec,
-    listener: &Listener,
-    engine: &mut dyn engine::Acceptor,
-    child: &mut Client,
-    started: Instant,
-) -> anyhow::Result<DrainOut> {
-    use loadgen::protocol::{Reply, RoundLine};
-    let cfg = spec.cfg;
-    let mut out = DrainOut {
-        rec: Recorder::new(true),
-        ring_setup: None,
-        rounds: 0,
-        accepted: 0,
-        drain_ns: 0,
-        cpu_s: 0.0,
-        first_release_ns: 0,
-        failure: None,
-        interrupted: false,
-    };
-    out.ring_setup = engine.ring_setup_applied();
-    loop {
-        // A round is a fill (≤ backlog+1 connects, microseconds each on loopback) plus
-        // the connect timeout at most; longer means the child is stuck.
-        let line = match child.read_line(Duration::from_secs(12)) {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                out.failure = Some("loadgen ended before the run's time was used".into());
-                break;
-            }
-            Err(e) => {
-                out.failure = Some(format!("{e:#}"));
-                break;
-            }
-        };
-        let Some(round) = RoundLine::parse(&line) else {
-            continue;
-        };
-        let before = out.rec.accepted;
-        let limits = Limits {
-            count: Some(before + round.established),
-            deadline: Some(Instant::now() + Duration::from_secs(5)),
-            stop: spec.stop.clone(),
-        };
-        let mut t = timed_run(engine, listener, &limits, &mut out.rec);
-        std::mem::replace(&mut t.result, Ok(())).context("draining the accept queue")?;
-        if out.rounds == 0 {
-            out.first_release_ns = t.released_ns;
-        }
-        out.rounds += 1;
-        out.accepted += t.accepted;
-        out.drain_ns += t.span_ns();
-        out.cpu_s += t.cpu_s;
-        out.interrupted = spec.stop.is_raised();
-        if t.accepted < round.established && !out.interrupted {
-            out.failure = Some(format!(
-                "a round accepted {} of {} queued connections within 5 s",
-                t.accepted, round.established
-            ));
-        }
-        let done = started.elapsed() >= cfg.duration || out.interrupted || out.failure.is_some();
-        child.send(if done { Reply::Stop } else { Reply::Next })?;
-        if done {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

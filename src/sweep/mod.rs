@@ -12,6 +12,7 @@
 
 pub mod acceptors;
 pub mod client;
+pub mod drain;
 pub mod hosts;
 pub mod join;
 pub mod measure;
