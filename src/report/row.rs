@@ -85,8 +85,8 @@ pub struct SummaryRow {
     /// Recorded by the acceptor with a peer address the client never used.
     pub unknown_peer: u64,
     /// Server accepts per second over the measured window: closed/rate from the
-    /// start of loadgen's measured window (after warm-up) to the last accept; drain
-    /// Σaccepted / Σ(release of the acceptor → its last accept) over rounds.
+    /// start of loadgen's measured window (after warm-up) to the last peer held; drain
+    /// Σaccepted / Σ(release of the acceptor → its last peer held) over rounds.
     pub accepts_per_s: f64,
     /// Client connections established per second.
     pub client_conns_per_s: f64,
