@@ -28,7 +28,7 @@
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::clock::mono_ns;
 use io_uring::{cqueue, opcode, squeue, types, CompletionQueue, SubmissionQueue, Submitter};
@@ -36,7 +36,7 @@ use io_uring::{cqueue, opcode, squeue, types, CompletionQueue, SubmissionQueue, 
 use super::peer_slots::PeerSlots;
 use super::ring::{
     account_overflow, push, push_all, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize,
-    CANCEL_GIVE_UP, IDX_MASK, OP_ACCEPT, OP_CANCEL, OP_CLOSE, OP_MASK, OP_PEER,
+    IDX_MASK, OP_ACCEPT, OP_CANCEL, OP_CLOSE, OP_MASK, OP_PEER,
 };
 use super::{
     back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
@@ -217,51 +217,48 @@ impl RingRun for LinkedRun<'_> {
         Ok(())
     }
 
-    /// Cancels the multishot accept and reaps until its final CQE arrived and every
-    /// getsockopt and close in flight completed; connections accepted meanwhile are
-    /// recorded and closed, never lost.
-    fn cancel_and_reap(
+    const CANCELLING: &'static str =
+        "cancelling the multishot accept and reaping its peer reads and closes";
+
+    fn begin_stop(&mut self) {
+        if self.armed {
+            self.counters.cancels += 1;
+        }
+    }
+
+    /// Connections accepted while stopping are recorded and closed, never lost; every
+    /// getsockopt and close in flight is reaped.
+    fn reap_stopping(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
         cq: &mut CompletionQueue<'_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        let give_up = Instant::now() + CANCEL_GIVE_UP;
-        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        let mut cancel_due = true;
-        if self.armed {
-            self.counters.cancels += 1;
+        self.reap(submitter, sq, cq, rec)?;
+        // Errors were counted; the run is over either way.
+        self.fatal = None;
+        self.backoff = false;
+        Ok(())
+    }
+
+    fn settled(&self) -> bool {
+        !self.armed && self.slots.busy() == 0 && self.waiting.is_empty()
+    }
+
+    fn push_cancels(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError> {
+        if !self.armed {
+            return Ok(());
         }
-        loop {
-            self.reap(submitter, sq, cq, rec)?;
-            // Errors were counted; the run is over either way.
-            self.fatal = None;
-            self.backoff = false;
-            if !self.armed && self.slots.busy() == 0 && self.waiting.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() >= give_up {
-                return Err(EngineError::Io {
-                    engine: ENGINE,
-                    what: "cancelling the multishot accept and reaping its peer reads and closes",
-                    source: std::io::Error::from_raw_os_error(libc::ETIME),
-                });
-            }
-            if cancel_due && self.armed {
-                let sqe = opcode::AsyncCancel::new(OP_ACCEPT)
-                    .build()
-                    .user_data(OP_CANCEL);
-                // SAFETY: a cancel carries no buffers, only the target's user_data.
-                unsafe { push(ENGINE, submitter, sq, &sqe)? };
-                cancel_due = false;
-            }
-            wait(ENGINE, submitter, sq, cq, &args)?;
-            if CompletionQueue::is_empty(cq) {
-                cancel_due = true;
-            }
-        }
+        let sqe = opcode::AsyncCancel::new(OP_ACCEPT)
+            .build()
+            .user_data(OP_CANCEL);
+        // SAFETY: a cancel carries no buffers, only the target's user_data.
+        unsafe { push(ENGINE, submitter, sq, &sqe) }
     }
 }
 

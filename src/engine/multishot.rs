@@ -13,14 +13,14 @@
 //! reaped before the ring is dropped (see `uring` for why that matters).
 
 use std::os::fd::AsRawFd;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::clock::mono_ns;
 use io_uring::{cqueue, opcode, types, CompletionQueue, SubmissionQueue, Submitter};
 
 use super::ring::{
-    account_overflow, push, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize,
-    CANCEL_GIVE_UP, OP_ACCEPT, OP_CANCEL,
+    account_overflow, push, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize, OP_ACCEPT,
+    OP_CANCEL,
 };
 use super::{
     back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
@@ -146,14 +146,49 @@ impl RingRun for MultishotRun<'_> {
         MultishotRun::accept_loop(self, submitter, sq, cq, limits, rec)
     }
 
-    fn cancel_and_reap(
+    const CANCELLING: &'static str = "cancelling the armed multishot accept";
+
+    fn begin_stop(&mut self) {
+        if self.armed {
+            self.counters.cancels += 1;
+        }
+    }
+
+    /// Connections posted before the accept's final CQE (no F_MORE) are recorded and
+    /// closed, never lost.
+    fn reap_stopping(
         &mut self,
-        submitter: &Submitter<'_>,
+        _submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
         cq: &mut CompletionQueue<'_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        MultishotRun::cancel_and_reap(self, submitter, sq, cq, rec)
+        cq.sync();
+        for cqe in &mut *cq {
+            if cqe.user_data() == OP_ACCEPT {
+                // Errors are counted; the loop is over either way.
+                let _ = self.on_cqe(cqe.result(), cqe.flags(), rec);
+            }
+        }
+        cq.sync();
+        account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
+        Ok(())
+    }
+
+    fn settled(&self) -> bool {
+        !self.armed
+    }
+
+    fn push_cancels(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError> {
+        let sqe = opcode::AsyncCancel::new(OP_ACCEPT)
+            .build()
+            .user_data(OP_CANCEL);
+        // SAFETY: a cancel carries no buffers, only the target's user_data.
+        unsafe { push(EngineKind::Multishot, submitter, sq, &sqe) }
     }
 }
 
@@ -246,56 +281,5 @@ impl MultishotRun<'_> {
         unsafe { push(EngineKind::Multishot, submitter, sq, &sqe)? };
         self.armed = true;
         Ok(())
-    }
-
-    /// Cancels the armed accept and reaps until its final CQE (no F_MORE) arrived;
-    /// connections posted before it are recorded and closed, never lost.
-    fn cancel_and_reap(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        let give_up = Instant::now() + CANCEL_GIVE_UP;
-        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        let mut cancel_due = true;
-        if self.armed {
-            self.counters.cancels += 1;
-        }
-        loop {
-            cq.sync();
-            for cqe in &mut *cq {
-                if cqe.user_data() == OP_ACCEPT {
-                    // Errors are counted; the loop is over either way.
-                    let _ = self.on_cqe(cqe.result(), cqe.flags(), rec);
-                }
-            }
-            cq.sync();
-            account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
-            if !self.armed {
-                return Ok(());
-            }
-            if Instant::now() >= give_up {
-                return Err(EngineError::Io {
-                    engine: EngineKind::Multishot,
-                    what: "cancelling the armed multishot accept",
-                    source: std::io::Error::from_raw_os_error(libc::ETIME),
-                });
-            }
-            if cancel_due {
-                let sqe = opcode::AsyncCancel::new(OP_ACCEPT)
-                    .build()
-                    .user_data(OP_CANCEL);
-                // SAFETY: a cancel carries no buffers, only the target's user_data.
-                unsafe { push(EngineKind::Multishot, submitter, sq, &sqe)? };
-                cancel_due = false;
-            }
-            wait(EngineKind::Multishot, submitter, sq, cq, &args)?;
-            if CompletionQueue::is_empty(cq) {
-                cancel_due = true;
-            }
-        }
     }
 }

@@ -7,7 +7,7 @@
 use std::fmt;
 use std::str::FromStr;
 use std::thread::{self, ThreadId};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use io_uring::squeue::Entry;
 use io_uring::{types, CompletionQueue, IoUring, SubmissionQueue, Submitter};
@@ -230,14 +230,71 @@ pub(super) trait RingRun {
         rec: &mut Recorder,
     ) -> Result<(), EngineError>;
 
-    /// Cancels every armed accept and reaps until each has its final CQE.
-    fn cancel_and_reap(
+    /// What the give-up error says was being cancelled.
+    const CANCELLING: &'static str;
+
+    /// The stop begins (count it if something is armed).
+    fn begin_stop(&mut self);
+
+    /// Reaps what completed while stopping: connections are recorded and closed,
+    /// never lost; errors are counted (the run is over either way).
+    fn reap_stopping(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
         cq: &mut CompletionQueue<'_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError>;
+
+    /// True once nothing of this run is left in the ring.
+    fn settled(&self) -> bool;
+
+    /// Queues a cancel for every accept still armed (nothing when none is).
+    fn push_cancels(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError>;
+}
+
+/// Cancels whatever `run` left armed and reaps until it has settled — every armed
+/// operation's final CQE arrived — or [`CANCEL_GIVE_UP`] passed. A wait that brings
+/// no CQE sends the cancels again (one can miss an accept running in an io-wq worker
+/// and come back -EALREADY).
+fn cancel_and_reap<R: RingRun>(
+    engine: EngineKind,
+    run: &mut R,
+    submitter: &Submitter<'_>,
+    sq: &mut SubmissionQueue<'_>,
+    cq: &mut CompletionQueue<'_>,
+    rec: &mut Recorder,
+) -> Result<(), EngineError> {
+    let give_up = Instant::now() + CANCEL_GIVE_UP;
+    let ts = types::Timespec::from(Limits::POLL_INTERVAL);
+    let args = types::SubmitArgs::new().timespec(&ts);
+    let mut cancel_due = true;
+    run.begin_stop();
+    loop {
+        run.reap_stopping(submitter, sq, cq, rec)?;
+        if run.settled() {
+            return Ok(());
+        }
+        if Instant::now() >= give_up {
+            return Err(EngineError::Io {
+                engine,
+                what: R::CANCELLING,
+                source: std::io::Error::from_raw_os_error(libc::ETIME),
+            });
+        }
+        if cancel_due {
+            run.push_cancels(submitter, sq)?;
+            cancel_due = false;
+        }
+        wait(engine, submitter, sq, cq, &args)?;
+        if CompletionQueue::is_empty(cq) {
+            cancel_due = true;
+        }
+    }
 }
 
 /// The accept loop's result and the cancellation's.
@@ -260,7 +317,7 @@ pub(super) fn run_on_ring(
     let (result, stopped) = {
         let (submitter, mut sq, mut cq) = ring.split();
         let result = run.accept_loop(&submitter, &mut sq, &mut cq, limits, rec);
-        let stopped = run.cancel_and_reap(&submitter, &mut sq, &mut cq, rec);
+        let stopped = cancel_and_reap(engine, run, &submitter, &mut sq, &mut cq, rec);
         (result, stopped)
     };
     if stopped.is_ok() {

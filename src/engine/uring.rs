@@ -14,14 +14,14 @@
 
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::clock::mono_ns;
 use io_uring::{opcode, types, CompletionQueue, SubmissionQueue, Submitter};
 
 use super::ring::{
-    account_overflow, push, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize,
-    CANCEL_GIVE_UP, IDX_MASK, OP_ACCEPT, OP_CANCEL, OP_MASK,
+    account_overflow, push, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize, IDX_MASK,
+    OP_ACCEPT, OP_CANCEL, OP_MASK,
 };
 
 use super::{
@@ -229,14 +229,60 @@ impl RingRun for UringRun<'_> {
         UringRun::accept_loop(self, submitter, sq, cq, limits, rec)
     }
 
-    fn cancel_and_reap(
+    const CANCELLING: &'static str = "cancelling the armed accepts";
+
+    fn begin_stop(&mut self) {
+        if self.armed_count > 0 {
+            self.counters.cancels += 1;
+        }
+    }
+
+    /// A connection that raced the cancel is recorded and closed, never lost; CQEs left
+    /// over from the accept loop (a fatal error) are reaped first.
+    fn reap_stopping(
         &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
+        _submitter: &Submitter<'_>,
+        _sq: &mut SubmissionQueue<'_>,
         cq: &mut CompletionQueue<'_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        UringRun::cancel_and_reap(self, submitter, sq, cq, rec)
+        cq.sync();
+        for cqe in &mut *cq {
+            let ud = cqe.user_data();
+            if ud & OP_MASK != OP_ACCEPT {
+                continue;
+            }
+            self.disarmed((ud & IDX_MASK) as usize);
+            let res = cqe.result();
+            if res >= 0 {
+                self.on_connection(res, (ud & IDX_MASK) as usize, rec);
+            } else if res != -libc::ECANCELED {
+                rec.error(-res);
+            }
+        }
+        cq.sync();
+        Ok(())
+    }
+
+    fn settled(&self) -> bool {
+        self.armed_count == 0
+    }
+
+    fn push_cancels(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError> {
+        for i in 0..self.armed.len() {
+            if self.armed[i] {
+                let sqe = opcode::AsyncCancel::new(OP_ACCEPT | i as u64)
+                    .build()
+                    .user_data(OP_CANCEL | i as u64);
+                // SAFETY: a cancel carries no buffers, only the target's user_data.
+                unsafe { push(EngineKind::Uring, submitter, sq, &sqe)? };
+            }
+        }
+        Ok(())
     }
 }
 
@@ -341,72 +387,6 @@ impl UringRun<'_> {
     fn disarmed(&mut self, i: usize) {
         if std::mem::replace(&mut self.armed[i], false) {
             self.armed_count -= 1;
-        }
-    }
-
-    /// Cancels every armed accept and reaps until each one's final CQE arrived; a
-    /// connection that raced the cancel is recorded and closed, never lost.
-    fn cancel_and_reap(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        let give_up = Instant::now() + CANCEL_GIVE_UP;
-        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        let mut cancel_due = true;
-        if self.armed_count > 0 {
-            self.counters.cancels += 1;
-        }
-        loop {
-            // CQEs left over from the accept loop (a fatal error) come first.
-            cq.sync();
-            for cqe in &mut *cq {
-                let ud = cqe.user_data();
-                if ud & OP_MASK != OP_ACCEPT {
-                    continue;
-                }
-                self.disarmed((ud & IDX_MASK) as usize);
-                let res = cqe.result();
-                if res >= 0 {
-                    self.on_connection(res, (ud & IDX_MASK) as usize, rec);
-                } else if res != -libc::ECANCELED {
-                    rec.error(-res);
-                }
-            }
-            cq.sync();
-            if self.armed_count == 0 {
-                return Ok(());
-            }
-            if Instant::now() >= give_up {
-                return Err(EngineError::Io {
-                    engine: EngineKind::Uring,
-                    what: "cancelling the armed accepts",
-                    source: std::io::Error::from_raw_os_error(libc::ETIME),
-                });
-            }
-            if cancel_due {
-                for i in 0..self.armed.len() {
-                    if self.armed[i] {
-                        let sqe = opcode::AsyncCancel::new(OP_ACCEPT | i as u64)
-                            .build()
-                            .user_data(OP_CANCEL | i as u64);
-                        // SAFETY: a cancel carries no buffers, only the target's user_data.
-                        unsafe { push(EngineKind::Uring, submitter, sq, &sqe)? };
-                    }
-                }
-                cancel_due = false;
-            }
-            // A wait that times out with accepts still armed re-sends the cancels
-            // (e.g. one hit an accept running in an io-wq worker: -EALREADY).
-            let before = self.armed_count;
-            wait(EngineKind::Uring, submitter, sq, cq, &args)?;
-            cq.sync();
-            if CompletionQueue::is_empty(cq) && self.armed_count == before {
-                cancel_due = true;
-            }
         }
     }
 }
