@@ -17,7 +17,7 @@
 //! Only reads and writes the file; joining is `crate::join`'s.
 
 use std::io::{self, BufWriter, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 
 use loadgen::record::{self, Header, RecordMeta, SERVER_MAGIC};
@@ -49,14 +49,7 @@ impl ServerRecords {
 
 fn encode(r: &PeerRecord, out: &mut [u8; SERVER_RECORD_SIZE]) {
     out.fill(0);
-    let (family, ip): (u8, [u8; 16]) = match r.peer.ip() {
-        IpAddr::V4(a) => {
-            let mut b = [0u8; 16];
-            b[..4].copy_from_slice(&a.octets());
-            (4, b)
-        }
-        IpAddr::V6(a) => (6, a.octets()),
-    };
+    let (family, ip) = record::ip_bytes(r.peer.ip());
     out[0] = family;
     out[4..6].copy_from_slice(&r.peer.port().to_le_bytes());
     out[8..24].copy_from_slice(&ip);
@@ -72,11 +65,7 @@ fn decode(b: &[u8; SERVER_RECORD_SIZE]) -> Result<PeerRecord, String> {
     };
     let mut ip = [0u8; 16];
     ip.copy_from_slice(&b[8..24]);
-    let ip = match b[0] {
-        4 => IpAddr::V4(Ipv4Addr::new(ip[0], ip[1], ip[2], ip[3])),
-        6 => IpAddr::V6(Ipv6Addr::from(ip)),
-        f => return Err(format!("address family {f}, expected 4 or 6")),
-    };
+    let ip = record::ip_from(b[0], ip).map_err(|e| e.to_string())?;
     Ok(PeerRecord {
         peer: SocketAddr::new(ip, u16::from_le_bytes([b[4], b[5]])),
         accepted_ns: u64_at(24),

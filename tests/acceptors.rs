@@ -4,24 +4,12 @@
 //! accept queue, and a slow shard overflows alone. The overflow tests need root (a
 //! private network namespace); without it they skip and say why.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use acceptbench::acceptors::{parse_per_acceptor, AcceptorEntry};
 use acceptbench::report::{csv, row::SummaryRow};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root for a private network namespace (unshare CLONE_NEWNET)");
-            return;
-        }
-    };
-}
 
 /// Runs `acceptbench sweep --repeat 1 --no-plots ARGS` into a fresh directory.
 fn sweep(name: &str, args: &[&str]) -> (PathBuf, Vec<SummaryRow>) {

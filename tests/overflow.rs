@@ -2,23 +2,11 @@
 //! own measurement (queue sampler, TcpExt counters, client outcomes). Each run is in
 //! a private network namespace, so these need root; without it they skip and say why.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 
 use acceptbench::report::{csv, meta::Meta, row::SummaryRow};
-
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
-macro_rules! require_root {
-    () => {
-        if !is_root() {
-            eprintln!("skipped: needs root for a private network namespace (unshare CLONE_NEWNET)");
-            return;
-        }
-    };
-}
 
 /// Runs `acceptbench sweep --modes burst ARGS` into a fresh directory; returns (run dir, rows).
 fn burst_sweep(name: &str, args: &[&str]) -> (PathBuf, Vec<SummaryRow>) {

@@ -176,14 +176,9 @@ fn an_interrupted_sweep_keeps_finished_rows_and_says_incomplete() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid cannot fail.
-    unsafe { libc::geteuid() == 0 }
-}
-
 #[test]
 fn an_overflow_runs_namespace_and_sysctls_die_with_it() {
-    if !is_root() {
+    if !support::is_root() {
         eprintln!("skipped: needs root for a private network namespace (unshare CLONE_NEWNET)");
         return;
     }

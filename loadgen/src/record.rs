@@ -149,14 +149,7 @@ pub struct ConnRecord {
 impl ConnRecord {
     fn encode(&self, out: &mut [u8; RECORD_SIZE]) {
         out.fill(0);
-        let (family, ip): (u8, [u8; 16]) = match self.local.ip() {
-            IpAddr::V4(a) => {
-                let mut b = [0u8; 16];
-                b[..4].copy_from_slice(&a.octets());
-                (4, b)
-            }
-            IpAddr::V6(a) => (6, a.octets()),
-        };
+        let (family, ip) = ip_bytes(self.local.ip());
         out[0] = family;
         out[1] = self.outcome.code();
         out[2] = u8::from(self.warmup);
@@ -191,15 +184,7 @@ impl ConnRecord {
         let port = u16::from_le_bytes([b[4], b[5]]);
         let mut ip16 = [0u8; 16];
         ip16.copy_from_slice(&b[16..32]);
-        let ip = match b[0] {
-            4 => IpAddr::V4(Ipv4Addr::new(ip16[0], ip16[1], ip16[2], ip16[3])),
-            6 => IpAddr::V6(Ipv6Addr::from(ip16)),
-            f => {
-                return Err(invalid(format!(
-                    "record has address family {f}, expected 4 or 6"
-                )))
-            }
-        };
+        let ip = ip_from(b[0], ip16)?;
         let outcome = Outcome::from_code(b[1], u32_at(8) as i32)
             .ok_or_else(|| invalid(format!("record has unknown outcome code {}", b[1])))?;
         Ok(ConnRecord {
@@ -319,7 +304,9 @@ fn clip(s: &str, max: usize) -> String {
     s[..end].to_string()
 }
 
-fn ip_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
+/// An address as records store it: family (4 or 6) and 16 bytes (IPv4 in the first
+/// four). Shared by loadgen's records and the acceptor's (same file family).
+pub fn ip_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
     match ip {
         IpAddr::V4(a) => {
             let mut b = [0u8; 16];
@@ -330,7 +317,8 @@ fn ip_bytes(ip: IpAddr) -> (u8, [u8; 16]) {
     }
 }
 
-fn ip_from(family: u8, b: [u8; 16]) -> io::Result<IpAddr> {
+/// The address [`ip_bytes`] stored; an unknown family is an error.
+pub fn ip_from(family: u8, b: [u8; 16]) -> io::Result<IpAddr> {
     match family {
         4 => Ok(IpAddr::V4(Ipv4Addr::new(b[0], b[1], b[2], b[3]))),
         6 => Ok(IpAddr::V6(Ipv6Addr::from(b))),

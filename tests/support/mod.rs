@@ -88,3 +88,20 @@ pub fn loadgen_children(parent: u32) -> Vec<i32> {
     }
     out
 }
+
+/// True when running as root (network namespaces and sysctls need it).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Returns from the calling test, saying why, unless running as root.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !support::is_root() {
+            eprintln!("skipped: needs root for a private network namespace (unshare CLONE_NEWNET)");
+            return;
+        }
+    };
+}
