@@ -4,7 +4,7 @@
 //! state, merged at the end — no shared counters on the hot path).
 
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicUsize, Ordering};
 use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
@@ -32,6 +32,10 @@ pub struct Team<'a> {
     pub deadline: Instant,
     /// Each acceptor's CPU clock id (-1 until known), for sampling while the run goes on.
     pub cpu_clocks: &'a [AtomicI32],
+    /// Acceptors set up and about to accept (or, paused, to wait for the burst): the
+    /// client starts only when all are, so no connection arrives at a listener whose
+    /// acceptors are still being built (see [`wait_until_ready`]).
+    pub ready: &'a AtomicUsize,
 }
 
 /// What one acceptor thread returns.
@@ -112,6 +116,7 @@ fn accept_on(team: &Team, i: usize) -> anyhow::Result<AcceptorOut> {
     let l = team.set.for_acceptor(i);
     crate::kernel::reserve_fds(l.as_raw_fd(), l.backlog_effective + 1);
     if !team.pause.is_zero() {
+        team.ready.fetch_add(1, Ordering::Release);
         wait_for_burst(team.set, team.pause, team.run_stop, run.stop);
     }
     // What the full queue turned away while nobody accepted.
@@ -125,6 +130,9 @@ fn accept_on(team: &Team, i: usize) -> anyhow::Result<AcceptorOut> {
     };
     let mut rec = Recorder::new(true);
     let cpu_at_release_s = common::affinity::thread_cpu_total_s();
+    if team.pause.is_zero() {
+        team.ready.fetch_add(1, Ordering::Release);
+    }
     let t = timed_run(engine.as_mut(), team.set.for_acceptor(i), &limits, &mut rec);
     t.result?;
     Ok(AcceptorOut {
@@ -135,6 +143,21 @@ fn accept_on(team: &Team, i: usize) -> anyhow::Result<AcceptorOut> {
         released_ns: t.released_ns,
         counters,
     })
+}
+
+/// Waits until every acceptor of `handles` is ready (true), or one has ended — it
+/// failed to start — or 10 s have passed (false). Without this wait a closed-loop
+/// client could fill a small accept queue, and stall on a SYN retransmit, while an
+/// acceptor thread was still waiting for a CPU busy with something else.
+pub fn wait_until_ready<T>(ready: &AtomicUsize, handles: &[ScopedJoinHandle<'_, T>]) -> bool {
+    let give_up = Instant::now() + Duration::from_secs(10);
+    while ready.load(Ordering::Acquire) < handles.len() {
+        if handles.iter().any(|h| h.is_finished()) || Instant::now() >= give_up {
+            return false;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    true
 }
 
 /// Σ CPU seconds of the acceptors whose clocks are known, now.
@@ -210,5 +233,44 @@ pub fn wait_for_burst(set: &ListenerSet, settle: Duration, run_stop: &StopFlag, 
             return;
         }
         std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_client_waits_for_every_acceptor_but_not_for_one_that_failed() {
+        let ready = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..2u64)
+                .map(|i| {
+                    let ready = &ready;
+                    s.spawn(move || {
+                        std::thread::sleep(Duration::from_millis(20 * (i + 1)));
+                        ready.fetch_add(1, Ordering::Release);
+                        std::thread::sleep(Duration::from_millis(50));
+                    })
+                })
+                .collect();
+            assert!(wait_until_ready(&ready, &handles));
+            // Released only when the slower one (40 ms) had signalled.
+            assert_eq!(ready.load(Ordering::Acquire), 2);
+            assert!(handles.iter().all(|h| !h.is_finished()));
+        });
+        let ready = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            let handles = vec![
+                s.spawn(|| ()),
+                s.spawn(|| std::thread::sleep(Duration::from_millis(100))),
+            ];
+            let t = Instant::now();
+            assert!(
+                !wait_until_ready(&ready, &handles),
+                "a thread that ended unready is a failure"
+            );
+            assert!(t.elapsed() < Duration::from_secs(5));
+        });
     }
 }

@@ -10,7 +10,7 @@
 //! host's namespace. That thread coordinates and sits on the client CPUs; only the
 //! acceptor is pinned to the server CPU.
 
-use std::sync::atomic::AtomicI32;
+use std::sync::atomic::{AtomicI32, AtomicUsize};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -370,6 +370,7 @@ fn drive(
     let cpu_clocks: Vec<AtomicI32> = (0..spec.acceptors.max(1))
         .map(|_| AtomicI32::new(-1))
         .collect();
+    let ready = AtomicUsize::new(0);
     let members = Team {
         run: spec,
         set,
@@ -377,14 +378,21 @@ fn drive(
         run_stop: &run_stop,
         deadline,
         cpu_clocks: &cpu_clocks,
+        ready: &ready,
     };
     std::thread::scope(|s| {
         let handles = team::spawn(s, &members)?;
+        // The client starts once every acceptor is about to accept; an acceptor that
+        // failed to start ends its thread, and the loop below reports it.
+        let all_ready = team::wait_until_ready(&ready, &handles);
         let started = Instant::now();
         let mut cpu_samples = Vec::new();
         let outcome = (|| -> anyhow::Result<(ClientResult, Option<String>, bool)> {
             let mut child = super::hosts::Clients::spawn(spec.exe, spec.tmp, lg, topology)?;
             let (mut failure, mut interrupted) = (None, false);
+            if !all_ready && !handles.iter().any(|h| h.is_finished()) {
+                failure = Some("an acceptor was not ready to accept within 10 s".to_string());
+            }
             while !child.has_exited() {
                 if spec.stop.is_raised() && !interrupted {
                     child.interrupt();
