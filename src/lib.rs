@@ -21,7 +21,7 @@ pub mod record;
 pub mod report;
 pub mod serverrec;
 pub mod signal;
-pub mod sockcmd;
+pub use common::sockcmd;
 pub mod stats;
 pub mod stdout;
 pub mod summary;

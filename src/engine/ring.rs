@@ -4,14 +4,11 @@
 //! overflow accounting, and the [`RingRun`] split between an accept loop and the
 //! cancellation that ends it. It owns no accept logic and records nothing itself.
 
-use std::fmt;
-use std::str::FromStr;
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use io_uring::squeue::Entry;
 use io_uring::{types, CompletionQueue, IoUring, SubmissionQueue, Submitter};
-use serde::{Deserialize, Serialize};
 
 use super::{EngineCounters, EngineError, EngineKind, Limits};
 use crate::record::Recorder;
@@ -33,124 +30,18 @@ pub(super) const IDX_MASK: u64 = 0xffff_ffff;
 /// healthy kernel: cancelling a poll-armed accept completes at once).
 pub(super) const CANCEL_GIVE_UP: Duration = Duration::from_secs(5);
 
-/// io_uring set-up flags for a ring engine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RingSetup {
-    /// No task-run flags: completions are run by task work that interrupts the task (IPI).
-    Default,
-    /// `IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG` (5.19): no interrupt;
-    /// completions run at the next transition into the kernel.
-    Coop,
-    /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN` (6.1): completions run
-    /// only when the ring's (single) submitter thread waits with GETEVENTS.
-    Defer,
-}
-
-impl RingSetup {
-    /// Every setting, plainest first.
-    pub const ALL: [RingSetup; 3] = [RingSetup::Default, RingSetup::Coop, RingSetup::Defer];
-
-    /// The name on the command line and in reports.
-    pub fn name(self) -> &'static str {
-        match self {
-            RingSetup::Default => "default",
-            RingSetup::Coop => "coop",
-            RingSetup::Defer => "defer",
-        }
-    }
-
-    /// The Linux version that accepts the flags.
-    pub fn needs(self) -> &'static str {
-        match self {
-            RingSetup::Default => "5.1",
-            RingSetup::Coop => "5.19",
-            RingSetup::Defer => "6.1",
-        }
-    }
-
-    /// What to try when the kernel refuses these flags.
-    fn fallback(self) -> Option<RingSetup> {
-        match self {
-            RingSetup::Defer => Some(RingSetup::Coop),
-            RingSetup::Coop => Some(RingSetup::Default),
-            RingSetup::Default => None,
-        }
-    }
-
-    fn build(self, sq: u32, cq: u32) -> std::io::Result<IoUring> {
-        let mut b = IoUring::builder();
-        b.setup_cqsize(cq);
-        match self {
-            RingSetup::Default => {}
-            RingSetup::Coop => {
-                b.setup_coop_taskrun().setup_taskrun_flag();
-            }
-            RingSetup::Defer => {
-                b.setup_single_issuer().setup_defer_taskrun();
-            }
-        }
-        b.build(sq)
-    }
-}
-
-impl fmt::Display for RingSetup {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// A ring set-up name that is not one of ours.
-#[derive(Debug, thiserror::Error)]
-#[error("unknown ring setup {0:?}: use one of default, coop, defer")]
-pub struct UnknownRingSetup(pub String);
-
-impl FromStr for RingSetup {
-    type Err = UnknownRingSetup;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RingSetup::ALL
-            .into_iter()
-            .find(|k| k.name() == s)
-            .ok_or_else(|| UnknownRingSetup(s.to_string()))
-    }
-}
+pub use common::ring::{RingSetup, UnknownRingSetup};
 
 /// Makes a ring with `sq` entries and a CQ of `cq` entries and the `want`ed flags,
-/// falling back (defer → coop → default) when the kernel refuses them with EINVAL.
-/// Returns the ring and what was applied, e.g. `"defer"` or
-/// `"default (coop refused: EINVAL, needs Linux 5.19)"`.
+/// falling back where the kernel refuses them ([`common::ring::setup`]). Returns the
+/// ring and what was applied.
 pub(super) fn setup_ring(
     engine: EngineKind,
     want: RingSetup,
     sq: u32,
     cq: u32,
 ) -> Result<(IoUring, String), EngineError> {
-    let mut refused: Vec<String> = Vec::new();
-    let mut attempt = want;
-    loop {
-        match attempt.build(sq, cq) {
-            Ok(ring) => {
-                let applied = if refused.is_empty() {
-                    attempt.name().to_string()
-                } else {
-                    format!("{} ({})", attempt.name(), refused.join("; "))
-                };
-                return Ok((ring, applied));
-            }
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => match attempt.fallback() {
-                Some(next) => {
-                    refused.push(format!(
-                        "{} refused: EINVAL, needs Linux {}",
-                        attempt.name(),
-                        attempt.needs()
-                    ));
-                    attempt = next;
-                }
-                None => return Err(EngineError::io(engine, "io_uring_setup")(e)),
-            },
-            Err(e) => return Err(EngineError::io(engine, "io_uring_setup")(e)),
-        }
-    }
+    common::ring::setup(want, sq, cq).map_err(EngineError::io(engine, "io_uring_setup"))
 }
 
 /// What a run needs of its ring: a kept ring smaller than this is made again.
