@@ -32,6 +32,15 @@ pub enum MethodArg {
     Blocking,
 }
 
+/// How sockets are made, set up and closed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SocketOpsArg {
+    /// socket(), setsockopt() and close() system calls.
+    Syscall,
+    /// In the io_uring ring: IORING_OP_SOCKET (5.19), SO_LINGER by uring_cmd (6.7) linked to the connect, IORING_OP_CLOSE (linked behind the connect when nothing needs the socket after it); --method uring.
+    Ring,
+}
+
 /// loadgen: open TCP connections to a listener and measure what the client sees.
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", version, about, long_about = None)]
@@ -78,6 +87,12 @@ pub struct Cli {
     /// Connect method.
     #[arg(long, value_enum, default_value = "auto")]
     pub method: MethodArg,
+    /// io_uring set-up of the connect ring: default, coop (COOP_TASKRUN, 5.19) or defer (SINGLE_ISSUER|DEFER_TASKRUN, 6.1); a refused one falls back and the report says so. Default: default.
+    #[arg(long, value_name = "SETUP")]
+    pub ring_setup: Option<common::ring::RingSetup>,
+    /// Make, set up and close sockets by system call or in the io_uring ring.
+    #[arg(long, value_enum, default_value = "syscall")]
+    pub socket_ops: SocketOpsArg,
     /// Burst rounds.
     #[arg(long, default_value_t = 1, value_name = "K")]
     pub rounds: u32,

@@ -8,9 +8,10 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::cli::{Cli, MethodArg, ModeArg};
+use crate::cli::{Cli, MethodArg, ModeArg, SocketOpsArg};
 use crate::error::LoadgenError;
 use crate::sources::SourceRange;
+pub use common::ring::RingSetup;
 
 /// Default in-flight cap of rate mode (all threads together).
 pub const DEFAULT_RATE_CONCURRENCY: usize = 4096;
@@ -56,6 +57,28 @@ pub enum MethodChoice {
     Epoll,
     /// Blocking connect.
     Blocking,
+}
+
+/// How a socket is made, set up and closed (`--socket-ops`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SocketOps {
+    /// socket(), setsockopt() and close() system calls around the driver's connect.
+    #[default]
+    Syscall,
+    /// io_uring: IORING_OP_SOCKET, SO_LINGER by uring_cmd linked to the connect, and
+    /// IORING_OP_CLOSE (hard-linked behind the connect when nothing needs the socket
+    /// after it). `--method uring` only.
+    Ring,
+}
+
+impl SocketOps {
+    /// "syscall" or "ring".
+    pub fn name(self) -> &'static str {
+        match self {
+            SocketOps::Syscall => "syscall",
+            SocketOps::Ring => "ring",
+        }
+    }
 }
 
 /// What `close()` sends.
@@ -117,6 +140,10 @@ pub struct Config {
     pub close_early: bool,
     /// Requested connect method.
     pub method: MethodChoice,
+    /// io_uring set-up flags of the connect driver's ring (`--method uring`).
+    pub ring_setup: RingSetup,
+    /// Socket, SO_LINGER and close by system call or in the ring (`--method uring`).
+    pub socket_ops: SocketOps,
     /// Keep per-connection records (costs one getsockname per connection).
     pub keep_records: bool,
     /// Keep one histogram per second for an interval log.
@@ -143,6 +170,8 @@ impl Config {
             wait_close: false,
             close_early: false,
             method: MethodChoice::Auto,
+            ring_setup: RingSetup::Default,
+            socket_ops: SocketOps::Syscall,
             keep_records: false,
             keep_intervals: false,
             output: Output::default(),
@@ -221,6 +250,17 @@ impl Config {
             MethodArg::Epoll => MethodChoice::Epoll,
             MethodArg::Blocking => MethodChoice::Blocking,
         };
+        if cli.ring_setup.is_some()
+            && matches!(
+                cli.method,
+                MethodArg::Epoll | MethodArg::Blocking | MethodArg::Std
+            )
+        {
+            return Err(LoadgenError::BadOption(
+                "--ring-setup applies only to io_uring connects: use --method uring (or auto)"
+                    .into(),
+            ));
+        }
         let config = Config {
             target,
             mode,
@@ -240,6 +280,11 @@ impl Config {
             wait_close: cli.wait_close,
             close_early: cli.close_early,
             method,
+            ring_setup: cli.ring_setup.unwrap_or(RingSetup::Default),
+            socket_ops: match cli.socket_ops {
+                SocketOpsArg::Syscall => SocketOps::Syscall,
+                SocketOpsArg::Ring => SocketOps::Ring,
+            },
             keep_records: cli.records.is_some(),
             keep_intervals: cli.hlog.is_some(),
             output: Output {
@@ -337,6 +382,14 @@ impl Config {
                 ncpu - 1
             ));
         }
+        if self.socket_ops == SocketOps::Ring
+            && matches!(
+                self.method,
+                MethodChoice::Epoll | MethodChoice::Blocking | MethodChoice::Std
+            )
+        {
+            return bad("--socket-ops ring makes, sets up and closes sockets in io_uring: use --method uring (or auto)".into());
+        }
         if self.method == MethodChoice::Blocking {
             if let Mode::Burst { .. } = self.mode {
                 return bad("--method blocking keeps one connect in flight per thread, a burst needs many: use --method uring or epoll".into());
@@ -417,6 +470,12 @@ impl Config {
             MethodChoice::Blocking => "blocking",
         };
         push("--method", method.into());
+        if self.ring_setup != RingSetup::Default {
+            push("--ring-setup", self.ring_setup.name().into());
+        }
+        if self.socket_ops != SocketOps::Syscall {
+            push("--socket-ops", self.socket_ops.name().into());
+        }
         let o = &self.output;
         for (path, flag) in [
             (&o.hgrm, "--hgrm"),
@@ -553,6 +612,16 @@ mod tests {
                 "2s",
                 "--method",
                 "epoll",
+            ],
+            &[
+                "--target",
+                "127.0.0.1:9",
+                "--method",
+                "uring",
+                "--ring-setup",
+                "defer",
+                "--socket-ops",
+                "ring",
             ],
             &[
                 "--target",

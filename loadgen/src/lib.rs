@@ -31,7 +31,7 @@ pub use common::affinity;
 pub use common::clock;
 
 pub use app::cli_main;
-pub use config::{CloseMode, Config, MethodChoice, Mode, Output};
+pub use config::{CloseMode, Config, MethodChoice, Mode, Output, RingSetup, SocketOps};
 pub use driver::Method;
 pub use error::LoadgenError;
 pub use record::{

@@ -72,6 +72,13 @@ pub struct Report {
     pub method: String,
     /// Why the method differs from the one asked for (io_uring unavailable), if it does.
     pub method_note: Option<String>,
+    /// io_uring: the connect ring's set-up as applied ("default", "coop", "defer", with
+    /// the reason when a refused one fell back); absent for epoll and blocking.
+    #[serde(default)]
+    pub ring_setup: Option<String>,
+    /// "syscall" (socket/setsockopt/close system calls) or "ring" (`--socket-ops ring`).
+    #[serde(default)]
+    pub socket_ops: String,
     /// Worker threads.
     pub threads: usize,
     /// Connections in flight across threads (closed: connectors; rate: cap; burst: burst size).
@@ -122,12 +129,16 @@ impl Report {
         let us = |ns: u64| ns as f64 / 1000.0;
         let _ = writeln!(
             s,
-            "{} mode -> {} ({} thread(s), concurrency {}, method {}{})",
+            "{} mode -> {} ({} thread(s), concurrency {}, method {}{}{})",
             self.mode,
             self.target,
             self.threads,
             self.concurrency,
             self.method,
+            self.ring_setup
+                .as_deref()
+                .map(|r| format!(", ring {r}, socket ops {}", self.socket_ops))
+                .unwrap_or_default(),
             self.method_note
                 .as_deref()
                 .map(|n| format!(": {n}"))

@@ -10,7 +10,7 @@ use hdrhistogram::Histogram;
 
 use crate::affinity;
 use crate::clock::mono_ns;
-use crate::config::{Config, MethodChoice, Mode};
+use crate::config::{Config, MethodChoice, Mode, SocketOps};
 use crate::driver::uring::UringDriver;
 use crate::driver::Method;
 use crate::error::LoadgenError;
@@ -75,7 +75,7 @@ pub fn run_with(
 ) -> Result<RunOutput, LoadgenError> {
     config.validate()?;
     check_fd_limit(config)?;
-    let (method, method_note) = resolve_method(config);
+    let (method, method_note, ring_setup) = resolve_method(config)?;
     let threads = config.threads;
     let published: Vec<Published> = (0..threads).map(|_| Published::default()).collect();
     let t0 = mono_ns();
@@ -159,8 +159,7 @@ pub fn run_with(
     }
     Ok(merge(
         config,
-        method,
-        method_note,
+        (method, method_note, ring_setup),
         measure_start_ns,
         outputs,
         collect_rounds(round_msgs),
@@ -273,8 +272,7 @@ fn summarize_round(msgs: &[RoundMsg]) -> RoundSummary {
 
 fn merge(
     config: &Config,
-    method: Method,
-    method_note: Option<String>,
+    (method, method_note, ring_setup): (Method, Option<String>, Option<String>),
     measure_start_ns: u64,
     outputs: Vec<WorkerOutput>,
     rounds: Vec<RoundSummary>,
@@ -301,6 +299,13 @@ fn merge(
         target: config.target.to_string(),
         method: method.name().into(),
         method_note,
+        ring_setup,
+        socket_ops: if method == Method::Uring {
+            config.socket_ops.name()
+        } else {
+            SocketOps::Syscall.name()
+        }
+        .into(),
         threads: config.threads,
         concurrency: config.concurrency,
         rate_per_s: if let Mode::Rate { rate_per_s } = config.mode {
@@ -360,30 +365,50 @@ fn pacer_for(config: &Config, thread: usize, t0: u64, measure_start_ns: u64) -> 
     }
 }
 
-/// Picks the connect method: the one asked for, or the best available.
+/// Picks the connect method: the one asked for, or the best available, with a note
+/// when it is not the one asked for and, for io_uring, the ring set-up applied.
 ///
 /// One connect in flight per thread: a blocking connect needs no readiness notification
 /// (on loopback the handshake completes inside connect()) and is the cheapest way to run
 /// one at a time. Several in flight per thread (the closed-mode default, rate, burst) use
-/// io_uring, or epoll where io_uring cannot be set up (the note says why).
-fn resolve_method(config: &Config) -> (Method, Option<String>) {
-    let one_per_thread =
-        config.concurrency == config.threads && !matches!(config.mode, Mode::Burst { .. });
-    let want = match config.method {
-        MethodChoice::Blocking => return (Method::Blocking, None),
-        MethodChoice::Epoll => return (Method::Epoll, None),
-        MethodChoice::Std if one_per_thread => return (Method::Blocking, None),
-        MethodChoice::Std => return (Method::Epoll, None),
-        MethodChoice::Auto if one_per_thread => return (Method::Blocking, None),
-        MethodChoice::Auto | MethodChoice::Uring => Method::Uring,
-    };
+/// io_uring, or epoll where io_uring cannot be set up (the note says why). What only
+/// io_uring can do (`--socket-ops ring`) never falls back: it fails, saying why.
+fn resolve_method(
+    config: &Config,
+) -> Result<(Method, Option<String>, Option<String>), LoadgenError> {
+    let ring_ops = config.socket_ops == SocketOps::Ring;
+    let one_per_thread = config.concurrency == config.threads
+        && !matches!(config.mode, Mode::Burst { .. })
+        && !ring_ops;
+    match config.method {
+        MethodChoice::Blocking => return Ok((Method::Blocking, None, None)),
+        MethodChoice::Epoll => return Ok((Method::Epoll, None, None)),
+        MethodChoice::Std if one_per_thread => return Ok((Method::Blocking, None, None)),
+        MethodChoice::Std => return Ok((Method::Epoll, None, None)),
+        MethodChoice::Auto if one_per_thread => return Ok((Method::Blocking, None, None)),
+        MethodChoice::Auto | MethodChoice::Uring => {}
+    }
     let target = RawAddr::new(&config.target);
-    match UringDriver::new(target, config.per_thread_slots(0), config.wait_close) {
-        Ok(_) => (want, None),
-        Err(why) => (
+    let choice = crate::worker::ring_choice(config);
+    match UringDriver::new(
+        target,
+        config.per_thread_slots(0),
+        config.wait_close,
+        choice,
+    ) {
+        Ok(d) => Ok((
+            Method::Uring,
+            None,
+            Some(d.ring_setup_applied().to_string()),
+        )),
+        Err(why) if ring_ops => Err(LoadgenError::BadOption(format!(
+            "--socket-ops ring cannot be used here: {why}; use --socket-ops syscall"
+        ))),
+        Err(why) => Ok((
             Method::Epoll,
             Some(format!("io_uring unavailable, used epoll: {why}")),
-        ),
+            None,
+        )),
     }
 }
 

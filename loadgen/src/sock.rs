@@ -128,15 +128,7 @@ pub(crate) fn new_socket(setup: &SocketSetup, source: Option<IpAddr>) -> Result<
 
 fn configure(fd: RawFd, setup: &SocketSetup, source: Option<IpAddr>) -> Result<(), i32> {
     if setup.linger0 {
-        setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            &libc::linger {
-                l_onoff: 1,
-                l_linger: 0,
-            },
-        )?;
+        setsockopt(fd, libc::SOL_SOCKET, libc::SO_LINGER, &LINGER0)?;
     }
     if let Some(t) = setup.blocking_timeout {
         let tv = libc::timeval {
@@ -149,17 +141,30 @@ fn configure(fd: RawFd, setup: &SocketSetup, source: Option<IpAddr>) -> Result<(
         }
     }
     if let Some(ip) = source {
-        setsockopt(
-            fd,
-            libc::IPPROTO_IP,
-            libc::IP_BIND_ADDRESS_NO_PORT,
-            &1 as &libc::c_int,
-        )?;
-        let addr = RawAddr::new(&SocketAddr::new(ip, 0));
-        // SAFETY: addr is a valid sockaddr of addr.len bytes, alive for the call.
-        if unsafe { libc::bind(fd, addr.as_ptr(), addr.len) } != 0 {
-            return Err(errno());
-        }
+        bind_source(fd, ip)?;
+    }
+    Ok(())
+}
+
+/// SO_LINGER {1, 0}: close() sends RST and leaves no TIME_WAIT. Static so that an
+/// in-ring setsockopt can point at it for as long as the ring runs.
+pub(crate) static LINGER0: libc::linger = libc::linger {
+    l_onoff: 1,
+    l_linger: 0,
+};
+
+/// Binds `fd` to `ip` with the port left to connect (IP_BIND_ADDRESS_NO_PORT).
+pub(crate) fn bind_source(fd: RawFd, ip: IpAddr) -> Result<(), i32> {
+    setsockopt(
+        fd,
+        libc::IPPROTO_IP,
+        libc::IP_BIND_ADDRESS_NO_PORT,
+        &1 as &libc::c_int,
+    )?;
+    let addr = RawAddr::new(&SocketAddr::new(ip, 0));
+    // SAFETY: addr is a valid sockaddr of addr.len bytes, alive for the call.
+    if unsafe { libc::bind(fd, addr.as_ptr(), addr.len) } != 0 {
+        return Err(errno());
     }
     Ok(())
 }

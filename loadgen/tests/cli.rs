@@ -109,3 +109,36 @@ fn json_is_the_last_stdout_line() {
     assert_eq!(r.established, 20);
     assert!(r.counts_add_up());
 }
+
+#[test]
+fn ring_options_need_io_uring() {
+    assert_one_line_error(
+        &[
+            "--target",
+            "127.0.0.1:9",
+            "--socket-ops",
+            "ring",
+            "--method",
+            "epoll",
+        ],
+        2,
+        "use --method uring",
+    );
+    assert_one_line_error(
+        &[
+            "--target",
+            "127.0.0.1:9",
+            "--ring-setup",
+            "defer",
+            "--method",
+            "blocking",
+        ],
+        2,
+        "use --method uring",
+    );
+    assert_one_line_error(
+        &["--target", "127.0.0.1:9", "--ring-setup", "fast"],
+        2,
+        "default, coop, defer",
+    );
+}

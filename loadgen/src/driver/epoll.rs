@@ -56,8 +56,9 @@ impl EpollDriver {
     fn arm(&mut self, token: u64, fd: RawFd, op: Op) {
         let slot = token_slot(token);
         let interest = match op {
-            Op::Connect => libc::EPOLLOUT,
             Op::Read => libc::EPOLLIN | libc::EPOLLRDHUP,
+            // Only connects and reads are armed here (sockets are made by system call).
+            Op::Connect | Op::Socket | Op::SockOpt => libc::EPOLLOUT,
         } as u32
             | libc::EPOLLONESHOT as u32;
         let mut ev = libc::epoll_event {
@@ -196,7 +197,7 @@ impl Driver for EpollDriver {
             let token = self.events[i].u64;
             let a = self.armed[token_slot(token)];
             let result = match a.op {
-                Op::Connect => -sock::so_error(a.fd),
+                Op::Connect | Op::Socket | Op::SockOpt => -sock::so_error(a.fd),
                 Op::Read => match sock::drain(a.fd) {
                     Ok(()) | Err(libc::ECONNRESET) => 0,
                     Err(libc::EAGAIN) => {

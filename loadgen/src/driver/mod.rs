@@ -39,6 +39,10 @@ impl Method {
 pub(crate) enum Op {
     Connect,
     Read,
+    /// IORING_OP_SOCKET (`--socket-ops ring`): the result is the new fd.
+    Socket,
+    /// A failed in-ring setsockopt ahead of a connect (successes post nothing).
+    SockOpt,
 }
 
 /// One finished operation: `result` is 0 on success (read: the server closed), else -errno.
@@ -55,6 +59,20 @@ pub(crate) trait Driver {
     fn start_connect(&mut self, token: u64, fd: RawFd);
     /// Starts reading `fd` until EOF (wait-close).
     fn start_read(&mut self, token: u64, fd: RawFd);
+    /// Starts making a socket in the ring; its completion (`Op::Socket`) carries the fd.
+    /// Only the io_uring driver with `--socket-ops ring` is asked to.
+    fn start_socket(&mut self, _token: u64, _family: libc::c_int) {
+        unreachable!("only the io_uring driver makes sockets in the ring")
+    }
+    /// Starts connecting `fd` after the in-ring socket set-up; with `close_after` the
+    /// ring closes `fd` once the connect is done, whatever its outcome.
+    fn start_connect_in_ring(&mut self, _token: u64, _fd: RawFd, _close_after: bool) {
+        unreachable!("only the io_uring driver connects in the ring")
+    }
+    /// Closes `fd`: a system call, or an IORING_OP_CLOSE with `--socket-ops ring`.
+    fn close(&mut self, fd: RawFd) {
+        crate::sock::close(fd);
+    }
     /// Abandons the operation in flight on `token`; true if a completion for it will
     /// still arrive (the caller must keep the slot until then).
     fn cancel(&mut self, token: u64, op: Op) -> bool;

@@ -85,10 +85,13 @@ pub(crate) fn run_worker(spec: WorkerSpec<'_>) -> Result<WorkerOutput, LoadgenEr
     let target = RawAddr::new(&spec.config.target);
     match spec.method {
         Method::Uring => {
-            let driver =
-                UringDriver::new(target, spec.slots, spec.config.wait_close).map_err(|e| {
-                    LoadgenError::io("io_uring setup in worker", std::io::Error::other(e))
-                })?;
+            let driver = UringDriver::new(
+                target,
+                spec.slots,
+                spec.config.wait_close,
+                ring_choice(spec.config),
+            )
+            .map_err(|e| LoadgenError::io("io_uring setup in worker", std::io::Error::other(e)))?;
             Worker::new(spec, driver).run()
         }
         Method::Epoll => {
@@ -116,6 +119,11 @@ struct Worker<'a, D: Driver> {
     rate: bool,
     /// Async drivers need the deadline queue; the blocking driver bounds itself.
     track_deadlines: bool,
+    /// `--socket-ops ring`: sockets are made, set up and closed in the ring.
+    ring_ops: bool,
+    /// … and the close is linked behind the connect (nothing needs the socket after it:
+    /// no records, no wait-close, not a burst).
+    close_linked: bool,
     slots: Vec<Slot>,
     free: Vec<u32>,
     /// (deadline, slot, gen), in deadline order (all deadlines are now + the same timeout).
@@ -150,6 +158,8 @@ impl<'a, D: Driver> Worker<'a, D> {
             Vec::new()
         };
         let blocking = spec.method == Method::Blocking;
+        let ring_ops =
+            spec.method == Method::Uring && config.socket_ops == crate::config::SocketOps::Ring;
         Worker {
             config,
             setup: SocketSetup {
@@ -175,6 +185,11 @@ impl<'a, D: Driver> Worker<'a, D> {
             close_early: config.close_early,
             rate: matches!(config.mode, Mode::Rate { .. }),
             track_deadlines: !blocking,
+            ring_ops,
+            close_linked: ring_ops
+                && !keep_records
+                && !config.wait_close
+                && !matches!(config.mode, Mode::Burst { .. }),
             slots: vec![Slot::FREE; slots],
             free: (0..slots as u32).rev().collect(),
             deadlines: VecDeque::with_capacity(slots),
@@ -332,6 +347,15 @@ impl<D: Driver> Drop for Worker<'_, D> {
                 sock::close(s.fd);
             }
         }
+    }
+}
+
+/// The connect ring `config` asks for.
+pub(crate) fn ring_choice(config: &Config) -> crate::driver::uring::RingChoice {
+    crate::driver::uring::RingChoice {
+        setup: config.ring_setup,
+        socket_ops: config.socket_ops,
+        linger0: config.close == CloseMode::Reset,
     }
 }
 

@@ -1,5 +1,6 @@
 //! The per-connection slot state machine of a worker: a slot is started (socket,
-//! bind, connect handed to the driver), completed or expired, optionally kept reading
+//! bind, connect handed to the driver — with `--socket-ops ring` the socket is made
+//! in the ring first, and the connect handed over when it arrives), completed or expired, optionally kept reading
 //! until the server closes (wait-close), held or decided in burst rounds, and closed
 //! or abandoned — cancelling what the driver still owns and draining its completion
 //! before the slot is reused.
@@ -16,6 +17,8 @@ use crate::sock;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum State {
     Free,
+    /// `--socket-ops ring`: IORING_OP_SOCKET in flight.
+    Opening,
     /// connect in flight.
     Connecting,
     /// wait-close read in flight.
@@ -38,6 +41,9 @@ pub(super) struct Slot {
     pub(super) intended_ns: u64,
     pub(super) start_ns: u64,
     pub(super) deadline_ns: u64,
+    /// `--socket-ops ring`: errno of the in-ring setsockopt that failed ahead of the
+    /// connect (which then completes with ECANCELED), 0 if none.
+    pub(super) ring_err: i32,
 }
 
 impl Slot {
@@ -50,54 +56,115 @@ impl Slot {
         intended_ns: 0,
         start_ns: 0,
         deadline_ns: 0,
+        ring_err: 0,
     };
 }
 
 impl<D: Driver> Worker<'_, D> {
-    /// Creates, binds and starts connecting one socket.
+    /// Creates, binds and starts connecting one socket; with `--socket-ops ring` asks
+    /// the ring for the socket, and [`Worker::socket_made`] goes on from there.
     #[inline]
     pub(super) fn start(&mut self, intended_ns: u64, now: u64) {
         let Some(idx) = self.free.pop() else { return };
         let idx = idx as usize;
         let warmup = intended_ns < self.measure_start_ns;
-        let source: Option<IpAddr> = self.sources.as_ref().map(|s| {
-            self.next_source += 1;
-            s.nth(self.next_source - 1)
-        });
         let slot = &mut self.slots[idx];
         slot.gen = slot.gen.wrapping_add(1);
         slot.warmup = warmup;
+        slot.ring_err = 0;
+        // Closed and burst latency counts from connect(); rate from the schedule.
+        slot.intended_ns = if self.rate { intended_ns } else { now };
+        if self.ring_ops {
+            slot.fd = -1;
+            slot.state = State::Opening;
+            slot.op_in_flight = true;
+            slot.start_ns = now;
+            let token = token(idx, slot.gen);
+            self.awaiting += 1;
+            self.driver.start_socket(token, self.setup.family);
+            return;
+        }
+        let source = self.next_source();
         match sock::new_socket(&self.setup, source) {
             Ok(fd) => {
-                let start_ns = mono_ns();
-                slot.fd = fd;
-                slot.state = State::Connecting;
-                slot.op_in_flight = self.track_deadlines;
-                slot.start_ns = start_ns;
-                // Closed and burst latency counts from connect(); rate from the schedule.
-                slot.intended_ns = if self.rate { intended_ns } else { start_ns };
-                slot.deadline_ns = start_ns + self.timeout_ns;
-                let token = token(idx, slot.gen);
-                if self.track_deadlines {
-                    self.deadlines
-                        .push_back((slot.deadline_ns, idx as u32, slot.gen));
-                }
-                if self.rate && !warmup {
-                    self.stats
-                        .schedule_lag(start_ns.saturating_sub(intended_ns));
-                }
                 self.awaiting += 1;
-                self.driver.start_connect(token, fd);
+                self.begin_connect(idx, fd, mono_ns());
             }
             Err(errno) => {
-                slot.fd = -1;
-                slot.intended_ns = if self.rate { intended_ns } else { now };
-                slot.start_ns = now;
-                self.note(idx, Outcome::from_errno(errno), now);
-                self.backoff_until_ns = now + BACKOFF_NS;
-                self.free_slot(idx);
+                self.start_failed(idx, errno, now);
             }
         }
+    }
+
+    /// The next source address, round robin, if sources were given.
+    fn next_source(&mut self) -> Option<IpAddr> {
+        self.sources.as_ref().map(|s| {
+            self.next_source += 1;
+            s.nth(self.next_source - 1)
+        })
+    }
+
+    /// `fd` is made (and set up): the connect starts now. The caller counted the slot
+    /// in `awaiting`.
+    fn begin_connect(&mut self, idx: usize, fd: RawFd, start_ns: u64) {
+        let slot = &mut self.slots[idx];
+        slot.fd = fd;
+        slot.state = State::Connecting;
+        slot.op_in_flight = self.track_deadlines;
+        slot.start_ns = start_ns;
+        if !self.rate {
+            slot.intended_ns = start_ns;
+        }
+        slot.deadline_ns = start_ns + self.timeout_ns;
+        let (token, warmup, intended_ns) = (token(idx, slot.gen), slot.warmup, slot.intended_ns);
+        if self.track_deadlines {
+            self.deadlines
+                .push_back((slot.deadline_ns, idx as u32, slot.gen));
+        }
+        if self.rate && !warmup {
+            self.stats
+                .schedule_lag(start_ns.saturating_sub(intended_ns));
+        }
+        if self.ring_ops {
+            if self.close_linked {
+                // The ring closes fd after the connect: from here on it is not ours.
+                self.slots[idx].fd = -1;
+            }
+            self.driver
+                .start_connect_in_ring(token, fd, self.close_linked);
+        } else {
+            self.driver.start_connect(token, fd);
+        }
+    }
+
+    /// No socket for slot `idx` (errno): counted as this attempt's outcome, and the
+    /// worker backs off a little (a local shortage would otherwise spin).
+    fn start_failed(&mut self, idx: usize, errno: i32, now: u64) {
+        let slot = &mut self.slots[idx];
+        slot.fd = -1;
+        slot.start_ns = now;
+        self.note(idx, Outcome::from_errno(errno), now);
+        self.backoff_until_ns = now + BACKOFF_NS;
+        self.free_slot(idx);
+    }
+
+    /// `--socket-ops ring`: the ring made a socket (or failed to) for slot `idx`.
+    fn socket_made(&mut self, idx: usize, result: i32, now: u64) {
+        if result < 0 {
+            self.awaiting -= 1;
+            self.start_failed(idx, -result, now);
+            return;
+        }
+        let fd = result;
+        if let Some(ip) = self.next_source() {
+            if let Err(errno) = sock::bind_source(fd, ip) {
+                self.driver.close(fd);
+                self.awaiting -= 1;
+                self.start_failed(idx, errno, now);
+                return;
+            }
+        }
+        self.begin_connect(idx, fd, now);
     }
 
     /// Handles one completion from the driver.
@@ -107,8 +174,24 @@ impl<D: Driver> Worker<'_, D> {
         if idx >= self.slots.len() || self.slots[idx].gen != (c.token >> 32) as u16 {
             return;
         }
+        if c.op == Op::SockOpt {
+            // Only failures arrive; the connect behind it completes with ECANCELED.
+            if self.slots[idx].state == State::Connecting {
+                self.slots[idx].ring_err = -c.result;
+            }
+            return;
+        }
         self.slots[idx].op_in_flight = false;
         match (self.slots[idx].state, c.op) {
+            (State::Opening, Op::Socket) => self.socket_made(idx, c.result, now),
+            (State::Draining, Op::Socket) => {
+                // Abandoned while the ring made it: close what it made.
+                if c.result >= 0 {
+                    self.driver.close(c.result);
+                }
+                self.draining -= 1;
+                self.free_slot(idx);
+            }
             (State::Connecting, Op::Connect) => {
                 self.awaiting -= 1;
                 if c.result == 0 {
@@ -121,7 +204,11 @@ impl<D: Driver> Worker<'_, D> {
                         self.close_slot(idx);
                     }
                 } else {
-                    let errno = -c.result;
+                    let mut errno = -c.result;
+                    if errno == libc::ECANCELED && self.slots[idx].ring_err != 0 {
+                        // The in-ring SO_LINGER failed and took its linked connect down.
+                        errno = self.slots[idx].ring_err;
+                    }
                     let outcome = if errno == libc::ECANCELED {
                         Outcome::Timeout
                     } else {
@@ -220,6 +307,11 @@ impl<D: Driver> Worker<'_, D> {
                     self.awaiting -= 1;
                     self.abandon(idx, Op::Read);
                 }
+                State::Opening => {
+                    // No connect was attempted yet: not an outcome, just abandoned.
+                    self.awaiting -= 1;
+                    self.abandon(idx, Op::Socket);
+                }
                 _ => {}
             }
         }
@@ -229,14 +321,21 @@ impl<D: Driver> Worker<'_, D> {
     pub(super) fn close_all(&mut self) {
         for idx in 0..self.slots.len() {
             match self.slots[idx].state {
-                State::Held | State::Decided | State::Connecting | State::Reading => {
-                    if matches!(self.slots[idx].state, State::Connecting | State::Reading) {
+                State::Held
+                | State::Decided
+                | State::Connecting
+                | State::Reading
+                | State::Opening => {
+                    if matches!(
+                        self.slots[idx].state,
+                        State::Connecting | State::Reading | State::Opening
+                    ) {
                         self.awaiting -= 1;
                     }
-                    let op = if self.slots[idx].state == State::Reading {
-                        Op::Read
-                    } else {
-                        Op::Connect
+                    let op = match self.slots[idx].state {
+                        State::Reading => Op::Read,
+                        State::Opening => Op::Socket,
+                        _ => Op::Connect,
                     };
                     self.abandon(idx, op);
                 }
@@ -276,7 +375,7 @@ impl<D: Driver> Worker<'_, D> {
         let s = self.slots[idx];
         if s.op_in_flight && self.driver.cancel(token(idx, s.gen), op) {
             if s.fd >= 0 {
-                sock::close(s.fd);
+                self.driver.close(s.fd);
             }
             self.slots[idx].fd = -1;
             self.slots[idx].state = State::Draining;
@@ -290,7 +389,7 @@ impl<D: Driver> Worker<'_, D> {
     pub(super) fn close_slot(&mut self, idx: usize) {
         let fd = self.slots[idx].fd;
         if fd >= 0 {
-            sock::close(fd);
+            self.driver.close(fd);
         }
         self.free_slot(idx);
     }
