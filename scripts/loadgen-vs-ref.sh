@@ -5,6 +5,10 @@
 #
 # usage: scripts/loadgen-vs-ref.sh [REPS] [SECONDS]
 #   env: PORT (18080), SERVER_CPU (0), CLIENT_CPU (1), LOADGEN_ARGS (extra loadgen flags),
+#        VARIANTS (several loadgen set-ups measured in turn in every rep, after ref:
+#        "label=flags;label=flags", e.g.
+#        "syscall=--method uring;ring=--method uring --socket-ops ring --ring-setup defer";
+#        default: one, "loadgen=$LOADGEN_ARGS"),
 #        REF_DIR (/tmp/acceptbench-ref), SHARED (<repo>/../shared), LOADGEN (path to binary;
 #        default: cargo build --release -p loadgen)
 #
@@ -45,16 +49,19 @@ if [ -z "${LOADGEN:-}" ]; then
     LOADGEN=$ROOT/target/release/loadgen
 fi
 
-# One server for the whole comparison, so both clients meet the same accept loop.
-SERVER_SECS=$(( REPS * 2 * (SECS + 2) + 10 ))
+VARIANTS=${VARIANTS:-loadgen=${LOADGEN_ARGS:-}}
+IFS=';' read -r -a VARS <<<"$VARIANTS"
+# One server for the whole comparison, so every client meets the same accept loop.
+SERVER_SECS=$(( REPS * (1 + ${#VARS[@]}) * (SECS + 2) + 10 ))
 taskset -c "$SERVER_CPU" "$REF_DIR/ref_server" blocking "$PORT" 4096 "$SERVER_SECS" >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 sleep 0.5
 
 cpu_of() { awk '/^TIME/ {printf "%.3f", $2 + $3}' "$1"; }
 
-printf '%-4s %-8s %12s %12s %16s\n' rep client conn/s cpu_s conn/cpu_s
-declare -a R_RATE R_EFF L_RATE L_EFF
+printf '%-4s %-10s %12s %12s %16s\n' rep client conn/s cpu_s conn/cpu_s
+declare -a R_RATE R_EFF
+declare -A V_RATE V_EFF V_METHOD V_RATIO
 for ((i = 1; i <= REPS; i++)); do
     "$TIME" -f 'TIME %U %S %e' -o "$WORK/ref.time" taskset -c "$CLIENT_CPU" \
         "$REF_DIR/ref_client" "$PORT" 1 "$SECS" 0 1 >"$WORK/ref.out"
@@ -63,25 +70,40 @@ for ((i = 1; i <= REPS; i++)); do
     rate=$(awk -v c="$conns" -v s="$SECS" 'BEGIN {printf "%.0f", c / s}')
     eff=$(awk -v c="$conns" -v t="$cpu" 'BEGIN {printf "%.0f", (t > 0 ? c / t : 0)}')
     R_RATE+=("$rate"); R_EFF+=("$eff")
-    printf '%-4s %-8s %12s %12s %16s\n' "$i" ref "$rate" "$cpu" "$eff"
+    printf '%-4s %-10s %12s %12s %16s\n' "$i" ref "$rate" "$cpu" "$eff"
 
-    # shellcheck disable=SC2086
-    "$TIME" -f 'TIME %U %S %e' -o "$WORK/lg.time" \
-        "$LOADGEN" --target "127.0.0.1:$PORT" --mode closed --threads 1 --cpus "$CLIENT_CPU" \
-        --duration "${SECS}s" --json --quiet ${LOADGEN_ARGS:-} >"$WORK/lg.json"
-    read -r est dur method < <(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(r["established"], r["duration_s"], r["method"])' "$WORK/lg.json")
-    cpu=$(cpu_of "$WORK/lg.time")
-    rate=$(awk -v c="$est" -v s="$dur" 'BEGIN {printf "%.0f", c / s}')
-    eff=$(awk -v c="$est" -v t="$cpu" 'BEGIN {printf "%.0f", (t > 0 ? c / t : 0)}')
-    L_RATE+=("$rate"); L_EFF+=("$eff")
-    printf '%-4s %-8s %12s %12s %16s\n' "$i" "loadgen" "$rate" "$cpu" "$eff"
+    for v in "${VARS[@]}"; do
+        label=${v%%=*}; args=${v#*=}
+        # shellcheck disable=SC2086
+        "$TIME" -f 'TIME %U %S %e' -o "$WORK/lg.time" \
+            "$LOADGEN" --target "127.0.0.1:$PORT" --mode closed --threads 1 --cpus "$CLIENT_CPU" \
+            --duration "${SECS}s" --json --quiet $args >"$WORK/lg.json"
+        read -r est dur method < <(python3 -c 'import json,sys; r=json.loads(open(sys.argv[1]).read().splitlines()[-1]); print(r["established"], r["duration_s"], r["method"] + ("/" + r["ring_setup"] + "/" + r["socket_ops"] if r.get("ring_setup") else ""))' "$WORK/lg.json")
+        cpu=$(cpu_of "$WORK/lg.time")
+        rate=$(awk -v c="$est" -v s="$dur" 'BEGIN {printf "%.0f", c / s}')
+        eff=$(awk -v c="$est" -v t="$cpu" 'BEGIN {printf "%.0f", (t > 0 ? c / t : 0)}')
+        V_RATE[$label]+="$rate "; V_EFF[$label]+="$eff "; V_METHOD[$label]=$method
+        V_RATIO[$label]+="$(awk -v a="$eff" -v b="${R_EFF[-1]}" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}') "
+        printf '%-4s %-10s %12s %12s %16s\n' "$i" "$label" "$rate" "$cpu" "$eff"
+    done
 done
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2)}'; }
 rr=$(median "${R_RATE[@]}"); re=$(median "${R_EFF[@]}")
-lr=$(median "${L_RATE[@]}"); le=$(median "${L_EFF[@]}")
 echo
-echo "medians over $REPS x ${SECS}s, server ref_server blocking on cpu $SERVER_CPU, clients on cpu $CLIENT_CPU, RST close, loadgen method $method ${LOADGEN_ARGS:-}"
-printf 'ref_client: %8s conn/s  %8s conn per client-cpu-s\n' "$rr" "$re"
-printf 'loadgen:    %8s conn/s  %8s conn per client-cpu-s\n' "$lr" "$le"
-awk -v a="$lr" -v b="$rr" -v c="$le" -v d="$re" 'BEGIN {printf "ratio loadgen/ref: conn/s %.3f   conn per client-cpu-s %.3f\n", a / b, c / d}'
+echo "medians over $REPS x ${SECS}s, server ref_server blocking on cpu $SERVER_CPU, clients on cpu $CLIENT_CPU, RST close"
+printf '%-10s %8s conn/s  %8s conn per client-cpu-s\n' ref_client "$rr" "$re"
+for v in "${VARS[@]}"; do
+    label=${v%%=*}
+    # shellcheck disable=SC2086
+    lr=$(median ${V_RATE[$label]}); le=$(median ${V_EFF[$label]})
+    # shellcheck disable=SC2086
+    range=$(printf '%s\n' ${V_RATIO[$label]} | sort -n | awk '{a[NR]=$1} END {printf "%.3f [%.3f, %.3f]", (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2), a[1], a[NR]}')
+    printf '%-10s %8s conn/s  %8s conn per client-cpu-s   ratio to ref: conn/s %s  per cpu-s %s; same-rep per cpu-s %s   (%s; %s)\n' \
+        "$label" "$lr" "$le" \
+        "$(awk -v a="$lr" -v b="$rr" 'BEGIN {printf "%.3f", a / b}')" \
+        "$(awk -v a="$le" -v b="$re" 'BEGIN {printf "%.3f", a / b}')" \
+        "$range" "${V_METHOD[$label]}" "${v#*=}"
+done
+echo "same-rep: each rep's conn per client-cpu-s over that rep's ref_client, median [min, max] over the reps"
+echo "([min, max] of n reps holds the median with probability 1 - 2^(1-n): 97% for 6, 98% for 7)"

@@ -35,6 +35,8 @@ pub enum MethodArg {
 /// How sockets are made, set up and closed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SocketOpsArg {
+    /// ring where the connects go through io_uring and the kernel can, else syscall (the report says which and why).
+    Auto,
     /// socket(), setsockopt() and close() system calls.
     Syscall,
     /// In the io_uring ring: IORING_OP_SOCKET (5.19), SO_LINGER by uring_cmd (6.7) linked to the connect, IORING_OP_CLOSE (linked behind the connect when nothing needs the socket after it); --method uring.
@@ -91,7 +93,7 @@ pub struct Cli {
     #[arg(long, value_name = "SETUP")]
     pub ring_setup: Option<common::ring::RingSetup>,
     /// Make, set up and close sockets by system call or in the io_uring ring.
-    #[arg(long, value_enum, default_value = "syscall")]
+    #[arg(long, value_enum, default_value = "auto")]
     pub socket_ops: SocketOpsArg,
     /// Burst rounds.
     #[arg(long, default_value_t = 1, value_name = "K")]

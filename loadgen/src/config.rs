@@ -62,8 +62,11 @@ pub enum MethodChoice {
 /// How a socket is made, set up and closed (`--socket-ops`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum SocketOps {
-    /// socket(), setsockopt() and close() system calls around the driver's connect.
+    /// In the ring where the connects go through io_uring and the kernel can (see
+    /// `Ring`), else system calls; the report says which ran and why.
     #[default]
+    Auto,
+    /// socket(), setsockopt() and close() system calls around the driver's connect.
     Syscall,
     /// io_uring: IORING_OP_SOCKET, SO_LINGER by uring_cmd linked to the connect, and
     /// IORING_OP_CLOSE (hard-linked behind the connect when nothing needs the socket
@@ -72,9 +75,10 @@ pub enum SocketOps {
 }
 
 impl SocketOps {
-    /// "syscall" or "ring".
+    /// "auto", "syscall" or "ring".
     pub fn name(self) -> &'static str {
         match self {
+            SocketOps::Auto => "auto",
             SocketOps::Syscall => "syscall",
             SocketOps::Ring => "ring",
         }
@@ -171,7 +175,7 @@ impl Config {
             close_early: false,
             method: MethodChoice::Auto,
             ring_setup: RingSetup::Default,
-            socket_ops: SocketOps::Syscall,
+            socket_ops: SocketOps::Auto,
             keep_records: false,
             keep_intervals: false,
             output: Output::default(),
@@ -282,6 +286,7 @@ impl Config {
             method,
             ring_setup: cli.ring_setup.unwrap_or(RingSetup::Default),
             socket_ops: match cli.socket_ops {
+                SocketOpsArg::Auto => SocketOps::Auto,
                 SocketOpsArg::Syscall => SocketOps::Syscall,
                 SocketOpsArg::Ring => SocketOps::Ring,
             },
@@ -473,7 +478,7 @@ impl Config {
         if self.ring_setup != RingSetup::Default {
             push("--ring-setup", self.ring_setup.name().into());
         }
-        if self.socket_ops != SocketOps::Syscall {
+        if self.socket_ops != SocketOps::Auto {
             push("--socket-ops", self.socket_ops.name().into());
         }
         let o = &self.output;
@@ -623,6 +628,7 @@ mod tests {
                 "--socket-ops",
                 "ring",
             ],
+            &["--target", "127.0.0.1:9", "--socket-ops", "syscall"],
             &[
                 "--target",
                 "127.0.0.1:9",

@@ -75,7 +75,12 @@ pub fn run_with(
 ) -> Result<RunOutput, LoadgenError> {
     config.validate()?;
     check_fd_limit(config)?;
-    let (method, method_note, ring_setup) = resolve_method(config)?;
+    let Resolved {
+        method,
+        note: method_note,
+        ring_setup,
+        socket_ops,
+    } = resolve_method(config)?;
     let threads = config.threads;
     let published: Vec<Published> = (0..threads).map(|_| Published::default()).collect();
     let t0 = mono_ns();
@@ -102,6 +107,7 @@ pub fn run_with(
             index: i,
             config,
             method,
+            socket_ops,
             slots: config.per_thread_slots(i),
             pacer: pacer_for(config, i, t0, measure_start_ns),
             measure_start_ns,
@@ -159,7 +165,12 @@ pub fn run_with(
     }
     Ok(merge(
         config,
-        (method, method_note, ring_setup),
+        Resolved {
+            method,
+            note: method_note,
+            ring_setup,
+            socket_ops,
+        },
         measure_start_ns,
         outputs,
         collect_rounds(round_msgs),
@@ -272,7 +283,12 @@ fn summarize_round(msgs: &[RoundMsg]) -> RoundSummary {
 
 fn merge(
     config: &Config,
-    (method, method_note, ring_setup): (Method, Option<String>, Option<String>),
+    Resolved {
+        method,
+        note: method_note,
+        ring_setup,
+        socket_ops,
+    }: Resolved,
     measure_start_ns: u64,
     outputs: Vec<WorkerOutput>,
     rounds: Vec<RoundSummary>,
@@ -300,12 +316,7 @@ fn merge(
         method: method.name().into(),
         method_note,
         ring_setup,
-        socket_ops: if method == Method::Uring {
-            config.socket_ops.name()
-        } else {
-            SocketOps::Syscall.name()
-        }
-        .into(),
+        socket_ops: socket_ops.name().into(),
         threads: config.threads,
         concurrency: config.concurrency,
         rate_per_s: if let Mode::Rate { rate_per_s } = config.mode {
@@ -365,50 +376,83 @@ fn pacer_for(config: &Config, thread: usize, t0: u64, measure_start_ns: u64) -> 
     }
 }
 
+/// The connect method a run uses, and how.
+struct Resolved {
+    method: Method,
+    /// Why it is not what was asked for, when it is not.
+    note: Option<String>,
+    /// io_uring: the ring's set-up as applied.
+    ring_setup: Option<String>,
+    /// `Syscall` or `Ring` (never `Auto`).
+    socket_ops: SocketOps,
+}
+
 /// Picks the connect method: the one asked for, or the best available, with a note
-/// when it is not the one asked for and, for io_uring, the ring set-up applied.
+/// when it is not the one asked for and, for io_uring, the ring set-up applied and
+/// where sockets are made and closed.
 ///
 /// One connect in flight per thread: a blocking connect needs no readiness notification
 /// (on loopback the handshake completes inside connect()) and is the cheapest way to run
 /// one at a time. Several in flight per thread (the closed-mode default, rate, burst) use
-/// io_uring, or epoll where io_uring cannot be set up (the note says why). What only
-/// io_uring can do (`--socket-ops ring`) never falls back: it fails, saying why.
-fn resolve_method(
-    config: &Config,
-) -> Result<(Method, Option<String>, Option<String>), LoadgenError> {
+/// io_uring, or epoll where io_uring cannot be set up (the note says why). Sockets are
+/// made and closed in the ring when asked (`ring`: never falls back, fails saying why)
+/// or when the kernel can (`auto`: else system calls, and the note says why).
+fn resolve_method(config: &Config) -> Result<Resolved, LoadgenError> {
+    let plain = |method| Resolved {
+        method,
+        note: None,
+        ring_setup: None,
+        socket_ops: SocketOps::Syscall,
+    };
     let ring_ops = config.socket_ops == SocketOps::Ring;
     let one_per_thread = config.concurrency == config.threads
         && !matches!(config.mode, Mode::Burst { .. })
         && !ring_ops;
     match config.method {
-        MethodChoice::Blocking => return Ok((Method::Blocking, None, None)),
-        MethodChoice::Epoll => return Ok((Method::Epoll, None, None)),
-        MethodChoice::Std if one_per_thread => return Ok((Method::Blocking, None, None)),
-        MethodChoice::Std => return Ok((Method::Epoll, None, None)),
-        MethodChoice::Auto if one_per_thread => return Ok((Method::Blocking, None, None)),
+        MethodChoice::Blocking => return Ok(plain(Method::Blocking)),
+        MethodChoice::Epoll => return Ok(plain(Method::Epoll)),
+        MethodChoice::Std if one_per_thread => return Ok(plain(Method::Blocking)),
+        MethodChoice::Std => return Ok(plain(Method::Epoll)),
+        MethodChoice::Auto if one_per_thread => return Ok(plain(Method::Blocking)),
         MethodChoice::Auto | MethodChoice::Uring => {}
     }
     let target = RawAddr::new(&config.target);
-    let choice = crate::worker::ring_choice(config);
-    match UringDriver::new(
-        target,
-        config.per_thread_slots(0),
-        config.wait_close,
-        choice,
-    ) {
-        Ok(d) => Ok((
-            Method::Uring,
-            None,
-            Some(d.ring_setup_applied().to_string()),
-        )),
-        Err(why) if ring_ops => Err(LoadgenError::BadOption(format!(
-            "--socket-ops ring cannot be used here: {why}; use --socket-ops syscall"
-        ))),
-        Err(why) => Ok((
-            Method::Epoll,
-            Some(format!("io_uring unavailable, used epoll: {why}")),
-            None,
-        )),
+    let slots = config.per_thread_slots(0);
+    let try_ops = |ops| {
+        let choice = crate::worker::ring_choice(config, ops);
+        UringDriver::new(target, slots, config.wait_close, choice)
+            .map(|d| d.ring_setup_applied().to_string())
+    };
+    let mut note = None;
+    if config.socket_ops != SocketOps::Syscall {
+        match try_ops(SocketOps::Ring) {
+            Ok(applied) => {
+                return Ok(Resolved {
+                    method: Method::Uring,
+                    note: None,
+                    ring_setup: Some(applied),
+                    socket_ops: SocketOps::Ring,
+                })
+            }
+            Err(why) if ring_ops => {
+                return Err(LoadgenError::BadOption(format!(
+                    "--socket-ops ring cannot be used here: {why}; use --socket-ops syscall"
+                )))
+            }
+            Err(why) => note = Some(format!("sockets by system call: {why}")),
+        }
+    }
+    match try_ops(SocketOps::Syscall) {
+        Ok(applied) => Ok(Resolved {
+            method: Method::Uring,
+            note,
+            ring_setup: Some(applied),
+            socket_ops: SocketOps::Syscall,
+        }),
+        Err(why) => Ok(Resolved {
+            note: Some(format!("io_uring unavailable, used epoll: {why}")),
+            ..plain(Method::Epoll)
+        }),
     }
 }
 

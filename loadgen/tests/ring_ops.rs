@@ -82,6 +82,20 @@ fn ring_socket_ops_account_for_every_connection_and_leave_no_descriptor() {
                 }
             }
         }
+        // The default (auto) takes the ring where it works, and syscall means syscall.
+        for (ops, want) in [(SocketOps::Auto, "ring"), (SocketOps::Syscall, "syscall")] {
+            let mut c = closed(server.addr, 50);
+            c.method = MethodChoice::Uring;
+            c.concurrency = 4;
+            c.socket_ops = ops;
+            let r = run_with(&c, &AtomicBool::new(false), &mut Quiet)
+                .expect("run")
+                .report;
+            assert_eq!(r.socket_ops, want, "{ops:?}: {r:?}");
+            assert_eq!(r.established, 50, "{r:?}");
+            accepted += 50;
+        }
+        assert_eq!(server.wait_for(accepted), accepted, "auto/syscall");
         // A burst: sockets held open until the round ends, then closed by the ring.
         let mut b = ring(closed(server.addr, 0), RingSetup::Defer);
         b.mode = Mode::Burst { rounds: 2 };

@@ -53,6 +53,8 @@ pub(crate) struct WorkerSpec<'a> {
     pub index: usize,
     pub config: &'a Config,
     pub method: Method,
+    /// Where sockets are made and closed, as resolved (`Syscall` or `Ring`).
+    pub socket_ops: crate::config::SocketOps,
     pub slots: usize,
     pub pacer: Pacer,
     pub measure_start_ns: u64,
@@ -89,7 +91,7 @@ pub(crate) fn run_worker(spec: WorkerSpec<'_>) -> Result<WorkerOutput, LoadgenEr
                 target,
                 spec.slots,
                 spec.config.wait_close,
-                ring_choice(spec.config),
+                ring_choice(spec.config, spec.socket_ops),
             )
             .map_err(|e| LoadgenError::io("io_uring setup in worker", std::io::Error::other(e)))?;
             Worker::new(spec, driver).run()
@@ -159,7 +161,7 @@ impl<'a, D: Driver> Worker<'a, D> {
         };
         let blocking = spec.method == Method::Blocking;
         let ring_ops =
-            spec.method == Method::Uring && config.socket_ops == crate::config::SocketOps::Ring;
+            spec.method == Method::Uring && spec.socket_ops == crate::config::SocketOps::Ring;
         Worker {
             config,
             setup: SocketSetup {
@@ -350,11 +352,14 @@ impl<D: Driver> Drop for Worker<'_, D> {
     }
 }
 
-/// The connect ring `config` asks for.
-pub(crate) fn ring_choice(config: &Config) -> crate::driver::uring::RingChoice {
+/// The connect ring `config` asks for, with sockets made and closed as `ops` says.
+pub(crate) fn ring_choice(
+    config: &Config,
+    ops: crate::config::SocketOps,
+) -> crate::driver::uring::RingChoice {
     crate::driver::uring::RingChoice {
         setup: config.ring_setup,
-        socket_ops: config.socket_ops,
+        socket_ops: ops,
         linger0: config.close == CloseMode::Reset,
     }
 }
