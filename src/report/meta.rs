@@ -57,6 +57,11 @@ pub struct Meta {
     /// (what each ring really got is the summary.csv column ring_setup).
     #[serde(default)]
     pub engine_options: String,
+    /// How loadgen connected, per mode (each different way once): method, ring set-up
+    /// and where sockets were made and closed, e.g.
+    /// `closed by uring (ring default, socket ops ring)`.
+    #[serde(default)]
+    pub client_connect: Vec<String>,
 }
 
 /// Format version written by this build.
@@ -96,6 +101,7 @@ impl Meta {
             incomplete: true,
             notes: Vec::new(),
             engine_options: String::new(),
+            client_connect: Vec::new(),
         }
     }
 

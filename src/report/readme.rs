@@ -25,12 +25,17 @@ pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
     let _ = writeln!(s, "```\n{}\n```\n", meta.command);
     let _ = writeln!(
         s,
-        "Machine: {} CPUs ({}), virtualised: {}, acceptor on CPU {}, loadgen on CPUs {:?}. Started {}, finished {}.\n",
+        "Machine: {} CPUs ({}), virtualised: {}, acceptor on CPU {}, loadgen on CPUs {:?}{}. Started {}, finished {}.\n",
         meta.cpus,
         meta.cpu_model,
         meta.virtualised,
         meta.server_cpu,
         meta.client_cpus,
+        if meta.client_connect.is_empty() {
+            String::new()
+        } else {
+            format!("; loadgen connected {}", meta.client_connect.join(", "))
+        },
         meta.started_utc,
         if meta.finished_utc.is_empty() { "—" } else { &meta.finished_utc }
     );

@@ -99,6 +99,12 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
             }
             set_round_ratios(&mut done);
             for run in &done {
+                if let Some(c) = &run.client_connect {
+                    let how = format!("{} by {c}", run.row.mode);
+                    if !meta.client_connect.contains(&how) {
+                        meta.client_connect.push(how);
+                    }
+                }
                 let sinks: [Option<&mut dyn Sink>; 3] = [
                     Some(&mut directory),
                     Some(&mut terminal),

@@ -21,6 +21,21 @@ pub struct FinishedRun {
     pub histograms: Vec<(&'static str, Histogram<u64>)>,
     /// Burst/overload: the accept-queue samples (one set per listener) and their time 0.
     pub queue: Option<(Vec<overflow::sampler::Samples>, u64)>,
+    /// How loadgen connected (see [`client_connect`]); `None` when it did not run.
+    pub client_connect: Option<String>,
+}
+
+/// How a loadgen run connected, from its report: `uring (ring default, socket ops ring)`,
+/// `epoll`, … with the reason when it is not what was asked for.
+pub fn client_connect(r: &loadgen::Report) -> String {
+    let mut s = r.method.clone();
+    if let Some(setup) = &r.ring_setup {
+        s += &format!(" (ring {setup}, socket ops {})", r.socket_ops);
+    }
+    if let Some(n) = &r.method_note {
+        s += &format!(": {n}");
+    }
+    s
 }
 
 impl FinishedRun {
@@ -42,6 +57,7 @@ impl FinishedRun {
             },
             histograms: Vec::new(),
             queue: None,
+            client_connect: None,
         }
     }
 }
@@ -200,6 +216,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
             ("peer-internal", m.rec.peer_extract_ns),
         ],
         queue,
+        client_connect: Some(client_connect(report)),
     }
 }
 
