@@ -40,6 +40,7 @@ fn meta(kernel: &str) -> Meta {
         incomplete: false,
         notes: Vec::new(),
         engine_options: String::new(),
+        client_connect: Vec::new(),
     }
 }
 
