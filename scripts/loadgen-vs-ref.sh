@@ -61,7 +61,7 @@ cpu_of() { awk '/^TIME/ {printf "%.3f", $2 + $3}' "$1"; }
 
 printf '%-4s %-10s %12s %12s %16s\n' rep client conn/s cpu_s conn/cpu_s
 declare -a R_RATE R_EFF
-declare -A V_RATE V_EFF V_METHOD V_RATIO
+declare -A V_RATE V_EFF V_METHOD V_RATIO V_PAIR
 for ((i = 1; i <= REPS; i++)); do
     "$TIME" -f 'TIME %U %S %e' -o "$WORK/ref.time" taskset -c "$CLIENT_CPU" \
         "$REF_DIR/ref_client" "$PORT" 1 "$SECS" 0 1 >"$WORK/ref.out"
@@ -72,6 +72,7 @@ for ((i = 1; i <= REPS; i++)); do
     R_RATE+=("$rate"); R_EFF+=("$eff")
     printf '%-4s %-10s %12s %12s %16s\n' "$i" ref "$rate" "$cpu" "$eff"
 
+    first_eff=
     for v in "${VARS[@]}"; do
         label=${v%%=*}; args=${v#*=}
         # shellcheck disable=SC2086
@@ -84,6 +85,8 @@ for ((i = 1; i <= REPS; i++)); do
         eff=$(awk -v c="$est" -v t="$cpu" 'BEGIN {printf "%.0f", (t > 0 ? c / t : 0)}')
         V_RATE[$label]+="$rate "; V_EFF[$label]+="$eff "; V_METHOD[$label]=$method
         V_RATIO[$label]+="$(awk -v a="$eff" -v b="${R_EFF[-1]}" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}') "
+        first_eff=${first_eff:-$eff}
+        V_PAIR[$label]+="$(awk -v a="$eff" -v b="$first_eff" 'BEGIN {printf "%.4f", (b > 0 ? a / b : 0)}') "
         printf '%-4s %-10s %12s %12s %16s\n' "$i" "$label" "$rate" "$cpu" "$eff"
     done
 done
@@ -105,5 +108,14 @@ for v in "${VARS[@]}"; do
         "$(awk -v a="$le" -v b="$re" 'BEGIN {printf "%.3f", a / b}')" \
         "$range" "${V_METHOD[$label]}" "${v#*=}"
 done
+if [ "${#VARS[@]}" -gt 1 ]; then
+    echo
+    echo "paired with ${VARS[0]%%=*} (each rep's conn per client-cpu-s over ${VARS[0]%%=*}'s in the same rep), median [min, max]:"
+    for v in "${VARS[@]:1}"; do
+        label=${v%%=*}
+        # shellcheck disable=SC2086
+        printf '%-10s %s\n' "$label" "$(printf '%s\n' ${V_PAIR[$label]} | sort -n | awk '{a[NR]=$1} END {printf "%.3f [%.3f, %.3f]", (NR % 2 ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2), a[1], a[NR]}')"
+    done
+fi
 echo "same-rep: each rep's conn per client-cpu-s over that rep's ref_client, median [min, max] over the reps"
 echo "([min, max] of n reps holds the median with probability 1 - 2^(1-n): 97% for 6, 98% for 7)"
