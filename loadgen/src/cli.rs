@@ -89,7 +89,7 @@ pub struct Cli {
     /// Connect method.
     #[arg(long, value_enum, default_value = "auto")]
     pub method: MethodArg,
-    /// io_uring set-up of the connect ring: default, coop (COOP_TASKRUN, 5.19) or defer (SINGLE_ISSUER|DEFER_TASKRUN, 6.1); a refused one falls back and the report says so. Default: default.
+    /// io_uring set-up of the connect ring: default, coop (COOP_TASKRUN, 5.19) or defer (SINGLE_ISSUER|DEFER_TASKRUN, 6.1); a refused one falls back and the report says so. Default: defer.
     #[arg(long, value_name = "SETUP")]
     pub ring_setup: Option<common::ring::RingSetup>,
     /// Make, set up and close sockets by system call or in the io_uring ring.

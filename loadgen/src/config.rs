@@ -144,7 +144,8 @@ pub struct Config {
     pub close_early: bool,
     /// Requested connect method.
     pub method: MethodChoice,
-    /// io_uring set-up flags of the connect driver's ring (`--method uring`).
+    /// io_uring set-up flags of the connect driver's ring (`--method uring`; default
+    /// `defer`, falling back to `coop`, then `default`, where the kernel refuses it).
     pub ring_setup: RingSetup,
     /// Socket, SO_LINGER and close by system call or in the ring (`--method uring`).
     pub socket_ops: SocketOps,
@@ -174,7 +175,7 @@ impl Config {
             wait_close: false,
             close_early: false,
             method: MethodChoice::Auto,
-            ring_setup: RingSetup::Default,
+            ring_setup: RingSetup::Defer,
             socket_ops: SocketOps::Auto,
             keep_records: false,
             keep_intervals: false,
@@ -284,7 +285,7 @@ impl Config {
             wait_close: cli.wait_close,
             close_early: cli.close_early,
             method,
-            ring_setup: cli.ring_setup.unwrap_or(RingSetup::Default),
+            ring_setup: cli.ring_setup.unwrap_or(RingSetup::Defer),
             socket_ops: match cli.socket_ops {
                 SocketOpsArg::Auto => SocketOps::Auto,
                 SocketOpsArg::Syscall => SocketOps::Syscall,
@@ -475,7 +476,7 @@ impl Config {
             MethodChoice::Blocking => "blocking",
         };
         push("--method", method.into());
-        if self.ring_setup != RingSetup::Default {
+        if self.ring_setup != RingSetup::Defer {
             push("--ring-setup", self.ring_setup.name().into());
         }
         if self.socket_ops != SocketOps::Auto {
@@ -624,7 +625,7 @@ mod tests {
                 "--method",
                 "uring",
                 "--ring-setup",
-                "defer",
+                "coop",
                 "--socket-ops",
                 "ring",
             ],

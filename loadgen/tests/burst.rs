@@ -103,3 +103,74 @@ fn sync_stdio_rounds_through_the_binary() {
     assert!(report.counts_add_up());
     assert!(child.wait().expect("wait").success());
 }
+
+/// Accepts the round's connections when the round is reported and reads each: every one
+/// must already be reset (ECONNRESET), not merely closed later.
+struct ReadsResets {
+    listener: Socket,
+    expect: usize,
+    reset: usize,
+    other: Vec<String>,
+}
+
+impl loadgen::Observer for ReadsResets {
+    fn round_done(&mut self, _round: &loadgen::RoundSummary) -> loadgen::RoundCmd {
+        use std::io::Read;
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        let mut accepted = 0;
+        while accepted < self.expect && std::time::Instant::now() < deadline {
+            match self.listener.accept() {
+                Ok((s, _)) => {
+                    accepted += 1;
+                    s.set_nonblocking(true).expect("nonblocking");
+                    let mut stream: std::net::TcpStream = s.into();
+                    match stream.read(&mut [0u8; 16]) {
+                        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                            self.reset += 1
+                        }
+                        other => self.other.push(format!("{other:?}")),
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                Err(e) => panic!("accept: {e}"),
+            }
+        }
+        loadgen::RoundCmd::Stop
+    }
+}
+
+#[test]
+fn close_early_has_reset_every_connection_before_the_round_is_reported() {
+    for ops in [loadgen::SocketOps::Syscall, loadgen::SocketOps::Ring] {
+        let s = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        s.bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .expect("addr")
+                .into(),
+        )
+        .expect("bind");
+        s.listen(64).expect("listen");
+        s.set_nonblocking(true).expect("nonblocking");
+        let addr = s.local_addr().expect("local").as_socket().expect("inet");
+        let mut c = Config::new(addr);
+        c.mode = Mode::Burst { rounds: 1 };
+        c.connections = Some(10);
+        c.concurrency = 10;
+        c.duration = None;
+        c.method = MethodChoice::Uring;
+        c.socket_ops = ops;
+        c.close_early = true;
+        let mut obs = ReadsResets {
+            listener: s,
+            expect: 10,
+            reset: 0,
+            other: Vec::new(),
+        };
+        let out = run_with(&c, &AtomicBool::new(false), &mut obs).expect("run");
+        assert_eq!(out.report.established, 10, "{ops:?}: {:?}", out.report);
+        assert_eq!(obs.reset, 10, "{ops:?}: not reset yet: {:?}", obs.other);
+    }
+}

@@ -73,6 +73,10 @@ pub(crate) trait Driver {
     fn close(&mut self, fd: RawFd) {
         crate::sock::close(fd);
     }
+    /// Returns once every close asked for so far has happened (bounded): a closed socket
+    /// must have sent its RST before a burst round is reported. System-call closes
+    /// already have; the io_uring driver submits its queued closes and waits for them.
+    fn flush_closes(&mut self) {}
     /// Abandons the operation in flight on `token`; true if a completion for it will
     /// still arrive (the caller must keep the slot until then).
     fn cancel(&mut self, token: u64, op: Op) -> bool;

@@ -340,6 +340,27 @@ impl Driver for UringDriver {
         }
     }
 
+    fn flush_closes(&mut self) {
+        let give_up = crate::clock::mono_ns() + 2_000_000_000;
+        let mut reaped = Vec::new();
+        while self.closes_pending > 0 && crate::clock::mono_ns() < give_up {
+            let ts = types::Timespec::new().nsec(20_000_000);
+            let args = types::SubmitArgs::new().timespec(&ts);
+            match self.ring.submitter().submit_with_args(1, &args) {
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+                    ) => {}
+                Err(_) => break,
+            }
+            self.reap(&mut reaped);
+        }
+        // Whatever else completed meanwhile is reported at the next wait.
+        self.errors.append(&mut reaped);
+    }
+
     fn cancel(&mut self, token: u64, op: Op) -> bool {
         let tag = match op {
             Op::Connect | Op::SockOpt => TAG_CONNECT,
@@ -433,23 +454,7 @@ impl UringDriver {
 impl Drop for UringDriver {
     fn drop(&mut self) {
         // Every close queued runs before the ring goes (see the module notes); bounded.
-        let give_up = crate::clock::mono_ns() + 2_000_000_000;
-        let mut discard = Vec::new();
-        while self.closes_pending > 0 && crate::clock::mono_ns() < give_up {
-            let ts = types::Timespec::new().nsec(50_000_000);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
-                Err(_) => break,
-            }
-            self.reap(&mut discard);
-            discard.clear();
-        }
+        self.flush_closes();
         if self.in_flight > 0 {
             // Operations still in flight may write into `scratch` until the ring's teardown
             // has cancelled them; leak it rather than let the kernel write into freed memory.
