@@ -255,12 +255,48 @@ fn rebind_cycles(kind: EngineKind) {
                 .expect("engine run");
             assert_eq!(rec.accepted, 0);
         }
-        drop(acceptor);
+        // Re-bound while the engine (and the ring it keeps between runs) is still
+        // alive: an accept left armed by the stop would hold the old listener whatever
+        // the kernel's (asynchronous) ring teardown does later.
         drop(listener);
-        listener = match bind(addr, 64) {
-            Ok(l) => l,
-            Err(e) => panic!("{kind}: re-binding {addr} right after stop {cycle} failed: {e}"),
-        };
+        listener = rebind(kind, addr, cycle);
+        drop(acceptor);
+    }
+}
+
+/// Binds `addr` again, while the stopped engine (and the ring it keeps) is still
+/// alive: an accept the stop left armed holds the old listener for as long as its ring
+/// lives, so it fails this for good. A hold that ends by itself is the kernel's: with a
+/// busy loop pinned beside the test, about one run in twelve found the port still taken
+/// at the first try, with only a TIME-WAIT socket on it a moment later and a re-bind
+/// 50 ms later succeeding (never on an idle machine). So a re-bind gets 200 ms, and 1 s
+/// for tokio-uring, whose runtime closes its ring inside `run` (the kernel tears a
+/// closed ring down asynchronously); a retry is printed.
+fn rebind(kind: EngineKind, addr: SocketAddr, cycle: usize) -> Listener {
+    let patience = if kind == EngineKind::TokioUring {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(200)
+    };
+    let t0 = Instant::now();
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match bind(addr, 64) {
+            Ok(l) => {
+                if tries > 1 {
+                    eprintln!(
+                        "{kind}: re-bound {addr} after stop {cycle} at try {tries}, {:?}",
+                        t0.elapsed()
+                    );
+                }
+                return l;
+            }
+            Err(e) if t0.elapsed() >= patience => {
+                panic!("{kind}: re-binding {addr} after stop {cycle} failed for {patience:?}: {e}")
+            }
+            Err(_) => thread::sleep(Duration::from_millis(5)),
+        }
     }
 }
 
