@@ -7,33 +7,7 @@ use std::io;
 
 /// Pins the calling thread to exactly one CPU.
 pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!(
-                "cpu {cpu} is out of range: this thread runs on CPUs {} now",
-                format_cpus(&allowed_cpus())
-            ),
-        ));
-    }
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set. CPU_SET is given an index
-    // below CPU_SETSIZE (checked above) and a valid set.
-    let ret = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
-    };
-    if ret != 0 {
-        let err = io::Error::last_os_error();
-        return Err(io::Error::new(
-            err.kind(),
-            format!(
-                "cannot pin thread to cpu {cpu}: {err} (the CPU must exist, be online and be in this process's cpuset; this thread runs on CPUs {} now)",
-                format_cpus(&allowed_cpus())
-            ),
-        ));
-    }
-    Ok(())
+    pin_current_thread_to(&[cpu])
 }
 
 /// The CPUs the calling thread may run on (`sched_getaffinity`), ascending: under
@@ -121,31 +95,42 @@ pub fn thread_cpu_total_s() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
-/// Pins the calling thread to a set of CPUs (empty: left as it is).
+/// Pins the calling thread to a set of CPUs (empty: left as it is). Errors name the
+/// CPUs asked for and the ones this thread may run on.
 pub fn pin_current_thread_to(cpus: &[usize]) -> io::Result<()> {
     if cpus.is_empty() {
         return Ok(());
     }
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set; every index is checked
-    // against CPU_SETSIZE before CPU_SET.
+    if let Some(&cpu) = cpus.iter().find(|&&c| c >= libc::CPU_SETSIZE as usize) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "cpu {cpu} is out of range: this thread runs on CPUs {} now",
+                format_cpus(&allowed_cpus())
+            ),
+        ));
+    }
+    // SAFETY: cpu_set_t is plain data; zeroed is the empty set. CPU_SET is given
+    // indices below CPU_SETSIZE (checked above) and a valid set.
     let ret = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         for &cpu in cpus {
-            if cpu >= libc::CPU_SETSIZE as usize {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidInput,
-                    format!("cpu {cpu} is out of range"),
-                ));
-            }
             libc::CPU_SET(cpu, &mut set);
         }
         libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
     };
     if ret != 0 {
         let err = io::Error::last_os_error();
+        let asked = match cpus {
+            [one] => format!("cpu {one}"),
+            many => format!("cpus {}", format_cpus(many)),
+        };
         return Err(io::Error::new(
             err.kind(),
-            format!("cannot pin thread to cpus {cpus:?}: {err}"),
+            format!(
+                "cannot pin thread to {asked}: {err} (the CPU must exist, be online and be in this process's cpuset; this thread runs on CPUs {} now)",
+                format_cpus(&allowed_cpus())
+            ),
         ));
     }
     Ok(())

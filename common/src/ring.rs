@@ -103,6 +103,16 @@ impl FromStr for RingSetup {
     }
 }
 
+/// Whether an `io_uring_enter` failure is a normal return rather than a fault: the
+/// wait timed out (ETIME), a signal came (EINTR), or completions must be reaped before
+/// more can be submitted (EBUSY, EAGAIN). The caller reaps and goes on.
+pub fn is_transient_enter_error(e: &std::io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
+    )
+}
+
 /// Makes a ring with `sq` entries and a CQ of `cq` entries and the `want`ed flags,
 /// falling back (defer → coop → default) when the kernel refuses them with EINVAL.
 /// Returns the ring and what was applied, e.g. `"defer"` or

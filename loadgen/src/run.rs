@@ -75,12 +75,7 @@ pub fn run_with(
 ) -> Result<RunOutput, LoadgenError> {
     config.validate()?;
     check_fd_limit(config)?;
-    let Resolved {
-        method,
-        note: method_note,
-        ring_setup,
-        socket_ops,
-    } = resolve_method(config)?;
+    let resolved = resolve_method(config)?;
     let threads = config.threads;
     let published: Vec<Published> = (0..threads).map(|_| Published::default()).collect();
     let t0 = mono_ns();
@@ -106,8 +101,8 @@ pub fn run_with(
         specs.push(WorkerSpec {
             index: i,
             config,
-            method,
-            socket_ops,
+            method: resolved.method,
+            socket_ops: resolved.socket_ops,
             slots: config.per_thread_slots(i),
             pacer: pacer_for(config, i, t0, measure_start_ns),
             measure_start_ns,
@@ -165,12 +160,7 @@ pub fn run_with(
     }
     Ok(merge(
         config,
-        Resolved {
-            method,
-            note: method_note,
-            ring_setup,
-            socket_ops,
-        },
+        resolved,
         measure_start_ns,
         outputs,
         collect_rounds(round_msgs),

@@ -252,12 +252,7 @@ pub(super) unsafe fn push_all(
         sq.sync();
         match submitter.submit() {
             Ok(_) => {}
-            Err(e)
-                if matches!(
-                    e.raw_os_error(),
-                    Some(libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                ) =>
-            {
+            Err(e) if common::ring::is_transient_enter_error(&e) => {
                 std::thread::yield_now();
             }
             Err(source) => {
@@ -294,11 +289,7 @@ pub(super) fn wait(
     let want = if CompletionQueue::is_empty(cq) { 1 } else { 0 };
     match submitter.submit_with_args(want, args) {
         Ok(_) => {}
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-            ) => {}
+        Err(e) if common::ring::is_transient_enter_error(&e) => {}
         Err(source) => {
             return Err(EngineError::Io {
                 engine,

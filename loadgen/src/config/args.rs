@@ -86,14 +86,8 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::cfg;
     use super::*;
-    use crate::error::LoadgenError;
-
-    fn cfg(args: &[&str]) -> Result<Config, LoadgenError> {
-        let mut v = vec!["loadgen"];
-        v.extend_from_slice(args);
-        Config::from_args(v).expect("clap accepts")
-    }
 
     #[test]
     fn to_args_round_trips_through_the_parser() {

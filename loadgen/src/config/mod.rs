@@ -493,7 +493,8 @@ fn local_port_range_size() -> u64 {
 mod tests {
     use super::*;
 
-    fn cfg(args: &[&str]) -> Result<Config, LoadgenError> {
+    /// `loadgen ARGS` parsed and validated (clap itself must accept them).
+    pub(super) fn cfg(args: &[&str]) -> Result<Config, LoadgenError> {
         let mut v = vec!["loadgen"];
         v.extend_from_slice(args);
         Config::from_args(v).expect("clap accepts")

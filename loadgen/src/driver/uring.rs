@@ -200,11 +200,7 @@ impl UringDriver {
             }
             match self.ring.submit() {
                 Ok(_) => {}
-                Err(e)
-                    if e.raw_os_error() == Some(libc::EBUSY)
-                        || e.raw_os_error() == Some(libc::EAGAIN)
-                        || e.raw_os_error() == Some(libc::EINTR) =>
-                {
+                Err(e) if common::ring::is_transient_enter_error(&e) => {
                     // CQ backlog: completions must be reaped before more can be submitted.
                     return Err(libc::EBUSY);
                 }
@@ -343,19 +339,19 @@ impl Driver for UringDriver {
     fn flush_closes(&mut self) {
         let give_up = crate::clock::mono_ns() + 2_000_000_000;
         let mut reaped = Vec::new();
-        while self.closes_pending > 0 && crate::clock::mono_ns() < give_up {
-            let ts = types::Timespec::new().nsec(20_000_000);
-            let args = types::SubmitArgs::new().timespec(&ts);
-            match self.ring.submitter().submit_with_args(1, &args) {
-                Ok(_) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ETIME | libc::EINTR | libc::EBUSY | libc::EAGAIN)
-                    ) => {}
-                Err(_) => break,
+        while self.closes_pending > 0 {
+            let now = crate::clock::mono_ns();
+            if now >= give_up {
+                break;
             }
-            self.reap(&mut reaped);
+            let mut batch = Vec::new();
+            if self
+                .wait(Some((now + 20_000_000).min(give_up)), &mut batch)
+                .is_err()
+            {
+                break;
+            }
+            reaped.append(&mut batch);
         }
         // Whatever else completed meanwhile is reported at the next wait.
         self.errors.append(&mut reaped);
@@ -401,9 +397,8 @@ impl Driver for UringDriver {
             }
         };
         if let Err(e) = r {
-            match e.raw_os_error() {
-                Some(libc::ETIME) | Some(libc::EINTR) | Some(libc::EBUSY) | Some(libc::EAGAIN) => {}
-                _ => return Err(LoadgenError::io("io_uring_enter", e)),
+            if !common::ring::is_transient_enter_error(&e) {
+                return Err(LoadgenError::io("io_uring_enter", e));
             }
         }
         self.reap(out);

@@ -71,10 +71,9 @@ impl<D: Driver> Worker<'_, D> {
     pub(super) fn end_round(&mut self) -> RoundCmd {
         self.round_counts.known_ns = mono_ns();
         if self.close_early {
+            // Closed (the RSTs out) before the round is reported: the acceptor drains
+            // connections its client has already reset.
             self.close_all();
-            // The RSTs must be out before the round is reported (the acceptor drains
-            // connections its client has already reset).
-            self.driver.flush_closes();
         }
         let cmd = match &self.rounds {
             Some(link) => {

@@ -1,8 +1,8 @@
 //! The per-connection slot state machine of a worker: a slot is started (socket,
 //! bind, connect handed to the driver — with `--socket-ops ring` the socket is made
-//! in the ring first, and the connect handed over when it arrives), completed or expired, optionally kept reading
-//! until the server closes (wait-close), held or decided in burst rounds, and closed
-//! or abandoned — cancelling what the driver still owns and draining its completion
+//! in the ring first, and the connect handed over when it arrives), completed or
+//! expired, optionally kept reading until the server closes (wait-close), held or
+//! decided in burst rounds, and closed or abandoned — cancelling what the driver still owns and draining its completion
 //! before the slot is reused.
 
 use std::net::IpAddr;
@@ -317,7 +317,8 @@ impl<D: Driver> Worker<'_, D> {
         }
     }
 
-    /// Closes every open socket (cancelling what is in flight).
+    /// Closes every open socket (cancelling what is in flight) and waits until the
+    /// closes have happened.
     pub(super) fn close_all(&mut self) {
         for idx in 0..self.slots.len() {
             match self.slots[idx].state {
@@ -343,6 +344,8 @@ impl<D: Driver> Worker<'_, D> {
             }
         }
         self.deadlines.clear();
+        // Returns with every socket closed, not just asked to close.
+        self.driver.flush_closes();
     }
 
     /// Waits (bounded) for cancelled operations to complete so their slots and buffers are free.
