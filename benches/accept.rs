@@ -1,10 +1,12 @@
 //! Which accept is fastest, and what does it cost.
 //!
 //! Every batch is timed the way the sweep times a run
-//! ([`acceptbench::sweep::timing::timed_run`]): from the instant the acceptor is
-//! released (just before its first accept call or submit) to its last accept —
-//! never from the first accept the application sees, which would leave out the
-//! batch a multishot accept takes before its first completion arrives.
+//! ([`acceptbench::timing::timed_run`]): from the instant the acceptor is
+//! released (just before its first accept call or submit) to its last connection
+//! done, the later of its last peer held and its last close completed — never from
+//! the first accept the application sees, which would leave out the batch a
+//! multishot accept takes before its first completion arrives, and never to the last
+//! peer held, which would leave out closes uring-linked completes after it.
 //!
 //! `accept/<backlog>/<engine>`: K connections made concurrently by loadgen's library
 //! (closed loop, on its own thread pinned to another CPU); the acceptor is released
@@ -27,7 +29,7 @@ use acceptbench::engine::{self, Acceptor, EngineKind, EngineOptions, Limits, Sto
 use acceptbench::kernel::probe;
 use acceptbench::listener::{Listener, ListenerSpec};
 use acceptbench::record::Recorder;
-use acceptbench::sweep::timing::timed_run;
+use acceptbench::timing::timed_run;
 
 const K: u64 = 1000;
 const SERVER_CPU: usize = 0;
@@ -58,8 +60,8 @@ fn listener(backlog: u32) -> Listener {
 }
 
 /// Releases the acceptor until `n` more connections arrived or `stop` is raised;
-/// returns how many were accepted and the time from release to the last accept,
-/// scaled to `n`.
+/// returns how many were accepted and the time from release to the last connection
+/// done, scaled to `n`.
 fn accept_batch(
     acceptor: &mut dyn Acceptor,
     l: &Listener,

@@ -3,14 +3,15 @@
 //! `cargo bench --bench ring` fills the accept queue (backlog 4096) with K = 4000
 //! connections the client has already reset (SO_LINGER 0, as the C reference
 //! `ring_peer` does), then one variant drains it, every peer read; repeated in
-//! interleaved rounds (variant order rotated each round). Per variant: the drain rate
-//! timed from the release of the engine (just before `run`) to the moment the last
-//! peer is held (fair to multishot accepts that work before their first completion is
-//! seen, and to uring-linked, which holds a peer one CQE after its accept), and the
-//! acceptor thread's wall and CPU µs per connection over the whole `run`, which
-//! includes the stop's cancel and reap: with DEFER_TASKRUN the linked closes run only
-//! when the thread next waits, so much of the closing happens after the last peer is
-//! held (the C reference's in-window CPU leaves that work out). Medians.
+//! interleaved rounds (variant order rotated each round). Per variant, both end points
+//! of the drain, timed from the release of the engine (just before `run`, fair to
+//! multishot accepts that work before their first completion is seen) with
+//! [`acceptbench::timing::timed_run`]: to the last close completed (a connection is
+//! done when it is closed — the drain rate) and to the last peer held (how soon every
+//! client is known; with DEFER_TASKRUN uring-linked's linked closes complete mostly
+//! after it, as ring_peer's `rate` against `rate_closed`). CPU µs per connection over
+//! the window that ends at the last close (as ring_peer's `cpu_us_per`), and over the
+//! whole `run`, which adds the stop's cancel and reap. Medians.
 //!
 //! Variants: std; multishot with the default ring and with DEFER_TASKRUN; uring-linked
 //! with the default ring, with DEFER_TASKRUN, and with DEFER_TASKRUN + direct
@@ -25,7 +26,7 @@ use std::time::{Duration, Instant};
 use acceptbench::engine::{self, EngineKind, EngineOptions, Limits, RingSetup, StopFlag};
 use acceptbench::listener::{Listener, ListenerSpec};
 use acceptbench::record::Recorder;
-use common::clock::mono_ns;
+use acceptbench::timing::timed_run;
 
 const K: u64 = 4000;
 
@@ -83,9 +84,19 @@ fn fill(addr: SocketAddr) {
     }
 }
 
-/// One drain: (connections per second from release to the last peer held, wall µs per
-/// connection of the whole run, CPU µs per connection of the whole run).
-fn drain(acceptor: &mut dyn engine::Acceptor, l: &Listener) -> (f64, f64, f64) {
+/// One drain's figures.
+struct Drain {
+    /// Connections per second, release → last close.
+    closed_per_s: f64,
+    /// Connections per second, release → last peer held.
+    held_per_s: f64,
+    /// CPU µs per connection over release → last close.
+    window_cpu_us: f64,
+    /// CPU µs per connection over the whole run (the stop's cancel and reap included).
+    run_cpu_us: f64,
+}
+
+fn drain(acceptor: &mut dyn engine::Acceptor, l: &Listener) -> Drain {
     let mut rec = Recorder::new(true);
     let limits = Limits {
         count: Some(K),
@@ -93,26 +104,18 @@ fn drain(acceptor: &mut dyn engine::Acceptor, l: &Listener) -> (f64, f64, f64) {
         stop: StopFlag::new(),
     };
     let cpu0 = common::affinity::thread_cpu_total_s();
-    let released = mono_ns();
-    acceptor.run(l, &limits, &mut rec).expect("engine run");
-    let cpu = common::affinity::thread_cpu_total_s() - cpu0;
-    let run_wall_ns = mono_ns() - released;
-    assert_eq!(rec.accepted, K, "every queued connection accepted");
-    // The drain ends when the last peer is held (uring-linked holds it a getsockopt CQE
-    // after the accept CQE), as in the C reference.
-    let held = rec
-        .peers
-        .iter()
-        .map(|p| p.decoded_ns)
-        .max()
-        .unwrap_or(released);
-    let span_s = held.saturating_sub(released) as f64 * 1e-9;
-    let per = |x: f64| x / K as f64;
-    (
-        K as f64 / span_s,
-        per(run_wall_ns as f64 * 1e-3),
-        per(cpu * 1e6),
-    )
+    let t = timed_run(acceptor, l, &limits, &mut rec);
+    let run_cpu = common::affinity::thread_cpu_total_s() - cpu0;
+    t.result.as_ref().expect("engine run");
+    assert_eq!(t.accepted, K, "every queued connection accepted");
+    assert_eq!(t.closed, K, "every accepted connection closed");
+    let per_s = |ns: u64| K as f64 / (ns as f64 * 1e-9);
+    Drain {
+        closed_per_s: per_s(t.span_ns()),
+        held_per_s: per_s(t.peer_span_ns()),
+        window_cpu_us: t.cpu_s * 1e6 / K as f64,
+        run_cpu_us: run_cpu * 1e6 / K as f64,
+    }
 }
 
 fn median(v: &mut [f64]) -> f64 {
@@ -142,32 +145,48 @@ fn main() {
     let mut runs = Vec::new();
     for v in variants() {
         match engine::build(v.kind, &v.opts) {
-            Ok(a) => runs.push((v, a, Vec::new(), Vec::new(), Vec::new())),
+            Ok(a) => runs.push((v, a, Vec::new())),
             Err(e) => eprintln!("ring bench: {} skipped: {e}", v.name),
         }
     }
     for round in 0..rounds {
         let n = runs.len();
         for k in 0..n {
-            let (_, acceptor, rates, walls, cpus) = &mut runs[(round + k) % n];
+            let (_, acceptor, drains) = &mut runs[(round + k) % n];
             fill(l.local_addr);
-            let (rate, wall_us, cpu_us) = drain(acceptor.as_mut(), &l);
-            rates.push(rate);
-            walls.push(wall_us);
-            cpus.push(cpu_us);
+            drains.push(drain(acceptor.as_mut(), &l));
         }
     }
-    println!("ring drain: {K} reset connections pre-queued, backlog 4096, {rounds} interleaved rounds, medians");
-    println!("| variant | ring setup applied | drain conn/s (release → last peer held) | whole run µs/conn (wall) | whole run CPU µs/conn |");
-    println!("|---|---|---:|---:|---:|");
-    for (v, a, rates, walls, cpus) in &mut runs {
+    let std_rates = runs.iter().find(|r| r.0.kind == EngineKind::Std).map(|r| {
+        r.2.iter()
+            .map(|d| (d.closed_per_s, d.held_per_s))
+            .collect::<Vec<_>>()
+    });
+    println!("ring drain: {K} reset connections pre-queued, backlog 4096, {rounds} interleaved rounds, medians (× std: median of the same-round ratios)");
+    println!("| variant | ring setup applied | conn/s to last close | × std | conn/s to last peer held | × std | CPU µs/conn to last close | CPU µs/conn whole run |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    for (v, a, drains) in &mut runs {
+        let col = |f: &dyn Fn(&Drain) -> f64| median(&mut drains.iter().map(f).collect::<Vec<_>>());
+        let ratio = |pick: &dyn Fn(&Drain) -> f64, std_pick: &dyn Fn(&(f64, f64)) -> f64| {
+            std_rates.as_ref().map_or("-".to_string(), |s| {
+                let mut r: Vec<f64> = drains
+                    .iter()
+                    .zip(s)
+                    .map(|(d, s)| pick(d) / std_pick(s))
+                    .collect();
+                format!("{:.2}", median(&mut r))
+            })
+        };
         println!(
-            "| {} | {} | {:.0} | {:.2} | {:.2} |",
+            "| {} | {} | {:.0} | {} | {:.0} | {} | {:.2} | {:.2} |",
             v.name,
             a.ring_setup_applied().unwrap_or_else(|| "-".into()),
-            median(rates),
-            median(walls),
-            median(cpus)
+            col(&|d| d.closed_per_s),
+            ratio(&|d| d.closed_per_s, &|s| s.0),
+            col(&|d| d.held_per_s),
+            ratio(&|d| d.held_per_s, &|s| s.1),
+            col(&|d| d.window_cpu_us),
+            col(&|d| d.run_cpu_us),
         );
     }
 }

@@ -100,8 +100,10 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         }));
     }
     let cpu0 = common::affinity::thread_cpu_s();
-    let result = acceptor.run(&listener, &limits, &mut rec);
+    let timed = crate::timing::timed_run(acceptor.as_mut(), &listener, &limits, &mut rec);
     let cpu1 = common::affinity::thread_cpu_s();
+    let window = crate::summary::ListenWindow::of(std::slice::from_ref(&timed), &rec);
+    let result = timed.result;
     let wall_s = start.elapsed().as_secs_f64();
     if let (false, Some(applied)) = (cfg.json, acceptor.ring_setup_applied()) {
         eprintln!("acceptbench: io_uring setup {applied}");
@@ -113,6 +115,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         &rec,
         wall_s,
         (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
+        window,
     );
     summary.engine_counters = acceptor.counters();
     if let (Some((path, _)), Some(meta)) = (&cfg.records, &record_meta) {
@@ -175,13 +178,16 @@ fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     let counters = outs.first().map(|o| o.counters).unwrap_or_default();
     let mut result = Ok(());
     let mut recs = Vec::with_capacity(outs.len());
-    for o in outs {
+    let mut timed = Vec::with_capacity(outs.len());
+    for mut o in outs {
         if result.is_ok() {
-            result = o.result;
+            result = std::mem::replace(&mut o.timed.result, Ok(()));
         }
         recs.push(o.rec);
+        timed.push(o.timed);
     }
     let (rec, _) = acceptors::merge(recs);
+    let window = crate::summary::ListenWindow::of(&timed, &rec);
     if let (false, Some(applied)) = (cfg.json, ring_setup) {
         eprintln!("acceptbench: io_uring setup {applied}");
     }
@@ -192,6 +198,7 @@ fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         &rec,
         wall_s,
         cpu,
+        window,
     );
     summary.engine_counters = counters;
     summary.acceptors = Some(crate::summary::AcceptorSummary {

@@ -281,7 +281,7 @@ pub struct CompareArgs {
     /// Metrics (summary.csv columns), comma-separated.
     #[arg(
         long,
-        default_value = "accepts_per_s,acceptor_cpu_us_per_accept,peer_p99_ns"
+        default_value = "accepts_per_s,peers_held_per_s,acceptor_cpu_us_per_accept,peer_p99_ns"
     )]
     pub metric: String,
     /// Output format.

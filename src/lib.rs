@@ -26,3 +26,4 @@ pub mod stats;
 pub mod stdout;
 pub mod summary;
 pub mod sweep;
+pub mod timing;

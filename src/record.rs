@@ -82,6 +82,17 @@ impl AcceptError {
     }
 }
 
+/// The instant an engine's work ended ([`Recorder::mark_done`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Done {
+    /// The acceptor thread's CPU clock then, s.
+    pub cpu_s: f64,
+    /// CLOCK_MONOTONIC ns then.
+    pub ns: u64,
+    /// Connections closed by then.
+    closed: u64,
+}
+
 /// Observer called with each decoded peer (the `--print-peers` use). Runs on the hot
 /// path, so only attach one when the user asked for it.
 pub type PeerObserver = Box<dyn FnMut(&SocketAddr) + Send>;
@@ -105,6 +116,15 @@ pub struct Recorder {
     /// CLOCK_MONOTONIC ns when the last peer was held (decoded), 0 if none. For most
     /// engines a few ns after `last_accept_ns`; for `uring-linked` one completion later.
     pub last_decoded_ns: u64,
+    /// Accepted descriptors (or direct slots) whose close has completed: every accepted
+    /// connection, recorded or failed, is closed exactly once.
+    pub closed: u64,
+    /// CLOCK_MONOTONIC ns when the last close completed, 0 if none. A connection is done
+    /// when it is closed: with `DEFER_TASKRUN` `uring-linked`'s linked closes complete
+    /// mostly after its last peer is held, so this, not `last_decoded_ns`, ends a window.
+    pub last_closed_ns: u64,
+    /// Where the engine's work ended once it was told to stop (see [`Recorder::mark_done`]).
+    done: Option<Done>,
     /// Per-connection records, kept only when `keep_peers` was asked for.
     pub peers: Vec<PeerRecord>,
     /// Multishot re-arms (completions that lacked IORING_CQE_F_MORE), 0 for other engines.
@@ -140,6 +160,9 @@ impl Recorder {
             first_accept_ns: 0,
             last_accept_ns: 0,
             last_decoded_ns: 0,
+            closed: 0,
+            last_closed_ns: 0,
+            done: None,
             peers: if keep_peers {
                 Vec::with_capacity(1 << 16)
             } else {
@@ -184,6 +207,37 @@ impl Recorder {
         if let Some(observer) = self.observer.as_mut() {
             observer(&peer);
         }
+    }
+
+    /// Records that the close of one accepted connection completed at `now_ns`
+    /// (CLOCK_MONOTONIC): after `close(2)` returned, or when an in-ring close's CQE was
+    /// reaped.
+    #[inline]
+    pub fn close_done(&mut self, now_ns: u64) {
+        self.closed += 1;
+        self.last_closed_ns = self.last_closed_ns.max(now_ns);
+    }
+
+    /// Marks the end of the engine's work: called once its limits were reached and
+    /// every close it had in flight has completed, before it tears anything down
+    /// (cancelling armed accepts, dropping a runtime). Reads the thread's CPU clock
+    /// (one system call, never per connection), so a window's CPU ends where its last
+    /// close does. Called again, it moves the mark only if a close completed since
+    /// (a connection that raced the stop).
+    pub fn mark_done(&mut self) {
+        if self.done.is_some_and(|d| d.closed == self.closed) {
+            return;
+        }
+        self.done = Some(Done {
+            cpu_s: common::affinity::thread_cpu_total_s(),
+            ns: common::clock::mono_ns(),
+            closed: self.closed,
+        });
+    }
+
+    /// Takes the mark [`Recorder::mark_done`] left (None if the engine left none).
+    pub fn take_done(&mut self) -> Option<Done> {
+        self.done.take()
     }
 
     /// Records a failed accept (positive errno) and returns its kind.
@@ -233,6 +287,8 @@ impl Recorder {
         }
         self.last_accept_ns = self.last_accept_ns.max(other.last_accept_ns);
         self.last_decoded_ns = self.last_decoded_ns.max(other.last_decoded_ns);
+        self.closed += other.closed;
+        self.last_closed_ns = self.last_closed_ns.max(other.last_closed_ns);
         self.peers.extend(other.peers);
         self.rearms += other.rearms;
         self.futile_wakeups += other.futile_wakeups;

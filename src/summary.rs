@@ -39,13 +39,30 @@ pub struct ListenSummary {
     pub engine_counters: crate::engine::EngineCounters,
     /// Wall time of the run, s.
     pub duration_s: f64,
-    /// Accepts per second between the first and the last accept.
+    /// Accepts per second over the window from the acceptor's release (listening
+    /// started) to its last connection done — the later of the last peer held and the
+    /// last close completed; idle time before the first client counts.
     pub accepts_per_s: f64,
-    /// Acceptor thread user CPU, s.
+    /// That window, s.
+    pub accept_window_s: f64,
+    /// Peers held per second over release → the last peer held (how soon every client
+    /// was known; with DEFER_TASKRUN uring-linked closes after that).
+    pub peers_held_per_s: f64,
+    /// That window, s.
+    pub peer_window_s: f64,
+    /// Accepts per second while busy: from the first accept completion the engine saw to
+    /// its last connection done, (accepted − 1) / span. Leaves out the wait for the first
+    /// client, but starts late for a multishot accept that took a queued batch at once.
+    pub busy_accepts_per_s: f64,
+    /// Connections whose close completed (every accepted one, once the run has ended).
+    pub closed: u64,
+    /// Acceptor thread user CPU over the whole run, s.
     pub cpu_user_s: f64,
-    /// Acceptor thread system CPU, s.
+    /// Acceptor thread system CPU over the whole run, s.
     pub cpu_sys_s: f64,
-    /// Acceptor CPU µs per accepted connection.
+    /// Acceptor thread CPU over the accept window (release → its work marked done), s.
+    pub cpu_window_s: f64,
+    /// Acceptor window CPU µs per accepted connection.
     pub cpu_us_per_accept: f64,
     /// Server-internal peer-extraction latency (accept completion → peer decoded), ns.
     pub peer_extract_ns: Percentiles,
@@ -69,8 +86,48 @@ pub struct AcceptorSummary {
     pub futile_wakeups: Option<u64>,
 }
 
+/// The windows of a `listen` run (see [`crate::timing`]): summed or spanned over
+/// its acceptors.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ListenWindow {
+    /// Earliest release → latest last connection done, s.
+    pub accept_window_s: f64,
+    /// Earliest release → latest last peer held, s.
+    pub peer_window_s: f64,
+    /// First accept completion seen → latest last connection done, s.
+    pub busy_window_s: f64,
+    /// Σ acceptor thread CPU over their windows, s.
+    pub cpu_s: f64,
+}
+
+impl ListenWindow {
+    /// The window of acceptors timed as `timed`, whose merged records are `rec`.
+    pub fn of(timed: &[crate::timing::Timed], rec: &Recorder) -> Self {
+        // An acceptor that never ran has no release.
+        let released = timed
+            .iter()
+            .map(|t| t.released_ns)
+            .filter(|&r| r > 0)
+            .min()
+            .unwrap_or(0);
+        let end = timed.iter().map(|t| t.end_ns()).max().unwrap_or(0);
+        let held = timed.iter().map(|t| t.last_held_ns).max().unwrap_or(0);
+        let s = |from: u64, to: u64| to.saturating_sub(from) as f64 * 1e-9;
+        Self {
+            accept_window_s: s(released, end),
+            peer_window_s: s(released, held),
+            busy_window_s: if rec.first_accept_ns > 0 {
+                s(rec.first_accept_ns, end)
+            } else {
+                0.0
+            },
+            cpu_s: timed.iter().map(|t| t.cpu_s).sum(),
+        }
+    }
+}
+
 impl ListenSummary {
-    /// Builds the summary of a finished run.
+    /// Builds the summary of a finished run: `cpu` (user, sys) over the whole run.
     pub fn new(
         engine: &str,
         addr: String,
@@ -78,8 +135,10 @@ impl ListenSummary {
         rec: &Recorder,
         duration_s: f64,
         cpu: (f64, f64),
+        window: ListenWindow,
     ) -> Self {
-        let cpu_s = cpu.0 + cpu.1;
+        let per_s = |n: f64, s: f64| if s > 0.0 { n / s } else { 0.0 };
+        let n = rec.accepted as f64;
         Self {
             engine: engine.to_string(),
             addr,
@@ -105,11 +164,21 @@ impl ListenSummary {
             rearms: rec.rearms,
             engine_counters: crate::engine::EngineCounters::default(),
             duration_s,
-            accepts_per_s: rec.active_accepts_per_s(),
+            accepts_per_s: per_s(n, window.accept_window_s),
+            accept_window_s: window.accept_window_s,
+            peers_held_per_s: per_s(n, window.peer_window_s),
+            peer_window_s: window.peer_window_s,
+            busy_accepts_per_s: if rec.accepted >= 2 {
+                per_s(n - 1.0, window.busy_window_s)
+            } else {
+                0.0
+            },
+            closed: rec.closed,
             cpu_user_s: cpu.0,
             cpu_sys_s: cpu.1,
+            cpu_window_s: window.cpu_s,
             cpu_us_per_accept: if rec.accepted > 0 {
-                cpu_s * 1e6 / rec.accepted as f64
+                window.cpu_s * 1e6 / n
             } else {
                 0.0
             },
@@ -138,8 +207,17 @@ impl ListenSummary {
         );
         let _ = writeln!(
             s,
-            "accepted {} in {:.3} s, {:.0} accepts/s (first to last accept), errors: {errors}",
-            self.accepted, self.duration_s, self.accepts_per_s
+            "accepted {} (closed {}) in {:.3} s, errors: {errors}",
+            self.accepted, self.closed, self.duration_s
+        );
+        let _ = writeln!(
+            s,
+            "{:.0} accepts/s (release → last close, {:.3} s), {:.0} peers held/s (release → last peer, {:.3} s), {:.0} accepts/s while busy (first accept seen → last close)",
+            self.accepts_per_s,
+            self.accept_window_s,
+            self.peers_held_per_s,
+            self.peer_window_s,
+            self.busy_accepts_per_s
         );
         if !self.other_errnos.is_empty() {
             let errnos: Vec<String> = self
@@ -172,8 +250,8 @@ impl ListenSummary {
         );
         let _ = writeln!(
             s,
-            "cpu user {:.3} s sys {:.3} s, {:.2} µs per accept",
-            self.cpu_user_s, self.cpu_sys_s, self.cpu_us_per_accept
+            "cpu user {:.3} s sys {:.3} s over the run; {:.3} s over the accept window, {:.2} µs per accept",
+            self.cpu_user_s, self.cpu_sys_s, self.cpu_window_s, self.cpu_us_per_accept
         );
         let _ = writeln!(
             s,

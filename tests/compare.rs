@@ -19,7 +19,7 @@ fn scratch(name: &str) -> PathBuf {
 
 fn meta(kernel: &str) -> Meta {
     Meta {
-        format_version: 1,
+        format_version: acceptbench::report::meta::FORMAT_VERSION,
         command: "acceptbench sweep".into(),
         acceptbench_version: "0.1.0".into(),
         git_rev: "abc".into(),
@@ -401,5 +401,40 @@ fn a_newer_results_format_is_refused_by_name() {
     m.write(&a.join("meta.json")).unwrap();
     let e = format!("{:#}", compare::load_runs(&[a]).unwrap_err());
     assert!(e.contains("format_version 99"), "{e}");
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+/// A format-2 run timed its windows to the last peer held and called that accepts/s:
+/// beside a format-3 run it is shown as peers_held_per_s, its accepts_per_s (to the last
+/// close) is absent rather than compared, and a warning names both versions.
+#[test]
+fn a_format_2_run_is_compared_on_its_own_end_point() {
+    let root = scratch("v2");
+    let (a, b) = two_runs(&root);
+    let mut m = meta("6.1.0-test");
+    m.format_version = 2;
+    m.write(&a.join("meta.json")).unwrap();
+    let runs = compare::load_runs(&[a, b]).unwrap();
+    let c = compare::compare(&runs, &metrics(&["accepts_per_s", "peers_held_per_s"])).unwrap();
+    let accepts = find(&c, "std", 16, "accepts_per_s");
+    assert_eq!(
+        accepts[0],
+        Cell::NoValue,
+        "format 2 has no accepts/s to the last close"
+    );
+    assert!(matches!(accepts[1], Cell::Value { .. }));
+    let held = find(&c, "std", 16, "peers_held_per_s");
+    assert_eq!(
+        value(&held[0]).0,
+        1025.0,
+        "format 2's accepts/s, read as peers held/s"
+    );
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("format_version") && w.contains("= 2") && w.contains("= 3")),
+        "{:?}",
+        c.warnings
+    );
     std::fs::remove_dir_all(&root).unwrap();
 }

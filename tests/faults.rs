@@ -182,6 +182,7 @@ fn listen_summary_reports_backoffs_emfile_and_rearms() {
         &rec,
         1.0,
         (0.1, 0.1),
+        Default::default(),
     );
     s.engine_counters.cancels = 1;
     let text = s.to_text();

@@ -113,7 +113,7 @@ fn check_all(files: &[PathBuf]) -> Vec<String> {
 
 fn meta(kernel: &str) -> Meta {
     Meta {
-        format_version: 1,
+        format_version: acceptbench::report::meta::FORMAT_VERSION,
         command: "acceptbench sweep".into(),
         acceptbench_version: "0.1.0".into(),
         git_rev: "abc".into(),

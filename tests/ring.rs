@@ -126,6 +126,10 @@ fn drain_exact(listen: &str, sources: &[IpAddr], o: &EngineOptions, reset: bool)
         )
         .expect("engine run");
     assert_eq!(rec.accepted, sources.len() as u64, "{o:?} on {listen}");
+    assert_eq!(
+        rec.closed, rec.accepted,
+        "{o:?}: every close completed before run returned"
+    );
     assert_eq!(hard_errors(&rec), 0, "{o:?}: errors {:?}", rec.errors);
     let got: BTreeSet<_> = rec.peers.iter().map(|p| p.peer).collect();
     assert_eq!(got.len(), sources.len(), "{o:?}: every peer once");
@@ -274,6 +278,57 @@ fn uring_linked_stops_cleanly_and_the_port_rebinds_at_once() {
             listener = bind(addr, 64).unwrap_or_else(|e| {
                 panic!("direct={direct}: re-binding {addr} after stop {cycle} failed: {e}")
             });
+        }
+    }
+}
+
+/// A connection is done when it is closed: when `run` returns, every accepted
+/// connection's close has completed (the client reads EOF at once), none is pending,
+/// and the window that ends at the last close holds at most one CPU-second per second
+/// of wall time on the acceptor's one thread (the CPU is measured over that window).
+#[test]
+fn uring_linked_closes_everything_inside_its_window() {
+    use acceptbench::timing::timed_run;
+    use std::io::Read;
+    for setup in [RingSetup::Defer, RingSetup::Default] {
+        for direct in [false, true] {
+            if !supported(LINKED, direct) {
+                continue;
+            }
+            let listener = bind("127.0.0.1:0".parse().unwrap(), 512).unwrap();
+            let n = 400;
+            let (socks, _) = connect_all(listener.local_addr, &v4_sources(n), false).unwrap();
+            let mut acceptor = engine::build(LINKED, &opts(Some(setup), direct)).unwrap();
+            let mut rec = Recorder::new(true);
+            let t = timed_run(
+                acceptor.as_mut(),
+                &listener,
+                &limits(Some(n as u64), RUN_DEADLINE),
+                &mut rec,
+            );
+            t.result.as_ref().expect("engine run");
+            let what = format!("{setup} direct={direct}");
+            assert_eq!((t.accepted, t.closed), (n as u64, n as u64), "{what}");
+            assert!(
+                t.end_ns() >= t.last_held_ns && t.last_closed_ns > 0,
+                "{what}"
+            );
+            assert!(
+                t.cpu_s <= t.span_ns() as f64 * 1e-9 * 1.02 + 200e-6,
+                "{what}: {} s of CPU in a {} ns window on one thread",
+                t.cpu_s,
+                t.span_ns()
+            );
+            for mut s in socks {
+                s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                let mut b = [0u8; 1];
+                assert_eq!(
+                    s.read(&mut b)
+                        .expect("the server's close reached the client"),
+                    0,
+                    "{what}: EOF"
+                );
+            }
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::engine::{
     self, EngineCounters, EngineError, EngineKind, EngineOptions, Limits, StopFlag,
 };
 use crate::record::{PeerObserver, Recorder};
+use crate::timing::{timed_run, Timed};
 
 /// What `listen`'s acceptors are asked to do.
 pub struct ListenTeam<'a> {
@@ -46,8 +47,8 @@ pub struct ListenOut {
     pub ring_setup: Option<String>,
     /// Its engine counters.
     pub counters: EngineCounters,
-    /// Its result.
-    pub result: Result<(), EngineError>,
+    /// Its timed run (window, window CPU and result).
+    pub timed: Timed,
 }
 
 /// Runs `listen`'s acceptors, each on a thread of its own, until the limits say stop.
@@ -82,9 +83,11 @@ pub fn run_listen(team: &ListenTeam) -> Result<Vec<ListenOut>, EngineError> {
                         stop,
                     };
                     let cpu0 = common::affinity::thread_cpu_s();
-                    let result = match pinned {
-                        Ok(()) => engine.run(team.set.for_acceptor(i), &limits, &mut rec),
-                        Err(e) => Err(EngineError::Io {
+                    let timed = match pinned {
+                        Ok(()) => {
+                            timed_run(engine.as_mut(), team.set.for_acceptor(i), &limits, &mut rec)
+                        }
+                        Err(e) => failed(EngineError::Io {
                             engine: team.engine,
                             what: "pinning the acceptor thread",
                             source: std::io::Error::other(format!("{e:#}")),
@@ -92,7 +95,7 @@ pub fn run_listen(team: &ListenTeam) -> Result<Vec<ListenOut>, EngineError> {
                     };
                     let cpu1 = common::affinity::thread_cpu_s();
                     // One acceptor failing ends the others too.
-                    if result.is_err() {
+                    if timed.result.is_err() {
                         limits.stop.raise();
                     }
                     ListenOut {
@@ -100,7 +103,7 @@ pub fn run_listen(team: &ListenTeam) -> Result<Vec<ListenOut>, EngineError> {
                         cpu: (cpu1.0 - cpu0.0, cpu1.1 - cpu0.1),
                         ring_setup: engine.ring_setup_applied(),
                         counters: engine.counters(),
-                        result,
+                        timed,
                     }
                 })
             })
@@ -114,7 +117,7 @@ pub fn run_listen(team: &ListenTeam) -> Result<Vec<ListenOut>, EngineError> {
                     cpu: (0.0, 0.0),
                     ring_setup: None,
                     counters: EngineCounters::default(),
-                    result: Err(EngineError::Io {
+                    timed: failed(EngineError::Io {
                         engine: team.engine,
                         what: "an acceptor thread",
                         source: std::io::Error::other("panicked"),
@@ -123,6 +126,19 @@ pub fn run_listen(team: &ListenTeam) -> Result<Vec<ListenOut>, EngineError> {
             })
             .collect()
     }))
+}
+
+/// The timed run of an acceptor that never ran.
+fn failed(e: EngineError) -> Timed {
+    Timed {
+        released_ns: 0,
+        accepted: 0,
+        closed: 0,
+        last_held_ns: 0,
+        last_closed_ns: 0,
+        cpu_s: 0.0,
+        result: Err(e),
+    }
 }
 
 /// Acceptors in a `listen` team: one per listener with reuseport, else as asked.

@@ -56,6 +56,10 @@ pub fn load_run(dir: &Path) -> anyhow::Result<Run> {
     for r in &mut rows {
         r.engine = crate::report::series(&r.engine, r.acceptors, &r.sharing);
     }
+    let mut columns = columns;
+    if meta.format_version < 3 {
+        older_end_point(meta.format_version, &mut rows, &mut columns);
+    }
     let label = meta.kernel_release.clone();
     Ok(Run {
         dir: dir.to_path_buf(),
@@ -64,6 +68,25 @@ pub fn load_run(dir: &Path) -> anyhow::Result<Run> {
         columns,
         label,
     })
+}
+
+/// Results format 2 timed every window to the last peer *held*, not to the last close,
+/// and called that rate `accepts_per_s`: it is what format 3 calls `peers_held_per_s`,
+/// and is read as that. Format 1 timed from the first completion the application saw:
+/// neither. Either way their `accepts_per_s` (and its ratio) is not format 3's and is
+/// left absent, never compared with it.
+fn older_end_point(version: u32, rows: &mut [SummaryRow], columns: &mut Vec<String>) {
+    for r in rows.iter_mut() {
+        if version == 2 {
+            r.peers_held_per_s = r.accepts_per_s;
+        }
+        r.accepts_per_s = 0.0;
+        r.ratio_accepts_vs_std = None;
+    }
+    columns.retain(|c| c != "accepts_per_s" && c != "ratio_accepts_vs_std");
+    if version == 2 && !columns.iter().any(|c| c == "peers_held_per_s") {
+        columns.push("peers_held_per_s".into());
+    }
 }
 
 /// Loads every directory and makes the labels unique (kernel release, then

@@ -278,6 +278,13 @@ pub fn settings_warnings(runs: &[Run]) -> Vec<String> {
         "a low limit caps connections in flight",
     );
     differs(
+        "results format_version",
+        &|r| r.meta.format_version.to_string(),
+        "format 3 ends every window at the last close; a format 2 run's accepts/s ended at \
+         the last peer held, so compare shows it as peers_held_per_s and leaves its \
+         accepts_per_s absent (format 1 timed from the first completion: both absent)",
+    );
+    differs(
         "acceptbench version",
         &|r| r.meta.acceptbench_version.clone(),
         "measurement code may have changed between versions",

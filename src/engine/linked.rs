@@ -243,7 +243,11 @@ impl RingRun for LinkedRun<'_> {
     }
 
     fn settled(&self) -> bool {
-        !self.armed && self.slots.busy() == 0 && self.waiting.is_empty()
+        !self.armed && !self.work_pending()
+    }
+
+    fn work_pending(&self) -> bool {
+        self.slots.busy() > 0 || !self.waiting.is_empty()
     }
 
     fn push_cancels(
@@ -279,7 +283,7 @@ impl LinkedRun<'_> {
             match ud & OP_MASK {
                 OP_ACCEPT => self.on_accept(cqe.result(), cqe.flags(), submitter, sq, rec)?,
                 OP_PEER => self.on_peer(i, cqe.result(), submitter, sq, rec)?,
-                OP_CLOSE => self.on_close(i, cqe.result(), submitter, sq)?,
+                OP_CLOSE => self.on_close(i, cqe.result(), submitter, sq, rec)?,
                 _ => {}
             }
         }
@@ -336,6 +340,7 @@ impl LinkedRun<'_> {
                 self.peer_by_syscall(file, accepted_ns, rec);
                 // SAFETY: `file` is the descriptor this accept created; nothing else owns it.
                 unsafe { libc::close(file) };
+                rec.close_done(mono_ns());
             }
             return Ok(());
         };
@@ -402,7 +407,7 @@ impl LinkedRun<'_> {
             }
         }
         if self.slots.state[i as usize].close_needed {
-            self.close_now(i, submitter, sq)?;
+            self.close_now(i, submitter, sq, rec)?;
         }
         self.slots.release_if_done(i);
         Ok(())
@@ -414,6 +419,7 @@ impl LinkedRun<'_> {
         res: i32,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
+        rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let Some(st) = self.slots.state.get_mut(i as usize) else {
             return Ok(());
@@ -423,10 +429,14 @@ impl LinkedRun<'_> {
             // Its getsockopt failed: close once the peer was read by other means.
             st.close_needed = true;
             if !st.peer_pending {
-                self.close_now(i, submitter, sq)?;
+                self.close_now(i, submitter, sq, rec)?;
             }
-        } else if res < 0 {
-            self.counters.close_errors += 1;
+        } else {
+            // The close ran (a failed one too: the kernel drops the descriptor either way).
+            if res < 0 {
+                self.counters.close_errors += 1;
+            }
+            rec.close_done(mono_ns());
         }
         self.slots.release_if_done(i);
         Ok(())
@@ -439,6 +449,7 @@ impl LinkedRun<'_> {
         i: u32,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
+        rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let st = &mut self.slots.state[i as usize];
         st.close_needed = false;
@@ -453,6 +464,7 @@ impl LinkedRun<'_> {
             // SAFETY: the fd is this connection's, its in-ring close was cancelled, and
             // nothing else owns it.
             unsafe { libc::close(st.file) };
+            rec.close_done(mono_ns());
             Ok(())
         }
     }

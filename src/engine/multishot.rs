@@ -254,6 +254,7 @@ impl MultishotRun<'_> {
             }
             // SAFETY: `res` is the descriptor this accept created; nothing else owns it.
             unsafe { libc::close(res) };
+            rec.close_done(mono_ns());
             simulate_work(self.accept_delay);
             return Outcome::Ok;
         }

@@ -140,6 +140,12 @@ pub(super) trait RingRun {
     /// True once nothing of this run is left in the ring.
     fn settled(&self) -> bool;
 
+    /// True while connections of this run still have work in flight in the ring (a peer
+    /// read or a close not yet completed). Engines that close with close(2) have none.
+    fn work_pending(&self) -> bool {
+        false
+    }
+
     /// Queues a cancel for every accept still armed (nothing when none is).
     fn push_cancels(
         &mut self,
@@ -167,6 +173,11 @@ fn cancel_and_reap<R: RingRun>(
     run.begin_stop();
     loop {
         run.reap_stopping(submitter, sq, cq, rec)?;
+        if !run.work_pending() {
+            // The last close has completed: the window's CPU ends here, before the
+            // cancel's own round trip (moved on if a connection raced the cancel).
+            rec.mark_done();
+        }
         if run.settled() {
             return Ok(());
         }

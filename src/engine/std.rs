@@ -113,6 +113,11 @@ fn accept_loop(
                 last_return_ns = now;
                 continue;
             }
+            if errno == libc::EINTR && limits.stop.is_raised() {
+                // The signal that asked for the stop (Ctrl-C) interrupted the wait: a
+                // requested stop, not an accept error.
+                continue;
+            }
             match on_accept_error(rec, errno) {
                 AfterError::Retry => {}
                 AfterError::Backoff => back_off(rec),
@@ -134,7 +139,9 @@ fn accept_loop(
         }
         // SAFETY: `conn` is the fd accept4 just returned; nothing else owns it.
         unsafe { libc::close(conn) };
+        rec.close_done(mono_ns());
         simulate_work(accept_delay);
     }
+    rec.mark_done();
     Ok(())
 }

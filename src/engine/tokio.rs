@@ -94,6 +94,7 @@ async fn accept_loop(
                     Ok((stream, peer)) => {
                         rec.accepted(crate::peer::unmap_v4(peer), accepted_ns, mono_ns());
                         drop(stream);
+                        rec.close_done(mono_ns());
                         simulate_work(accept_delay);
                     }
                     Err(e) => {
@@ -106,5 +107,6 @@ async fn accept_loop(
             }
         }
     }
+    rec.mark_done();
     Ok(())
 }

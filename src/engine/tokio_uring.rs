@@ -93,6 +93,7 @@ async fn accept_loop(
                         rec.accepted(crate::peer::unmap_v4(peer), accepted_ns, mono_ns());
                         // Dropping the stream closes it with close(2).
                         drop(stream);
+                        rec.close_done(mono_ns());
                         simulate_work(accept_delay);
                     }
                     Err(e) => {
@@ -106,5 +107,6 @@ async fn accept_loop(
             }
         }
     }
+    rec.mark_done();
     Ok(())
 }

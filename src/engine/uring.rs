@@ -361,6 +361,7 @@ impl UringRun<'_> {
         }
         // SAFETY: `fd` is the descriptor this accept created; nothing else owns it.
         unsafe { libc::close(fd) };
+        rec.close_done(mono_ns());
         simulate_work(self.accept_delay);
     }
 

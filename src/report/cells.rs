@@ -42,6 +42,12 @@ pub struct CellRow {
     pub accepts_per_s_lo: Option<f64>,
     /// Upper end of its interval.
     pub accepts_per_s_hi: Option<f64>,
+    /// Median peers held/s (window ending at the last peer held; see summary.csv).
+    pub peers_held_per_s: Option<f64>,
+    /// Lower end of its interval.
+    pub peers_held_per_s_lo: Option<f64>,
+    /// Upper end of its interval.
+    pub peers_held_per_s_hi: Option<f64>,
     /// Median acceptor CPU µs per accept.
     pub cpu_us_per_accept: Option<f64>,
     /// Lower end of its interval.
@@ -123,6 +129,7 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
         MedianCi::of(&v)
     };
     let accepts = ci(&|r| r.accepts_per_s);
+    let held = ci(&|r| r.peers_held_per_s);
     let cpu = ci(&|r| r.acceptor_cpu_us_per_accept);
     let p50 = ci(&|r| r.peer_p50_ns as f64 / 1e3);
     let p99 = ci(&|r| r.peer_p99_ns as f64 / 1e3);
@@ -138,6 +145,7 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
         None => (None, None, None),
     };
     let (a, a_lo, a_hi) = parts(accepts);
+    let (h, h_lo, h_hi) = parts(held);
     let (c, c_lo, c_hi) = parts(cpu);
     let (p5, p5_lo, p5_hi) = parts(p50);
     let (p9, p9_lo, p9_hi) = parts(p99);
@@ -156,6 +164,9 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
         accepts_per_s: a,
         accepts_per_s_lo: a_lo,
         accepts_per_s_hi: a_hi,
+        peers_held_per_s: h,
+        peers_held_per_s_lo: h_lo,
+        peers_held_per_s_hi: h_hi,
         cpu_us_per_accept: c,
         cpu_us_per_accept_lo: c_lo,
         cpu_us_per_accept_hi: c_hi,

@@ -68,9 +68,14 @@ pub struct Meta {
 ///
 /// 1: the first layout. 2: adds `cells.csv` and the summary.csv columns `position`,
 /// `syn_retry_stalls`, `somaxconn`, `tcp_syncookies`, `tcp_abort_on_overflow`; `netns`
-/// becomes text; status `failed`. Readers take every version up to this one (columns a
-/// run lacks are absent, never zero) and refuse newer ones.
-pub const FORMAT_VERSION: u32 = 2;
+/// becomes text; status `failed`. 3: a window ends when its last connection is done —
+/// the later of the last peer held and the last close completed — so `accepts_per_s`
+/// (and `acceptor_cpu_*`) count every close; the time to the last peer held, which
+/// version 2 called `accepts_per_s`, is the new `peers_held_per_s` with `peer_window_s`
+/// and `accept_window_s`; cells.csv gains `peers_held_per_s` with its interval.
+/// Readers take every version up to this one (columns a run lacks are absent, never
+/// zero) and refuse newer ones.
+pub const FORMAT_VERSION: u32 = 3;
 
 impl Meta {
     /// Collects the facts of this machine for a run started with `command`.

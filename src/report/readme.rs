@@ -200,13 +200,13 @@ fn cells_tables(s: &mut String, cells: &[CellRow]) {
         );
         let _ = writeln!(
             s,
-            "| engine | backlog | mode | ok/runs | accepts/s | × std | acceptor CPU µs/accept | × std | peer p99 µs |"
+            "| engine | backlog | mode | ok/runs | accepts/s (to last close) | × std | peers held/s (to last peer) | acceptor CPU µs/accept | × std | peer p99 µs |"
         );
-        let _ = writeln!(s, "|---|---:|---|---:|---:|---|---:|---|---:|");
+        let _ = writeln!(s, "|---|---:|---|---:|---:|---|---:|---:|---|---:|");
         for c in compare {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} |",
                 super::series(&c.engine, c.acceptors, &c.sharing),
                 c.backlog,
                 c.mode,
@@ -218,6 +218,12 @@ fn cells_tables(s: &mut String, cells: &[CellRow]) {
                     c.ratio_accepts_vs_std_lo,
                     c.ratio_accepts_vs_std_hi,
                     &c.accepts_vs_std
+                ),
+                interval(
+                    c.peers_held_per_s,
+                    c.peers_held_per_s_lo,
+                    c.peers_held_per_s_hi,
+                    0
                 ),
                 interval(
                     c.cpu_us_per_accept,

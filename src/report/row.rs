@@ -84,10 +84,19 @@ pub struct SummaryRow {
     pub unmatched_server: u64,
     /// Recorded by the acceptor with a peer address the client never used.
     pub unknown_peer: u64,
-    /// Server accepts per second over the measured window: closed/rate from the
-    /// start of loadgen's measured window (after warm-up) to the last peer held; drain
-    /// Σaccepted / Σ(release of the acceptor → its last peer held) over rounds.
+    /// Server accepts per second over the measured window, which ends when the last
+    /// connection is done — the later of its last peer held and its last close
+    /// completed: closed/rate from the start of loadgen's measured window (after
+    /// warm-up); drain Σaccepted / Σ(release of the acceptor → its last close) over rounds.
     pub accepts_per_s: f64,
+    /// The window accepts_per_s is over, s (drain: summed over rounds).
+    pub accept_window_s: f64,
+    /// Peers held per second: the same connections over the window that ends at the
+    /// last peer held instead (how soon the application knew every client). Never the
+    /// throughput: with DEFER_TASKRUN uring-linked's closes run after its last peer.
+    pub peers_held_per_s: f64,
+    /// The window peers_held_per_s is over, s (drain: summed over rounds).
+    pub peer_window_s: f64,
     /// Client connections established per second.
     pub client_conns_per_s: f64,
     /// Acceptor thread CPU (user+sys) over the measured window (warm-up excluded), s.

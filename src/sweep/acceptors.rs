@@ -11,12 +11,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::measure::RunSpec;
-use super::timing::timed_run;
 use crate::acceptors::{self, ListenerSet, PerAcceptor};
 use crate::config::Mode;
 use crate::engine::{self, EngineOptions, Limits, StopFlag};
 use crate::overflow::{self, Counters};
 use crate::record::Recorder;
+use crate::timing::timed_run;
 
 /// What the acceptor threads share.
 pub struct Team<'a> {

@@ -1,8 +1,9 @@
 //! drain: the server-bound accept rate. loadgen fills the accept queue (backlog+1
 //! connections, reset by the client) while the acceptor waits, set up; then the
 //! acceptor is released and drains the queue back to back; repeated until the run's
-//! time is used. accepts/s = Σ accepted / Σ (release → last peer held), each round
-//! timed by [`super::timing::timed_run`].
+//! time is used. accepts/s = Σ accepted / Σ (release → last close), each round timed
+//! by [`crate::timing::timed_run`]; peers held/s = Σ accepted / Σ (release → last
+//! peer held) beside it.
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -11,11 +12,11 @@ use anyhow::Context;
 
 use super::client::Client;
 use super::measure::{Measured, ModeFigures, RunEnv, RunSpec};
-use super::timing::timed_run;
 use crate::acceptors::PerAcceptor;
 use crate::engine::{self, Limits, StopFlag};
 use crate::listener::Listener;
 use crate::record::Recorder;
+use crate::timing::timed_run;
 
 /// What the drain rounds measured.
 struct DrainOut {
@@ -23,7 +24,10 @@ struct DrainOut {
     ring_setup: Option<String>,
     rounds: u32,
     accepted: u64,
+    /// Σ release → last close.
     drain_ns: u64,
+    /// Σ release → last peer held.
+    peer_ns: u64,
     cpu_s: f64,
     first_release_ns: u64,
     failure: Option<String>,
@@ -32,7 +36,7 @@ struct DrainOut {
 
 /// drain: loadgen fills the queue (backlog+1 connections) while the acceptor waits;
 /// the acceptor is released and drains it back to back; repeated until the run's
-/// time is used. accepts/s = Σ accepted / Σ (release → last accept).
+/// time is used. accepts/s = Σ accepted / Σ (release → last close).
 pub(super) fn drain(
     spec: &RunSpec,
     listener: &Listener,
@@ -75,13 +79,19 @@ pub(super) fn drain(
         cpu_s: out.cpu_s,
         ..Default::default()
     }];
-    Ok(Measured {
-        window_accepts: out.accepted,
-        accepts_per_s: if out.drain_ns > 0 {
-            out.accepted as f64 / (out.drain_ns as f64 * 1e-9)
+    let per_s = |ns: u64| {
+        if ns > 0 {
+            out.accepted as f64 / (ns as f64 * 1e-9)
         } else {
             0.0
-        },
+        }
+    };
+    Ok(Measured {
+        window_accepts: out.accepted,
+        accepts_per_s: per_s(out.drain_ns),
+        accept_window_s: out.drain_ns as f64 * 1e-9,
+        peers_held_per_s: per_s(out.peer_ns),
+        peer_window_s: out.peer_ns as f64 * 1e-9,
         cpu_s: out.cpu_s,
         backlog_effective: listener.backlog_effective,
         rec: out.rec,
@@ -144,6 +154,7 @@ fn drain_rounds(
         rounds: 0,
         accepted: 0,
         drain_ns: 0,
+        peer_ns: 0,
         cpu_s: 0.0,
         first_release_ns: 0,
         failure: None,
@@ -181,6 +192,7 @@ fn drain_rounds(
         out.rounds += 1;
         out.accepted += t.accepted;
         out.drain_ns += t.span_ns();
+        out.peer_ns += t.peer_span_ns();
         out.cpu_s += t.cpu_s;
         out.interrupted = spec.stop.is_raised();
         if t.accepted < round.established && !out.interrupted {

@@ -92,8 +92,16 @@ pub struct Measured {
     pub rec: Recorder,
     /// Accepts in the measured window (warm-up excluded).
     pub window_accepts: u64,
-    /// Server accepts/s over the measured window (see `SummaryRow::accepts_per_s`).
+    /// Server accepts/s over the measured window, which ends at the last close (see
+    /// `SummaryRow::accepts_per_s`).
     pub accepts_per_s: f64,
+    /// That window, s (drain: summed over rounds).
+    pub accept_window_s: f64,
+    /// Peers held per second: the same connections over the window that ends at the
+    /// last peer held (see `SummaryRow::peers_held_per_s`).
+    pub peers_held_per_s: f64,
+    /// That window, s (drain: summed over rounds).
+    pub peer_window_s: f64,
     /// Acceptor thread CPU over the measured window, s.
     pub cpu_s: f64,
     /// Accept-queue limit the kernel applied.
@@ -312,8 +320,19 @@ impl Driven {
             .filter(|&t| t >= start_ns)
             .collect();
         let window_accepts = in_window.len() as u64;
-        let last = in_window.iter().copied().max().unwrap_or(start_ns);
+        let last_held = in_window.iter().copied().max().unwrap_or(start_ns);
+        // A connection is done when it is closed: the window ends at the later of the
+        // last peer held and the last close.
+        let last = last_held.max(self.rec.last_closed_ns);
         let span_s = last.saturating_sub(start_ns) as f64 * 1e-9;
+        let peer_span_s = last_held.saturating_sub(start_ns) as f64 * 1e-9;
+        let per_s = |s: f64| {
+            if s > 0.0 {
+                window_accepts as f64 / s
+            } else {
+                0.0
+            }
+        };
         // CPU before the window: the last sample at or before its start.
         let cpu_before = self
             .cpu_samples
@@ -324,11 +343,10 @@ impl Driven {
             - self.cpu_at_release_s;
         Measured {
             window_accepts,
-            accepts_per_s: if span_s > 0.0 {
-                window_accepts as f64 / span_s
-            } else {
-                0.0
-            },
+            accepts_per_s: per_s(span_s),
+            accept_window_s: span_s,
+            peers_held_per_s: per_s(peer_span_s),
+            peer_window_s: peer_span_s,
             cpu_s: (self.cpu_s - cpu_before.max(0.0)).max(0.0),
             backlog_effective: listener.backlog_effective,
             rec: self.rec,

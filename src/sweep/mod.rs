@@ -19,7 +19,6 @@ pub mod measure;
 pub mod plan;
 pub mod rows;
 pub mod sink;
-pub mod timing;
 
 use std::process::ExitCode;
 

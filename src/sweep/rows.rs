@@ -172,6 +172,9 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         unmatched_server: j.unmatched_server,
         unknown_peer: j.unknown_peer,
         accepts_per_s: m.accepts_per_s,
+        accept_window_s: m.accept_window_s,
+        peers_held_per_s: m.peers_held_per_s,
+        peer_window_s: m.peer_window_s,
         client_conns_per_s: report.conns_per_s,
         acceptor_cpu_s: m.cpu_s,
         acceptor_cpu_us_per_accept: if m.window_accepts > 0 {
