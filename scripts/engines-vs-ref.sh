@@ -108,18 +108,18 @@ def one(mode, defer):
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _, _, ru = os.wait4(p.pid, 0)
     kv = dict(x.split("=", 1) for x in p.stdout.read().split() if "=" in x)
-    return float(kv["rate"]), float(kv["cpu_us_per"]), (ru.ru_utime + ru.ru_stime) * 1e6 / n
+    return float(kv["rate_closed"]), float(kv["rate"]), float(kv["cpu_us_per"]), (ru.ru_utime + ru.ru_stime) * 1e6 / n
 modes = [("blocking", 0), ("msys", 1), ("mring", 0), ("mring", 1), ("mdirect", 1)]
 res = {m: [] for m in modes}
 for r in range(rounds):
     for k in range(len(modes)):
         m = modes[(r + k) % len(modes)]
         res[m].append(one(*m))
-print("| ring_peer mode | DEFER | conn/s (release → last peer) | CPU µs/conn in its window | whole-process CPU µs/conn (incl. exec and exit) |")
-print("|---|---|---:|---:|---:|")
+print("| ring_peer mode | DEFER | conn/s (release → last close) | conn/s (release → last peer held) | CPU µs/conn to last close | whole-process CPU µs/conn (incl. exec and exit) |")
+print("|---|---|---:|---:|---:|---:|")
 for m in modes:
     med = lambda i: statistics.median(x[i] for x in res[m])
-    print(f"| {m[0]} | {m[1]} | {med(0):.0f} | {med(1):.2f} | {med(2):.2f} |")
+    print(f"| {m[0]} | {m[1]} | {med(0):.0f} | {med(1):.0f} | {med(2):.2f} | {med(3):.2f} |")
 PY
 echo
 ROUNDS=$rounds cargo bench -q --manifest-path "$here/Cargo.toml" --bench ring 2>/dev/null | grep '^|\|^ring'

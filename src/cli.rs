@@ -103,8 +103,9 @@ pub struct ListenArgs {
     /// Print the summary as one JSON object.
     #[arg(long)]
     pub json: bool,
-    /// io_uring single-shot accepts kept in flight (engine `uring`).
-    #[arg(long, default_value = "8", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    /// io_uring single-shot accepts kept in flight (engine `uring`). 1 by default: more
+    /// armed accepts cost more CPU per connection on a closed loop (see README).
+    #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub inflight: u32,
     /// Simulated work per accepted connection (e.g. 100us), to make the acceptor slower on purpose.
     #[arg(long, value_parser = parse_duration)]
@@ -181,9 +182,10 @@ pub struct SweepArgs {
     /// Engine uring-linked accepts into io_uring direct descriptors (Linux 5.19).
     #[arg(long)]
     pub direct: bool,
-    /// io_uring single-shot accepts in flight for engine `uring`.
-    #[arg(long, default_value = "8", value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub inflight: u32,
+    /// io_uring single-shot accepts in flight for engine `uring`, comma-separated (a plan
+    /// dimension: `--inflight 1,8` runs uring.q1 and uring.q8 side by side in every round).
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub inflight: Vec<u32>,
     /// Connects in flight per loadgen thread in mode `closed` (1 = the classic blocking client).
     #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,

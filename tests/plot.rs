@@ -351,3 +351,50 @@ fn plotting_a_real_tiny_sweep() {
     check_all(&files);
     std::fs::remove_dir_all(&out).unwrap();
 }
+
+/// Charts by backlog draw each cell's interval: a whisker per point from the cell's
+/// order-statistic interval, flagged when the runs are too few for 95%.
+#[test]
+fn charts_by_backlog_carry_each_cells_interval() {
+    let root = scratch("ci");
+    let dir = root.join("run");
+    std::fs::create_dir_all(&dir).unwrap();
+    meta("6.8.0-test").write(&dir.join("meta.json")).unwrap();
+    let mut w = SummaryWriter::create(&dir.join("summary.csv")).unwrap();
+    // backlog 16: 6 rounds (an interval at ≥ 95%); backlog 128: 3 rounds (too few).
+    for (backlog, reps) in [(16u32, 6u32), (128, 3)] {
+        for rep in 1..=reps {
+            w.append(&SummaryRow {
+                engine: "std".into(),
+                backlog,
+                mode: "drain".into(),
+                repetition: rep,
+                status: Some(Status::Ok),
+                accepts_per_s: 1000.0 + 10.0 * rep as f64,
+                acceptor_cpu_us_per_accept: 5.0,
+                ..Default::default()
+            })
+            .unwrap();
+        }
+    }
+    drop(w);
+    let run = acceptbench::compare::load_run(&dir).unwrap();
+    let charts = plot::all_charts(std::slice::from_ref(&run));
+    let accepts = charts
+        .iter()
+        .find(|c| c.stem == "accepts-drain")
+        .expect("accepts chart");
+    let s = &accepts.series[0];
+    assert_eq!(s.intervals.len(), s.points.len());
+    let at = |x: f64| s.intervals.iter().find(|i| i.x == x).unwrap();
+    // 6 runs: [x(1), x(6)] is the 95% interval; 3 runs: [min, max] at 75%.
+    assert_eq!(
+        (at(16.0).lo, at(16.0).hi, at(16.0).enough),
+        (1010.0, 1060.0, true)
+    );
+    assert_eq!(
+        (at(128.0).lo, at(128.0).hi, at(128.0).enough),
+        (1010.0, 1030.0, false)
+    );
+    std::fs::remove_dir_all(&root).unwrap();
+}

@@ -141,8 +141,11 @@ pub struct SweepConfig {
     pub rate: u64,
     /// Parent of the run directory.
     pub out: PathBuf,
-    /// Engine options.
+    /// Engine options (`inflight` is the first of `inflights`).
     pub options: EngineOptions,
+    /// Single-shot accepts in flight for engine `uring`, one variant per value (a plan
+    /// dimension within each round).
+    pub inflights: Vec<u32>,
     /// loadgen threads.
     pub client_threads: u32,
     /// Connects in flight per loadgen thread (closed mode).
@@ -193,9 +196,12 @@ pub struct OverflowConfig {
 impl SweepConfig {
     /// The options `engine` runs with: `--direct` applies to uring-linked only, the
     /// ring set-up to the ring engines (the others ignore it).
-    pub fn options_for(&self, engine: EngineKind) -> EngineOptions {
+    pub fn options_for(&self, engine: EngineKind, inflight: Option<u32>) -> EngineOptions {
         let mut o = self.options.clone();
         o.direct &= engine == EngineKind::UringLinked;
+        if let Some(q) = inflight {
+            o.inflight = q as usize;
+        }
         o
     }
 }
@@ -390,6 +396,7 @@ impl SweepConfig {
             &allowed,
         )?;
         let acceptors = unique("acceptors", a.acceptors)?;
+        let inflights = unique("inflight", a.inflight)?;
         let sharings = unique("sharing", a.sharing)?;
         let slow_acceptor = check_slow(
             a.slow_acceptor,
@@ -440,11 +447,12 @@ impl SweepConfig {
             rate: a.rate,
             out: a.out,
             options: EngineOptions {
-                inflight: a.inflight as usize,
+                inflight: inflights[0] as usize,
                 ring_setup: a.ring_setup,
                 direct: a.direct,
                 ..EngineOptions::default()
             },
+            inflights,
             client_threads: a.threads,
             client_concurrency: a.concurrency,
             server_cpu,

@@ -92,6 +92,22 @@ pub struct Series {
     pub dashed: bool,
     /// Data points in data units (not yet mapped).
     pub points: Vec<(f64, f64)>,
+    /// Per point, where the value is a median over runs: its confidence interval, drawn
+    /// as a whisker (empty for curves that are not medians).
+    pub intervals: Vec<Interval>,
+}
+
+/// A median's confidence interval at one x (data units).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Interval {
+    /// x of the point.
+    pub x: f64,
+    /// Lower end.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+    /// The interval reaches 95% coverage (false: too few runs; drawn hollow).
+    pub enough: bool,
 }
 
 /// A chart: title, axes and lines.
@@ -178,7 +194,33 @@ impl Chart {
                     .collect()
             })
             .collect();
-        let all = || mapped.iter().flatten();
+        // Whisker ends, mapped: they widen the y range like points do.
+        let whiskers: Vec<Vec<(f64, f64, f64, bool)>> = self
+            .series
+            .iter()
+            .map(|s| {
+                s.intervals
+                    .iter()
+                    .filter_map(|i| {
+                        Some((
+                            self.x.map(i.x)?,
+                            self.y.map(i.lo)?,
+                            self.y.map(i.hi)?,
+                            i.enough,
+                        ))
+                    })
+                    .collect()
+            })
+            .collect();
+        let ends: Vec<Vec<(f64, f64)>> = whiskers
+            .iter()
+            .map(|w| {
+                w.iter()
+                    .flat_map(|&(x, lo, hi, _)| [(x, lo), (x, hi)])
+                    .collect()
+            })
+            .collect();
+        let all = || mapped.iter().flatten().chain(ends.iter().flatten());
         let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
             all().map(pick).fold(init, f)
         };
@@ -200,7 +242,16 @@ impl Chart {
         } else {
             (0.0, 1.0)
         };
+        // Room at both ends for the nudged whiskers (below).
+        let with_whiskers = whiskers.iter().filter(|w| !w.is_empty()).count();
+        let nudge_step = (xhi - xlo).max(1.0) * 0.012;
+        let pad = (with_whiskers as f64 / 2.0 + 0.5) * nudge_step;
         let (xr, xn) = self.x.range(xlo, xhi);
+        let xr = if with_whiskers > 0 {
+            (xr.start - pad)..(xr.end + pad)
+        } else {
+            xr
+        };
         let (yr, yn) = self.y.range(ylo, yhi);
 
         let mut builder = ChartBuilder::on(&root);
@@ -232,9 +283,50 @@ impl Chart {
         }
         mesh.draw().map_err(err)?;
 
-        for (s, pts) in self.series.iter().zip(&mapped) {
+        // Series with whiskers are nudged apart along x so their intervals do not hide
+        // each other at the same backlog.
+        let mut nth = 0usize;
+        for ((s, pts), w) in self.series.iter().zip(&mapped).zip(&whiskers) {
             let color = Palette99::pick(s.color).to_rgba();
             let style = color.stroke_width(2);
+            let nudge = if w.is_empty() {
+                0.0
+            } else {
+                nth += 1;
+                (nth as f64 - 1.0 - (with_whiskers as f64 - 1.0) / 2.0) * nudge_step
+            };
+            let pts: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (x + nudge, y)).collect();
+            let pts = &pts;
+            for &(x, lo, hi, enough) in w {
+                let x = x + nudge;
+                chart
+                    .draw_series(std::iter::once(PathElement::new(
+                        vec![(x, lo), (x, hi)],
+                        color.stroke_width(1),
+                    )))
+                    .map_err(err)?;
+                let cap = nudge_step * 0.35;
+                for y in [lo, hi] {
+                    chart
+                        .draw_series(std::iter::once(PathElement::new(
+                            vec![(x - cap, y), (x + cap, y)],
+                            color.stroke_width(1),
+                        )))
+                        .map_err(err)?;
+                }
+                if !enough {
+                    // Too few runs for a 95% interval: a hollow ring at the median.
+                    if let Some(&(px, py)) = pts.iter().find(|p| (p.0 - x).abs() < 1e-9) {
+                        chart
+                            .draw_series(std::iter::once(Circle::new(
+                                (px, py),
+                                6,
+                                color.stroke_width(2),
+                            )))
+                            .map_err(err)?;
+                    }
+                }
+            }
             let anno = if s.dashed {
                 chart
                     .draw_series(DashedLineSeries::new(pts.iter().copied(), 8, 5, style))

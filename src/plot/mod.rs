@@ -15,7 +15,7 @@ use anyhow::Context;
 use crate::compare::{load_run, load_runs, Run};
 use crate::config::PlotConfig;
 use crate::report::row::SummaryRow;
-use charts::{Axis, Chart, Series};
+use charts::{Axis, Chart, Interval, Series};
 
 /// Latency histograms plotted, with their axis descriptions.
 const LATENCIES: &[(&str, &str)] = &[
@@ -172,7 +172,7 @@ fn by_backlog(
                 .collect();
             backlogs.sort_unstable();
             backlogs.dedup();
-            let points: Vec<(f64, f64)> = backlogs
+            let cis: Vec<(f64, crate::stats::MedianCi)> = backlogs
                 .into_iter()
                 .filter_map(|b| {
                     let vals: Vec<f64> = measured(runs)
@@ -182,15 +182,24 @@ fn by_backlog(
                         .map(|(_, r)| value(r))
                         .filter(|v| v.is_finite() && *v > 0.0)
                         .collect();
-                    crate::stats::MedianCi::of(&vals).map(|c| (f64::from(b), c.median))
+                    crate::stats::MedianCi::of(&vals).map(|c| (f64::from(b), c))
                 })
                 .collect();
-            if !points.is_empty() {
+            if !cis.is_empty() {
                 series.push(Series {
                     label: label(runs, ri, engine),
                     color: ei + ri * engines.len(),
                     dashed: ri > 0,
-                    points,
+                    points: cis.iter().map(|(x, c)| (*x, c.median)).collect(),
+                    intervals: cis
+                        .iter()
+                        .map(|(x, c)| Interval {
+                            x: *x,
+                            lo: c.lo,
+                            hi: c.hi,
+                            enough: c.level >= crate::stats::LEVEL - 1e-12,
+                        })
+                        .collect(),
                 });
             }
         }
@@ -198,7 +207,8 @@ fn by_backlog(
     Chart {
         stem: format!("{stem}-{mode}"),
         title: format!("{y_desc} by backlog — mode {mode}"),
-        x_desc: "backlog (listen(2) argument)".into(),
+        x_desc: "backlog (listen(2) argument) · median, whisker = 95% interval, ring = n too small"
+            .into(),
         y_desc: y_desc.into(),
         x: Axis::Log2,
         y: Axis::Linear,
@@ -243,6 +253,7 @@ fn latency(runs: &[Run], mode: &str, backlog: u32, metric: &str, desc: &str) -> 
                     color: ei + ri * engines.len(),
                     dashed: ri > 0,
                     points,
+                    intervals: Vec::new(),
                 });
             }
         }
@@ -403,6 +414,7 @@ fn queue_charts(runs: &[Run]) -> Vec<Chart> {
                     color: ei + ri * members.len(),
                     dashed: false,
                     points: downsample(&samples),
+                    intervals: Vec::new(),
                 });
             }
         }
@@ -417,6 +429,7 @@ fn queue_charts(runs: &[Run]) -> Vec<Chart> {
                     color: members.len() * runs.len(),
                     dashed: true,
                     points: vec![(t0, limit), (t1, limit)],
+                    intervals: Vec::new(),
                 });
             }
         }

@@ -19,6 +19,8 @@ use crate::stats::{MedianCi, LEVEL};
 pub struct CellRow {
     /// Engine name.
     pub engine: String,
+    /// Single-shot accepts in flight (engine uring; see summary.csv).
+    pub inflight: Option<u32>,
     /// Backlog passed to listen(2).
     pub backlog: u32,
     /// Mode.
@@ -92,8 +94,8 @@ pub struct CellRow {
     pub cpu_vs_std: String,
 }
 
-/// (engine, backlog, mode, acceptors, sharing).
-type CellKey = (String, u32, String, u32, String);
+/// (engine, backlog, mode, acceptors, sharing, inflight).
+type CellKey = (String, u32, String, u32, String, Option<u32>);
 
 /// Aggregates summary rows into cells, in the order cells first appear.
 pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
@@ -106,6 +108,7 @@ pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
             r.mode.clone(),
             r.acceptors,
             r.sharing.clone(),
+            r.inflight,
         );
         if !groups.contains_key(&key) {
             order.push(key.clone());
@@ -153,6 +156,7 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
     let (rc_m, rc_lo, rc_hi) = parts(rc);
     CellRow {
         engine: key.0.clone(),
+        inflight: key.5,
         backlog: key.1,
         mode: key.2.clone(),
         acceptors: key.3,

@@ -135,12 +135,17 @@ impl RunDir {
     }
 }
 
-/// The name a run's files and report lines go under: the engine, plus
-/// `.a<N>.<sharing>` when the run had several acceptors or SO_REUSEPORT listeners
-/// (so runs that differ only there do not share a name), e.g. `multishot.a2.reuseport`.
-pub fn series(engine: &str, acceptors: u32, sharing: &str) -> String {
+/// The name a run's files and report lines go under: the engine, plus `.q<N>` for
+/// `uring` with N accepts in flight, plus `.a<N>.<sharing>` when the run had several
+/// acceptors or SO_REUSEPORT listeners (so runs that differ only there do not share a
+/// name), e.g. `uring.q8`, `multishot.a2.reuseport`.
+pub fn series(engine: &str, inflight: Option<u32>, acceptors: u32, sharing: &str) -> String {
+    let engine = match inflight {
+        Some(q) => format!("{engine}.q{q}"),
+        None => engine.to_string(),
+    };
     if acceptors <= 1 && (sharing.is_empty() || sharing == "shared") {
-        engine.to_string()
+        engine
     } else {
         format!("{engine}.a{acceptors}.{sharing}")
     }

@@ -66,7 +66,7 @@ pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {} | {} ({}) | {} | {} | {} / {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
-                super::series(&r.engine, r.acceptors, &r.sharing),
+                super::series(&r.engine, r.inflight, r.acceptors, &r.sharing),
                 backlog(r),
                 r.mode,
                 r.attempted,
@@ -107,7 +107,7 @@ pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
             let _ = writeln!(
                 s,
                 "- {} b{} {} r{}: {}",
-                super::series(&r.engine, r.acceptors, &r.sharing),
+                super::series(&r.engine, r.inflight, r.acceptors, &r.sharing),
                 r.backlog,
                 r.mode,
                 r.repetition,
@@ -145,7 +145,7 @@ fn acceptors_table(s: &mut String, rows: &[SummaryRow]) {
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            super::series(&r.engine, r.acceptors, &r.sharing),
+            super::series(&r.engine, r.inflight, r.acceptors, &r.sharing),
             backlog(r),
             r.mode,
             r.repetition,
@@ -207,7 +207,7 @@ fn cells_tables(s: &mut String, cells: &[CellRow]) {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} |",
-                super::series(&c.engine, c.acceptors, &c.sharing),
+                super::series(&c.engine, c.inflight, c.acceptors, &c.sharing),
                 c.backlog,
                 c.mode,
                 c.n_ok,
@@ -257,7 +257,7 @@ fn cells_tables(s: &mut String, cells: &[CellRow]) {
             let _ = writeln!(
                 s,
                 "| {} | {} | {} | {}/{} | {} | {} | {} | {} |",
-                super::series(&c.engine, c.acceptors, &c.sharing),
+                super::series(&c.engine, c.inflight, c.acceptors, &c.sharing),
                 c.backlog,
                 c.mode,
                 c.n_ok,

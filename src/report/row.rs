@@ -37,6 +37,9 @@ impl Status {
 pub struct SummaryRow {
     /// Engine name.
     pub engine: String,
+    /// io_uring single-shot accepts kept in flight (engine uring only; its label is
+    /// `uring.q<inflight>`); empty for the other engines.
+    pub inflight: Option<u32>,
     /// Backlog passed to listen(2).
     pub backlog: u32,
     /// Accept-queue limit the kernel applied (somaxconn clamp).

@@ -73,7 +73,7 @@ pub struct TeamOut {
 /// slows every acceptor by `--accept-delay`.
 pub fn options_for(run: &RunSpec, i: usize) -> EngineOptions {
     let cfg = run.cfg;
-    let mut o = cfg.options_for(run.engine);
+    let mut o = cfg.options_for(run.engine, run.inflight);
     if !run.mode.is_overflow() {
         return o;
     }

@@ -122,7 +122,10 @@ fn prepare_acceptor(
     // first drain of a batch engine pays the table's growth, one RCU grace period per
     // doubling, and the later ones do not.
     crate::kernel::reserve_fds(listener.as_raw_fd(), listener.backlog_effective + 1);
-    let mut engine = engine::build(spec.engine, &spec.cfg.options_for(spec.engine))?;
+    let mut engine = engine::build(
+        spec.engine,
+        &spec.cfg.options_for(spec.engine, spec.inflight),
+    )?;
     let nothing = Limits {
         count: Some(0),
         deadline: Some(Instant::now() + Duration::from_secs(5)),

@@ -31,6 +31,8 @@ pub struct RunSpec<'a> {
     pub cfg: &'a SweepConfig,
     /// Engine.
     pub engine: EngineKind,
+    /// Single-shot accepts in flight (`uring` only).
+    pub inflight: Option<u32>,
     /// Backlog.
     pub backlog: u32,
     /// Mode.

@@ -59,7 +59,11 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     meta.notes.extend(setup_notes(cfg));
     meta.engine_options = format!(
         "inflight={} ring_setup={} direct={}",
-        cfg.options.inflight,
+        cfg.inflights
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
         cfg.options
             .ring_setup
             .map_or("<engine default>".to_string(), |r| r.to_string()),
@@ -179,6 +183,7 @@ fn run_one(
     let spec = RunSpec {
         cfg,
         engine: p.engine,
+        inflight: p.inflight,
         backlog: p.backlog,
         mode: p.mode,
         acceptors: p.acceptors,

@@ -13,6 +13,8 @@ use crate::engine::EngineKind;
 pub struct Planned {
     /// Engine.
     pub engine: EngineKind,
+    /// Single-shot accepts in flight (`uring` only; one variant per `--inflight` value).
+    pub inflight: Option<u32>,
     /// Backlog.
     pub backlog: u32,
     /// Mode.
@@ -42,7 +44,7 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
     }
     for (backlog, mode, acceptors, sharing) in cells {
         for round in 1..=cfg.repeat {
-            let mut engines = cfg.engines.clone();
+            let mut engines = variants(cfg);
             if !engines.is_empty() {
                 let k = (round as usize - 1) % engines.len();
                 engines.rotate_left(k);
@@ -51,8 +53,9 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
                 engines
                     .into_iter()
                     .enumerate()
-                    .map(|(i, engine)| Planned {
+                    .map(|(i, (engine, inflight))| Planned {
                         engine,
+                        inflight,
                         backlog,
                         mode,
                         acceptors,
@@ -65,6 +68,18 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
         }
     }
     out
+}
+
+/// The engine variants of every round: each engine once, `uring` once per in-flight
+/// depth.
+fn variants(cfg: &SweepConfig) -> Vec<(EngineKind, Option<u32>)> {
+    cfg.engines
+        .iter()
+        .flat_map(|&e| match e {
+            EngineKind::Uring => cfg.inflights.iter().map(|&q| (e, Some(q))).collect(),
+            _ => vec![(e, None)],
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -90,6 +105,11 @@ mod tests {
                 EngineKind::Std
             ]
         );
+        cfg.inflights = vec![1, 8];
+        let with_depths = super::rounds(&cfg);
+        assert!(with_depths.iter().all(|r| r.len() == 4));
+        let depths: Vec<Option<u32>> = with_depths[0].iter().map(|p| p.inflight).collect();
+        assert_eq!(depths, [None, Some(1), Some(8), None]);
         for r in &rounds {
             let mut e: Vec<EngineKind> = r.iter().map(|p| p.engine).collect();
             e.sort();

@@ -45,6 +45,7 @@ impl FinishedRun {
         FinishedRun {
             row: SummaryRow {
                 engine: p.engine.name().into(),
+                inflight: p.inflight,
                 backlog: p.backlog,
                 mode: p.mode.name().into(),
                 acceptors: p.acceptors,
@@ -139,6 +140,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
     let errors = &report.errors;
     let mut row = SummaryRow {
         engine: p.engine.name().into(),
+        inflight: p.inflight,
         backlog: p.backlog,
         backlog_effective: m.backlog_effective,
         mode: p.mode.name().into(),

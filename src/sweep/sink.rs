@@ -173,7 +173,7 @@ impl Sink for Directory {
 
 /// The name a run's files go under ([`crate::report::series`]).
 pub fn series_of(r: &SummaryRow) -> String {
-    crate::report::series(&r.engine, r.acceptors, &r.sharing)
+    crate::report::series(&r.engine, r.inflight, r.acceptors, &r.sharing)
 }
 
 /// The terminal line of a finished run.
