@@ -69,6 +69,12 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
             listener.backlog_requested, listener.backlog_effective, listener.backlog_requested
         );
     }
+    if let Some(note) = engine::direct_table_note(&cfg.options, listener.backlog_effective) {
+        eprintln!("acceptbench: note: {note}");
+    }
+    // Ring, tables and runtime are set up (or refused) before the server says it listens.
+    let mut rec = Recorder::new(cfg.records.is_some());
+    engine::set_up(acceptor.as_mut(), &listener, &mut rec)?;
     if !cfg.json {
         eprintln!(
             "acceptbench: {} listening on {} (backlog {}, effective {}); Ctrl-C to stop",
@@ -91,7 +97,6 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         .records
         .as_ref()
         .map(|(_, run_id)| loadgen::RecordMeta::here(Some(listener.local_addr), run_id));
-    let mut rec = Recorder::new(cfg.records.is_some());
     if cfg.print_peers {
         let mut out = std::io::LineWriter::new(std::io::stdout());
         // SocketAddr's Display writes IPv6 as [ip]:port, the form users paste into tools.
@@ -142,6 +147,18 @@ fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
             first.backlog_requested, first.backlog_effective
         );
     }
+    if let Some(note) = engine::direct_table_note(&cfg.options, first.backlog_effective) {
+        eprintln!("acceptbench: note: {note}");
+    }
+    // One engine set up here first, so that what the kernel refuses (a ring, a direct
+    // table) is refused before the server says it listens; each acceptor thread then
+    // sets up its own. A connection it took meanwhile is counted below, not lost.
+    let mut early = Recorder::new(false);
+    engine::set_up(
+        engine::build(cfg.engine, &cfg.options)?.as_mut(),
+        first,
+        &mut early,
+    )?;
     if !cfg.json {
         eprintln!(
             "acceptbench: {} × {} ({}, {} listener{}) on {} (backlog {} each, effective {}); Ctrl-C to stop",
@@ -186,7 +203,8 @@ fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         recs.push(o.rec);
         timed.push(o.timed);
     }
-    let (rec, _) = acceptors::merge(recs);
+    let (mut rec, _) = acceptors::merge(recs);
+    rec.absorb(early);
     let window = crate::summary::ListenWindow::of(&timed, &rec);
     if let (false, Some(applied)) = (cfg.json, ring_setup) {
         eprintln!("acceptbench: io_uring setup {applied}");

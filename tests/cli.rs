@@ -445,3 +445,57 @@ fn list_flags_refuse_duplicates_and_help_lists_the_values() {
         "{listen}"
     );
 }
+
+/// `listen --engine uring-linked --direct` under RLIMIT_NOFILE 16 (the kernel's cap on a
+/// registered file table): one note, before "listening", naming the limit and the fix;
+/// the run then works within the limit; no error blames the kernel version.
+#[test]
+fn direct_under_a_low_fd_limit_says_so_once_and_runs_within_it() {
+    use std::os::unix::process::CommandExt;
+    let probe = acceptbench::kernel::probe::probe_uring();
+    let s =
+        acceptbench::engine::engine_support(acceptbench::engine::EngineKind::UringLinked, &probe);
+    if !s.supported || !probe.direct_descriptors {
+        eprintln!(
+            "skipping: uring-linked --direct unsupported here: {}",
+            s.reason
+        );
+        return;
+    }
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"));
+    cmd.args([
+        "listen",
+        "--engine",
+        "uring-linked",
+        "--direct",
+        "--addr",
+        "127.0.0.1:0",
+        "--duration",
+        "200ms",
+    ]);
+    // SAFETY: setrlimit is async-signal-safe; it only lowers this child's own limit.
+    unsafe {
+        cmd.pre_exec(|| {
+            let r = libc::rlimit {
+                rlim_cur: 16,
+                rlim_max: 16,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &r) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert_eq!(err.matches("RLIMIT_NOFILE (16)").count(), 1, "{err}");
+    assert!(
+        err.contains("ulimit -n") && err.contains("drop --direct"),
+        "{err}"
+    );
+    let note = err.find("RLIMIT_NOFILE").unwrap();
+    let listening = err.find("listening on").expect("it listens");
+    assert!(note < listening, "the note comes before listening: {err}");
+    assert!(!err.contains("needs Linux"), "{err}");
+}

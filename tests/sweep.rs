@@ -100,10 +100,20 @@ fn a_tiny_sweep_writes_consistent_parseable_results() {
                 }
                 assert!(r.ratio_cpu_vs_std.is_some(), "{r:?}");
                 assert_eq!(r.netns, "host");
+                // Also the two end points: accepts/s to the last close never exceeds
+                // peers held/s to the last peer (the close comes after the peer).
+                assert!(r.peers_held_per_s >= r.accepts_per_s * 0.999, "{r:?}");
+                assert!(
+                    r.accept_window_s >= r.peer_window_s && r.peer_window_s > 0.0,
+                    "{r:?}"
+                );
+                let series =
+                    acceptbench::report::series(&r.engine, r.inflight, r.acceptors, &r.sharing);
+                assert_eq!(r.inflight.is_some(), engine == "uring", "{r:?}");
                 for metric in ["connect", "peer", "peer-internal"] {
                     let path = dir
                         .join("hgrm")
-                        .join(format!("{engine}-b{backlog}-{mode}-{metric}.hgrm"));
+                        .join(format!("{series}-b{backlog}-{mode}-{metric}.hgrm"));
                     let d = hgrm::parse_file(&path).unwrap();
                     assert!(d.total_count > 0, "{}", path.display());
                     assert!(d
@@ -113,7 +123,7 @@ fn a_tiny_sweep_writes_consistent_parseable_results() {
                 }
                 let d = hgrm::parse_file(
                     &dir.join("hgrm")
-                        .join(format!("{engine}-b{backlog}-{mode}-peer.hgrm")),
+                        .join(format!("{series}-b{backlog}-{mode}-peer.hgrm")),
                 )
                 .unwrap();
                 assert_eq!(d.total_count, r.matched);

@@ -58,6 +58,39 @@ fn slot_count(backlog: u32) -> u32 {
         .clamp(64, 65536)
 }
 
+/// The direct-descriptor table of a listener with `backlog`: `files` entries if given,
+/// else enough for a full accept queue ([`slot_count`]) — within `RLIMIT_NOFILE`, which
+/// is the kernel's cap on a registered file table (a larger one fails with EMFILE).
+/// Returns the entries and, when the limit made the table smaller than asked, the limit.
+pub fn direct_table(backlog: u32, files: Option<u32>) -> (u32, Option<u64>) {
+    let want = files.unwrap_or_else(|| slot_count(backlog));
+    let limit = crate::kernel::rlimit_nofile().0;
+    if u64::from(want) > limit {
+        (limit.max(1) as u32, Some(limit))
+    } else {
+        (want, None)
+    }
+}
+
+/// What a user should know before `uring-linked --direct` runs on a listener with
+/// `backlog`: the table it gets when RLIMIT_NOFILE caps it below a full accept queue
+/// (it then works within the limit: a full table fails accepts with ENFILE, which the
+/// engine counts and backs off from). None when the table holds the whole queue.
+pub fn direct_table_note(opts: &EngineOptions, backlog: u32) -> Option<String> {
+    if !opts.direct {
+        return None;
+    }
+    let (entries, capped) = direct_table(backlog, opts.direct_files);
+    let limit = capped?;
+    (u64::from(entries) < u64::from(backlog) + 1).then(|| {
+        format!(
+            "--direct: the direct descriptor table has {entries} entries, fewer than a full accept queue ({} connections at backlog {backlog}), because the kernel caps a registered table at RLIMIT_NOFILE ({limit}); accepts beyond it wait with ENFILE back-offs. Raise the limit (ulimit -n {}) or drop --direct",
+            u64::from(backlog) + 1,
+            slot_count(backlog)
+        )
+    })
+}
+
 /// Multishot accept + in-ring getsockopt(SO_PEERNAME) linked to close.
 pub struct UringLinkedAcceptor {
     accept_delay: Option<Duration>,
@@ -114,7 +147,7 @@ impl Acceptor for UringLinkedAcceptor {
         #[cfg(test)]
         let n = self.force_slots.unwrap_or(n);
         let files = if self.direct {
-            self.direct_files.unwrap_or(n)
+            direct_table(listener.backlog_effective, self.direct_files).0
         } else {
             0
         };

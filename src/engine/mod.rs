@@ -28,7 +28,7 @@ mod tokio;
 mod tokio_uring;
 mod uring;
 
-pub use self::linked::UringLinkedAcceptor;
+pub use self::linked::{direct_table_note, UringLinkedAcceptor};
 pub use self::multishot::MultishotAcceptor;
 pub use self::ring::{RingSetup, UnknownRingSetup};
 pub use self::std::StdAcceptor;
@@ -224,6 +224,19 @@ pub enum EngineError {
         /// Consecutive failures seen before stopping.
         count: u64,
     },
+    /// The direct-descriptor table could not be registered (support was checked
+    /// before: 5.19). The kernel caps it at RLIMIT_NOFILE.
+    #[error("engine {engine}: registering a direct descriptor table of {entries} entries failed ({source}); the kernel caps that table at RLIMIT_NOFILE, now {limit}: raise it (ulimit -n) or drop --direct")]
+    DirectTable {
+        /// The engine.
+        engine: EngineKind,
+        /// Entries asked for.
+        entries: u32,
+        /// RLIMIT_NOFILE's soft limit.
+        limit: u64,
+        /// The error.
+        source: ::std::io::Error,
+    },
     /// A system call failed in a way the engine cannot count and go on from.
     #[error("engine {engine}: {what}: {source}")]
     Io {
@@ -348,6 +361,24 @@ pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>
         EngineKind::TokioUring => Box::new(TokioUringAcceptor::new(opts)),
         EngineKind::Tokio => Box::new(TokioAcceptor::new(opts)),
     })
+}
+
+/// Runs `acceptor` once on `listener` with nothing to accept (count 0), so that its
+/// one-time set-up — ring, registered tables, runtime — is done, and fails, before any
+/// client is served: a server sets those up before its first accept. A connection
+/// already queued that an armed accept takes meanwhile is recorded in `rec`, never
+/// lost.
+pub fn set_up(
+    acceptor: &mut dyn Acceptor,
+    listener: &Listener,
+    rec: &mut Recorder,
+) -> Result<(), EngineError> {
+    let nothing = Limits {
+        count: Some(0),
+        deadline: Some(Instant::now() + Duration::from_secs(5)),
+        stop: StopFlag::new(),
+    };
+    acceptor.run(listener, &nothing, rec)
 }
 
 /// How long an engine sleeps after an accept failed for lack of fds or memory:

@@ -98,10 +98,12 @@ impl KeptRing {
         if size.files > 0 {
             ring.submitter()
                 .register_files_sparse(size.files)
-                .map_err(EngineError::io(
+                .map_err(|source| EngineError::DirectTable {
                     engine,
-                    "registering the direct descriptor table (needs Linux 5.19)",
-                ))?;
+                    entries: size.files,
+                    limit: crate::kernel::rlimit_nofile().0,
+                    source,
+                })?;
         }
         self.applied = Some(applied);
         Ok((ring, size))

@@ -13,7 +13,7 @@ use anyhow::Context;
 use super::client::Client;
 use super::measure::{Measured, ModeFigures, RunEnv, RunSpec};
 use crate::acceptors::PerAcceptor;
-use crate::engine::{self, Limits, StopFlag};
+use crate::engine::{self, Limits};
 use crate::listener::Listener;
 use crate::record::Recorder;
 use crate::timing::timed_run;
@@ -126,15 +126,8 @@ fn prepare_acceptor(
         spec.engine,
         &spec.cfg.options_for(spec.engine, spec.inflight),
     )?;
-    let nothing = Limits {
-        count: Some(0),
-        deadline: Some(Instant::now() + Duration::from_secs(5)),
-        stop: StopFlag::new(),
-    };
     let mut scratch = Recorder::new(false);
-    engine
-        .run(listener, &nothing, &mut scratch)
-        .context("setting the engine up")?;
+    engine::set_up(engine.as_mut(), listener, &mut scratch).context("setting the engine up")?;
     if scratch.accepted > 0 {
         anyhow::bail!("the engine accepted a connection before any was made");
     }

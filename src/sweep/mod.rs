@@ -193,7 +193,22 @@ fn run_one(
         tmp,
     };
     match measure::measure(&spec) {
-        Ok(m) => rows::finished(p, m),
+        Ok(m) => {
+            let table = crate::engine::direct_table_note(
+                &cfg.options_for(p.engine, p.inflight),
+                m.backlog_effective,
+            );
+            let mut done = rows::finished(p, m);
+            if let Some(note) = table {
+                let row = &mut done.row;
+                row.note = if row.note.is_empty() {
+                    note
+                } else {
+                    format!("{}; {note}", row.note)
+                };
+            }
+            done
+        }
         Err(e) if stop.is_raised() => {
             FinishedRun::without_figures(p, Status::Incomplete, &format!("interrupted: {e:#}"))
         }
