@@ -125,6 +125,8 @@ pub struct Recorder {
     pub last_closed_ns: u64,
     /// Where the engine's work ended once it was told to stop (see [`Recorder::mark_done`]).
     done: Option<Done>,
+    /// The instant the engine was released (see [`Recorder::mark_release`]).
+    release: Option<Done>,
     /// Per-connection records, kept only when `keep_peers` was asked for.
     pub peers: Vec<PeerRecord>,
     /// Multishot re-arms (completions that lacked IORING_CQE_F_MORE), 0 for other engines.
@@ -163,6 +165,7 @@ impl Recorder {
             closed: 0,
             last_closed_ns: 0,
             done: None,
+            release: None,
             peers: if keep_peers {
                 Vec::with_capacity(1 << 16)
             } else {
@@ -233,6 +236,23 @@ impl Recorder {
             ns: common::clock::mono_ns(),
             closed: self.closed,
         });
+    }
+
+    /// Marks the engine's release: called immediately before its first accept call or
+    /// submit, after whatever it prepares per run (a runtime, a registration, a socket
+    /// option), so that a window starts at the same point of every engine's work. Reads
+    /// the thread's CPU clock once.
+    pub fn mark_release(&mut self) {
+        self.release = Some(Done {
+            cpu_s: common::affinity::thread_cpu_total_s(),
+            ns: common::clock::mono_ns(),
+            closed: self.closed,
+        });
+    }
+
+    /// Takes the mark [`Recorder::mark_release`] left (None if the engine left none).
+    pub fn take_release(&mut self) -> Option<Done> {
+        self.release.take()
     }
 
     /// Takes the mark [`Recorder::mark_done`] left (None if the engine left none).

@@ -1,8 +1,10 @@
 //! How an engine run is timed — the same for every engine, in the sweep, `listen` and
 //! the benches.
 //!
-//! The clock starts when the acceptor is *released*: immediately before its `run`
-//! is called, which is immediately before its first accept call or submit. It must
+//! The clock starts when the acceptor is *released*: immediately before its first
+//! accept call or submit, which every engine marks itself ([`Recorder::mark_release`])
+//! after its per-run preparation (tokio-uring builds its runtime in every `run`; tokio
+//! registers the listener; std sets its receive timeout). It must
 //! not start at the first accept the application sees: a multishot accept empties
 //! much of the queue inside the kernel before its first completion arrives, and
 //! timing from that completion overstated its drain rate ×1.5.
@@ -36,6 +38,8 @@ pub struct Timed {
     pub last_closed_ns: u64,
     /// Acceptor thread CPU from release to the end of the engine's work, s.
     pub cpu_s: f64,
+    /// The acceptor thread's CPU clock at release, s.
+    pub cpu_at_release_s: f64,
     /// The engine's result.
     pub result: Result<(), EngineError>,
 }
@@ -75,9 +79,15 @@ pub fn timed_run(
 ) -> Timed {
     let (accepted0, closed0) = (rec.accepted, rec.closed);
     let _ = rec.take_done();
+    let _ = rec.take_release();
     let c0 = common::affinity::thread_cpu_total_s();
-    let released_ns = common::clock::mono_ns();
+    let called_ns = common::clock::mono_ns();
     let result = engine.run(listener, limits, rec);
+    // The engine's own release mark, just before its first accept call or submit (after
+    // its per-run preparation); an engine that left none is released at the call.
+    let (released_ns, c0) = rec
+        .take_release()
+        .map_or((called_ns, c0), |r| (r.ns, r.cpu_s));
     // An engine that ended on an error may have left no mark: then its CPU runs to here.
     let c1 = rec
         .take_done()
@@ -91,6 +101,7 @@ pub fn timed_run(
         last_held_ns: if accepted > 0 { rec.last_decoded_ns } else { 0 },
         last_closed_ns: if closed > 0 { rec.last_closed_ns } else { 0 },
         cpu_s: (c1 - c0).max(0.0),
+        cpu_at_release_s: c0,
         result,
     }
 }

@@ -137,6 +137,7 @@ fn failed(e: EngineError) -> Timed {
         last_held_ns: 0,
         last_closed_ns: 0,
         cpu_s: 0.0,
+        cpu_at_release_s: 0.0,
         result: Err(e),
     }
 }

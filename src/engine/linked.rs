@@ -230,6 +230,7 @@ impl RingRun for LinkedRun<'_> {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
+        rec.mark_release();
         self.arm(submitter, sq)?;
         let ts = types::Timespec::from(Limits::POLL_INTERVAL);
         let args = types::SubmitArgs::new().timespec(&ts);

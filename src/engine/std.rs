@@ -87,6 +87,7 @@ fn accept_loop(
     // thread was woken while another acceptor of a shared listener took the connection
     // (a futile wake-up). Read only on EAGAIN, never on the accept path.
     let mut last_return_ns = mono_ns();
+    rec.mark_release();
     while !limits.reached(rec.accepted) {
         let mut len = peer::SOCKADDR_STORAGE_LEN;
         // SAFETY: `ss` and `len` outlive this synchronous call; the kernel writes at

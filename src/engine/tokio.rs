@@ -85,6 +85,7 @@ async fn accept_loop(
     accept_delay: Option<Duration>,
 ) -> Result<(), EngineError> {
     let mut tick = std::pin::pin!(tokio::time::sleep(Limits::POLL_INTERVAL));
+    rec.mark_release();
     while !limits.reached(rec.accepted) {
         tokio::select! {
             biased;

@@ -81,6 +81,7 @@ async fn accept_loop(
     accept_delay: Option<Duration>,
 ) -> Result<(), EngineError> {
     let listener = tokio_uring::net::TcpListener::from_std(std_listener);
+    rec.mark_release();
     let mut accept = pin!(listener.accept());
     let mut tick = pin!(tokio::time::sleep(Limits::POLL_INTERVAL));
     while !limits.reached(rec.accepted) {

@@ -295,6 +295,7 @@ impl UringRun<'_> {
         limits: &Limits,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
+        rec.mark_release();
         for i in 0..self.armed.len() {
             self.arm(submitter, sq, i)?;
         }

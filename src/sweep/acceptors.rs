@@ -129,7 +129,6 @@ fn accept_on(team: &Team, i: usize) -> anyhow::Result<AcceptorOut> {
         stop: team.run_stop.clone(),
     };
     let mut rec = Recorder::new(true);
-    let cpu_at_release_s = common::affinity::thread_cpu_total_s();
     if team.pause.is_zero() {
         team.ready.fetch_add(1, Ordering::Release);
     }
@@ -139,7 +138,7 @@ fn accept_on(team: &Team, i: usize) -> anyhow::Result<AcceptorOut> {
         ring_setup: engine.ring_setup_applied(),
         rec,
         cpu_s: t.cpu_s,
-        cpu_at_release_s,
+        cpu_at_release_s: t.cpu_at_release_s,
         released_ns: t.released_ns,
         counters,
     })

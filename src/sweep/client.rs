@@ -151,6 +151,23 @@ impl Client {
         }
     }
 
+    /// [`Client::read_line`], spinning instead of sleeping: the calling thread stays on
+    /// its CPU while it waits.
+    pub fn read_line_spinning(&mut self, limit: Duration) -> anyhow::Result<Option<String>> {
+        let give_up = std::time::Instant::now() + limit;
+        loop {
+            match self.lines.try_recv() {
+                Ok(line) => return Ok(Some(line)),
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => return Ok(None),
+                Err(std::sync::mpsc::TryRecvError::Empty) => {}
+            }
+            if std::time::Instant::now() >= give_up {
+                bail!("loadgen said nothing for {} s", limit.as_secs_f64())
+            }
+            std::hint::spin_loop();
+        }
+    }
+
     /// Writes one reply of the drain-round protocol to the child's stdin.
     pub fn send(&mut self, reply: loadgen::protocol::Reply) -> anyhow::Result<()> {
         let stdin = self.stdin.as_mut().context("loadgen child has no stdin")?;

@@ -160,7 +160,10 @@ fn drain_rounds(
     loop {
         // A round is a fill (≤ backlog+1 connects, microseconds each on loopback) plus
         // the connect timeout at most; longer means the child is stuck.
-        let line = match child.read_line(Duration::from_secs(12)) {
+        // The acceptor waits for each fill on its CPU, spinning, as a busy server is
+        // running: a blocking wait let the idle vCPU halt, and the wake-up at release
+        // spread the drain rate of one cell by up to 27% (multishot, backlog 4096).
+        let line = match child.read_line_spinning(Duration::from_secs(12)) {
             Ok(Some(line)) => line,
             Ok(None) => {
                 out.failure = Some("loadgen ended before the run's time was used".into());
