@@ -1,8 +1,8 @@
-//! The run order of a sweep: for each (backlog, mode, acceptors, sharing), `repeat`
-//! rounds; in each
-//! round every engine runs once, in an order rotated by one each round, so that
-//! drift on a shared machine (a neighbour's load, thermal state) hits every engine
-//! alike, and each engine's ratio to std compares two runs made seconds apart.
+//! The run order of a sweep: `repeat` rounds; in each round every cell (backlog, mode,
+//! acceptors, sharing) once, and in each cell every engine once, in an order rotated
+//! by one each round, so that drift on a shared machine (a neighbour's load, thermal
+//! state) hits every engine and every cell alike, and each engine's ratio to std
+//! compares two runs made a fraction of a second apart.
 
 use crate::acceptors::Sharing;
 use crate::config::{Mode, SweepConfig};
@@ -42,8 +42,12 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
             }
         }
     }
-    for (backlog, mode, acceptors, sharing) in cells {
-        for round in 1..=cfg.repeat {
+    // Round-major: round r runs every cell once before round r+1 starts, so a cell's
+    // runs are spread over the whole sweep and a slow stretch of a shared machine (its
+    // speed drifts by ~10% over a minute, CPU per accept included) hits every cell
+    // alike instead of the one that happened to run then.
+    for round in 1..=cfg.repeat {
+        for &(backlog, mode, acceptors, sharing) in &cells {
             let mut engines = variants(cfg);
             if !engines.is_empty() {
                 let k = (round as usize - 1) % engines.len();
@@ -95,7 +99,14 @@ mod tests {
         cfg.repeat = 4;
         let rounds = rounds(&cfg);
         assert_eq!(rounds.len(), 2 * 4);
-        let firsts: Vec<EngineKind> = rounds[..4].iter().map(|r| r[0].engine).collect();
+        // Round-major: round 1 of every cell, then round 2, …
+        let order: Vec<(u32, u32)> = rounds.iter().map(|r| (r[0].round, r[0].backlog)).collect();
+        assert_eq!(&order[..4], &[(1, 16), (1, 128), (2, 16), (2, 128)]);
+        let firsts: Vec<EngineKind> = rounds
+            .iter()
+            .filter(|r| r[0].backlog == 16)
+            .map(|r| r[0].engine)
+            .collect();
         assert_eq!(
             firsts,
             [
