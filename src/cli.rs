@@ -12,6 +12,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::acceptors::{Sharing, SlowAcceptor};
 use crate::engine::{EngineKind, RingSetup};
 use crate::kinds::{CompareFormat, Mode};
+use crate::parse::{parse_addr, parse_duration, parse_positive_duration};
 
 /// Measures how Linux accepts TCP connections. With no command: the default sweep on loopback.
 #[derive(Debug, Parser)]
@@ -250,30 +251,6 @@ pub struct SweepArgs {
     /// loadgen in each (K times a loopback run's load); rows say netns=veth.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub client_hosts: Option<u32>,
-}
-
-/// A humantime duration (`10s`, `500ms`, `2m`).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    humantime::parse_duration(s).map_err(|e| format!("{e} (write durations like 10s, 500ms or 2m)"))
-}
-
-/// A humantime duration above zero.
-pub fn parse_positive_duration(s: &str) -> Result<Duration, String> {
-    if s.trim().starts_with('-') {
-        return Err("a duration cannot be negative".into());
-    }
-    let d = parse_duration(s)?;
-    if d.is_zero() {
-        return Err("the duration must be above zero".into());
-    }
-    Ok(d)
-}
-
-/// A socket address `ip:port`, IPv6 in brackets.
-pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    s.parse().map_err(|_| {
-        format!("{s:?} is not an address: write ip:port, e.g. 0.0.0.0:8080 or [::1]:8080")
-    })
 }
 
 /// `acceptbench compare`.

@@ -1,6 +1,6 @@
 //! The acceptor's per-connection records file (`acceptbench listen --records FILE`):
-//! the header of loadgen's records format (version 2, magic `b"ABSERVER"`, see
-//! `loadgen::record`) — host name, boot id, a (CLOCK_MONOTONIC, CLOCK_REALTIME) anchor
+//! the records-file header both sides share (version 2, magic `b"ABSERVER"`, see
+//! `common::record_header`) — host name, boot id, a (CLOCK_MONOTONIC, CLOCK_REALTIME) anchor
 //! taken when listening started, the listening address and the run id — then one
 //! 40-byte record per accepted connection (little-endian):
 //!
@@ -20,7 +20,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::net::SocketAddr;
 use std::path::Path;
 
-use loadgen::record::{self, Header, RecordMeta, SERVER_MAGIC};
+use common::record_header::{self as record, Header, RecordMeta, SERVER_MAGIC};
 
 use crate::record::PeerRecord;
 

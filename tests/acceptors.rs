@@ -8,7 +8,7 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use acceptbench::acceptors::{parse_per_acceptor, AcceptorEntry};
+use acceptbench::report::per_acceptor::{parse_per_acceptor, AcceptorEntry};
 use acceptbench::report::{csv, row::SummaryRow};
 
 /// One sweep at a time in this file: every sweep pins its acceptors to the same CPU,

@@ -4,13 +4,15 @@
 //! same way, decode socket addresses identically (the sweep's join compares a peer
 //! the acceptor decoded with a local address loadgen decoded), and build histograms
 //! with the same bounds and read the same percentiles, and set io_uring rings up
-//! with the same flags and build the same socket-command SQEs.
+//! with the same flags and build the same socket-command SQEs, and write the same
+//! records-file header.
 //!
 //! Nothing here measures, formats or knows about engines or load patterns.
 
 pub mod affinity;
 pub mod clock;
 pub mod hist;
+pub mod record_header;
 pub mod ring;
 pub mod sockaddr;
 pub mod sockcmd;

@@ -12,6 +12,7 @@
 mod app;
 pub mod cli;
 pub mod config;
+mod counters;
 mod driver;
 pub mod error;
 pub mod output;
@@ -22,7 +23,6 @@ pub mod report;
 pub mod run;
 mod sock;
 pub mod sources;
-mod stats;
 mod worker;
 
 /// CPU pinning and thread CPU time, shared with the acceptor (the `acceptbench-common` crate).

@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn hgrm_has_header_rows_and_footer() {
-        let mut h = crate::stats::new_histogram();
+        let mut h = crate::counters::new_histogram();
         for v in 1..=1000u64 {
             h.record(v * 1000).unwrap();
         }
@@ -144,7 +144,7 @@ mod tests {
     #[test]
     fn hlog_round_trips() {
         use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
-        let mut a = crate::stats::new_histogram();
+        let mut a = crate::counters::new_histogram();
         a.record(12_345).unwrap();
         let b = a.clone();
         let mut buf = Vec::new();

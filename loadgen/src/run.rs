@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use crate::affinity;
 use crate::clock::mono_ns;
 use crate::config::{Config, MethodChoice, Mode, SocketOps};
+use crate::counters::ThreadStats;
 use crate::driver::uring::UringDriver;
 use crate::driver::Method;
 use crate::error::LoadgenError;
@@ -18,7 +19,6 @@ use crate::pacer::{Limit, Pacer};
 use crate::record::ConnRecord;
 use crate::report::{Percentiles, Report, RoundSummary};
 use crate::sock::{self, RawAddr};
-use crate::stats::ThreadStats;
 use crate::worker::{
     self, Published, RoundCmd, RoundLink, RoundMsg, WorkerMsg, WorkerOutput, WorkerSpec,
 };

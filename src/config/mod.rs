@@ -193,27 +193,6 @@ pub struct OverflowConfig {
     pub private_netns: bool,
 }
 
-impl SweepConfig {
-    /// The options `engine` runs with: `--direct` applies to uring-linked only, the
-    /// ring set-up to the ring engines (the others ignore it).
-    pub fn options_for(&self, engine: EngineKind, inflight: Option<u32>) -> EngineOptions {
-        let mut o = self.options.clone();
-        o.direct &= engine == EngineKind::UringLinked;
-        if let Some(q) = inflight {
-            o.inflight = q as usize;
-        }
-        o
-    }
-}
-
-impl OverflowConfig {
-    /// Connects in a burst against `backlog`.
-    pub fn burst_for(&self, backlog: u32) -> u32 {
-        self.burst_size
-            .unwrap_or_else(|| backlog.saturating_mul(4).saturating_add(16))
-    }
-}
-
 impl Command {
     /// Validates parsed arguments. `argv` is the full command line, recorded in results.
     pub fn from_cli(cli: cli::Cli, argv: &[String]) -> Result<Command, ConfigError> {

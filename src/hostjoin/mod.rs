@@ -4,7 +4,7 @@
 //!
 //! Owns the checks that a client file belongs to the server's run (target address,
 //! run id, overlapping time windows), the clock conversion between hosts, and the
-//! per-client accounting. Matching itself is the sweep's ([`crate::sweep::join`]); the
+//! per-client accounting. Matching itself is the sweep's ([`crate::join`]); the
 //! files are written by [`output`]. Nothing here measures.
 //!
 //! Clocks: stamps are CLOCK_MONOTONIC of the host that took them. Files from the same
@@ -26,9 +26,9 @@ use hdrhistogram::Histogram;
 use loadgen::{ConnRecord, Outcome, RecordMeta};
 
 use crate::config::JoinConfig;
+use crate::join::{self, ClientConn};
 use crate::record::PeerRecord;
 use crate::serverrec::{self, ServerRecords};
-use crate::sweep::join::{self, ClientConn};
 use common::hist::new_histogram;
 
 /// Why a client file cannot be joined with the server's: each names the file, what

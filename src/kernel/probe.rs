@@ -1,9 +1,9 @@
-//! io_uring support on this kernel, and which engines can run here.
+//! io_uring support on this kernel: what the running kernel offers, as facts.
 //!
 //! Owns the probe (ring setup, `IORING_REGISTER_PROBE`, setup flags, a sparse file
 //! table, one real multishot accept armed on a throwaway abstract-namespace Unix
 //! socket, and one real uring_cmd `GETSOCKOPT(SO_TYPE)` on an unbound UDP socket, so
-//! no port is touched) and the verdict per engine. It never panics:
+//! no port is touched); the verdict per engine is `crate::engine::support`'s. It never panics:
 //! whatever fails is reported as "unsupported, because …, needs Linux X.Y".
 
 use std::os::fd::AsRawFd;

@@ -5,6 +5,7 @@ pub mod cells;
 pub mod csv;
 pub mod hgrm;
 pub mod meta;
+pub mod per_acceptor;
 pub mod readme;
 pub mod row;
 

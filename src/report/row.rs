@@ -207,6 +207,15 @@ pub struct SummaryRow {
 }
 
 impl SummaryRow {
+    /// Appends `note` to the row's note (`; `-separated).
+    pub fn add_note(&mut self, note: &str) {
+        if self.note.is_empty() {
+            self.note = note.to_string();
+        } else {
+            self.note = format!("{}; {note}", self.note);
+        }
+    }
+
     /// True for a row that counts as a measurement (status ok).
     pub fn is_ok(&self) -> bool {
         self.status == Some(Status::Ok)

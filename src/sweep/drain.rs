@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::client::Client;
-use super::measure::{Measured, ModeFigures, RunEnv, RunSpec};
+use super::run::{Measured, ModeFigures, RunEnv, RunSpec};
 use crate::acceptors::PerAcceptor;
 use crate::engine::{self, Limits};
 use crate::listener::Listener;
@@ -117,15 +117,12 @@ fn prepare_acceptor(
     spec: &RunSpec,
     listener: &Listener,
 ) -> anyhow::Result<Box<dyn engine::Acceptor>> {
-    common::affinity::pin_current_thread(spec.cfg.server_cpu)?;
+    common::affinity::pin_current_thread(spec.settings.server_cpu)?;
     // Room for a whole queue of accepted descriptors (see `reserve_fds`): otherwise the
     // first drain of a batch engine pays the table's growth, one RCU grace period per
     // doubling, and the later ones do not.
     crate::kernel::reserve_fds(listener.as_raw_fd(), listener.backlog_effective + 1);
-    let mut engine = engine::build(
-        spec.engine,
-        &spec.cfg.options_for(spec.engine, spec.inflight),
-    )?;
+    let mut engine = engine::build(spec.engine(), &spec.engine_options())?;
     let mut scratch = Recorder::new(false);
     engine::set_up(engine.as_mut(), listener, &mut scratch).context("setting the engine up")?;
     if scratch.accepted > 0 {
@@ -142,7 +139,7 @@ fn drain_rounds(
     child: &mut Client,
 ) -> anyhow::Result<DrainOut> {
     use loadgen::protocol::{Reply, RoundLine};
-    let cfg = spec.cfg;
+    let cfg = spec.settings;
     let mut out = DrainOut {
         rec: Recorder::new(true),
         ring_setup: None,

@@ -15,124 +15,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::acceptors::{self as team, Team};
 use super::client::{self, ClientResult};
+use super::run::{Measured, ModeFigures, RunEnv, RunSpec};
+use super::team::{self, RunTeam};
 
-use crate::acceptors::{ListenerSet, PerAcceptor, Sharing};
-use crate::config::{Mode, SweepConfig};
-use crate::engine::{EngineKind, StopFlag};
+use crate::acceptors::{ListenerSet, PerAcceptor};
+use crate::config::Mode;
+use crate::engine::StopFlag;
 use crate::listener::{Listener, ListenerSpec};
 use crate::overflow::{self, Counters};
 use crate::record::Recorder;
-
-/// Everything a run needs.
-pub struct RunSpec<'a> {
-    /// The sweep's settings.
-    pub cfg: &'a SweepConfig,
-    /// Engine.
-    pub engine: EngineKind,
-    /// Single-shot accepts in flight (`uring` only).
-    pub inflight: Option<u32>,
-    /// Backlog.
-    pub backlog: u32,
-    /// Mode.
-    pub mode: Mode,
-    /// Acceptor threads.
-    pub acceptors: u32,
-    /// How they share the port.
-    pub sharing: Sharing,
-    /// The sweep's stop flag (Ctrl-C).
-    pub stop: &'a StopFlag,
-    /// This executable, started again as `loadgen`.
-    pub exe: &'a std::path::Path,
-    /// Scratch directory for the child's records.
-    pub tmp: &'a std::path::Path,
-}
-
-/// The network namespace and sysctls a run actually ran with, read on its thread.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RunEnv {
-    /// "private" (made for this run) or "host".
-    pub netns: &'static str,
-    /// net.core.somaxconn.
-    pub somaxconn: Option<u64>,
-    /// net.ipv4.tcp_syncookies.
-    pub syncookies: Option<u64>,
-    /// net.ipv4.tcp_abort_on_overflow.
-    pub abort_on_overflow: Option<u64>,
-}
-
-impl RunEnv {
-    fn read(private: bool) -> RunEnv {
-        let get = |name: &str| crate::kernel::sysctl::read_u64(name).ok();
-        RunEnv {
-            netns: if private { "private" } else { "host" },
-            somaxconn: get("net.core.somaxconn"),
-            syncookies: get("net.ipv4.tcp_syncookies"),
-            abort_on_overflow: get("net.ipv4.tcp_abort_on_overflow"),
-        }
-    }
-}
-
-/// What only some modes measure.
-#[derive(Debug)]
-pub enum ModeFigures {
-    /// closed / rate.
-    Driven,
-    /// drain: rounds of fill-then-drain.
-    Drain {
-        /// Rounds drained.
-        rounds: u32,
-    },
-    /// burst / overload: queue depth and kernel counters.
-    Overflow(overflow::Figures),
-}
-
-/// What one run measured, before it is turned into a summary row.
-pub struct Measured {
-    /// The acceptor's records (every accept, warm-up included; peers kept for the join).
-    pub rec: Recorder,
-    /// Accepts in the measured window (warm-up excluded).
-    pub window_accepts: u64,
-    /// Server accepts/s over the measured window, which ends at the last close (see
-    /// `SummaryRow::accepts_per_s`).
-    pub accepts_per_s: f64,
-    /// That window, s (drain: summed over rounds).
-    pub accept_window_s: f64,
-    /// Peers held per second: the same connections over the window that ends at the
-    /// last peer held (see `SummaryRow::peers_held_per_s`).
-    pub peers_held_per_s: f64,
-    /// That window, s (drain: summed over rounds).
-    pub peer_window_s: f64,
-    /// Acceptor thread CPU over the measured window, s.
-    pub cpu_s: f64,
-    /// Accept-queue limit the kernel applied.
-    pub backlog_effective: u32,
-    /// loadgen's report and records.
-    pub client: ClientResult,
-    /// Why the measurement failed part-way, if it did (the row becomes `failed`).
-    pub failure: Option<String>,
-    /// Ctrl-C cut the run short (the row becomes `incomplete`).
-    pub interrupted: bool,
-    /// Wall time of the measured window, s.
-    pub window_s: f64,
-    /// CLOCK_MONOTONIC ns when the acceptor was released (after any pause).
-    pub released_ns: u64,
-    /// Namespace and sysctls of the run.
-    pub env: RunEnv,
-    /// io_uring set-up flags the engine's ring had (ring engines only).
-    pub ring_setup: Option<String>,
-    /// Mode-specific figures.
-    pub figures: ModeFigures,
-    /// Per-acceptor counts and CPU (one entry for a single acceptor).
-    pub per_acceptor: Vec<PerAcceptor>,
-    /// Which acceptor each of `rec.peers` came from (empty: all from acceptor 0).
-    pub owner: Vec<u16>,
-    /// CPU of each acceptor, comma-separated in acceptor order.
-    pub acceptor_cpus: String,
-    /// `--slow-acceptor` as applied to this run (`I:DELAY`), or empty.
-    pub slow_acceptor: String,
-}
 
 /// Runs one (engine, backlog, mode) on a thread of its own and returns its figures.
 pub fn measure(spec: &RunSpec) -> anyhow::Result<Measured> {
@@ -144,22 +36,17 @@ pub fn measure(spec: &RunSpec) -> anyhow::Result<Measured> {
             .join()
             .map_err(|_| anyhow::anyhow!("the run's thread panicked"))?
     })?;
-    let cfg = spec.cfg;
-    m.acceptor_cpus = (0..spec.acceptors.max(1) as usize)
-        .map(|i| crate::acceptors::cpu_for(i, &cfg.server_cpus).to_string())
-        .collect::<Vec<_>>()
-        .join(",");
-    m.slow_acceptor = match cfg.slow_acceptor {
-        Some(s) if spec.mode.is_overflow() && s.index < spec.acceptors => s.to_string(),
-        _ => String::new(),
-    };
+    m.acceptor_cpus = spec.acceptor_cpus();
+    m.slow_acceptor = spec
+        .slow_acceptor()
+        .map_or_else(String::new, |s| s.to_string());
     Ok(m)
 }
 
 fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
-    let cfg = spec.cfg;
+    let cfg = spec.settings;
     common::affinity::pin_current_thread_to(&cfg.client_cpus)?;
-    let private = spec.mode.is_overflow() && cfg.overflow.private_netns;
+    let private = spec.mode().is_overflow() && cfg.overflow.private_netns;
     if private {
         // Only this thread (and what it starts) enters it; it dies with the thread.
         crate::kernel::netns::enter_private(&cfg.overflow.netns)?;
@@ -182,12 +69,12 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
             addr: topology
                 .as_ref()
                 .map_or_else(crate::config::sweep_listen_addr, |t| t.listen_addr()),
-            backlog: spec.backlog,
+            backlog: spec.planned.backlog,
             reuse_port: false,
             dual_stack: false,
         },
-        spec.acceptors,
-        spec.sharing,
+        spec.planned.acceptors,
+        spec.planned.sharing,
     )?;
     let listener = set.first();
     let mut lg = loadgen_config(spec, listener)?;
@@ -195,17 +82,17 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
         lg.sources = None; // each client namespace has one address of its own
     }
     let topology = topology.as_ref();
-    match spec.mode {
+    match spec.mode() {
         Mode::Closed | Mode::Rate => {
             let d = drive(spec, &set, &lg, Duration::ZERO, topology)?;
             Ok(d.into_measured(listener, env, ModeFigures::Driven, true))
         }
-        Mode::Drain if spec.acceptors > 1 => {
+        Mode::Drain if spec.acceptors() > 1 => {
             anyhow::bail!("mode drain runs one acceptor (its rounds count one acceptor's accepts)")
         }
         Mode::Drain => super::drain::drain(spec, listener, &lg, env),
         Mode::Burst | Mode::Overload => {
-            let burst = spec.mode == Mode::Burst;
+            let burst = spec.mode() == Mode::Burst;
             let watch = overflow::Watch::start(set.all(), burst)
                 .context("cannot start sampling the accept queue")?;
             let pause = if burst {
@@ -223,13 +110,13 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
 
 /// The loadgen configuration of a run.
 fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen::Config> {
-    let cfg = spec.cfg;
+    let cfg = spec.settings;
     let mut c = client::base_config(listener.local_addr, cfg.client_threads, &cfg.client_cpus)?;
-    match spec.mode {
+    match spec.mode() {
         Mode::Closed | Mode::Rate => {
             c.duration = Some(cfg.duration);
             c.warmup = cfg.warmup;
-            if spec.mode == Mode::Closed {
+            if spec.mode() == Mode::Closed {
                 c.concurrency = (cfg.client_concurrency * cfg.client_threads) as usize;
             } else {
                 c.mode = loadgen::Mode::Rate {
@@ -253,7 +140,7 @@ fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen
             c.connect_timeout = Duration::from_secs(2);
         }
         Mode::Burst => {
-            let n = cfg.overflow.burst_for(spec.backlog);
+            let n = spec.burst_size();
             c.mode = loadgen::Mode::Burst { rounds: 1 };
             c.connections = Some(u64::from(n));
             c.concurrency = n as usize;
@@ -378,7 +265,7 @@ fn drive(
     pause: Duration,
     topology: Option<&super::hosts::Topology>,
 ) -> anyhow::Result<Driven> {
-    let cfg = spec.cfg;
+    let cfg = spec.settings;
     let run_stop = StopFlag::new();
     // A safety net only: the run normally ends when loadgen does.
     let deadline = Instant::now()
@@ -387,11 +274,9 @@ fn drive(
         + pause
         + cfg.overflow.connect_timeout
         + Duration::from_secs(30);
-    let cpu_clocks: Vec<AtomicI32> = (0..spec.acceptors.max(1))
-        .map(|_| AtomicI32::new(-1))
-        .collect();
+    let cpu_clocks: Vec<AtomicI32> = (0..spec.acceptors()).map(|_| AtomicI32::new(-1)).collect();
     let ready = AtomicUsize::new(0);
-    let members = Team {
+    let members = RunTeam {
         run: spec,
         set,
         pause,

@@ -1,24 +1,26 @@
 //! The sweep: engines × backlogs × modes × rounds.
 //!
-//! The measurement path, top to bottom: [`plan`] orders the runs in rounds →
-//! [`measure`] takes one run (its own thread and, for overflow runs as root, its own
-//! network namespace; it times every engine from release with [`timing`]) →
-//! [`rows`] joins client and server records into a row ([`join`]) → the round's
-//! ratios to std are set → each finished run goes to the [`sink`]s (terminal,
-//! results directory). At the end the rows are aggregated into cells with
-//! confidence intervals (`cells.csv`) and the run's README is rendered from them.
+//! The measurement path, top to bottom: [`plan`] orders the runs in rounds → each
+//! planned run becomes one [`run::RunSpec`] → [`measure`] takes it (its own thread and,
+//! for overflow runs as root, its own network namespace; the engines are timed with
+//! [`crate::timing`]; [`drain`] and the acceptor [`team`] are its two ways of running
+//! acceptors) → [`rows`] joins client and server records into a row
+//! ([`crate::join`]) → the round's ratios to std are set → each finished run goes to
+//! the [`sink`]s (terminal, results directory, JSON lines). When the sweep ends the
+//! sinks finish: the results directory aggregates its rows into cells with confidence
+//! intervals (`cells.csv`), writes meta.json and the run's README, and draws charts.
 //! Ctrl-C stops the current run, keeps every finished row and marks the run
 //! incomplete.
 
-pub mod acceptors;
 pub mod client;
 pub mod drain;
 pub mod hosts;
-pub mod join;
 pub mod measure;
 pub mod plan;
 pub mod rows;
+pub mod run;
 pub mod sink;
+pub mod team;
 
 use std::process::ExitCode;
 
@@ -27,12 +29,10 @@ use anyhow::Context;
 use crate::config::SweepConfig;
 use crate::engine::{EngineKind, StopFlag};
 use crate::kernel::{self, probe};
-use crate::report::cells;
-use crate::report::meta::{self, Meta};
+use crate::report::meta::Meta;
 use crate::report::row::Status;
-use crate::report::{readme, RunDir};
-use measure::RunSpec;
 use rows::FinishedRun;
+use run::{RunSettings, RunSpec};
 use sink::Sink;
 
 /// Exit status: every planned run was measured (or skipped as unsupported).
@@ -44,13 +44,86 @@ pub const EXIT_ALL_FAILED: u8 = 4;
 /// Exit status: interrupted (Ctrl-C); what was measured is kept, marked incomplete.
 pub const EXIT_INTERRUPTED: u8 = 130;
 
-/// Runs a sweep and says how it went in its exit status (see the `EXIT_*` constants).
+/// Runs a sweep and says how it went in its exit status (see the `EXIT_*` constants):
+/// plan → for each run, measure → hand the finished run to the sinks; the sinks then
+/// finish (the results directory writes its cells, meta, README and charts).
 pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     kernel::raise_nofile();
     let exe = std::env::current_exe().context("cannot find this executable to start loadgen")?;
     let uring = probe::probe_uring();
-    let u = kernel::uname();
-    let dir = RunDir::create(&cfg.out, &u.release, &u.nodename)?;
+    let meta = sweep_meta(cfg, &uring);
+    for n in &meta.notes {
+        eprintln!("acceptbench: note: {n}");
+    }
+    let mut directory = sink::Directory::create(&cfg.out, meta, cfg.plots)?;
+    // Private (mode 0700, unpredictable name) and removed on every way out of here.
+    let tmp_dir = tempfile::Builder::new()
+        .prefix("acceptbench-")
+        .tempdir()
+        .context("cannot create a private temporary directory for loadgen's records")?;
+    let stop = StopFlag::new();
+    crate::signal::stop_on_signal(&stop)?;
+    let rounds = plan::rounds(cfg);
+    let total = rounds.iter().map(Vec::len).sum();
+    let mut terminal = sink::Terminal::new(total, cfg.quiet || cfg.json);
+    let mut json = cfg.json.then_some(sink::JsonLines);
+    let settings = RunSettings::of(cfg);
+    let ctx = RunContext {
+        settings: &settings,
+        uring: &uring,
+        stop: &stop,
+        exe: &exe,
+        tmp: tmp_dir.path(),
+    };
+    let result = (|| -> anyhow::Result<()> {
+        for round in rounds {
+            let mut done: Vec<FinishedRun> = Vec::with_capacity(round.len());
+            for p in round {
+                if stop.is_raised() {
+                    break;
+                }
+                terminal.starting(&p);
+                done.push(ctx.run_one(p));
+            }
+            set_round_ratios(&mut done);
+            for run in &done {
+                terminal.finished(run)?;
+                directory.finished(run)?;
+                if let Some(j) = json.as_mut() {
+                    j.finished(run)?;
+                }
+            }
+            if stop.is_raised() {
+                break;
+            }
+        }
+        Ok(())
+    })();
+    drop(tmp_dir);
+    let incomplete = stop.is_raised() || result.is_err();
+    terminal.done(incomplete)?;
+    directory.done(incomplete)?;
+    result?;
+    let rows = &directory.rows;
+    let failed = rows
+        .iter()
+        .filter(|r| r.status == Some(Status::Failed))
+        .count();
+    let ok = rows.iter().filter(|r| r.is_ok()).count();
+    finish_message(directory.path(), rows, failed, incomplete);
+    Ok(ExitCode::from(if incomplete {
+        EXIT_INTERRUPTED
+    } else if failed > 0 && ok == 0 {
+        EXIT_ALL_FAILED
+    } else if failed > 0 {
+        EXIT_SOME_FAILED
+    } else {
+        EXIT_OK
+    }))
+}
+
+/// meta.json of a sweep as it starts: the machine, the command, its set-up notes.
+fn sweep_meta(cfg: &SweepConfig, uring: &probe::UringProbe) -> Meta {
     let mut meta = Meta::collect(
         &cfg.command,
         uring.clone(),
@@ -69,150 +142,54 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
             .map_or("<engine default>".to_string(), |r| r.to_string()),
         cfg.options.direct
     );
-    for n in &meta.notes {
-        eprintln!("acceptbench: note: {n}");
-    }
-    meta.write(&dir.meta_json())?;
-    // Private (mode 0700, unpredictable name) and removed on every way out of here.
-    let tmp_dir = tempfile::Builder::new()
-        .prefix("acceptbench-")
-        .tempdir()
-        .context("cannot create a private temporary directory for loadgen's records")?;
-    let tmp = tmp_dir.path().to_path_buf();
-
-    let stop = StopFlag::new();
-    crate::signal::stop_on_signal(&stop)?;
-    let rounds = plan::rounds(cfg);
-    let total = rounds.iter().map(Vec::len).sum();
-    let mut terminal = sink::Terminal::new(total, cfg.quiet || cfg.json);
-    let mut directory = sink::Directory::new(dir.clone())?;
-    let mut json = cfg.json.then_some(sink::JsonLines);
-    let result = (|| -> anyhow::Result<()> {
-        for round in rounds {
-            if stop.is_raised() {
-                break;
-            }
-            let mut done: Vec<FinishedRun> = Vec::with_capacity(round.len());
-            for p in &round {
-                if stop.is_raised() {
-                    break;
-                }
-                terminal.starting(p);
-                done.push(run_one(cfg, p, &uring, &stop, &exe, &tmp));
-            }
-            set_round_ratios(&mut done);
-            for run in &done {
-                if let Some(c) = &run.client_connect {
-                    let how = format!("{} by {c}", run.row.mode);
-                    if !meta.client_connect.contains(&how) {
-                        meta.client_connect.push(how);
-                    }
-                }
-                let sinks: [Option<&mut dyn Sink>; 3] = [
-                    Some(&mut directory),
-                    Some(&mut terminal),
-                    json.as_mut().map(|j| j as &mut dyn Sink),
-                ];
-                for s in sinks.into_iter().flatten() {
-                    s.finished(run)?;
-                }
-            }
-        }
-        Ok(())
-    })();
-    terminal.done();
-    drop(tmp_dir);
-    // Written before the summary files, reported after them: a failure here must not
-    // cost the rows and README.
-    let histograms = directory.write_histograms();
-    let rows = directory.rows;
-    let cells = cells::aggregate(&rows);
-    cells::write(&dir.cells_csv(), &cells)?;
-    meta.incomplete = stop.is_raised() || result.is_err();
-    meta.finished_utc = meta::now_utc();
-    meta.write(&dir.meta_json())?;
-    crate::report::write_atomic(
-        &dir.readme(),
-        readme::render(&meta, &rows, &cells).as_bytes(),
-    )?;
-    result?;
-    histograms?;
-    if cfg.plots && !rows.is_empty() {
-        // Charts are a convenience: a failure to draw never loses the measured data.
-        if let Err(e) = crate::plot::plot_run_dir(&dir.path) {
-            eprintln!("acceptbench: warning: plots not drawn: {e:#}");
-        }
-    }
-    let failed = rows
-        .iter()
-        .filter(|r| r.status == Some(Status::Failed))
-        .count();
-    let ok = rows.iter().filter(|r| r.is_ok()).count();
-    finish_message(&dir.path, &rows, failed, meta.incomplete);
-    Ok(ExitCode::from(if meta.incomplete {
-        EXIT_INTERRUPTED
-    } else if failed > 0 && ok == 0 {
-        EXIT_ALL_FAILED
-    } else if failed > 0 {
-        EXIT_SOME_FAILED
-    } else {
-        EXIT_OK
-    }))
+    meta
 }
 
-/// Measures one planned run; an unsupported engine is skipped, an error is a failed row.
-fn run_one(
-    cfg: &SweepConfig,
-    p: &plan::Planned,
-    uring: &probe::UringProbe,
-    stop: &StopFlag,
-    exe: &std::path::Path,
-    tmp: &std::path::Path,
-) -> FinishedRun {
-    let support = crate::engine::engine_support(p.engine, uring);
-    if !support.supported {
-        return FinishedRun::without_figures(p, Status::Skipped, &support.reason);
-    }
-    if p.mode == crate::config::Mode::Drain && p.acceptors > 1 {
-        return FinishedRun::without_figures(
-            p,
-            Status::Skipped,
-            "mode drain runs one acceptor (its fill/drain rounds count one acceptor's accepts); several acceptors run in closed, rate, burst and overload",
-        );
-    }
-    let spec = RunSpec {
-        cfg,
-        engine: p.engine,
-        inflight: p.inflight,
-        backlog: p.backlog,
-        mode: p.mode,
-        acceptors: p.acceptors,
-        sharing: p.sharing,
-        stop,
-        exe,
-        tmp,
-    };
-    match measure::measure(&spec) {
-        Ok(m) => {
-            let table = crate::engine::direct_table_note(
-                &cfg.options_for(p.engine, p.inflight),
-                m.backlog_effective,
+/// What every run of the sweep is measured with.
+struct RunContext<'a> {
+    settings: &'a RunSettings,
+    uring: &'a probe::UringProbe,
+    stop: &'a StopFlag,
+    exe: &'a std::path::Path,
+    tmp: &'a std::path::Path,
+}
+
+impl RunContext<'_> {
+    /// Measures one planned run; an unsupported engine is skipped, an error is a failed row.
+    fn run_one(&self, p: plan::Planned) -> FinishedRun {
+        let support = crate::engine::engine_support(p.engine, self.uring);
+        if !support.supported {
+            return FinishedRun::without_figures(&p, Status::Skipped, &support.reason);
+        }
+        if p.mode == crate::config::Mode::Drain && p.acceptors > 1 {
+            return FinishedRun::without_figures(
+                &p,
+                Status::Skipped,
+                "mode drain runs one acceptor (its fill/drain rounds count one acceptor's accepts); several acceptors run in closed, rate, burst and overload",
             );
-            let mut done = rows::finished(p, m);
-            if let Some(note) = table {
-                let row = &mut done.row;
-                row.note = if row.note.is_empty() {
-                    note
-                } else {
-                    format!("{}; {note}", row.note)
-                };
+        }
+        let spec = RunSpec {
+            planned: p,
+            settings: self.settings,
+            stop: self.stop,
+            exe: self.exe,
+            tmp: self.tmp,
+        };
+        match measure::measure(&spec) {
+            Ok(m) => {
+                let table =
+                    crate::engine::direct_table_note(&spec.engine_options(), m.backlog_effective);
+                let mut done = rows::finished(&p, m);
+                if let Some(note) = table {
+                    done.row.add_note(&note);
+                }
+                done
             }
-            done
+            Err(e) if self.stop.is_raised() => {
+                FinishedRun::without_figures(&p, Status::Incomplete, &format!("interrupted: {e:#}"))
+            }
+            Err(e) => FinishedRun::without_figures(&p, Status::Failed, &format!("{e:#}")),
         }
-        Err(e) if stop.is_raised() => {
-            FinishedRun::without_figures(p, Status::Incomplete, &format!("interrupted: {e:#}"))
-        }
-        Err(e) => FinishedRun::without_figures(p, Status::Failed, &format!("{e:#}")),
     }
 }
 

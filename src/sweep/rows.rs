@@ -3,11 +3,11 @@
 
 use hdrhistogram::Histogram;
 
-use super::join::{self, ClientConn};
-use super::measure::{Measured, ModeFigures};
 use super::plan::Planned;
+use super::run::{Measured, ModeFigures};
 use crate::acceptors;
 use crate::config::Mode;
+use crate::join::{self, ClientConn};
 use crate::overflow;
 use crate::report::row::{Status, SummaryRow};
 use common::hist::new_histogram;
@@ -147,7 +147,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         sharing: p.sharing.name().into(),
         acceptor_cpus: m.acceptor_cpus.clone(),
         slow_acceptor: m.slow_acceptor.clone(),
-        per_acceptor: acceptors::format_per_acceptor(&per),
+        per_acceptor: crate::report::per_acceptor::format_per_acceptor(&per),
         acceptor_fairness: (counts.len() > 1)
             .then(|| acceptors::fairness(&counts))
             .flatten(),

@@ -1,7 +1,9 @@
 //! Where finished runs go. The sweep loop measures and hands each finished run to
 //! its sinks, the way ripgrep's searcher reports through a `Sink`; it never prints or
 //! writes files itself. [`Terminal`] shows progress and one line per run (on stderr,
-//! terminal or not); [`Directory`] writes the row, its histograms and queue samples.
+//! terminal or not); [`Directory`] writes the row, its histograms and queue samples,
+//! and when the sweep ends finishes the run directory: cells.csv, meta.json, the
+//! run's README and its charts.
 
 use std::io::IsTerminal;
 
@@ -17,8 +19,9 @@ use super::rows::FinishedRun;
 use crate::overflow;
 use crate::report::csv::SummaryWriter;
 use crate::report::hgrm;
+use crate::report::meta::{self, Meta};
 use crate::report::row::{Status, SummaryRow};
-use crate::report::RunDir;
+use crate::report::{cells, readme, RunDir};
 
 /// Receives a sweep's runs as they finish.
 pub trait Sink {
@@ -26,8 +29,10 @@ pub trait Sink {
     fn starting(&mut self, _run: &Planned) {}
     /// A run finished (its round's ratios are set). An error stops the sweep.
     fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()>;
-    /// The sweep is over.
-    fn done(&mut self) {}
+    /// The sweep is over (`incomplete`: interrupted, or stopped by an error).
+    fn done(&mut self, _incomplete: bool) -> anyhow::Result<()> {
+        Ok(())
+    }
 }
 
 /// Progress on stderr, and one line per finished run.
@@ -80,8 +85,9 @@ impl Sink for Terminal {
         Ok(())
     }
 
-    fn done(&mut self) {
+    fn done(&mut self, _incomplete: bool) -> anyhow::Result<()> {
         self.bar.finish_and_clear();
+        Ok(())
     }
 }
 
@@ -110,24 +116,36 @@ pub struct Directory {
     dir: RunDir,
     csv: SummaryWriter,
     hists: CellHistograms,
+    meta: Meta,
+    plots: bool,
     /// Every row written, for the run's README and cells.csv at the end.
     pub rows: Vec<SummaryRow>,
 }
 
 impl Directory {
-    /// Starts summary.csv in `dir`.
-    pub fn new(dir: RunDir) -> anyhow::Result<Directory> {
+    /// Makes the run directory under `out` (named by `meta`'s kernel and host), writes
+    /// its meta.json and starts summary.csv; `plots`: draw the charts at the end.
+    pub fn create(out: &std::path::Path, meta: Meta, plots: bool) -> anyhow::Result<Directory> {
+        let dir = RunDir::create(out, &meta.kernel_release, &meta.host)?;
+        meta.write(&dir.meta_json())?;
         let csv = SummaryWriter::create(&dir.summary_csv())?;
         Ok(Directory {
             dir,
             csv,
             hists: BTreeMap::new(),
+            meta,
+            plots,
             rows: Vec::new(),
         })
     }
 
+    /// The run directory.
+    pub fn path(&self) -> &std::path::Path {
+        &self.dir.path
+    }
+
     /// Writes the cells' histograms (`hgrm/<engine>-b<backlog>-<mode>-<metric>.hgrm`, µs).
-    pub fn write_histograms(&self) -> anyhow::Result<()> {
+    fn write_histograms(&self) -> anyhow::Result<()> {
         for ((engine, backlog, mode, metric), h) in &self.hists {
             let path = self.dir.hgrm(engine, *backlog, mode, 1, metric);
             hgrm::write_file(&path, h).with_context(|| format!("writing {}", path.display()))?;
@@ -165,8 +183,44 @@ impl Sink for Directory {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
+        if let Some(c) = &run.client_connect {
+            let how = format!("{} by {c}", r.mode);
+            if !self.meta.client_connect.contains(&how) {
+                self.meta.client_connect.push(how);
+            }
+        }
         self.csv.append(r)?;
         self.rows.push(r.clone());
+        Ok(())
+    }
+
+    fn done(&mut self, incomplete: bool) -> anyhow::Result<()> {
+        self.finish(incomplete)
+    }
+}
+
+impl Directory {
+    /// Finishes the directory: histograms, cells.csv, meta.json (finished, incomplete or
+    /// not), the run's README, then the charts. The histograms are written first but
+    /// their failure reported last: it must not cost the rows and README. A chart that
+    /// cannot be drawn is a warning, never lost data.
+    fn finish(&mut self, incomplete: bool) -> anyhow::Result<()> {
+        let histograms = self.write_histograms();
+        let cells = cells::aggregate(&self.rows);
+        cells::write(&self.dir.cells_csv(), &cells)?;
+        self.meta.incomplete = incomplete;
+        self.meta.finished_utc = meta::now_utc();
+        self.meta.write(&self.dir.meta_json())?;
+        crate::report::write_atomic(
+            &self.dir.readme(),
+            readme::render(&self.meta, &self.rows, &cells).as_bytes(),
+        )?;
+        histograms?;
+        if self.plots && !self.rows.is_empty() {
+            if let Err(e) = crate::plot::plot_run_dir(&self.dir.path) {
+                eprintln!("acceptbench: warning: plots not drawn: {e:#}");
+            }
+        }
         Ok(())
     }
 }

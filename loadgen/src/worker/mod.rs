@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use crate::affinity;
 use crate::clock::mono_ns;
 use crate::config::{CloseMode, Config, Mode};
+use crate::counters::ThreadStats;
 use crate::driver::blocking::BlockingDriver;
 use crate::driver::epoll::EpollDriver;
 use crate::driver::uring::UringDriver;
@@ -23,7 +24,6 @@ use crate::pacer::{Pace, Pacer};
 use crate::record::{ConnRecord, Outcome};
 use crate::sock::{self, RawAddr, SocketSetup};
 use crate::sources::SourceRange;
-use crate::stats::ThreadStats;
 
 mod round;
 mod slot;

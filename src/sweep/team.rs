@@ -10,16 +10,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use super::measure::RunSpec;
+use super::run::RunSpec;
 use crate::acceptors::{self, ListenerSet, PerAcceptor};
-use crate::config::Mode;
-use crate::engine::{self, EngineOptions, Limits, StopFlag};
+use crate::engine::{self, Limits, StopFlag};
 use crate::overflow::{self, Counters};
 use crate::record::Recorder;
 use crate::timing::timed_run;
 
-/// What the acceptor threads share.
-pub struct Team<'a> {
+/// The acceptor threads of one measured run (`listen` has its own,
+/// [`crate::acceptors::listen::ListenTeam`]): what they share.
+pub struct RunTeam<'a> {
     /// The run.
     pub run: &'a RunSpec<'a>,
     /// The listeners.
@@ -68,31 +68,12 @@ pub struct TeamOut {
     pub counters: Option<Counters>,
 }
 
-/// The engine options of acceptor `i`: in burst/overload with `--slow-acceptor` the
-/// slow one works its delay per connection and the others run free; otherwise overload
-/// slows every acceptor by `--accept-delay`.
-pub fn options_for(run: &RunSpec, i: usize) -> EngineOptions {
-    let cfg = run.cfg;
-    let mut o = cfg.options_for(run.engine, run.inflight);
-    if !run.mode.is_overflow() {
-        return o;
-    }
-    let default = (run.mode == Mode::Overload)
-        .then_some(cfg.overflow.accept_delay)
-        .filter(|d| !d.is_zero());
-    o.accept_delay = match cfg.slow_acceptor {
-        Some(s) if s.index < run.acceptors => acceptors::delay_for(i, Some(s), None),
-        _ => default,
-    };
-    o
-}
-
 /// Starts every acceptor thread of the run.
 pub fn spawn<'scope, 'env>(
     s: &'scope Scope<'scope, 'env>,
-    team: &'env Team<'env>,
+    team: &'env RunTeam<'env>,
 ) -> anyhow::Result<Vec<ScopedJoinHandle<'scope, anyhow::Result<AcceptorOut>>>> {
-    (0..team.run.acceptors.max(1) as usize)
+    (0..team.run.acceptors() as usize)
         .map(|i| {
             std::thread::Builder::new()
                 .name(format!("acceptor-{i}"))
@@ -103,13 +84,13 @@ pub fn spawn<'scope, 'env>(
 }
 
 /// Acceptor `i`: pin, build, wait for the burst (if paused), run until stopped.
-fn accept_on(team: &Team, i: usize) -> anyhow::Result<AcceptorOut> {
+fn accept_on(team: &RunTeam, i: usize) -> anyhow::Result<AcceptorOut> {
     let run = team.run;
-    common::affinity::pin_current_thread(acceptors::cpu_for(i, &run.cfg.server_cpus))?;
+    common::affinity::pin_current_thread(acceptors::cpu_for(i, &run.settings.server_cpus))?;
     if let Some(id) = common::affinity::current_thread_cpu_clock() {
         team.cpu_clocks[i].store(id, Ordering::Relaxed);
     }
-    let mut engine = engine::build(run.engine, &options_for(run, i))?;
+    let mut engine = engine::build(run.engine(), &run.acceptor_options(i))?;
     // Room for a queue's worth of accepted descriptors before release, as in drain:
     // growing the fd table of a threaded process waits for RCU grace periods, a
     // one-time cost a running server has long paid (see `kernel::reserve_fds`).
@@ -120,7 +101,7 @@ fn accept_on(team: &Team, i: usize) -> anyhow::Result<AcceptorOut> {
         wait_for_burst(team.set, team.pause, team.run_stop, run.stop);
     }
     // What the full queue turned away while nobody accepted.
-    let counters = (i == 0 && run.mode.is_overflow())
+    let counters = (i == 0 && run.mode().is_overflow())
         .then(overflow::read_counters)
         .flatten();
     let limits = Limits {

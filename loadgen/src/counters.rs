@@ -1,4 +1,4 @@
-//! Per-thread measurement state: counters by outcome and HdrHistograms, owned by one
+//! Per-thread counters by outcome and HdrHistograms, owned by one
 //! worker and merged when the run ends. Nothing here is shared while the run is going.
 
 use hdrhistogram::Histogram;
