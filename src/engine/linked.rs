@@ -35,13 +35,10 @@ use io_uring::{cqueue, opcode, squeue, types, CompletionQueue, SubmissionQueue, 
 
 use super::peer_slots::PeerSlots;
 use super::ring::{
-    account_overflow, push, push_all, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize,
-    IDX_MASK, OP_ACCEPT, OP_CANCEL, OP_CLOSE, OP_MASK, OP_PEER,
+    push, push_all, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Tally, Turn, IDX_MASK,
+    OP_ACCEPT, OP_CLOSE, OP_MASK, OP_PEER,
 };
-use super::{
-    back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
-    EngineError, EngineKind, EngineOptions, Limits,
-};
+use super::{on_accept_error, simulate_work, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
@@ -92,57 +89,44 @@ pub fn direct_table_note(opts: &EngineOptions, backlog: u32) -> Option<String> {
 }
 
 /// Multishot accept + in-ring getsockopt(SO_PEERNAME) linked to close.
-pub struct UringLinkedAcceptor {
-    accept_delay: Option<Duration>,
-    direct: bool,
-    direct_files: Option<u32>,
-    counters: EngineCounters,
-    /// Kept between runs (with its direct-descriptor table): nothing is in flight on it
-    /// once `run` returned successfully.
-    ring: KeptRing,
-    /// Tests: slots per run instead of the backlog-derived count.
-    #[cfg(test)]
-    force_slots: Option<u32>,
-    /// Tests: the getsockopt's optlen (a too-long one makes the kernel fail it: EINVAL).
-    #[cfg(test)]
-    force_optlen: Option<u32>,
-}
+pub type UringLinkedAcceptor = RingAcceptor<Linked>;
 
 impl UringLinkedAcceptor {
     /// The engine with `opts` (`ring_setup` defaults to `defer`).
     pub fn new(opts: &EngineOptions) -> Self {
-        Self {
-            accept_delay: opts.accept_delay,
-            direct: opts.direct,
-            direct_files: opts.direct_files.map(|n| n.clamp(1, 65536)),
-            counters: EngineCounters::default(),
-            ring: KeptRing::new(opts.ring_setup.unwrap_or(RingSetup::Defer)),
-            #[cfg(test)]
-            force_slots: None,
-            #[cfg(test)]
-            force_optlen: None,
-        }
+        RingAcceptor::with(
+            Linked {
+                accept_delay: opts.accept_delay,
+                direct: opts.direct,
+                direct_files: opts.direct_files.map(|n| n.clamp(1, 65536)),
+                #[cfg(test)]
+                force_slots: None,
+                #[cfg(test)]
+                force_optlen: None,
+            },
+            opts.ring_setup.unwrap_or(RingSetup::Defer),
+        )
     }
 }
 
-impl Acceptor for UringLinkedAcceptor {
-    fn kind(&self) -> EngineKind {
-        ENGINE
-    }
+/// `uring-linked`'s own part of the ring skeleton.
+pub struct Linked {
+    accept_delay: Option<Duration>,
+    direct: bool,
+    pub(super) direct_files: Option<u32>,
+    /// Tests: slots per run instead of the backlog-derived count.
+    #[cfg(test)]
+    pub(super) force_slots: Option<u32>,
+    /// Tests: the getsockopt's optlen (a too-long one makes the kernel fail it: EINVAL).
+    #[cfg(test)]
+    pub(super) force_optlen: Option<u32>,
+}
 
-    fn run(
-        &mut self,
-        listener: &Listener,
-        limits: &Limits,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        // An armed io_uring accept waits for a connection whatever O_NONBLOCK says (seen
-        // on 6.18 with single-shot and multishot accepts), but every engine runs on the
-        // same footing: a blocking listener, with the mode it found put back on return.
-        let _mode = listener.set_blocking_mode(false).map_err(EngineError::io(
-            EngineKind::UringLinked,
-            "clearing O_NONBLOCK on the listener",
-        ))?;
+impl RingEngine for Linked {
+    const KIND: EngineKind = ENGINE;
+    type Run = LinkedRun;
+
+    fn prepare(&mut self, listener: &Listener) -> (RingSize, LinkedRun) {
         let n = slot_count(listener.backlog_effective);
         #[cfg(test)]
         let n = self.force_slots.unwrap_or(n);
@@ -159,8 +143,8 @@ impl Acceptor for UringLinkedAcceptor {
             cq: (4 * n).clamp(2 * sq, 65536),
             files,
         };
-        let mut slots = PeerSlots::new(n as usize);
         let ipv6 = listener.local_addr.is_ipv6();
+        #[allow(unused_mut)]
         let mut run = LinkedRun {
             fd: listener.as_raw_fd(),
             ipv6,
@@ -170,46 +154,30 @@ impl Acceptor for UringLinkedAcceptor {
             } else {
                 std::mem::size_of::<libc::sockaddr_in>()
             } as u32,
-            slots: &mut slots,
+            slots: PeerSlots::new(n as usize),
             waiting: VecDeque::new(),
             armed: false,
             backoff: false,
             fatal: None,
             accept_delay: self.accept_delay,
-            counters: &mut self.counters,
-            seen_dropped: 0,
+            tally: Tally::default(),
         };
         #[cfg(test)]
         if let Some(len) = self.force_optlen {
             run.optlen = len;
         }
-        let (result, stopped) = run_on_ring(&mut self.ring, ENGINE, size, &mut run, limits, rec)?;
-        drop(run);
-        if stopped.is_err() {
-            // The ring is gone but a getsockopt the stop could not wait for may still
-            // write into its slot during the kernel's teardown: never free that memory.
-            slots.leak();
-        }
-        result.and(stopped)
-    }
-
-    fn counters(&self) -> EngineCounters {
-        self.counters
-    }
-
-    fn ring_setup_applied(&self) -> Option<String> {
-        self.ring.applied.clone()
+        (size, run)
     }
 }
 
 /// State of one `uring-linked` run.
-struct LinkedRun<'a> {
+pub struct LinkedRun {
     fd: i32,
     ipv6: bool,
     direct: bool,
     /// SO_PEERNAME's optlen: the family's sockaddr size.
     optlen: u32,
-    slots: &'a mut PeerSlots,
+    slots: PeerSlots,
     /// Direct descriptors accepted while every slot was busy: (index, accepted_ns).
     waiting: VecDeque<(i32, u64)>,
     armed: bool,
@@ -217,99 +185,44 @@ struct LinkedRun<'a> {
     backoff: bool,
     fatal: Option<i32>,
     accept_delay: Option<Duration>,
-    counters: &'a mut EngineCounters,
-    seen_dropped: u32,
+    tally: Tally,
 }
 
-impl RingRun for LinkedRun<'_> {
-    fn accept_loop(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        limits: &Limits,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        rec.mark_release();
-        self.arm(submitter, sq)?;
-        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        while !limits.reached(rec.accepted) {
-            wait(ENGINE, submitter, sq, cq, &args)?;
-            self.reap(submitter, sq, cq, rec)?;
-            if let Some(errno) = self.fatal.take() {
-                return Err(fatal_accept(ENGINE, errno));
-            }
-            if std::mem::take(&mut self.backoff) {
-                back_off(rec);
-            }
-            if !self.armed {
-                rec.rearms += 1;
-                self.arm(submitter, sq)?;
-            }
-        }
-        Ok(())
-    }
-
+impl RingRun for LinkedRun {
     const CANCELLING: &'static str =
         "cancelling the multishot accept and reaping its peer reads and closes";
 
-    fn begin_stop(&mut self) {
-        if self.armed {
-            self.counters.cancels += 1;
-        }
-    }
-
-    /// Connections accepted while stopping are recorded and closed, never lost; every
-    /// getsockopt and close in flight is reaped.
-    fn reap_stopping(
+    fn arm(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        self.reap(submitter, sq, cq, rec)?;
-        // Errors were counted; the run is over either way.
-        self.fatal = None;
-        self.backoff = false;
+        let accept = opcode::AcceptMulti::new(types::Fd(self.fd));
+        // The kernel refuses SOCK_CLOEXEC on a direct accept (there is no fd to mark).
+        let accept = if self.direct {
+            accept.allocate_file_index(true)
+        } else {
+            accept.flags(libc::SOCK_CLOEXEC)
+        };
+        let sqe = accept.build().user_data(OP_ACCEPT);
+        // SAFETY: multishot accept passes no buffers; the listener fd is held by the
+        // caller's `Listener` for the whole run, and the kernel holds its own reference.
+        unsafe { push(ENGINE, submitter, sq, &sqe)? };
+        self.armed = true;
         Ok(())
     }
 
-    fn settled(&self) -> bool {
-        !self.armed && !self.work_pending()
-    }
-
-    fn work_pending(&self) -> bool {
-        self.slots.busy() > 0 || !self.waiting.is_empty()
-    }
-
-    fn push_cancels(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError> {
-        if !self.armed {
-            return Ok(());
-        }
-        let sqe = opcode::AsyncCancel::new(OP_ACCEPT)
-            .build()
-            .user_data(OP_CANCEL);
-        // SAFETY: a cancel carries no buffers, only the target's user_data.
-        unsafe { push(ENGINE, submitter, sq, &sqe) }
-    }
-}
-
-impl LinkedRun<'_> {
-    /// Handles every CQE in the queue, starts the peer reads of connections that waited
-    /// for a slot, and accounts for CQ overflow.
+    /// Handles every CQE in the queue and starts the peer reads of connections that
+    /// waited for a slot. Connections accepted while stopping are recorded and closed,
+    /// never lost; every getsockopt and close in flight is reaped.
     fn reap(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
         cq: &mut CompletionQueue<'_>,
         rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
+        _stopping: bool,
+    ) -> Result<Turn, EngineError> {
         cq.sync();
         for cqe in &mut *cq {
             let ud = cqe.user_data();
@@ -328,10 +241,44 @@ impl LinkedRun<'_> {
             };
             self.start_peer(idx, accepted_ns, submitter, sq, rec)?;
         }
-        account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
+        Ok(Turn {
+            backoff: std::mem::take(&mut self.backoff),
+            fatal: self.fatal.take(),
+        })
+    }
+
+    fn rearm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        if !self.armed {
+            rec.rearms += 1;
+            self.arm(submitter, sq)?;
+        }
         Ok(())
     }
 
+    fn armed(&self) -> bool {
+        self.armed
+    }
+
+    fn work_pending(&self) -> bool {
+        self.slots.busy() > 0 || !self.waiting.is_empty()
+    }
+
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
+    }
+
+    /// A getsockopt the stop could not wait for may still write into its slot.
+    fn leak_buffers(&mut self) {
+        self.slots.leak();
+    }
+}
+
+impl LinkedRun {
     fn on_accept(
         &mut self,
         res: i32,
@@ -366,7 +313,7 @@ impl LinkedRun<'_> {
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let Some((i, optval)) = self.slots.take(file, accepted_ns) else {
-            self.counters.peer_syscall_fallbacks += 1;
+            self.tally.counters.peer_syscall_fallbacks += 1;
             if self.direct {
                 // No system call can reach a direct descriptor: wait for a slot.
                 self.waiting.push_back((file, accepted_ns));
@@ -427,13 +374,13 @@ impl LinkedRun<'_> {
                 Some(p) => rec.accepted(p, accepted_ns, mono_ns()),
                 None => {
                     // The close already ran (or runs): the fd cannot be asked again.
-                    self.counters.peer_op_errors += 1;
+                    self.tally.counters.peer_op_errors += 1;
                     rec.error(libc::EAFNOSUPPORT);
                 }
             }
         } else {
             // A failed getsockopt cancelled its linked close: the fd is still open.
-            self.counters.peer_op_errors += 1;
+            self.tally.counters.peer_op_errors += 1;
             if self.direct {
                 rec.error(-res);
             } else {
@@ -468,7 +415,7 @@ impl LinkedRun<'_> {
         } else {
             // The close ran (a failed one too: the kernel drops the descriptor either way).
             if res < 0 {
-                self.counters.close_errors += 1;
+                self.tally.counters.close_errors += 1;
             }
             rec.close_done(mono_ns());
         }
@@ -501,26 +448,6 @@ impl LinkedRun<'_> {
             rec.close_done(mono_ns());
             Ok(())
         }
-    }
-
-    fn arm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError> {
-        let accept = opcode::AcceptMulti::new(types::Fd(self.fd));
-        // The kernel refuses SOCK_CLOEXEC on a direct accept (there is no fd to mark).
-        let accept = if self.direct {
-            accept.allocate_file_index(true)
-        } else {
-            accept.flags(libc::SOCK_CLOEXEC)
-        };
-        let sqe = accept.build().user_data(OP_ACCEPT);
-        // SAFETY: multishot accept passes no buffers; the listener fd is held by the
-        // caller's `Listener` for the whole run, and the kernel holds its own reference.
-        unsafe { push(ENGINE, submitter, sq, &sqe)? };
-        self.armed = true;
-        Ok(())
     }
 }
 

@@ -82,15 +82,15 @@ fn every_slot_busy_never_loses_a_connection() {
             continue;
         }
         let mut a = engine(direct);
-        a.force_slots = Some(2);
+        a.engine.force_slots = Some(2);
         // A table as large as the queue: only the slots run short.
-        a.direct_files = Some(64);
+        a.engine.direct_files = Some(64);
         let fds = open_fds();
         drain(&mut a, 40);
         let c = a.counters();
         assert!(c.peer_syscall_fallbacks > 0, "direct={direct}: {c:?}");
         assert_eq!(c.peer_op_errors, 0);
-        a.force_slots = None;
+        a.engine.force_slots = None;
         drain(&mut a, 10);
         // The ring is kept (one fd); nothing else stays open.
         // Other unit tests in this binary open sockets for a few ms now and then: a
@@ -115,7 +115,7 @@ fn a_failed_getsockopt_falls_back_and_still_closes() {
         }
         let mut a = engine(direct);
         // SO_PEERNAME fails with EINVAL when optlen exceeds the address size.
-        a.force_optlen = Some(64);
+        a.engine.force_optlen = Some(64);
         let fds = open_fds();
         let l = Listener::bind(&ListenerSpec {
             addr: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -146,7 +146,7 @@ fn a_failed_getsockopt_falls_back_and_still_closes() {
         assert_eq!(c.close_errors, 0);
         drop(l);
         drop(clients);
-        a.force_optlen = None;
+        a.engine.force_optlen = None;
         drain(&mut a, 10);
         // Other unit tests in this binary open sockets for a few ms now and then: a
         // leak is an excess that persists, not one that comes and goes.

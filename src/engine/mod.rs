@@ -273,6 +273,18 @@ pub struct EngineCounters {
     pub close_errors: u64,
 }
 
+impl EngineCounters {
+    /// Adds one run's counters to these.
+    pub fn add(&mut self, other: &EngineCounters) {
+        self.cq_overflows += other.cq_overflows;
+        self.cqes_dropped += other.cqes_dropped;
+        self.cancels += other.cancels;
+        self.peer_op_errors += other.peer_op_errors;
+        self.peer_syscall_fallbacks += other.peer_syscall_fallbacks;
+        self.close_errors += other.close_errors;
+    }
+}
+
 /// Largest `inflight` the `uring` engine accepts (each slot is ~136 bytes and one SQE).
 pub const MAX_INFLIGHT: usize = 4096;
 
@@ -379,6 +391,24 @@ pub fn set_up(
         stop: StopFlag::new(),
     };
     acceptor.run(listener, &nothing, rec)
+}
+
+/// The runtime engines' start (tokio, tokio-uring): the listener's O_NONBLOCK as the
+/// runtime needs it — set on the shared file description, so on the dup too; the
+/// guard puts back the mode found — and a dup of its fd for the runtime to own.
+pub(crate) fn runtime_listener(
+    listener: &Listener,
+    engine: EngineKind,
+    nonblocking: bool,
+) -> Result<(crate::listener::BlockingModeGuard<'_>, socket2::Socket), EngineError> {
+    let mode = listener
+        .set_blocking_mode(nonblocking)
+        .map_err(EngineError::io(engine, "setting the listener's O_NONBLOCK"))?;
+    let dup = listener
+        .socket()
+        .try_clone()
+        .map_err(EngineError::io(engine, "dup of the listener fd"))?;
+    Ok((mode, dup))
 }
 
 /// How long an engine sleeps after an accept failed for lack of fds or memory:

@@ -19,13 +19,9 @@ use common::clock::mono_ns;
 use io_uring::{cqueue, opcode, types, CompletionQueue, SubmissionQueue, Submitter};
 
 use super::ring::{
-    account_overflow, push, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize, OP_ACCEPT,
-    OP_CANCEL,
+    push, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Tally, Turn, OP_ACCEPT,
 };
-use super::{
-    back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
-    EngineError, EngineKind, EngineOptions, Limits,
-};
+use super::{on_accept_error, simulate_work, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
@@ -45,86 +41,57 @@ fn cq_entries(backlog: u32) -> u32 {
         .clamp(CQ_ENTRIES_MIN, 65536)
 }
 
-/// io_uring multishot accept, peer via `getpeername`.
-pub struct MultishotAcceptor {
-    accept_delay: Option<Duration>,
-    counters: EngineCounters,
-    /// Kept between runs, like the `uring` engine's ring.
-    ring: KeptRing,
-}
+/// io_uring multishot accept, peer via `getsockopt(SO_PEERNAME)`.
+pub type MultishotAcceptor = RingAcceptor<Multishot>;
 
 impl MultishotAcceptor {
     /// The engine with `opts` (`inflight` does not apply: one multishot accept).
     pub fn new(opts: &EngineOptions) -> Self {
-        Self {
-            accept_delay: opts.accept_delay,
-            counters: EngineCounters::default(),
-            ring: KeptRing::new(opts.ring_setup.unwrap_or(RingSetup::Default)),
-        }
+        RingAcceptor::with(
+            Multishot {
+                accept_delay: opts.accept_delay,
+            },
+            opts.ring_setup.unwrap_or(RingSetup::Default),
+        )
     }
 }
 
-impl Acceptor for MultishotAcceptor {
-    fn kind(&self) -> EngineKind {
-        EngineKind::Multishot
-    }
+/// `multishot`'s own part of the ring skeleton.
+pub struct Multishot {
+    accept_delay: Option<Duration>,
+}
 
-    fn run(
-        &mut self,
-        listener: &Listener,
-        limits: &Limits,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        // An armed io_uring accept waits for a connection whatever O_NONBLOCK says (seen
-        // on 6.18 with single-shot and multishot accepts), but every engine runs on the
-        // same footing: a blocking listener, with the mode it found put back on return.
-        let _mode = listener.set_blocking_mode(false).map_err(EngineError::io(
-            EngineKind::Multishot,
-            "clearing O_NONBLOCK on the listener",
-        ))?;
-        let mut run = MultishotRun {
-            fd: listener.as_raw_fd(),
-            ipv6: listener.local_addr.is_ipv6(),
-            armed: false,
-            accept_delay: self.accept_delay,
-            counters: &mut self.counters,
-            seen_dropped: 0,
-        };
-        // Multishot accept writes into no user memory, so dropping the ring is safe
-        // even if the cancel gave up (the port would then stay busy a little longer).
+impl RingEngine for Multishot {
+    const KIND: EngineKind = EngineKind::Multishot;
+    type Run = MultishotRun;
+
+    /// Multishot accept writes into no user memory, so there is nothing to leak if a
+    /// cancel gave up (the port would then stay busy a little longer).
+    fn prepare(&mut self, listener: &Listener) -> (RingSize, MultishotRun) {
         let size = RingSize {
             sq: SQ_ENTRIES,
             cq: cq_entries(listener.backlog_effective),
             files: 0,
         };
-        let (result, stopped) = run_on_ring(
-            &mut self.ring,
-            EngineKind::Multishot,
-            size,
-            &mut run,
-            limits,
-            rec,
-        )?;
-        result.and(stopped)
-    }
-
-    fn counters(&self) -> EngineCounters {
-        self.counters
-    }
-
-    fn ring_setup_applied(&self) -> Option<String> {
-        self.ring.applied.clone()
+        let run = MultishotRun {
+            fd: listener.as_raw_fd(),
+            ipv6: listener.local_addr.is_ipv6(),
+            armed: false,
+            accept_delay: self.accept_delay,
+            tally: Tally::default(),
+        };
+        (size, run)
     }
 }
 
-struct MultishotRun<'a> {
+/// State of one `multishot` run.
+pub struct MultishotRun {
     fd: i32,
     /// The listener's family: accepted sockets have it too.
     ipv6: bool,
     armed: bool,
     accept_delay: Option<Duration>,
-    counters: &'a mut EngineCounters,
-    seen_dropped: u32,
+    tally: Tally,
 }
 
 /// What one accept CQE meant for the loop.
@@ -134,110 +101,78 @@ enum Outcome {
     Fatal(i32),
 }
 
-impl RingRun for MultishotRun<'_> {
-    fn accept_loop(
+impl RingRun for MultishotRun {
+    const CANCELLING: &'static str = "cancelling the armed multishot accept";
+
+    fn arm(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        limits: &Limits,
-        rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        MultishotRun::accept_loop(self, submitter, sq, cq, limits, rec)
-    }
-
-    const CANCELLING: &'static str = "cancelling the armed multishot accept";
-
-    fn begin_stop(&mut self) {
-        if self.armed {
-            self.counters.cancels += 1;
-        }
+        let sqe = opcode::AcceptMulti::new(types::Fd(self.fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(OP_ACCEPT);
+        // SAFETY: multishot accept passes no buffers; the listener fd is held by the
+        // caller's `Listener` for the whole run, and the kernel holds its own reference.
+        unsafe { push(EngineKind::Multishot, submitter, sq, &sqe)? };
+        self.armed = true;
+        Ok(())
     }
 
     /// Connections posted before the accept's final CQE (no F_MORE) are recorded and
-    /// closed, never lost.
-    fn reap_stopping(
+    /// closed, never lost. A fatal errno leaves the rest of the queue to the stop.
+    fn reap(
         &mut self,
         _submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
+        _sq: &mut SubmissionQueue<'_>,
         cq: &mut CompletionQueue<'_>,
         rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
+        stopping: bool,
+    ) -> Result<Turn, EngineError> {
+        let mut turn = Turn::default();
         cq.sync();
         for cqe in &mut *cq {
-            if cqe.user_data() == OP_ACCEPT {
-                // Errors are counted; the loop is over either way.
-                let _ = self.on_cqe(cqe.result(), cqe.flags(), rec);
+            if cqe.user_data() != OP_ACCEPT {
+                continue;
+            }
+            match self.on_cqe(cqe.result(), cqe.flags(), rec) {
+                Outcome::Ok => {}
+                Outcome::Backoff => turn.backoff = true,
+                Outcome::Fatal(errno) if !stopping => {
+                    turn.fatal = Some(errno);
+                    break;
+                }
+                Outcome::Fatal(_) => {}
             }
         }
         cq.sync();
-        account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
-        Ok(())
+        Ok(turn)
     }
 
-    fn settled(&self) -> bool {
-        !self.armed
-    }
-
-    fn push_cancels(
+    fn rearm(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
+        rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        let sqe = opcode::AsyncCancel::new(OP_ACCEPT)
-            .build()
-            .user_data(OP_CANCEL);
-        // SAFETY: a cancel carries no buffers, only the target's user_data.
-        unsafe { push(EngineKind::Multishot, submitter, sq, &sqe) }
+        if !self.armed {
+            rec.rearms += 1;
+            self.arm(submitter, sq)?;
+        }
+        Ok(())
+    }
+
+    fn armed(&self) -> bool {
+        self.armed
+    }
+
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
     }
 }
 
-impl MultishotRun<'_> {
-    fn accept_loop(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        limits: &Limits,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        rec.mark_release();
-        self.arm(submitter, sq)?;
-        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        while !limits.reached(rec.accepted) {
-            wait(EngineKind::Multishot, submitter, sq, cq, &args)?;
-            let mut backoff = false;
-            let mut fatal = None;
-            for cqe in &mut *cq {
-                if cqe.user_data() != OP_ACCEPT {
-                    continue;
-                }
-                match self.on_cqe(cqe.result(), cqe.flags(), rec) {
-                    Outcome::Ok => {}
-                    Outcome::Backoff => backoff = true,
-                    Outcome::Fatal(errno) => {
-                        fatal = Some(errno);
-                        break;
-                    }
-                }
-            }
-            cq.sync();
-            account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
-            if let Some(errno) = fatal {
-                return Err(fatal_accept(EngineKind::Multishot, errno));
-            }
-            if backoff {
-                back_off(rec);
-            }
-            if !self.armed {
-                rec.rearms += 1;
-                self.arm(submitter, sq)?;
-            }
-        }
-        Ok(())
-    }
-
+impl MultishotRun {
     /// Handles one accept CQE: a connection is recorded and closed; an error is
     /// counted; a CQE without F_MORE leaves the accept disarmed.
     #[inline]
@@ -267,21 +202,5 @@ impl MultishotRun<'_> {
             AfterError::Backoff => Outcome::Backoff,
             AfterError::Fatal => Outcome::Fatal(-res),
         }
-    }
-
-    fn arm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError> {
-        let sqe = opcode::AcceptMulti::new(types::Fd(self.fd))
-            .flags(libc::SOCK_CLOEXEC)
-            .build()
-            .user_data(OP_ACCEPT);
-        // SAFETY: multishot accept passes no buffers; the listener fd is held by the
-        // caller's `Listener` for the whole run, and the kernel holds its own reference.
-        unsafe { push(EngineKind::Multishot, submitter, sq, &sqe)? };
-        self.armed = true;
-        Ok(())
     }
 }

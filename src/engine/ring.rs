@@ -1,16 +1,20 @@
-//! The io_uring plumbing shared by the ring engines (`uring`, `multishot`,
-//! `uring-linked`): ring set-up with the [`RingSetup`] flags and their fallback, the
-//! ring kept between runs ([`KeptRing`]), pushing SQEs, waiting with a timeout, CQ
-//! overflow accounting, and the [`RingRun`] split between an accept loop and the
-//! cancellation that ends it. It owns no accept logic and records nothing itself.
+//! The skeleton of the ring engines (`uring`, `multishot`, `uring-linked`): one
+//! [`RingAcceptor`] that each fills in with what differs — how it sizes its ring and
+//! what state a run keeps ([`RingEngine`]), how it arms accepts and what it does per
+//! completion ([`RingRun`]). Everything else is here once: the blocking listener, ring
+//! set-up with the [`RingSetup`] flags and their fallback, the ring kept between runs
+//! ([`KeptRing`]), the cancel-and-reap stop, buffers leaked when a stop gives up,
+//! counters, pushing SQEs, waiting with a timeout, CQ overflow accounting. It owns no
+//! accept logic and records nothing itself.
 
 use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use io_uring::squeue::Entry;
-use io_uring::{types, CompletionQueue, IoUring, SubmissionQueue, Submitter};
+use io_uring::{opcode, types, CompletionQueue, IoUring, SubmissionQueue, Submitter};
 
-use super::{EngineCounters, EngineError, EngineKind, Limits};
+use super::{Acceptor, EngineCounters, EngineError, EngineKind, Limits};
+use crate::listener::Listener;
 use crate::record::Recorder;
 
 /// `user_data` layout: operation kind in the high 32 bits, slot index in the low 32.
@@ -46,7 +50,7 @@ pub(super) fn setup_ring(
 
 /// What a run needs of its ring: a kept ring smaller than this is made again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(super) struct RingSize {
+pub struct RingSize {
     /// SQ entries.
     pub sq: u32,
     /// CQ entries.
@@ -110,37 +114,130 @@ impl KeptRing {
     }
 }
 
-/// An accept loop on a split ring and the cancellation that ends it: what each
-/// ring engine provides to [`run_on_ring`].
-pub(super) trait RingRun {
-    /// Accepts until the limits say stop.
-    fn accept_loop(
+/// What a ring engine is between runs: its options, and how one run is prepared.
+pub trait RingEngine: Send {
+    /// Which engine.
+    const KIND: EngineKind;
+    /// One run's state (its buffers, what is armed), made fresh for every run.
+    type Run: RingRun;
+    /// The ring a run on `listener` needs, and its state.
+    fn prepare(&mut self, listener: &Listener) -> (RingSize, Self::Run);
+}
+
+/// A ring engine: `E` filled into the skeleton.
+pub struct RingAcceptor<E: RingEngine> {
+    /// The engine's own part.
+    pub(super) engine: E,
+    counters: EngineCounters,
+    /// Kept between runs (a server sets its ring up once): nothing is armed on it
+    /// once `run` returned successfully, so the next run starts from a clean ring.
+    ring: KeptRing,
+}
+
+impl<E: RingEngine> RingAcceptor<E> {
+    /// The engine `engine` on a ring set up with `setup` (made on the first run).
+    pub(super) fn with(engine: E, setup: RingSetup) -> Self {
+        Self {
+            engine,
+            counters: EngineCounters::default(),
+            ring: KeptRing::new(setup),
+        }
+    }
+}
+
+impl<E: RingEngine> Acceptor for RingAcceptor<E> {
+    fn kind(&self) -> EngineKind {
+        E::KIND
+    }
+
+    fn run(
         &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
+        listener: &Listener,
         limits: &Limits,
         rec: &mut Recorder,
-    ) -> Result<(), EngineError>;
+    ) -> Result<(), EngineError> {
+        // An armed io_uring accept waits for a connection whatever O_NONBLOCK says (seen
+        // on 6.18 with single-shot and multishot accepts), but every engine runs on the
+        // same footing: a blocking listener, with the mode it found put back on return.
+        let _mode = listener.set_blocking_mode(false).map_err(EngineError::io(
+            E::KIND,
+            "clearing O_NONBLOCK on the listener",
+        ))?;
+        let (size, mut run) = self.engine.prepare(listener);
+        let (result, stopped) = run_on_ring(&mut self.ring, E::KIND, size, &mut run, limits, rec)?;
+        self.counters.add(&run.tally().counters);
+        if stopped.is_err() {
+            // The ring is gone but an operation the stop could not wait for may still
+            // write into the run's buffers during the kernel's teardown: never free them.
+            run.leak_buffers();
+        }
+        result.and(stopped)
+    }
 
+    fn counters(&self) -> EngineCounters {
+        self.counters
+    }
+
+    fn ring_setup_applied(&self) -> Option<String> {
+        self.ring.applied.clone()
+    }
+}
+
+/// What one loop turn's reaping asks of the skeleton.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Turn {
+    /// An accept failed for lack of fds, table entries or memory: sleep before re-arming.
+    pub backoff: bool,
+    /// An accept failed with this errno in a way that ends the run.
+    pub fatal: Option<i32>,
+}
+
+/// What a run counts beside the recorder, and the CQ drops it has accounted for.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tally {
+    /// The run's engine counters.
+    pub counters: EngineCounters,
+    /// The ring's dropped-CQE count already accounted for ([`account_overflow`]).
+    pub seen_dropped: u32,
+}
+
+/// One ring engine's run: how it arms accepts and what it does per completion — all
+/// that differs between the ring engines. The skeleton ([`RingAcceptor`]) runs the
+/// loop (release, arm, wait, reap, overflow, back-off, re-arm) and the stop (cancel,
+/// reap until settled, mark the window's end).
+pub trait RingRun {
     /// What the give-up error says was being cancelled.
     const CANCELLING: &'static str;
 
-    /// The stop begins (count it if something is armed).
-    fn begin_stop(&mut self);
+    /// Arms the accepts when the run starts.
+    fn arm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError>;
 
-    /// Reaps what completed while stopping: connections are recorded and closed,
-    /// never lost; errors are counted (the run is over either way).
-    fn reap_stopping(
+    /// Handles every CQE in the queue: connections are recorded and closed, never lost;
+    /// errors counted. `stopping`: the run is being cancelled, so nothing is re-armed
+    /// (and what the turn asks for is ignored).
+    fn reap(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
         cq: &mut CompletionQueue<'_>,
         rec: &mut Recorder,
+        stopping: bool,
+    ) -> Result<Turn, EngineError>;
+
+    /// After a turn (and its back-off): re-arms what is no longer armed.
+    fn rearm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        rec: &mut Recorder,
     ) -> Result<(), EngineError>;
 
-    /// True once nothing of this run is left in the ring.
-    fn settled(&self) -> bool;
+    /// True while an accept of this run is armed in the ring.
+    fn armed(&self) -> bool;
 
     /// True while connections of this run still have work in flight in the ring (a peer
     /// read or a close not yet completed). Engines that close with close(2) have none.
@@ -148,16 +245,65 @@ pub(super) trait RingRun {
         false
     }
 
-    /// Queues a cancel for every accept still armed (nothing when none is).
+    /// Queues a cancel for every accept still armed: by default the one multishot
+    /// accept (`user_data` [`OP_ACCEPT`]).
     fn push_cancels(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError>;
+    ) -> Result<(), EngineError> {
+        if !self.armed() {
+            return Ok(());
+        }
+        let sqe = opcode::AsyncCancel::new(OP_ACCEPT)
+            .build()
+            .user_data(OP_CANCEL);
+        // SAFETY: a cancel carries no buffers, only the target's user_data.
+        unsafe { push(EngineKind::Multishot, submitter, sq, &sqe) }
+    }
+
+    /// What this run counted.
+    fn tally(&mut self) -> &mut Tally;
+
+    /// Gives up the run's buffers for good (the stop could not wait for every
+    /// operation that writes into them). Runs whose operations write into no user
+    /// memory have nothing to leak.
+    fn leak_buffers(&mut self) {}
 }
 
-/// Cancels whatever `run` left armed and reaps until it has settled — every armed
-/// operation's final CQE arrived — or [`CANCEL_GIVE_UP`] passed. A wait that brings
+/// The accept loop every ring engine runs: released, armed, then wait → reap →
+/// overflow accounting → back-off → re-arm until the limits say stop.
+fn accept_loop<R: RingRun>(
+    engine: EngineKind,
+    run: &mut R,
+    submitter: &Submitter<'_>,
+    sq: &mut SubmissionQueue<'_>,
+    cq: &mut CompletionQueue<'_>,
+    limits: &Limits,
+    rec: &mut Recorder,
+) -> Result<(), EngineError> {
+    rec.mark_release();
+    run.arm(submitter, sq)?;
+    let ts = types::Timespec::from(Limits::POLL_INTERVAL);
+    let args = types::SubmitArgs::new().timespec(&ts);
+    while !limits.reached(rec.accepted) {
+        wait(engine, submitter, sq, cq, &args)?;
+        let turn = run.reap(submitter, sq, cq, rec, false)?;
+        let t = run.tally();
+        account_overflow(sq, cq, &mut t.seen_dropped, &mut t.counters, rec);
+        if let Some(errno) = turn.fatal {
+            return Err(super::fatal_accept(engine, errno));
+        }
+        if turn.backoff {
+            super::back_off(rec);
+        }
+        run.rearm(submitter, sq, rec)?;
+    }
+    Ok(())
+}
+
+/// Cancels whatever `run` left armed and reaps until it has settled — nothing armed,
+/// every operation's final CQE arrived — or [`CANCEL_GIVE_UP`] passed. A wait that brings
 /// no CQE sends the cancels again (one can miss an accept running in an io-wq worker
 /// and come back -EALREADY).
 fn cancel_and_reap<R: RingRun>(
@@ -172,15 +318,20 @@ fn cancel_and_reap<R: RingRun>(
     let ts = types::Timespec::from(Limits::POLL_INTERVAL);
     let args = types::SubmitArgs::new().timespec(&ts);
     let mut cancel_due = true;
-    run.begin_stop();
+    if run.armed() {
+        run.tally().counters.cancels += 1;
+    }
     loop {
-        run.reap_stopping(submitter, sq, cq, rec)?;
+        // Errors met while stopping are counted; the run is over either way.
+        run.reap(submitter, sq, cq, rec, true)?;
+        let t = run.tally();
+        account_overflow(sq, cq, &mut t.seen_dropped, &mut t.counters, rec);
         if !run.work_pending() {
             // The last close has completed: the window's CPU ends here, before the
             // cancel's own round trip (moved on if a connection raced the cancel).
             rec.mark_done();
         }
-        if run.settled() {
+        if !run.armed() && !run.work_pending() {
             return Ok(());
         }
         if Instant::now() >= give_up {
@@ -209,7 +360,7 @@ pub(super) type LoopAndCancel = (Result<(), EngineError>, Result<(), EngineError
 /// cancellation of whatever it left armed. The ring is kept for the next run only when
 /// the cancellation completed, so every run starts with nothing armed; otherwise it is
 /// dropped here. Returns the loop's result and the cancellation's.
-pub(super) fn run_on_ring(
+fn run_on_ring(
     kept: &mut KeptRing,
     engine: EngineKind,
     size: RingSize,
@@ -220,7 +371,7 @@ pub(super) fn run_on_ring(
     let (mut ring, have) = kept.take_or_setup(engine, size)?;
     let (result, stopped) = {
         let (submitter, mut sq, mut cq) = ring.split();
-        let result = run.accept_loop(&submitter, &mut sq, &mut cq, limits, rec);
+        let result = accept_loop(engine, run, &submitter, &mut sq, &mut cq, limits, rec);
         let stopped = cancel_and_reap(engine, run, &submitter, &mut sq, &mut cq, rec);
         (result, stopped)
     };

@@ -48,15 +48,8 @@ impl Acceptor for TokioAcceptor {
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let io_err = |what| EngineError::io(EngineKind::Tokio, what);
-        // tokio needs O_NONBLOCK; it is set on the shared file description (so on our
-        // dup too) and the mode found is put back on return.
-        let mode = listener
-            .set_blocking_mode(true)
-            .map_err(io_err("setting O_NONBLOCK on the listener"))?;
-        let dup = listener
-            .socket()
-            .try_clone()
-            .map_err(io_err("dup of the listener fd"))?;
+        // tokio needs O_NONBLOCK.
+        let (mode, dup) = super::runtime_listener(listener, EngineKind::Tokio, true)?;
         let rt = match self.rt.take() {
             Some(rt) => rt,
             None => tokio::runtime::Builder::new_current_thread()

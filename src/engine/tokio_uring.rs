@@ -52,14 +52,8 @@ impl Acceptor for TokioUringAcceptor {
     ) -> Result<(), EngineError> {
         let io_err = |what| EngineError::io(EngineKind::TokioUring, what);
         // A blocking file description keeps io_uring's accept on its poll path on
-        // every kernel; the mode found is put back on return.
-        let mode = listener
-            .set_blocking_mode(false)
-            .map_err(io_err("clearing O_NONBLOCK on the listener"))?;
-        let dup = listener
-            .socket()
-            .try_clone()
-            .map_err(io_err("dup of the listener fd"))?;
+        // every kernel.
+        let (mode, dup) = super::runtime_listener(listener, EngineKind::TokioUring, false)?;
         let rt = tokio_uring::Runtime::new(&tokio_uring::builder())
             .map_err(io_err("starting the tokio-uring runtime"))?;
         let delay = self.accept_delay;

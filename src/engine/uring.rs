@@ -9,8 +9,9 @@
 //! asynchronously, keeps the listener alive and makes an immediate re-bind of the
 //! port fail with EADDRINUSE.
 //!
-//! The ring plumbing (set-up flags, the kept ring, wait, overflow accounting) is in
-//! `ring`, shared with the other ring engines.
+//! The skeleton (set-up flags, the kept ring, the stop, wait, overflow accounting) is
+//! `ring`'s, shared with the other ring engines; this file fills in how accepts are
+//! armed and what each completion does.
 
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
@@ -20,102 +21,61 @@ use common::clock::mono_ns;
 use io_uring::{opcode, types, CompletionQueue, SubmissionQueue, Submitter};
 
 use super::ring::{
-    account_overflow, push, run_on_ring, wait, KeptRing, RingRun, RingSetup, RingSize, IDX_MASK,
-    OP_ACCEPT, OP_CANCEL, OP_MASK,
+    push, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Tally, Turn, IDX_MASK, OP_ACCEPT,
+    OP_CANCEL, OP_MASK,
 };
-
-use super::{
-    back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineCounters,
-    EngineError, EngineKind, EngineOptions, Limits,
-};
+use super::{on_accept_error, simulate_work, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
 
 /// io_uring single-shot accept, several in flight.
-pub struct UringAcceptor {
-    inflight: usize,
-    accept_delay: Option<Duration>,
-    counters: EngineCounters,
-    /// Kept between runs (a server sets its ring up once): nothing is armed on it
-    /// once `run` returned successfully, so the next run starts from a clean ring.
-    ring: KeptRing,
-}
+pub type UringAcceptor = RingAcceptor<Uring>;
 
 impl UringAcceptor {
     /// The engine with `opts` (`inflight` accepts armed at once, at least 1).
     pub fn new(opts: &EngineOptions) -> Self {
-        Self {
-            inflight: opts.inflight.clamp(1, super::MAX_INFLIGHT),
-            accept_delay: opts.accept_delay,
-            counters: EngineCounters::default(),
-            ring: KeptRing::new(opts.ring_setup.unwrap_or(RingSetup::Default)),
-        }
+        RingAcceptor::with(
+            Uring {
+                inflight: opts.inflight.clamp(1, super::MAX_INFLIGHT),
+                accept_delay: opts.accept_delay,
+            },
+            opts.ring_setup.unwrap_or(RingSetup::Default),
+        )
     }
 }
 
-impl Acceptor for UringAcceptor {
-    fn kind(&self) -> EngineKind {
-        EngineKind::Uring
-    }
+/// `uring`'s own part of the ring skeleton: how many accepts it keeps armed.
+pub struct Uring {
+    inflight: usize,
+    accept_delay: Option<Duration>,
+}
 
-    fn run(
-        &mut self,
-        listener: &Listener,
-        limits: &Limits,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        // An armed io_uring accept waits for a connection whatever O_NONBLOCK says (seen
-        // on 6.18 with single-shot and multishot accepts), but every engine runs on the
-        // same footing: a blocking listener, with the mode it found put back on return.
-        let _mode = listener.set_blocking_mode(false).map_err(EngineError::io(
-            EngineKind::Uring,
-            "clearing O_NONBLOCK on the listener",
-        ))?;
+impl RingEngine for Uring {
+    const KIND: EngineKind = EngineKind::Uring;
+    type Run = UringRun;
+
+    fn prepare(&mut self, listener: &Listener) -> (RingSize, UringRun) {
         let n = self.inflight;
         // Every slot has at most one accept and one cancel in flight: 2n SQEs and CQEs
         // bound everything, so neither queue can overflow.
         let entries = (2 * n).next_power_of_two().max(64) as u32;
-        let mut slots = SlotArena::new(n);
-        let mut run = UringRun {
-            fd: listener.as_raw_fd(),
-            ipv6: listener.local_addr.is_ipv6(),
-            slots: &mut slots,
-            armed: vec![false; n],
-            armed_count: 0,
-            idle: Vec::with_capacity(n),
-            accept_delay: self.accept_delay,
-            counters: &mut self.counters,
-            seen_dropped: 0,
-        };
         let size = RingSize {
             sq: entries,
             cq: 2 * entries,
             files: 0,
         };
-        let (result, stopped) = run_on_ring(
-            &mut self.ring,
-            EngineKind::Uring,
-            size,
-            &mut run,
-            limits,
-            rec,
-        )?;
-        drop(run);
-        if stopped.is_err() {
-            // The ring is gone but an accept the cancel could not reach may still write
-            // into its slot during the kernel's teardown: never free that memory.
-            slots.leak();
-        }
-        result.and(stopped)
-    }
-
-    fn counters(&self) -> EngineCounters {
-        self.counters
-    }
-
-    fn ring_setup_applied(&self) -> Option<String> {
-        self.ring.applied.clone()
+        let run = UringRun {
+            fd: listener.as_raw_fd(),
+            ipv6: listener.local_addr.is_ipv6(),
+            slots: SlotArena::new(n),
+            armed: vec![false; n],
+            armed_count: 0,
+            idle: Vec::with_capacity(n),
+            accept_delay: self.accept_delay,
+            tally: Tally::default(),
+        };
+        (size, run)
     }
 }
 
@@ -203,69 +163,98 @@ impl Drop for SlotArena {
 }
 
 /// State of one `uring` run.
-struct UringRun<'a> {
+pub struct UringRun {
     fd: i32,
     /// The listener's family (for the per-fd peer lookup fallback).
     ipv6: bool,
-    slots: &'a mut SlotArena,
+    slots: SlotArena,
     armed: Vec<bool>,
     armed_count: usize,
     /// Slots whose accept failed with fd/memory exhaustion, re-armed after a back-off.
     idle: Vec<usize>,
     accept_delay: Option<Duration>,
-    counters: &'a mut EngineCounters,
-    seen_dropped: u32,
+    tally: Tally,
 }
 
-impl RingRun for UringRun<'_> {
-    fn accept_loop(
+impl RingRun for UringRun {
+    const CANCELLING: &'static str = "cancelling the armed accepts";
+
+    fn arm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+    ) -> Result<(), EngineError> {
+        for i in 0..self.armed.len() {
+            self.arm_slot(submitter, sq, i)?;
+        }
+        Ok(())
+    }
+
+    /// A completed slot is re-armed at once (not while stopping); one whose accept
+    /// failed for lack of fds or memory waits for the back-off ([`RingRun::rearm`]).
+    /// A fatal errno leaves the rest of the queue to the stop, which records it.
+    fn reap(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
         cq: &mut CompletionQueue<'_>,
-        limits: &Limits,
         rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        UringRun::accept_loop(self, submitter, sq, cq, limits, rec)
-    }
-
-    const CANCELLING: &'static str = "cancelling the armed accepts";
-
-    fn begin_stop(&mut self) {
-        if self.armed_count > 0 {
-            self.counters.cancels += 1;
-        }
-    }
-
-    /// A connection that raced the cancel is recorded and closed, never lost; CQEs left
-    /// over from the accept loop (a fatal error) are reaped first.
-    fn reap_stopping(
-        &mut self,
-        _submitter: &Submitter<'_>,
-        _sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
+        stopping: bool,
+    ) -> Result<Turn, EngineError> {
+        let mut turn = Turn::default();
         cq.sync();
         for cqe in &mut *cq {
             let ud = cqe.user_data();
             if ud & OP_MASK != OP_ACCEPT {
                 continue;
             }
-            self.disarmed((ud & IDX_MASK) as usize);
+            let i = (ud & IDX_MASK) as usize;
+            self.disarmed(i);
             let res = cqe.result();
             if res >= 0 {
-                self.on_connection(res, (ud & IDX_MASK) as usize, rec);
+                self.on_connection(res, i, rec);
+            } else if stopping {
+                if res != -libc::ECANCELED {
+                    rec.error(-res);
+                }
+                continue;
             } else if res != -libc::ECANCELED {
-                rec.error(-res);
+                // ECANCELED is not ours (we cancel only when stopping): re-armed below.
+                match on_accept_error(rec, -res) {
+                    AfterError::Retry => {}
+                    AfterError::Backoff => {
+                        self.idle.push(i);
+                        turn.backoff = true;
+                        continue;
+                    }
+                    AfterError::Fatal => {
+                        turn.fatal = Some(-res);
+                        break;
+                    }
+                }
+            }
+            if !stopping {
+                self.arm_slot(submitter, sq, i)?;
             }
         }
         cq.sync();
+        Ok(turn)
+    }
+
+    fn rearm(
+        &mut self,
+        submitter: &Submitter<'_>,
+        sq: &mut SubmissionQueue<'_>,
+        _rec: &mut Recorder,
+    ) -> Result<(), EngineError> {
+        while let Some(i) = self.idle.pop() {
+            self.arm_slot(submitter, sq, i)?;
+        }
         Ok(())
     }
 
-    fn settled(&self) -> bool {
-        self.armed_count == 0
+    fn armed(&self) -> bool {
+        self.armed_count > 0
     }
 
     fn push_cancels(
@@ -284,68 +273,17 @@ impl RingRun for UringRun<'_> {
         }
         Ok(())
     }
-}
 
-impl UringRun<'_> {
-    fn accept_loop(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        limits: &Limits,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        rec.mark_release();
-        for i in 0..self.armed.len() {
-            self.arm(submitter, sq, i)?;
-        }
-        let ts = types::Timespec::from(Limits::POLL_INTERVAL);
-        let args = types::SubmitArgs::new().timespec(&ts);
-        while !limits.reached(rec.accepted) {
-            wait(EngineKind::Uring, submitter, sq, cq, &args)?;
-            let mut fatal = None;
-            for cqe in &mut *cq {
-                let ud = cqe.user_data();
-                if ud & OP_MASK != OP_ACCEPT {
-                    continue;
-                }
-                let i = (ud & IDX_MASK) as usize;
-                self.disarmed(i);
-                let res = cqe.result();
-                if res >= 0 {
-                    self.on_connection(res, i, rec);
-                } else if res == -libc::ECANCELED {
-                    // Not ours (we cancel only after this loop): re-arm below.
-                } else {
-                    match on_accept_error(rec, -res) {
-                        AfterError::Retry => {}
-                        AfterError::Backoff => {
-                            self.idle.push(i);
-                            continue;
-                        }
-                        AfterError::Fatal => {
-                            fatal = Some(-res);
-                            break;
-                        }
-                    }
-                }
-                self.arm(submitter, sq, i)?;
-            }
-            cq.sync();
-            account_overflow(sq, cq, &mut self.seen_dropped, self.counters, rec);
-            if let Some(errno) = fatal {
-                return Err(fatal_accept(EngineKind::Uring, errno));
-            }
-            if !self.idle.is_empty() {
-                back_off(rec);
-                while let Some(i) = self.idle.pop() {
-                    self.arm(submitter, sq, i)?;
-                }
-            }
-        }
-        Ok(())
+    fn tally(&mut self) -> &mut Tally {
+        &mut self.tally
     }
 
+    fn leak_buffers(&mut self) {
+        self.slots.leak();
+    }
+}
+
+impl UringRun {
     /// Records and closes accepted `fd` whose peer is in slot `i`.
     #[inline]
     fn on_connection(&mut self, fd: i32, i: usize, rec: &mut Recorder) {
@@ -366,7 +304,7 @@ impl UringRun<'_> {
         simulate_work(self.accept_delay);
     }
 
-    fn arm(
+    fn arm_slot(
         &mut self,
         submitter: &Submitter<'_>,
         sq: &mut SubmissionQueue<'_>,
