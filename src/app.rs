@@ -75,12 +75,11 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     // Ring, tables and runtime are set up (or refused) before the server says it listens.
     let mut rec = Recorder::new(cfg.records.is_some());
     engine::set_up(acceptor.as_mut(), &listener, &mut rec)?;
-    if !cfg.json {
-        eprintln!(
-            "acceptbench: {} listening on {} (backlog {}, effective {}); Ctrl-C to stop",
-            cfg.engine, listener.local_addr, listener.backlog_requested, listener.backlog_effective
-        );
-    }
+    // On stderr in JSON mode too: it tells a script (or a test) that the server listens.
+    eprintln!(
+        "acceptbench: {} listening on {} (backlog {}, effective {}); Ctrl-C to stop",
+        cfg.engine, listener.local_addr, listener.backlog_requested, listener.backlog_effective
+    );
     if let Some(&cpu) = cfg.cpus.first() {
         common::affinity::pin_current_thread(cpu)?;
     }
@@ -159,19 +158,18 @@ fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         first,
         &mut early,
     )?;
-    if !cfg.json {
-        eprintln!(
-            "acceptbench: {} × {} ({}, {} listener{}) on {} (backlog {} each, effective {}); Ctrl-C to stop",
-            cfg.acceptors,
-            cfg.engine,
-            cfg.sharing,
-            set.all().len(),
-            if set.all().len() == 1 { "" } else { "s" },
-            first.local_addr,
-            first.backlog_requested,
-            first.backlog_effective
-        );
-    }
+    // On stderr in JSON mode too: it tells a script (or a test) that the server listens.
+    eprintln!(
+        "acceptbench: {} × {} ({}, {} listener{}) on {} (backlog {} each, effective {}); Ctrl-C to stop",
+        cfg.acceptors,
+        cfg.engine,
+        cfg.sharing,
+        set.all().len(),
+        if set.all().len() == 1 { "" } else { "s" },
+        first.local_addr,
+        first.backlog_requested,
+        first.backlog_effective
+    );
     let stop = StopFlag::new();
     crate::signal::stop_on_signal(&stop)?;
     let start = Instant::now();

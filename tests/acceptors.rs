@@ -279,9 +279,18 @@ fn listen_with_two_reuseport_acceptors_accepts_every_connection_once() {
         .args(["--count", &n.to_string(), "--duration", "20s"])
         .args(["--print-peers", "--json"])
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
+    // Connect only once both shards listen (it says so): a client that connects while
+    // the second shard is still being bound lands every connection on the first.
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("Ctrl-C to stop") {
+        line.clear();
+        let read = std::io::BufRead::read_line(&mut err, &mut line).unwrap();
+        assert!(read > 0, "listen ended before it listened");
+    }
     let mut locals = Vec::new();
     let mut held = Vec::new();
     let end = std::time::Instant::now() + std::time::Duration::from_secs(5);

@@ -31,11 +31,11 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use common::clock::mono_ns;
-use io_uring::{cqueue, opcode, squeue, types, CompletionQueue, SubmissionQueue, Submitter};
+use io_uring::{cqueue, opcode, squeue, types};
 
 use super::peer_slots::PeerSlots;
 use super::ring::{
-    push, push_all, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Tally, Turn, IDX_MASK,
+    Reap, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Submit, Tally, IDX_MASK,
     OP_ACCEPT, OP_CLOSE, OP_MASK, OP_PEER,
 };
 use super::{on_accept_error, simulate_work, AfterError, EngineError, EngineKind, EngineOptions};
@@ -192,11 +192,7 @@ impl RingRun for LinkedRun {
     const CANCELLING: &'static str =
         "cancelling the multishot accept and reaping its peer reads and closes";
 
-    fn arm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError> {
+    fn arm(&mut self, sub: &mut Submit<'_, '_>) -> Result<(), EngineError> {
         let accept = opcode::AcceptMulti::new(types::Fd(self.fd));
         // The kernel refuses SOCK_CLOEXEC on a direct accept (there is no fd to mark).
         let accept = if self.direct {
@@ -207,7 +203,7 @@ impl RingRun for LinkedRun {
         let sqe = accept.build().user_data(OP_ACCEPT);
         // SAFETY: multishot accept passes no buffers; the listener fd is held by the
         // caller's `Listener` for the whole run, and the kernel holds its own reference.
-        unsafe { push(ENGINE, submitter, sq, &sqe)? };
+        unsafe { sub.push(ENGINE, &sqe)? };
         self.armed = true;
         Ok(())
     }
@@ -215,48 +211,29 @@ impl RingRun for LinkedRun {
     /// Handles every CQE in the queue and starts the peer reads of connections that
     /// waited for a slot. Connections accepted while stopping are recorded and closed,
     /// never lost; every getsockopt and close in flight is reaped.
-    fn reap(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        rec: &mut Recorder,
-        _stopping: bool,
-    ) -> Result<Turn, EngineError> {
-        cq.sync();
-        for cqe in &mut *cq {
-            let ud = cqe.user_data();
-            let i = (ud & IDX_MASK) as u32;
-            match ud & OP_MASK {
-                OP_ACCEPT => self.on_accept(cqe.result(), cqe.flags(), submitter, sq, rec)?,
-                OP_PEER => self.on_peer(i, cqe.result(), submitter, sq, rec)?,
-                OP_CLOSE => self.on_close(i, cqe.result(), submitter, sq, rec)?,
-                _ => {}
-            }
+    fn on_cqe(&mut self, cqe: &cqueue::Entry, cx: &mut Reap) -> Result<bool, EngineError> {
+        let ud = cqe.user_data();
+        let i = (ud & IDX_MASK) as u32;
+        match ud & OP_MASK {
+            OP_ACCEPT => self.on_accept(cqe.result(), cqe.flags(), cx.sub, cx.rec)?,
+            OP_PEER => self.on_peer(i, cqe.result(), cx.sub, cx.rec)?,
+            OP_CLOSE => self.on_close(i, cqe.result(), cx.sub, cx.rec)?,
+            _ => {}
         }
-        cq.sync();
+        Ok(true)
+    }
+
+    /// Starts the peer reads of connections that waited for a slot; hands the turn
+    /// what the accepts asked for.
+    fn after_reap(&mut self, cx: &mut Reap) -> Result<(), EngineError> {
         while self.slots.busy() < self.slots.state.len() {
             let Some((idx, accepted_ns)) = self.waiting.pop_front() else {
                 break;
             };
-            self.start_peer(idx, accepted_ns, submitter, sq, rec)?;
+            self.start_peer(idx, accepted_ns, cx.sub, cx.rec)?;
         }
-        Ok(Turn {
-            backoff: std::mem::take(&mut self.backoff),
-            fatal: self.fatal.take(),
-        })
-    }
-
-    fn rearm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        if !self.armed {
-            rec.rearms += 1;
-            self.arm(submitter, sq)?;
-        }
+        cx.turn.backoff |= std::mem::take(&mut self.backoff);
+        cx.turn.fatal = cx.turn.fatal.or(self.fatal.take());
         Ok(())
     }
 
@@ -283,15 +260,14 @@ impl LinkedRun {
         &mut self,
         res: i32,
         flags: u32,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
+        sub: &mut Submit<'_, '_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         if !cqueue::more(flags) {
             self.armed = false;
         }
         if res >= 0 {
-            self.start_peer(res, mono_ns(), submitter, sq, rec)?;
+            self.start_peer(res, mono_ns(), sub, rec)?;
             simulate_work(self.accept_delay);
         } else if res != -libc::ECANCELED {
             match on_accept_error(rec, -res) {
@@ -308,8 +284,7 @@ impl LinkedRun {
         &mut self,
         file: i32,
         accepted_ns: u64,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
+        sub: &mut Submit<'_, '_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let Some((i, optval)) = self.slots.take(file, accepted_ns) else {
@@ -344,7 +319,7 @@ impl LinkedRun {
         // slot is reused only after this getsockopt's and this close's CQEs were reaped,
         // the arena is dropped only after `cancel_and_reap` saw every slot free, and it
         // is leaked if that gave up. The close carries no buffer.
-        unsafe { push_all(ENGINE, submitter, sq, &[get, close]) }
+        unsafe { sub.push_all(ENGINE, &[get, close]) }
     }
 
     fn peer_by_syscall(&mut self, fd: i32, accepted_ns: u64, rec: &mut Recorder) {
@@ -360,8 +335,7 @@ impl LinkedRun {
         &mut self,
         i: u32,
         res: i32,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
+        sub: &mut Submit<'_, '_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let Some(st) = self.slots.state.get_mut(i as usize) else {
@@ -388,7 +362,7 @@ impl LinkedRun {
             }
         }
         if self.slots.state[i as usize].close_needed {
-            self.close_now(i, submitter, sq, rec)?;
+            self.close_now(i, sub, rec)?;
         }
         self.slots.release_if_done(i);
         Ok(())
@@ -398,8 +372,7 @@ impl LinkedRun {
         &mut self,
         i: u32,
         res: i32,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
+        sub: &mut Submit<'_, '_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let Some(st) = self.slots.state.get_mut(i as usize) else {
@@ -410,7 +383,7 @@ impl LinkedRun {
             // Its getsockopt failed: close once the peer was read by other means.
             st.close_needed = true;
             if !st.peer_pending {
-                self.close_now(i, submitter, sq, rec)?;
+                self.close_now(i, sub, rec)?;
             }
         } else {
             // The close ran (a failed one too: the kernel drops the descriptor either way).
@@ -428,8 +401,7 @@ impl LinkedRun {
     fn close_now(
         &mut self,
         i: u32,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
+        sub: &mut Submit<'_, '_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
         let st = &mut self.slots.state[i as usize];
@@ -440,7 +412,7 @@ impl LinkedRun {
                 .build()
                 .user_data(OP_CLOSE | u64::from(i));
             // SAFETY: a close carries no buffers.
-            unsafe { push(ENGINE, submitter, sq, &sqe) }
+            unsafe { sub.push(ENGINE, &sqe) }
         } else {
             // SAFETY: the fd is this connection's, its in-ring close was cancelled, and
             // nothing else owns it.

@@ -411,6 +411,25 @@ pub(crate) fn runtime_listener(
     Ok((mode, dup))
 }
 
+/// The runtime engines' connection: its peer recorded, the stream dropped (closed with
+/// close(2)), the close recorded, then the simulated work.
+pub(crate) fn accepted_stream<S>(
+    rec: &mut Recorder,
+    stream: S,
+    peer: ::std::net::SocketAddr,
+    accepted_ns: u64,
+    delay: Option<Duration>,
+) {
+    rec.accepted(
+        crate::peer::unmap_v4(peer),
+        accepted_ns,
+        common::clock::mono_ns(),
+    );
+    drop(stream);
+    rec.close_done(common::clock::mono_ns());
+    simulate_work(delay);
+}
+
 /// How long an engine sleeps after an accept failed for lack of fds or memory:
 /// retrying at once cannot succeed and would spin the CPU; the queued connections
 /// stay in the accept queue meanwhile (accept fails before dequeuing one).

@@ -16,10 +16,10 @@ use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use common::clock::mono_ns;
-use io_uring::{cqueue, opcode, types, CompletionQueue, SubmissionQueue, Submitter};
+use io_uring::{cqueue, opcode, types};
 
 use super::ring::{
-    push, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Tally, Turn, OP_ACCEPT,
+    Reap, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Submit, Tally, OP_ACCEPT,
 };
 use super::{on_accept_error, simulate_work, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
@@ -104,63 +104,36 @@ enum Outcome {
 impl RingRun for MultishotRun {
     const CANCELLING: &'static str = "cancelling the armed multishot accept";
 
-    fn arm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError> {
+    fn arm(&mut self, sub: &mut Submit<'_, '_>) -> Result<(), EngineError> {
         let sqe = opcode::AcceptMulti::new(types::Fd(self.fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(OP_ACCEPT);
         // SAFETY: multishot accept passes no buffers; the listener fd is held by the
         // caller's `Listener` for the whole run, and the kernel holds its own reference.
-        unsafe { push(EngineKind::Multishot, submitter, sq, &sqe)? };
+        unsafe { sub.push(EngineKind::Multishot, &sqe)? };
         self.armed = true;
         Ok(())
     }
 
     /// Connections posted before the accept's final CQE (no F_MORE) are recorded and
     /// closed, never lost. A fatal errno leaves the rest of the queue to the stop.
-    fn reap(
-        &mut self,
-        _submitter: &Submitter<'_>,
-        _sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        rec: &mut Recorder,
-        stopping: bool,
-    ) -> Result<Turn, EngineError> {
-        let mut turn = Turn::default();
-        cq.sync();
-        for cqe in &mut *cq {
-            if cqe.user_data() != OP_ACCEPT {
-                continue;
-            }
-            match self.on_cqe(cqe.result(), cqe.flags(), rec) {
-                Outcome::Ok => {}
-                Outcome::Backoff => turn.backoff = true,
-                Outcome::Fatal(errno) if !stopping => {
-                    turn.fatal = Some(errno);
-                    break;
-                }
-                Outcome::Fatal(_) => {}
-            }
+    fn on_cqe(&mut self, cqe: &cqueue::Entry, cx: &mut Reap) -> Result<bool, EngineError> {
+        if cqe.user_data() != OP_ACCEPT {
+            return Ok(true);
         }
-        cq.sync();
-        Ok(turn)
-    }
-
-    fn rearm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
-        if !self.armed {
-            rec.rearms += 1;
-            self.arm(submitter, sq)?;
-        }
-        Ok(())
+        Ok(match self.on_accept(cqe.result(), cqe.flags(), cx.rec) {
+            Outcome::Ok => true,
+            Outcome::Backoff => {
+                cx.turn.backoff = true;
+                true
+            }
+            Outcome::Fatal(errno) if !cx.stopping => {
+                cx.turn.fatal = Some(errno);
+                false
+            }
+            Outcome::Fatal(_) => true,
+        })
     }
 
     fn armed(&self) -> bool {
@@ -176,7 +149,7 @@ impl MultishotRun {
     /// Handles one accept CQE: a connection is recorded and closed; an error is
     /// counted; a CQE without F_MORE leaves the accept disarmed.
     #[inline]
-    fn on_cqe(&mut self, res: i32, flags: u32, rec: &mut Recorder) -> Outcome {
+    fn on_accept(&mut self, res: i32, flags: u32, rec: &mut Recorder) -> Outcome {
         if !cqueue::more(flags) {
             self.armed = false;
         }

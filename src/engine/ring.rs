@@ -11,7 +11,7 @@ use std::thread::{self, ThreadId};
 use std::time::{Duration, Instant};
 
 use io_uring::squeue::Entry;
-use io_uring::{opcode, types, CompletionQueue, IoUring, SubmissionQueue, Submitter};
+use io_uring::{cqueue, opcode, types, CompletionQueue, IoUring, SubmissionQueue, Submitter};
 
 use super::{Acceptor, EngineCounters, EngineError, EngineKind, Limits};
 use crate::listener::Listener;
@@ -210,31 +210,28 @@ pub trait RingRun {
     const CANCELLING: &'static str;
 
     /// Arms the accepts when the run starts.
-    fn arm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError>;
+    fn arm(&mut self, sub: &mut Submit<'_, '_>) -> Result<(), EngineError>;
 
-    /// Handles every CQE in the queue: connections are recorded and closed, never lost;
-    /// errors counted. `stopping`: the run is being cancelled, so nothing is re-armed
-    /// (and what the turn asks for is ignored).
-    fn reap(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        rec: &mut Recorder,
-        stopping: bool,
-    ) -> Result<Turn, EngineError>;
+    /// Handles one completion: a connection is recorded and closed, never lost; an
+    /// error counted, and what it asks of the turn set in `cx.turn`. While
+    /// `cx.stopping` nothing is re-armed. Returns false to leave the rest of the queue
+    /// to the stop (a fatal errno).
+    fn on_cqe(&mut self, cqe: &cqueue::Entry, cx: &mut Reap) -> Result<bool, EngineError>;
 
-    /// After a turn (and its back-off): re-arms what is no longer armed.
-    fn rearm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        rec: &mut Recorder,
-    ) -> Result<(), EngineError>;
+    /// After the queue was read: work that waited for room (default: none).
+    fn after_reap(&mut self, _cx: &mut Reap) -> Result<(), EngineError> {
+        Ok(())
+    }
+
+    /// After a turn (and its back-off): re-arms what is no longer armed. By default
+    /// the one multishot accept, counting the re-arm (a completion lacked `F_MORE`).
+    fn rearm(&mut self, sub: &mut Submit<'_, '_>, rec: &mut Recorder) -> Result<(), EngineError> {
+        if !self.armed() {
+            rec.rearms += 1;
+            self.arm(sub)?;
+        }
+        Ok(())
+    }
 
     /// True while an accept of this run is armed in the ring.
     fn armed(&self) -> bool;
@@ -247,11 +244,7 @@ pub trait RingRun {
 
     /// Queues a cancel for every accept still armed: by default the one multishot
     /// accept (`user_data` [`OP_ACCEPT`]).
-    fn push_cancels(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError> {
+    fn push_cancels(&mut self, sub: &mut Submit<'_, '_>) -> Result<(), EngineError> {
         if !self.armed() {
             return Ok(());
         }
@@ -259,7 +252,7 @@ pub trait RingRun {
             .build()
             .user_data(OP_CANCEL);
         // SAFETY: a cancel carries no buffers, only the target's user_data.
-        unsafe { push(EngineKind::Multishot, submitter, sq, &sqe) }
+        unsafe { sub.push(EngineKind::Multishot, &sqe) }
     }
 
     /// What this run counted.
@@ -271,33 +264,66 @@ pub trait RingRun {
     fn leak_buffers(&mut self) {}
 }
 
+/// What a completion handler works with ([`RingRun::on_cqe`]).
+pub struct Reap<'s, 'r, 'a> {
+    /// The ring's submission side (re-arming, linked operations).
+    pub sub: &'s mut Submit<'r, 'a>,
+    /// The run's records.
+    pub rec: &'s mut Recorder,
+    /// The run is being cancelled: record and close, never re-arm.
+    pub stopping: bool,
+    /// What this turn asks of the loop.
+    pub turn: Turn,
+}
+
+/// Reads every CQE in the queue through `run`'s handler.
+fn reap<R: RingRun>(
+    run: &mut R,
+    ring: &mut Ring<'_, '_>,
+    rec: &mut Recorder,
+    stopping: bool,
+) -> Result<Turn, EngineError> {
+    let mut cx = Reap {
+        sub: &mut ring.sub,
+        rec,
+        stopping,
+        turn: Turn::default(),
+    };
+    ring.cq.sync();
+    for cqe in &mut ring.cq {
+        if !run.on_cqe(&cqe, &mut cx)? {
+            break;
+        }
+    }
+    ring.cq.sync();
+    run.after_reap(&mut cx)?;
+    Ok(cx.turn)
+}
+
 /// The accept loop every ring engine runs: released, armed, then wait → reap →
 /// overflow accounting → back-off → re-arm until the limits say stop.
 fn accept_loop<R: RingRun>(
     engine: EngineKind,
     run: &mut R,
-    submitter: &Submitter<'_>,
-    sq: &mut SubmissionQueue<'_>,
-    cq: &mut CompletionQueue<'_>,
+    ring: &mut Ring<'_, '_>,
     limits: &Limits,
     rec: &mut Recorder,
 ) -> Result<(), EngineError> {
     rec.mark_release();
-    run.arm(submitter, sq)?;
+    run.arm(&mut ring.sub)?;
     let ts = types::Timespec::from(Limits::POLL_INTERVAL);
     let args = types::SubmitArgs::new().timespec(&ts);
     while !limits.reached(rec.accepted) {
-        wait(engine, submitter, sq, cq, &args)?;
-        let turn = run.reap(submitter, sq, cq, rec, false)?;
-        let t = run.tally();
-        account_overflow(sq, cq, &mut t.seen_dropped, &mut t.counters, rec);
+        ring.wait(engine, &args)?;
+        let turn = reap(run, ring, rec, false)?;
+        ring.account_overflow(run.tally(), rec);
         if let Some(errno) = turn.fatal {
             return Err(super::fatal_accept(engine, errno));
         }
         if turn.backoff {
             super::back_off(rec);
         }
-        run.rearm(submitter, sq, rec)?;
+        run.rearm(&mut ring.sub, rec)?;
     }
     Ok(())
 }
@@ -309,9 +335,7 @@ fn accept_loop<R: RingRun>(
 fn cancel_and_reap<R: RingRun>(
     engine: EngineKind,
     run: &mut R,
-    submitter: &Submitter<'_>,
-    sq: &mut SubmissionQueue<'_>,
-    cq: &mut CompletionQueue<'_>,
+    ring: &mut Ring<'_, '_>,
     rec: &mut Recorder,
 ) -> Result<(), EngineError> {
     let give_up = Instant::now() + CANCEL_GIVE_UP;
@@ -323,9 +347,8 @@ fn cancel_and_reap<R: RingRun>(
     }
     loop {
         // Errors met while stopping are counted; the run is over either way.
-        run.reap(submitter, sq, cq, rec, true)?;
-        let t = run.tally();
-        account_overflow(sq, cq, &mut t.seen_dropped, &mut t.counters, rec);
+        reap(run, ring, rec, true)?;
+        ring.account_overflow(run.tally(), rec);
         if !run.work_pending() {
             // The last close has completed: the window's CPU ends here, before the
             // cancel's own round trip (moved on if a connection raced the cancel).
@@ -342,11 +365,11 @@ fn cancel_and_reap<R: RingRun>(
             });
         }
         if cancel_due {
-            run.push_cancels(submitter, sq)?;
+            run.push_cancels(&mut ring.sub)?;
             cancel_due = false;
         }
-        wait(engine, submitter, sq, cq, &args)?;
-        if CompletionQueue::is_empty(cq) {
+        ring.wait(engine, &args)?;
+        if CompletionQueue::is_empty(&ring.cq) {
             cancel_due = true;
         }
     }
@@ -370,9 +393,16 @@ fn run_on_ring(
 ) -> Result<LoopAndCancel, EngineError> {
     let (mut ring, have) = kept.take_or_setup(engine, size)?;
     let (result, stopped) = {
-        let (submitter, mut sq, mut cq) = ring.split();
-        let result = accept_loop(engine, run, &submitter, &mut sq, &mut cq, limits, rec);
-        let stopped = cancel_and_reap(engine, run, &submitter, &mut sq, &mut cq, rec);
+        let (submitter, sq, cq) = ring.split();
+        let mut split = Ring {
+            sub: Submit {
+                submitter: &submitter,
+                sq,
+            },
+            cq,
+        };
+        let result = accept_loop(engine, run, &mut split, limits, rec);
+        let stopped = cancel_and_reap(engine, run, &mut split, rec);
         (result, stopped)
     };
     if stopped.is_ok() {
@@ -381,114 +411,123 @@ fn run_on_ring(
     Ok((result, stopped))
 }
 
-/// Pushes `sqe`, submitting first if the SQ is full.
-///
-/// # Safety
-/// Whatever memory `sqe` points at must stay valid until its CQE is reaped.
-#[inline]
-pub(super) unsafe fn push(
-    engine: EngineKind,
-    submitter: &Submitter<'_>,
-    sq: &mut SubmissionQueue<'_>,
-    sqe: &Entry,
-) -> Result<(), EngineError> {
-    // SAFETY: forwarded to the caller.
-    unsafe { push_all(engine, submitter, sq, std::slice::from_ref(sqe)) }
+/// The submission side of a split ring: what arming accepts and queueing operations
+/// need.
+pub struct Submit<'r, 'a> {
+    submitter: &'r Submitter<'a>,
+    sq: SubmissionQueue<'a>,
 }
 
-/// Pushes `sqes` as one run of adjacent entries (submitting first if they do not all
-/// fit), so an `IOSQE_IO_LINK` chain among them is never split by a submission: a
-/// chain cut at the end of a submission would let the next entry run unlinked.
-///
-/// # Safety
-/// Whatever memory the entries point at must stay valid until their CQEs are reaped.
-pub(super) unsafe fn push_all(
-    engine: EngineKind,
-    submitter: &Submitter<'_>,
-    sq: &mut SubmissionQueue<'_>,
-    sqes: &[Entry],
-) -> Result<(), EngineError> {
-    for _ in 0..64 {
-        // SAFETY: forwarded to the caller; push_multiple pushes all or none.
-        if unsafe { sq.push_multiple(sqes) }.is_ok() {
-            return Ok(());
-        }
-        sq.sync();
-        match submitter.submit() {
-            Ok(_) => {}
-            Err(e) if common::ring::is_transient_enter_error(&e) => {
-                std::thread::yield_now();
+/// A split ring: its submission side and its completion queue, as a run works on it.
+pub struct Ring<'r, 'a> {
+    /// Submissions.
+    pub sub: Submit<'r, 'a>,
+    /// Completions.
+    pub cq: CompletionQueue<'a>,
+}
+
+impl Submit<'_, '_> {
+    /// Pushes `sqe`, submitting first if the SQ is full.
+    ///
+    /// # Safety
+    /// Whatever memory `sqe` points at must stay valid until its CQE is reaped.
+    #[inline]
+    pub unsafe fn push(&mut self, engine: EngineKind, sqe: &Entry) -> Result<(), EngineError> {
+        // SAFETY: forwarded to the caller.
+        unsafe { self.push_all(engine, std::slice::from_ref(sqe)) }
+    }
+
+    /// Pushes `sqes` as one run of adjacent entries (submitting first if they do not all
+    /// fit), so an `IOSQE_IO_LINK` chain among them is never split by a submission: a
+    /// chain cut at the end of a submission would let the next entry run unlinked.
+    ///
+    /// # Safety
+    /// Whatever memory the entries point at must stay valid until their CQEs are reaped.
+    pub unsafe fn push_all(
+        &mut self,
+        engine: EngineKind,
+        sqes: &[Entry],
+    ) -> Result<(), EngineError> {
+        for _ in 0..64 {
+            // SAFETY: forwarded to the caller; push_multiple pushes all or none.
+            if unsafe { self.sq.push_multiple(sqes) }.is_ok() {
+                return Ok(());
             }
+            self.sq.sync();
+            match self.submitter.submit() {
+                Ok(_) => {}
+                Err(e) if common::ring::is_transient_enter_error(&e) => {
+                    std::thread::yield_now();
+                }
+                Err(source) => {
+                    return Err(EngineError::Io {
+                        engine,
+                        what: "io_uring_enter (submit)",
+                        source,
+                    })
+                }
+            }
+            self.sq.sync();
+        }
+        Err(EngineError::Io {
+            engine,
+            what: "io_uring SQ stays full",
+            source: std::io::Error::from_raw_os_error(libc::EBUSY),
+        })
+    }
+}
+
+impl Ring<'_, '_> {
+    /// Submits what is queued and waits for at least one CQE or `args`' timeout
+    /// (`IORING_FEAT_EXT_ARG`, 5.11). A timeout, a signal, and a CQ backlog that must be
+    /// reaped first (EBUSY) are normal returns; the caller reaps and checks its limits.
+    #[inline]
+    fn wait(
+        &mut self,
+        engine: EngineKind,
+        args: &types::SubmitArgs<'_, '_>,
+    ) -> Result<(), EngineError> {
+        self.sub.sq.sync();
+        // Publish the CQ head we consumed so the kernel sees the free space.
+        self.cq.sync();
+        let want = if CompletionQueue::is_empty(&self.cq) {
+            1
+        } else {
+            0
+        };
+        match self.sub.submitter.submit_with_args(want, args) {
+            Ok(_) => {}
+            Err(e) if common::ring::is_transient_enter_error(&e) => {}
             Err(source) => {
                 return Err(EngineError::Io {
                     engine,
-                    what: "io_uring_enter (submit)",
+                    what: "io_uring_enter (wait)",
                     source,
                 })
             }
         }
-        sq.sync();
+        self.sub.sq.sync();
+        self.cq.sync();
+        Ok(())
     }
-    Err(EngineError::Io {
-        engine,
-        what: "io_uring SQ stays full",
-        source: std::io::Error::from_raw_os_error(libc::EBUSY),
-    })
-}
 
-/// Submits what is queued and waits for at least one CQE or `args`' timeout
-/// (`IORING_FEAT_EXT_ARG`, 5.11). A timeout, a signal, and a CQ backlog that must be
-/// reaped first (EBUSY) are normal returns; the caller reaps and checks its limits.
-#[inline]
-pub(super) fn wait(
-    engine: EngineKind,
-    submitter: &Submitter<'_>,
-    sq: &mut SubmissionQueue<'_>,
-    cq: &mut CompletionQueue<'_>,
-    args: &types::SubmitArgs<'_, '_>,
-) -> Result<(), EngineError> {
-    sq.sync();
-    // Publish the CQ head we consumed so the kernel sees the free space.
-    cq.sync();
-    let want = if CompletionQueue::is_empty(cq) { 1 } else { 0 };
-    match submitter.submit_with_args(want, args) {
-        Ok(_) => {}
-        Err(e) if common::ring::is_transient_enter_error(&e) => {}
-        Err(source) => {
-            return Err(EngineError::Io {
-                engine,
-                what: "io_uring_enter (wait)",
-                source,
-            })
+    /// Counts CQ overflows (flushed by the next `io_uring_enter`, which the io-uring
+    /// crate does with GETEVENTS whenever the flag is up) and CQEs the kernel dropped
+    /// (each one recorded as an `EOVERFLOW` accept error: its connection can no longer
+    /// be found) into `tally`, which knows the drops already accounted for.
+    #[inline]
+    fn account_overflow(&mut self, tally: &mut Tally, rec: &mut Recorder) {
+        if self.sub.sq.cq_overflow() {
+            tally.counters.cq_overflows += 1;
         }
-    }
-    sq.sync();
-    cq.sync();
-    Ok(())
-}
-
-/// Counts CQ overflows (flushed by the next `io_uring_enter`, which the io-uring crate
-/// does with GETEVENTS whenever the flag is up) and CQEs the kernel dropped (each one
-/// recorded as an `EOVERFLOW` accept error: its connection can no longer be found).
-/// `seen_dropped` is this ring's drop count already accounted for.
-#[inline]
-pub(super) fn account_overflow(
-    sq: &mut SubmissionQueue<'_>,
-    cq: &mut CompletionQueue<'_>,
-    seen_dropped: &mut u32,
-    counters: &mut EngineCounters,
-    rec: &mut Recorder,
-) {
-    if sq.cq_overflow() {
-        counters.cq_overflows += 1;
-    }
-    let dropped = cq.overflow();
-    if dropped != *seen_dropped {
-        let new = dropped.wrapping_sub(*seen_dropped);
-        for _ in 0..new {
-            rec.error(libc::EOVERFLOW);
+        let dropped = self.cq.overflow();
+        if dropped != tally.seen_dropped {
+            let new = dropped.wrapping_sub(tally.seen_dropped);
+            for _ in 0..new {
+                rec.error(libc::EOVERFLOW);
+            }
+            tally.counters.cqes_dropped += u64::from(new);
+            tally.seen_dropped = dropped;
         }
-        counters.cqes_dropped += u64::from(new);
-        *seen_dropped = dropped;
     }
 }

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use common::clock::mono_ns;
 
-use super::{simulate_work, Acceptor, EngineError, EngineKind, EngineOptions, Limits};
+use super::{Acceptor, EngineError, EngineKind, EngineOptions, Limits};
 use crate::listener::Listener;
 use crate::record::Recorder;
 
@@ -85,11 +85,7 @@ async fn accept_loop(
                 let accepted_ns = mono_ns();
                 match res {
                     Ok((stream, peer)) => {
-                        rec.accepted(crate::peer::unmap_v4(peer), accepted_ns, mono_ns());
-                        // Dropping the stream closes it with close(2).
-                        drop(stream);
-                        rec.close_done(mono_ns());
-                        simulate_work(accept_delay);
+                        super::accepted_stream(rec, stream, peer, accepted_ns, accept_delay);
                     }
                     Err(e) => {
                         super::on_async_accept_error(EngineKind::TokioUring, rec, &e).await?;

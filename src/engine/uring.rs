@@ -18,11 +18,11 @@ use std::ptr::NonNull;
 use std::time::Duration;
 
 use common::clock::mono_ns;
-use io_uring::{opcode, types, CompletionQueue, SubmissionQueue, Submitter};
+use io_uring::{cqueue, opcode, types};
 
 use super::ring::{
-    push, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Tally, Turn, IDX_MASK, OP_ACCEPT,
-    OP_CANCEL, OP_MASK,
+    Reap, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Submit, Tally, IDX_MASK,
+    OP_ACCEPT, OP_CANCEL, OP_MASK,
 };
 use super::{on_accept_error, simulate_work, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
@@ -179,13 +179,9 @@ pub struct UringRun {
 impl RingRun for UringRun {
     const CANCELLING: &'static str = "cancelling the armed accepts";
 
-    fn arm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError> {
+    fn arm(&mut self, sub: &mut Submit<'_, '_>) -> Result<(), EngineError> {
         for i in 0..self.armed.len() {
-            self.arm_slot(submitter, sq, i)?;
+            self.arm_slot(sub, i)?;
         }
         Ok(())
     }
@@ -193,62 +189,45 @@ impl RingRun for UringRun {
     /// A completed slot is re-armed at once (not while stopping); one whose accept
     /// failed for lack of fds or memory waits for the back-off ([`RingRun::rearm`]).
     /// A fatal errno leaves the rest of the queue to the stop, which records it.
-    fn reap(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        cq: &mut CompletionQueue<'_>,
-        rec: &mut Recorder,
-        stopping: bool,
-    ) -> Result<Turn, EngineError> {
-        let mut turn = Turn::default();
-        cq.sync();
-        for cqe in &mut *cq {
-            let ud = cqe.user_data();
-            if ud & OP_MASK != OP_ACCEPT {
-                continue;
+    fn on_cqe(&mut self, cqe: &cqueue::Entry, cx: &mut Reap) -> Result<bool, EngineError> {
+        let ud = cqe.user_data();
+        if ud & OP_MASK != OP_ACCEPT {
+            return Ok(true);
+        }
+        let i = (ud & IDX_MASK) as usize;
+        self.disarmed(i);
+        let res = cqe.result();
+        if res >= 0 {
+            self.on_connection(res, i, cx.rec);
+        } else if cx.stopping {
+            if res != -libc::ECANCELED {
+                cx.rec.error(-res);
             }
-            let i = (ud & IDX_MASK) as usize;
-            self.disarmed(i);
-            let res = cqe.result();
-            if res >= 0 {
-                self.on_connection(res, i, rec);
-            } else if stopping {
-                if res != -libc::ECANCELED {
-                    rec.error(-res);
+            return Ok(true);
+        } else if res != -libc::ECANCELED {
+            // ECANCELED is not ours (we cancel only when stopping): re-armed below.
+            match on_accept_error(cx.rec, -res) {
+                AfterError::Retry => {}
+                AfterError::Backoff => {
+                    self.idle.push(i);
+                    cx.turn.backoff = true;
+                    return Ok(true);
                 }
-                continue;
-            } else if res != -libc::ECANCELED {
-                // ECANCELED is not ours (we cancel only when stopping): re-armed below.
-                match on_accept_error(rec, -res) {
-                    AfterError::Retry => {}
-                    AfterError::Backoff => {
-                        self.idle.push(i);
-                        turn.backoff = true;
-                        continue;
-                    }
-                    AfterError::Fatal => {
-                        turn.fatal = Some(-res);
-                        break;
-                    }
+                AfterError::Fatal => {
+                    cx.turn.fatal = Some(-res);
+                    return Ok(false);
                 }
-            }
-            if !stopping {
-                self.arm_slot(submitter, sq, i)?;
             }
         }
-        cq.sync();
-        Ok(turn)
+        if !cx.stopping {
+            self.arm_slot(cx.sub, i)?;
+        }
+        Ok(true)
     }
 
-    fn rearm(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        _rec: &mut Recorder,
-    ) -> Result<(), EngineError> {
+    fn rearm(&mut self, sub: &mut Submit<'_, '_>, _rec: &mut Recorder) -> Result<(), EngineError> {
         while let Some(i) = self.idle.pop() {
-            self.arm_slot(submitter, sq, i)?;
+            self.arm_slot(sub, i)?;
         }
         Ok(())
     }
@@ -257,18 +236,14 @@ impl RingRun for UringRun {
         self.armed_count > 0
     }
 
-    fn push_cancels(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-    ) -> Result<(), EngineError> {
+    fn push_cancels(&mut self, sub: &mut Submit<'_, '_>) -> Result<(), EngineError> {
         for i in 0..self.armed.len() {
             if self.armed[i] {
                 let sqe = opcode::AsyncCancel::new(OP_ACCEPT | i as u64)
                     .build()
                     .user_data(OP_CANCEL | i as u64);
                 // SAFETY: a cancel carries no buffers, only the target's user_data.
-                unsafe { push(EngineKind::Uring, submitter, sq, &sqe)? };
+                unsafe { sub.push(EngineKind::Uring, &sqe)? };
             }
         }
         Ok(())
@@ -304,12 +279,7 @@ impl UringRun {
         simulate_work(self.accept_delay);
     }
 
-    fn arm_slot(
-        &mut self,
-        submitter: &Submitter<'_>,
-        sq: &mut SubmissionQueue<'_>,
-        i: usize,
-    ) -> Result<(), EngineError> {
+    fn arm_slot(&mut self, sub: &mut Submit<'_, '_>, i: usize) -> Result<(), EngineError> {
         let (addr, len) = self.slots.arm_ptrs(i);
         let sqe = opcode::Accept::new(types::Fd(self.fd), addr, len)
             .flags(libc::SOCK_CLOEXEC)
@@ -317,7 +287,7 @@ impl UringRun {
             .user_data(OP_ACCEPT | i as u64);
         // SAFETY: the slot's buffers live in the arena, which is neither moved nor freed
         // until this accept's final CQE was reaped (`cancel_and_reap`), or leaked.
-        unsafe { push(EngineKind::Uring, submitter, sq, &sqe)? };
+        unsafe { sub.push(EngineKind::Uring, &sqe)? };
         self.armed[i] = true;
         self.armed_count += 1;
         Ok(())
