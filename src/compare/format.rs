@@ -1,6 +1,7 @@
 //! Output formats of a [`Comparison`]: aligned text, Markdown, CSV (long form).
 
 use super::{Cell, Comparison, Verdict};
+use crate::report::table::{Align, Table};
 
 /// A number with 4 significant figures and a k/M suffix for large values.
 pub fn num(v: f64) -> String {
@@ -158,21 +159,23 @@ pub fn markdown(cmp: &Comparison) -> String {
     let (header, body) = table(cmp);
     let mut s = legend(cmp, "- ");
     s.push('\n');
-    s.push_str(&format!("| {} |\n", header.join(" | ")));
-    let align: Vec<&str> = (0..header.len())
-        .map(|i| {
-            if i == 0 || i == 2 || i == 3 {
-                "---"
+    let head = header
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let align = if matches!(i, 0 | 2 | 3) {
+                Align::Left
             } else {
-                "---:"
-            }
+                Align::Right
+            };
+            (h, align)
         })
         .collect();
-    s.push_str(&format!("|{}|\n", align.join("|")));
-    for row in &body {
-        let cells: Vec<String> = row.iter().map(|c| c.replace('|', "\\|")).collect();
-        s.push_str(&format!("| {} |\n", cells.join(" | ")));
+    let mut t = Table::with_head(head);
+    for row in body {
+        t.row(row);
     }
+    s.push_str(&t.render());
     s
 }
 

@@ -13,8 +13,11 @@ use super::{HostJoin, Joined};
 use crate::config::JoinConfig;
 use crate::kernel::probe;
 use crate::report::row::{Status, SummaryRow};
+use crate::report::table::{Align, Table};
 use crate::report::{cells, csv::SummaryWriter, hgrm, meta::Meta, RunDir};
 use common::hist::Percentiles;
+
+use Align::{Left as L, Right as R};
 
 /// One row of `hosts.csv`: one client file.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -231,6 +234,11 @@ pub fn read_hosts_csv(path: &Path) -> io::Result<Vec<HostRow>> {
         .map_err(|e| io::Error::other(format!("{}: {e}", path.display())))
 }
 
+/// `p50 / p99` in ms with three decimals.
+fn pair_ms(p50_ns: u64, p99_ns: u64) -> String {
+    format!("{:.3} / {:.3}", ms(p50_ns), ms(p99_ns))
+}
+
 fn ms(ns: u64) -> f64 {
     ns as f64 / 1e6
 }
@@ -271,60 +279,74 @@ fn readme(meta: &Meta, row: &SummaryRow, rows: &[HostRow], j: &Joined) -> String
         "Files: `summary.csv` (one row, all clients), `hosts.csv` (one row per client file), `hgrm/` (connect, peer = client connect() → server holds the peer, peer-internal; total and per host), `meta.json`.\n"
     );
     let _ = writeln!(s, "## Accounting\n");
-    let _ = writeln!(
-        s,
-        "| | established | accepted | matched | unmatched client | unmatched server | unknown peer | accepts/s | connect p50 / p99 ms | peer p50 / p99 ms | peer-internal p50 / p99 µs |"
-    );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|");
-    let _ = writeln!(
-        s,
-        "| all | {} | {} | {} | {} | {} | {} | {:.0} | {:.3} / {:.3} | {:.3} / {:.3} | {:.1} / {:.1} |\n",
-        row.established,
-        row.accepted,
-        row.matched,
-        row.unmatched_client,
-        row.unmatched_server,
-        row.unknown_peer,
-        row.accepts_per_s,
-        ms(row.connect_p50_ns),
-        ms(row.connect_p99_ns),
-        ms(row.peer_p50_ns),
-        ms(row.peer_p99_ns),
-        row.peer_internal_p50_ns as f64 / 1e3,
-        row.peer_internal_p99_ns as f64 / 1e3,
-    );
+    let mut all = Table::new(&[
+        ("", L),
+        ("established", R),
+        ("accepted", R),
+        ("matched", R),
+        ("unmatched client", R),
+        ("unmatched server", R),
+        ("unknown peer", R),
+        ("accepts/s", R),
+        ("connect p50 / p99 ms", L),
+        ("peer p50 / p99 ms", L),
+        ("peer-internal p50 / p99 µs", L),
+    ]);
+    all.row(vec![
+        "all".into(),
+        row.established.to_string(),
+        row.accepted.to_string(),
+        row.matched.to_string(),
+        row.unmatched_client.to_string(),
+        row.unmatched_server.to_string(),
+        row.unknown_peer.to_string(),
+        format!("{:.0}", row.accepts_per_s),
+        pair_ms(row.connect_p50_ns, row.connect_p99_ns),
+        pair_ms(row.peer_p50_ns, row.peer_p99_ns),
+        format!(
+            "{:.1} / {:.1}",
+            row.peer_internal_p50_ns as f64 / 1e3,
+            row.peer_internal_p99_ns as f64 / 1e3
+        ),
+    ]);
+    let _ = writeln!(s, "{}", all.render());
     let _ = writeln!(s, "## Per client host\n");
-    let _ = writeln!(
-        s,
-        "| host | source IPs | clock | established | accepted | matched | unmatched client / server | failed | connect p50 / p99 ms | peer p50 / p99 ms | offset estimate (≤ bound) µs | min RTT µs |"
-    );
-    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---|---:|---|---|---|---:|");
+    let mut hosts = Table::new(&[
+        ("host", L),
+        ("source IPs", L),
+        ("clock", L),
+        ("established", R),
+        ("accepted", R),
+        ("matched", R),
+        ("unmatched client / server", L),
+        ("failed", R),
+        ("connect p50 / p99 ms", L),
+        ("peer p50 / p99 ms", L),
+        ("offset estimate (≤ bound) µs", L),
+        ("min RTT µs", R),
+    ]);
     for r in rows {
         let off = match (r.offset_estimate_ns, r.offset_upper_bound_ns) {
             (Some(e), Some(b)) => format!("{:.1} (≤ {:.1})", e as f64 / 1e3, b as f64 / 1e3),
             _ => "—".into(),
         };
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} / {} | {} | {:.3} / {:.3} | {:.3} / {:.3} | {} | {} |",
-            r.host,
-            r.source_ips,
-            r.clock,
-            r.established,
-            r.accepted,
-            r.matched,
-            r.unmatched_client,
-            r.unmatched_server,
-            r.failed,
-            ms(r.connect_p50_ns),
-            ms(r.connect_p99_ns),
-            ms(r.peer_p50_ns),
-            ms(r.peer_p99_ns),
+        hosts.row(vec![
+            r.host.clone(),
+            r.source_ips.clone(),
+            r.clock.clone(),
+            r.established.to_string(),
+            r.accepted.to_string(),
+            r.matched.to_string(),
+            format!("{} / {}", r.unmatched_client, r.unmatched_server),
+            r.failed.to_string(),
+            pair_ms(r.connect_p50_ns, r.connect_p99_ns),
+            pair_ms(r.peer_p50_ns, r.peer_p99_ns),
             off,
             r.min_rtt_ns
                 .map_or("—".into(), |v| format!("{:.1}", v as f64 / 1e3)),
-        );
+        ]);
     }
+    s.push_str(&hosts.render());
     s
 }
 

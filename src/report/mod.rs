@@ -8,6 +8,7 @@ pub mod meta;
 pub mod per_acceptor;
 pub mod readme;
 pub mod row;
+pub mod table;
 
 use std::io;
 use std::path::{Path, PathBuf};

@@ -6,9 +6,22 @@ use std::fmt::Write as _;
 use super::cells::CellRow;
 use super::meta::Meta;
 use super::row::{Status, SummaryRow};
+use super::table::{Align, Table};
+
+use Align::{Left as L, Right as R};
 
 /// Renders the README of a run.
 pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
+    let mut s = heading(meta);
+    cells_tables(&mut s, cells);
+    overflow_table(&mut s, rows);
+    acceptors_table(&mut s, rows);
+    notes(&mut s, meta, rows);
+    s
+}
+
+/// Title, incomplete-run warning, command, machine and files.
+fn heading(meta: &Meta) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# acceptbench run on Linux {}\n", meta.kernel_release);
     if meta.incomplete {
@@ -43,120 +56,137 @@ pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
         s,
         "Files: `summary.csv` (one row per run), `cells.csv` (per engine, backlog and mode: medians over the ok runs with confidence intervals, ratios to std), columns of both in ../README.md; `meta.json` (kernel, sysctls, versions), `hgrm/` (latency percentile distributions, µs).\n"
     );
-    cells_tables(&mut s, cells);
-    let over: Vec<&SummaryRow> = rows
+    s
+}
+
+/// Burst and overload runs: what a full queue did to the clients.
+fn overflow_table(s: &mut String, rows: &[SummaryRow]) {
+    let mut t = Table::new(&[
+        ("engine", L),
+        ("backlog", R),
+        ("mode", L),
+        ("attempted", R),
+        ("established (immediately)", R),
+        ("accepted", R),
+        ("client-only", R),
+        ("queue max / limit", L),
+        ("ListenOverflows (while paused)", R),
+        ("SYN cookies", R),
+        ("reset", R),
+        ("timeout", R),
+        ("pending", R),
+        ("SYN retry modes", L),
+        ("outcome", L),
+        ("drain ms", R),
+        ("connect p99 ms", R),
+    ]);
+    for r in rows
         .iter()
         .filter(|r| matches!(r.mode.as_str(), "burst" | "overload"))
-        .collect();
-    if !over.is_empty() {
-        let _ = writeln!(s, "## Backlog overflow\n");
-        let _ = writeln!(
-            s,
-            "*client-only*: connections the client saw established that the acceptor never got (the final ACK met a full queue and was dropped; the client believes it is connected). *outcome* is measured, not assumed: syn-dropped, ack-dropped, reset.\n"
-        );
-        let _ = writeln!(
-            s,
-            "| engine | backlog | mode | attempted | established (immediately) | accepted | client-only | queue max / limit | ListenOverflows (while paused) | SYN cookies | reset | timeout | pending | SYN retry modes | outcome | drain ms | connect p99 ms |"
-        );
-        let _ = writeln!(
-            s,
-            "|---|---:|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---|---|---:|---:|"
-        );
-        for r in over {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {} | {} ({}) | {} | {} | {} / {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {:.1} |",
-                super::series(&r.engine, r.inflight, r.acceptors, &r.sharing),
-                backlog(r),
-                r.mode,
-                r.attempted,
-                r.established,
-                opt(r.established_immediately),
-                r.accepted,
-                r.unmatched_client,
-                r.queue_max_per_listener
-                    .as_deref()
-                    .filter(|q| q.contains(';'))
-                    .map_or(opt(r.queue_max), |q| format!("[{}]", q.replace(';', ", "))),
-                opt(r.queue_limit),
+    {
+        let queue_max = r
+            .queue_max_per_listener
+            .as_deref()
+            .filter(|q| q.contains(';'))
+            .map_or(opt(r.queue_max), |q| format!("[{}]", q.replace(';', ", ")));
+        t.row(vec![
+            series(r),
+            backlog(r),
+            r.mode.clone(),
+            r.attempted.to_string(),
+            format!("{} ({})", r.established, opt(r.established_immediately)),
+            r.accepted.to_string(),
+            r.unmatched_client.to_string(),
+            format!("{queue_max} / {}", opt(r.queue_limit)),
+            format!(
+                "{} ({})",
                 opt(r.listen_overflows),
-                opt(r.listen_overflows_paused),
-                opt(r.syncookies_sent),
-                r.reset,
-                r.timeout,
-                r.pending,
-                r.syn_retry_modes.as_deref().filter(|m| !m.is_empty()).unwrap_or("—"),
-                r.overflow_outcome.as_deref().unwrap_or("—"),
-                r.drain_ms.map_or("—".into(), |d| format!("{d:.2}")),
-                r.connect_p99_ns as f64 / 1e6
-            );
-        }
-        let _ = writeln!(s);
+                opt(r.listen_overflows_paused)
+            ),
+            opt(r.syncookies_sent),
+            r.reset.to_string(),
+            r.timeout.to_string(),
+            r.pending.to_string(),
+            r.syn_retry_modes
+                .as_deref()
+                .filter(|m| !m.is_empty())
+                .unwrap_or("—")
+                .to_string(),
+            r.overflow_outcome.as_deref().unwrap_or("—").to_string(),
+            r.drain_ms.map_or("—".into(), |d| format!("{d:.2}")),
+            format!("{:.1}", r.connect_p99_ns as f64 / 1e6),
+        ]);
     }
-    acceptors_table(&mut s, rows);
-    let notes: Vec<&SummaryRow> = rows
+    if t.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## Backlog overflow\n");
+    let _ = writeln!(
+        s,
+        "*client-only*: connections the client saw established that the acceptor never got (the final ACK met a full queue and was dropped; the client believes it is connected). *outcome* is measured, not assumed: syn-dropped, ack-dropped, reset.\n"
+    );
+    let _ = writeln!(s, "{}", t.render());
+}
+
+/// Row notes and the sweep's own notes.
+fn notes(s: &mut String, meta: &Meta, rows: &[SummaryRow]) {
+    let noted: Vec<&SummaryRow> = rows
         .iter()
         .filter(|r| !r.note.is_empty() && r.status != Some(Status::Skipped))
         .collect();
-    if !notes.is_empty() || !meta.notes.is_empty() {
-        let _ = writeln!(s, "## Notes\n");
-        for n in &meta.notes {
-            let _ = writeln!(s, "- {n}");
-        }
-        for r in notes {
-            let _ = writeln!(
-                s,
-                "- {} b{} {} r{}: {}",
-                super::series(&r.engine, r.inflight, r.acceptors, &r.sharing),
-                r.backlog,
-                r.mode,
-                r.repetition,
-                r.note
-            );
-        }
+    if noted.is_empty() && meta.notes.is_empty() {
+        return;
     }
-    s
+    let _ = writeln!(s, "## Notes\n");
+    for n in &meta.notes {
+        let _ = writeln!(s, "- {n}");
+    }
+    for r in noted {
+        let _ = writeln!(
+            s,
+            "- {} b{} {} r{}: {}",
+            series(r),
+            r.backlog,
+            r.mode,
+            r.repetition,
+            r.note
+        );
+    }
 }
 
 /// Runs with several acceptors: how the work was shared.
 fn acceptors_table(s: &mut String, rows: &[SummaryRow]) {
-    let many: Vec<&SummaryRow> = rows
+    let mut t = Table::new(&[
+        ("series", L),
+        ("backlog", R),
+        ("mode", L),
+        ("round", R),
+        ("CPUs", L),
+        ("slow", L),
+        ("accepted", R),
+        ("unmatched", R),
+        ("fairness", R),
+        ("futile wake-ups", R),
+        ("queue max per listener", L),
+        ("per acceptor", L),
+    ]);
+    for r in rows
         .iter()
         .filter(|r| r.acceptors > 1 && r.status != Some(Status::Skipped))
-        .collect();
-    if many.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        s,
-        "## Acceptors
-"
-    );
-    let _ = writeln!(
-        s,
-        "Per acceptor (`per_acceptor` in summary.csv): `a<i>:n=<accepted>,p50=<µs>,p99=<µs>,cpu=<ms>,stalled=<≥ 0.5 s>`. Fairness = fewest / most accepted by one acceptor. Queue max per listener: burst/overload only (reuseport: one per shard).\n"
-    );
-    let _ = writeln!(
-        s,
-        "| series | backlog | mode | round | CPUs | slow | accepted | unmatched | fairness | futile wake-ups | queue max per listener | per acceptor |"
-    );
-    let _ = writeln!(s, "|---|---:|---|---:|---|---|---:|---:|---:|---:|---|---|");
-    for r in many {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-            super::series(&r.engine, r.inflight, r.acceptors, &r.sharing),
+    {
+        t.row(vec![
+            series(r),
             backlog(r),
-            r.mode,
-            r.repetition,
-            r.acceptor_cpus,
+            r.mode.clone(),
+            r.repetition.to_string(),
+            r.acceptor_cpus.clone(),
             if r.slow_acceptor.is_empty() {
-                "—"
+                "—".into()
             } else {
-                &r.slow_acceptor
+                r.slow_acceptor.clone()
             },
-            r.accepted,
-            r.unmatched,
+            r.accepted.to_string(),
+            r.unmatched.to_string(),
             r.acceptor_fairness
                 .map_or("—".into(), |f| format!("{f:.2}")),
             opt(r.futile_wakeups),
@@ -164,10 +194,26 @@ fn acceptors_table(s: &mut String, rows: &[SummaryRow]) {
                 .as_deref()
                 .unwrap_or("—")
                 .replace(';', " / "),
-            r.per_acceptor.replace(';', "; ")
-        );
+            r.per_acceptor.replace(';', "; "),
+        ]);
     }
-    let _ = writeln!(s);
+    if t.is_empty() {
+        return;
+    }
+    let _ = writeln!(s, "## Acceptors\n");
+    let _ = writeln!(
+        s,
+        "Per acceptor (`per_acceptor` in summary.csv): `a<i>:n=<accepted>,p50=<µs>,p99=<µs>,cpu=<ms>,stalled=<≥ 0.5 s>`. Fairness = fewest / most accepted by one acceptor. Queue max per listener: burst/overload only (reuseport: one per shard).\n"
+    );
+    let _ = writeln!(s, "{}", t.render());
+}
+
+fn series(r: &SummaryRow) -> String {
+    super::series(&r.engine, r.inflight, r.acceptors, &r.sharing)
+}
+
+fn cell_series(c: &CellRow) -> String {
+    super::series(&c.engine, c.inflight, c.acceptors, &c.sharing)
 }
 
 fn backlog(r: &SummaryRow) -> String {
@@ -182,104 +228,112 @@ fn backlog(r: &SummaryRow) -> String {
 /// where no connect waited for a SYN retransmit), then the stalled ones.
 fn cells_tables(s: &mut String, cells: &[CellRow]) {
     let driven = |c: &&CellRow| matches!(c.mode.as_str(), "closed" | "rate" | "drain");
-    let compare: Vec<&CellRow> = cells
+    let (compare, stalled): (Vec<&CellRow>, Vec<&CellRow>) = cells
         .iter()
         .filter(driven)
-        .filter(|c| c.syn_retry_stalls == 0 && c.n_ok > 0)
-        .collect();
-    let stalled: Vec<&CellRow> = cells
-        .iter()
-        .filter(driven)
-        .filter(|c| c.syn_retry_stalls > 0 || c.n_ok == 0)
-        .collect();
-    if !compare.is_empty() {
-        let _ = writeln!(s, "## Engines compared\n");
-        let _ = writeln!(
-            s,
-            "Medians over the ok runs with their confidence interval [lo–hi] (order statistics; its coverage is the `ci_level` column of cells.csv). × std is the median of the per-round ratios to std, with its interval; *higher*/*lower* only when that interval excludes 1 at ≥ 95%, `~` when it includes 1, *n too small* below 6 rounds.\n"
-        );
-        let _ = writeln!(
-            s,
-            "| engine | backlog | mode | ok/runs | accepts/s (to last close) | × std | peers held/s (to last peer) | acceptor CPU µs/accept | × std | peer p99 µs |"
-        );
-        let _ = writeln!(s, "|---|---:|---|---:|---:|---|---:|---:|---|---:|");
-        for c in compare {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {}/{} | {} | {} | {} | {} | {} | {} |",
-                super::series(&c.engine, c.inflight, c.acceptors, &c.sharing),
-                c.backlog,
-                c.mode,
-                c.n_ok,
-                c.n,
-                interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
-                ratio_cell(
-                    c.ratio_accepts_vs_std,
-                    c.ratio_accepts_vs_std_lo,
-                    c.ratio_accepts_vs_std_hi,
-                    &c.accepts_vs_std
-                ),
-                interval(
-                    c.peers_held_per_s,
-                    c.peers_held_per_s_lo,
-                    c.peers_held_per_s_hi,
-                    0
-                ),
-                interval(
-                    c.cpu_us_per_accept,
-                    c.cpu_us_per_accept_lo,
-                    c.cpu_us_per_accept_hi,
-                    2
-                ),
-                ratio_cell(
-                    c.ratio_cpu_vs_std,
-                    c.ratio_cpu_vs_std_lo,
-                    c.ratio_cpu_vs_std_hi,
-                    &c.cpu_vs_std
-                ),
-                interval(c.peer_p99_us, c.peer_p99_us_lo, c.peer_p99_us_hi, 1),
-            );
-        }
-        let _ = writeln!(s);
+        .partition(|c| c.syn_retry_stalls == 0 && c.n_ok > 0);
+    compared_table(s, &compare);
+    stalled_table(s, &stalled);
+}
+
+fn compared_table(s: &mut String, cells: &[&CellRow]) {
+    if cells.is_empty() {
+        return;
     }
-    if !stalled.is_empty() {
-        let _ = writeln!(s, "## Runs that waited for SYN retransmits (or failed)\n");
-        let _ = writeln!(
-            s,
-            "In these cells the accept queue overflowed at least once: a dropped SYN parks that client for its ~1 s retransmit, so accepts/s and latency measure the retransmit timer, not the engine. That is what a small backlog does to a closed-loop client; the ratios are left empty. CPU per accept still compares engines.\n"
-        );
-        let _ = writeln!(
-            s,
-            "| engine | backlog | mode | ok/runs | connects stalled | accepts/s | acceptor CPU µs/accept | × std |"
-        );
-        let _ = writeln!(s, "|---|---:|---|---:|---:|---:|---:|---|");
-        for c in stalled {
-            let _ = writeln!(
-                s,
-                "| {} | {} | {} | {}/{} | {} | {} | {} | {} |",
-                super::series(&c.engine, c.inflight, c.acceptors, &c.sharing),
-                c.backlog,
-                c.mode,
-                c.n_ok,
-                c.n,
-                c.syn_retry_stalls,
-                interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
-                interval(
-                    c.cpu_us_per_accept,
-                    c.cpu_us_per_accept_lo,
-                    c.cpu_us_per_accept_hi,
-                    2
-                ),
-                ratio_cell(
-                    c.ratio_cpu_vs_std,
-                    c.ratio_cpu_vs_std_lo,
-                    c.ratio_cpu_vs_std_hi,
-                    &c.cpu_vs_std
-                ),
-            );
-        }
-        let _ = writeln!(s);
+    let mut t = Table::new(&[
+        ("engine", L),
+        ("backlog", R),
+        ("mode", L),
+        ("ok/runs", R),
+        ("accepts/s (to last close)", R),
+        ("× std", L),
+        ("peers held/s (to last peer)", R),
+        ("acceptor CPU µs/accept", R),
+        ("× std", L),
+        ("peer p99 µs", R),
+    ]);
+    for c in cells {
+        t.row(vec![
+            cell_series(c),
+            c.backlog.to_string(),
+            c.mode.clone(),
+            format!("{}/{}", c.n_ok, c.n),
+            interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
+            ratio_cell(
+                c.ratio_accepts_vs_std,
+                c.ratio_accepts_vs_std_lo,
+                c.ratio_accepts_vs_std_hi,
+                &c.accepts_vs_std,
+            ),
+            interval(
+                c.peers_held_per_s,
+                c.peers_held_per_s_lo,
+                c.peers_held_per_s_hi,
+                0,
+            ),
+            cpu_cell(c),
+            cpu_ratio_cell(c),
+            interval(c.peer_p99_us, c.peer_p99_us_lo, c.peer_p99_us_hi, 1),
+        ]);
     }
+    let _ = writeln!(s, "## Engines compared\n");
+    let _ = writeln!(
+        s,
+        "Medians over the ok runs with their confidence interval [lo–hi] (order statistics; its coverage is the `ci_level` column of cells.csv). × std is the median of the per-round ratios to std, with its interval; *higher*/*lower* only when that interval excludes 1 at ≥ 95%, `~` when it includes 1, *n too small* below 6 rounds.\n"
+    );
+    let _ = writeln!(s, "{}", t.render());
+}
+
+fn stalled_table(s: &mut String, cells: &[&CellRow]) {
+    if cells.is_empty() {
+        return;
+    }
+    let mut t = Table::new(&[
+        ("engine", L),
+        ("backlog", R),
+        ("mode", L),
+        ("ok/runs", R),
+        ("connects stalled", R),
+        ("accepts/s", R),
+        ("acceptor CPU µs/accept", R),
+        ("× std", L),
+    ]);
+    for c in cells {
+        t.row(vec![
+            cell_series(c),
+            c.backlog.to_string(),
+            c.mode.clone(),
+            format!("{}/{}", c.n_ok, c.n),
+            c.syn_retry_stalls.to_string(),
+            interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
+            cpu_cell(c),
+            cpu_ratio_cell(c),
+        ]);
+    }
+    let _ = writeln!(s, "## Runs that waited for SYN retransmits (or failed)\n");
+    let _ = writeln!(
+        s,
+        "In these cells the accept queue overflowed at least once: a dropped SYN parks that client for its ~1 s retransmit, so accepts/s and latency measure the retransmit timer, not the engine. That is what a small backlog does to a closed-loop client; the ratios are left empty. CPU per accept still compares engines.\n"
+    );
+    let _ = writeln!(s, "{}", t.render());
+}
+
+fn cpu_cell(c: &CellRow) -> String {
+    interval(
+        c.cpu_us_per_accept,
+        c.cpu_us_per_accept_lo,
+        c.cpu_us_per_accept_hi,
+        2,
+    )
+}
+
+fn cpu_ratio_cell(c: &CellRow) -> String {
+    ratio_cell(
+        c.ratio_cpu_vs_std,
+        c.ratio_cpu_vs_std_lo,
+        c.ratio_cpu_vs_std_hi,
+        &c.cpu_vs_std,
+    )
 }
 
 /// `123 [110–130]`, or — without a value.
