@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -174,6 +175,66 @@ impl Chart {
         .with_context(|| format!("cannot draw {}", path.display()))
     }
 
+    /// Maps the data to axis units and chooses the plot ranges that hold it.
+    fn layout(&self) -> Layout {
+        let points: Vec<Vec<(f64, f64)>> = self
+            .series
+            .iter()
+            .map(|s| {
+                s.points
+                    .iter()
+                    .filter_map(|&(x, y)| Some((self.x.map(x)?, self.y.map(y)?)))
+                    .collect()
+            })
+            .collect();
+        let whiskers: Vec<Vec<Interval>> = self
+            .series
+            .iter()
+            .map(|s| {
+                s.intervals
+                    .iter()
+                    .filter_map(|i| {
+                        Some(Interval {
+                            x: self.x.map(i.x)?,
+                            lo: self.y.map(i.lo)?,
+                            hi: self.y.map(i.hi)?,
+                            enough: i.enough,
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        // Whisker ends widen the y range like points do.
+        let ends = whiskers
+            .iter()
+            .flatten()
+            .flat_map(|w| [(w.x, w.lo), (w.x, w.hi)]);
+        let all: Vec<(f64, f64)> = points.iter().flatten().copied().chain(ends).collect();
+        let (xlo, xhi) = extent(all.iter().map(|p| p.0));
+        let (ylo, yhi) = extent(all.iter().map(|p| p.1));
+        // Room at both ends for the nudged whiskers (see `draw`).
+        let with_whiskers = whiskers.iter().filter(|w| !w.is_empty()).count();
+        let nudge_step = (xhi - xlo).max(1.0) * 0.012;
+        let pad = (with_whiskers as f64 / 2.0 + 0.5) * nudge_step;
+        let (x, x_labels) = self.x.range(xlo, xhi);
+        let x = if with_whiskers > 0 {
+            (x.start - pad)..(x.end + pad)
+        } else {
+            x
+        };
+        let (y, y_labels) = self.y.range(ylo, yhi);
+        Layout {
+            points,
+            whiskers,
+            x,
+            x_labels,
+            y,
+            y_labels,
+            nudge_step,
+            with_whiskers,
+        }
+    }
+
     fn draw<DB: DrawingBackend>(
         &self,
         root: DrawingArea<DB, Shift>,
@@ -184,76 +245,7 @@ impl Chart {
     {
         let err = |e: DrawingAreaErrorKind<DB::ErrorType>| anyhow::anyhow!("{e:?}");
         root.fill(&WHITE).map_err(err)?;
-        let mapped: Vec<Vec<(f64, f64)>> = self
-            .series
-            .iter()
-            .map(|s| {
-                s.points
-                    .iter()
-                    .filter_map(|&(x, y)| Some((self.x.map(x)?, self.y.map(y)?)))
-                    .collect()
-            })
-            .collect();
-        // Whisker ends, mapped: they widen the y range like points do.
-        let whiskers: Vec<Vec<(f64, f64, f64, bool)>> = self
-            .series
-            .iter()
-            .map(|s| {
-                s.intervals
-                    .iter()
-                    .filter_map(|i| {
-                        Some((
-                            self.x.map(i.x)?,
-                            self.y.map(i.lo)?,
-                            self.y.map(i.hi)?,
-                            i.enough,
-                        ))
-                    })
-                    .collect()
-            })
-            .collect();
-        let ends: Vec<Vec<(f64, f64)>> = whiskers
-            .iter()
-            .map(|w| {
-                w.iter()
-                    .flat_map(|&(x, lo, hi, _)| [(x, lo), (x, hi)])
-                    .collect()
-            })
-            .collect();
-        let all = || mapped.iter().flatten().chain(ends.iter().flatten());
-        let fold = |f: fn(f64, f64) -> f64, init: f64, pick: fn(&(f64, f64)) -> f64| {
-            all().map(pick).fold(init, f)
-        };
-        let (xlo, xhi) = (
-            fold(f64::min, f64::INFINITY, |p| p.0),
-            fold(f64::max, f64::NEG_INFINITY, |p| p.0),
-        );
-        let (ylo, yhi) = (
-            fold(f64::min, f64::INFINITY, |p| p.1),
-            fold(f64::max, f64::NEG_INFINITY, |p| p.1),
-        );
-        let (xlo, xhi) = if xlo.is_finite() {
-            (xlo, xhi)
-        } else {
-            (0.0, 1.0)
-        };
-        let (ylo, yhi) = if ylo.is_finite() {
-            (ylo, yhi)
-        } else {
-            (0.0, 1.0)
-        };
-        // Room at both ends for the nudged whiskers (below).
-        let with_whiskers = whiskers.iter().filter(|w| !w.is_empty()).count();
-        let nudge_step = (xhi - xlo).max(1.0) * 0.012;
-        let pad = (with_whiskers as f64 / 2.0 + 0.5) * nudge_step;
-        let (xr, xn) = self.x.range(xlo, xhi);
-        let xr = if with_whiskers > 0 {
-            (xr.start - pad)..(xr.end + pad)
-        } else {
-            xr
-        };
-        let (yr, yn) = self.y.range(ylo, yhi);
-
+        let layout = self.layout();
         let mut builder = ChartBuilder::on(&root);
         builder.margin(16).margin_right(40);
         if text {
@@ -264,14 +256,16 @@ impl Chart {
         } else {
             builder.x_label_area_size(8).y_label_area_size(8);
         }
-        let mut chart = builder.build_cartesian_2d(xr, yr).map_err(err)?;
+        let mut chart = builder
+            .build_cartesian_2d(layout.x.clone(), layout.y.clone())
+            .map_err(err)?;
         let (xa, ya) = (self.x, self.y);
         let x_fmt = move |v: &f64| xa.label(*v);
         let y_fmt = move |v: &f64| ya.label(*v);
         let mut mesh = chart.configure_mesh();
         if text {
-            mesh.x_labels(xn)
-                .y_labels(yn)
+            mesh.x_labels(layout.x_labels)
+                .y_labels(layout.y_labels)
                 .x_label_formatter(&x_fmt)
                 .y_label_formatter(&y_fmt)
                 .x_desc(self.x_desc.as_str())
@@ -286,47 +280,19 @@ impl Chart {
         // Series with whiskers are nudged apart along x so their intervals do not hide
         // each other at the same backlog.
         let mut nth = 0usize;
-        for ((s, pts), w) in self.series.iter().zip(&mapped).zip(&whiskers) {
+        for ((s, pts), w) in self.series.iter().zip(&layout.points).zip(&layout.whiskers) {
             let color = Palette99::pick(s.color).to_rgba();
             let style = color.stroke_width(2);
             let nudge = if w.is_empty() {
                 0.0
             } else {
                 nth += 1;
-                (nth as f64 - 1.0 - (with_whiskers as f64 - 1.0) / 2.0) * nudge_step
+                let centre = (layout.with_whiskers as f64 - 1.0) / 2.0;
+                (nth as f64 - 1.0 - centre) * layout.nudge_step
             };
             let pts: Vec<(f64, f64)> = pts.iter().map(|&(x, y)| (x + nudge, y)).collect();
-            let pts = &pts;
-            for &(x, lo, hi, enough) in w {
-                let x = x + nudge;
-                chart
-                    .draw_series(std::iter::once(PathElement::new(
-                        vec![(x, lo), (x, hi)],
-                        color.stroke_width(1),
-                    )))
-                    .map_err(err)?;
-                let cap = nudge_step * 0.35;
-                for y in [lo, hi] {
-                    chart
-                        .draw_series(std::iter::once(PathElement::new(
-                            vec![(x - cap, y), (x + cap, y)],
-                            color.stroke_width(1),
-                        )))
-                        .map_err(err)?;
-                }
-                if !enough {
-                    // Too few runs for a 95% interval: a hollow ring at the median.
-                    if let Some(&(px, py)) = pts.iter().find(|p| (p.0 - x).abs() < 1e-9) {
-                        chart
-                            .draw_series(std::iter::once(Circle::new(
-                                (px, py),
-                                6,
-                                color.stroke_width(2),
-                            )))
-                            .map_err(err)?;
-                    }
-                }
-            }
+            draw_whiskers(&mut chart, w, &pts, nudge, layout.nudge_step * 0.35, color)
+                .map_err(err)?;
             let anno = if s.dashed {
                 chart
                     .draw_series(DashedLineSeries::new(pts.iter().copied(), 8, 5, style))
@@ -357,4 +323,65 @@ impl Chart {
         root.present().map_err(err)?;
         Ok(())
     }
+}
+
+/// A chart's data in axis units and the ranges it is drawn over.
+struct Layout {
+    /// Per series, its points.
+    points: Vec<Vec<(f64, f64)>>,
+    /// Per series, its intervals.
+    whiskers: Vec<Vec<Interval>>,
+    x: std::ops::Range<f64>,
+    x_labels: usize,
+    y: std::ops::Range<f64>,
+    y_labels: usize,
+    /// How far apart along x the whiskers of different series are drawn.
+    nudge_step: f64,
+    /// How many series have whiskers.
+    with_whiskers: usize,
+}
+
+/// Smallest and largest value, or 0..1 when there is none.
+fn extent(values: impl Iterator<Item = f64>) -> (f64, f64) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
+    if lo.is_finite() {
+        (lo, hi)
+    } else {
+        (0.0, 1.0)
+    }
+}
+
+type Plane<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// One series' intervals as capped vertical whiskers, shifted by `nudge`; a hollow ring
+/// at the median where the interval does not reach 95% (too few runs).
+fn draw_whiskers<DB: DrawingBackend>(
+    chart: &mut Plane<'_, DB>,
+    whiskers: &[Interval],
+    points: &[(f64, f64)],
+    nudge: f64,
+    cap: f64,
+    color: RGBAColor,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let line = |a: (f64, f64), b: (f64, f64)| PathElement::new(vec![a, b], color.stroke_width(1));
+    for w in whiskers {
+        let x = w.x + nudge;
+        chart.draw_series([
+            line((x, w.lo), (x, w.hi)),
+            line((x - cap, w.lo), (x + cap, w.lo)),
+            line((x - cap, w.hi), (x + cap, w.hi)),
+        ])?;
+        if !w.enough {
+            if let Some(&(px, py)) = points.iter().find(|p| (p.0 - x).abs() < 1e-9) {
+                chart.draw_series(std::iter::once(Circle::new(
+                    (px, py),
+                    6,
+                    color.stroke_width(2),
+                )))?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -153,6 +153,31 @@ fn label(runs: &[Run], run: usize, engine: &str) -> String {
     }
 }
 
+/// A line per (run, engine) with points: the engine's colour (shifted per run), later
+/// runs dashed. `data` gives a line's points and, for medians, their intervals.
+fn per_engine(
+    runs: &[Run],
+    mut data: impl FnMut(usize, &Run, &str) -> (Vec<(f64, f64)>, Vec<Interval>),
+) -> Vec<Series> {
+    let engines = engines(runs);
+    let mut series = Vec::new();
+    for (ri, run) in runs.iter().enumerate() {
+        for (ei, engine) in engines.iter().enumerate() {
+            let (points, intervals) = data(ri, run, engine);
+            if !points.is_empty() {
+                series.push(Series {
+                    label: label(runs, ri, engine),
+                    color: ei + ri * engines.len(),
+                    dashed: ri > 0,
+                    points,
+                    intervals,
+                });
+            }
+        }
+    }
+    series
+}
+
 /// One chart per mode: `value` (median over the ok repetitions) against backlog, a
 /// line per engine (and run).
 fn by_backlog(
@@ -162,48 +187,38 @@ fn by_backlog(
     y_desc: &str,
     value: fn(&SummaryRow) -> f64,
 ) -> Chart {
-    let engines = engines(runs);
-    let mut series = Vec::new();
-    for (ri, _) in runs.iter().enumerate() {
-        for (ei, engine) in engines.iter().enumerate() {
-            let mut backlogs: Vec<u32> = measured(runs)
-                .filter(|(i, r)| *i == ri && r.engine == *engine && r.mode == mode)
-                .map(|(_, r)| r.backlog)
-                .collect();
-            backlogs.sort_unstable();
-            backlogs.dedup();
-            let cis: Vec<(f64, crate::stats::MedianCi)> = backlogs
-                .into_iter()
-                .filter_map(|b| {
-                    let vals: Vec<f64> = measured(runs)
-                        .filter(|(i, r)| {
-                            *i == ri && r.engine == *engine && r.mode == mode && r.backlog == b
-                        })
-                        .map(|(_, r)| value(r))
-                        .filter(|v| v.is_finite() && *v > 0.0)
-                        .collect();
-                    crate::stats::MedianCi::of(&vals).map(|c| (f64::from(b), c))
-                })
-                .collect();
-            if !cis.is_empty() {
-                series.push(Series {
-                    label: label(runs, ri, engine),
-                    color: ei + ri * engines.len(),
-                    dashed: ri > 0,
-                    points: cis.iter().map(|(x, c)| (*x, c.median)).collect(),
-                    intervals: cis
-                        .iter()
-                        .map(|(x, c)| Interval {
-                            x: *x,
-                            lo: c.lo,
-                            hi: c.hi,
-                            enough: c.level >= crate::stats::LEVEL - 1e-12,
-                        })
-                        .collect(),
-                });
-            }
-        }
-    }
+    let series = per_engine(runs, |ri, _, engine| {
+        let mut backlogs: Vec<u32> = measured(runs)
+            .filter(|(i, r)| *i == ri && r.engine == engine && r.mode == mode)
+            .map(|(_, r)| r.backlog)
+            .collect();
+        backlogs.sort_unstable();
+        backlogs.dedup();
+        let cis: Vec<(f64, crate::stats::MedianCi)> = backlogs
+            .into_iter()
+            .filter_map(|b| {
+                let vals: Vec<f64> = measured(runs)
+                    .filter(|(i, r)| {
+                        *i == ri && r.engine == engine && r.mode == mode && r.backlog == b
+                    })
+                    .map(|(_, r)| value(r))
+                    .filter(|v| v.is_finite() && *v > 0.0)
+                    .collect();
+                crate::stats::MedianCi::of(&vals).map(|c| (f64::from(b), c))
+            })
+            .collect();
+        let points = cis.iter().map(|(x, c)| (*x, c.median)).collect();
+        let intervals = cis
+            .iter()
+            .map(|(x, c)| Interval {
+                x: *x,
+                lo: c.lo,
+                hi: c.hi,
+                enough: c.level >= crate::stats::LEVEL - 1e-12,
+            })
+            .collect();
+        (points, intervals)
+    });
     Chart {
         stem: format!("{stem}-{mode}"),
         title: format!("{y_desc} by backlog — mode {mode}"),
@@ -227,37 +242,25 @@ fn hgrm_path(dir: &Path, engine: &str, backlog: u32, mode: &str, metric: &str) -
 
 /// Percentile curves of one latency, mode and backlog: a line per engine (and run).
 fn latency(runs: &[Run], mode: &str, backlog: u32, metric: &str, desc: &str) -> Chart {
-    let mut series = Vec::new();
-    let engines = engines(runs);
-    for (ri, run) in runs.iter().enumerate() {
-        for (ei, engine) in engines.iter().enumerate() {
-            let Some(path) = hgrm_path(&run.dir, engine, backlog, mode, metric) else {
-                continue;
-            };
-            let d = match crate::report::hgrm::parse_file(&path) {
-                Ok(d) => d,
-                Err(e) => {
-                    eprintln!("acceptbench: warning: plot: skipping {e}");
-                    continue;
-                }
-            };
-            let points: Vec<(f64, f64)> = d
-                .rows
-                .iter()
-                .filter(|r| r.quantile < 1.0)
-                .map(|r| (1.0 / (1.0 - r.quantile), r.value_us))
-                .collect();
-            if !points.is_empty() {
-                series.push(Series {
-                    label: label(runs, ri, engine),
-                    color: ei + ri * engines.len(),
-                    dashed: ri > 0,
-                    points,
-                    intervals: Vec::new(),
-                });
+    let series = per_engine(runs, |_, run, engine| {
+        let Some(path) = hgrm_path(&run.dir, engine, backlog, mode, metric) else {
+            return (Vec::new(), Vec::new());
+        };
+        let d = match crate::report::hgrm::parse_file(&path) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("acceptbench: warning: plot: skipping {e}");
+                return (Vec::new(), Vec::new());
             }
-        }
-    }
+        };
+        let points = d
+            .rows
+            .iter()
+            .filter(|r| r.quantile < 1.0)
+            .map(|r| (1.0 / (1.0 - r.quantile), r.value_us))
+            .collect();
+        (points, Vec::new())
+    });
     Chart {
         stem: format!("latency-{metric}-{mode}-b{backlog}"),
         title: format!("{desc} — mode {mode}, backlog {backlog}"),
@@ -356,6 +359,15 @@ fn deepest_per_bucket(samples: &[QueueSample]) -> Vec<(f64, f64)> {
 /// Accept-queue depth over time: one chart per (backlog, mode), a line per engine
 /// (and per run), the queue limit dashed.
 fn queue_charts(runs: &[Run]) -> Vec<Chart> {
+    queue_groups(runs)
+        .into_iter()
+        .map(|(key, members)| queue_chart(runs, &key, &members))
+        .collect()
+}
+
+/// The queue files of all runs grouped by (backlog, mode) key ("b16-burst"), each group
+/// its (engine, file stem) pairs, in first-seen order.
+fn queue_groups(runs: &[Run]) -> Vec<(String, Vec<(String, String)>)> {
     // group key ("b16-burst") → [(engine, stem)] in first-seen order
     let mut groups: Vec<(String, Vec<(String, String)>)> = Vec::new();
     for run in runs {
@@ -384,64 +396,65 @@ fn queue_charts(runs: &[Run]) -> Vec<Chart> {
             }
         }
     }
-    let mut charts = Vec::new();
-    for (key, members) in groups {
-        let mut series = Vec::new();
-        let mut limit: Option<f64> = None;
-        for (ei, (engine, stem)) in members.iter().enumerate() {
-            for (ri, run) in runs.iter().enumerate() {
-                let path = run.dir.join("queue").join(format!("{stem}.csv"));
-                if !path.is_file() {
+    groups
+}
+
+/// One (backlog, mode) group's depth over time: a line per (engine, run), the limit dashed.
+fn queue_chart(runs: &[Run], key: &str, members: &[(String, String)]) -> Chart {
+    let mut series = Vec::new();
+    let mut limit: Option<f64> = None;
+    for (ei, (engine, stem)) in members.iter().enumerate() {
+        for (ri, run) in runs.iter().enumerate() {
+            let path = run.dir.join("queue").join(format!("{stem}.csv"));
+            if !path.is_file() {
+                continue;
+            }
+            let samples = match read_queue(&path) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("acceptbench: warning: plot: skipping {e:#}");
                     continue;
                 }
-                let samples = match read_queue(&path) {
-                    Ok(s) => s,
-                    Err(e) => {
-                        eprintln!("acceptbench: warning: plot: skipping {e:#}");
-                        continue;
-                    }
-                };
-                limit = limit.or_else(|| samples.iter().find_map(|s| s.limit));
-                let label = if runs.len() > 1 {
-                    format!("{engine} · {}", run.label)
-                } else {
-                    engine.clone()
-                };
-                // Solid lines, a colour per (engine, run): dashed polylines become
-                // thousands of tiny SVG segments.
-                series.push(Series {
-                    label,
-                    color: ei + ri * members.len(),
-                    dashed: false,
-                    points: downsample(&samples),
-                    intervals: Vec::new(),
-                });
-            }
+            };
+            limit = limit.or_else(|| samples.iter().find_map(|s| s.limit));
+            let label = if runs.len() > 1 {
+                format!("{engine} · {}", run.label)
+            } else {
+                engine.clone()
+            };
+            // Solid lines, a colour per (engine, run): dashed polylines become
+            // thousands of tiny SVG segments.
+            series.push(Series {
+                label,
+                color: ei + ri * members.len(),
+                dashed: false,
+                points: downsample(&samples),
+                intervals: Vec::new(),
+            });
         }
-        if let Some(limit) = limit {
-            let (t0, t1) = series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.0))
-                .fold((f64::MAX, f64::MIN), |(a, b), t| (a.min(t), b.max(t)));
-            if t0 <= t1 {
-                series.push(Series {
-                    label: "limit (the queue holds limit+1)".into(),
-                    color: members.len() * runs.len(),
-                    dashed: true,
-                    points: vec![(t0, limit), (t1, limit)],
-                    intervals: Vec::new(),
-                });
-            }
-        }
-        charts.push(Chart {
-            title: format!("accept-queue depth over time — {key}"),
-            stem: format!("queue-{key}"),
-            x_desc: "time, ms".into(),
-            y_desc: "connections in the accept queue".into(),
-            x: Axis::Linear,
-            y: Axis::Linear,
-            series,
-        });
     }
-    charts
+    if let Some(limit) = limit {
+        let (t0, t1) = series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .fold((f64::MAX, f64::MIN), |(a, b), t| (a.min(t), b.max(t)));
+        if t0 <= t1 {
+            series.push(Series {
+                label: "limit (the queue holds limit+1)".into(),
+                color: members.len() * runs.len(),
+                dashed: true,
+                points: vec![(t0, limit), (t1, limit)],
+                intervals: Vec::new(),
+            });
+        }
+    }
+    Chart {
+        title: format!("accept-queue depth over time — {key}"),
+        stem: format!("queue-{key}"),
+        x_desc: "time, ms".into(),
+        y_desc: "connections in the accept queue".into(),
+        x: Axis::Linear,
+        y: Axis::Linear,
+        series,
+    }
 }
