@@ -8,12 +8,34 @@ edges (`mod x;` and the facade's `pub use x::Y` are containment, not imports); i
 submodules' paths back into it are. Tests are left out (#[cfg(test)] modules and
 *_tests.rs files).
 
+It also checks the layers of ARCHITECTURE.md: each crate's table there gives every
+top-level module a layer, and an edge may not point from a lower layer to a higher
+one. A top-level module missing from the table is an error too, so the table stays
+true. The crate root (lib.rs) is a facade and has no layer.
+
   scripts/check-cycles.py            # every crate of the workspace
 """
 import os, re, sys
 
 CRATES = {"acceptbench": "src", "loadgen": "loadgen/src", "common": "common/src"}
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARCHITECTURE = os.path.join(root, "ARCHITECTURE.md")
+
+
+def layers():
+    """{crate: {top-level module: layer}} from ARCHITECTURE.md's tables: under a
+    `## <crate> (...)` heading, rows `| <layer> | `a`, `b` | ... |`."""
+    out, crate = {}, None
+    for line in open(ARCHITECTURE, encoding="utf-8"):
+        h = re.match(r"^## (\w+) \(", line)
+        if h:
+            crate = h.group(1) if h.group(1) in CRATES else None
+            continue
+        row = re.match(r"^\|\s*(\d+)\s*\|([^|]*)\|", line)
+        if crate and row:
+            for name in re.findall(r"`(\w+)`", row.group(2)):
+                out.setdefault(crate, {})[name] = int(row.group(1))
+    return out
 
 
 def modules(src):
@@ -141,8 +163,27 @@ def cycles(graph):
     return out
 
 
+def layer_faults(crate, mods, graph, table):
+    """Top-level modules without a layer, and edges that point up a layer."""
+    faults = []
+    for m in sorted({m[0] for m in mods if m}):
+        if m not in table:
+            faults.append(f"{crate}: module `{m}` has no layer in ARCHITECTURE.md: add it to the {crate} table")
+    for a, tos in sorted(graph.items()):
+        for b in sorted(tos):
+            if not a or not b or a[0] == b[0] or a[0] not in table or b[0] not in table:
+                continue
+            if table[a[0]] < table[b[0]]:
+                faults.append(
+                    f"{crate}: {'::'.join(a)} (layer {table[a[0]]}) uses {'::'.join(b)} (layer {table[b[0]]}): "
+                    "a module may use only its own layer or lower ones (ARCHITECTURE.md)"
+                )
+    return faults
+
+
 def main():
     bad = 0
+    table = layers()
     for crate, src in CRATES.items():
         mods = modules(os.path.join(root, src))
         graph = {}
@@ -160,10 +201,13 @@ def main():
                 for b in sorted(graph.get(a, ())):
                     if b in comp:
                         print(f"    {'::'.join(a) or '(root)'} -> {'::'.join(b) or '(root)'}")
+        for f in layer_faults(crate, mods, graph, table.get(crate, {})):
+            bad += 1
+            print(f)
     if bad:
-        print(f"{bad} import cycle(s): move what both sides need into a module both depend on")
+        print(f"{bad} fault(s): move what both sides need into a module both depend on, below both")
         return 1
-    print("no import cycles")
+    print("no import cycles; every module within its layer (ARCHITECTURE.md)")
     return 0
 
 

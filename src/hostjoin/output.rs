@@ -279,6 +279,14 @@ fn readme(meta: &Meta, row: &SummaryRow, rows: &[HostRow], j: &Joined) -> String
         "Files: `summary.csv` (one row, all clients), `hosts.csv` (one row per client file), `hgrm/` (connect, peer = client connect() → server holds the peer, peer-internal; total and per host), `meta.json`.\n"
     );
     let _ = writeln!(s, "## Accounting\n");
+    let _ = writeln!(s, "{}", accounting_table(row).render());
+    let _ = writeln!(s, "## Per client host\n");
+    s.push_str(&hosts_table(rows).render());
+    s
+}
+
+/// The whole run's accounting and latencies, one row.
+fn accounting_table(row: &SummaryRow) -> Table {
     let mut all = Table::new(&[
         ("", L),
         ("established", R),
@@ -309,8 +317,11 @@ fn readme(meta: &Meta, row: &SummaryRow, rows: &[HostRow], j: &Joined) -> String
             row.peer_internal_p99_ns as f64 / 1e3
         ),
     ]);
-    let _ = writeln!(s, "{}", all.render());
-    let _ = writeln!(s, "## Per client host\n");
+    all
+}
+
+/// One row per client file.
+fn hosts_table(rows: &[HostRow]) -> Table {
     let mut hosts = Table::new(&[
         ("host", L),
         ("source IPs", L),
@@ -346,8 +357,7 @@ fn readme(meta: &Meta, row: &SummaryRow, rows: &[HostRow], j: &Joined) -> String
                 .map_or("—".into(), |v| format!("{:.1}", v as f64 / 1e3)),
         ]);
     }
-    s.push_str(&hosts.render());
-    s
+    hosts
 }
 
 /// What `join` prints: the accounting per host and where the files went.

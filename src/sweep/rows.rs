@@ -43,19 +43,7 @@ impl FinishedRun {
     /// measuring anything.
     pub fn without_figures(p: &Planned, status: Status, why: &str) -> FinishedRun {
         FinishedRun {
-            row: SummaryRow {
-                engine: p.engine.name().into(),
-                inflight: p.inflight,
-                backlog: p.backlog,
-                mode: p.mode.name().into(),
-                acceptors: p.acceptors,
-                sharing: p.sharing.name().into(),
-                repetition: p.round,
-                position: p.position,
-                status: Some(status),
-                note: why.to_string(),
-                ..Default::default()
-            },
+            row: planned_row(p, status, why.to_string()),
             histograms: Vec::new(),
             queue: None,
             client_connect: None,
@@ -63,55 +51,112 @@ impl FinishedRun {
     }
 }
 
+/// The columns a run has from its plan alone: what ran, where in the plan, and its status.
+fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
+    SummaryRow {
+        engine: p.engine.name().into(),
+        inflight: p.inflight,
+        backlog: p.backlog,
+        mode: p.mode.name().into(),
+        acceptors: p.acceptors,
+        sharing: p.sharing.name().into(),
+        repetition: p.round,
+        position: p.position,
+        status: Some(status),
+        note,
+        ..Default::default()
+    }
+}
+
+/// The client's established connections, read once from loadgen's records.
+struct ClientSide {
+    /// Connect latency of measured (not warm-up) connections; from the intended start in
+    /// rate mode (no coordinated omission).
+    connect: Histogram<u64>,
+    /// Every established connection, warm-up included, for the join.
+    established: Vec<ClientConn>,
+    /// connect() → established of every established connection, ns.
+    latencies: Vec<u64>,
+    /// Measured connects that waited for a SYN retransmit.
+    stalls: u64,
+}
+
+impl ClientSide {
+    fn of(p: &Planned, records: &[loadgen::ConnRecord]) -> ClientSide {
+        let from_intended = p.mode == Mode::Rate;
+        let mut c = ClientSide {
+            connect: new_histogram(),
+            established: Vec::with_capacity(records.len()),
+            latencies: Vec::new(),
+            stalls: 0,
+        };
+        for r in records {
+            if r.outcome != loadgen::Outcome::Established {
+                continue;
+            }
+            let start = if from_intended {
+                r.intended_ns
+            } else {
+                r.connect_start_ns
+            };
+            let latency = r.done_ns.saturating_sub(start).max(1);
+            let connect_ns = r.done_ns.saturating_sub(r.connect_start_ns);
+            if !r.warmup {
+                c.connect.saturating_record(latency);
+                if connect_ns >= overflow::RETRY_THRESHOLD_NS {
+                    c.stalls += 1;
+                }
+            }
+            c.latencies.push(connect_ns);
+            c.established.push(ClientConn {
+                local: r.local,
+                connect_start_ns: r.connect_start_ns,
+                warmup: r.warmup,
+            });
+        }
+        c
+    }
+}
+
 /// Builds the row of a measured run: joins client and server records, fills every column.
 pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
-    let report = &m.client.report;
-    let from_intended = p.mode == Mode::Rate;
-    let mut connect = new_histogram();
-    let mut established = Vec::with_capacity(m.client.records.len());
-    let mut latencies = Vec::new();
-    let mut stalls = 0;
-    for r in &m.client.records {
-        if r.outcome != loadgen::Outcome::Established {
-            continue;
-        }
-        let start = if from_intended {
-            r.intended_ns
-        } else {
-            r.connect_start_ns
-        };
-        let latency = r.done_ns.saturating_sub(start).max(1);
-        let connect_ns = r.done_ns.saturating_sub(r.connect_start_ns);
-        if !r.warmup {
-            connect.saturating_record(latency);
-            if connect_ns >= overflow::RETRY_THRESHOLD_NS {
-                stalls += 1;
-            }
-        }
-        latencies.push(connect_ns);
-        established.push(ClientConn {
-            local: r.local,
-            connect_start_ns: r.connect_start_ns,
-            warmup: r.warmup,
-        });
+    let client = ClientSide::of(p, &m.client.records);
+    let j = join::join_owned(
+        &client.established,
+        &m.rec.peers,
+        &m.owner,
+        m.per_acceptor.len().max(1),
+    );
+    let (status, notes) = status_and_notes(p, &m, &j, client.stalls);
+    let mut row = planned_row(p, status, notes.join("; "));
+    acceptor_columns(&mut row, p, &m, &j);
+    accounting_columns(&mut row, &m, &client, &j);
+    latency_columns(&mut row, &client, &j, &m.rec.peer_extract_ns);
+    let mut queue = None;
+    if let ModeFigures::Overflow(f) = m.figures {
+        overflow_columns(&mut row, &f, &client.latencies, m.released_ns, p.mode);
+        queue = Some((f.samples, f.t0_ns));
     }
-    let n_acc = m.per_acceptor.len().max(1);
-    let j = join::join_owned(&established, &m.rec.peers, &m.owner, n_acc);
-    let mut per = m.per_acceptor.clone();
-    for (a, h) in per.iter_mut().zip(&j.peer_e2e_by_acceptor_ns) {
-        let l = Percentiles::of(h);
-        a.peer_p50_ns = l.p50;
-        a.peer_p99_ns = l.p99;
-        a.stalled = h.count_between(overflow::RETRY_THRESHOLD_NS, u64::MAX);
+    FinishedRun {
+        row,
+        histograms: vec![
+            ("connect", client.connect),
+            ("peer", j.peer_e2e_ns),
+            ("peer-internal", m.rec.peer_extract_ns),
+        ],
+        queue,
+        client_connect: Some(client_connect(&m.client.report)),
     }
-    let counts: Vec<u64> = per.iter().map(|a| a.accepted).collect();
-    let futile = p
-        .engine
-        .counts_futile_wakeups()
-        .then_some(m.rec.futile_wakeups);
-    let c = Percentiles::of(&connect);
-    let pe = Percentiles::of(&j.peer_e2e_ns);
-    let pi = Percentiles::of(&m.rec.peer_extract_ns);
+}
+
+/// Failed when the run says why, incomplete when interrupted, else ok; and the notes a
+/// reader needs beside the row (stalls, unmatched connections and what they mean).
+fn status_and_notes(
+    p: &Planned,
+    m: &Measured,
+    j: &join::Joined,
+    stalls: u64,
+) -> (Status, Vec<String>) {
     let mut notes = Vec::new();
     if let Some(why) = &m.failure {
         notes.push(why.clone());
@@ -128,7 +173,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         ModeFigures::Overflow(f) => queue_overflowed(f),
         _ => false,
     };
-    notes.extend(unmatched_notes(&j, overflowed, m.env.netns));
+    notes.extend(unmatched_notes(j, overflowed, m.env.netns));
     let status = if m.failure.is_some() {
         Status::Failed
     } else if m.interrupted {
@@ -136,96 +181,101 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
     } else {
         Status::Ok
     };
-    let errors = &report.errors;
-    let mut row = SummaryRow {
-        engine: p.engine.name().into(),
-        inflight: p.inflight,
-        backlog: p.backlog,
-        backlog_effective: m.backlog_effective,
-        mode: p.mode.name().into(),
-        acceptors: p.acceptors,
-        sharing: p.sharing.name().into(),
-        acceptor_cpus: m.acceptor_cpus.clone(),
-        slow_acceptor: m.slow_acceptor.clone(),
-        per_acceptor: crate::report::per_acceptor::format_per_acceptor(&per),
-        acceptor_fairness: (counts.len() > 1)
-            .then(|| acceptors::fairness(&counts))
-            .flatten(),
-        futile_wakeups: futile,
-        futile_per_accept: futile
-            .filter(|_| m.rec.accepted > 0)
-            .map(|f| f as f64 / m.rec.accepted as f64),
-        ring_setup: m.ring_setup.clone().unwrap_or_default(),
-        repetition: p.round,
-        position: p.position,
-        status: Some(status),
-        note: notes.join("; "),
-        duration_s: m.window_s,
-        attempted: report.attempted + report.warmup_attempted,
-        // Every connection the client established, warm-up included: the acceptor
-        // accepted those too, and the accounting (established = accepted = matched)
-        // covers them. Latencies, accepts/s and CPU leave them out.
-        established: established.len() as u64,
-        accepted: m.rec.accepted,
-        matched: j.matched,
-        unmatched: j.unmatched(),
-        unmatched_client: j.unmatched_client,
-        unmatched_server: j.unmatched_server,
-        unknown_peer: j.unknown_peer,
-        accepts_per_s: m.accepts_per_s,
-        accept_window_s: m.accept_window_s,
-        peers_held_per_s: m.peers_held_per_s,
-        peer_window_s: m.peer_window_s,
-        client_conns_per_s: report.conns_per_s,
-        acceptor_cpu_s: m.cpu_s,
-        acceptor_cpu_us_per_accept: if m.window_accepts > 0 {
-            m.cpu_s * 1e6 / m.window_accepts as f64
-        } else {
-            0.0
-        },
-        loadgen_cpu_s: report.cpu_user_s + report.cpu_sys_s,
-        accept_errors: m.rec.error_total(),
-        connect_p50_ns: c.p50,
-        connect_p99_ns: c.p99,
-        connect_p999_ns: c.p999,
-        connect_max_ns: c.max,
-        peer_p50_ns: pe.p50,
-        peer_p99_ns: pe.p99,
-        peer_p999_ns: pe.p999,
-        peer_max_ns: pe.max,
-        peer_internal_p50_ns: pi.p50,
-        peer_internal_p99_ns: pi.p99,
-        syn_retry_stalls: stalls,
-        refused: errors.refused,
-        reset: errors.reset,
-        timeout: errors.timeout,
-        pending: report.pending,
-        client_other_errors: errors.addr_unavailable + errors.other,
-        netns: m.env.netns.into(),
-        somaxconn: m.env.somaxconn,
-        tcp_syncookies: m.env.syncookies,
-        tcp_abort_on_overflow: m.env.abort_on_overflow,
-        ..Default::default()
-    };
-    let mut queue = None;
-    if let ModeFigures::Overflow(f) = m.figures {
-        overflow_columns(&mut row, &f, &latencies, m.released_ns, p.mode);
-        queue = Some((f.samples, f.t0_ns));
-    }
-    FinishedRun {
-        row,
-        histograms: vec![
-            ("connect", connect),
-            ("peer", j.peer_e2e_ns),
-            ("peer-internal", m.rec.peer_extract_ns),
-        ],
-        queue,
-        client_connect: Some(client_connect(report)),
-    }
+    (status, notes)
 }
 
-/// True when the run's accept queue overflowed: a listener's queue was seen full
-/// (deeper than its limit: it holds backlog+1) or `ListenOverflows` grew.
+/// The acceptor side: window, rates, CPU, per-acceptor split, errors, and the listener
+/// settings the run really had.
+fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::Joined) {
+    let mut per = m.per_acceptor.clone();
+    for (a, h) in per.iter_mut().zip(&j.peer_e2e_by_acceptor_ns) {
+        let l = Percentiles::of(h);
+        a.peer_p50_ns = l.p50;
+        a.peer_p99_ns = l.p99;
+        a.stalled = h.count_between(overflow::RETRY_THRESHOLD_NS, u64::MAX);
+    }
+    let counts: Vec<u64> = per.iter().map(|a| a.accepted).collect();
+    let futile = p
+        .engine
+        .counts_futile_wakeups()
+        .then_some(m.rec.futile_wakeups);
+    row.backlog_effective = m.backlog_effective;
+    row.acceptor_cpus = m.acceptor_cpus.clone();
+    row.slow_acceptor = m.slow_acceptor.clone();
+    row.per_acceptor = crate::report::per_acceptor::format_per_acceptor(&per);
+    row.acceptor_fairness = (counts.len() > 1)
+        .then(|| acceptors::fairness(&counts))
+        .flatten();
+    row.futile_wakeups = futile;
+    row.futile_per_accept = futile
+        .filter(|_| m.rec.accepted > 0)
+        .map(|f| f as f64 / m.rec.accepted as f64);
+    row.ring_setup = m.ring_setup.clone().unwrap_or_default();
+    row.duration_s = m.window_s;
+    row.accepts_per_s = m.accepts_per_s;
+    row.accept_window_s = m.accept_window_s;
+    row.peers_held_per_s = m.peers_held_per_s;
+    row.peer_window_s = m.peer_window_s;
+    row.acceptor_cpu_s = m.cpu_s;
+    row.acceptor_cpu_us_per_accept = if m.window_accepts > 0 {
+        m.cpu_s * 1e6 / m.window_accepts as f64
+    } else {
+        0.0
+    };
+    row.accept_errors = m.rec.error_total();
+    row.netns = m.env.netns.into();
+    row.somaxconn = m.env.somaxconn;
+    row.tcp_syncookies = m.env.syncookies;
+    row.tcp_abort_on_overflow = m.env.abort_on_overflow;
+}
+
+/// Every connection accounted for, and the client's own figures and errors.
+fn accounting_columns(row: &mut SummaryRow, m: &Measured, client: &ClientSide, j: &join::Joined) {
+    let report = &m.client.report;
+    let errors = &report.errors;
+    row.attempted = report.attempted + report.warmup_attempted;
+    // Every connection the client established, warm-up included: the acceptor
+    // accepted those too, and the accounting (established = accepted = matched)
+    // covers them. Latencies, accepts/s and CPU leave them out.
+    row.established = client.established.len() as u64;
+    row.accepted = m.rec.accepted;
+    row.matched = j.matched;
+    row.unmatched = j.unmatched();
+    row.unmatched_client = j.unmatched_client;
+    row.unmatched_server = j.unmatched_server;
+    row.unknown_peer = j.unknown_peer;
+    row.client_conns_per_s = report.conns_per_s;
+    row.loadgen_cpu_s = report.cpu_user_s + report.cpu_sys_s;
+    row.refused = errors.refused;
+    row.reset = errors.reset;
+    row.timeout = errors.timeout;
+    row.pending = report.pending;
+    row.client_other_errors = errors.addr_unavailable + errors.other;
+}
+
+/// Connect, end-to-end peer and peer-internal percentiles; SYN-retransmit stalls.
+fn latency_columns(
+    row: &mut SummaryRow,
+    client: &ClientSide,
+    j: &join::Joined,
+    peer_internal: &Histogram<u64>,
+) {
+    let c = Percentiles::of(&client.connect);
+    let pe = Percentiles::of(&j.peer_e2e_ns);
+    let pi = Percentiles::of(peer_internal);
+    row.connect_p50_ns = c.p50;
+    row.connect_p99_ns = c.p99;
+    row.connect_p999_ns = c.p999;
+    row.connect_max_ns = c.max;
+    row.peer_p50_ns = pe.p50;
+    row.peer_p99_ns = pe.p99;
+    row.peer_p999_ns = pe.p999;
+    row.peer_max_ns = pe.max;
+    row.peer_internal_p50_ns = pi.p50;
+    row.peer_internal_p99_ns = pi.p99;
+    row.syn_retry_stalls = client.stalls;
+}
+
 fn queue_overflowed(f: &overflow::Figures) -> bool {
     f.samples.iter().any(|s| s.max_depth() > s.limit())
         || f.counters.get("ListenOverflows").is_some_and(|&n| n > 0)

@@ -199,75 +199,10 @@ impl Config {
     /// Builds and validates a config from parsed flags.
     pub fn from_cli(cli: &Cli) -> Result<Config, LoadgenError> {
         let target = parse_target(&cli.target)?;
-        let mode = match cli.mode {
-            ModeArg::Closed => Mode::Closed,
-            ModeArg::Rate => {
-                let rate = cli.rate.ok_or_else(|| {
-                    LoadgenError::BadOption(
-                        "--mode rate needs --rate R (connections per second), e.g. --rate 1000"
-                            .into(),
-                    )
-                })?;
-                Mode::Rate { rate_per_s: rate }
-            }
-            ModeArg::Burst => Mode::Burst { rounds: cli.rounds },
-        };
-        if cli.rate.is_some() && cli.mode != ModeArg::Rate {
-            return Err(LoadgenError::BadOption(
-                "--rate applies only to --mode rate; add --mode rate or drop --rate".into(),
-            ));
-        }
-        if cli.rounds != 1 && cli.mode != ModeArg::Burst {
-            return Err(LoadgenError::BadOption(
-                "--rounds applies only to --mode burst".into(),
-            ));
-        }
-        if cli.sync_stdio && cli.mode != ModeArg::Burst {
-            return Err(LoadgenError::BadOption(
-                "--sync-stdio applies only to --mode burst".into(),
-            ));
-        }
-        let concurrency = match (cli.mode, cli.concurrency) {
-            (ModeArg::Burst, Some(_)) => {
-                return Err(LoadgenError::BadOption(
-                    "--concurrency does not apply to --mode burst: all --connections N connects are in flight at once".into(),
-                ))
-            }
-            (ModeArg::Burst, None) => cli.connections.unwrap_or(0) as usize,
-            (_, Some(c)) => c,
-            (ModeArg::Closed, None) => DEFAULT_CLOSED_PER_THREAD * cli.threads,
-            (ModeArg::Rate, None) => DEFAULT_RATE_CONCURRENCY.max(cli.threads),
-        };
-        let duration = match (cli.mode, cli.duration, cli.connections) {
-            (ModeArg::Burst, Some(_), _) => {
-                return Err(LoadgenError::BadOption(
-                    "--duration does not apply to --mode burst; use --connections N, --rounds K and --connect-timeout".into(),
-                ))
-            }
-            (ModeArg::Burst, None, _) => None,
-            (_, Some(d), _) => Some(d),
-            (_, None, Some(_)) => None,
-            (_, None, None) => Some(DEFAULT_DURATION),
-        };
+        let mode = mode_from_cli(cli)?;
+        let (concurrency, duration) = load_from_cli(cli)?;
         let sources = cli.sources.as_deref().map(SourceRange::parse).transpose()?;
-        let method = match cli.method {
-            MethodArg::Auto => MethodChoice::Auto,
-            MethodArg::Uring => MethodChoice::Uring,
-            MethodArg::Std => MethodChoice::Std,
-            MethodArg::Epoll => MethodChoice::Epoll,
-            MethodArg::Blocking => MethodChoice::Blocking,
-        };
-        if cli.ring_setup.is_some()
-            && matches!(
-                cli.method,
-                MethodArg::Epoll | MethodArg::Blocking | MethodArg::Std
-            )
-        {
-            return Err(LoadgenError::BadOption(
-                "--ring-setup applies only to io_uring connects: use --method uring (or auto)"
-                    .into(),
-            ));
-        }
+        let method = method_from_cli(cli)?;
         let config = Config {
             target,
             mode,
@@ -487,6 +422,76 @@ fn local_port_range_size() -> u64 {
             }
         })
         .unwrap_or(28232)
+}
+
+/// The mode, and the flags that belong to one mode only.
+fn mode_from_cli(cli: &Cli) -> Result<Mode, LoadgenError> {
+    let bad = |m: &str| Err(LoadgenError::BadOption(m.into()));
+    if cli.rate.is_some() && cli.mode != ModeArg::Rate {
+        return bad("--rate applies only to --mode rate; add --mode rate or drop --rate");
+    }
+    if cli.rounds != 1 && cli.mode != ModeArg::Burst {
+        return bad("--rounds applies only to --mode burst");
+    }
+    if cli.sync_stdio && cli.mode != ModeArg::Burst {
+        return bad("--sync-stdio applies only to --mode burst");
+    }
+    Ok(match cli.mode {
+        ModeArg::Closed => Mode::Closed,
+        ModeArg::Rate => {
+            let rate = cli.rate.ok_or_else(|| {
+                LoadgenError::BadOption(
+                    "--mode rate needs --rate R (connections per second), e.g. --rate 1000".into(),
+                )
+            })?;
+            Mode::Rate { rate_per_s: rate }
+        }
+        ModeArg::Burst => Mode::Burst { rounds: cli.rounds },
+    })
+}
+
+/// Connects in flight and how long to run, with each mode's defaults.
+fn load_from_cli(cli: &Cli) -> Result<(usize, Option<Duration>), LoadgenError> {
+    let concurrency = match (cli.mode, cli.concurrency) {
+        (ModeArg::Burst, Some(_)) => {
+            return Err(LoadgenError::BadOption(
+                "--concurrency does not apply to --mode burst: all --connections N connects are in flight at once".into(),
+            ))
+        }
+        (ModeArg::Burst, None) => cli.connections.unwrap_or(0) as usize,
+        (_, Some(c)) => c,
+        (ModeArg::Closed, None) => DEFAULT_CLOSED_PER_THREAD * cli.threads,
+        (ModeArg::Rate, None) => DEFAULT_RATE_CONCURRENCY.max(cli.threads),
+    };
+    let duration = match (cli.mode, cli.duration, cli.connections) {
+        (ModeArg::Burst, Some(_), _) => {
+            return Err(LoadgenError::BadOption(
+                "--duration does not apply to --mode burst; use --connections N, --rounds K and --connect-timeout".into(),
+            ))
+        }
+        (ModeArg::Burst, None, _) => None,
+        (_, Some(d), _) => Some(d),
+        (_, None, Some(_)) => None,
+        (_, None, None) => Some(DEFAULT_DURATION),
+    };
+    Ok((concurrency, duration))
+}
+
+/// How to connect; `--ring-setup` only with a method that may use io_uring.
+fn method_from_cli(cli: &Cli) -> Result<MethodChoice, LoadgenError> {
+    let method = match cli.method {
+        MethodArg::Auto => MethodChoice::Auto,
+        MethodArg::Uring => MethodChoice::Uring,
+        MethodArg::Std => MethodChoice::Std,
+        MethodArg::Epoll => MethodChoice::Epoll,
+        MethodArg::Blocking => MethodChoice::Blocking,
+    };
+    if cli.ring_setup.is_some() && !matches!(method, MethodChoice::Auto | MethodChoice::Uring) {
+        return Err(LoadgenError::BadOption(
+            "--ring-setup applies only to io_uring connects: use --method uring (or auto)".into(),
+        ));
+    }
+    Ok(method)
 }
 
 #[cfg(test)]
