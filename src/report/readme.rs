@@ -117,15 +117,12 @@ fn overflow_table(s: &mut String, rows: &[SummaryRow]) {
             format!("{:.1}", r.connect_p99_ns as f64 / 1e6),
         ]);
     }
-    if t.is_empty() {
-        return;
-    }
-    let _ = writeln!(s, "## Backlog overflow\n");
-    let _ = writeln!(
+    section(
         s,
-        "*client-only*: connections the client saw established that the acceptor never got (the final ACK met a full queue and was dropped; the client believes it is connected). *outcome* is measured, not assumed: syn-dropped, ack-dropped, reset.\n"
+        "Backlog overflow",
+        "*client-only*: connections the client saw established that the acceptor never got (the final ACK met a full queue and was dropped; the client believes it is connected). *outcome* is measured, not assumed: syn-dropped, ack-dropped, reset.",
+        &t,
     );
-    let _ = writeln!(s, "{}", t.render());
 }
 
 /// Row notes and the sweep's own notes.
@@ -197,14 +194,21 @@ fn acceptors_table(s: &mut String, rows: &[SummaryRow]) {
             r.per_acceptor.replace(';', "; "),
         ]);
     }
+    section(
+        s,
+        "Acceptors",
+        "Per acceptor (`per_acceptor` in summary.csv): `a<i>:n=<accepted>,p50=<µs>,p99=<µs>,cpu=<ms>,stalled=<≥ 0.5 s>`. Fairness = fewest / most accepted by one acceptor. Queue max per listener: burst/overload only (reuseport: one per shard).",
+        &t,
+    );
+}
+
+/// `## heading`, its introduction and the table; nothing when the table has no row.
+fn section(s: &mut String, heading: &str, intro: &str, t: &Table) {
     if t.is_empty() {
         return;
     }
-    let _ = writeln!(s, "## Acceptors\n");
-    let _ = writeln!(
-        s,
-        "Per acceptor (`per_acceptor` in summary.csv): `a<i>:n=<accepted>,p50=<µs>,p99=<µs>,cpu=<ms>,stalled=<≥ 0.5 s>`. Fairness = fewest / most accepted by one acceptor. Queue max per listener: burst/overload only (reuseport: one per shard).\n"
-    );
+    let _ = writeln!(s, "## {heading}\n");
+    let _ = writeln!(s, "{intro}\n");
     let _ = writeln!(s, "{}", t.render());
 }
 
@@ -237,9 +241,6 @@ fn cells_tables(s: &mut String, cells: &[CellRow]) {
 }
 
 fn compared_table(s: &mut String, cells: &[&CellRow]) {
-    if cells.is_empty() {
-        return;
-    }
     let mut t = Table::new(&[
         ("engine", L),
         ("backlog", R),
@@ -276,18 +277,15 @@ fn compared_table(s: &mut String, cells: &[&CellRow]) {
             interval(c.peer_p99_us, c.peer_p99_us_lo, c.peer_p99_us_hi, 1),
         ]);
     }
-    let _ = writeln!(s, "## Engines compared\n");
-    let _ = writeln!(
+    section(
         s,
-        "Medians over the ok runs with their confidence interval [lo–hi] (order statistics; its coverage is the `ci_level` column of cells.csv). × std is the median of the per-round ratios to std, with its interval; *higher*/*lower* only when that interval excludes 1 at ≥ 95%, `~` when it includes 1, *n too small* below 6 rounds.\n"
+        "Engines compared",
+        "Medians over the ok runs with their confidence interval [lo–hi] (order statistics; its coverage is the `ci_level` column of cells.csv). × std is the median of the per-round ratios to std, with its interval; *higher*/*lower* only when that interval excludes 1 at ≥ 95%, `~` when it includes 1, *n too small* below 6 rounds.",
+        &t,
     );
-    let _ = writeln!(s, "{}", t.render());
 }
 
 fn stalled_table(s: &mut String, cells: &[&CellRow]) {
-    if cells.is_empty() {
-        return;
-    }
     let mut t = Table::new(&[
         ("engine", L),
         ("backlog", R),
@@ -310,12 +308,12 @@ fn stalled_table(s: &mut String, cells: &[&CellRow]) {
             cpu_ratio_cell(c),
         ]);
     }
-    let _ = writeln!(s, "## Runs that waited for SYN retransmits (or failed)\n");
-    let _ = writeln!(
+    section(
         s,
-        "In these cells the accept queue overflowed at least once: a dropped SYN parks that client for its ~1 s retransmit, so accepts/s and latency measure the retransmit timer, not the engine. That is what a small backlog does to a closed-loop client; the ratios are left empty. CPU per accept still compares engines.\n"
+        "Runs that waited for SYN retransmits (or failed)",
+        "In these cells the accept queue overflowed at least once: a dropped SYN parks that client for its ~1 s retransmit, so accepts/s and latency measure the retransmit timer, not the engine. That is what a small backlog does to a closed-loop client; the ratios are left empty. CPU per accept still compares engines.",
+        &t,
     );
-    let _ = writeln!(s, "{}", t.render());
 }
 
 fn cpu_cell(c: &CellRow) -> String {
@@ -357,3 +355,4 @@ fn ratio_cell(m: Option<f64>, lo: Option<f64>, hi: Option<f64>, verdict: &str) -
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or("—".into(), |v| v.to_string())
 }
+
