@@ -355,4 +355,3 @@ fn ratio_cell(m: Option<f64>, lo: Option<f64>, hi: Option<f64>, verdict: &str) -
 fn opt<T: ToString>(v: Option<T>) -> String {
     v.map_or("—".into(), |v| v.to_string())
 }
-
