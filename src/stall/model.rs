@@ -188,6 +188,17 @@ mod tests {
         }
     }
 
+    /// The recovery of a predicted run, judged from the resume to the end of arrivals.
+    fn recovered(s: &Scenario, p: &Prediction) -> Recovery {
+        recovery(
+            &p.conns,
+            &p.queue,
+            (s.stall_at_ms + s.stall_ms) * 1_000_000,
+            s.arrivals_ms * 1_000_000,
+            &Criteria::new(s.backlog, 0),
+        )
+    }
+
     #[test]
     fn a_stall_shorter_than_the_queue_drops_nothing() {
         // 100 arrivals into 129 slots.
@@ -215,13 +226,7 @@ mod tests {
             .filter(|&l| l >= 900_000_000)
             .collect();
         assert_eq!(late.len(), 491);
-        let r = recovery(
-            &p.conns,
-            &p.queue,
-            (s.stall_at_ms + s.stall_ms) * 1_000_000,
-            s.arrivals_ms * 1_000_000,
-            &Criteria::new(8, 0),
-        );
+        let r = recovered(&s, &p);
         assert_eq!(r, Recovery::At(0), "new arrivals fine at once");
     }
 
@@ -237,13 +242,7 @@ mod tests {
         // More SYNs dropped than connections made: most were dropped more than once.
         assert!(p.dropped_syns > p.conns.len() as u64, "{p:?}");
         assert!(p.waves[1] > 0, "second retransmits needed: {:?}", p.waves);
-        let r = recovery(
-            &p.conns,
-            &p.queue,
-            (s.stall_at_ms + s.stall_ms) * 1_000_000,
-            s.arrivals_ms * 1_000_000,
-            &Criteria::new(8, 0),
-        );
+        let r = recovered(&s, &p);
         assert!(matches!(r, Recovery::NotWithin(_)), "{r:?}");
     }
 
