@@ -242,10 +242,10 @@ fn cells_tables(s: &mut String, cells: &[CellRow]) {
 
 fn compared_table(s: &mut String, cells: &[&CellRow]) {
     let mut t = Table::new(&[
-        ("engine", L),
-        ("backlog", R),
-        ("mode", L),
-        ("ok/runs", R),
+        CELL_HEAD[0],
+        CELL_HEAD[1],
+        CELL_HEAD[2],
+        CELL_HEAD[3],
         ("accepts/s (to last close)", R),
         ("× std", L),
         ("peers held/s (to last peer)", R),
@@ -254,28 +254,29 @@ fn compared_table(s: &mut String, cells: &[&CellRow]) {
         ("peer p99 µs", R),
     ]);
     for c in cells {
-        t.row(vec![
-            cell_series(c),
-            c.backlog.to_string(),
-            c.mode.clone(),
-            format!("{}/{}", c.n_ok, c.n),
-            interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
-            ratio_cell(
-                c.ratio_accepts_vs_std,
-                c.ratio_accepts_vs_std_lo,
-                c.ratio_accepts_vs_std_hi,
-                &c.accepts_vs_std,
-            ),
-            interval(
-                c.peers_held_per_s,
-                c.peers_held_per_s_lo,
-                c.peers_held_per_s_hi,
-                0,
-            ),
-            cpu_cell(c),
-            cpu_ratio_cell(c),
-            interval(c.peer_p99_us, c.peer_p99_us_lo, c.peer_p99_us_hi, 1),
-        ]);
+        t.row(
+            cell_id(c)
+                .into_iter()
+                .chain([
+                    interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
+                    ratio_cell(
+                        c.ratio_accepts_vs_std,
+                        c.ratio_accepts_vs_std_lo,
+                        c.ratio_accepts_vs_std_hi,
+                        &c.accepts_vs_std,
+                    ),
+                    interval(
+                        c.peers_held_per_s,
+                        c.peers_held_per_s_lo,
+                        c.peers_held_per_s_hi,
+                        0,
+                    ),
+                    cpu_cell(c),
+                    cpu_ratio_cell(c),
+                    interval(c.peer_p99_us, c.peer_p99_us_lo, c.peer_p99_us_hi, 1),
+                ])
+                .collect(),
+        );
     }
     section(
         s,
@@ -287,26 +288,27 @@ fn compared_table(s: &mut String, cells: &[&CellRow]) {
 
 fn stalled_table(s: &mut String, cells: &[&CellRow]) {
     let mut t = Table::new(&[
-        ("engine", L),
-        ("backlog", R),
-        ("mode", L),
-        ("ok/runs", R),
+        CELL_HEAD[0],
+        CELL_HEAD[1],
+        CELL_HEAD[2],
+        CELL_HEAD[3],
         ("connects stalled", R),
         ("accepts/s", R),
         ("acceptor CPU µs/accept", R),
         ("× std", L),
     ]);
     for c in cells {
-        t.row(vec![
-            cell_series(c),
-            c.backlog.to_string(),
-            c.mode.clone(),
-            format!("{}/{}", c.n_ok, c.n),
-            c.syn_retry_stalls.to_string(),
-            interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
-            cpu_cell(c),
-            cpu_ratio_cell(c),
-        ]);
+        t.row(
+            cell_id(c)
+                .into_iter()
+                .chain([
+                    c.syn_retry_stalls.to_string(),
+                    interval(c.accepts_per_s, c.accepts_per_s_lo, c.accepts_per_s_hi, 0),
+                    cpu_cell(c),
+                    cpu_ratio_cell(c),
+                ])
+                .collect(),
+        );
     }
     section(
         s,
@@ -314,6 +316,19 @@ fn stalled_table(s: &mut String, cells: &[&CellRow]) {
         "In these cells the accept queue overflowed at least once: a dropped SYN parks that client for its ~1 s retransmit, so accepts/s and latency measure the retransmit timer, not the engine. That is what a small backlog does to a closed-loop client; the ratios are left empty. CPU per accept still compares engines.",
         &t,
     );
+}
+
+/// The columns that name a cell: engine, backlog, mode, ok/runs.
+const CELL_HEAD: [(&str, Align); 4] = [("engine", L), ("backlog", R), ("mode", L), ("ok/runs", R)];
+
+/// A cell's [`CELL_HEAD`] columns.
+fn cell_id(c: &CellRow) -> [String; 4] {
+    [
+        cell_series(c),
+        c.backlog.to_string(),
+        c.mode.clone(),
+        format!("{}/{}", c.n_ok, c.n),
+    ]
 }
 
 fn cpu_cell(c: &CellRow) -> String {

@@ -58,22 +58,6 @@ impl SynSchedule {
     pub fn give_up_ms(&self) -> u64 {
         (0..=self.retries).map(|i| self.timeout_ms(i)).sum()
     }
-
-    /// `1, 2, 3, 4, 5, 7 s (6 retries, 4 linear)` for READMEs.
-    pub fn describe(&self) -> String {
-        let times: Vec<String> = self
-            .retransmits_ms()
-            .iter()
-            .map(|t| format!("{}", *t as f64 / 1000.0))
-            .collect();
-        format!(
-            "SYN retransmits at {} s, give up at {} s (tcp_syn_retries {}, tcp_syn_linear_timeouts {})",
-            times.join(", "),
-            self.give_up_ms() as f64 / 1000.0,
-            self.retries,
-            self.linear
-        )
-    }
 }
 
 #[cfg(test)]
