@@ -93,6 +93,36 @@ pub struct Done {
     closed: u64,
 }
 
+/// When an acceptor's application stopped ([`crate::engine::Stall`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StallMark {
+    /// CLOCK_MONOTONIC ns when the pause began.
+    pub start_ns: u64,
+    /// CLOCK_MONOTONIC ns when it ended (the application resumed).
+    pub end_ns: u64,
+    /// TcpExt ListenOverflows counted in the listener's namespace meanwhile (SYNs,
+    /// and final ACKs, that met a full accept queue); None when unreadable.
+    pub overflows: Option<u64>,
+}
+
+impl StallMark {
+    /// The pause of several acceptors taken as one: from the first start to the last
+    /// end, their overflows summed only when they did not overlap (one namespace's
+    /// counter, read by each, would otherwise count twice): the larger one then.
+    pub fn union(self, other: StallMark) -> StallMark {
+        let overlap = self.start_ns < other.end_ns && other.start_ns < self.end_ns;
+        StallMark {
+            start_ns: self.start_ns.min(other.start_ns),
+            end_ns: self.end_ns.max(other.end_ns),
+            overflows: match (self.overflows, other.overflows) {
+                (Some(a), Some(b)) if overlap => Some(a.max(b)),
+                (Some(a), Some(b)) => Some(a + b),
+                _ => None,
+            },
+        }
+    }
+}
+
 /// Observer called with each decoded peer (the `--print-peers` use). Runs on the hot
 /// path, so only attach one when the user asked for it.
 pub type PeerObserver = Box<dyn FnMut(&SocketAddr) + Send>;
@@ -136,6 +166,8 @@ pub struct Recorder {
     /// EAGAIN well before its receive timeout); the others retry inside the kernel or
     /// the runtime, and leave this 0.
     pub futile_wakeups: u64,
+    /// When the application stopped (sweep mode `stall`), if it did.
+    pub stall: Option<StallMark>,
     /// The errno of the last failed accept, 0 after a successful one.
     last_errno: i32,
     /// How many accepts in a row failed with `last_errno`.
@@ -173,6 +205,7 @@ impl Recorder {
             },
             rearms: 0,
             futile_wakeups: 0,
+            stall: None,
             last_errno: 0,
             same_errno_run: 0,
             keep_peers,
@@ -312,6 +345,10 @@ impl Recorder {
         self.peers.extend(other.peers);
         self.rearms += other.rearms;
         self.futile_wakeups += other.futile_wakeups;
+        self.stall = match (self.stall, other.stall) {
+            (Some(a), Some(b)) => Some(a.union(b)),
+            (a, b) => a.or(b),
+        };
     }
 
     /// Total errors of every kind.

@@ -28,7 +28,6 @@
 
 use std::collections::VecDeque;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use common::clock::mono_ns;
 use io_uring::{cqueue, opcode, squeue, types};
@@ -38,7 +37,7 @@ use super::ring::{
     Reap, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Submit, Tally, IDX_MASK,
     OP_ACCEPT, OP_CLOSE, OP_MASK, OP_PEER,
 };
-use super::{on_accept_error, simulate_work, AfterError, EngineError, EngineKind, EngineOptions};
+use super::{on_accept_error, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
@@ -96,7 +95,7 @@ impl UringLinkedAcceptor {
     pub fn new(opts: &EngineOptions) -> Self {
         RingAcceptor::with(
             Linked {
-                accept_delay: opts.accept_delay,
+                work: super::Work::of(opts),
                 direct: opts.direct,
                 direct_files: opts.direct_files.map(|n| n.clamp(1, 65536)),
                 #[cfg(test)]
@@ -111,7 +110,7 @@ impl UringLinkedAcceptor {
 
 /// `uring-linked`'s own part of the ring skeleton.
 pub struct Linked {
-    accept_delay: Option<Duration>,
+    work: super::Work,
     direct: bool,
     pub(super) direct_files: Option<u32>,
     /// Tests: slots per run instead of the backlog-derived count.
@@ -159,7 +158,7 @@ impl RingEngine for Linked {
             armed: false,
             backoff: false,
             fatal: None,
-            accept_delay: self.accept_delay,
+            work: self.work.clone(),
             tally: Tally::default(),
         };
         #[cfg(test)]
@@ -184,7 +183,7 @@ pub struct LinkedRun {
     /// An accept failed for lack of fds/table entries/memory: sleep before re-arming.
     backoff: bool,
     fatal: Option<i32>,
-    accept_delay: Option<Duration>,
+    work: super::Work,
     tally: Tally,
 }
 
@@ -268,7 +267,7 @@ impl LinkedRun {
         }
         if res >= 0 {
             self.start_peer(res, mono_ns(), sub, rec)?;
-            simulate_work(self.accept_delay);
+            self.work.after_connection(rec);
         } else if res != -libc::ECANCELED {
             match on_accept_error(rec, -res) {
                 AfterError::Retry => {}

@@ -131,6 +131,8 @@ pub struct EngineOptions {
     /// listener's backlog (next power of two above backlog+1, within 64..=65536), so a
     /// full accept queue always fits. Smaller tables are for studying ENFILE back-off.
     pub direct_files: Option<u32>,
+    /// Stop the application once for a while, mid-run (sweep mode `stall`).
+    pub stall: Option<Stall>,
 }
 
 impl Default for EngineOptions {
@@ -141,6 +143,7 @@ impl Default for EngineOptions {
             ring_setup: None,
             direct: false,
             direct_files: None,
+            stall: None,
         }
     }
 }
@@ -412,13 +415,13 @@ pub(crate) fn runtime_listener(
 }
 
 /// The runtime engines' connection: its peer recorded, the stream dropped (closed with
-/// close(2)), the close recorded, then the simulated work.
+/// close(2)), the close recorded, then the application's work (and pause).
 pub(crate) fn accepted_stream<S>(
     rec: &mut Recorder,
     stream: S,
     peer: ::std::net::SocketAddr,
     accepted_ns: u64,
-    delay: Option<Duration>,
+    work: &mut Work,
 ) {
     rec.accepted(
         crate::peer::unmap_v4(peer),
@@ -427,7 +430,7 @@ pub(crate) fn accepted_stream<S>(
     );
     drop(stream);
     rec.close_done(common::clock::mono_ns());
-    simulate_work(delay);
+    work.after_connection(rec);
 }
 
 /// How long an engine sleeps after an accept failed for lack of fds or memory:
@@ -487,11 +490,107 @@ pub(crate) fn back_off(rec: &mut Recorder) {
 /// handling would, so the acceptor's rate is exactly bounded by 1/delay and the
 /// timing does not depend on timer slack.
 #[inline]
-pub(crate) fn simulate_work(delay: Option<Duration>) {
+fn simulate_work(delay: Option<Duration>) {
     if let Some(d) = delay {
         let end = Instant::now() + d;
         while Instant::now() < end {
             ::std::hint::spin_loop();
+        }
+    }
+}
+
+/// A pause of the application, armed from outside (the sweep arms it once its client
+/// has started) and taken by the acceptor once, after the first connection it finishes
+/// at or past the armed instant — as a GC pause or a blocked event loop hits a server
+/// between two requests. The acceptor thread sleeps (`nanosleep`): the application
+/// stops, and whatever the engine has armed in the kernel goes on as it would.
+#[derive(Debug, Clone)]
+pub struct Stall {
+    /// CLOCK_MONOTONIC ns from which the pause is due; 0 until armed.
+    at_ns: Arc<::std::sync::atomic::AtomicU64>,
+    /// How long the application stops.
+    pub duration: Duration,
+}
+
+impl Stall {
+    /// A pause of `duration`, not armed yet.
+    pub fn new(duration: Duration) -> Stall {
+        Stall {
+            at_ns: Arc::default(),
+            duration,
+        }
+    }
+
+    /// Makes the pause due from `at_ns` (CLOCK_MONOTONIC) on, for every acceptor
+    /// holding a clone of this value.
+    pub fn arm_at(&self, at_ns: u64) {
+        self.at_ns.store(at_ns.max(1), Ordering::Release);
+    }
+
+    #[inline]
+    fn due(&self, now_ns: u64) -> bool {
+        let at = self.at_ns.load(Ordering::Acquire);
+        at != 0 && now_ns >= at
+    }
+
+    /// Stops the calling thread for `duration` and records when, with the
+    /// ListenOverflows the namespace counted meanwhile (read on this thread: its
+    /// network namespace is the listener's).
+    fn take(&self, rec: &mut Recorder) {
+        let overflows = || {
+            crate::kernel::netstat::read_tcpext()
+                .ok()
+                .and_then(|c| c.get("ListenOverflows").copied())
+        };
+        let before = overflows();
+        let start_ns = common::clock::mono_ns();
+        ::std::thread::sleep(self.duration);
+        let end_ns = common::clock::mono_ns();
+        let after = overflows();
+        rec.stall = Some(crate::record::StallMark {
+            start_ns,
+            end_ns,
+            overflows: before.zip(after).map(|(b, a)| a.saturating_sub(b)),
+        });
+    }
+}
+
+impl PartialEq for Stall {
+    fn eq(&self, other: &Stall) -> bool {
+        Arc::ptr_eq(&self.at_ns, &other.at_ns) && self.duration == other.duration
+    }
+}
+
+impl Eq for Stall {}
+
+/// What the application does after each connection it has closed: the simulated work
+/// (`accept_delay`) and, once, the [`Stall`]. Each run of an engine has its own.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Work {
+    delay: Option<Duration>,
+    stall: Option<Stall>,
+    stalled: bool,
+}
+
+impl Work {
+    /// The work `opts` ask for.
+    pub(crate) fn of(opts: &EngineOptions) -> Work {
+        Work {
+            delay: opts.accept_delay,
+            stall: opts.stall.clone(),
+            stalled: false,
+        }
+    }
+
+    /// After a connection: its work, then the pause if it is due and not yet taken.
+    #[inline]
+    pub(crate) fn after_connection(&mut self, rec: &mut Recorder) {
+        simulate_work(self.delay);
+        if let Some(s) = self.stall.as_ref().filter(|_| !self.stalled) {
+            if s.due(common::clock::mono_ns()) {
+                self.stalled = true;
+                s.take(rec);
+            }
         }
     }
 }

@@ -13,7 +13,6 @@
 //! reaped before the ring is dropped (see `uring` for why that matters).
 
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use common::clock::mono_ns;
 use io_uring::{cqueue, opcode, types};
@@ -21,7 +20,7 @@ use io_uring::{cqueue, opcode, types};
 use super::ring::{
     Reap, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Submit, Tally, OP_ACCEPT,
 };
-use super::{on_accept_error, simulate_work, AfterError, EngineError, EngineKind, EngineOptions};
+use super::{on_accept_error, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
@@ -49,7 +48,7 @@ impl MultishotAcceptor {
     pub fn new(opts: &EngineOptions) -> Self {
         RingAcceptor::with(
             Multishot {
-                accept_delay: opts.accept_delay,
+                work: super::Work::of(opts),
             },
             opts.ring_setup.unwrap_or(RingSetup::Default),
         )
@@ -58,7 +57,7 @@ impl MultishotAcceptor {
 
 /// `multishot`'s own part of the ring skeleton.
 pub struct Multishot {
-    accept_delay: Option<Duration>,
+    work: super::Work,
 }
 
 impl RingEngine for Multishot {
@@ -77,7 +76,7 @@ impl RingEngine for Multishot {
             fd: listener.as_raw_fd(),
             ipv6: listener.local_addr.is_ipv6(),
             armed: false,
-            accept_delay: self.accept_delay,
+            work: self.work.clone(),
             tally: Tally::default(),
         };
         (size, run)
@@ -90,7 +89,7 @@ pub struct MultishotRun {
     /// The listener's family: accepted sockets have it too.
     ipv6: bool,
     armed: bool,
-    accept_delay: Option<Duration>,
+    work: super::Work,
     tally: Tally,
 }
 
@@ -164,7 +163,7 @@ impl MultishotRun {
             // SAFETY: `res` is the descriptor this accept created; nothing else owns it.
             unsafe { libc::close(res) };
             rec.close_done(mono_ns());
-            simulate_work(self.accept_delay);
+            self.work.after_connection(rec);
             return Outcome::Ok;
         }
         if res == -libc::ECANCELED {

@@ -8,12 +8,11 @@
 
 use std::mem;
 use std::os::fd::AsRawFd;
-use std::time::Duration;
 
 use common::clock::mono_ns;
 
 use super::{
-    back_off, fatal_accept, on_accept_error, simulate_work, Acceptor, AfterError, EngineError,
+    back_off, fatal_accept, on_accept_error, Acceptor, AfterError, EngineError,
     EngineKind, EngineOptions, Limits,
 };
 use crate::listener::Listener;
@@ -23,14 +22,14 @@ use crate::record::Recorder;
 /// Blocking `accept4(2)` loop.
 #[derive(Debug, Clone)]
 pub struct StdAcceptor {
-    accept_delay: Option<Duration>,
+    work: super::Work,
 }
 
 impl StdAcceptor {
     /// The engine with `opts` (`inflight` does not apply).
     pub fn new(opts: &EngineOptions) -> Self {
         Self {
-            accept_delay: opts.accept_delay,
+            work: super::Work::of(opts),
         }
     }
 }
@@ -59,7 +58,7 @@ impl Acceptor for StdAcceptor {
             .set_read_timeout(Some(Limits::POLL_INTERVAL))
             .map_err(io_err("setting SO_RCVTIMEO on the listener"))?;
         let ipv6 = listener.local_addr.is_ipv6();
-        let result = accept_loop(listener.as_raw_fd(), ipv6, limits, rec, self.accept_delay);
+        let result = accept_loop(listener.as_raw_fd(), ipv6, limits, rec, &mut self.work.clone());
         let restored = socket
             .set_read_timeout(old_timeout)
             .map_err(io_err("restoring SO_RCVTIMEO of the listener"));
@@ -79,7 +78,7 @@ fn accept_loop(
     ipv6: bool,
     limits: &Limits,
     rec: &mut Recorder,
-    accept_delay: Option<Duration>,
+    work: &mut super::Work,
 ) -> Result<(), EngineError> {
     // SAFETY: sockaddr_storage is plain data; all-zero is valid.
     let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
@@ -141,7 +140,7 @@ fn accept_loop(
         // SAFETY: `conn` is the fd accept4 just returned; nothing else owns it.
         unsafe { libc::close(conn) };
         rec.close_done(mono_ns());
-        simulate_work(accept_delay);
+        work.after_connection(rec);
     }
     rec.mark_done();
     Ok(())

@@ -10,7 +10,6 @@
 //! stamped after the decode. Each accepted stream is registered with the reactor
 //! (epoll_ctl ADD, and DEL on drop): that is tokio's cost, kept on purpose.
 
-use std::time::Duration;
 
 use common::clock::mono_ns;
 
@@ -21,7 +20,7 @@ use crate::record::Recorder;
 /// tokio (epoll) accept loop.
 #[derive(Debug)]
 pub struct TokioAcceptor {
-    accept_delay: Option<Duration>,
+    work: super::Work,
     /// Kept between runs (a server starts its runtime once); idle between runs.
     rt: Option<tokio::runtime::Runtime>,
 }
@@ -30,7 +29,7 @@ impl TokioAcceptor {
     /// The engine with `opts` (`inflight` does not apply).
     pub fn new(opts: &EngineOptions) -> Self {
         Self {
-            accept_delay: opts.accept_delay,
+            work: super::Work::of(opts),
             rt: None,
         }
     }
@@ -57,11 +56,11 @@ impl Acceptor for TokioAcceptor {
                 .build()
                 .map_err(io_err("starting the tokio runtime"))?,
         };
-        let delay = self.accept_delay;
+        let mut work = self.work.clone();
         let result = rt.block_on(async {
             let listener = tokio::net::TcpListener::from_std(dup.into())
                 .map_err(io_err("registering the listener with tokio"))?;
-            accept_loop(&listener, limits, rec, delay).await
+            accept_loop(&listener, limits, rec, &mut work).await
         });
         self.rt = Some(rt);
         let restored = mode
@@ -75,7 +74,7 @@ async fn accept_loop(
     listener: &tokio::net::TcpListener,
     limits: &Limits,
     rec: &mut Recorder,
-    accept_delay: Option<Duration>,
+    work: &mut super::Work,
 ) -> Result<(), EngineError> {
     let mut tick = std::pin::pin!(tokio::time::sleep(Limits::POLL_INTERVAL));
     rec.mark_release();
@@ -86,7 +85,7 @@ async fn accept_loop(
                 let accepted_ns = mono_ns();
                 match res {
                     Ok((stream, peer)) => {
-                        super::accepted_stream(rec, stream, peer, accepted_ns, accept_delay);
+                        super::accepted_stream(rec, stream, peer, accepted_ns, work);
                     }
                     Err(e) => {
                         super::on_async_accept_error(EngineKind::Tokio, rec, &e).await?;

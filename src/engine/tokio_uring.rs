@@ -16,7 +16,6 @@
 //! the peer-extraction latency here measures only our own bookkeeping.
 
 use std::pin::pin;
-use std::time::Duration;
 
 use common::clock::mono_ns;
 
@@ -27,14 +26,14 @@ use crate::record::Recorder;
 /// tokio-uring single-shot accept.
 #[derive(Debug, Clone)]
 pub struct TokioUringAcceptor {
-    accept_delay: Option<Duration>,
+    work: super::Work,
 }
 
 impl TokioUringAcceptor {
     /// The engine with `opts` (`inflight` does not apply: one accept at a time).
     pub fn new(opts: &EngineOptions) -> Self {
         Self {
-            accept_delay: opts.accept_delay,
+            work: super::Work::of(opts),
         }
     }
 }
@@ -56,8 +55,8 @@ impl Acceptor for TokioUringAcceptor {
         let (mode, dup) = super::runtime_listener(listener, EngineKind::TokioUring, false)?;
         let rt = tokio_uring::Runtime::new(&tokio_uring::builder())
             .map_err(io_err("starting the tokio-uring runtime"))?;
-        let delay = self.accept_delay;
-        let result = rt.block_on(accept_loop(dup.into(), limits, rec, delay));
+        let mut work = self.work.clone();
+        let result = rt.block_on(accept_loop(dup.into(), limits, rec, &mut work));
         // Dropping the runtime drops its driver, which cancels the pending accept and
         // waits for its completion before closing the ring and our dup of the fd.
         drop(rt);
@@ -72,7 +71,7 @@ async fn accept_loop(
     std_listener: std::net::TcpListener,
     limits: &Limits,
     rec: &mut Recorder,
-    accept_delay: Option<Duration>,
+    work: &mut super::Work,
 ) -> Result<(), EngineError> {
     let listener = tokio_uring::net::TcpListener::from_std(std_listener);
     rec.mark_release();
@@ -85,7 +84,7 @@ async fn accept_loop(
                 let accepted_ns = mono_ns();
                 match res {
                     Ok((stream, peer)) => {
-                        super::accepted_stream(rec, stream, peer, accepted_ns, accept_delay);
+                        super::accepted_stream(rec, stream, peer, accepted_ns, work);
                     }
                     Err(e) => {
                         super::on_async_accept_error(EngineKind::TokioUring, rec, &e).await?;

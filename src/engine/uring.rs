@@ -15,7 +15,6 @@
 
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
-use std::time::Duration;
 
 use common::clock::mono_ns;
 use io_uring::{cqueue, opcode, types};
@@ -24,7 +23,7 @@ use super::ring::{
     Reap, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Submit, Tally, IDX_MASK,
     OP_ACCEPT, OP_CANCEL, OP_MASK,
 };
-use super::{on_accept_error, simulate_work, AfterError, EngineError, EngineKind, EngineOptions};
+use super::{on_accept_error, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
@@ -38,7 +37,7 @@ impl UringAcceptor {
         RingAcceptor::with(
             Uring {
                 inflight: opts.inflight.clamp(1, super::MAX_INFLIGHT),
-                accept_delay: opts.accept_delay,
+                work: super::Work::of(opts),
             },
             opts.ring_setup.unwrap_or(RingSetup::Default),
         )
@@ -48,7 +47,7 @@ impl UringAcceptor {
 /// `uring`'s own part of the ring skeleton: how many accepts it keeps armed.
 pub struct Uring {
     inflight: usize,
-    accept_delay: Option<Duration>,
+    work: super::Work,
 }
 
 impl RingEngine for Uring {
@@ -72,7 +71,7 @@ impl RingEngine for Uring {
             armed: vec![false; n],
             armed_count: 0,
             idle: Vec::with_capacity(n),
-            accept_delay: self.accept_delay,
+            work: self.work.clone(),
             tally: Tally::default(),
         };
         (size, run)
@@ -172,7 +171,7 @@ pub struct UringRun {
     armed_count: usize,
     /// Slots whose accept failed with fd/memory exhaustion, re-armed after a back-off.
     idle: Vec<usize>,
-    accept_delay: Option<Duration>,
+    work: super::Work,
     tally: Tally,
 }
 
@@ -276,7 +275,7 @@ impl UringRun {
         // SAFETY: `fd` is the descriptor this accept created; nothing else owns it.
         unsafe { libc::close(fd) };
         rec.close_done(mono_ns());
-        simulate_work(self.accept_delay);
+        self.work.after_connection(rec);
     }
 
     fn arm_slot(&mut self, sub: &mut Submit<'_, '_>, i: usize) -> Result<(), EngineError> {

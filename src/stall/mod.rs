@@ -4,6 +4,7 @@
 //! [`recovery`] judges when a run (measured or predicted, the same way) recovered.
 
 pub mod model;
+pub mod observe;
 pub mod schedule;
 
 /// One connection: when it was meant to start (open loop: its place in the schedule)

@@ -1,13 +1,20 @@
-//! A first-principles prediction of a stall: open-loop arrivals at λ into an accept
-//! queue of B+1 slots, an acceptor that stops for T and then serves at μ (or at once),
-//! and SYNs dropped on a full queue that come back on the kernel's retransmit schedule.
+//! A first-principles prediction of a stall: arrivals at λ into an accept queue of B+1
+//! slots, an acceptor that stops for T and then serves at μ (or at once), and SYNs
+//! dropped on a full queue that come back on the kernel's retransmit schedule.
 //!
 //! Simulated in 1 ms steps. Assumptions, each one a place where a measurement can
 //! disagree (and then says which): the round trip is zero (a SYN admitted at t is
-//! established at t); the kernel drops a SYN exactly when the queue holds B+1; what the
-//! engine has armed in the kernel (`armed_slots`) takes that many connections out of
-//! the queue during the stall and then stops; retransmits leave exactly on schedule
-//! (no jitter), so connections dropped together come back together.
+//! established at t); the kernel drops a SYN exactly when the queue holds B+1, and a
+//! SYN it admits is accepted (no final ACK meets a full queue); what the engine has
+//! armed in the kernel (`armed_slots`) takes that many connections out of the queue
+//! during the stall and then stops (the application sees them at the resume); the
+//! acceptor takes connections first in, first out; retransmits leave exactly on
+//! schedule (no jitter), so connections dropped together come back together. Open
+//! loop: arrivals every 1/λ whatever happens; closed loop: a connector starts its next
+//! connection when its last one is done, at most λ per second (the client's own
+//! speed), and a connection's lag counts from its connect().
+
+use std::collections::VecDeque;
 
 use super::schedule::SynSchedule;
 use super::{Conn, Sample};
@@ -15,13 +22,13 @@ use super::{Conn, Sample};
 /// What is predicted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scenario {
-    /// Open-loop arrival rate, connections per second.
+    /// Arrival rate, connections per second (closed loop: the client's top speed).
     pub rate_per_s: f64,
     /// When the stall starts, ms after the first arrival.
     pub stall_at_ms: u64,
     /// How long the acceptor stops, ms.
     pub stall_ms: u64,
-    /// listen(2) backlog: the queue holds backlog+1.
+    /// listen(2) backlog as the kernel applied it: the queue holds backlog+1.
     pub backlog: u32,
     /// The acceptor's rate once resumed (and before the stall); `None`: it empties the
     /// queue within the millisecond (much faster than λ).
@@ -29,8 +36,11 @@ pub struct Scenario {
     /// Connections the engine has armed in the kernel, which leave the queue during the
     /// stall (single-shot accepts in flight; a multishot accept's free CQ entries).
     pub armed_slots: u32,
-    /// Connects in flight at most (loadgen's `--concurrency`); later arrivals wait.
+    /// Connects in flight at most (loadgen's `--concurrency`); later arrivals wait
+    /// (open loop) or are not made yet (closed loop: the connectors).
     pub concurrency: Option<u32>,
+    /// Closed loop instead of open loop.
+    pub closed_loop: bool,
     /// When new arrivals stop, ms.
     pub arrivals_ms: u64,
     /// loadgen's connect timeout, ms.
@@ -42,16 +52,20 @@ pub struct Scenario {
 /// What the model says happens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    /// Every connection: intended start and (if established) when.
+    /// Every connection: intended start and when the acceptor held it (`None`: gave up).
     pub conns: Vec<Conn>,
     /// Queue depth, one sample per ms.
     pub queue: Vec<Sample>,
     /// SYNs (first and retransmitted) dropped on a full queue.
     pub dropped_syns: u64,
-    /// Per retransmit (1-based), how many connections were established by it.
+    /// SYNs dropped while the acceptor was stopped.
+    pub dropped_in_stall: u64,
+    /// Per retransmit (1-based), how many connections were admitted by it.
     pub waves: Vec<u64>,
     /// Connections that gave up (kernel schedule or connect timeout).
     pub timed_out: u64,
+    /// Connections armed operations took out of the queue during the stall.
+    pub armed_taken: u64,
 }
 
 struct Client {
@@ -59,109 +73,209 @@ struct Client {
     attempt: u32,
 }
 
+/// The simulation's state between milliseconds.
+struct Sim<'s> {
+    s: &'s Scenario,
+    p: Prediction,
+    clients: Vec<Client>,
+    /// Admitted, not yet taken by the acceptor, first in first out.
+    queue: VecDeque<usize>,
+    /// Taken by armed operations during the stall; held at the resume.
+    armed: Vec<usize>,
+    /// Waiting for a free connect slot (open loop), in arrival order.
+    waiting: VecDeque<usize>,
+    /// Retries due, by ms.
+    due: Vec<Vec<usize>>,
+    in_flight: u64,
+    /// Arrivals owed (fractional), and the acceptor's unused capacity.
+    arrival_credit: f64,
+    serve_credit: f64,
+}
+
 impl Scenario {
-    /// Runs the model until every connection is established or has given up.
+    /// Runs the model until every connection is held or has given up.
     pub fn predict(&self) -> Prediction {
-        let rtx = self.schedule.retransmits_ms();
-        let give_up = self.schedule.give_up_ms().min(self.connect_timeout_ms);
-        let slots = u64::from(self.backlog) + 1;
-        let arrivals = (self.arrivals_ms as f64 * self.rate_per_s / 1000.0).floor() as u64;
-        let horizon = self.arrivals_ms + give_up + 1;
-        let stall = self.stall_at_ms..self.stall_at_ms + self.stall_ms;
-        let mut p = Prediction {
-            conns: Vec::with_capacity(arrivals as usize),
-            queue: Vec::with_capacity(horizon as usize),
-            dropped_syns: 0,
-            waves: vec![0; rtx.len()],
-            timed_out: 0,
+        let horizon = self.arrivals_ms + self.give_up_ms() + 1;
+        let mut sim = Sim {
+            s: self,
+            p: Prediction {
+                conns: Vec::new(),
+                queue: Vec::with_capacity(horizon as usize + 1),
+                dropped_syns: 0,
+                dropped_in_stall: 0,
+                waves: vec![0; self.schedule.retries as usize],
+                timed_out: 0,
+                armed_taken: 0,
+            },
+            clients: Vec::new(),
+            queue: VecDeque::new(),
+            armed: Vec::new(),
+            waiting: VecDeque::new(),
+            due: vec![Vec::new(); horizon as usize + 1],
+            in_flight: 0,
+            arrival_credit: 0.0,
+            serve_credit: 0.0,
         };
-        // Retries due, by ms; waiting (concurrency cap) in arrival order.
-        let mut due: Vec<Vec<usize>> = vec![Vec::new(); horizon as usize + 1];
-        let mut waiting = std::collections::VecDeque::new();
-        let mut clients: Vec<Client> = Vec::with_capacity(arrivals as usize);
-        let (mut next, mut queue, mut in_flight, mut credit) = (0u64, 0u64, 0u64, 0.0);
-        let mut armed_left = u64::from(self.armed_slots);
-        let cap = self.concurrency.map_or(u64::MAX, u64::from);
         for now in 0..=horizon {
-            // Retransmits due now, then new arrivals (and those waiting for a slot).
-            let mut syns: Vec<usize> = std::mem::take(&mut due[now as usize]);
-            while next < arrivals && (next as f64) * 1000.0 / self.rate_per_s < (now + 1) as f64 {
-                let intended_ms = next as f64 * 1000.0 / self.rate_per_s;
-                clients.push(Client {
-                    started_ms: now,
-                    attempt: 0,
-                });
-                p.conns.push(Conn {
-                    intended_ns: (intended_ms * 1e6) as u64,
-                    done_ns: None,
-                });
-                waiting.push_back(clients.len() - 1);
-                next += 1;
-            }
-            while in_flight < cap {
-                let Some(c) = waiting.pop_front() else { break };
-                clients[c].started_ms = now;
-                in_flight += 1;
-                syns.push(c);
-            }
-            // The acceptor: stopped (armed operations still take their connections),
-            // serving at μ (before this millisecond's SYNs), or at once.
-            let stalled = stall.contains(&now);
-            if !stalled {
-                match self.accept_per_s {
-                    None => queue = 0,
-                    Some(mu) => {
-                        credit += mu / 1000.0;
-                        let n = (credit.floor() as u64).min(queue);
-                        credit -= n as f64;
-                        queue -= n;
-                        if queue == 0 {
-                            // Idle capacity is not banked beyond this millisecond.
-                            credit = credit.min(1.0);
-                        }
-                    }
-                }
-            }
-            let fast = !stalled && self.accept_per_s.is_none();
-            for c in syns {
-                if fast || queue < slots {
-                    if !fast {
-                        queue += 1;
-                    }
-                    if stalled && armed_left > 0 {
-                        armed_left -= 1;
-                        queue -= 1;
-                    }
-                    in_flight -= 1;
-                    p.conns[c].done_ns = Some(now * 1_000_000);
-                    if clients[c].attempt > 0 {
-                        p.waves[clients[c].attempt as usize - 1] += 1;
-                    }
-                    continue;
-                }
-                p.dropped_syns += 1;
-                let cl = &mut clients[c];
-                let retry = rtx
-                    .get(cl.attempt as usize)
-                    .map(|t| cl.started_ms + t)
-                    .filter(|&t| t - cl.started_ms < give_up);
-                match retry {
-                    Some(t) if t <= horizon => {
-                        cl.attempt += 1;
-                        due[t as usize].push(c);
-                    }
-                    _ => {
-                        p.timed_out += 1;
-                        in_flight -= 1;
-                    }
-                }
-            }
-            p.queue.push(Sample {
-                t_ns: now * 1_000_000,
-                depth: queue as u32,
-            });
+            sim.step(now);
         }
-        p
+        sim.p
+    }
+
+    /// When a client gives up, ms after its connect(): the kernel's schedule or the
+    /// connect timeout, whichever is first.
+    fn give_up_ms(&self) -> u64 {
+        self.schedule.give_up_ms().min(self.connect_timeout_ms)
+    }
+
+    fn stalled(&self, now: u64) -> bool {
+        (self.stall_at_ms..self.stall_at_ms + self.stall_ms).contains(&now)
+    }
+}
+
+impl Sim<'_> {
+    /// One millisecond: retransmits due and new arrivals send their SYNs, the acceptor
+    /// serves (unless stopped), the SYNs meet the queue.
+    fn step(&mut self, now: u64) {
+        let s = self.s;
+        let mut syns: Vec<usize> = std::mem::take(&mut self.due[now as usize]);
+        self.arrive(now, &mut syns);
+        let stalled = s.stalled(now);
+        if now == s.stall_at_ms + s.stall_ms {
+            for c in std::mem::take(&mut self.armed) {
+                self.held(c, now);
+            }
+        }
+        if !stalled {
+            self.serve(now);
+        }
+        let fast = !stalled && s.accept_per_s.is_none();
+        let slots = u64::from(s.backlog) + 1;
+        for c in syns {
+            if fast || (self.queue.len() as u64) < slots {
+                self.admitted(c, now, stalled, fast);
+                continue;
+            }
+            self.p.dropped_syns += 1;
+            if stalled {
+                self.p.dropped_in_stall += 1;
+            }
+            self.retry(c);
+        }
+        self.p.queue.push(Sample {
+            t_ns: now * 1_000_000,
+            depth: self.queue.len() as u32,
+        });
+    }
+
+    /// New connections whose time has come (open loop: every 1/λ until the arrivals
+    /// end; closed loop: as connectors free up, at most λ per second).
+    fn arrive(&mut self, now: u64, syns: &mut Vec<usize>) {
+        let s = self.s;
+        let cap = s.concurrency.map_or(u64::MAX, u64::from);
+        let gap_ms = 1000.0 / s.rate_per_s;
+        if s.closed_loop && now < s.arrivals_ms {
+            self.arrival_credit += s.rate_per_s / 1000.0;
+        }
+        loop {
+            let intended_ms = if s.closed_loop {
+                let free = self.in_flight + (self.waiting.len() as u64) < cap;
+                if self.arrival_credit < 1.0 || !free {
+                    break;
+                }
+                self.arrival_credit -= 1.0;
+                now as f64
+            } else {
+                let t = self.clients.len() as f64 * gap_ms;
+                if t >= (now + 1) as f64 || t >= s.arrivals_ms as f64 {
+                    break;
+                }
+                t
+            };
+            self.clients.push(Client {
+                started_ms: now,
+                attempt: 0,
+            });
+            self.p.conns.push(Conn {
+                intended_ns: (intended_ms * 1e6) as u64,
+                done_ns: None,
+            });
+            self.waiting.push_back(self.clients.len() - 1);
+        }
+        if s.closed_loop {
+            // A connector that is not free now loses its turn: no backlog of arrivals.
+            self.arrival_credit = self.arrival_credit.min(1.0);
+        }
+        while self.in_flight < cap {
+            let Some(c) = self.waiting.pop_front() else { break };
+            self.clients[c].started_ms = now;
+            self.in_flight += 1;
+            syns.push(c);
+        }
+    }
+
+    /// The acceptor takes what its rate allows this millisecond (all of it when fast).
+    fn serve(&mut self, now: u64) {
+        let n = match self.s.accept_per_s {
+            None => self.queue.len(),
+            Some(mu) => {
+                self.serve_credit += mu / 1000.0;
+                let n = (self.serve_credit.floor() as usize).min(self.queue.len());
+                self.serve_credit -= n as f64;
+                if self.queue.len() == n {
+                    // Idle capacity is not banked beyond this millisecond.
+                    self.serve_credit = self.serve_credit.min(1.0);
+                }
+                n
+            }
+        };
+        for _ in 0..n {
+            if let Some(c) = self.queue.pop_front() {
+                self.held(c, now);
+            }
+        }
+    }
+
+    /// A SYN that found room: established now; held now (fast acceptor), at the
+    /// resume (an armed operation took it during the stall), or when its turn comes.
+    fn admitted(&mut self, c: usize, now: u64, stalled: bool, fast: bool) {
+        self.in_flight -= 1;
+        if self.clients[c].attempt > 0 {
+            self.p.waves[self.clients[c].attempt as usize - 1] += 1;
+        }
+        if fast {
+            self.held(c, now);
+        } else if stalled && self.p.armed_taken < u64::from(self.s.armed_slots) {
+            self.p.armed_taken += 1;
+            self.armed.push(c);
+        } else {
+            self.queue.push_back(c);
+        }
+    }
+
+    fn held(&mut self, c: usize, now: u64) {
+        self.p.conns[c].done_ns = Some(now * 1_000_000);
+    }
+
+    /// A dropped SYN: its next retransmit, or the client gives up.
+    fn retry(&mut self, c: usize) {
+        let give_up = self.s.give_up_ms();
+        let rtx = self.s.schedule.retransmits_ms();
+        let cl = &mut self.clients[c];
+        let next = rtx
+            .get(cl.attempt as usize)
+            .map(|t| cl.started_ms + t)
+            .filter(|&t| t - cl.started_ms < give_up && (t as usize) < self.due.len());
+        match next {
+            Some(t) => {
+                cl.attempt += 1;
+                self.due[t as usize].push(c);
+            }
+            None => {
+                self.p.timed_out += 1;
+                self.in_flight -= 1;
+            }
+        }
     }
 }
 
@@ -179,6 +293,7 @@ mod tests {
             accept_per_s: None,
             armed_slots: 0,
             concurrency: None,
+            closed_loop: false,
             arrivals_ms: 6000,
             connect_timeout_ms: 20_000,
             schedule: SynSchedule {
