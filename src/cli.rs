@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::acceptors::{Sharing, SlowAcceptor};
 use crate::engine::{EngineKind, RingSetup};
-use crate::kinds::{CompareFormat, Mode};
+use crate::kinds::{CompareFormat, Mode, StallLoad};
 use crate::parse::{parse_addr, parse_duration, parse_positive_duration};
 
 /// Measures how Linux accepts TCP connections. With no command: the default sweep on loopback.
@@ -231,12 +231,31 @@ pub struct SweepArgs {
     /// Mode `burst`: the acceptor stays paused until the accept queue has been non-empty and unchanged this long (at most 10 s).
     #[arg(long, default_value = "300ms", value_parser = parse_duration)]
     pub pause: Duration,
-    /// Client connect timeout in burst/overload (SYN retransmits come at about 1 s, 3 s, 7 s).
-    #[arg(long, default_value = "4s", value_parser = parse_positive_duration, allow_hyphen_values = true)]
-    pub connect_timeout: Duration,
-    /// Work per accepted connection in mode `overload`, to make the acceptor slower on purpose.
-    #[arg(long, default_value = "200us", value_parser = parse_duration)]
-    pub accept_delay: Duration,
+    /// Client connect timeout in burst/overload (default 4s) and stall (default 8s; SYN
+    /// retransmits come 1, 2, 3, 4, 5, 7 s after the first SYN on Linux 6.5+, 1, 3, 7 s before).
+    #[arg(long, value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub connect_timeout: Option<Duration>,
+    /// Work per accepted connection, to make the acceptor slower on purpose: mode
+    /// `overload` (default 200us) and mode `stall` (default none: full speed).
+    #[arg(long, value_parser = parse_duration)]
+    pub accept_delay: Option<Duration>,
+    /// Mode stall: how long the acceptor stops, comma-separated, each once (a plan
+    /// dimension; default 100ms,500ms,2s). The acceptor thread sleeps, as in a GC pause
+    /// or a blocked event loop; what its engine armed in the kernel keeps working.
+    #[arg(long, value_delimiter = ',', value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub stall: Option<Vec<Duration>>,
+    /// Mode stall: the clients, comma-separated, each once (a plan dimension; default
+    /// rate:1000): rate:N is open loop at N connections/s (latency from each intended
+    /// start), closed:C a closed loop with C connects in flight.
+    #[arg(long, value_delimiter = ',')]
+    pub stall_load: Option<Vec<StallLoad>>,
+    /// Mode stall: clients arrive this long before the stall (what normal is).
+    #[arg(long, value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub stall_at: Option<Duration>,
+    /// Mode stall: clients keep arriving this long after the resume; recovery is judged
+    /// within it ("not recovered within" it otherwise). At least 1s (the hold).
+    #[arg(long, value_parser = parse_positive_duration, allow_hyphen_values = true)]
+    pub stall_after: Option<Duration>,
     /// Overflow runs: set net.ipv4.tcp_abort_on_overflow=1 (private network namespace, root).
     #[arg(long)]
     pub abort_on_overflow: bool,
@@ -352,6 +371,7 @@ impl ValueEnum for Mode {
             Mode::Drain,
             Mode::Burst,
             Mode::Overload,
+            Mode::Stall,
         ]
     }
     fn to_possible_value(&self) -> Option<PossibleValue> {
@@ -361,6 +381,7 @@ impl ValueEnum for Mode {
             Mode::Drain => "queue filled while the acceptor waits, then drained",
             Mode::Burst => "a burst against a paused acceptor (overflow)",
             Mode::Overload => "--rate above a slowed acceptor's capacity (overflow)",
+            Mode::Stall => "the acceptor stops for --stall while clients keep arriving (--stall-load), then resumes",
         };
         Some(PossibleValue::new(self.name()).help(help))
     }

@@ -64,13 +64,59 @@ pub fn join_owned(
     owner: &[u16],
     acceptors: usize,
 ) -> Joined {
-    // Per address: (connect start, warm-up) in time order.
-    let mut by_addr: HashMap<SocketAddr, Vec<(u64, bool)>> = HashMap::with_capacity(client.len());
-    for c in client {
+    let mut out = Joined {
+        matched: 0,
+        unmatched_client: 0,
+        unmatched_server: 0,
+        unknown_peer: 0,
+        peer_e2e_ns: new_histogram(),
+        peer_e2e_by_acceptor_ns: (0..acceptors.max(1)).map(|_| new_histogram()).collect(),
+    };
+    let m = pairs(client, server);
+    for &(ci, si) in &m.pairs {
+        out.matched += 1;
+        let (c, rec) = (&client[ci], &server[si]);
+        if !c.warmup {
+            let ns = (rec.decoded_ns - c.connect_start_ns).max(1);
+            out.peer_e2e_ns.saturating_record(ns);
+            let a = owner.get(si).copied().unwrap_or(0) as usize;
+            if let Some(h) = out.peer_e2e_by_acceptor_ns.get_mut(a) {
+                h.saturating_record(ns);
+            }
+        }
+    }
+    out.unmatched_client = m.unmatched_client;
+    out.unmatched_server = m.unmatched_server;
+    out.unknown_peer = m.unknown_peer;
+    out
+}
+
+/// When the server held each client connection's peer (`decoded_ns`), by the same
+/// matching as [`join`]: `None` for a connection the server never recorded.
+pub fn held_times(client: &[ClientConn], server: &[PeerRecord]) -> Vec<Option<u64>> {
+    let mut held = vec![None; client.len()];
+    for (ci, si) in pairs(client, server).pairs {
+        held[ci] = Some(server[si].decoded_ns);
+    }
+    held
+}
+
+/// The matching itself: (client index, server index) pairs and what was left over.
+struct Matching {
+    pairs: Vec<(usize, usize)>,
+    unmatched_client: u64,
+    unmatched_server: u64,
+    unknown_peer: u64,
+}
+
+fn pairs(client: &[ClientConn], server: &[PeerRecord]) -> Matching {
+    // Per address: (connect start, client index) in time order.
+    let mut by_addr: HashMap<SocketAddr, Vec<(u64, usize)>> = HashMap::with_capacity(client.len());
+    for (i, c) in client.iter().enumerate() {
         by_addr
             .entry(c.local)
             .or_default()
-            .push((c.connect_start_ns, c.warmup));
+            .push((c.connect_start_ns, i));
     }
     for starts in by_addr.values_mut() {
         starts.sort_unstable();
@@ -80,13 +126,11 @@ pub fn join_owned(
 
     // Next unmatched client connect per address (index into its sorted starts).
     let mut next: HashMap<SocketAddr, usize> = HashMap::with_capacity(by_addr.len());
-    let mut out = Joined {
-        matched: 0,
+    let mut out = Matching {
+        pairs: Vec::with_capacity(server.len()),
         unmatched_client: 0,
         unmatched_server: 0,
         unknown_peer: 0,
-        peer_e2e_ns: new_histogram(),
-        peer_e2e_by_acceptor_ns: (0..acceptors.max(1)).map(|_| new_histogram()).collect(),
     };
     for (idx, rec) in server_sorted {
         let Some(starts) = by_addr.get(&rec.peer) else {
@@ -102,16 +146,8 @@ pub fn join_owned(
             out.unmatched_client += 1;
         }
         match starts.get(*i) {
-            Some(&(start, warmup)) if start <= rec.decoded_ns => {
-                out.matched += 1;
-                if !warmup {
-                    let ns = (rec.decoded_ns - start).max(1);
-                    out.peer_e2e_ns.saturating_record(ns);
-                    let a = owner.get(idx).copied().unwrap_or(0) as usize;
-                    if let Some(h) = out.peer_e2e_by_acceptor_ns.get_mut(a) {
-                        h.saturating_record(ns);
-                    }
-                }
+            Some(&(start, ci)) if start <= rec.decoded_ns => {
+                out.pairs.push((ci, idx));
                 *i += 1;
             }
             _ => out.unmatched_server += 1,
@@ -164,6 +200,11 @@ mod tests {
         let client = [c(1, 100), c(1, 500), c(3, 10)];
         let server = [s(1, 560), s(9, 50), s(3, 20), s(3, 30)];
         let j = join(&client, &server);
+        assert_eq!(
+            held_times(&client, &server),
+            [None, Some(560), Some(20)],
+            "the first port-1 connect was never seen"
+        );
         assert_eq!(j.matched, 2);
         assert_eq!(j.unmatched_client, 1);
         assert_eq!(j.unknown_peer, 1);

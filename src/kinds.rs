@@ -22,6 +22,9 @@ pub enum Mode {
     Burst,
     /// Open-loop rate above a deliberately slowed acceptor's capacity (overflow study).
     Overload,
+    /// Clients keep arriving while the acceptor stops for a while, then resumes: what
+    /// they see, and how long until the server is back to normal.
+    Stall,
 }
 
 impl Mode {
@@ -33,13 +36,14 @@ impl Mode {
             Mode::Drain => "drain",
             Mode::Burst => "burst",
             Mode::Overload => "overload",
+            Mode::Stall => "stall",
         }
     }
 
     /// Overflow modes sample the accept queue and the TcpExt counters, in a private
     /// network namespace when running as root.
     pub fn is_overflow(self) -> bool {
-        matches!(self, Mode::Burst | Mode::Overload)
+        matches!(self, Mode::Burst | Mode::Overload | Mode::Stall)
     }
 }
 
@@ -58,7 +62,40 @@ impl FromStr for Mode {
             "drain" => Ok(Mode::Drain),
             "burst" => Ok(Mode::Burst),
             "overload" => Ok(Mode::Overload),
-            _ => Err("use closed, rate, drain, burst or overload".into()),
+            "stall" => Ok(Mode::Stall),
+            _ => Err("use closed, rate, drain, burst, overload or stall".into()),
+        }
+    }
+}
+
+/// The clients of a stall run (`--stall-load`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum StallLoad {
+    /// Open loop at this many connections per second (no coordinated omission).
+    Rate(u64),
+    /// Closed loop with this many connects in flight.
+    Closed(u32),
+}
+
+impl fmt::Display for StallLoad {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StallLoad::Rate(n) => write!(f, "rate:{n}"),
+            StallLoad::Closed(c) => write!(f, "closed:{c}"),
+        }
+    }
+}
+
+impl FromStr for StallLoad {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let usage = "use rate:N (open loop, N connections per second, 1 to 1000000) or closed:C (closed loop, C connects in flight, 1 to 4096), e.g. rate:1000";
+        let (kind, n) = s.split_once(':').unwrap_or(("rate", s));
+        let n: u64 = n.trim().parse().map_err(|_| usage.to_string())?;
+        match kind.trim() {
+            "rate" if (1..=1_000_000).contains(&n) => Ok(StallLoad::Rate(n)),
+            "closed" if (1..=4096).contains(&n) => Ok(StallLoad::Closed(n as u32)),
+            _ => Err(usage.into()),
         }
     }
 }

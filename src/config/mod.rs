@@ -9,7 +9,7 @@ use std::time::Duration;
 use crate::acceptors::{Sharing, SlowAcceptor};
 use crate::cli;
 use crate::engine::{EngineKind, EngineOptions};
-pub use crate::kinds::{CompareFormat, Mode};
+pub use crate::kinds::{CompareFormat, Mode, StallLoad};
 
 mod cpus;
 use crate::listener::ListenerSpec;
@@ -56,6 +56,19 @@ pub enum ConfigError {
         cpu: usize,
         /// The CPUs this process may run on (`sched_getaffinity`).
         allowed: Vec<usize>,
+    },
+    /// A mode-stall flag without mode stall.
+    #[error("--{0} applies to mode stall only: add stall to --modes (e.g. --modes stall), or drop --{0}")]
+    StallFlagWithoutStall(&'static str),
+    /// A stall setting outside what a run can measure.
+    #[error("--{flag} {value}: {why}")]
+    StallSetting {
+        /// The flag.
+        flag: &'static str,
+        /// Its value as given.
+        value: String,
+        /// What is wrong and what to give instead.
+        why: String,
     },
     /// --slow-acceptor names an acceptor no run has.
     #[error("--slow-acceptor {index}:…: acceptors are numbered from 0 and the largest run has {acceptors}: pick an index below {acceptors}")]
@@ -174,6 +187,79 @@ pub struct SweepConfig {
     pub json: bool,
     /// Client namespaces per run (`--client-hosts`): closed/rate across veth.
     pub client_hosts: Option<u32>,
+    /// Mode stall's settings.
+    pub stall: StallConfig,
+}
+
+/// Settings of mode stall.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StallConfig {
+    /// How long the acceptor stops (a plan dimension).
+    pub stalls: Vec<Duration>,
+    /// The clients (a plan dimension).
+    pub loads: Vec<StallLoad>,
+    /// Clients arrive this long before the stall.
+    pub at: Duration,
+    /// And this long after the resume.
+    pub after: Duration,
+    /// loadgen's connect timeout.
+    pub connect_timeout: Duration,
+    /// Work per connection (the acceptor's capacity μ = 1/delay); None: full speed.
+    pub accept_delay: Option<Duration>,
+}
+
+impl StallConfig {
+    /// The longest stall a run may have: past it every connection of the stall times out.
+    pub const MAX_STALL: Duration = Duration::from_secs(60);
+    /// The most connections one run may make (loadgen keeps a record of each).
+    pub const MAX_CONNECTIONS: f64 = 2_000_000.0;
+
+    fn from_args(a: &cli::SweepArgs, stall_mode: bool) -> Result<StallConfig, ConfigError> {
+        let given = [
+            ("stall", a.stall.is_some()),
+            ("stall-load", a.stall_load.is_some()),
+            ("stall-at", a.stall_at.is_some()),
+            ("stall-after", a.stall_after.is_some()),
+        ];
+        if let (false, Some((flag, _))) = (stall_mode, given.iter().find(|(_, g)| *g)) {
+            return Err(ConfigError::StallFlagWithoutStall(flag));
+        }
+        let stalls = a
+            .stall
+            .clone()
+            .unwrap_or_else(|| [100, 500, 2000].map(Duration::from_millis).to_vec());
+        let shown: Vec<String> = stalls
+            .iter()
+            .map(|&d| humantime::format_duration(d).to_string())
+            .collect();
+        unique("stall", shown)?;
+        let c = StallConfig {
+            loads: unique("stall-load", a.stall_load.clone().unwrap_or(vec![StallLoad::Rate(1000)]))?,
+            at: a.stall_at.unwrap_or(Duration::from_secs(1)),
+            after: a.stall_after.unwrap_or(Duration::from_secs(5)),
+            connect_timeout: a.connect_timeout.unwrap_or(Duration::from_secs(8)),
+            accept_delay: a.accept_delay.filter(|d| !d.is_zero()),
+            stalls,
+        };
+        let bad = |flag, value: String, why: String| ConfigError::StallSetting { flag, value, why };
+        let fmt = |d: Duration| humantime::format_duration(d).to_string();
+        if let Some(&t) = c.stalls.iter().find(|&&t| t > Self::MAX_STALL) {
+            return Err(bad("stall", fmt(t), format!("a stall longer than {} outlasts every client's SYN retransmits (the kernel gives up after 11 s since Linux 6.5, 127 s before, loadgen after --connect-timeout): give at most {}", fmt(Self::MAX_STALL), fmt(Self::MAX_STALL))));
+        }
+        if c.after < Duration::from_secs(1) {
+            return Err(bad("stall-after", fmt(c.after), "recovery is normal held for 1 s, which must fit after the resume: give at least 1s".into()));
+        }
+        let longest = c.stalls.iter().max().copied().unwrap_or_default();
+        let span = (c.at + longest + c.after).as_secs_f64();
+        for l in &c.loads {
+            if let StallLoad::Rate(n) = l {
+                if *n as f64 * span > Self::MAX_CONNECTIONS {
+                    return Err(bad("stall-load", l.to_string(), format!("{n} conn/s over {span:.1} s (--stall-at + the longest --stall + --stall-after) is {:.0} connections, above the {} one run may make: lower the rate or shorten the run", *n as f64 * span, Self::MAX_CONNECTIONS)));
+                }
+            }
+        }
+        Ok(c)
+    }
 }
 
 /// Settings of the overflow modes.
@@ -350,6 +436,7 @@ impl SweepConfig {
     }
 
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
+        let stall = StallConfig::from_args(&a, a.modes.contains(&Mode::Stall))?;
         let mut engines = match a.engines {
             None => EngineKind::ALL.to_vec(),
             Some(list) => unique("engines", list)?,
@@ -357,7 +444,7 @@ impl SweepConfig {
         // Run order: std first, so every other engine's ratio to it is known.
         engines.sort();
         let backlogs = unique("backlogs", a.backlogs)?;
-        let modes = unique("modes", a.modes)?;
+        let modes = unique("modes", a.modes.clone())?;
         let client_cpus = a
             .client_cpus
             .map(|list| unique("client-cpus", list))
@@ -410,8 +497,8 @@ impl SweepConfig {
         let overflow = OverflowConfig {
             burst_size: a.burst_size,
             pause: a.pause,
-            connect_timeout: a.connect_timeout,
-            accept_delay: a.accept_delay,
+            connect_timeout: a.connect_timeout.unwrap_or(Duration::from_secs(4)),
+            accept_delay: a.accept_delay.unwrap_or(Duration::from_micros(200)),
             netns,
             private_netns,
         };
@@ -445,6 +532,7 @@ impl SweepConfig {
             quiet: a.quiet,
             json: a.json,
             client_hosts: a.client_hosts,
+            stall,
         })
     }
 }

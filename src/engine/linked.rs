@@ -54,6 +54,19 @@ fn slot_count(backlog: u32) -> u32 {
         .clamp(64, 65536)
 }
 
+/// SQ and CQ entries for `n` slots. Per connection: one accept CQE, then one
+/// getsockopt and one close (2 SQEs, 2 CQEs); n slots bound what is in flight.
+/// Overflow is still handled.
+fn ring_entries(n: u32) -> (u32, u32) {
+    let sq = (2 * n).clamp(256, 4096);
+    (sq, (4 * n).clamp(2 * sq, 65536))
+}
+
+/// CQ entries of the ring a listener with `backlog` gets.
+pub(super) fn cq_entries(backlog: u32) -> u32 {
+    ring_entries(slot_count(backlog)).1
+}
+
 /// The direct-descriptor table of a listener with `backlog`: `files` entries if given,
 /// else enough for a full accept queue ([`slot_count`]) — within `RLIMIT_NOFILE`, which
 /// is the kernel's cap on a registered file table (a larger one fails with EMFILE).
@@ -134,14 +147,8 @@ impl RingEngine for Linked {
         } else {
             0
         };
-        // Per connection: one accept CQE, then one getsockopt and one close (2 SQEs,
-        // 2 CQEs); n slots bound what is in flight. Overflow is still handled.
-        let sq = (2 * n).clamp(256, 4096);
-        let size = RingSize {
-            sq,
-            cq: (4 * n).clamp(2 * sq, 65536),
-            files,
-        };
+        let (sq, cq) = ring_entries(n);
+        let size = RingSize { sq, cq, files };
         let ipv6 = listener.local_addr.is_ipv6();
         #[allow(unused_mut)]
         let mut run = LinkedRun {

@@ -563,6 +563,33 @@ impl PartialEq for Stall {
 
 impl Eq for Stall {}
 
+/// How many connections an engine's armed operations take out of the accept queue
+/// while its application is stopped ([`Stall`]): the stall model's assumption, which
+/// every stall run checks against what it measured. An io_uring accept armed on a
+/// ring with the default set-up runs as task work the kernel forces on the stopped
+/// thread (`TWA_SIGNAL` interrupts its sleep), so it goes on accepting: a multishot
+/// accept until its CQ is full (then it ends), single-shot accepts once each — `uring`
+/// re-arms the slot of the connection it was handling only after the pause, so q−1.
+/// With `COOP_TASKRUN` or `DEFER_TASKRUN` that work waits for the application's next
+/// `io_uring_enter`: nothing moves. std, tokio and tokio-uring have nothing armed
+/// while they handle a connection (tokio-uring arms its next accept afterwards).
+pub fn armed_in_stall(
+    kind: EngineKind,
+    inflight: usize,
+    ring_setup_applied: &str,
+    backlog_effective: u32,
+) -> u32 {
+    let default_ring = !(ring_setup_applied.starts_with("coop")
+        || ring_setup_applied.starts_with("defer"));
+    match kind {
+        EngineKind::Std | EngineKind::Tokio | EngineKind::TokioUring => 0,
+        _ if !default_ring => 0,
+        EngineKind::Uring => inflight.saturating_sub(1) as u32,
+        EngineKind::Multishot => multishot::cq_entries(backlog_effective),
+        EngineKind::UringLinked => linked::cq_entries(backlog_effective),
+    }
+}
+
 /// What the application does after each connection it has closed: the simulated work
 /// (`accept_delay`) and, once, the [`Stall`]. Each run of an engine has its own.
 #[derive(Debug, Clone, Default)]

@@ -34,7 +34,7 @@ const CQ_ENTRIES_MIN: u32 = 4096;
 /// queue accepted in one go by the kernel never overflows the CQ (an overflow ends
 /// the multishot accept and costs a flush and a re-arm — the C reference sizes its
 /// CQ 16384 for a 4096 backlog).
-fn cq_entries(backlog: u32) -> u32 {
+pub(super) fn cq_entries(backlog: u32) -> u32 {
     ((backlog.saturating_add(1)).saturating_mul(2))
         .next_power_of_two()
         .clamp(CQ_ENTRIES_MIN, 65536)

@@ -8,6 +8,7 @@ pub mod meta;
 pub mod per_acceptor;
 pub mod readme;
 pub mod row;
+pub mod stall;
 pub mod table;
 
 use std::io;
@@ -124,6 +125,27 @@ impl RunDir {
         };
         Ok(dir.join(format!("{engine}-b{backlog}-{mode}{rep}.csv")))
     }
+    /// `stall.csv`.
+    pub fn stall_csv(&self) -> PathBuf {
+        self.path.join("stall.csv")
+    }
+    /// `stall/<engine>-b<backlog>-<mode>[-r<rep>].csv` (creates `stall/`).
+    pub fn stall_timeline(
+        &self,
+        engine: &str,
+        backlog: u32,
+        mode: &str,
+        rep: u32,
+    ) -> io::Result<PathBuf> {
+        let dir = self.path.join("stall");
+        std::fs::create_dir_all(&dir)?;
+        let rep = if rep > 1 {
+            format!("-r{rep}")
+        } else {
+            String::new()
+        };
+        Ok(dir.join(format!("{engine}-b{backlog}-{mode}{rep}.csv")))
+    }
     /// `hgrm/<engine>-b<backlog>-<mode>[-r<rep>]-<metric>.hgrm`.
     pub fn hgrm(&self, engine: &str, backlog: u32, mode: &str, rep: u32, metric: &str) -> PathBuf {
         let rep = if rep > 1 {
@@ -134,6 +156,18 @@ impl RunDir {
         self.path
             .join("hgrm")
             .join(format!("{engine}-b{backlog}-{mode}{rep}-{metric}.hgrm"))
+    }
+}
+
+/// The mode as a run's file names carry it: the mode, and for a stall run its load and
+/// stall (`stall-rate1000-500ms`), so that runs of one (engine, backlog) differing only
+/// in those keep files of their own.
+pub fn mode_label(r: &row::SummaryRow) -> String {
+    match r.stall_ms {
+        Some(ms) if r.mode == "stall" => {
+            format!("stall-{}-{}ms", r.stall_load.replace(':', ""), ms.round())
+        }
+        _ => r.mode.clone(),
     }
 }
 

@@ -195,6 +195,14 @@ pub struct SummaryRow {
     pub overflow_outcome: Option<String>,
     /// Time for the acceptor to drain what the queue held, ms.
     pub drain_ms: Option<f64>,
+    /// Mode stall: how long the acceptor was asked to stop, ms.
+    pub stall_ms: Option<f64>,
+    /// Mode stall: the clients (`rate:N` or `closed:C`); empty otherwise.
+    pub stall_load: String,
+    /// Mode stall: back to normal within the run (details in stall.csv).
+    pub recovered: Option<bool>,
+    /// Mode stall: from the resume until normal, ms.
+    pub recover_ms: Option<f64>,
     /// Network namespace the run had: "private" (a fresh one, made for this run and gone
     /// with it; counters exact) or "host".
     pub netns: String,

@@ -5,6 +5,7 @@
 
 pub mod model;
 pub mod observe;
+pub mod verdict;
 pub mod schedule;
 
 /// One connection: when it was meant to start (open loop: its place in the schedule)
@@ -33,9 +34,11 @@ pub struct Criteria {
     pub bin_ns: u64,
     /// Normal must last this long, ns.
     pub hold_ns: u64,
-    /// A new connection is normal when established within this of its intended start, ns.
+    /// A new connection is normal when held within this of its intended start, ns.
     pub lag_limit_ns: u64,
-    /// The queue is normal at or below this depth.
+    /// The queue is normal when it is at or below this depth at some moment of the bin:
+    /// a backlog is a queue above it for a whole bin, not a batch of retransmits the
+    /// acceptor empties at once.
     pub queue_limit: u32,
 }
 
@@ -62,8 +65,9 @@ pub enum Recovery {
 }
 
 /// The first instant after `resume_ns` from which every bin for `hold_ns` is normal:
-/// every connection meant to start in it was established within the lag limit, and the
-/// queue stayed within its limit. Judged up to `end_ns` (when new arrivals stop).
+/// every connection meant to start in it was held within the lag limit, and the queue
+/// was within its limit at some moment of it (`queue`: depth samples in time order,
+/// each in force until the next). Judged up to `end_ns` (when new arrivals stop).
 pub fn recovery(
     conns: &[Conn],
     queue: &[Sample],
@@ -86,9 +90,27 @@ pub fn recovery(
             good[i] = false;
         }
     }
-    for s in queue {
-        if let Some(i) = bin(s.t_ns).filter(|_| s.depth > c.queue_limit) {
-            good[i] = false;
+    // The shallowest the queue was in each bin: the depth in force at its start, and
+    // every sample inside it.
+    let mut shallowest = vec![u32::MAX; bins];
+    let mut in_force = 0;
+    let mut k = 0;
+    for (i, low) in shallowest.iter_mut().enumerate() {
+        let start = resume_ns + i as u64 * c.bin_ns;
+        while k < queue.len() && queue[k].t_ns <= start {
+            in_force = queue[k].depth;
+            k += 1;
+        }
+        *low = in_force;
+        while k < queue.len() && queue[k].t_ns < start + c.bin_ns {
+            in_force = queue[k].depth;
+            *low = (*low).min(in_force);
+            k += 1;
+        }
+    }
+    for (g, &low) in good.iter_mut().zip(&shallowest) {
+        if low > c.queue_limit {
+            *g = false;
         }
     }
     let hold = (c.hold_ns / c.bin_ns).max(1) as usize;
@@ -112,7 +134,8 @@ mod tests {
     fn recovery_starts_where_lag_and_queue_stay_normal_for_the_hold() {
         let c = Criteria::new(8, 0);
         // Connections every ms from resume (t = 0) to 3 s; those meant to start before
-        // 500 ms wait 1 s; the queue is full until 700 ms.
+        // 500 ms wait 1 s; the queue is full until 700 ms, and then spikes to 9 for a
+        // millisecond every 10 ms (batches emptied at once: normal).
         let conns: Vec<Conn> = (0..3000)
             .map(|i| Conn {
                 intended_ns: i * MS,
@@ -120,9 +143,17 @@ mod tests {
             })
             .collect();
         let queue: Vec<Sample> = (0..300)
-            .map(|i| Sample {
-                t_ns: i * 10 * MS,
-                depth: if i < 70 { 9 } else { 0 },
+            .flat_map(|i| {
+                [
+                    Sample {
+                        t_ns: i * 10 * MS,
+                        depth: 9,
+                    },
+                    Sample {
+                        t_ns: i * 10 * MS + MS,
+                        depth: if i < 70 { 9 } else { 0 },
+                    },
+                ]
             })
             .collect();
         assert_eq!(

@@ -59,7 +59,7 @@ pub struct Figures {
     pub held: u64,
     /// Connections that gave up.
     pub timed_out: u64,
-    /// Connections established on the client but never accepted (the model has none).
+    /// Connections established on the client but never accepted.
     pub client_only: u64,
     /// Connections armed operations took out of the queue during the stall (measured:
     /// SYNs admitted while stopped minus the queue's depth at the resume).
@@ -300,10 +300,12 @@ pub fn predicted(
         })
         .collect();
     let mut f = common_figures(&conns, &queue, w, criteria, 0);
-    f.dropped = Some(p.dropped_syns);
+    // As ListenOverflows counts them: dropped SYNs and final ACKs that met a full queue.
+    f.dropped = Some(p.dropped_syns + p.client_only);
     f.dropped_in_stall = Some(p.dropped_in_stall);
     f.waves = p.waves.clone();
     f.timed_out = p.timed_out;
+    f.client_only = p.client_only;
     f.armed_taken = Some(p.armed_taken);
     f
 }

@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::client::{self, ClientResult};
-use super::run::{Measured, ModeFigures, RunEnv, RunSpec};
+use super::run::{Measured, ModeFigures, RunEnv, RunSpec, StallFacts};
 use super::team::{self, RunTeam};
 
 use crate::acceptors::{ListenerSet, PerAcceptor};
-use crate::config::Mode;
-use crate::engine::StopFlag;
+use crate::config::{Mode, StallLoad};
+use crate::engine::{Stall, StopFlag};
 use crate::listener::{Listener, ListenerSpec};
 use crate::overflow::{self, Counters};
 use crate::record::Recorder;
@@ -84,7 +84,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     let topology = topology.as_ref();
     match spec.mode() {
         Mode::Closed | Mode::Rate => {
-            let d = drive(spec, &set, &lg, Duration::ZERO, topology)?;
+            let d = drive(spec, &set, &lg, Duration::ZERO, topology, None)?;
             Ok(d.into_measured(listener, env, ModeFigures::Driven, true))
         }
         Mode::Drain if spec.acceptors() > 1 => {
@@ -100,10 +100,31 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
             } else {
                 Duration::ZERO
             };
-            let d = drive(spec, &set, &lg, pause, topology);
+            let d = drive(spec, &set, &lg, pause, topology, None);
             let figures =
                 watch.finish(d.as_ref().ok().and_then(|d| d.counters_at_release.as_ref()));
             Ok(d?.into_measured(listener, env, ModeFigures::Overflow(figures), false))
+        }
+        Mode::Stall => {
+            let cell = spec
+                .planned
+                .stall
+                .context("a stall run was planned without its stall and load")?;
+            // Read in the run's namespace: the schedule its clients retransmit on.
+            let schedule = crate::stall::schedule::SynSchedule::of_running_kernel().ok();
+            let watch = overflow::Watch::start(set.all(), false)
+                .context("cannot start sampling the accept queue")?;
+            let stall = Stall::new(cell.duration);
+            let d = drive(spec, &set, &lg, Duration::ZERO, topology, Some(&stall));
+            let figures = watch.finish(None);
+            let facts = StallFacts {
+                schedule,
+                wheel: crate::stall::schedule::TimerWheel::of_running_kernel(),
+                concurrency: lg.concurrency as u32,
+                connect_timeout_ms: lg.connect_timeout.as_millis() as u64,
+                accept_delay: spec.acceptor_options(0).accept_delay,
+            };
+            Ok(d?.into_measured(listener, env, ModeFigures::Stall(figures, facts), false))
         }
     }
 }
@@ -154,6 +175,27 @@ fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen
             c.concurrency = loadgen::config::DEFAULT_RATE_CONCURRENCY;
             c.duration = Some(cfg.duration);
             c.connect_timeout = cfg.overflow.connect_timeout;
+        }
+        Mode::Stall => {
+            let cell = spec
+                .planned
+                .stall
+                .context("a stall run was planned without its stall and load")?;
+            let s = &cfg.stall;
+            c.duration = Some(s.at + cell.duration + s.after);
+            c.connect_timeout = s.connect_timeout;
+            match cell.load {
+                StallLoad::Rate(n) => {
+                    c.mode = loadgen::Mode::Rate {
+                        rate_per_s: n as f64,
+                    };
+                    c.concurrency = loadgen::config::DEFAULT_RATE_CONCURRENCY;
+                }
+                StallLoad::Closed(k) => {
+                    c.mode = loadgen::Mode::Closed;
+                    c.concurrency = k as usize;
+                }
+            }
         }
     }
     Ok(c)
@@ -264,13 +306,15 @@ fn drive(
     lg: &loadgen::Config,
     pause: Duration,
     topology: Option<&super::hosts::Topology>,
+    stall: Option<&Stall>,
 ) -> anyhow::Result<Driven> {
     let cfg = spec.settings;
     let run_stop = StopFlag::new();
+    // loadgen's own length: --duration, or a stall run's arrivals.
+    let client_len = lg.duration.unwrap_or(cfg.duration) + cfg.warmup + lg.connect_timeout;
     // A safety net only: the run normally ends when loadgen does.
     let deadline = Instant::now()
-        + cfg.duration
-        + cfg.warmup
+        + client_len
         + pause
         + cfg.overflow.connect_timeout
         + Duration::from_secs(30);
@@ -284,6 +328,7 @@ fn drive(
         deadline,
         cpu_clocks: &cpu_clocks,
         ready: &ready,
+        stall,
     };
     std::thread::scope(|s| {
         let handles = team::spawn(s, &members)?;
@@ -294,6 +339,11 @@ fn drive(
         let mut cpu_samples = Vec::new();
         let outcome = (|| -> anyhow::Result<(ClientResult, Option<String>, bool)> {
             let mut child = super::hosts::Clients::spawn(spec.exe, spec.tmp, lg, topology)?;
+            if let Some(s) = stall {
+                // Due once the clients have run --stall-at; the acceptors take it after
+                // the first connection they finish from then on.
+                s.arm_at(common::clock::mono_ns() + cfg.stall.at.as_nanos() as u64);
+            }
             let (mut failure, mut interrupted) = (None, false);
             if !all_ready && !handles.iter().any(|h| h.is_finished()) {
                 failure = Some("an acceptor was not ready to accept within 10 s".to_string());
@@ -314,7 +364,7 @@ fn drive(
                 std::thread::sleep(Duration::from_millis(2));
             }
             // loadgen ends on its own after its duration; the limit only guards a stuck child.
-            let result = child.finish(cfg.duration + cfg.warmup + Duration::from_secs(30))?;
+            let result = child.finish(client_len + Duration::from_secs(30))?;
             // Every connection the client completed sits in an accept queue or was
             // accepted; let the acceptors empty the queues before stopping them.
             let drained = client::wait_until(Duration::from_secs(3), || set.total_depth() == 0);

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod rows;
 pub mod run;
 pub mod sink;
+pub mod stall;
 pub mod team;
 
 use std::process::ExitCode;

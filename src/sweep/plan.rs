@@ -4,8 +4,10 @@
 //! state) hits every engine and every cell alike, and each engine's ratio to std
 //! compares two runs made a fraction of a second apart.
 
+use std::time::Duration;
+
 use crate::acceptors::Sharing;
-use crate::config::{Mode, SweepConfig};
+use crate::config::{Mode, StallLoad, SweepConfig};
 use crate::engine::EngineKind;
 
 /// One planned run.
@@ -23,10 +25,21 @@ pub struct Planned {
     pub acceptors: u32,
     /// How they share the port.
     pub sharing: Sharing,
+    /// Mode stall: how long the acceptor stops and what the clients do.
+    pub stall: Option<StallCell>,
     /// Round (repetition), from 1.
     pub round: u32,
     /// Position within the round, from 1.
     pub position: u32,
+}
+
+/// Mode stall's own plan dimensions: one cell per (stall, load).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StallCell {
+    /// How long the acceptor stops.
+    pub duration: Duration,
+    /// The clients.
+    pub load: StallLoad,
 }
 
 /// The sweep's rounds, in run order.
@@ -37,7 +50,9 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
         for &mode in &cfg.modes {
             for &acceptors in &cfg.acceptors {
                 for &sharing in &cfg.sharings {
-                    cells.push((backlog, mode, acceptors, sharing));
+                    for stall in stall_cells(cfg, mode) {
+                        cells.push((backlog, mode, acceptors, sharing, stall));
+                    }
                 }
             }
         }
@@ -47,7 +62,7 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
     // speed drifts by ~10% over a minute, CPU per accept included) hits every cell
     // alike instead of the one that happened to run then.
     for round in 1..=cfg.repeat {
-        for &(backlog, mode, acceptors, sharing) in &cells {
+        for &(backlog, mode, acceptors, sharing, stall) in &cells {
             let mut engines = variants(cfg);
             if !engines.is_empty() {
                 let k = (round as usize - 1) % engines.len();
@@ -64,6 +79,7 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
                         mode,
                         acceptors,
                         sharing,
+                        stall,
                         round,
                         position: i as u32 + 1,
                     })
@@ -72,6 +88,22 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
         }
     }
     out
+}
+
+/// The (stall, load) cells of `mode`: every pair for mode stall, none otherwise.
+fn stall_cells(cfg: &SweepConfig, mode: Mode) -> Vec<Option<StallCell>> {
+    if mode != Mode::Stall {
+        return vec![None];
+    }
+    let s = &cfg.stall;
+    s.loads
+        .iter()
+        .flat_map(|&load| {
+            s.stalls
+                .iter()
+                .map(move |&duration| Some(StallCell { duration, load }))
+        })
+        .collect()
 }
 
 /// The engine variants of every round: each engine once, `uring` once per in-flight
@@ -89,6 +121,44 @@ fn variants(cfg: &SweepConfig) -> Vec<(EngineKind, Option<u32>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stall_cells_are_every_load_and_duration_of_mode_stall_only() {
+        let cfg = crate::config::tests::sweep_config(&[
+            "sweep",
+            "--modes",
+            "closed,stall",
+            "--engines",
+            "std",
+            "--backlogs",
+            "8",
+            "--stall",
+            "100ms,2s",
+            "--stall-load",
+            "rate:500,closed:4",
+            "--repeat",
+            "1",
+        ]);
+        let runs: Vec<Planned> = rounds(&cfg).into_iter().flatten().collect();
+        assert_eq!(runs.len(), 1 + 4);
+        assert_eq!(runs[0].stall, None);
+        let cells: Vec<(u64, String)> = runs[1..]
+            .iter()
+            .map(|p| {
+                let c = p.stall.unwrap();
+                (c.duration.as_millis() as u64, c.load.to_string())
+            })
+            .collect();
+        assert_eq!(
+            cells,
+            [
+                (100, "rate:500".to_string()),
+                (2000, "rate:500".into()),
+                (100, "closed:4".into()),
+                (2000, "closed:4".into())
+            ]
+        );
+    }
 
     #[test]
     fn every_engine_once_per_round_in_rotated_order() {

@@ -23,6 +23,8 @@ pub struct FinishedRun {
     pub queue: Option<(Vec<overflow::sampler::Samples>, u64)>,
     /// How loadgen connected (see [`client_connect`]); `None` when it did not run.
     pub client_connect: Option<String>,
+    /// Stall runs: the stall.csv row and the run's timeline.
+    pub stall: Option<super::stall::StallOut>,
 }
 
 /// How a loadgen run connected, from its report: `uring (ring default, socket ops ring)`,
@@ -47,6 +49,7 @@ impl FinishedRun {
             histograms: Vec::new(),
             queue: None,
             client_connect: None,
+            stall: None,
         }
     }
 }
@@ -64,6 +67,8 @@ fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
         position: p.position,
         status: Some(status),
         note,
+        stall_ms: p.stall.map(|c| c.duration.as_secs_f64() * 1e3),
+        stall_load: p.stall.map_or_else(String::new, |c| c.load.to_string()),
         ..Default::default()
     }
 }
@@ -127,16 +132,30 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         &m.owner,
         m.per_acceptor.len().max(1),
     );
-    let (status, notes) = status_and_notes(p, &m, &j, client.stalls);
+    let stall = match &m.figures {
+        ModeFigures::Stall(f, facts) => Some(super::stall::analyse(p, &m, f, facts)),
+        _ => None,
+    };
+    let (mut status, mut notes) = status_and_notes(p, &m, &j, client.stalls);
+    if let Some(Err(why)) = &stall {
+        notes.push(why.clone());
+        status = Status::Failed;
+    }
     let mut row = planned_row(p, status, notes.join("; "));
     acceptor_columns(&mut row, p, &m, &j);
     accounting_columns(&mut row, &m, &client, &j);
     latency_columns(&mut row, &client, &j, &m.rec.peer_extract_ns);
     let mut queue = None;
-    if let ModeFigures::Overflow(f) = m.figures {
+    if let ModeFigures::Overflow(f) | ModeFigures::Stall(f, _) = m.figures {
         overflow_columns(&mut row, &f, &client.latencies, m.released_ns, p.mode);
         queue = Some((f.samples, f.t0_ns));
     }
+    let stall = stall.and_then(Result::ok).map(|mut s| {
+        s.row.status = row.status.map_or("", |st| st.name()).to_string();
+        row.recovered = Some(s.row.recovered);
+        row.recover_ms = s.row.recover_ms;
+        s
+    });
     FinishedRun {
         row,
         histograms: vec![
@@ -146,6 +165,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         ],
         queue,
         client_connect: Some(client_connect(&m.client.report)),
+        stall,
     }
 }
 
@@ -170,7 +190,7 @@ fn status_and_notes(
         ));
     }
     let overflowed = match &m.figures {
-        ModeFigures::Overflow(f) => queue_overflowed(f),
+        ModeFigures::Overflow(f) | ModeFigures::Stall(f, _) => queue_overflowed(f),
         _ => false,
     };
     notes.extend(unmatched_notes(j, overflowed, m.env.netns));

@@ -9,7 +9,7 @@ use std::time::Duration;
 use super::client::ClientResult;
 use super::plan::Planned;
 use crate::acceptors::{self, PerAcceptor, SlowAcceptor};
-use crate::config::{Mode, OverflowConfig, SweepConfig};
+use crate::config::{Mode, OverflowConfig, StallConfig, SweepConfig};
 use crate::engine::{EngineKind, EngineOptions, StopFlag};
 use crate::overflow;
 use crate::record::Recorder;
@@ -41,6 +41,8 @@ pub struct RunSettings {
     pub overflow: OverflowConfig,
     /// Client namespaces per run (`--client-hosts`).
     pub client_hosts: Option<u32>,
+    /// Mode stall's settings.
+    pub stall: StallConfig,
 }
 
 impl RunSettings {
@@ -59,6 +61,7 @@ impl RunSettings {
             slow_acceptor: cfg.slow_acceptor,
             overflow: cfg.overflow.clone(),
             client_hosts: cfg.client_hosts,
+            stall: cfg.stall.clone(),
         }
     }
 }
@@ -104,17 +107,21 @@ impl RunSpec<'_> {
         o
     }
 
-    /// The options of acceptor `i`: in burst/overload with `--slow-acceptor` the slow
-    /// one works its delay per connection and the others run free; otherwise overload
-    /// slows every acceptor by `--accept-delay`.
+    /// The options of acceptor `i`: in burst/overload/stall with `--slow-acceptor` the
+    /// slow one works its delay per connection and the others run free; otherwise
+    /// overload slows every acceptor by `--accept-delay` (default 200 µs), and stall by
+    /// `--accept-delay` if given.
     pub fn acceptor_options(&self, i: usize) -> EngineOptions {
         let mut o = self.engine_options();
         if !self.mode().is_overflow() {
             return o;
         }
-        let default = (self.mode() == Mode::Overload)
-            .then_some(self.settings.overflow.accept_delay)
-            .filter(|d| !d.is_zero());
+        let default = match self.mode() {
+            Mode::Overload => Some(self.settings.overflow.accept_delay),
+            Mode::Stall => self.settings.stall.accept_delay,
+            _ => None,
+        }
+        .filter(|d| !d.is_zero());
         o.accept_delay = match self.slow_acceptor() {
             Some(s) => acceptors::delay_for(i, Some(s), None),
             None => default,
@@ -184,6 +191,24 @@ pub enum ModeFigures {
     },
     /// burst / overload: queue depth and kernel counters.
     Overflow(overflow::Figures),
+    /// stall: queue depth and kernel counters, and what the run needs for its
+    /// prediction.
+    Stall(overflow::Figures, StallFacts),
+}
+
+/// What a stall run's analysis needs beyond its records.
+#[derive(Debug, Clone)]
+pub struct StallFacts {
+    /// The kernel's SYN retransmit schedule in the run's namespace (None: unreadable).
+    pub schedule: Option<crate::stall::schedule::SynSchedule>,
+    /// The kernel's timer wheel (when retransmits really leave); None: unknown.
+    pub wheel: Option<crate::stall::schedule::TimerWheel>,
+    /// Connects in flight at most (loadgen's cap).
+    pub concurrency: u32,
+    /// loadgen's connect timeout, ms.
+    pub connect_timeout_ms: u64,
+    /// The acceptor's work per connection (μ = 1/delay); None: full speed.
+    pub accept_delay: Option<std::time::Duration>,
 }
 
 /// What one run measured, before it is turned into a summary row.

@@ -115,6 +115,8 @@ type CellHistograms = BTreeMap<(String, u32, String, &'static str), Histogram<u6
 pub struct Directory {
     dir: RunDir,
     csv: SummaryWriter,
+    /// stall.csv, made with the first stall run.
+    stall_csv: Option<crate::report::stall::StallWriter>,
     hists: CellHistograms,
     meta: Meta,
     plots: bool,
@@ -132,6 +134,7 @@ impl Directory {
         Ok(Directory {
             dir,
             csv,
+            stall_csv: None,
             hists: BTreeMap::new(),
             meta,
             plots,
@@ -142,6 +145,27 @@ impl Directory {
     /// The run directory.
     pub fn path(&self) -> &std::path::Path {
         &self.dir.path
+    }
+
+    /// Appends a stall run's row to stall.csv and writes its timeline
+    /// (`stall/<series>-b<backlog>-<mode label>[-r<rep>].csv`).
+    fn write_stall(
+        &mut self,
+        st: &super::stall::StallOut,
+        series: &str,
+        mode: &str,
+        r: &SummaryRow,
+    ) -> anyhow::Result<()> {
+        use crate::report::stall;
+        if self.stall_csv.is_none() {
+            self.stall_csv = Some(stall::StallWriter::create(&self.dir.stall_csv())?);
+        }
+        if let Some(w) = self.stall_csv.as_mut() {
+            w.append(&st.row)?;
+        }
+        let path = self.dir.stall_timeline(series, r.backlog, mode, r.repetition)?;
+        stall::write_timeline(&path, &st.bins)?;
+        Ok(())
     }
 
     /// Writes the cells' histograms (`hgrm/<engine>-b<backlog>-<mode>-<metric>.hgrm`, µs).
@@ -158,18 +182,17 @@ impl Sink for Directory {
     fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()> {
         let r = &run.row;
         let series = series_of(r);
+        let mode = crate::report::mode_label(r);
         if r.is_ok() {
             for (metric, h) in &run.histograms {
-                let key = (series.clone(), r.backlog, r.mode.clone(), *metric);
+                let key = (series.clone(), r.backlog, mode.clone(), *metric);
                 let cell = self.hists.entry(key).or_insert_with(new_histogram);
                 cell.add(h)
                     .map_err(|e| anyhow::anyhow!("adding a {metric} histogram: {e:?}"))?;
             }
         }
         if let Some((per_listener, t0)) = &run.queue {
-            let path = self
-                .dir
-                .queue_csv(&series, r.backlog, &r.mode, r.repetition)?;
+            let path = self.dir.queue_csv(&series, r.backlog, &mode, r.repetition)?;
             for (i, samples) in per_listener.iter().enumerate() {
                 // Several listeners (reuseport shards): one file each, `…-l<i>.csv`.
                 let path = if per_listener.len() > 1 {
@@ -182,6 +205,9 @@ impl Sink for Directory {
                 overflow::sampler::write_csv(&path, samples, *t0)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
+        }
+        if let Some(st) = &run.stall {
+            self.write_stall(st, &series, &mode, r)?;
         }
         if let Some(c) = &run.client_connect {
             let how = format!("{} by {c}", r.mode);

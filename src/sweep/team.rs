@@ -36,6 +36,8 @@ pub struct RunTeam<'a> {
     /// client starts only when all are, so no connection arrives at a listener whose
     /// acceptors are still being built (see [`wait_until_ready`]).
     pub ready: &'a AtomicUsize,
+    /// Mode stall: the pause every acceptor takes once (armed by the run).
+    pub stall: Option<&'a crate::engine::Stall>,
 }
 
 /// What one acceptor thread returns.
@@ -90,7 +92,9 @@ fn accept_on(team: &RunTeam, i: usize) -> anyhow::Result<AcceptorOut> {
     if let Some(id) = common::affinity::current_thread_cpu_clock() {
         team.cpu_clocks[i].store(id, Ordering::Relaxed);
     }
-    let mut engine = engine::build(run.engine(), &run.acceptor_options(i))?;
+    let mut options = run.acceptor_options(i);
+    options.stall = team.stall.cloned();
+    let mut engine = engine::build(run.engine(), &options)?;
     // Room for a queue's worth of accepted descriptors before release, as in drain:
     // growing the fd table of a threaded process waits for RCU grace periods, a
     // one-time cost a running server has long paid (see `kernel::reserve_fds`).

@@ -1,0 +1,350 @@
+//! A stall run's own row (`stall.csv`) and timeline: its records put in the model's
+//! terms ([`crate::stall::observe`]), the model run with the run's actual stall,
+//! backlog, load and engine ([`crate::stall::model`]), and the verdict between them.
+
+use super::plan::Planned;
+use super::run::{Measured, StallFacts};
+use crate::config::StallLoad;
+use crate::join;
+use crate::overflow;
+use crate::report::stall::{Bin, StallRow};
+use crate::stall::model::{Prediction, Scenario};
+use crate::stall::observe::{self, ClientConn, Fate, Figures, Window};
+use crate::stall::schedule::SynSchedule;
+use crate::stall::{verdict, Criteria, Sample};
+
+/// Timeline bins, ns.
+const BIN_NS: u64 = 10_000_000;
+/// Above this schedule lag before the stall (intended start → connect()), loadgen did
+/// not keep to the asked rate on this machine: the run measured another load.
+const CLIENT_LAG_LIMIT_NS: u64 = 10_000_000;
+
+/// What a stall run adds to its summary row.
+pub struct StallOut {
+    /// Its stall.csv row.
+    pub row: StallRow,
+    /// Its timeline.
+    pub bins: Vec<Bin>,
+}
+
+/// Analyses a stall run; Err says why it cannot be measured (the row becomes failed).
+pub fn analyse(
+    p: &Planned,
+    m: &Measured,
+    f: &overflow::Figures,
+    facts: &StallFacts,
+) -> Result<StallOut, String> {
+    let cell = p.stall.ok_or("a stall run without its stall cell")?;
+    let mark = m.rec.stall.ok_or(
+        "the acceptor never stopped: no connection reached it after --stall-at (is the load too light?)",
+    )?;
+    let schedule = facts
+        .schedule
+        .clone()
+        .ok_or("cannot read net.ipv4.tcp_syn_retries: no SYN schedule to predict with")?;
+    let conns = client_conns(m);
+    let t0 = conns.iter().map(|c| c.intended_ns).min().ok_or("no connection was made")?;
+    let w = Window {
+        stall_start_ns: mark.start_ns,
+        resume_ns: mark.end_ns,
+        arrivals_end_ns: conns.iter().map(|c| c.intended_ns).max().unwrap_or(t0),
+    };
+    check_client_kept_up(&conns, &w, cell.load)?;
+    let end_ns = conns
+        .iter()
+        .filter_map(|c| c.held_ns.or(c.established_ns))
+        .max()
+        .unwrap_or(w.arrivals_end_ns)
+        .max(w.arrivals_end_ns)
+        + BIN_NS;
+    let listeners: Vec<Vec<Sample>> = f
+        .samples
+        .iter()
+        .map(|s| {
+            s.changes
+                .iter()
+                .map(|c| Sample {
+                    t_ns: c.t_ns,
+                    depth: c.depth,
+                })
+                .collect()
+        })
+        .collect();
+    let queue = observe::queue_bins(&listeners, t0, end_ns, 1_000_000);
+    let (_, pre_p99) = observe::prestall_lag(&conns, w.stall_start_ns);
+    let criteria = Criteria::new(m.backlog_effective, pre_p99);
+    let give_up_ms = schedule.give_up_ms().min(facts.connect_timeout_ms);
+    let measured = observe::measured(
+        &conns,
+        &queue,
+        &w,
+        &criteria,
+        &schedule,
+        give_up_ms,
+        f.counters.get("ListenOverflows").copied(),
+        mark.overflows,
+    );
+    let scenario = scenario(p, m, facts, &conns, &w, t0, schedule.clone(), cell.load);
+    let prediction = scenario.predict();
+    let predicted = observe::predicted(&prediction, t0, &w, &criteria);
+    let row = stall_row(p, m, &scenario, &measured, &predicted, &w, pre_p99, &schedule);
+    let bins = timeline(&conns, &queue, &prediction, t0, end_ns, &schedule, give_up_ms);
+    Ok(StallOut { row, bins })
+}
+
+/// Every connection loadgen made, with when the acceptor held it (by the join).
+fn client_conns(m: &Measured) -> Vec<ClientConn> {
+    let records = &m.client.records;
+    let established: Vec<(usize, join::ClientConn)> = records
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.outcome == loadgen::Outcome::Established)
+        .map(|(i, r)| {
+            (
+                i,
+                join::ClientConn {
+                    local: r.local,
+                    connect_start_ns: r.connect_start_ns,
+                    warmup: r.warmup,
+                },
+            )
+        })
+        .collect();
+    let only: Vec<join::ClientConn> = established.iter().map(|(_, c)| *c).collect();
+    let mut held = vec![None; records.len()];
+    for ((i, _), h) in established.iter().zip(join::held_times(&only, &m.rec.peers)) {
+        held[*i] = h;
+    }
+    records
+        .iter()
+        .zip(held)
+        .map(|(r, held_ns)| {
+            let fate = match r.outcome {
+                loadgen::Outcome::Established if held_ns.is_some() => Fate::Held,
+                loadgen::Outcome::Established => Fate::ClientOnly,
+                loadgen::Outcome::Timeout => Fate::TimedOut,
+                loadgen::Outcome::Reset => Fate::Reset,
+                loadgen::Outcome::Pending => Fate::Pending,
+                _ => Fate::Other,
+            };
+            ClientConn {
+                intended_ns: r.intended_ns,
+                connect_start_ns: r.connect_start_ns,
+                established_ns: (r.outcome == loadgen::Outcome::Established).then_some(r.done_ns),
+                held_ns,
+                fate,
+            }
+        })
+        .collect()
+}
+
+/// An open-loop client that started its connects late before the stall did not keep
+/// to the asked rate: that run measured another load, and fails saying so.
+fn check_client_kept_up(conns: &[ClientConn], w: &Window, load: StallLoad) -> Result<(), String> {
+    if !matches!(load, StallLoad::Rate(_)) {
+        return Ok(());
+    }
+    let mut lags: Vec<u64> = conns
+        .iter()
+        .filter(|c| c.intended_ns < w.stall_start_ns)
+        .map(|c| c.connect_start_ns.saturating_sub(c.intended_ns))
+        .collect();
+    lags.sort_unstable();
+    let p99 = lags
+        .get((lags.len() * 99 / 100).min(lags.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or(0);
+    if p99 > CLIENT_LAG_LIMIT_NS {
+        return Err(format!(
+            "loadgen did not keep to {load} here: its connects started {:.1} ms late at p99 before the stall (more than {} ms): lower the rate, or give loadgen more CPUs (--client-cpus, --threads)",
+            p99 as f64 / 1e6,
+            CLIENT_LAG_LIMIT_NS / 1_000_000
+        ));
+    }
+    Ok(())
+}
+
+/// The model's scenario for this run: its actual stall, backlog, load and engine.
+#[allow(clippy::too_many_arguments)]
+fn scenario(
+    p: &Planned,
+    m: &Measured,
+    facts: &StallFacts,
+    conns: &[ClientConn],
+    w: &Window,
+    t0: u64,
+    schedule: SynSchedule,
+    load: StallLoad,
+) -> Scenario {
+    let ms = |ns: u64| ns / 1_000_000;
+    let (rate_per_s, closed_loop) = match load {
+        StallLoad::Rate(n) => (n as f64, false),
+        StallLoad::Closed(_) => {
+            let before = conns.iter().filter(|c| c.intended_ns < w.stall_start_ns).count();
+            let span_s = (w.stall_start_ns.saturating_sub(t0) as f64 * 1e-9).max(1e-3);
+            (before as f64 / span_s, true)
+        }
+    };
+    let inflight = p.inflight.unwrap_or(1) as usize;
+    Scenario {
+        rate_per_s: rate_per_s.max(1.0),
+        stall_at_ms: ms(w.stall_start_ns - t0),
+        stall_ms: ms(w.resume_ns - w.stall_start_ns),
+        backlog: m.backlog_effective,
+        accept_per_s: facts.accept_delay.map(|d| 1.0 / d.as_secs_f64()),
+        armed_slots: crate::engine::armed_in_stall(
+            p.engine,
+            inflight,
+            m.ring_setup.as_deref().unwrap_or("default"),
+            m.backlog_effective,
+        ),
+        concurrency: Some(facts.concurrency),
+        closed_loop,
+        arrivals_ms: ms(w.arrivals_end_ns - t0) + 1,
+        connect_timeout_ms: facts.connect_timeout_ms,
+        schedule,
+        wheel: facts.wheel,
+    }
+}
+
+/// `1s:491;2s:3`: the nonzero waves, named by their retransmit's time.
+fn format_waves(waves: &[u64], schedule: &SynSchedule) -> String {
+    schedule
+        .retransmits_ms()
+        .iter()
+        .zip(waves)
+        .filter(|(_, &n)| n > 0)
+        .map(|(t, n)| format!("{}s:{n}", *t as f64 / 1000.0))
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn stall_row(
+    p: &Planned,
+    m: &Measured,
+    s: &Scenario,
+    me: &Figures,
+    pr: &Figures,
+    w: &Window,
+    pre_p99: u64,
+    schedule: &SynSchedule,
+) -> StallRow {
+    let cell = p.stall.expect("checked by analyse");
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let count = |fate: Fate| {
+        m.client
+            .records
+            .iter()
+            .filter(|r| match fate {
+                Fate::Reset => r.outcome == loadgen::Outcome::Reset,
+                _ => r.outcome == loadgen::Outcome::Pending,
+            })
+            .count() as u64
+    };
+    StallRow {
+        series: crate::report::series(p.engine.name(), p.inflight, p.acceptors, p.sharing.name()),
+        backlog: p.backlog,
+        backlog_effective: m.backlog_effective,
+        load: cell.load.to_string(),
+        rate_per_s: s.rate_per_s,
+        stall_ms: cell.duration.as_secs_f64() * 1e3,
+        stall_actual_ms: ms(w.resume_ns - w.stall_start_ns),
+        accept_per_s: s.accept_per_s,
+        repetition: p.round,
+        status: String::new(),
+        arrivals: me.arrivals,
+        arrivals_in_stall: me.arrivals_in_stall,
+        dropped: me.dropped,
+        dropped_pred: pr.dropped,
+        dropped_in_stall: me.dropped_in_stall,
+        dropped_in_stall_pred: pr.dropped_in_stall,
+        waves: format_waves(&me.waves, schedule),
+        waves_pred: format_waves(&pr.waves, schedule),
+        held: me.held,
+        held_pred: pr.held,
+        client_only: me.client_only,
+        client_only_pred: pr.client_only,
+        timed_out: me.timed_out,
+        timed_out_pred: pr.timed_out,
+        reset: count(Fate::Reset),
+        pending: count(Fate::Pending),
+        armed_taken: me.armed_taken,
+        armed_assumed: s.armed_slots,
+        queue_at_resume: me.queue_at_resume,
+        queue_at_resume_pred: pr.queue_at_resume,
+        empty_after_resume_ms: me.empty_after_resume_ms,
+        empty_after_resume_ms_pred: pr.empty_after_resume_ms,
+        recovered: verdict::recovery_ms(me.recovery).is_some(),
+        recover_ms: verdict::recovery_ms(me.recovery),
+        recovered_pred: verdict::recovery_ms(pr.recovery).is_some(),
+        recover_ms_pred: verdict::recovery_ms(pr.recovery),
+        judged_s: w.arrivals_end_ns.saturating_sub(w.resume_ns) as f64 * 1e-9,
+        prestall_lag_p99_us: pre_p99 as f64 / 1e3,
+        lag_p50_ms: ms(me.lag_p50_ns),
+        lag_p99_ms: ms(me.lag_p99_ns),
+        lag_p99_ms_pred: ms(pr.lag_p99_ns),
+        lag_p999_ms: ms(me.lag_p999_ns),
+        excess_conn_s: me.excess_conn_s,
+        excess_conn_s_pred: pr.excess_conn_s,
+        verdict: verdict::verdict(me, pr, s.armed_slots),
+    }
+}
+
+/// The run in 10 ms bins from the first arrival, measured and predicted.
+fn timeline(
+    conns: &[ClientConn],
+    queue_1ms: &[Sample],
+    pred: &Prediction,
+    t0: u64,
+    end_ns: u64,
+    schedule: &SynSchedule,
+    give_up_ms: u64,
+) -> Vec<Bin> {
+    let n = (end_ns.saturating_sub(t0)).div_ceil(BIN_NS) as usize;
+    let mut bins: Vec<Bin> = (0..n)
+        .map(|i| Bin {
+            t_ms: (i as u64 * BIN_NS) as f64 / 1e6,
+            ..Default::default()
+        })
+        .collect();
+    let at = |t: u64| {
+        t.checked_sub(t0)
+            .map(|d| (d / BIN_NS) as usize)
+            .filter(|&i| i < n)
+    };
+    let rtx = schedule.retransmits_ms();
+    for c in conns {
+        if let Some(i) = at(c.intended_ns) {
+            bins[i].arrivals += 1;
+        }
+        for t in observe::syn_times(c, &rtx, give_up_ms) {
+            if let Some(i) = at(t) {
+                bins[i].syns += 1;
+            }
+        }
+        if let Some(i) = c.established_ns.and_then(at) {
+            bins[i].established += 1;
+        }
+        if let Some(i) = c.held_ns.and_then(at) {
+            bins[i].held += 1;
+        }
+    }
+    for s in queue_1ms {
+        if let Some(i) = at(s.t_ns) {
+            bins[i].queue = bins[i].queue.max(s.depth);
+        }
+    }
+    for c in &pred.conns {
+        if let Some(i) = c.done_ns.and_then(|d| at(d + t0)) {
+            bins[i].held_pred += 1;
+        }
+    }
+    for s in &pred.queue {
+        if let Some(i) = at(s.t_ns + t0) {
+            bins[i].queue_pred = bins[i].queue_pred.max(s.depth);
+        }
+    }
+    bins
+}
+
