@@ -5,6 +5,7 @@
 
 pub mod charts;
 pub mod font;
+pub mod stall;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -82,7 +83,8 @@ pub fn plot_runs(runs: &[Run], out: &Path, png: bool) -> anyhow::Result<Vec<Path
 /// Every chart the runs have data for.
 pub fn all_charts(runs: &[Run]) -> Vec<Chart> {
     let mut charts = Vec::new();
-    for mode in modes(runs) {
+    // Stall runs have charts of their own (their rows differ in stall and load).
+    for mode in modes(runs).into_iter().filter(|m| m != "stall") {
         charts.push(by_backlog(runs, &mode, "accepts", "accepts/s", |r| {
             r.accepts_per_s
         }));
@@ -107,6 +109,7 @@ pub fn all_charts(runs: &[Run]) -> Vec<Chart> {
         }
     }
     charts.extend(queue_charts(runs));
+    charts.extend(stall::charts(runs));
     charts.retain(|c| c.series.iter().any(|s| !s.points.is_empty()));
     charts
 }

@@ -101,7 +101,9 @@ type CellKey = (String, u32, String, u32, String, Option<u32>);
 pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
     let mut order: Vec<CellKey> = Vec::new();
     let mut groups: BTreeMap<CellKey, Vec<&SummaryRow>> = BTreeMap::new();
-    for r in rows {
+    // Stall runs of one (engine, backlog) differ in their stall and load, and what they
+    // measure is in stall.csv: throughput medians over them would mean nothing.
+    for r in rows.iter().filter(|r| r.mode != "stall") {
         let key = (
             r.engine.clone(),
             r.backlog,

@@ -129,22 +129,11 @@ impl RunDir {
     pub fn stall_csv(&self) -> PathBuf {
         self.path.join("stall.csv")
     }
-    /// `stall/<engine>-b<backlog>-<mode>[-r<rep>].csv` (creates `stall/`).
-    pub fn stall_timeline(
-        &self,
-        engine: &str,
-        backlog: u32,
-        mode: &str,
-        rep: u32,
-    ) -> io::Result<PathBuf> {
+    /// `stall/` (created).
+    pub fn stall_dir(&self) -> io::Result<PathBuf> {
         let dir = self.path.join("stall");
         std::fs::create_dir_all(&dir)?;
-        let rep = if rep > 1 {
-            format!("-r{rep}")
-        } else {
-            String::new()
-        };
-        Ok(dir.join(format!("{engine}-b{backlog}-{mode}{rep}.csv")))
+        Ok(dir)
     }
     /// `hgrm/<engine>-b<backlog>-<mode>[-r<rep>]-<metric>.hgrm`.
     pub fn hgrm(&self, engine: &str, backlog: u32, mode: &str, rep: u32, metric: &str) -> PathBuf {

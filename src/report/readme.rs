@@ -11,10 +11,16 @@ use super::table::{Align, Table};
 use Align::{Left as L, Right as R};
 
 /// Renders the README of a run.
-pub fn render(meta: &Meta, rows: &[SummaryRow], cells: &[CellRow]) -> String {
+pub fn render(
+    meta: &Meta,
+    rows: &[SummaryRow],
+    cells: &[CellRow],
+    stall: &[super::stall::StallRow],
+) -> String {
     let mut s = heading(meta);
     cells_tables(&mut s, cells);
     overflow_table(&mut s, rows);
+    s += &super::stall::readme_section(stall);
     acceptors_table(&mut s, rows);
     notes(&mut s, meta, rows);
     s

@@ -73,7 +73,9 @@ pub struct StallRow {
     /// Connections armed operations took out of the queue during the stall, measured
     /// (SYNs admitted while stopped − the queue at the resume).
     pub armed_taken: Option<u64>,
-    /// What the model assumed for this engine.
+    /// Predicted (the model takes up to `armed_assumed` of the stall's arrivals).
+    pub armed_taken_pred: u64,
+    /// What the model assumed this engine can take while stopped.
     pub armed_assumed: u32,
     /// The queue at the resume.
     pub queue_at_resume: u32,
@@ -95,6 +97,9 @@ pub struct StallRow {
     pub judged_s: f64,
     /// Lag (intended start → held) p99 before the stall, µs: what normal was.
     pub prestall_lag_p99_us: f64,
+    /// Connects meant to start before the stall that waited for a SYN retransmit (or
+    /// failed): nonzero, the clients already overflowed the queue before the stall.
+    pub prestall_retries: u64,
     /// Lag p50 of connections meant to start from the stall on, ms.
     pub lag_p50_ms: f64,
     /// Their p99.
@@ -132,6 +137,28 @@ pub struct Bin {
     pub held_pred: u32,
     /// Predicted queue.
     pub queue_pred: u32,
+}
+
+impl StallRow {
+    /// How bad the run was for its clients, for picking the worst run of a (load,
+    /// stall): not recovered first, then the later recovery, then the larger excess.
+    pub fn badness(&self) -> (bool, u64, u64) {
+        (
+            !self.recovered,
+            self.recover_ms.unwrap_or(0.0) as u64,
+            (self.excess_conn_s * 1e3) as u64,
+        )
+    }
+
+    /// `rate1000-500ms`: the (load, stall) part of a file name.
+    pub fn cell_label(&self) -> String {
+        format!("{}-{}ms", self.load.replace(':', ""), self.stall_ms.round())
+    }
+}
+
+/// `stall/worst-<load>-<stall>.csv`: the timeline of the worst run of a (load, stall).
+pub fn worst_timeline_name(row: &StallRow) -> String {
+    format!("worst-{}.csv", row.cell_label())
 }
 
 /// Appends rows to stall.csv, flushing after each.
@@ -193,6 +220,160 @@ fn read_rows<T: DeserializeOwned>(path: &Path) -> io::Result<Vec<T>> {
         .collect()
 }
 
+/// The run README's stall section: per (load, stall) and engine the smallest backlog
+/// with no SYN dropped and what smaller ones cost, then every run measured beside its
+/// prediction. Empty without ok stall runs.
+pub fn readme_section(rows: &[StallRow]) -> String {
+    let ok: Vec<&StallRow> = rows.iter().filter(|r| r.status == "ok").collect();
+    if ok.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from("## Stall and recover
+
+");
+    s += "The acceptor stopped once for the stall while the clients kept arriving (`stall.csv` has every figure measured and predicted, `stall/worst-*.csv` the worst run's timeline per load and stall, `plots/stall-*.svg` both as charts). *Recovered*: from the resume until every connection meant to start in each 10 ms bin was held within max(5 ms, 10 × the pre-stall p99 lag) and the queue fell to a quarter full within each bin, for 1 s on end. *Dropped*: TcpExt ListenOverflows (SYNs dropped on a full queue, and final ACKs that met one: the *client-only* connections, whose clients were told they are connected).
+
+";
+    s += &sizing_table(&ok).render();
+    s += "
+";
+    s += &runs_table(&ok).render();
+    s += "
+";
+    s
+}
+
+fn ms_text(ms: Option<f64>, judged_s: f64) -> String {
+    match ms {
+        Some(ms) if ms >= 1000.0 => format!("{:.1} s", ms / 1e3),
+        Some(ms) => format!("{ms:.0} ms"),
+        None => format!("not within {judged_s:.1} s"),
+    }
+}
+
+/// Per (load, stall) and engine: the smallest backlog with no drop (in every round),
+/// and at each smaller one the worst round's recovery and losses.
+fn sizing_table(rows: &[&StallRow]) -> super::table::Table {
+    use super::table::{Align::Left as L, Align::Right as R, Table};
+    use std::collections::BTreeMap;
+    let mut t = Table::new(&[
+        ("load", L),
+        ("stall", R),
+        ("arrivals in the stall", R),
+        ("engine", L),
+        ("no SYN dropped from backlog", R),
+        ("smaller backlogs: recovery (dropped, client-only, timed out)", L),
+    ]);
+    // (load, stall ms, series) → backlog → its rows, in first-seen order of the keys.
+    let mut order: Vec<(String, u64, String)> = Vec::new();
+    let mut cells: BTreeMap<(String, u64, String), BTreeMap<u32, Vec<&StallRow>>> =
+        BTreeMap::new();
+    for r in rows {
+        let key = (r.load.clone(), r.stall_ms.round() as u64, r.series.clone());
+        if !cells.contains_key(&key) {
+            order.push(key.clone());
+        }
+        cells
+            .entry(key)
+            .or_default()
+            .entry(r.backlog)
+            .or_default()
+            .push(r);
+    }
+    for key in order {
+        let by_backlog = &cells[&key];
+        let clean = by_backlog
+            .iter()
+            .find(|(_, rs)| rs.iter().all(|r| r.dropped == Some(0)))
+            .map(|(b, _)| *b);
+        let arrivals = by_backlog
+            .values()
+            .flatten()
+            .map(|r| r.arrivals_in_stall)
+            .max()
+            .unwrap_or(0);
+        let smaller: Vec<String> = by_backlog
+            .iter()
+            .filter(|(b, _)| clean.is_none_or(|c| **b < c))
+            .map(|(b, rs)| {
+                let worst = rs
+                    .iter()
+                    .max_by_key(|r| r.badness())
+                    .expect("a backlog has rows");
+                format!(
+                    "{b}: {} ({}, {}, {})",
+                    ms_text(worst.recover_ms, worst.judged_s),
+                    worst.dropped.map_or("?".into(), |d| d.to_string()),
+                    worst.client_only,
+                    worst.timed_out
+                )
+            })
+            .collect();
+        let largest = by_backlog.keys().last().copied().unwrap_or(0);
+        t.row(vec![
+            key.0.clone(),
+            format!("{} ms", key.1),
+            arrivals.to_string(),
+            key.2.clone(),
+            clean.map_or(format!("above {largest}"), |b| b.to_string()),
+            if smaller.is_empty() {
+                "—".into()
+            } else {
+                smaller.join("; ")
+            },
+        ]);
+    }
+    t
+}
+
+/// Every run: measured / predicted side by side, and the verdict.
+fn runs_table(rows: &[&StallRow]) -> super::table::Table {
+    use super::table::{Align::Left as L, Align::Right as R, Table};
+    let mut t = Table::new(&[
+        ("engine", L),
+        ("backlog", R),
+        ("load", L),
+        ("stall ms", R),
+        ("dropped m / p", R),
+        ("client-only m / p", R),
+        ("waves m | p", L),
+        ("armed m / p (engine can)", R),
+        ("recovery m | p", L),
+        ("lag p99 ms m / p", R),
+        ("verdict", L),
+    ]);
+    let opt = |v: Option<u64>| v.map_or("?".into(), |v| v.to_string());
+    for r in rows {
+        t.row(vec![
+            r.series.clone(),
+            r.backlog.to_string(),
+            r.load.clone(),
+            format!("{:.0}", r.stall_actual_ms),
+            format!("{} / {}", opt(r.dropped), opt(r.dropped_pred)),
+            format!("{} / {}", r.client_only, r.client_only_pred),
+            format!(
+                "{} | {}",
+                if r.waves.is_empty() { "—" } else { &r.waves },
+                if r.waves_pred.is_empty() { "—" } else { &r.waves_pred }
+            ),
+            format!(
+                "{} / {} ({})",
+                opt(r.armed_taken),
+                r.armed_taken_pred,
+                r.armed_assumed
+            ),
+            format!(
+                "{} | {}",
+                ms_text(r.recover_ms, r.judged_s),
+                ms_text(r.recover_ms_pred, r.judged_s)
+            ),
+            format!("{:.0} / {:.0}", r.lag_p99_ms, r.lag_p99_ms_pred),
+            r.verdict.clone(),
+        ]);
+    }
+    t
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,6 +424,24 @@ mod tests {
         let tl = dir.path().join("t.csv");
         write_timeline(&tl, &bins).unwrap();
         assert_eq!(read_timeline(&tl).unwrap(), bins);
+        // The README's sizing: backlog 64 dropped nothing, 8 did.
+        let mut r8 = StallRow {
+            status: "ok".into(),
+            ..read(&path).unwrap()[0].clone()
+        };
+        r8.recovered = false;
+        r8.recover_ms = None;
+        r8.judged_s = 5.0;
+        let r64 = StallRow {
+            backlog: 64,
+            dropped: Some(0),
+            ..r8.clone()
+        };
+        let md = readme_section(&[r64, r8]);
+        assert!(
+            md.contains("| rate:1000 | 500 ms | 0 | multishot | 64 | 8: not within 5.0 s (491, 0, 0) |"),
+            "{md}"
+        );
         std::fs::write(&tl, "t_ms,arrivals\nx,1\n").unwrap();
         let e = read_timeline(&tl).unwrap_err().to_string();
         assert!(e.contains("t.csv:2"), "{e}");

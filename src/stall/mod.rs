@@ -44,7 +44,9 @@ pub struct Criteria {
 
 impl Criteria {
     /// The stated defaults: 10 ms bins held for 1 s; lag within max(5 ms, 10 × the
-    /// pre-stall p99 lag); queue at most a quarter full (at least 1).
+    /// pre-stall p99 lag); queue at most a quarter full (at least 1), or as deep as it
+    /// stayed through a bin before the stall if that was deeper (a closed loop at full
+    /// speed keeps some queue all the time).
     pub fn new(backlog: u32, prestall_lag_p99_ns: u64) -> Criteria {
         Criteria {
             bin_ns: 10_000_000,
@@ -52,6 +54,13 @@ impl Criteria {
             lag_limit_ns: (10 * prestall_lag_p99_ns).max(5_000_000),
             queue_limit: ((backlog + 1) / 4).max(1),
         }
+    }
+
+    /// These criteria with the queue limit raised to `prestall_depth` (the deepest the
+    /// queue stayed through a whole bin before the stall), if that is deeper.
+    pub fn with_prestall_queue(mut self, prestall_depth: u32) -> Criteria {
+        self.queue_limit = self.queue_limit.max(prestall_depth);
+        self
     }
 }
 
@@ -90,24 +99,7 @@ pub fn recovery(
             good[i] = false;
         }
     }
-    // The shallowest the queue was in each bin: the depth in force at its start, and
-    // every sample inside it.
-    let mut shallowest = vec![u32::MAX; bins];
-    let mut in_force = 0;
-    let mut k = 0;
-    for (i, low) in shallowest.iter_mut().enumerate() {
-        let start = resume_ns + i as u64 * c.bin_ns;
-        while k < queue.len() && queue[k].t_ns <= start {
-            in_force = queue[k].depth;
-            k += 1;
-        }
-        *low = in_force;
-        while k < queue.len() && queue[k].t_ns < start + c.bin_ns {
-            in_force = queue[k].depth;
-            *low = (*low).min(in_force);
-            k += 1;
-        }
-    }
+    let shallowest = shallowest_per_bin(queue, resume_ns, bins, c.bin_ns);
     for (g, &low) in good.iter_mut().zip(&shallowest) {
         if low > c.queue_limit {
             *g = false;
@@ -122,6 +114,29 @@ pub fn recovery(
         }
     }
     Recovery::NotWithin(span)
+}
+
+/// The shallowest the queue was in each of `bins` bins from `from_ns`: the depth in
+/// force at a bin's start, and every sample inside it (`queue` in time order, each
+/// sample in force until the next).
+pub fn shallowest_per_bin(queue: &[Sample], from_ns: u64, bins: usize, bin_ns: u64) -> Vec<u32> {
+    let mut shallowest = vec![0; bins];
+    let mut in_force = 0;
+    let mut k = 0;
+    for (i, low) in shallowest.iter_mut().enumerate() {
+        let start = from_ns + i as u64 * bin_ns;
+        while k < queue.len() && queue[k].t_ns <= start {
+            in_force = queue[k].depth;
+            k += 1;
+        }
+        *low = in_force;
+        while k < queue.len() && queue[k].t_ns < start + bin_ns {
+            in_force = queue[k].depth;
+            *low = (*low).min(in_force);
+            k += 1;
+        }
+    }
+    shallowest
 }
 
 #[cfg(test)]

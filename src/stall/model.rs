@@ -5,10 +5,12 @@
 //! Simulated in 1 ms steps. Assumptions, each one a place where a measurement can
 //! disagree (and then says which): the round trip is zero (a SYN admitted at t is
 //! established at t); the kernel drops a SYN exactly when the queue holds B+1, and a
-//! SYN it admits is accepted (no final ACK meets a full queue); what the engine has
-//! armed in the kernel (`armed_slots`) takes that many connections out of the queue
-//! during the stall and then stops (the application sees them at the resume); the
-//! acceptor takes connections first in, first out; a retransmit leaves when the
+//! SYN a new connection sends is admitted whole; what the engine has armed in the
+//! kernel (`armed_slots`) accepts that many connections on its own whenever the
+//! application is not accepting (stopped, or busy with a connection) — they wait
+//! accepted, in the engine's ring, and the application takes them first, at its own
+//! rate, before what is left in the queue; the acceptor takes connections first in,
+//! first out; a retransmit leaves when the
 //! kernel's timer wheel fires it ([`TimerWheel`]: its timeout rounded up to the wheel's
 //! granularity, 32 ms for a 1 s timeout at HZ=250), so the SYNs dropped within one
 //! granule come back in one batch, handled in one softirq: each of them passes the
@@ -40,8 +42,9 @@ pub struct Scenario {
     /// The acceptor's rate once resumed (and before the stall); `None`: it empties the
     /// queue within the millisecond (much faster than λ).
     pub accept_per_s: Option<f64>,
-    /// Connections the engine has armed in the kernel, which leave the queue during the
-    /// stall (single-shot accepts in flight; a multishot accept's free CQ entries).
+    /// Connections the engine accepts in the kernel while its application is not
+    /// accepting, held until the application takes them (single-shot accepts in flight;
+    /// a multishot accept's CQ entries).
     pub armed_slots: u32,
     /// Connects in flight at most (loadgen's `--concurrency`); later arrivals wait
     /// (open loop) or are not made yet (closed loop: the connectors).
@@ -92,8 +95,8 @@ struct Sim<'s> {
     clients: Vec<Client>,
     /// Admitted, not yet taken by the acceptor, first in first out.
     queue: VecDeque<usize>,
-    /// Taken by armed operations during the stall; held at the resume.
-    armed: Vec<usize>,
+    /// Accepted by armed operations, waiting for the application, first in first out.
+    ring: VecDeque<usize>,
     /// Waiting for a free connect slot (open loop), in arrival order.
     waiting: VecDeque<usize>,
     /// Retries due, by ms.
@@ -122,7 +125,7 @@ impl Scenario {
             },
             clients: Vec::new(),
             queue: VecDeque::new(),
-            armed: Vec::new(),
+            ring: VecDeque::new(),
             waiting: VecDeque::new(),
             due: vec![Vec::new(); horizon as usize + 1],
             in_flight: 0,
@@ -152,26 +155,38 @@ impl Sim<'_> {
     fn step(&mut self, now: u64) {
         let s = self.s;
         let batch: Vec<usize> = std::mem::take(&mut self.due[now as usize]);
-        let mut syns = Vec::new();
-        self.arrive(now, &mut syns);
         let stalled = s.stalled(now);
-        if now == s.stall_at_ms + s.stall_ms {
-            for c in std::mem::take(&mut self.armed) {
-                self.held(c, now);
-            }
-        }
         if !stalled {
             self.serve(now);
         }
         self.retransmits(batch, now, stalled);
         let fast = !stalled && s.accept_per_s.is_none();
         let slots = u64::from(s.backlog) + 1;
-        for c in syns {
-            if fast || (self.queue.len() as u64) < slots {
-                self.admitted(c, now, stalled, fast);
-                continue;
+        if s.closed_loop && now < s.arrivals_ms {
+            self.arrival_credit += s.rate_per_s / 1000.0;
+        }
+        // A closed loop's connector whose connection got in at once starts its next one
+        // within the same millisecond, as far as the client's speed allows.
+        loop {
+            let mut syns = Vec::new();
+            self.arrive(now, &mut syns);
+            if syns.is_empty() {
+                break;
             }
-            self.dropped(c, now, stalled);
+            for c in syns {
+                if fast || (self.queue.len() as u64) < slots {
+                    self.admitted(c, now, stalled, fast);
+                    continue;
+                }
+                self.dropped(c, now, stalled);
+            }
+            if !s.closed_loop {
+                break;
+            }
+        }
+        if s.closed_loop {
+            // A connector that is not free now loses its turn: no backlog of arrivals.
+            self.arrival_credit = self.arrival_credit.min(1.0);
         }
         self.p.queue.push(Sample {
             t_ns: now * 1_000_000,
@@ -224,9 +239,6 @@ impl Sim<'_> {
         let s = self.s;
         let cap = s.concurrency.map_or(u64::MAX, u64::from);
         let gap_ms = 1000.0 / s.rate_per_s;
-        if s.closed_loop && now < s.arrivals_ms {
-            self.arrival_credit += s.rate_per_s / 1000.0;
-        }
         loop {
             let intended_ms = if s.closed_loop {
                 let free = self.in_flight + (self.waiting.len() as u64) < cap;
@@ -252,10 +264,6 @@ impl Sim<'_> {
             });
             self.waiting.push_back(self.clients.len() - 1);
         }
-        if s.closed_loop {
-            // A connector that is not free now loses its turn: no backlog of arrivals.
-            self.arrival_credit = self.arrival_credit.min(1.0);
-        }
         while self.in_flight < cap {
             let Some(c) = self.waiting.pop_front() else { break };
             self.clients[c].started_ms = now;
@@ -264,15 +272,18 @@ impl Sim<'_> {
         }
     }
 
-    /// The acceptor takes what its rate allows this millisecond (all of it when fast).
+    /// The acceptor takes what its rate allows this millisecond (all of it when fast):
+    /// first what armed operations accepted for it, then the queue; the armed
+    /// operations then take from the queue what their room allows.
     fn serve(&mut self, now: u64) {
+        let waiting = self.ring.len() + self.queue.len();
         let n = match self.s.accept_per_s {
-            None => self.queue.len(),
+            None => waiting,
             Some(mu) => {
                 self.serve_credit += mu / 1000.0;
-                let n = (self.serve_credit.floor() as usize).min(self.queue.len());
+                let n = (self.serve_credit.floor() as usize).min(waiting);
                 self.serve_credit -= n as f64;
-                if self.queue.len() == n {
+                if waiting == n {
                     // Idle capacity is not banked beyond this millisecond.
                     self.serve_credit = self.serve_credit.min(1.0);
                 }
@@ -280,14 +291,26 @@ impl Sim<'_> {
             }
         };
         for _ in 0..n {
-            if let Some(c) = self.queue.pop_front() {
+            if let Some(c) = self.ring.pop_front().or_else(|| self.queue.pop_front()) {
                 self.held(c, now);
+            }
+        }
+        self.refill_ring(false);
+    }
+
+    /// Armed operations accept from the queue into the engine's ring while there is room.
+    fn refill_ring(&mut self, stalled: bool) {
+        while self.ring.len() < self.s.armed_slots as usize {
+            let Some(c) = self.queue.pop_front() else { break };
+            self.ring.push_back(c);
+            if stalled {
+                self.p.armed_taken += 1;
             }
         }
     }
 
-    /// A SYN that found room: established now; held now (fast acceptor), at the
-    /// resume (an armed operation took it during the stall), or when its turn comes.
+    /// A SYN that found room: established now; held now (fast acceptor), or accepted by
+    /// an armed operation into the engine's ring if it has room, else queued.
     fn admitted(&mut self, c: usize, now: u64, stalled: bool, fast: bool) {
         self.in_flight -= 1;
         if self.clients[c].attempt > 0 {
@@ -295,11 +318,9 @@ impl Sim<'_> {
         }
         if fast {
             self.held(c, now);
-        } else if stalled && self.p.armed_taken < u64::from(self.s.armed_slots) {
-            self.p.armed_taken += 1;
-            self.armed.push(c);
         } else {
             self.queue.push_back(c);
+            self.refill_ring(stalled);
         }
     }
 
@@ -433,6 +454,23 @@ mod tests {
         // Without the wheel they come back one by one and all get in.
         s.wheel = None;
         assert_eq!(s.predict().client_only, 0);
+    }
+
+    #[test]
+    fn a_closed_loop_refills_the_queue_and_each_connector_waits_one_retransmit() {
+        // 16 connectors at up to 20000/s, 500 ms stall, 9 slots: the queue fills at
+        // once, each connector's next SYN is dropped once and gets in 1 s later.
+        let mut s = scenario(8, 500);
+        s.closed_loop = true;
+        s.rate_per_s = 20_000.0;
+        s.concurrency = Some(16);
+        s.arrivals_ms = 3000;
+        let p = s.predict();
+        assert_eq!(p.dropped_in_stall, 16);
+        assert_eq!(p.waves[0], 16);
+        // Before the stall the client ran at its own speed (20 per ms).
+        let before = p.conns.iter().filter(|c| c.intended_ns < 1_000_000_000).count();
+        assert!((19_000..=20_000).contains(&before), "{before}");
     }
 
     #[test]

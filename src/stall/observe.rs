@@ -80,6 +80,11 @@ pub struct Figures {
     /// Excess latency the stall caused: Σ over those connections of their lag beyond
     /// the pre-stall median, connection-seconds (held ones only).
     pub excess_conn_s: f64,
+    /// The most connections held within one 10 ms bin after the resume: how the
+    /// acceptor took them (one at a time at its rate, or whole batches at once).
+    pub most_held_in_bin: u64,
+    /// The same before the stall: what its rate allowed then.
+    pub most_held_in_bin_before: u64,
 }
 
 /// The judgement's inputs that both sides share, in ns on the run's clock.
@@ -202,6 +207,15 @@ pub fn common_figures(
             .find(|s| s.t_ns <= t)
             .map_or(0, |s| s.depth)
     };
+    let mut held_bins: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    let mut before: std::collections::HashMap<u64, u64> = std::collections::HashMap::new();
+    for d in conns.iter().filter_map(|c| c.done_ns) {
+        if d >= w.resume_ns {
+            *held_bins.entry((d - w.resume_ns) / 10_000_000).or_default() += 1;
+        } else if d < w.stall_start_ns {
+            *before.entry(d / 10_000_000).or_default() += 1;
+        }
+    }
     let empty_after = queue
         .iter()
         .find(|s| s.t_ns >= w.resume_ns && s.depth == 0)
@@ -226,6 +240,8 @@ pub fn common_figures(
         lag_p99_ns: pct(&lags, 0.99),
         lag_p999_ns: pct(&lags, 0.999),
         excess_conn_s: excess,
+        most_held_in_bin: held_bins.values().copied().max().unwrap_or(0),
+        most_held_in_bin_before: before.values().copied().max().unwrap_or(0),
     }
 }
 

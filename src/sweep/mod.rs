@@ -223,14 +223,14 @@ fn setup_notes(cfg: &SweepConfig) -> Vec<String> {
     if cfg.modes.iter().any(|m| m.is_overflow()) {
         notes.push(if cfg.overflow.private_netns {
             format!(
-                "burst/overload runs ran in a fresh private network namespace each, made for the run and gone with it (exact TcpExt counters), tcp_abort_on_overflow={}, syncookies={}, somaxconn={}; every other run used the host's (columns netns, somaxconn, tcp_syncookies, tcp_abort_on_overflow)",
+                "burst/overload/stall runs ran in a fresh private network namespace each, made for the run and gone with it (exact TcpExt counters), tcp_abort_on_overflow={}, syncookies={}, somaxconn={}; every other run used the host's (columns netns, somaxconn, tcp_syncookies, tcp_abort_on_overflow)",
                 u8::from(cfg.overflow.netns.abort_on_overflow),
                 cfg.overflow.netns.syncookies.map_or("default".into(), |v| v.to_string()),
                 cfg.overflow.netns.somaxconn.map_or("default".into(), |v| v.to_string()),
             )
         } else {
             format!(
-                "burst/overload runs ran on the host's loopback ({}): TcpExt counters may include other traffic",
+                "burst/overload/stall runs ran on the host's loopback ({}): TcpExt counters may include other traffic",
                 crate::kernel::netns::can_create().err().unwrap_or_default()
             )
         });
@@ -280,7 +280,7 @@ fn finish_message(
 ) {
     let unmatched: u64 = rows
         .iter()
-        .filter(|r| r.mode != "burst" && r.mode != "overload")
+        .filter(|r| !matches!(r.mode.as_str(), "burst" | "overload" | "stall"))
         .map(|r| r.unmatched)
         .sum();
     if unmatched > 0 {

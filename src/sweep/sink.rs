@@ -75,7 +75,10 @@ impl Sink for Terminal {
     fn finished(&mut self, run: &FinishedRun) -> anyhow::Result<()> {
         self.bar.inc(1);
         if !self.quiet {
-            let line = line_of(&run.row);
+            let line = match &run.stall {
+                Some(st) => stall_line_of(&run.row, &st.row),
+                None => line_of(&run.row),
+            };
             if self.tty {
                 self.bar.println(line);
             } else {
@@ -117,6 +120,10 @@ pub struct Directory {
     csv: SummaryWriter,
     /// stall.csv, made with the first stall run.
     stall_csv: Option<crate::report::stall::StallWriter>,
+    /// Stall rows, for the README.
+    stall_rows: Vec<crate::report::stall::StallRow>,
+    /// The worst ok run's timeline of each (load, stall), by its file name.
+    worst: BTreeMap<String, (crate::report::stall::StallRow, Vec<crate::report::stall::Bin>)>,
     hists: CellHistograms,
     meta: Meta,
     plots: bool,
@@ -135,6 +142,8 @@ impl Directory {
             dir,
             csv,
             stall_csv: None,
+            stall_rows: Vec::new(),
+            worst: BTreeMap::new(),
             hists: BTreeMap::new(),
             meta,
             plots,
@@ -147,15 +156,9 @@ impl Directory {
         &self.dir.path
     }
 
-    /// Appends a stall run's row to stall.csv and writes its timeline
-    /// (`stall/<series>-b<backlog>-<mode label>[-r<rep>].csv`).
-    fn write_stall(
-        &mut self,
-        st: &super::stall::StallOut,
-        series: &str,
-        mode: &str,
-        r: &SummaryRow,
-    ) -> anyhow::Result<()> {
+    /// Appends a stall run's row to stall.csv, and keeps its timeline if it is the worst
+    /// ok run of its (load, stall) so far.
+    fn write_stall(&mut self, st: &super::stall::StallOut, r: &SummaryRow) -> anyhow::Result<()> {
         use crate::report::stall;
         if self.stall_csv.is_none() {
             self.stall_csv = Some(stall::StallWriter::create(&self.dir.stall_csv())?);
@@ -163,8 +166,27 @@ impl Directory {
         if let Some(w) = self.stall_csv.as_mut() {
             w.append(&st.row)?;
         }
-        let path = self.dir.stall_timeline(series, r.backlog, mode, r.repetition)?;
-        stall::write_timeline(&path, &st.bins)?;
+        self.stall_rows.push(st.row.clone());
+        if r.is_ok() {
+            let name = stall::worst_timeline_name(&st.row);
+            let worse = self
+                .worst
+                .get(&name)
+                .is_none_or(|(w, _)| st.row.badness() > w.badness());
+            if worse {
+                self.worst.insert(name, (st.row.clone(), st.bins.clone()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the worst timeline of each (load, stall) into `stall/`.
+    fn write_worst_timelines(&self) -> anyhow::Result<()> {
+        for (name, (_, bins)) in &self.worst {
+            let path = self.dir.stall_dir()?.join(name);
+            crate::report::stall::write_timeline(&path, bins)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         Ok(())
     }
 
@@ -183,7 +205,11 @@ impl Sink for Directory {
         let r = &run.row;
         let series = series_of(r);
         let mode = crate::report::mode_label(r);
-        if r.is_ok() {
+        // A stall run's latencies and queue are in stall.csv and its timeline: per-run
+        // histograms and 1 ms queue files of many seconds each would make a stall
+        // sweep many megabytes.
+        let stall = r.mode == "stall";
+        if r.is_ok() && !stall {
             for (metric, h) in &run.histograms {
                 let key = (series.clone(), r.backlog, mode.clone(), *metric);
                 let cell = self.hists.entry(key).or_insert_with(new_histogram);
@@ -191,7 +217,7 @@ impl Sink for Directory {
                     .map_err(|e| anyhow::anyhow!("adding a {metric} histogram: {e:?}"))?;
             }
         }
-        if let Some((per_listener, t0)) = &run.queue {
+        if let Some((per_listener, t0)) = run.queue.as_ref().filter(|_| !stall) {
             let path = self.dir.queue_csv(&series, r.backlog, &mode, r.repetition)?;
             for (i, samples) in per_listener.iter().enumerate() {
                 // Several listeners (reuseport shards): one file each, `…-l<i>.csv`.
@@ -207,7 +233,7 @@ impl Sink for Directory {
             }
         }
         if let Some(st) = &run.stall {
-            self.write_stall(st, &series, &mode, r)?;
+            self.write_stall(st, r)?;
         }
         if let Some(c) = &run.client_connect {
             let how = format!("{} by {c}", r.mode);
@@ -232,6 +258,7 @@ impl Directory {
     /// cannot be drawn is a warning, never lost data.
     fn finish(&mut self, incomplete: bool) -> anyhow::Result<()> {
         let histograms = self.write_histograms();
+        let timelines = self.write_worst_timelines();
         let cells = cells::aggregate(&self.rows);
         cells::write(&self.dir.cells_csv(), &cells)?;
         self.meta.incomplete = incomplete;
@@ -239,9 +266,10 @@ impl Directory {
         self.meta.write(&self.dir.meta_json())?;
         crate::report::write_atomic(
             &self.dir.readme(),
-            readme::render(&self.meta, &self.rows, &cells).as_bytes(),
+            readme::render(&self.meta, &self.rows, &cells, &self.stall_rows).as_bytes(),
         )?;
         histograms?;
+        timelines?;
         if self.plots && !self.rows.is_empty() {
             if let Err(e) = crate::plot::plot_run_dir(&self.dir.path) {
                 eprintln!("acceptbench: warning: plots not drawn: {e:#}");
@@ -254,6 +282,29 @@ impl Directory {
 /// The name a run's files go under ([`crate::report::series`]).
 pub fn series_of(r: &SummaryRow) -> String {
     crate::report::series(&r.engine, r.inflight, r.acceptors, &r.sharing)
+}
+
+/// The terminal line of a finished stall run: what the clients saw, beside the model.
+pub fn stall_line_of(r: &SummaryRow, s: &crate::report::stall::StallRow) -> String {
+    let rec = |ms: Option<f64>| ms.map_or("not".to_string(), |m| format!("{m:.0} ms"));
+    let opt = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+    format!(
+        "{:<12} b{:<5} stall {} {:.0} ms r{}  dropped {} (model {})  client-only {} ({})  waves {}  recovered {} ({})  lag p99 {:.0} ms  {}",
+        series_of(r),
+        r.backlog,
+        s.load,
+        s.stall_ms,
+        r.repetition,
+        opt(s.dropped),
+        opt(s.dropped_pred),
+        s.client_only,
+        s.client_only_pred,
+        if s.waves.is_empty() { "—" } else { &s.waves },
+        rec(s.recover_ms),
+        rec(s.recover_ms_pred),
+        s.lag_p99_ms,
+        s.verdict
+    )
 }
 
 /// The terminal line of a finished run.

@@ -72,7 +72,15 @@ pub fn analyse(
         .collect();
     let queue = observe::queue_bins(&listeners, t0, end_ns, 1_000_000);
     let (_, pre_p99) = observe::prestall_lag(&conns, w.stall_start_ns);
-    let criteria = Criteria::new(m.backlog_effective, pre_p99);
+    // What normal was before the stall: its p99 lag, and the queue it kept through a
+    // whole bin (skipping the first 100 ms, while the client starts).
+    let settle = t0 + 100_000_000;
+    let pre_bins = (w.stall_start_ns.saturating_sub(settle) / 10_000_000) as usize;
+    let pre_queue = crate::stall::shallowest_per_bin(&queue, settle, pre_bins, 10_000_000)
+        .into_iter()
+        .max()
+        .unwrap_or(0);
+    let criteria = Criteria::new(m.backlog_effective, pre_p99).with_prestall_queue(pre_queue);
     let give_up_ms = schedule.give_up_ms().min(facts.connect_timeout_ms);
     let measured = observe::measured(
         &conns,
@@ -87,7 +95,21 @@ pub fn analyse(
     let scenario = scenario(p, m, facts, &conns, &w, t0, schedule.clone(), cell.load);
     let prediction = scenario.predict();
     let predicted = observe::predicted(&prediction, t0, &w, &criteria);
-    let row = stall_row(p, m, &scenario, &measured, &predicted, &w, pre_p99, &schedule);
+    let mut row = stall_row(p, m, &scenario, &measured, &predicted, &w, pre_p99, &schedule);
+    row.prestall_retries = conns
+        .iter()
+        .filter(|c| c.intended_ns < w.stall_start_ns)
+        .filter(|c| match c.established_ns {
+            Some(e) => e - c.connect_start_ns >= overflow::RETRY_THRESHOLD_NS,
+            None => true,
+        })
+        .count() as u64;
+    if row.prestall_retries > 0 {
+        row.verdict = format!(
+            "{} connects waited for a SYN retransmit (or failed) before the stall: the clients outran the acceptor already, so what the run calls normal was not (a closed loop at full speed does this at small backlogs); {}",
+            row.prestall_retries, row.verdict
+        );
+    }
     let bins = timeline(&conns, &queue, &prediction, t0, end_ns, &schedule, give_up_ms);
     Ok(StallOut { row, bins })
 }
@@ -270,6 +292,7 @@ fn stall_row(
         reset: count(Fate::Reset),
         pending: count(Fate::Pending),
         armed_taken: me.armed_taken,
+        armed_taken_pred: pr.armed_taken.unwrap_or(0),
         armed_assumed: s.armed_slots,
         queue_at_resume: me.queue_at_resume,
         queue_at_resume_pred: pr.queue_at_resume,
