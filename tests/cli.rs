@@ -226,19 +226,28 @@ fn stall_settings_that_cannot_be_measured_are_refused_with_the_fix() {
     );
     let (code, err) = fails(&["sweep", "--modes", "stall", "--stall", "61s"]);
     assert_eq!(code, 2);
-    assert!(err.contains("outlasts every client's SYN retransmits") && err.contains("give at most 1m"), "{err}");
+    assert!(
+        err.contains("outlasts every client's SYN retransmits") && err.contains("give at most 1m"),
+        "{err}"
+    );
     let (code, err) = fails(&["sweep", "--modes", "stall", "--stall-load", "rate:0"]);
     assert_eq!(code, 2);
     assert!(err.contains("use rate:N (open loop"), "{err}");
     let (code, err) = fails(&["sweep", "--modes", "stall", "--stall-load", "closed:5000"]);
     assert_eq!(code, 2);
-    assert!(err.contains("closed:C (closed loop, C connects in flight, 1 to 4096)"), "{err}");
+    assert!(
+        err.contains("closed:C (closed loop, C connects in flight, 1 to 4096)"),
+        "{err}"
+    );
     let (code, err) = fails(&["sweep", "--modes", "stall", "--stall-after", "500ms"]);
     assert_eq!(code, 2);
     assert!(err.contains("give at least 1s"), "{err}");
     let (code, err) = fails(&["sweep", "--modes", "stall", "--stall-load", "rate:900000"]);
     assert_eq!(code, 2);
-    assert!(err.contains("7200000 connections") && err.contains("lower the rate"), "{err}");
+    assert!(
+        err.contains("7200000 connections") && err.contains("lower the rate"),
+        "{err}"
+    );
     let (code, err) = fails(&["sweep", "--modes", "stall", "--stall", "1s,1s"]);
     assert_eq!(code, 2);
     assert!(err.contains("--stall: 1s is given twice"), "{err}");

@@ -17,10 +17,7 @@ fn stall_sweep(name: &str, args: &[&str]) -> (PathBuf, Vec<StallRow>) {
     // One at a time: their acceptors are pinned to the same CPU.
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let out = std::env::temp_dir().join(format!(
-        "acceptbench-stall-{name}-{}",
-        std::process::id()
-    ));
+    let out = std::env::temp_dir().join(format!("acceptbench-stall-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
     let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
         .args([
@@ -84,7 +81,10 @@ fn a_stall_the_queue_absorbs_drops_nothing_and_recovers_at_once() {
     );
     let r = &rows[0];
     assert!((95..=105).contains(&r.arrivals_in_stall), "{r:?}");
-    assert!(r.stall_actual_ms >= 100.0 && r.stall_actual_ms < 130.0, "{r:?}");
+    assert!(
+        r.stall_actual_ms >= 100.0 && r.stall_actual_ms < 130.0,
+        "{r:?}"
+    );
     assert_eq!(r.dropped, Some(0), "{r:?}");
     assert_eq!(r.dropped_pred, Some(0));
     assert_eq!((r.client_only, r.timed_out, r.pending), (0, 0, 0));
@@ -97,8 +97,8 @@ fn a_stall_the_queue_absorbs_drops_nothing_and_recovers_at_once() {
     assert_eq!(r.verdict, "agrees");
     // The stall's wait shows in its connections' lag, and nowhere else.
     assert!(r.lag_p99_ms > 50.0 && r.lag_p99_ms < 150.0, "{r:?}");
-    let timeline = stall::read_timeline(&dir.join("stall").join(stall::worst_timeline_name(r)))
-        .unwrap();
+    let timeline =
+        stall::read_timeline(&dir.join("stall").join(stall::worst_timeline_name(r))).unwrap();
     let arrivals: u64 = timeline.iter().map(|b| u64::from(b.arrivals)).sum();
     let held: u64 = timeline.iter().map(|b| u64::from(b.held)).sum();
     assert_eq!((arrivals, held), (r.arrivals, r.held));
@@ -135,7 +135,10 @@ fn a_stall_far_beyond_the_queue_drops_syns_that_return_at_the_first_retransmit()
     // Recovery within the prediction's tolerance (20%, or 100 ms).
     let (m, p) = (r.recover_ms.expect("recovered"), r.recover_ms_pred.unwrap());
     assert!(close(m, p, 100.0), "measured {m} ms, predicted {p} ms");
-    assert!(close(dropped as f64, r.dropped_pred.unwrap() as f64, 10.0), "{r:?}");
+    assert!(
+        close(dropped as f64, r.dropped_pred.unwrap() as f64, 10.0),
+        "{r:?}"
+    );
     cleanup(&dir);
 }
 

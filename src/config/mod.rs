@@ -234,7 +234,10 @@ impl StallConfig {
             .collect();
         unique("stall", shown)?;
         let c = StallConfig {
-            loads: unique("stall-load", a.stall_load.clone().unwrap_or(vec![StallLoad::Rate(1000)]))?,
+            loads: unique(
+                "stall-load",
+                a.stall_load.clone().unwrap_or(vec![StallLoad::Rate(1000)]),
+            )?,
             at: a.stall_at.unwrap_or(Duration::from_secs(1)),
             after: a.stall_after.unwrap_or(Duration::from_secs(5)),
             connect_timeout: a.connect_timeout.unwrap_or(Duration::from_secs(8)),

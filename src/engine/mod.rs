@@ -579,8 +579,8 @@ pub fn armed_in_stall(
     ring_setup_applied: &str,
     backlog_effective: u32,
 ) -> u32 {
-    let default_ring = !(ring_setup_applied.starts_with("coop")
-        || ring_setup_applied.starts_with("defer"));
+    let default_ring =
+        !(ring_setup_applied.starts_with("coop") || ring_setup_applied.starts_with("defer"));
     match kind {
         EngineKind::Std | EngineKind::Tokio | EngineKind::TokioUring => 0,
         _ if !default_ring => 0,

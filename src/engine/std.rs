@@ -12,8 +12,8 @@ use std::os::fd::AsRawFd;
 use common::clock::mono_ns;
 
 use super::{
-    back_off, fatal_accept, on_accept_error, Acceptor, AfterError, EngineError,
-    EngineKind, EngineOptions, Limits,
+    back_off, fatal_accept, on_accept_error, Acceptor, AfterError, EngineError, EngineKind,
+    EngineOptions, Limits,
 };
 use crate::listener::Listener;
 use crate::peer;
@@ -58,7 +58,13 @@ impl Acceptor for StdAcceptor {
             .set_read_timeout(Some(Limits::POLL_INTERVAL))
             .map_err(io_err("setting SO_RCVTIMEO on the listener"))?;
         let ipv6 = listener.local_addr.is_ipv6();
-        let result = accept_loop(listener.as_raw_fd(), ipv6, limits, rec, &mut self.work.clone());
+        let result = accept_loop(
+            listener.as_raw_fd(),
+            ipv6,
+            limits,
+            rec,
+            &mut self.work.clone(),
+        );
         let restored = socket
             .set_read_timeout(old_timeout)
             .map_err(io_err("restoring SO_RCVTIMEO of the listener"));

@@ -10,7 +10,6 @@
 //! stamped after the decode. Each accepted stream is registered with the reactor
 //! (epoll_ctl ADD, and DEL on drop): that is tokio's cost, kept on purpose.
 
-
 use common::clock::mono_ns;
 
 use super::{Acceptor, EngineError, EngineKind, EngineOptions, Limits};

@@ -121,7 +121,10 @@ fn timeline_charts(run: &Run, rows: &[&StallRow], prefix: &str) -> Vec<Chart> {
         else {
             continue;
         };
-        let path = run.dir.join("stall").join(stall::worst_timeline_name(worst));
+        let path = run
+            .dir
+            .join("stall")
+            .join(stall::worst_timeline_name(worst));
         let bins = match stall::read_timeline(&path) {
             Ok(b) => b,
             Err(e) => {
@@ -129,13 +132,14 @@ fn timeline_charts(run: &Run, rows: &[&StallRow], prefix: &str) -> Vec<Chart> {
                 continue;
             }
         };
-        let line = |label: &str, color: usize, dashed: bool, f: &dyn Fn(&stall::Bin) -> u32| Series {
-            label: label.into(),
-            color,
-            dashed,
-            points: bins.iter().map(|b| (b.t_ms, f64::from(f(b)))).collect(),
-            intervals: Vec::new(),
-        };
+        let line =
+            |label: &str, color: usize, dashed: bool, f: &dyn Fn(&stall::Bin) -> u32| Series {
+                label: label.into(),
+                color,
+                dashed,
+                points: bins.iter().map(|b| (b.t_ms, f64::from(f(b)))).collect(),
+                intervals: Vec::new(),
+            };
         charts.push(Chart {
             stem: format!("{prefix}stall-timeline-{cell}"),
             title: format!(

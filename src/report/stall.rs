@@ -228,9 +228,11 @@ pub fn readme_section(rows: &[StallRow]) -> String {
     if ok.is_empty() {
         return String::new();
     }
-    let mut s = String::from("## Stall and recover
+    let mut s = String::from(
+        "## Stall and recover
 
-");
+",
+    );
     s += "The acceptor stopped once for the stall while the clients kept arriving (`stall.csv` has every figure measured and predicted, `stall/worst-*.csv` the worst run's timeline per load and stall, `plots/stall-*.svg` both as charts). *Recovered*: from the resume until every connection meant to start in each 10 ms bin was held within max(5 ms, 10 × the pre-stall p99 lag) and the queue fell to a quarter full within each bin, for 1 s on end. *Dropped*: TcpExt ListenOverflows (SYNs dropped on a full queue, and final ACKs that met one: the *client-only* connections, whose clients were told they are connected).
 
 ";
@@ -262,12 +264,14 @@ fn sizing_table(rows: &[&StallRow]) -> super::table::Table {
         ("arrivals in the stall", R),
         ("engine", L),
         ("no SYN dropped from backlog", R),
-        ("smaller backlogs: recovery (dropped, client-only, timed out)", L),
+        (
+            "smaller backlogs: recovery (dropped, client-only, timed out)",
+            L,
+        ),
     ]);
     // (load, stall ms, series) → backlog → its rows, in first-seen order of the keys.
     let mut order: Vec<(String, u64, String)> = Vec::new();
-    let mut cells: BTreeMap<(String, u64, String), BTreeMap<u32, Vec<&StallRow>>> =
-        BTreeMap::new();
+    let mut cells: BTreeMap<(String, u64, String), BTreeMap<u32, Vec<&StallRow>>> = BTreeMap::new();
     for r in rows {
         let key = (r.load.clone(), r.stall_ms.round() as u64, r.series.clone());
         if !cells.contains_key(&key) {
@@ -354,7 +358,11 @@ fn runs_table(rows: &[&StallRow]) -> super::table::Table {
             format!(
                 "{} | {}",
                 if r.waves.is_empty() { "—" } else { &r.waves },
-                if r.waves_pred.is_empty() { "—" } else { &r.waves_pred }
+                if r.waves_pred.is_empty() {
+                    "—"
+                } else {
+                    &r.waves_pred
+                }
             ),
             format!(
                 "{} / {} ({})",
@@ -439,7 +447,9 @@ mod tests {
         };
         let md = readme_section(&[r64, r8]);
         assert!(
-            md.contains("| rate:1000 | 500 ms | 0 | multishot | 64 | 8: not within 5.0 s (491, 0, 0) |"),
+            md.contains(
+                "| rate:1000 | 500 ms | 0 | multishot | 64 | 8: not within 5.0 s (491, 0, 0) |"
+            ),
             "{md}"
         );
         std::fs::write(&tl, "t_ms,arrivals\nx,1\n").unwrap();

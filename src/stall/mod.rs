@@ -5,8 +5,8 @@
 
 pub mod model;
 pub mod observe;
-pub mod verdict;
 pub mod schedule;
+pub mod verdict;
 
 /// One connection: when it was meant to start (open loop: its place in the schedule)
 /// and when it was established, if it was.

@@ -265,7 +265,9 @@ impl Sim<'_> {
             self.waiting.push_back(self.clients.len() - 1);
         }
         while self.in_flight < cap {
-            let Some(c) = self.waiting.pop_front() else { break };
+            let Some(c) = self.waiting.pop_front() else {
+                break;
+            };
             self.clients[c].started_ms = now;
             self.in_flight += 1;
             syns.push(c);
@@ -301,7 +303,9 @@ impl Sim<'_> {
     /// Armed operations accept from the queue into the engine's ring while there is room.
     fn refill_ring(&mut self, stalled: bool) {
         while self.ring.len() < self.s.armed_slots as usize {
-            let Some(c) = self.queue.pop_front() else { break };
+            let Some(c) = self.queue.pop_front() else {
+                break;
+            };
             self.ring.push_back(c);
             if stalled {
                 self.p.armed_taken += 1;
@@ -429,7 +433,12 @@ mod tests {
         let p = s.predict();
         // Dropped again and again: more drops and lost handshakes than the stall's
         // 2000 arrivals, and second retransmits needed.
-        assert!(p.dropped_syns + p.client_only > 4000, "{} + {}", p.dropped_syns, p.client_only);
+        assert!(
+            p.dropped_syns + p.client_only > 4000,
+            "{} + {}",
+            p.dropped_syns,
+            p.client_only
+        );
         assert!(p.waves[1] > 0, "second retransmits needed: {:?}", p.waves);
         let r = recovered(&s, &p);
         assert!(matches!(r, Recovery::NotWithin(_)), "{r:?}");
@@ -441,7 +450,9 @@ mod tests {
         // dropped come back in 32 ms batches of ~32; each batch finds the queue empty,
         // 9 get in, the rest complete their handshake on the client only.
         let mut s = scenario(8, 500);
-        s.wheel = Some(TimerWheel { jiffy_ns: 4_000_000 });
+        s.wheel = Some(TimerWheel {
+            jiffy_ns: 4_000_000,
+        });
         let p = s.predict();
         assert_eq!(p.dropped_in_stall, 491);
         // 500 ms over 32 ms buckets: 16 or 17 of them, partly filled at the ends.
@@ -469,7 +480,11 @@ mod tests {
         assert_eq!(p.dropped_in_stall, 16);
         assert_eq!(p.waves[0], 16);
         // Before the stall the client ran at its own speed (20 per ms).
-        let before = p.conns.iter().filter(|c| c.intended_ns < 1_000_000_000).count();
+        let before = p
+            .conns
+            .iter()
+            .filter(|c| c.intended_ns < 1_000_000_000)
+            .count();
         assert!((19_000..=20_000).contains(&before), "{before}");
     }
 

@@ -132,7 +132,12 @@ pub fn syn_times(c: &ClientConn, rtx_ms: &[u64], give_up_ms: u64) -> Vec<u64> {
 
 /// Queue depth per `step_ns` bin over [from, to): the deepest the queue was in each
 /// (from change-only samples of one or more listeners: the deepest listener).
-pub fn queue_bins(listeners: &[Vec<Sample>], from_ns: u64, to_ns: u64, step_ns: u64) -> Vec<Sample> {
+pub fn queue_bins(
+    listeners: &[Vec<Sample>],
+    from_ns: u64,
+    to_ns: u64,
+    step_ns: u64,
+) -> Vec<Sample> {
     let bins = (to_ns.saturating_sub(from_ns)).div_ceil(step_ns) as usize;
     let mut out: Vec<Sample> = (0..bins)
         .map(|i| Sample {
@@ -441,6 +446,10 @@ mod tests {
         assert_eq!(f.held, 100);
         // Lags: 21 connections a second late dominate the p99 and the excess.
         assert!(f.lag_p99_ns >= 1000 * MS, "{}", f.lag_p99_ns);
-        assert!(f.excess_conn_s > 21.0 && f.excess_conn_s < 23.0, "{}", f.excess_conn_s);
+        assert!(
+            f.excess_conn_s > 21.0 && f.excess_conn_s < 23.0,
+            "{}",
+            f.excess_conn_s
+        );
     }
 }

@@ -120,7 +120,9 @@ mod tests {
 
     #[test]
     fn a_retransmit_fires_at_the_end_of_its_wheel_bucket() {
-        let hz250 = TimerWheel { jiffy_ns: 4_000_000 };
+        let hz250 = TimerWheel {
+            jiffy_ns: 4_000_000,
+        };
         assert_eq!(hz250.hz(), 250);
         // 1 s = 250 jiffies: level 1, 8 jiffies = 32 ms.
         assert_eq!(hz250.granularity_ns(1_000_000_000), 32_000_000);
@@ -132,9 +134,12 @@ mod tests {
         assert_eq!(hz250.fires_at(10_000_000, 1_000_000_000), 1_024_000_000);
         assert_eq!(hz250.fires_at(23_000_000, 1_000_000_000), 1_024_000_000);
         assert_eq!(hz250.fires_at(25_000_000, 1_000_000_000), 1_056_000_000);
-        let hz1000 = TimerWheel { jiffy_ns: 1_000_000 };
+        let hz1000 = TimerWheel {
+            jiffy_ns: 1_000_000,
+        };
         assert_eq!(hz1000.granularity_ns(1_000_000_000), 64_000_000);
-        let here = TimerWheel::of_running_kernel().expect("CLOCK_MONOTONIC_COARSE has a resolution");
+        let here =
+            TimerWheel::of_running_kernel().expect("CLOCK_MONOTONIC_COARSE has a resolution");
         assert!(
             [100, 250, 300, 1000].contains(&here.hz()),
             "HZ {} is not one Linux offers",

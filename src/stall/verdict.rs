@@ -44,9 +44,9 @@ pub fn verdict(m: &Figures, p: &Figures, armed_assumed: u32) -> String {
     count("timed out", m.timed_out, p.timed_out, &mut apart);
     count("client-only", m.client_only, p.client_only, &mut apart);
     match (recovery_ms(m.recovery), recovery_ms(p.recovery)) {
-        (Some(a), Some(b)) if !close(a, b, 100.0) => {
-            apart.push(format!("recovery {a:.0} ms measured vs {b:.0} ms predicted"))
-        }
+        (Some(a), Some(b)) if !close(a, b, 100.0) => apart.push(format!(
+            "recovery {a:.0} ms measured vs {b:.0} ms predicted"
+        )),
         (None, Some(b)) => apart.push(format!(
             "not recovered measured vs recovery {b:.0} ms predicted"
         )),
@@ -58,7 +58,11 @@ pub fn verdict(m: &Figures, p: &Figures, armed_assumed: u32) -> String {
     if apart.is_empty() {
         return "agrees".into();
     }
-    format!("differs: {}; {}", apart.join(", "), causes(m, p, armed_assumed))
+    format!(
+        "differs: {}; {}",
+        apart.join(", "),
+        causes(m, p, armed_assumed)
+    )
 }
 
 /// Which assumptions the measurement contradicts.
@@ -153,14 +157,25 @@ mod tests {
         m.waves[0] = 240;
         m.armed_taken = Some(241);
         let v = verdict(&m, &p, 0);
-        assert!(v.starts_with("differs: SYNs dropped 250 measured vs 491 predicted, first retry wave 240"), "{v}");
-        assert!(v.contains("the model 0 (it assumed the engine takes up to 0)"), "{v}");
+        assert!(
+            v.starts_with(
+                "differs: SYNs dropped 250 measured vs 491 predicted, first retry wave 240"
+            ),
+            "{v}"
+        );
+        assert!(
+            v.contains("the model 0 (it assumed the engine takes up to 0)"),
+            "{v}"
+        );
         assert!(v.contains("armed operations took 241 connections"), "{v}");
         m.armed_taken = Some(0);
         m.recovery = Recovery::NotWithin(5_000_000_000);
         m.empty_after_resume_ms = None;
         let v = verdict(&m, &p, 0);
-        assert!(v.contains("not recovered measured vs recovery 0 ms predicted"), "{v}");
+        assert!(
+            v.contains("not recovered measured vs recovery 0 ms predicted"),
+            "{v}"
+        );
         assert!(v.contains("never ran empty"), "{v}");
         m.empty_after_resume_ms = Some(1.0);
         let v = verdict(&m, &p, 0);

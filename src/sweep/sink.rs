@@ -123,7 +123,13 @@ pub struct Directory {
     /// Stall rows, for the README.
     stall_rows: Vec<crate::report::stall::StallRow>,
     /// The worst ok run's timeline of each (load, stall), by its file name.
-    worst: BTreeMap<String, (crate::report::stall::StallRow, Vec<crate::report::stall::Bin>)>,
+    worst: BTreeMap<
+        String,
+        (
+            crate::report::stall::StallRow,
+            Vec<crate::report::stall::Bin>,
+        ),
+    >,
     hists: CellHistograms,
     meta: Meta,
     plots: bool,
@@ -218,7 +224,9 @@ impl Sink for Directory {
             }
         }
         if let Some((per_listener, t0)) = run.queue.as_ref().filter(|_| !stall) {
-            let path = self.dir.queue_csv(&series, r.backlog, &mode, r.repetition)?;
+            let path = self
+                .dir
+                .queue_csv(&series, r.backlog, &mode, r.repetition)?;
             for (i, samples) in per_listener.iter().enumerate() {
                 // Several listeners (reuseport shards): one file each, `…-l<i>.csv`.
                 let path = if per_listener.len() > 1 {

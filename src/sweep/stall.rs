@@ -43,7 +43,11 @@ pub fn analyse(
         .clone()
         .ok_or("cannot read net.ipv4.tcp_syn_retries: no SYN schedule to predict with")?;
     let conns = client_conns(m);
-    let t0 = conns.iter().map(|c| c.intended_ns).min().ok_or("no connection was made")?;
+    let t0 = conns
+        .iter()
+        .map(|c| c.intended_ns)
+        .min()
+        .ok_or("no connection was made")?;
     let w = Window {
         stall_start_ns: mark.start_ns,
         resume_ns: mark.end_ns,
@@ -95,7 +99,9 @@ pub fn analyse(
     let scenario = scenario(p, m, facts, &conns, &w, t0, schedule.clone(), cell.load);
     let prediction = scenario.predict();
     let predicted = observe::predicted(&prediction, t0, &w, &criteria);
-    let mut row = stall_row(p, m, &scenario, &measured, &predicted, &w, pre_p99, &schedule);
+    let mut row = stall_row(
+        p, m, &scenario, &measured, &predicted, &w, pre_p99, &schedule,
+    );
     row.prestall_retries = conns
         .iter()
         .filter(|c| c.intended_ns < w.stall_start_ns)
@@ -110,7 +116,15 @@ pub fn analyse(
             row.prestall_retries, row.verdict
         );
     }
-    let bins = timeline(&conns, &queue, &prediction, t0, end_ns, &schedule, give_up_ms);
+    let bins = timeline(
+        &conns,
+        &queue,
+        &prediction,
+        t0,
+        end_ns,
+        &schedule,
+        give_up_ms,
+    );
     Ok(StallOut { row, bins })
 }
 
@@ -134,7 +148,10 @@ fn client_conns(m: &Measured) -> Vec<ClientConn> {
         .collect();
     let only: Vec<join::ClientConn> = established.iter().map(|(_, c)| *c).collect();
     let mut held = vec![None; records.len()];
-    for ((i, _), h) in established.iter().zip(join::held_times(&only, &m.rec.peers)) {
+    for ((i, _), h) in established
+        .iter()
+        .zip(join::held_times(&only, &m.rec.peers))
+    {
         held[*i] = h;
     }
     records
@@ -202,7 +219,10 @@ fn scenario(
     let (rate_per_s, closed_loop) = match load {
         StallLoad::Rate(n) => (n as f64, false),
         StallLoad::Closed(_) => {
-            let before = conns.iter().filter(|c| c.intended_ns < w.stall_start_ns).count();
+            let before = conns
+                .iter()
+                .filter(|c| c.intended_ns < w.stall_start_ns)
+                .count();
             let span_s = (w.stall_start_ns.saturating_sub(t0) as f64 * 1e-9).max(1e-3);
             (before as f64 / span_s, true)
         }
@@ -304,6 +324,7 @@ fn stall_row(
         recover_ms_pred: verdict::recovery_ms(pr.recovery),
         judged_s: w.arrivals_end_ns.saturating_sub(w.resume_ns) as f64 * 1e-9,
         prestall_lag_p99_us: pre_p99 as f64 / 1e3,
+        prestall_retries: 0,
         lag_p50_ms: ms(me.lag_p50_ns),
         lag_p99_ms: ms(me.lag_p99_ns),
         lag_p99_ms_pred: ms(pr.lag_p99_ns),
@@ -370,4 +391,3 @@ fn timeline(
     }
     bins
 }
-
