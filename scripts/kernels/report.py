@@ -66,6 +66,8 @@ class Run:
         self.virtualised = self.meta.get("virtualised") or "no"
         modes = {r.get("mode") for r in self.rows}
         self.burst = bool(modes) and modes <= {"burst", "overload"}
+        self.stall_run = bool(modes) and modes <= {"stall"}
+        self.stall = read_csv(os.path.join(self.path, "stall.csv"))
         command = " ".join(self.meta.get("command") or []) if isinstance(
             self.meta.get("command"), list) else str(self.meta.get("command", ""))
         self.abort = "--abort-on-overflow" in command or any(
@@ -227,6 +229,52 @@ def behaviour_section(kernels):
     return out
 
 
+def schedule_of(sysctls, release):
+    """The SYN retransmit times (s after the first SYN) from a run's recorded sysctls:
+    the first `linear` timeouts stay 1 s (6.5+), then they double."""
+    retries = int_or(sysctls.get("net.ipv4.tcp_syn_retries"), -1)
+    if retries < 0:
+        return "?"
+    if "net.ipv4.tcp_syn_linear_timeouts" not in sysctls and version_tuple(release) >= (6, 5):
+        return "? (tcp_syn_linear_timeouts not recorded)"
+    linear = int_or(sysctls.get("net.ipv4.tcp_syn_linear_timeouts"), 0)
+    t, times = 0, []
+    for i in range(retries):
+        t += 1 << max(0, i - linear)
+        times.append(str(t))
+    return ", ".join(times) + " s"
+
+
+def stall_section(kernels):
+    out = ["### How each kernel recovers from a stall (mode stall, private network namespace)", ""]
+    out.append("| kernel | SYN retransmits at | engine | B | load | stall ms | dropped m / p | retry waves m \\| p | client-only m / p | recovered m \\| p | lag p99 ms m / p | verdict |")
+    out.append("|---|---|---|---:|---|---:|---:|---|---:|---|---:|---|")
+    any_rows = False
+    for rel, runs in kernels:
+        sysctls = runs[0].meta.get("sysctls", {})
+        for r in runs:
+            for x in r.stall:
+                if x.get("status") != "ok":
+                    continue
+                any_rows = True
+                rec = lambda ms: f"{float(ms):.0f} ms" if ms else "not within the run"
+                out.append(
+                    f"| {label(rel, runs)} | {schedule_of(sysctls, rel)} | {x.get('series')} | {x.get('backlog')} | {x.get('load')} "
+                    f"| {float(x.get('stall_actual_ms') or 0):.0f} | {x.get('dropped')} / {x.get('dropped_pred')} "
+                    f"| {x.get('waves') or '—'} \\| {x.get('waves_pred') or '—'} | {x.get('client_only')} / {x.get('client_only_pred')} "
+                    f"| {rec(x.get('recover_ms'))} \\| {rec(x.get('recover_ms_pred'))} "
+                    f"| {float(x.get('lag_p99_ms') or 0):.0f} / {float(x.get('lag_p99_ms_pred') or 0):.0f} | {x.get('verdict')} |")
+    if not any_rows:
+        return []
+    out += ["", "*m / p*: measured / predicted by the model (src/stall/model.rs) from the kernel's own schedule "
+            "and timer wheel. *retry waves*: connections established by each retransmit (its time after the first SYN): "
+            "since 6.5 the first retransmits come 1 s apart (tcp_syn_linear_timeouts), before they double (1, 3, 7 s). "
+            "*recovered*: from the resume until new connections are held on time again and the queue is down, held 1 s. "
+            "*emulated* guests (TCG) run every instruction in software: what they measure is the kernel's behaviour, "
+            "not its speed."]
+    return out
+
+
 def fmt_ratio(c, key):
     v = c.get(key)
     if not v:
@@ -243,7 +291,7 @@ def speed_section(kernels):
     modes = []
     for _, runs in kernels:
         for r in runs:
-            if not r.burst:
+            if not r.burst and not r.stall_run:
                 for c in r.cells:
                     if c.get("mode") not in modes:
                         modes.append(c.get("mode"))
@@ -301,7 +349,7 @@ def main(argv):
     runs = [Run(p) for p in argv if os.path.isdir(p)]
     kernels = group(runs)
     lines = []
-    for section in (kernels_section, capability_section, behaviour_section, speed_section):
+    for section in (kernels_section, capability_section, behaviour_section, stall_section, speed_section):
         lines += section(kernels) + [""]
     print("\n".join(lines))
     return 0

@@ -13,6 +13,8 @@ pub const RECORDED: &[&str] = &[
     "net.ipv4.tcp_abort_on_overflow",
     "net.ipv4.tcp_syn_retries",
     "net.ipv4.tcp_synack_retries",
+    // Linux 6.5+: the first N SYN retransmits keep a 1 s timeout (absent before).
+    "net.ipv4.tcp_syn_linear_timeouts",
     "net.ipv4.ip_local_port_range",
     "net.ipv4.tcp_tw_reuse",
     "kernel.io_uring_disabled",

@@ -44,7 +44,7 @@ pub struct SummaryRow {
     pub backlog: u32,
     /// Accept-queue limit the kernel applied (somaxconn clamp).
     pub backlog_effective: u32,
-    /// Mode: closed, rate, drain, burst, overload.
+    /// Mode: closed, rate, drain, burst, overload, stall.
     pub mode: String,
     /// Acceptor threads, each running its own instance of the engine (0 in files
     /// written before the column existed: read it as 1).
