@@ -30,11 +30,15 @@ cache="${ACCEPTBENCH_KERNEL_CACHE:-$target_dir/kernels}"
 #     client-only connections (syncookies at the kernel's default);
 #  3. the same with syncookies=0: dropped SYNs are retried, so the SYN-retransmit
 #     schedule shows (9 s connect timeout: three retries on either schedule);
-#  4. 3. with tcp_abort_on_overflow=1.
+#  4. 3. with tcp_abort_on_overflow=1;
+#  5. a 2 s stall of the acceptor under 200 conn/s, B = 16: the retry waves on the
+#     kernel's own SYN schedule (1, 2, 3 s … since 6.5; 1, 3, 7 s before), the recovery,
+#     each beside the model's prediction (a light load, so emulation keeps up).
 default_sweeps="--engines std,uring,multishot,uring-linked,tokio-uring,tokio --backlogs 128 --modes closed,drain --duration 300ms --repeat 4
 --engines std --backlogs 16 --modes burst --burst-size 200 --connect-timeout 9s --repeat 2
 --engines std --backlogs 16 --modes burst --burst-size 200 --connect-timeout 9s --repeat 2 --syncookies 0
---engines std --backlogs 16 --modes burst --burst-size 200 --connect-timeout 9s --repeat 2 --syncookies 0 --abort-on-overflow"
+--engines std --backlogs 16 --modes burst --burst-size 200 --connect-timeout 9s --repeat 2 --syncookies 0 --abort-on-overflow
+--engines std,multishot --backlogs 16 --modes stall --stall 2s --stall-load rate:200 --stall-after 6s --connect-timeout 12s --repeat 1"
 sweeps=""
 
 usage() { sed -n '2,10p' "$0"; exit "${1:-0}"; }

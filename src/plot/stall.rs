@@ -163,8 +163,8 @@ fn timeline_charts(run: &Run, rows: &[&StallRow], prefix: &str) -> Vec<Chart> {
                 line("SYNs sent (retry waves)", 1, false, &|b| b.syns),
                 line("held by the acceptor", 2, false, &|b| b.held),
                 line("accept queue (deepest)", 3, false, &|b| b.queue),
-                line("held, predicted", 2, true, &|b| b.held_pred),
-                line("accept queue, predicted", 3, true, &|b| b.queue_pred),
+                line("held, predicted", 4, true, &|b| b.held_pred),
+                line("accept queue, predicted", 5, true, &|b| b.queue_pred),
             ],
         });
     }
