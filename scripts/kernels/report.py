@@ -295,6 +295,8 @@ def speed_section(kernels):
                 for c in r.cells:
                     if c.get("mode") not in modes:
                         modes.append(c.get("mode"))
+    if not modes:
+        return []
     levels, rounds = set(), set()
     for mode in modes:
         out.append(f"**{mode}**, accepts/s ÷ std's (acceptor CPU per accept ÷ std's below):")
