@@ -191,6 +191,8 @@ def outcome(a):
 
 
 def behaviour_section(kernels):
+    if not any(r.burst for _, runs in kernels for r in runs):
+        return []
     out = ["### How each kernel behaves (bursts against a paused acceptor, private network namespace)", ""]
     out.append("| kernel | somaxconn (default) | tcp_max_syn_backlog | B | queue max / B+1 | attempted | ListenOverflows while paused | client-only (syncookies default) | SYN retry modes, syncookies default | SYN retry modes, syncookies=0 (a/c/r/p) | syncookies=0, tcp_abort_on_overflow=1: retry modes; outcome (a/c/r/p) |")
     out.append("|---|---:|---:|---:|---|---:|---|---|---|---|---|")
