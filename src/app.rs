@@ -32,7 +32,23 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Merge(cfg) => crate::merge::run(&cfg),
         Command::Join(cfg) => crate::hostjoin::run(&cfg),
         Command::Loadgen(args) => Ok(loadgen::cli_main(args)),
+        Command::HostInfo { clock } => host_info(clock),
     }
+}
+
+/// `host-info`: one JSON line; with `clock`, then the wall clock for every stdin line.
+fn host_info(clock: bool) -> anyhow::Result<ExitCode> {
+    use std::io::BufRead;
+    stdout::println(serde_json::to_string(&crate::sweep::ssh::this_host())?)?;
+    if clock {
+        for line in std::io::stdin().lock().lines() {
+            if line.is_err() {
+                break;
+            }
+            stdout::println(common::record_header::realtime_ns())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Kernel facts and engine support.

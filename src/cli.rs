@@ -59,6 +59,11 @@ README.md and hosts.csv say where); 1 a file was unreadable or refused (another 
 truncated; another format version)."
     )]
     Join(JoinArgs),
+    /// What this acceptbench is and its host's clock, as one JSON line (what a sweep
+    /// asks of its ssh client hosts); with --clock, answers each stdin line with the
+    /// wall clock (CLOCK_REALTIME ns) until the end of stdin.
+    #[command(hide = true)]
+    HostInfo(HostInfoArgs),
     /// Run the bundled load generator (same flags as the `loadgen` binary).
     #[command(disable_help_flag = true)]
     Loadgen {
@@ -74,6 +79,14 @@ pub struct ProbeArgs {
     /// One JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `acceptbench host-info`.
+#[derive(Debug, Args)]
+pub struct HostInfoArgs {
+    /// After the JSON line, answer each stdin line with CLOCK_REALTIME ns.
+    #[arg(long)]
+    pub clock: bool,
 }
 
 /// `acceptbench listen`.
@@ -267,11 +280,27 @@ pub struct SweepArgs {
     /// Overflow runs: net.core.somaxconn (private network namespace, root).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub somaxconn: Option<u32>,
-    /// Modes closed and rate across veth instead of loopback: each run makes a server
-    /// network namespace and K client namespaces on a bridge (root, iproute2), one
-    /// loadgen in each (K times a loopback run's load); rows say netns=veth.
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=64))]
-    pub client_hosts: Option<u32>,
+    /// Modes closed and rate from other client "hosts": K (a number, root) makes per run
+    /// a server network namespace and K client namespaces on a bridge, one loadgen in
+    /// each (K times a loopback run's load; rows say netns=veth); a comma-separated list
+    /// of ssh://[user@]host[:port][/path/to/acceptbench] (or @FILE, one per line) runs
+    /// loadgen on those machines over OpenSSH (with --server-addr; see README).
+    #[arg(long, value_name = "K|ssh://…,…|@FILE")]
+    pub client_hosts: Option<String>,
+    /// With ssh client hosts: the address of this machine the clients connect to (the
+    /// acceptor listens on it, a free port per run).
+    #[arg(long)]
+    pub server_addr: Option<std::net::IpAddr>,
+    /// With ssh client hosts: copy this acceptbench binary to each host (scp, a
+    /// temporary file removed at the end) instead of running the one installed there.
+    #[arg(long, value_name = "PATH")]
+    pub client_binary: Option<PathBuf>,
+    /// With ssh client hosts: the ssh config file to use (ssh -F) instead of ~/.ssh/config.
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+    /// With ssh client hosts: an ssh option (ssh -o), repeatable, e.g. --ssh-option IdentityFile=~/.ssh/bench.
+    #[arg(long, value_name = "OPTION")]
+    pub ssh_option: Vec<String>,
 }
 
 /// `acceptbench compare`.

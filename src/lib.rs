@@ -23,6 +23,7 @@ pub mod record;
 pub mod report;
 pub mod serverrec;
 pub mod signal;
+pub mod sshhost;
 pub mod stall;
 pub use common::sockcmd;
 pub mod stats;

@@ -21,6 +21,14 @@ use crate::worker::RoundCmd;
 /// Raised by SIGINT/SIGTERM; a second signal exits at once.
 static STOP: AtomicBool = AtomicBool::new(false);
 
+/// `--remote`: stdin ended without a `stop`: the driver's ssh session is gone and
+/// nobody will fetch a report or records.
+static DRIVER_GONE: AtomicBool = AtomicBool::new(false);
+
+/// Exit status of a `--remote` run whose driver went away (its records are not
+/// written; the sweep's remote script removes their directory on any failure).
+pub const EXIT_DRIVER_GONE: u8 = 4;
+
 extern "C" fn on_signal(_sig: libc::c_int) {
     if STOP.swap(true, Ordering::Relaxed) {
         // SAFETY: _exit is async-signal-safe.
@@ -78,7 +86,16 @@ where
         Ok(Ok(c)) => c,
     };
     install_signal_handlers();
-    match app(&config) {
+    let result = app(&config);
+    if DRIVER_GONE.load(Ordering::Relaxed) {
+        // stderr is likely gone with the session: a failed write must not panic.
+        let _ = writeln!(
+            std::io::stderr(),
+            "loadgen: the driver's session ended: nothing written"
+        );
+        return ExitCode::from(EXIT_DRIVER_GONE);
+    }
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loadgen: error: {e:#}");
@@ -90,8 +107,62 @@ where
     }
 }
 
+/// `--remote`: says it is ready, waits for `go`, then watches stdin for the rest of
+/// the run: `stop`, or the end of stdin (the ssh session closed), raises [`STOP`].
+fn remote_start() -> anyhow::Result<()> {
+    use crate::protocol::{Ready, Reply, GO};
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "{}",
+        Ready {
+            pid: std::process::id()
+        }
+    )
+    .and_then(|_| out.flush())
+    .context("cannot write to stdout")?;
+    drop(out);
+    let mut line = String::new();
+    let n = std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .context("cannot read stdin")?;
+    if n == 0 {
+        DRIVER_GONE.store(true, Ordering::Relaxed);
+    }
+    if n == 0 || line.trim() != GO {
+        anyhow::bail!(
+            "--remote: expected \"{GO}\" on stdin, got {:?}: the sweep ended before the start",
+            line.trim()
+        );
+    }
+    std::thread::Builder::new()
+        .name("remote-stdin".into())
+        .spawn(|| {
+            let stdin = std::io::stdin();
+            let mut line = String::new();
+            loop {
+                line.clear();
+                match stdin.lock().read_line(&mut line) {
+                    Ok(0) | Err(_) => {
+                        DRIVER_GONE.store(true, Ordering::Relaxed);
+                        break;
+                    }
+                    Ok(_) if Reply::parse(&line) == Some(Reply::Stop) => break,
+                    Ok(_) => {}
+                }
+            }
+            STOP.store(true, Ordering::Relaxed);
+        })
+        .context("cannot start the thread watching stdin")?;
+    Ok(())
+}
+
 fn app(config: &Config) -> anyhow::Result<()> {
     let out_cfg = &config.output;
+    if out_cfg.remote {
+        remote_start()?;
+    }
     let mut observer = CliObserver {
         progress: !out_cfg.quiet && std::io::stderr().is_terminal(),
         sync_stdio: out_cfg.sync_stdio,
@@ -102,6 +173,9 @@ fn app(config: &Config) -> anyhow::Result<()> {
     let record_meta =
         record::RecordMeta::here(Some(config.target), out_cfg.run_id.as_deref().unwrap_or(""));
     let run = run_with(config, &STOP, &mut observer)?;
+    if DRIVER_GONE.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     if observer.printed_progress {
         eprintln!();
     }

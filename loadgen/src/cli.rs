@@ -101,6 +101,11 @@ pub struct Cli {
     /// Burst: after each round print `round <i> established <n> pending <p>` and wait for "next"/"stop" on stdin.
     #[arg(long)]
     pub sync_stdio: bool,
+    /// Driven by a sweep over ssh: print `ready pid <PID>` and wait for `go` on stdin
+    /// before starting; a `stop` line, or the end of stdin (the session is gone), stops
+    /// the run early (it still reports what it measured).
+    #[arg(long)]
+    pub remote: bool,
     /// Burst: close (RST) each round's connections as soon as its outcomes are known,
     /// before reporting the round. They stay in the server's accept queue, so the
     /// server still accepts them, and its close() no longer does the client's work

@@ -30,7 +30,7 @@ pub use common::affinity;
 /// The monotonic clock both sides stamp with (the `acceptbench-common` crate).
 pub use common::clock;
 
-pub use app::cli_main;
+pub use app::{cli_main, EXIT_DRIVER_GONE};
 pub use config::{CloseMode, Config, MethodChoice, Mode, Output, RingSetup, SocketOps};
 pub use driver::Method;
 pub use error::LoadgenError;

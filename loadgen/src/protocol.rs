@@ -1,10 +1,15 @@
-//! The drain-round line protocol between loadgen (`--mode burst --sync-stdio`) and
-//! whoever drives it (acceptbench's sweep): both ends use this module, so the words
-//! exist once.
+//! The line protocols between loadgen and whoever drives it (acceptbench's sweep):
+//! both ends use this module, so the words exist once.
 //!
-//! After each burst round loadgen writes one [`RoundLine`] on stdout, then waits for a
-//! [`Reply`] line on stdin: `next` runs another round, `stop` ends the run (and so does
-//! end of input). Other stdout lines (the final JSON report) are not round lines.
+//! Drain rounds (`--mode burst --sync-stdio`): after each burst round loadgen writes
+//! one [`RoundLine`] on stdout, then waits for a [`Reply`] line on stdin: `next` runs
+//! another round, `stop` ends the run (and so does end of input). Other stdout lines
+//! (the final JSON report) are not round lines.
+//!
+//! A remote start (`--remote`, loadgen on another host over ssh): loadgen writes a
+//! [`Ready`] line (`ready pid <PID>`) once it is set up and waits for [`GO`]; while it
+//! runs, a [`Reply::Stop`] line or the end of stdin (the ssh session is gone) stops it,
+//! and it reports as usual.
 
 use std::fmt;
 
@@ -72,9 +77,46 @@ impl Reply {
     }
 }
 
+/// The word that starts a remote loadgen.
+pub const GO: &str = "go";
+
+/// `ready pid <PID>`: a remote loadgen is set up and waits for [`GO`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ready {
+    /// The loadgen process's id on its host (to check, over ssh, that it is gone).
+    pub pid: u32,
+}
+
+impl Ready {
+    /// Parses a ready line; `None` for any other line.
+    pub fn parse(line: &str) -> Option<Ready> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ["ready", "pid", pid] = words[..] else {
+            return None;
+        };
+        Some(Ready {
+            pid: pid.parse().ok()?,
+        })
+    }
+}
+
+impl fmt::Display for Ready {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ready pid {}", self.pid)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ready_lines_round_trip() {
+        let r = Ready { pid: 4242 };
+        assert_eq!(Ready::parse(&r.to_string()), Some(r));
+        assert_eq!(Ready::parse("ready pid x"), None);
+        assert_eq!(Ready::parse("round 1 established 2 pending 3"), None);
+    }
 
     #[test]
     fn round_lines_round_trip() {

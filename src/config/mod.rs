@@ -70,6 +70,12 @@ pub enum ConfigError {
         /// What is wrong and what to give instead.
         why: String,
     },
+    /// `--client-hosts` that cannot be used, and why.
+    #[error("--client-hosts {0}")]
+    ClientHosts(String),
+    /// An ssh flag without ssh client hosts.
+    #[error("--{0} applies to --client-hosts ssh://…: give the client hosts, or drop --{0}")]
+    SshFlagWithoutSshHosts(&'static str),
     /// --slow-acceptor names an acceptor no run has.
     #[error("--slow-acceptor {index}:…: acceptors are numbered from 0 and the largest run has {acceptors}: pick an index below {acceptors}")]
     SlowAcceptorOutOfRange {
@@ -104,6 +110,11 @@ pub enum Command {
     Join(JoinConfig),
     /// `loadgen …`: the arguments for loadgen, program name first.
     Loadgen(Vec<std::ffi::OsString>),
+    /// `host-info`.
+    HostInfo {
+        /// Answer stdin lines with the wall clock.
+        clock: bool,
+    },
 }
 
 /// `listen`, validated.
@@ -185,10 +196,32 @@ pub struct SweepConfig {
     pub quiet: bool,
     /// One JSON object per finished row on stdout.
     pub json: bool,
-    /// Client namespaces per run (`--client-hosts`): closed/rate across veth.
-    pub client_hosts: Option<u32>,
+    /// `--client-hosts`: client namespaces per run, or ssh hosts (closed/rate only).
+    pub client_hosts: Option<ClientHostsConfig>,
     /// Mode stall's settings.
     pub stall: StallConfig,
+}
+
+/// `--client-hosts`, resolved.
+#[derive(Debug, Clone)]
+pub enum ClientHostsConfig {
+    /// K client network namespaces per run (root).
+    Namespaces(u32),
+    /// Machines reached over ssh.
+    Ssh(SshHostsConfig),
+}
+
+/// Client hosts over ssh.
+#[derive(Debug, Clone)]
+pub struct SshHostsConfig {
+    /// The hosts, in order.
+    pub hosts: Vec<crate::sshhost::SshHost>,
+    /// The address of this machine they connect to.
+    pub server_addr: std::net::IpAddr,
+    /// This binary to copy over first (`--client-binary`).
+    pub client_binary: Option<PathBuf>,
+    /// ssh's config file and options.
+    pub ssh: crate::sshhost::SshSettings,
 }
 
 /// Settings of mode stall.
@@ -311,6 +344,7 @@ impl Command {
                 clock_tolerance: a.clock_tolerance,
                 command,
             }),
+            Some(cli::Command::HostInfo(a)) => Command::HostInfo { clock: a.clock },
             Some(cli::Command::Loadgen { args }) => {
                 let mut v = vec![std::ffi::OsString::from("acceptbench loadgen")];
                 v.extend(args);
@@ -440,6 +474,7 @@ impl SweepConfig {
 
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
         let stall = StallConfig::from_args(&a, a.modes.contains(&Mode::Stall))?;
+        let client_hosts = client_hosts(&a)?;
         let mut engines = match a.engines {
             None => EngineKind::ALL.to_vec(),
             Some(list) => unique("engines", list)?,
@@ -486,7 +521,7 @@ impl SweepConfig {
         }
         let private_netns = netns_probe.is_ok();
         if let (Some(_), Some(m)) = (
-            a.client_hosts,
+            &client_hosts,
             modes
                 .iter()
                 .find(|m| !matches!(m, Mode::Closed | Mode::Rate)),
@@ -534,10 +569,78 @@ impl SweepConfig {
             command,
             quiet: a.quiet,
             json: a.json,
-            client_hosts: a.client_hosts,
+            client_hosts,
             stall,
         })
     }
+}
+
+/// `--client-hosts` and the ssh flags that go with it.
+fn client_hosts(a: &cli::SweepArgs) -> Result<Option<ClientHostsConfig>, ConfigError> {
+    let bad = |e: String| ConfigError::ClientHosts(e);
+    let parsed = match a.client_hosts.as_deref() {
+        None => None,
+        Some(text) => Some(
+            match text.strip_prefix('@') {
+                Some(file) => {
+                    let body = std::fs::read_to_string(file)
+                        .map_err(|e| bad(format!("@{file}: cannot read the hosts file: {e}")))?;
+                    crate::sshhost::parse_client_hosts(&body, Some(file))
+                }
+                None => crate::sshhost::parse_client_hosts(text, None),
+            }
+            .map_err(bad)?,
+        ),
+    };
+    let ssh_flags = [
+        ("server-addr", a.server_addr.is_some()),
+        ("client-binary", a.client_binary.is_some()),
+        ("ssh-config", a.ssh_config.is_some()),
+        ("ssh-option", !a.ssh_option.is_empty()),
+    ];
+    let ssh = matches!(parsed, Some(crate::sshhost::ClientHosts::Ssh(_)));
+    if let (false, Some((flag, _))) = (ssh, ssh_flags.iter().find(|(_, g)| *g)) {
+        return Err(ConfigError::SshFlagWithoutSshHosts(flag));
+    }
+    Ok(match parsed {
+        None => None,
+        Some(crate::sshhost::ClientHosts::Namespaces(k)) => Some(ClientHostsConfig::Namespaces(k)),
+        Some(crate::sshhost::ClientHosts::Ssh(hosts)) => {
+            let server_addr = a.server_addr.ok_or_else(|| {
+                bad("ssh://…: give --server-addr ADDR, the address of this machine the client hosts connect to".into())
+            })?;
+            if server_addr.is_loopback() || server_addr.is_unspecified() {
+                return Err(bad(format!(
+                    "ssh://…: --server-addr {server_addr} is not reachable from another machine: give this machine's address on the network the clients share"
+                )));
+            }
+            if let Some(b) = &a.client_binary {
+                if !b.is_file() {
+                    return Err(bad(format!(
+                        "ssh://…: --client-binary {}: no such file (give the acceptbench binary to copy, e.g. target/release/acceptbench)",
+                        b.display()
+                    )));
+                }
+            }
+            if let Some(f) = &a.ssh_config {
+                if !f.is_file() {
+                    return Err(bad(format!(
+                        "ssh://…: --ssh-config {}: no such file",
+                        f.display()
+                    )));
+                }
+            }
+            Some(ClientHostsConfig::Ssh(SshHostsConfig {
+                hosts,
+                server_addr,
+                client_binary: a.client_binary.clone(),
+                ssh: crate::sshhost::SshSettings {
+                    config: a.ssh_config.clone(),
+                    options: a.ssh_option.clone(),
+                },
+            }))
+        }
+    })
 }
 
 /// The address a sweep listens on: loopback, a free port chosen by the kernel.

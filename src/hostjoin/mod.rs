@@ -240,11 +240,18 @@ pub fn join_files(
     for c in clients {
         check_client(smeta, &server.records, c, tolerance)?;
     }
+    Ok(join_hosts(smeta, &server.records, clients))
+}
+
+/// Joins client files with the acceptor's records (`server`, written under `smeta`'s
+/// clock) without checking that they belong together: the sweep's own runs, whose
+/// clients it started itself.
+pub fn join_hosts(smeta: &RecordMeta, server: &[PeerRecord], clients: &[ClientFile]) -> Joined {
     let owner = owners(clients);
     let mut per_client: Vec<Vec<PeerRecord>> = vec![Vec::new(); clients.len()];
     let mut unknown_peer = 0;
     let mut peer_internal_ns = new_histogram();
-    for r in &server.records {
+    for r in server {
         peer_internal_ns.saturating_record(r.decoded_ns.saturating_sub(r.accepted_ns).max(1));
         match owner.of(&r.peer) {
             Some(i) => per_client[i].push(*r),
@@ -258,19 +265,19 @@ pub fn join_files(
         .zip(labels)
         .map(|((c, recs), label)| join_client(smeta, c, &recs, label))
         .collect();
-    let first = server.records.iter().map(|r| r.accepted_ns).min();
-    let last = server.records.iter().map(|r| r.decoded_ns).max();
-    Ok(Joined {
+    let first = server.iter().map(|r| r.accepted_ns).min();
+    let last = server.iter().map(|r| r.decoded_ns).max();
+    Joined {
         hosts,
         unknown_peer,
-        accepted: server.records.len() as u64,
+        accepted: server.len() as u64,
         peer_internal_ns,
         server_span_ns: match (first, last) {
             (Some(a), Some(b)) => b.saturating_sub(a),
             _ => 0,
         },
         server: smeta.clone(),
-    })
+    }
 }
 
 /// ns to add to a client's CLOCK_MONOTONIC stamp to express it in the server's.

@@ -63,7 +63,8 @@ pub struct HostRow {
 }
 
 impl HostRow {
-    fn of(h: &HostJoin) -> HostRow {
+    /// The row of one joined client.
+    pub fn of(h: &HostJoin) -> HostRow {
         let c = Percentiles::of(&h.connect_ns);
         let p = Percentiles::of(&h.peer_e2e_ns);
         HostRow {

@@ -129,6 +129,24 @@ impl RunDir {
     pub fn stall_csv(&self) -> PathBuf {
         self.path.join("stall.csv")
     }
+    /// `hosts/<series>-b<backlog>-<mode>[-r<rep>].csv` (creates `hosts/`): a run's ssh
+    /// client hosts, one row each (the columns of `acceptbench join`'s hosts.csv).
+    pub fn hosts_csv(
+        &self,
+        series: &str,
+        backlog: u32,
+        mode: &str,
+        rep: u32,
+    ) -> io::Result<PathBuf> {
+        let dir = self.path.join("hosts");
+        std::fs::create_dir_all(&dir)?;
+        let rep = if rep > 1 {
+            format!("-r{rep}")
+        } else {
+            String::new()
+        };
+        Ok(dir.join(format!("{series}-b{backlog}-{mode}{rep}.csv")))
+    }
     /// `stall/` (created).
     pub fn stall_dir(&self) -> io::Result<PathBuf> {
         let dir = self.path.join("stall");

@@ -195,6 +195,15 @@ pub struct SummaryRow {
     pub overflow_outcome: Option<String>,
     /// Time for the acceptor to drain what the queue held, ms.
     pub drain_ms: Option<f64>,
+    /// ssh client hosts of the run (`--client-hosts ssh://…`), comma-separated; empty
+    /// otherwise.
+    pub client_hosts: String,
+    /// Per ssh client host: `host:est=…,acc=…,matched=…` (established by it, accepted
+    /// with its addresses, joined), `;`-separated; hosts.csv has the rest.
+    pub per_host: String,
+    /// How far apart the ssh client hosts started loadgen, ms, by their own clocks
+    /// corrected by the offsets preflight estimated (± the largest uncertainty).
+    pub host_start_spread_ms: Option<f64>,
     /// Mode stall: how long the acceptor was asked to stop, ms.
     pub stall_ms: Option<f64>,
     /// Mode stall: the clients (`rate:N` or `closed:C`); empty otherwise.

@@ -264,8 +264,9 @@ fn sizing_table(rows: &[&StallRow]) -> super::table::Table {
         ("arrivals in the stall", R),
         ("engine", L),
         ("no SYN dropped from backlog", R),
+        ("its lag p99", R),
         (
-            "smaller backlogs: recovery (dropped, client-only, timed out)",
+            "smaller backlogs: recovery; lag p99; dropped / client-only / timed out",
             L,
         ),
     ]);
@@ -305,8 +306,9 @@ fn sizing_table(rows: &[&StallRow]) -> super::table::Table {
                     .max_by_key(|r| r.badness())
                     .expect("a backlog has rows");
                 format!(
-                    "{b}: {} ({}, {}, {})",
+                    "{b}: {}; {}; {} / {} / {}",
                     ms_text(worst.recover_ms, worst.judged_s),
+                    ms_text(Some(worst.lag_p99_ms), 0.0),
                     worst.dropped.map_or("?".into(), |d| d.to_string()),
                     worst.client_only,
                     worst.timed_out
@@ -314,12 +316,16 @@ fn sizing_table(rows: &[&StallRow]) -> super::table::Table {
             })
             .collect();
         let largest = by_backlog.keys().last().copied().unwrap_or(0);
+        let clean_lag = clean
+            .and_then(|b| by_backlog[&b].iter().map(|r| r.lag_p99_ms).reduce(f64::max))
+            .map_or("—".into(), |l| ms_text(Some(l), 0.0));
         t.row(vec![
             key.0.clone(),
             format!("{} ms", key.1),
             arrivals.to_string(),
             key.2.clone(),
             clean.map_or(format!("above {largest}"), |b| b.to_string()),
+            clean_lag,
             if smaller.is_empty() {
                 "—".into()
             } else {
@@ -448,7 +454,7 @@ mod tests {
         let md = readme_section(&[r64, r8]);
         assert!(
             md.contains(
-                "| rate:1000 | 500 ms | 0 | multishot | 64 | 8: not within 5.0 s (491, 0, 0) |"
+                "| rate:1000 | 500 ms | 0 | multishot | 64 | 0 ms | 8: not within 5.0 s; 0 ms; 491 / 0 / 0 |"
             ),
             "{md}"
         );

@@ -38,8 +38,24 @@ pub struct Client {
 pub struct ClientResult {
     /// Its JSON report.
     pub report: loadgen::Report,
-    /// Its per-connection records.
+    /// Its per-connection records (on this host's CLOCK_MONOTONIC).
     pub records: Vec<loadgen::ConnRecord>,
+    /// ssh client hosts: each host's own records, for the per-host join (empty for a
+    /// local client).
+    pub hosts: Vec<HostRecords>,
+}
+
+/// One ssh client host's share of a run, as its records file had it.
+#[derive(Debug, Clone)]
+pub struct HostRecords {
+    /// `[user@]host[:port]`.
+    pub label: String,
+    /// Its records' header (host name, boot, clock anchor: the loadgen's start).
+    pub meta: common::record_header::RecordMeta,
+    /// Its records, on its own clock.
+    pub records: Vec<loadgen::ConnRecord>,
+    /// Its wall clock − ours, ns, as preflight estimated it, and within ± this.
+    pub offset_ns: (i64, u64),
 }
 
 /// The loadgen configuration every sweep run starts from: `target`, the client
@@ -233,7 +249,11 @@ impl Client {
             .with_context(|| format!("loadgen's report does not parse: {json}"))?;
         let records = loadgen::read_records(&self.records)
             .with_context(|| format!("reading loadgen's records {}", self.records.display()))?;
-        Ok(ClientResult { report, records })
+        Ok(ClientResult {
+            report,
+            records,
+            hosts: Vec::new(),
+        })
     }
 }
 

@@ -147,56 +147,154 @@ impl Drop for Topology {
     }
 }
 
-/// The loadgen children of one run: one on the host (loopback), or one per client host.
-pub struct Clients(Vec<Client>);
+/// Where a run's clients run.
+#[derive(Clone, Copy)]
+pub enum Place<'a> {
+    /// One loadgen on this host's loopback.
+    Loopback,
+    /// One loadgen in each client namespace of the run's topology.
+    Namespaces(&'a Topology),
+    /// One loadgen on each ssh client host.
+    Ssh(&'a SshRun),
+}
+
+/// The ssh client hosts of a sweep, after preflight.
+#[derive(Debug, Clone)]
+pub struct SshRun {
+    /// How ssh is called.
+    pub settings: crate::sshhost::SshSettings,
+    /// Each host and what preflight learned of it.
+    pub hosts: Vec<super::ssh::HostFacts>,
+    /// The address of this machine they connect to.
+    pub server_addr: std::net::IpAddr,
+}
+
+/// The loadgen children of one run: one on the host (loopback), one per client
+/// namespace, or one per ssh client host.
+pub struct Clients {
+    local: Vec<Client>,
+    remote: Vec<super::ssh::RemoteClient>,
+    /// Preflight's clock offsets of the remote hosts, in order.
+    offsets: Vec<(i64, u64)>,
+}
 
 impl Clients {
-    /// Starts loadgen with `config`: once, or in each client namespace of `topology`
-    /// (each writes its records under its own `tmp/host<i>/`).
+    /// Starts loadgen with `config` at `place` (each writes its records under its own
+    /// `tmp/host<i>/`). ssh hosts each get `config` with a rate split between them (an
+    /// open loop at λ/K each, so the server sees λ), are started together once every
+    /// one has said it is ready.
     pub fn spawn(
         exe: &Path,
         tmp: &Path,
         config: &loadgen::Config,
-        topology: Option<&Topology>,
+        place: Place,
     ) -> anyhow::Result<Clients> {
-        let Some(t) = topology else {
-            return Ok(Clients(vec![Client::spawn(exe, tmp, config)?]));
+        let mut c = Clients {
+            local: Vec::new(),
+            remote: Vec::new(),
+            offsets: Vec::new(),
         };
-        let mut v = Vec::new();
-        for (i, fd) in t.client_fds().into_iter().enumerate() {
-            let dir = tmp.join(format!("host{}", i + 1));
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            v.push(Client::spawn_in(exe, &dir, config, Some(fd))?);
+        match place {
+            Place::Loopback => c.local.push(Client::spawn(exe, tmp, config)?),
+            Place::Namespaces(t) => {
+                for (i, fd) in t.client_fds().into_iter().enumerate() {
+                    let dir = tmp.join(format!("host{}", i + 1));
+                    std::fs::create_dir_all(&dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
+                    c.local.push(Client::spawn_in(exe, &dir, config, Some(fd))?);
+                }
+            }
+            Place::Ssh(run) => {
+                let share = ssh_share(config, run.hosts.len());
+                for (i, f) in run.hosts.iter().enumerate() {
+                    // A host that cannot start fails the run; the ones started are
+                    // stopped when `c` drops.
+                    c.remote.push(super::ssh::RemoteClient::start(
+                        &run.settings,
+                        &f.host,
+                        &share,
+                        tmp,
+                        i + 1,
+                    )?);
+                    c.offsets.push((f.offset_ns, f.offset_within_ns));
+                }
+                for r in &mut c.remote {
+                    r.go()?;
+                }
+            }
         }
-        Ok(Clients(v))
+        Ok(c)
     }
 
     /// True once every child has exited.
     pub fn has_exited(&mut self) -> bool {
-        self.0.iter_mut().all(Client::has_exited)
+        self.local.iter_mut().all(Client::has_exited)
+            && self
+                .remote
+                .iter_mut()
+                .all(super::ssh::RemoteClient::has_exited)
     }
 
     /// Asks every child to stop early, once.
     pub fn interrupt(&mut self) {
-        self.0.iter_mut().for_each(Client::interrupt);
+        self.local.iter_mut().for_each(Client::interrupt);
+        self.remote
+            .iter_mut()
+            .for_each(super::ssh::RemoteClient::interrupt);
     }
 
-    /// Waits for every child (see [`Client::finish`]) and merges what they left: the
-    /// records of all of them, and one report with the counts and CPU summed.
+    /// Waits for every child (see [`Client::finish`], [`super::ssh::RemoteClient::finish`])
+    /// and merges what they left: the records of all of them, and one report with the
+    /// counts and CPU summed. Every child is finished even when one fails (no loadgen
+    /// is left running anywhere); the error names every host that failed.
     pub fn finish(self, limit: Duration) -> anyhow::Result<ClientResult> {
         let mut merged: Option<ClientResult> = None;
-        for (i, c) in self.0.into_iter().enumerate() {
-            let r = c
-                .finish(limit)
-                .with_context(|| format!("loadgen of client host {}", i + 1))?;
-            merged = Some(match merged {
+        let mut errors = Vec::new();
+        let mut add = |r: ClientResult| {
+            merged = Some(match merged.take() {
                 None => r,
                 Some(m) => merge(m, r),
             });
+        };
+        for (i, c) in self.local.into_iter().enumerate() {
+            match c.finish(limit) {
+                Ok(r) => add(r),
+                Err(e) => errors.push(format!("loadgen of client host {}: {e:#}", i + 1)),
+            }
+        }
+        for (r, offset) in self.remote.into_iter().zip(self.offsets) {
+            let label = r.host().label();
+            match r.finish(limit) {
+                Ok(rr) => {
+                    let mut res = rr.result;
+                    res.hosts.push(super::client::HostRecords {
+                        label,
+                        meta: rr.meta,
+                        records: rr.raw,
+                        offset_ns: offset,
+                    });
+                    add(res);
+                }
+                Err(e) => errors.push(format!("{e:#}")),
+            }
+        }
+        if !errors.is_empty() {
+            bail!("{}", errors.join("; "));
         }
         merged.context("no loadgen was started")
     }
+}
+
+/// Each ssh host's configuration: an open loop's rate split between the `k` hosts; a
+/// closed loop as configured on every host (k times the connectors).
+fn ssh_share(config: &loadgen::Config, k: usize) -> loadgen::Config {
+    let mut c = config.clone();
+    if let loadgen::Mode::Rate { rate_per_s } = c.mode {
+        c.mode = loadgen::Mode::Rate {
+            rate_per_s: rate_per_s / k.max(1) as f64,
+        };
+    }
+    c
 }
 
 fn merge(mut a: ClientResult, b: ClientResult) -> ClientResult {
@@ -220,5 +318,6 @@ fn merge(mut a: ClientResult, b: ClientResult) -> ClientResult {
     x.duration_s = x.duration_s.max(y.duration_s);
     x.interrupted |= y.interrupted;
     a.records.extend(b.records);
+    a.hosts.extend(b.hosts);
     a
 }

@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use super::client::{self, ClientResult};
+use super::hosts::Place;
 use super::run::{Measured, ModeFigures, RunEnv, RunSpec, StallFacts};
 use super::team::{self, RunTeam};
 
@@ -64,11 +65,17 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     if topology.is_some() {
         env.netns = "veth";
     }
+    if cfg.ssh.is_some() {
+        env.netns = "ssh";
+    }
+    let listen_addr = match (&topology, &cfg.ssh) {
+        (Some(t), _) => t.listen_addr(),
+        (None, Some(s)) => std::net::SocketAddr::new(s.server_addr, 0),
+        (None, None) => crate::config::sweep_listen_addr(),
+    };
     let set = ListenerSet::bind(
         &ListenerSpec {
-            addr: topology
-                .as_ref()
-                .map_or_else(crate::config::sweep_listen_addr, |t| t.listen_addr()),
+            addr: listen_addr,
             backlog: spec.planned.backlog,
             reuse_port: false,
             dual_stack: false,
@@ -78,10 +85,15 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     )?;
     let listener = set.first();
     let mut lg = loadgen_config(spec, listener)?;
-    if topology.is_some() {
-        lg.sources = None; // each client namespace has one address of its own
+    if topology.is_some() || cfg.ssh.is_some() {
+        lg.sources = None; // each client host has an address of its own
+        lg.cpus.clear(); // and CPUs of its own
     }
-    let topology = topology.as_ref();
+    let topology = match (&topology, &cfg.ssh) {
+        (Some(t), _) => Place::Namespaces(t),
+        (None, Some(s)) => Place::Ssh(s),
+        (None, None) => Place::Loopback,
+    };
     match spec.mode() {
         Mode::Closed | Mode::Rate => {
             let d = drive(spec, &set, &lg, Duration::ZERO, topology, None)?;
@@ -305,7 +317,7 @@ fn drive(
     set: &ListenerSet,
     lg: &loadgen::Config,
     pause: Duration,
-    topology: Option<&super::hosts::Topology>,
+    topology: Place,
     stall: Option<&Stall>,
 ) -> anyhow::Result<Driven> {
     let cfg = spec.settings;
@@ -441,6 +453,7 @@ mod tests {
             client: ClientResult {
                 report: loadgen::Report::default(),
                 records,
+                hosts: Vec::new(),
             },
             failure: None,
             interrupted: false,

@@ -20,6 +20,7 @@ pub mod plan;
 pub mod rows;
 pub mod run;
 pub mod sink;
+pub mod ssh;
 pub mod stall;
 pub mod team;
 
@@ -52,7 +53,11 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     kernel::raise_nofile();
     let exe = std::env::current_exe().context("cannot find this executable to start loadgen")?;
     let uring = probe::probe_uring();
-    let meta = sweep_meta(cfg, &uring);
+    let mut meta = sweep_meta(cfg, &uring);
+    let mut settings = RunSettings::of(cfg);
+    if let Some(crate::config::ClientHostsConfig::Ssh(s)) = &cfg.client_hosts {
+        settings.ssh = Some(ssh_preflight(s, &mut meta)?);
+    }
     for n in &meta.notes {
         eprintln!("acceptbench: note: {n}");
     }
@@ -68,7 +73,6 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     let total = rounds.iter().map(Vec::len).sum();
     let mut terminal = sink::Terminal::new(total, cfg.quiet || cfg.json);
     let mut json = cfg.json.then_some(sink::JsonLines);
-    let settings = RunSettings::of(cfg);
     let ctx = RunContext {
         settings: &settings,
         uring: &uring,
@@ -101,6 +105,9 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         Ok(())
     })();
     drop(tmp_dir);
+    if let Some(s) = &settings.ssh {
+        ssh::remove_copies(&s.settings, &s.hosts);
+    }
     let incomplete = stop.is_raised() || result.is_err();
     terminal.done(incomplete)?;
     directory.done(incomplete)?;
@@ -121,6 +128,49 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     } else {
         EXIT_OK
     }))
+}
+
+/// Checks the ssh client hosts before the first run (see [`ssh::preflight`]) and
+/// notes what it found in `meta`.
+fn ssh_preflight(
+    s: &crate::config::SshHostsConfig,
+    meta: &mut Meta,
+) -> anyhow::Result<hosts::SshRun> {
+    eprintln!(
+        "acceptbench: checking {} ssh client host{} (version, clock, a test connection to {})",
+        s.hosts.len(),
+        if s.hosts.len() == 1 { "" } else { "s" },
+        s.server_addr
+    );
+    let facts = ssh::preflight(
+        &s.ssh,
+        &s.hosts,
+        &ssh::this_host(),
+        s.server_addr,
+        s.client_binary.as_deref(),
+    )?;
+    for f in &facts {
+        meta.notes.push(format!(
+            "client host {} ({}): acceptbench {} at {}{}, wall clock {:+.3} ms from this host's (±{:.3} ms, the fastest of several round trips over ssh), a test connection to {} accepted",
+            f.host.label(),
+            f.info.host,
+            f.info.acceptbench_version,
+            f.host.binary(),
+            if f.copied.is_some() { " (copied there with scp)" } else { "" },
+            f.offset_ns as f64 / 1e6,
+            f.offset_within_ns as f64 / 1e6,
+            s.server_addr
+        ));
+    }
+    meta.notes.push(format!(
+        "ssh client hosts: each runs loadgen with --rate split between the {} hosts (the server sees the rate asked for) and closed loops as configured on every host; its records are joined through the hosts' wall clocks when it is another machine, so peer latencies are only as right as their clock sync (columns client_hosts, per_host, host_start_spread_ms; hosts/*.csv per run)",
+        facts.len()
+    ));
+    Ok(hosts::SshRun {
+        settings: s.ssh.clone(),
+        hosts: facts,
+        server_addr: s.server_addr,
+    })
 }
 
 /// meta.json of a sweep as it starts: the machine, the command, its set-up notes.

@@ -25,6 +25,8 @@ pub struct FinishedRun {
     pub client_connect: Option<String>,
     /// Stall runs: the stall.csv row and the run's timeline.
     pub stall: Option<super::stall::StallOut>,
+    /// ssh client hosts: one hosts.csv row per host.
+    pub hosts: Vec<crate::hostjoin::output::HostRow>,
 }
 
 /// How a loadgen run connected, from its report: `uring (ring default, socket ops ring)`,
@@ -50,6 +52,7 @@ impl FinishedRun {
             queue: None,
             client_connect: None,
             stall: None,
+            hosts: Vec::new(),
         }
     }
 }
@@ -145,6 +148,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
     acceptor_columns(&mut row, p, &m, &j);
     accounting_columns(&mut row, &m, &client, &j);
     latency_columns(&mut row, &client, &j, &m.rec.peer_extract_ns);
+    let hosts = host_columns(&mut row, &m);
     let mut queue = None;
     if let ModeFigures::Overflow(f) | ModeFigures::Stall(f, _) = m.figures {
         overflow_columns(&mut row, &f, &client.latencies, m.released_ns, p.mode);
@@ -166,6 +170,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         queue,
         client_connect: Some(client_connect(&m.client.report)),
         stall,
+        hosts,
     }
 }
 
@@ -202,6 +207,59 @@ fn status_and_notes(
         Status::Ok
     };
     (status, notes)
+}
+
+/// ssh client hosts: each host's records joined with the acceptor's on their own
+/// (through the wall clocks for another machine, as `acceptbench join` does), the
+/// per-host columns, and how close together the hosts started. Returns their
+/// hosts.csv rows (none for a local client).
+fn host_columns(row: &mut SummaryRow, m: &Measured) -> Vec<crate::hostjoin::output::HostRow> {
+    use crate::hostjoin::{self, output::HostRow, ClientFile};
+    let hosts = &m.client.hosts;
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let files: Vec<ClientFile> = hosts
+        .iter()
+        .map(|h| ClientFile {
+            path: h.label.clone().into(),
+            meta: h.meta.clone(),
+            records: h.records.clone(),
+        })
+        .collect();
+    let here = common::record_header::RecordMeta::here(None, "");
+    let j = hostjoin::join_hosts(&here, &m.rec.peers, &files);
+    row.client_hosts = hosts
+        .iter()
+        .map(|h| h.label.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    row.per_host = hosts
+        .iter()
+        .zip(&j.hosts)
+        .map(|(h, hj)| {
+            format!(
+                "{}:est={},acc={},matched={}",
+                h.label, hj.established, hj.accepted, hj.matched
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(";");
+    // Each loadgen's start by its own wall clock, less its offset from ours.
+    let starts: Vec<i128> = hosts
+        .iter()
+        .map(|h| h.meta.anchor_realtime_ns as i128 - h.offset_ns.0 as i128)
+        .collect();
+    if let (Some(lo), Some(hi)) = (starts.iter().min(), starts.iter().max()) {
+        let spread_ms = (hi - lo) as f64 / 1e6;
+        let within_ms = hosts.iter().map(|h| h.offset_ns.1).max().unwrap_or(0) as f64 / 1e6;
+        row.host_start_spread_ms = Some(spread_ms);
+        row.add_note(&format!(
+            "{} ssh client hosts started within {spread_ms:.1} ms of each other (by their clocks, less the offsets preflight estimated to ±{within_ms:.1} ms)",
+            hosts.len()
+        ));
+    }
+    j.hosts.iter().map(HostRow::of).collect()
 }
 
 /// The acceptor side: window, rates, CPU, per-acceptor split, errors, and the listener

@@ -39,8 +39,10 @@ pub struct RunSettings {
     pub slow_acceptor: Option<SlowAcceptor>,
     /// Overflow-study settings (modes burst and overload).
     pub overflow: OverflowConfig,
-    /// Client namespaces per run (`--client-hosts`).
+    /// Client namespaces per run (`--client-hosts K`).
     pub client_hosts: Option<u32>,
+    /// ssh client hosts after preflight (`--client-hosts ssh://…`).
+    pub ssh: Option<super::hosts::SshRun>,
     /// Mode stall's settings.
     pub stall: StallConfig,
 }
@@ -60,7 +62,11 @@ impl RunSettings {
             server_cpus: cfg.server_cpus.clone(),
             slow_acceptor: cfg.slow_acceptor,
             overflow: cfg.overflow.clone(),
-            client_hosts: cfg.client_hosts,
+            client_hosts: match cfg.client_hosts {
+                Some(crate::config::ClientHostsConfig::Namespaces(k)) => Some(k),
+                _ => None,
+            },
+            ssh: None,
             stall: cfg.stall.clone(),
         }
     }

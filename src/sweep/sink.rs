@@ -243,6 +243,13 @@ impl Sink for Directory {
         if let Some(st) = &run.stall {
             self.write_stall(st, r)?;
         }
+        if !run.hosts.is_empty() {
+            let path = self
+                .dir
+                .hosts_csv(&series, r.backlog, &mode, r.repetition)?;
+            crate::hostjoin::output::write_hosts_csv(&path, &run.hosts)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
         if let Some(c) = &run.client_connect {
             let how = format!("{} by {c}", r.mode);
             if !self.meta.client_connect.contains(&how) {

@@ -76,6 +76,7 @@ impl Config {
             (self.wait_close, "--wait-close"),
             (self.close_early, "--close-early"),
             (o.sync_stdio, "--sync-stdio"),
+            (o.remote, "--remote"),
             (o.json, "--json"),
             (o.quiet, "--quiet"),
         ];
@@ -122,6 +123,7 @@ mod tests {
                 "--quiet",
                 "--records",
                 "/tmp/r.bin",
+                "--remote",
             ],
             &[
                 "--target",

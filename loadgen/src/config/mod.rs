@@ -113,6 +113,9 @@ pub struct Output {
     pub quiet: bool,
     /// Burst: report each round on stdout and wait for "next"/"stop" on stdin.
     pub sync_stdio: bool,
+    /// Driven over ssh: `ready pid <PID>`, wait for `go`; `stop` or end of stdin stops
+    /// the run (see [`crate::protocol`]).
+    pub remote: bool,
 }
 
 /// A validated loadgen configuration.
@@ -238,6 +241,7 @@ impl Config {
                 run_id: cli.run_id.clone(),
                 quiet: cli.quiet,
                 sync_stdio: cli.sync_stdio,
+                remote: cli.remote,
             },
         };
         config.validate()?;
@@ -435,6 +439,9 @@ fn mode_from_cli(cli: &Cli) -> Result<Mode, LoadgenError> {
     }
     if cli.sync_stdio && cli.mode != ModeArg::Burst {
         return bad("--sync-stdio applies only to --mode burst");
+    }
+    if cli.sync_stdio && cli.remote {
+        return bad("--remote and --sync-stdio both read stdin: give one of them");
     }
     Ok(match cli.mode {
         ModeArg::Closed => Mode::Closed,
