@@ -141,6 +141,9 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     }
 }
 
+/// What a stall run's arrivals last beyond --stall-at + --stall + --stall-after.
+const STALL_SLACK: Duration = Duration::from_millis(100);
+
 /// The loadgen configuration of a run.
 fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen::Config> {
     let cfg = spec.settings;
@@ -194,7 +197,10 @@ fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen
                 .stall
                 .context("a stall run was planned without its stall and load")?;
             let s = &cfg.stall;
-            c.duration = Some(s.at + cell.duration + s.after);
+            // The pause starts a little after --stall-at (loadgen's own start, then the
+            // first connection the acceptor finishes from then on): 100 ms more keeps
+            // arrivals going at least --stall-after past the resume.
+            c.duration = Some(s.at + cell.duration + s.after + STALL_SLACK);
             c.connect_timeout = s.connect_timeout;
             match cell.load {
                 StallLoad::Rate(n) => {
