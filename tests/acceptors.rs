@@ -19,30 +19,15 @@ static ONE_SWEEP: std::sync::Mutex<()> = std::sync::Mutex::new(());
 /// Runs `acceptbench sweep --repeat 1 --no-plots ARGS` into a fresh directory.
 fn sweep(name: &str, args: &[&str]) -> (PathBuf, Vec<SummaryRow>) {
     let _one = ONE_SWEEP.lock().unwrap_or_else(|e| e.into_inner());
-    let out = std::env::temp_dir().join(format!("acceptbench-acc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
-        .args(["sweep", "--repeat", "1", "--no-plots", "--quiet"])
-        .args(args)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{status}");
-    let dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let mut all = vec!["--repeat", "1", "--no-plots", "--quiet"];
+    all.extend_from_slice(args);
+    let dir = support::sweep_into(&format!("acc-{name}"), &all);
     let rows = csv::read(&dir.join("summary.csv")).unwrap();
     (dir, rows)
 }
 
 fn cleanup(dir: &Path) {
-    if let Some(parent) = dir.parent() {
-        let _ = std::fs::remove_dir_all(parent);
-    }
+    support::remove_run(dir);
 }
 
 fn per_acceptor(r: &SummaryRow) -> Vec<AcceptorEntry> {

@@ -10,39 +10,23 @@ use acceptbench::report::{csv, meta::Meta, row::SummaryRow};
 
 /// Runs `acceptbench sweep --modes burst ARGS` into a fresh directory; returns (run dir, rows).
 fn burst_sweep(name: &str, args: &[&str]) -> (PathBuf, Vec<SummaryRow>) {
-    let out = std::env::temp_dir().join(format!("acceptbench-ovf-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
-        .args([
-            "sweep",
-            "--repeat",
-            "1",
-            "--modes",
-            "burst",
-            "--no-plots",
-            "--pause",
-            "300ms",
-        ])
-        .args(args)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let mut all = vec![
+        "--repeat",
+        "1",
+        "--modes",
+        "burst",
+        "--no-plots",
+        "--pause",
+        "300ms",
+    ];
+    all.extend_from_slice(args);
+    let dir = support::sweep_into(&format!("ovf-{name}"), &all);
     let rows = csv::read(&dir.join("summary.csv")).unwrap();
     (dir, rows)
 }
 
 fn cleanup(dir: &Path) {
-    if let Some(parent) = dir.parent() {
-        let _ = std::fs::remove_dir_all(parent);
-    }
+    support::remove_run(dir);
 }
 
 #[test]

@@ -17,34 +17,20 @@ fn stall_sweep(name: &str, args: &[&str]) -> (PathBuf, Vec<StallRow>) {
     // One at a time: their acceptors are pinned to the same CPU.
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
-    let out = std::env::temp_dir().join(format!("acceptbench-stall-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&out);
-    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
-        .args([
-            "sweep",
-            "--repeat",
-            "1",
-            "--modes",
-            "stall",
-            "--engines",
-            "std",
-            "--no-plots",
-            "--quiet",
-            "--stall-at",
-            "500ms",
-        ])
-        .args(args)
-        .arg("--out")
-        .arg(&out)
-        .status()
-        .unwrap();
-    assert!(status.success(), "{status}");
-    let dir = std::fs::read_dir(&out)
-        .unwrap()
-        .next()
-        .unwrap()
-        .unwrap()
-        .path();
+    let mut all = vec![
+        "--repeat",
+        "1",
+        "--modes",
+        "stall",
+        "--engines",
+        "std",
+        "--no-plots",
+        "--quiet",
+        "--stall-at",
+        "500ms",
+    ];
+    all.extend_from_slice(args);
+    let dir = support::sweep_into(&format!("stall-{name}"), &all);
     let rows = stall::read(&dir.join("stall.csv")).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, "ok", "{:?}", rows[0]);
@@ -52,9 +38,7 @@ fn stall_sweep(name: &str, args: &[&str]) -> (PathBuf, Vec<StallRow>) {
 }
 
 fn cleanup(dir: &std::path::Path) {
-    if let Some(parent) = dir.parent() {
-        let _ = std::fs::remove_dir_all(parent);
-    }
+    support::remove_run(dir);
 }
 
 /// Within 20% or `slack` of each other.

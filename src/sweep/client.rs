@@ -112,21 +112,19 @@ impl Client {
             .stdout(Stdio::piped())
             .stderr(err_file)
             .process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and calls only
-        // prctl(2) and setns(2), which are async-signal-safe; the namespace descriptor
-        // is held open by the caller until the spawn returns.
-        unsafe {
-            cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                if let Some(fd) = netns {
+        dies_with_this_thread(&mut cmd);
+        if let Some(fd) = netns {
+            // SAFETY: the closure runs in the forked child before exec and calls only
+            // setns(2), which is async-signal-safe; the namespace descriptor is held
+            // open by the caller until the spawn returns.
+            unsafe {
+                cmd.pre_exec(move || {
                     if libc::setns(fd, libc::CLONE_NEWNET) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
-                }
-                Ok(())
-            });
+                    Ok(())
+                });
+            }
         }
         let mut child = cmd
             .spawn()
@@ -264,6 +262,21 @@ impl Drop for Client {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+/// Makes the child `cmd` starts die (SIGKILL) with the thread that starts it
+/// (`PR_SET_PDEATHSIG`), so a run's thread never leaves a client behind.
+pub fn dies_with_this_thread(cmd: &mut Command) {
+    // SAFETY: the closure runs in the forked child before exec and calls only prctl(2),
+    // which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
     }
 }
 

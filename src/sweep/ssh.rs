@@ -40,31 +40,10 @@ const COMMAND_LIMIT: Duration = Duration::from_secs(30);
 const CLOCK_ROUNDS: usize = 8;
 
 impl SshSettings {
-    /// `ssh` with the sweep's options for `host`, the remote command to follow.
-    fn ssh(&self, host: &SshHost) -> Command {
-        let mut c = Command::new("ssh");
-        c.arg("-T")
-            .args(["-o", "BatchMode=yes"])
-            .arg("-o")
-            .arg(format!("ConnectTimeout={}", CONNECT_TIMEOUT.as_secs()))
-            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]);
-        if let Some(f) = &self.config {
-            c.arg("-F").arg(f);
-        }
-        for o in &self.options {
-            c.arg("-o").arg(o);
-        }
-        if let Some(p) = host.port {
-            c.arg("-p").arg(p.to_string());
-        }
-        c.arg(host.destination()).arg("--");
-        c
-    }
-
-    /// `scp` of `local` to `remote` on `host`.
-    fn scp(&self, host: &SshHost, local: &Path, remote: &str) -> Command {
-        let mut c = Command::new("scp");
-        c.args(["-q", "-o", "BatchMode=yes"])
+    /// The options every ssh and scp of the sweep gets, `port_flag` naming the port
+    /// (`-p` for ssh, `-P` for scp).
+    fn options(&self, c: &mut Command, host: &SshHost, port_flag: &str) {
+        c.args(["-o", "BatchMode=yes"])
             .arg("-o")
             .arg(format!("ConnectTimeout={}", CONNECT_TIMEOUT.as_secs()));
         if let Some(f) = &self.config {
@@ -74,8 +53,25 @@ impl SshSettings {
             c.arg("-o").arg(o);
         }
         if let Some(p) = host.port {
-            c.arg("-P").arg(p.to_string());
+            c.arg(port_flag).arg(p.to_string());
         }
+    }
+
+    /// `ssh` with the sweep's options for `host`, the remote command to follow.
+    fn ssh(&self, host: &SshHost) -> Command {
+        let mut c = Command::new("ssh");
+        c.arg("-T")
+            .args(["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]);
+        self.options(&mut c, host, "-p");
+        c.arg(host.destination()).arg("--");
+        c
+    }
+
+    /// `scp` of `local` to `remote` on `host`.
+    fn scp(&self, host: &SshHost, local: &Path, remote: &str) -> Command {
+        let mut c = Command::new("scp");
+        c.arg("-q");
+        self.options(&mut c, host, "-P");
         c.arg(local).arg(format!("{}:{remote}", scp_host(host)));
         c
     }
@@ -363,16 +359,7 @@ impl Session {
             .stdout(Stdio::piped())
             .stderr(err)
             .process_group(0);
-        // SAFETY: the closure runs in the forked child before exec and only calls
-        // prctl(2), which is async-signal-safe.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        super::client::dies_with_this_thread(&mut cmd);
         let mut child = cmd
             .spawn()
             .context("cannot run ssh (install OpenSSH's client: apt-get install openssh-client)")?;

@@ -89,6 +89,35 @@ pub fn loadgen_children(parent: u32) -> Vec<i32> {
     out
 }
 
+/// Runs `acceptbench sweep ARGS --out <a fresh temporary directory named by `name`>`,
+/// asserts it succeeded, and returns the run directory it made (remove it with
+/// [`remove_run`]).
+pub fn sweep_into(name: &str, args: &[&str]) -> std::path::PathBuf {
+    let out = std::env::temp_dir().join(format!("acceptbench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&out);
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+        .arg("sweep")
+        .args(args)
+        .arg("--out")
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{args:?}: {status}");
+    std::fs::read_dir(&out)
+        .unwrap()
+        .next()
+        .expect("the sweep made a run directory")
+        .unwrap()
+        .path()
+}
+
+/// Removes what [`sweep_into`] made.
+pub fn remove_run(dir: &std::path::Path) {
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::remove_dir_all(parent);
+    }
+}
+
 /// True when running as root (network namespaces and sysctls need it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
