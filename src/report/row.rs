@@ -213,7 +213,8 @@ pub struct SummaryRow {
     /// Mode stall: from the resume until normal, ms.
     pub recover_ms: Option<f64>,
     /// Network namespace the run had: "private" (a fresh one, made for this run and gone
-    /// with it; counters exact) or "host".
+    /// with it; counters exact), "host", "veth" (`--client-hosts K`: client namespaces
+    /// on a bridge) or "ssh" (`--client-hosts ssh://…`: client machines).
     pub netns: String,
     /// net.core.somaxconn as the run saw it (its own namespace).
     pub somaxconn: Option<u64>,
