@@ -160,6 +160,18 @@ pub fn this_host() -> HostInfo {
     }
 }
 
+/// The last non-empty line of a file (ssh's stderr), or "no message".
+fn last_line(path: &Path) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("no message")
+        .trim()
+        .to_string()
+}
+
 /// What preflight learned of a host.
 #[derive(Debug, Clone)]
 pub struct HostFacts {
@@ -201,8 +213,15 @@ fn check_info(host: &SshHost, info: &HostInfo, ours: &HostInfo) -> anyhow::Resul
 fn host_info(ssh: &SshSettings, host: &SshHost) -> anyhow::Result<(HostInfo, i64, u64)> {
     let mut cmd = ssh.ssh(host);
     cmd.arg(format!("{} host-info --clock", shell_quote(host.binary())));
-    let mut s = Session::start(cmd, None)?;
-    let first = s.line(START_LIMIT)?.context("ssh ended before an answer")?;
+    let err = tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
+    let mut s = Session::start(cmd, Some(err.path()))?;
+    let first = match s.line(START_LIMIT)? {
+        Some(l) => l,
+        None => {
+            let _ = s.child.wait();
+            bail!("ssh ended before an answer: {}", last_line(err.path()));
+        }
+    };
     let info: HostInfo = serde_json::from_str(&first).with_context(|| {
         format!(
             "{} host-info did not answer as acceptbench does ({first:?}): is {} an acceptbench binary there?",
@@ -488,15 +507,10 @@ impl RemoteClient {
         let stderr = tmp.join(format!("ssh-{n}.stderr"));
         let mut session = Session::start(cmd, Some(&stderr))?;
         let failed = |why: String, stderr: &Path| {
-            let msg = std::fs::read_to_string(stderr).unwrap_or_default();
             anyhow::anyhow!(
                 "client host {}: loadgen did not start ({why}): {}",
                 host.label(),
-                msg.lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("no message")
-                    .trim()
+                last_line(stderr)
             )
         };
         let give_up = Instant::now() + START_LIMIT;
@@ -585,17 +599,11 @@ impl RemoteClient {
         self.session.close();
         let gone = self.make_sure_gone();
         let fetched = self.fetch_records();
-        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         gone?;
         let Some(json) = last else {
             bail!(
                 "client host {label}: no report from loadgen (the host died, hung or the session broke): {}",
-                stderr
-                    .lines()
-                    .rev()
-                    .find(|l| !l.trim().is_empty())
-                    .unwrap_or("no message")
-                    .trim()
+                last_line(&self.stderr)
             );
         };
         let report: loadgen::Report = serde_json::from_str(&json)
