@@ -82,6 +82,11 @@ impl FromStr for SshHost {
             Some((u, h)) => (Some(u), h),
             None => (None, authority),
         };
+        if !hostport.starts_with('[') && hostport.matches(':').count() > 1 {
+            return Err(format!(
+                "{s:?}: an IPv6 address goes in brackets, with the port after them: ssh://[fd00::2]:22"
+            ));
+        }
         let (host, port) = if let Some(v6) = hostport.strip_prefix('[') {
             let (h, after) = v6
                 .split_once(']')
@@ -98,6 +103,11 @@ impl FromStr for SshHost {
                 && t.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c) || extra.contains(c))
         };
+        if host.starts_with('-') || user.is_some_and(|u| u.starts_with('-')) {
+            return Err(format!(
+                "{s:?}: a host or user may not start with '-' (ssh would read it as an option)"
+            ));
+        }
         if !name_ok(host, ":%") {
             return Err(format!(
                 "{s:?}: the host {host:?} is not a host name or address: {URL_USAGE}"
@@ -251,6 +261,9 @@ mod tests {
             "ssh://us;er@host",
             "ssh://host/a b",
             "ssh://[fd00::2",
+            "ssh://fd00::2",
+            "ssh://-oProxyCommand=x",
+            "ssh://-x@host",
         ] {
             assert!(bad.parse::<SshHost>().is_err(), "{bad} should be refused");
         }

@@ -371,7 +371,9 @@ fn no_remote_loadgen_survives_a_killed_sweep() {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SIGKILL: the sweep cannot stop anything itself.
+    // SIGKILL: the sweep cannot stop anything itself. (Its own temporary directory on
+    // this machine stays behind, as any SIGKILLed program's: removed below.)
+    let before = sweep_tmp_dirs();
     child.kill().unwrap();
     child.wait().unwrap();
     let give_up = Instant::now() + Duration::from_secs(15);
@@ -386,6 +388,24 @@ fn no_remote_loadgen_survives_a_killed_sweep() {
     // Nobody will fetch their records: they wrote none, and their directories are gone.
     let dirs = remote_dirs();
     assert!(dirs.is_empty(), "left behind: {dirs:?}");
+    for d in before {
+        let _ = std::fs::remove_dir_all(d);
+    }
+}
+
+/// The sweep's own temporary directories (`tempfile`, prefix `acceptbench-`).
+fn sweep_tmp_dirs() -> Vec<PathBuf> {
+    std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name().is_some_and(|n| {
+                let n = n.to_string_lossy();
+                n.starts_with("acceptbench-") && n.len() == "acceptbench-".len() + 6
+            })
+        })
+        .collect()
 }
 
 /// Record directories of remote loadgens left in /tmp by this bed's sweeps.

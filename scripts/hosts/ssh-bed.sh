@@ -21,7 +21,7 @@
 #
 # Needs root, iproute2 and openssh-server: apt-get install iproute2 openssh-server
 # (no sshd service needs to run: the bed starts its own).
-set -euo pipefail
+set -Eeuo pipefail
 
 die() { echo "ssh-bed: $*" >&2; exit 2; }
 need() { command -v "$1" >/dev/null || [ -x "$1" ] || { echo "ssh-bed: $1 is missing: $2" >&2; exit 77; }; }
@@ -31,7 +31,8 @@ cmd=${1:-}; dir=${2:-}
 
 down() {
     local d=$1
-    [ -f "$d/namespaces" ] || { rm -rf "$d"; return 0; }
+    # Only a directory this script made (it holds the list of its namespaces).
+    [ -f "$d/namespaces" ] || { echo "ssh-bed: $d is not a bed made by ssh-bed.sh up; left alone" >&2; return 0; }
     for p in "$d"/sshd-*.pid; do
         [ -f "$p" ] || continue
         pid=$(cat "$p" 2>/dev/null || true)
@@ -73,6 +74,10 @@ ACCEPTBENCH=${ACCEPTBENCH:-$(pwd)/target/release/acceptbench}
 [ -x "$ACCEPTBENCH" ] || die "$ACCEPTBENCH is not an executable (cargo build --release, or set ACCEPTBENCH to its absolute path)"
 case $ACCEPTBENCH in /*) ;; *) die "ACCEPTBENCH=$ACCEPTBENCH: give an absolute path" ;; esac
 
+# A new directory only: `down` removes it whole.
+if [ -e "$dir" ] && [ -n "$(ls -A "$dir" 2>/dev/null)" ]; then
+    die "$dir exists and is not empty: give a new directory (down removes it whole)"
+fi
 mkdir -p "$dir"
 dir=$(cd "$dir" && pwd)
 trap 'down "$dir"' ERR INT TERM

@@ -64,7 +64,8 @@ pub struct Scenario {
 /// What the model says happens.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
-    /// Every connection: intended start and when the acceptor held it (`None`: gave up).
+    /// Every connection: intended start and when the acceptor held it (`None`: never
+    /// held — it gave up, or it is client-only).
     pub conns: Vec<Conn>,
     /// Queue depth, one sample per ms.
     pub queue: Vec<Sample>,
@@ -75,7 +76,9 @@ pub struct Prediction {
     /// Per retransmit (1-based), how many connections completed their handshake on the
     /// client by it (client-only ones included).
     pub waves: Vec<u64>,
-    /// Connections that gave up (kernel schedule or connect timeout).
+    /// Connections that gave up (kernel schedule or connect timeout; also a connection
+    /// still retrying when the simulation ends, arrivals' end + the give-up time, which
+    /// only one held back that long by the concurrency cap can be).
     pub timed_out: u64,
     /// Connections armed operations took out of the queue during the stall.
     pub armed_taken: u64,

@@ -62,7 +62,8 @@ pub struct Figures {
     /// Connections established on the client but never accepted.
     pub client_only: u64,
     /// Connections armed operations took out of the queue during the stall (measured:
-    /// SYNs admitted while stopped minus the queue's depth at the resume).
+    /// SYNs admitted while stopped, plus the queue at the stall's start, minus the
+    /// queue at the resume).
     pub armed_taken: Option<u64>,
     /// When the clients were back to normal.
     pub recovery: Recovery,
@@ -117,7 +118,7 @@ pub fn wave_of(latency_ns: u64, rtx_ms: &[u64]) -> Option<usize> {
 /// one that got it in (all of them, up to `give_up_ms`, when it never got in).
 pub fn syn_times(c: &ClientConn, rtx_ms: &[u64], give_up_ms: u64) -> Vec<u64> {
     let attempts = match c.established_ns {
-        Some(e) => wave_of(e - c.connect_start_ns, rtx_ms).unwrap_or(0),
+        Some(e) => wave_of(e.saturating_sub(c.connect_start_ns), rtx_ms).unwrap_or(0),
         None => rtx_ms.iter().take_while(|&&t| t < give_up_ms).count(),
     };
     std::iter::once(c.connect_start_ns)
@@ -278,7 +279,7 @@ pub fn measured(
     for c in conns {
         if let Some(k) = c
             .established_ns
-            .and_then(|e| wave_of(e - c.connect_start_ns, &rtx))
+            .and_then(|e| wave_of(e.saturating_sub(c.connect_start_ns), &rtx))
         {
             f.waves[k - 1] += 1;
         }
@@ -291,8 +292,14 @@ pub fn measured(
     f.client_only = conns.iter().filter(|c| c.fate == Fate::ClientOnly).count() as u64;
     f.dropped = overflows;
     f.dropped_in_stall = overflows_in_stall;
+    // What the stall found queued was not admitted during it.
+    let at_start = queue
+        .iter()
+        .rev()
+        .find(|s| s.t_ns <= w.stall_start_ns)
+        .map_or(0, |s| s.depth);
     f.armed_taken = overflows_in_stall.map(|d| {
-        syns_in_stall
+        (syns_in_stall + u64::from(at_start))
             .saturating_sub(d)
             .saturating_sub(u64::from(f.queue_at_resume))
     });

@@ -264,7 +264,7 @@ impl Clients {
         }
         for (r, offset) in self.remote.into_iter().zip(self.offsets) {
             let label = r.host().label();
-            match r.finish(limit) {
+            match r.finish(limit, offset.0) {
                 Ok(rr) => {
                     let mut res = rr.result;
                     res.hosts.push(super::client::HostRecords {

@@ -379,6 +379,13 @@ fn drive(
                 if let Some(c) = team::cpu_now_s(&cpu_clocks) {
                     cpu_samples.push((common::clock::mono_ns(), c));
                 }
+                if Instant::now() >= deadline {
+                    // A client that ignores its stop (a remote host whose session stays
+                    // up) must not hold the sweep: `finish` below stops or kills it.
+                    failure
+                        .get_or_insert_with(|| "loadgen did not end by the run's deadline".into());
+                    break;
+                }
                 std::thread::sleep(Duration::from_millis(2));
             }
             // loadgen ends on its own after its duration; the limit only guards a stuck child.

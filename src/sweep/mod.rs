@@ -55,8 +55,16 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     let uring = probe::probe_uring();
     let mut meta = sweep_meta(cfg, &uring);
     let mut settings = RunSettings::of(cfg);
+    // What preflight copied to the hosts goes again when this is dropped, however the
+    // sweep ends from here on.
+    let mut copies = None;
     if let Some(crate::config::ClientHostsConfig::Ssh(s)) = &cfg.client_hosts {
-        settings.ssh = Some(ssh_preflight(s, &mut meta)?);
+        let run = ssh_preflight(s, &mut meta)?;
+        copies = Some(ssh::Copies {
+            ssh: run.settings.clone(),
+            facts: run.hosts.clone(),
+        });
+        settings.ssh = Some(run);
     }
     for n in &meta.notes {
         eprintln!("acceptbench: note: {n}");
@@ -105,9 +113,7 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         Ok(())
     })();
     drop(tmp_dir);
-    if let Some(s) = &settings.ssh {
-        ssh::remove_copies(&s.settings, &s.hosts);
-    }
+    drop(copies);
     let incomplete = stop.is_raised() || result.is_err();
     terminal.done(incomplete)?;
     directory.done(incomplete)?;
@@ -217,6 +223,15 @@ impl RunContext<'_> {
                 &p,
                 Status::Skipped,
                 "mode drain runs one acceptor (its fill/drain rounds count one acceptor's accepts); several acceptors run in closed, rate, burst and overload",
+            );
+        }
+        if p.mode == crate::config::Mode::Stall
+            && (p.acceptors > 1 || p.sharing != crate::acceptors::Sharing::Shared)
+        {
+            return FinishedRun::without_figures(
+                &p,
+                Status::Skipped,
+                "mode stall runs one acceptor on one listener (its model has one queue and one acceptor, and several would each take their own pause)",
             );
         }
         let spec = RunSpec {

@@ -102,10 +102,13 @@ fn scp_host(host: &SshHost) -> String {
 /// Runs `cmd` (stdin closed), killing it after `limit`; its stdout, or an error with
 /// its exit status and last stderr line.
 fn run_bounded(cmd: &mut Command, limit: Duration) -> anyhow::Result<Vec<u8>> {
+    // Its own process group: a Ctrl-C at the terminal must not kill the pid check or
+    // the records fetch of a run that is being stopped.
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
+        .process_group(0)
         .spawn()
         .context("cannot run ssh (install OpenSSH's client: apt-get install openssh-client)")?;
     let mut out = child.stdout.take().context("no stdout")?;
@@ -215,20 +218,31 @@ fn host_info(ssh: &SshSettings, host: &SshHost) -> anyhow::Result<(HostInfo, i64
     cmd.arg(format!("{} host-info --clock", shell_quote(host.binary())));
     let err = tempfile::NamedTempFile::new().context("cannot make a temporary file")?;
     let mut s = Session::start(cmd, Some(err.path()))?;
-    let first = match s.line(START_LIMIT)? {
-        Some(l) => l,
-        None => {
-            let _ = s.child.wait();
-            bail!("ssh ended before an answer: {}", last_line(err.path()));
+    // Shell start-up files may print lines first: the answer is the first JSON line.
+    let mut seen = Vec::new();
+    let info: HostInfo = loop {
+        match s.line(START_LIMIT)? {
+            Some(l) if l.starts_with('{') => {
+                break serde_json::from_str(&l).with_context(|| {
+                    format!(
+                        "{} host-info did not answer as acceptbench does ({l:?}): is {} an acceptbench binary there?",
+                        host.binary(),
+                        host.binary()
+                    )
+                })?
+            }
+            Some(l) if seen.len() < 50 => seen.push(l),
+            Some(_) => bail!(
+                "{} host-info printed no JSON in 50 lines (the first: {:?}): is it an acceptbench binary?",
+                host.binary(),
+                seen.first()
+            ),
+            None => {
+                let _ = s.child.wait();
+                bail!("ssh ended before an answer: {}", last_line(err.path()));
+            }
         }
     };
-    let info: HostInfo = serde_json::from_str(&first).with_context(|| {
-        format!(
-            "{} host-info did not answer as acceptbench does ({first:?}): is {} an acceptbench binary there?",
-            host.binary(),
-            host.binary()
-        )
-    })?;
     let mut best: Option<(u64, i64)> = None;
     for _ in 0..CLOCK_ROUNDS {
         let t0 = common::record_header::realtime_ns();
@@ -267,7 +281,10 @@ pub fn preflight(
     })?;
     probe.set_nonblocking(true)?;
     let target = probe.local_addr()?;
-    let mut facts = Vec::new();
+    let mut facts = Copies {
+        ssh: ssh.clone(),
+        facts: Vec::new(),
+    };
     for h in hosts {
         let mut host = h.clone();
         let copied = match copy {
@@ -277,19 +294,38 @@ pub fn preflight(
         if let Some(c) = &copied {
             host.binary = Some(c.clone());
         }
+        // Kept (and its copy removed again if a later check fails) from here on.
+        facts.facts.push(HostFacts {
+            host: host.clone(),
+            info: ours.clone(),
+            offset_ns: 0,
+            offset_within_ns: 0,
+            copied,
+        });
         let (info, offset_ns, within) =
             host_info(ssh, &host).with_context(|| format!("client host {}", host.label()))?;
         check_info(&host, &info, ours)?;
         test_connect(ssh, &host, target, &probe)?;
-        facts.push(HostFacts {
-            host,
-            info,
-            offset_ns,
-            offset_within_ns: within,
-            copied,
-        });
+        if let Some(f) = facts.facts.last_mut() {
+            (f.info, f.offset_ns, f.offset_within_ns) = (info, offset_ns, within);
+        }
     }
-    Ok(facts)
+    Ok(std::mem::take(&mut facts.facts))
+}
+
+/// The hosts preflight has copied a binary to: removed again on drop (a failed
+/// preflight, or the end of the sweep whatever way it ends).
+pub struct Copies {
+    /// How ssh is called.
+    pub ssh: SshSettings,
+    /// The hosts.
+    pub facts: Vec<HostFacts>,
+}
+
+impl Drop for Copies {
+    fn drop(&mut self) {
+        remove_copies(&self.ssh, &self.facts);
+    }
 }
 
 /// Copies `local` to a fresh temporary file on `host` and makes it executable.
@@ -299,9 +335,13 @@ fn copy_binary(ssh: &SshSettings, host: &SshHost, local: &Path) -> anyhow::Resul
     if !path.starts_with('/') {
         bail!("client host {}: mktemp answered {path:?}", host.label());
     }
-    run_bounded(&mut ssh.scp(host, local, &path), Duration::from_secs(300))
-        .with_context(|| format!("client host {}: scp of {}", host.label(), local.display()))?;
-    ssh.run(host, &format!("chmod 755 {}", shell_quote(&path)))?;
+    let copied = run_bounded(&mut ssh.scp(host, local, &path), Duration::from_secs(300))
+        .with_context(|| format!("client host {}: scp of {}", host.label(), local.display()))
+        .and_then(|_| ssh.run(host, &format!("chmod 755 {}", shell_quote(&path))));
+    if let Err(e) = copied {
+        let _ = ssh.run(host, &format!("rm -f {}", shell_quote(&path)));
+        return Err(e);
+    }
     Ok(path)
 }
 
@@ -458,8 +498,22 @@ pub struct RemoteClient {
     pid: u32,
     stderr: PathBuf,
     interrupted: bool,
+    /// `finish` ran (else dropping it ends the session and checks the pid).
+    finished: bool,
     /// The local wall clock when `go` was sent, ns.
     pub go_realtime_ns: u64,
+}
+
+impl Drop for RemoteClient {
+    /// A client dropped unfinished (a run failed while starting its hosts): its session
+    /// ends (loadgen there sees the end of stdin, writes nothing and its directory goes)
+    /// and its pid is checked over ssh, killed if still there.
+    fn drop(&mut self) {
+        if !self.finished {
+            self.session.close();
+            let _ = self.make_sure_gone();
+        }
+    }
 }
 
 /// What a remote loadgen left: its result (stamps already on this host's clock), its
@@ -467,7 +521,8 @@ pub struct RemoteClient {
 pub struct RemoteResult {
     /// Report and records, moved onto this host's CLOCK_MONOTONIC.
     pub result: ClientResult,
-    /// The records file's header: host, boot, clock anchor.
+    /// The records file's header: host, boot, clock anchor (its wall clock corrected by
+    /// preflight's offset estimate, for another machine).
     pub meta: RecordMeta,
     /// The records with the host's own stamps.
     pub raw: Vec<loadgen::ConnRecord>,
@@ -545,6 +600,7 @@ impl RemoteClient {
             pid: pid.unwrap_or(0),
             stderr,
             interrupted: false,
+            finished: false,
             go_realtime_ns: 0,
         })
     }
@@ -576,8 +632,11 @@ impl RemoteClient {
 
     /// Waits up to `limit` for the report, asks for a stop and waits a little more, then
     /// ends the session; makes sure loadgen is gone there (by pid, over ssh: killed if
-    /// not); fetches and removes its records. An error names the host.
-    pub fn finish(mut self, limit: Duration) -> anyhow::Result<RemoteResult> {
+    /// not); fetches and removes its records. `offset_ns` is the host's wall clock − ours
+    /// as preflight estimated it: its records' wall-clock anchor is corrected by it
+    /// before their stamps are moved onto this host's clock. An error names the host.
+    pub fn finish(mut self, limit: Duration, offset_ns: i64) -> anyhow::Result<RemoteResult> {
+        self.finished = true;
         let label = self.host.label();
         let mut last = None;
         let mut end = Instant::now() + limit;
@@ -609,11 +668,16 @@ impl RemoteClient {
         let report: loadgen::Report = serde_json::from_str(&json)
             .with_context(|| format!("client host {label}: loadgen's report does not parse"))?;
         let file = fetched?;
-        let meta = file
+        let mut meta = file
             .header
             .meta
             .with_context(|| format!("client host {label}: its records have no clock anchor"))?;
         let here = RecordMeta::here(None, "");
+        if !meta.same_clock(&here) {
+            // Its wall clock read `offset_ns` ahead of ours: anchor it on ours.
+            meta.anchor_realtime_ns = (meta.anchor_realtime_ns as i128 - offset_ns as i128)
+                .clamp(0, u64::MAX as i128) as u64;
+        }
         let shift = to_local_shift(&meta, &here);
         let records = file
             .records

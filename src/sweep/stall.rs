@@ -109,7 +109,7 @@ pub fn analyse(
         .iter()
         .filter(|c| c.intended_ns < w.stall_start_ns)
         .filter(|c| match c.established_ns {
-            Some(e) => e - c.connect_start_ns >= overflow::RETRY_THRESHOLD_NS,
+            Some(e) => e.saturating_sub(c.connect_start_ns) >= overflow::RETRY_THRESHOLD_NS,
             None => true,
         })
         .count() as u64;
@@ -233,8 +233,8 @@ fn scenario(
     let inflight = p.inflight.unwrap_or(1) as usize;
     Scenario {
         rate_per_s: rate_per_s.max(1.0),
-        stall_at_ms: ms(w.stall_start_ns - t0),
-        stall_ms: ms(w.resume_ns - w.stall_start_ns),
+        stall_at_ms: ms(w.stall_start_ns.saturating_sub(t0)),
+        stall_ms: ms(w.resume_ns.saturating_sub(w.stall_start_ns)),
         backlog: m.backlog_effective,
         accept_per_s: facts.accept_delay.map(|d| 1.0 / d.as_secs_f64()),
         armed_slots: crate::engine::armed_in_stall(
@@ -245,7 +245,7 @@ fn scenario(
         ),
         concurrency: Some(facts.concurrency),
         closed_loop,
-        arrivals_ms: ms(w.arrivals_end_ns - t0) + 1,
+        arrivals_ms: ms(w.arrivals_end_ns.saturating_sub(t0)) + 1,
         connect_timeout_ms: facts.connect_timeout_ms,
         schedule,
         wheel: facts.wheel,
@@ -294,7 +294,7 @@ fn stall_row(
         load: cell.load.to_string(),
         rate_per_s: s.rate_per_s,
         stall_ms: cell.duration.as_secs_f64() * 1e3,
-        stall_actual_ms: ms(w.resume_ns - w.stall_start_ns),
+        stall_actual_ms: ms(w.resume_ns.saturating_sub(w.stall_start_ns)),
         accept_per_s: s.accept_per_s,
         repetition: p.round,
         status: String::new(),
