@@ -41,15 +41,20 @@ macro_rules! require_ssh_bed {
     };
 }
 
-/// One test bed: K client namespaces with sshd; torn down on drop.
+/// One test bed: K client namespaces with sshd; torn down on drop. One at a time: every
+/// bed uses 10.77.0.0/24 inside its own namespaces, which is fine, but their acceptors
+/// and loadgens share this machine's two CPUs.
 struct Bed {
     dir: PathBuf,
     srv: String,
     hosts: Vec<String>,
+    _one: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Bed {
     fn up(name: &str, k: u32) -> Bed {
+        static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let one = ONE.lock().unwrap_or_else(|e| e.into_inner());
         let dir = std::env::temp_dir().join(format!("ab-sshbed-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         let out = Command::new(BED)
@@ -73,6 +78,7 @@ impl Bed {
             srv: get("SRV"),
             hosts: get("HOSTS").split(',').map(str::to_string).collect(),
             dir,
+            _one: one,
         }
     }
 
@@ -115,17 +121,9 @@ fn text(o: &Output) -> String {
     )
 }
 
-/// One at a time: every bed uses 10.77.0.0/24 inside its own namespaces, which is fine,
-/// but their acceptors and loadgens share this machine's two CPUs.
-fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
-    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    ONE.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[test]
 fn three_ssh_hosts_account_for_every_connection_per_host_and_in_total() {
     require_ssh_bed!();
-    let _one = one_at_a_time();
     let bed = Bed::up("three", 3);
     let out = bed.dir.join("out");
     let o = bed
@@ -202,7 +200,6 @@ fn three_ssh_hosts_account_for_every_connection_per_host_and_in_total() {
 #[test]
 fn a_host_whose_sshd_stops_fails_its_runs_by_name_and_the_sweep_goes_on() {
     require_ssh_bed!();
-    let _one = one_at_a_time();
     let bed = Bed::up("stop", 2);
     let out = bed.dir.join("out");
     let child = bed
@@ -261,7 +258,6 @@ fn a_host_whose_sshd_stops_fails_its_runs_by_name_and_the_sweep_goes_on() {
 #[test]
 fn a_version_mismatch_is_refused_at_preflight_and_client_binary_copies_ours() {
     require_ssh_bed!();
-    let _one = one_at_a_time();
     let bed = Bed::up("version", 1);
     // An "acceptbench" of another version on the client host.
     let fake = bed.dir.join("old-acceptbench");
@@ -336,7 +332,6 @@ fn remote_loadgens() -> Vec<u32> {
 #[test]
 fn no_remote_loadgen_survives_a_killed_sweep() {
     require_ssh_bed!();
-    let _one = one_at_a_time();
     let bed = Bed::up("kill", 2);
     let out = bed.dir.join("out");
     let mut child = bed

@@ -118,11 +118,7 @@ impl RunDir {
     ) -> io::Result<PathBuf> {
         let dir = self.path.join("queue");
         std::fs::create_dir_all(&dir)?;
-        let rep = if rep > 1 {
-            format!("-r{rep}")
-        } else {
-            String::new()
-        };
+        let rep = rep_suffix(rep);
         Ok(dir.join(format!("{engine}-b{backlog}-{mode}{rep}.csv")))
     }
     /// `stall.csv`.
@@ -140,11 +136,7 @@ impl RunDir {
     ) -> io::Result<PathBuf> {
         let dir = self.path.join("hosts");
         std::fs::create_dir_all(&dir)?;
-        let rep = if rep > 1 {
-            format!("-r{rep}")
-        } else {
-            String::new()
-        };
+        let rep = rep_suffix(rep);
         Ok(dir.join(format!("{series}-b{backlog}-{mode}{rep}.csv")))
     }
     /// `stall/` (created).
@@ -155,14 +147,19 @@ impl RunDir {
     }
     /// `hgrm/<engine>-b<backlog>-<mode>[-r<rep>]-<metric>.hgrm`.
     pub fn hgrm(&self, engine: &str, backlog: u32, mode: &str, rep: u32, metric: &str) -> PathBuf {
-        let rep = if rep > 1 {
-            format!("-r{rep}")
-        } else {
-            String::new()
-        };
+        let rep = rep_suffix(rep);
         self.path
             .join("hgrm")
             .join(format!("{engine}-b{backlog}-{mode}{rep}-{metric}.hgrm"))
+    }
+}
+
+/// `-r<rep>` for rounds after the first, as every per-run file name carries it.
+fn rep_suffix(rep: u32) -> String {
+    if rep > 1 {
+        format!("-r{rep}")
+    } else {
+        String::new()
     }
 }
 

@@ -179,7 +179,8 @@ pub fn prestall_lag(conns: &[ClientConn], stall_start_ns: u64) -> (u64, u64) {
     (pct(&lags, 0.5), pct(&lags, 0.99))
 }
 
-fn pct(sorted: &[u64], q: f64) -> u64 {
+/// The `q` quantile of sorted values (nearest rank); 0 for none.
+pub fn pct(sorted: &[u64], q: f64) -> u64 {
     if sorted.is_empty() {
         return 0;
     }

@@ -131,18 +131,7 @@ impl Client {
             .with_context(|| format!("cannot start {} loadgen", exe.display()))?;
         let stdout = child.stdout.take().context("loadgen child has no stdout")?;
         let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("loadgen-stdout".into())
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line.trim_end().to_string()).is_err() {
-                        break;
-                    }
-                }
-            })
-            .context("cannot start the thread reading loadgen's output")?;
+        let lines = read_lines(stdout, "loadgen-stdout")?;
         Ok(Client {
             child,
             lines,
@@ -263,6 +252,28 @@ impl Drop for Client {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A child's stdout, read line by line (trailing white space trimmed) on a thread of its
+/// own named `name`, so that every wait for a line can have a deadline; the channel
+/// closes at the end of the output.
+pub fn read_lines(
+    out: impl std::io::Read + Send + 'static,
+    name: &str,
+) -> anyhow::Result<Receiver<String>> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || {
+            for line in BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line.trim_end().to_string()).is_err() {
+                    break;
+                }
+            }
+        })
+        .with_context(|| format!("cannot start the thread reading a child's output ({name})"))?;
+    Ok(lines)
 }
 
 /// Makes the child `cmd` starts die (SIGKILL) with the thread that starts it

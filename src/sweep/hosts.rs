@@ -174,8 +174,6 @@ pub struct SshRun {
 pub struct Clients {
     local: Vec<Client>,
     remote: Vec<super::ssh::RemoteClient>,
-    /// Preflight's clock offsets of the remote hosts, in order.
-    offsets: Vec<(i64, u64)>,
 }
 
 impl Clients {
@@ -192,7 +190,6 @@ impl Clients {
         let mut c = Clients {
             local: Vec::new(),
             remote: Vec::new(),
-            offsets: Vec::new(),
         };
         match place {
             Place::Loopback => c.local.push(Client::spawn(exe, tmp, config)?),
@@ -211,12 +208,11 @@ impl Clients {
                     // stopped when `c` drops.
                     c.remote.push(super::ssh::RemoteClient::start(
                         &run.settings,
-                        &f.host,
+                        f,
                         &share,
                         tmp,
                         i + 1,
                     )?);
-                    c.offsets.push((f.offset_ns, f.offset_within_ns));
                 }
                 for r in &mut c.remote {
                     r.go()?;
@@ -262,19 +258,9 @@ impl Clients {
                 Err(e) => errors.push(format!("loadgen of client host {}: {e:#}", i + 1)),
             }
         }
-        for (r, offset) in self.remote.into_iter().zip(self.offsets) {
-            let label = r.host().label();
-            match r.finish(limit, offset.0) {
-                Ok(rr) => {
-                    let mut res = rr.result;
-                    res.hosts.push(super::client::HostRecords {
-                        label,
-                        meta: rr.meta,
-                        records: rr.raw,
-                        offset_ns: offset,
-                    });
-                    add(res);
-                }
+        for r in self.remote {
+            match r.finish(limit) {
+                Ok(res) => add(res),
                 Err(e) => errors.push(format!("{e:#}")),
             }
         }

@@ -16,11 +16,11 @@
 //! A host that dies or hangs makes the run fail with its name; whatever happens, no
 //! loadgen is left running: the process is checked for by pid over ssh and killed.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -424,18 +424,7 @@ impl Session {
             .context("cannot run ssh (install OpenSSH's client: apt-get install openssh-client)")?;
         let stdout = child.stdout.take().context("ssh has no stdout")?;
         let stdin = child.stdin.take();
-        let (tx, lines) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("ssh-stdout".into())
-            .spawn(move || {
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line.trim_end().to_string()).is_err() {
-                        break;
-                    }
-                }
-            })
-            .context("cannot start the thread reading ssh's output")?;
+        let lines = super::client::read_lines(stdout, "ssh-stdout")?;
         Ok(Session {
             child,
             stdin,
@@ -500,8 +489,8 @@ pub struct RemoteClient {
     interrupted: bool,
     /// `finish` ran (else dropping it ends the session and checks the pid).
     finished: bool,
-    /// The local wall clock when `go` was sent, ns.
-    pub go_realtime_ns: u64,
+    /// Its wall clock − ours, ns, and within ± this, as preflight estimated it.
+    offset_ns: (i64, u64),
 }
 
 impl Drop for RemoteClient {
@@ -516,28 +505,17 @@ impl Drop for RemoteClient {
     }
 }
 
-/// What a remote loadgen left: its result (stamps already on this host's clock), its
-/// records' header and its records as written (on its own clock).
-pub struct RemoteResult {
-    /// Report and records, moved onto this host's CLOCK_MONOTONIC.
-    pub result: ClientResult,
-    /// The records file's header: host, boot, clock anchor (its wall clock corrected by
-    /// preflight's offset estimate, for another machine).
-    pub meta: RecordMeta,
-    /// The records with the host's own stamps.
-    pub raw: Vec<loadgen::ConnRecord>,
-}
-
 impl RemoteClient {
-    /// Starts `loadgen --remote` with `config` on `host` and waits until it is ready
-    /// (within [`START_LIMIT`]). Its stderr goes to `tmp/<n>.stderr`.
+    /// Starts `loadgen --remote` with `config` on the host of `facts` and waits until it
+    /// is ready (within [`START_LIMIT`]). Its stderr goes to `tmp/ssh-<n>.stderr`.
     pub fn start(
         ssh: &SshSettings,
-        host: &SshHost,
+        facts: &HostFacts,
         config: &loadgen::Config,
         tmp: &Path,
         n: usize,
     ) -> anyhow::Result<RemoteClient> {
+        let host = &facts.host;
         let mut config = config.clone();
         config.keep_records = true;
         config.output.records = None;
@@ -601,18 +579,12 @@ impl RemoteClient {
             stderr,
             interrupted: false,
             finished: false,
-            go_realtime_ns: 0,
+            offset_ns: (facts.offset_ns, facts.offset_within_ns),
         })
-    }
-
-    /// The host.
-    pub fn host(&self) -> &SshHost {
-        &self.host
     }
 
     /// Starts the run there.
     pub fn go(&mut self) -> anyhow::Result<()> {
-        self.go_realtime_ns = common::record_header::realtime_ns();
         self.session
             .send(loadgen::protocol::GO)
             .with_context(|| format!("client host {}", self.host.label()))
@@ -632,10 +604,11 @@ impl RemoteClient {
 
     /// Waits up to `limit` for the report, asks for a stop and waits a little more, then
     /// ends the session; makes sure loadgen is gone there (by pid, over ssh: killed if
-    /// not); fetches and removes its records. `offset_ns` is the host's wall clock − ours
-    /// as preflight estimated it: its records' wall-clock anchor is corrected by it
-    /// before their stamps are moved onto this host's clock. An error names the host.
-    pub fn finish(mut self, limit: Duration, offset_ns: i64) -> anyhow::Result<RemoteResult> {
+    /// not); fetches and removes its records. For another machine, its records'
+    /// wall-clock anchor is first corrected by preflight's offset estimate; their stamps
+    /// are then moved onto this host's clock, and the records as written go into
+    /// `hosts` for the per-host join. An error names the host.
+    pub fn finish(mut self, limit: Duration) -> anyhow::Result<ClientResult> {
         self.finished = true;
         let label = self.host.label();
         let mut last = None;
@@ -675,7 +648,7 @@ impl RemoteClient {
         let here = RecordMeta::here(None, "");
         if !meta.same_clock(&here) {
             // Its wall clock read `offset_ns` ahead of ours: anchor it on ours.
-            meta.anchor_realtime_ns = (meta.anchor_realtime_ns as i128 - offset_ns as i128)
+            meta.anchor_realtime_ns = (meta.anchor_realtime_ns as i128 - self.offset_ns.0 as i128)
                 .clamp(0, u64::MAX as i128) as u64;
         }
         let shift = to_local_shift(&meta, &here);
@@ -684,14 +657,15 @@ impl RemoteClient {
             .iter()
             .map(|r| shifted(r, shift))
             .collect::<Vec<_>>();
-        Ok(RemoteResult {
-            result: ClientResult {
-                report,
-                records,
-                hosts: Vec::new(),
-            },
-            meta,
-            raw: file.records,
+        Ok(ClientResult {
+            report,
+            records,
+            hosts: vec![super::client::HostRecords {
+                label,
+                meta,
+                records: file.records,
+                offset_ns: self.offset_ns,
+            }],
         })
     }
 

@@ -192,10 +192,7 @@ fn check_client_kept_up(conns: &[ClientConn], w: &Window, load: StallLoad) -> Re
         .map(|c| c.connect_start_ns.saturating_sub(c.intended_ns))
         .collect();
     lags.sort_unstable();
-    let p99 = lags
-        .get((lags.len() * 99 / 100).min(lags.len().saturating_sub(1)))
-        .copied()
-        .unwrap_or(0);
+    let p99 = observe::pct(&lags, 0.99);
     if p99 > CLIENT_LAG_LIMIT_NS {
         return Err(format!(
             "loadgen did not keep to {load} here: its connects started {:.1} ms late at p99 before the stall (more than {} ms): lower the rate, or give loadgen more CPUs (--client-cpus, --threads)",
