@@ -7,7 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::builder::PossibleValue;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::acceptors::{Sharing, SlowAcceptor};
 use crate::engine::{EngineKind, RingSetup};
@@ -26,6 +27,35 @@ pub struct Cli {
     /// What to do (default: `sweep` with its defaults).
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+/// Parses a command line (program name first) and names the flags written on it: the
+/// long names of the subcommand's flags given on the command line rather than left at
+/// their defaults, so that a flag with no effect where it is given can be refused.
+pub fn parse<I, T>(argv: I) -> Result<(Cli, Vec<String>), clap::Error>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let command = Cli::command();
+    let matches = command.clone().try_get_matches_from(argv)?;
+    let cli = Cli::from_arg_matches(&matches)?;
+    let given = match matches.subcommand() {
+        Some((name, sub)) => command
+            .find_subcommand(name)
+            .map(|c| {
+                c.get_arguments()
+                    .filter(|a| {
+                        sub.value_source(a.get_id().as_str()) == Some(ValueSource::CommandLine)
+                    })
+                    .filter_map(|a| a.get_long())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    Ok((cli, given))
 }
 
 /// The subcommands.

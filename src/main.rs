@@ -2,9 +2,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use acceptbench::cli::Cli;
 use acceptbench::config::Command;
 
 fn main() -> ExitCode {
@@ -14,8 +11,12 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args_os()
         .map(|a| a.to_string_lossy().into_owned())
         .collect();
-    let cli = Cli::parse();
-    let command = match Command::from_cli(cli, &argv) {
+    let (cli, given) = match acceptbench::cli::parse(std::env::args_os()) {
+        Ok(parsed) => parsed,
+        // Help and version exit 0; a command-line error prints clap's message, exit 2.
+        Err(e) => e.exit(),
+    };
+    let command = match Command::from_cli(cli, &argv, &given) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("acceptbench: error: {e}");

@@ -221,7 +221,7 @@ fn stall_settings_that_cannot_be_measured_are_refused_with_the_fix() {
     let (code, err) = fails(&["sweep", "--stall", "2s"]);
     assert_eq!(code, 2);
     assert!(
-        err.contains("--stall applies to mode stall only: add stall to --modes"),
+        err.contains("--stall has no effect here: it acts in mode stall only, and --modes is closed,drain: add stall to --modes"),
         "{err}"
     );
     let (code, err) = fails(&["sweep", "--modes", "stall", "--stall", "61s"]);

@@ -12,6 +12,7 @@ use crate::engine::{EngineKind, EngineOptions};
 pub use crate::kinds::{CompareFormat, Mode, StallLoad};
 
 mod cpus;
+mod scope;
 use crate::listener::ListenerSpec;
 use cpus::{check_cpu, choose_cpus, choose_server_cpus};
 
@@ -57,9 +58,18 @@ pub enum ConfigError {
         /// The CPUs this process may run on (`sched_getaffinity`).
         allowed: Vec<usize>,
     },
-    /// A mode-stall flag without mode stall.
-    #[error("--{0} applies to mode stall only: add stall to --modes (e.g. --modes stall), or drop --{0}")]
-    StallFlagWithoutStall(&'static str),
+    /// A flag that acts in none of the modes or engines the command line chose.
+    #[error("--{flag} has no effect here: it {acts}, and {chosen}: {fix}")]
+    FlagWithoutEffect {
+        /// The flag.
+        flag: &'static str,
+        /// Where it acts ("applies to mode stall only").
+        acts: String,
+        /// What was chosen instead ("--modes is drain").
+        chosen: String,
+        /// The flag to use instead, or how to make it act.
+        fix: String,
+    },
     /// A stall setting outside what a run can measure.
     #[error("--{flag} {value}: {why}")]
     StallSetting {
@@ -247,16 +257,7 @@ impl StallConfig {
     /// The most connections one run may make (loadgen keeps a record of each).
     pub const MAX_CONNECTIONS: f64 = 2_000_000.0;
 
-    fn from_args(a: &cli::SweepArgs, stall_mode: bool) -> Result<StallConfig, ConfigError> {
-        let given = [
-            ("stall", a.stall.is_some()),
-            ("stall-load", a.stall_load.is_some()),
-            ("stall-at", a.stall_at.is_some()),
-            ("stall-after", a.stall_after.is_some()),
-        ];
-        if let (false, Some((flag, _))) = (stall_mode, given.iter().find(|(_, g)| *g)) {
-            return Err(ConfigError::StallFlagWithoutStall(flag));
-        }
+    fn from_args(a: &cli::SweepArgs) -> Result<StallConfig, ConfigError> {
         let stalls = a
             .stall
             .clone()
@@ -316,14 +317,26 @@ pub struct OverflowConfig {
 }
 
 impl Command {
-    /// Validates parsed arguments. `argv` is the full command line, recorded in results.
-    pub fn from_cli(cli: cli::Cli, argv: &[String]) -> Result<Command, ConfigError> {
+    /// Validates parsed arguments. `argv` is the full command line, recorded in results;
+    /// `given` the flags written on it ([`cli::parse`]), each of which must act somewhere
+    /// in what the command line chose.
+    pub fn from_cli(
+        cli: cli::Cli,
+        argv: &[String],
+        given: &[String],
+    ) -> Result<Command, ConfigError> {
         let command = argv.join(" ");
         Ok(match cli.command {
             None => Command::Sweep(SweepConfig::from_args(default_sweep_args(), command)?),
             Some(cli::Command::Probe(a)) => Command::Probe { json: a.json },
-            Some(cli::Command::Listen(a)) => Command::Listen(ListenConfig::from_args(a)?),
-            Some(cli::Command::Sweep(a)) => Command::Sweep(SweepConfig::from_args(a, command)?),
+            Some(cli::Command::Listen(a)) => {
+                scope::check_listen(given, &a)?;
+                Command::Listen(ListenConfig::from_args(a)?)
+            }
+            Some(cli::Command::Sweep(a)) => {
+                scope::check_sweep(given, &a)?;
+                Command::Sweep(SweepConfig::from_args(a, command)?)
+            }
             Some(cli::Command::Compare(a)) => Command::Compare(CompareConfig::from_args(a)?),
             Some(cli::Command::Plot(a)) => Command::Plot(PlotConfig {
                 runs: a.runs,
@@ -473,7 +486,7 @@ impl SweepConfig {
     }
 
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
-        let stall = StallConfig::from_args(&a, a.modes.contains(&Mode::Stall))?;
+        let stall = StallConfig::from_args(&a)?;
         let client_hosts = client_hosts(&a)?;
         let mut engines = match a.engines {
             None => EngineKind::ALL.to_vec(),
@@ -718,11 +731,10 @@ pub(crate) mod tests {
 
     /// A validated sweep config from command-line words (`["sweep", …]`).
     pub(crate) fn sweep_config(args: &[&str]) -> SweepConfig {
-        use clap::Parser;
         let mut argv = vec!["acceptbench"];
         argv.extend_from_slice(args);
-        let cli = cli::Cli::try_parse_from(&argv).expect("clap accepts");
-        match Command::from_cli(cli, &[]).expect("valid") {
+        let (cli, given) = cli::parse(&argv).expect("clap accepts");
+        match Command::from_cli(cli, &[], &given).expect("valid") {
             Command::Sweep(c) => c,
             other => panic!("not a sweep: {other:?}"),
         }
