@@ -303,14 +303,20 @@ fn taskset_cpu1() -> Option<std::process::Command> {
     match probe {
         Ok(out) if out.status.success() => Some(cmd),
         Ok(out) => {
-            eprintln!(
-                "skipping: taskset -c 1 fails here: {}",
-                String::from_utf8_lossy(&out.stderr)
+            common::testskip::skip(
+                common::testskip::Lack::Host,
+                &format!(
+                    "taskset -c 1 fails here (a second CPU is needed): {}",
+                    String::from_utf8_lossy(&out.stderr)
+                ),
             );
             None
         }
         Err(e) => {
-            eprintln!("skipping: cannot run taskset: {e}");
+            common::testskip::skip(
+                common::testskip::Lack::Program,
+                &format!("cannot run taskset: {e}"),
+            );
             None
         }
     }
@@ -493,9 +499,9 @@ fn direct_under_a_low_fd_limit_says_so_once_and_runs_within_it() {
     let s =
         acceptbench::engine::engine_support(acceptbench::engine::EngineKind::UringLinked, &probe);
     if !s.supported || !probe.direct_descriptors {
-        eprintln!(
-            "skipping: uring-linked --direct unsupported here: {}",
-            s.reason
+        common::testskip::skip(
+            common::testskip::Lack::Kernel,
+            &format!("uring-linked --direct unsupported here: {}", s.reason),
         );
         return;
     }

@@ -22,7 +22,10 @@ const RUN_DEADLINE: Duration = Duration::from_secs(10);
 fn supported(kind: EngineKind) -> bool {
     let s = acceptbench::engine::engine_support(kind, probe::probe_uring_cached());
     if !s.supported {
-        eprintln!("skipping engine {kind}: {}", s.reason);
+        common::testskip::skip_part(
+            common::testskip::Lack::Kernel,
+            &format!("engine {kind}: {}", s.reason),
+        );
     }
     s.supported
 }
@@ -106,7 +109,10 @@ fn exact_accounting(kind: EngineKind, listen: SocketAddr, sources: Vec<IpAddr>, 
     let listener = match bind(listen, 512) {
         Ok(l) => l,
         Err(e) if listen.is_ipv6() => {
-            eprintln!("skipping IPv6 test for {kind}: cannot listen on {listen}: {e}");
+            common::testskip::skip_part(
+                common::testskip::Lack::Host,
+                &format!("IPv6 test for {kind}: cannot listen on {listen}: {e}"),
+            );
             return;
         }
         Err(e) => panic!("cannot listen on {listen}: {e}"),
@@ -433,7 +439,10 @@ fn uring_rejects_zero_inflight() {
             assert!(reason.contains("inflight"), "{reason}");
         }
         Err(EngineError::Unsupported { reason, .. }) => {
-            eprintln!("skipping: uring unsupported: {reason}");
+            common::testskip::skip(
+                common::testskip::Lack::Kernel,
+                &format!("uring unsupported: {reason}"),
+            );
         }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("inflight 0 accepted"),
@@ -576,7 +585,10 @@ fn connections_reset_before_accept_keep_their_peer() {
     for kind in EngineKind::ALL.into_iter().filter(|&k| supported(k)) {
         for listen in ["127.0.0.1:0", "[::1]:0"] {
             let Ok(listener) = bind(listen.parse().unwrap(), 128) else {
-                eprintln!("skipping {listen} for {kind}: cannot listen there");
+                common::testskip::skip_part(
+                    common::testskip::Lack::Host,
+                    &format!("{listen} for {kind}: cannot listen there"),
+                );
                 continue;
             };
             let sources = if listener.local_addr.is_ipv6() {

@@ -17,7 +17,10 @@ use acceptbench::record::Recorder;
 fn supported(kind: EngineKind) -> bool {
     let s = acceptbench::engine::engine_support(kind, probe::probe_uring_cached());
     if !s.supported {
-        eprintln!("skipping engine {kind}: {}", s.reason);
+        common::testskip::skip_part(
+            common::testskip::Lack::Kernel,
+            &format!("engine {kind}: {}", s.reason),
+        );
     }
     s.supported
 }

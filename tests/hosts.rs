@@ -9,25 +9,33 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::testskip::Lack;
+
 use acceptbench::hostjoin::output::read_hosts_csv;
 use acceptbench::report::{csv, hgrm};
 
 const CONNS: u64 = 2000;
 const K: usize = 3;
 
-fn skip_reason() -> Option<String> {
+fn skip_reason() -> Option<(Lack, String)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        return Some("not root: ip netns needs CAP_SYS_ADMIN".into());
+        return Some((Lack::Root, "not root: ip netns needs CAP_SYS_ADMIN".into()));
     }
     let ip = Command::new("ip").args(["netns", "list"]).output();
     match ip {
         Ok(o) if o.status.success() => None,
-        Ok(o) => Some(format!(
-            "`ip netns list` fails here: {}",
-            String::from_utf8_lossy(&o.stderr).trim()
+        Ok(o) => Some((
+            Lack::Host,
+            format!(
+                "`ip netns list` fails here: {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            ),
         )),
-        Err(e) => Some(format!("no iproute2 (`ip`: {e}): apt-get install iproute2")),
+        Err(e) => Some((
+            Lack::Program,
+            format!("no iproute2 (`ip`: {e}): apt-get install iproute2"),
+        )),
     }
 }
 
@@ -91,8 +99,8 @@ fn patched(src: &Path, name: &str, edit: impl FnOnce(&mut Vec<u8>)) -> PathBuf {
 
 #[test]
 fn three_client_namespaces_join_exactly_and_bad_files_are_refused() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+    if let Some((lack, why)) = skip_reason() {
+        common::testskip::skip(lack, &why);
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp dir");
@@ -205,8 +213,8 @@ fn three_client_namespaces_join_exactly_and_bad_files_are_refused() {
 /// netns=veth, every connection matched; the namespaces are gone afterwards.
 #[test]
 fn sweep_with_client_hosts_runs_across_veth() {
-    if let Some(why) = skip_reason() {
-        eprintln!("skipped: {why}");
+    if let Some((lack, why)) = skip_reason() {
+        common::testskip::skip(lack, &why);
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp dir");

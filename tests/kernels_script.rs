@@ -246,7 +246,10 @@ fn fixture_run(dir: &Path, release: &str, probe_io_uring: &str, engines: &str, s
 #[test]
 fn report_matrix_and_behaviour_from_fixture_runs() {
     if Command::new("python3").arg("-V").output().is_err() {
-        eprintln!("skipped: python3 is not installed (scripts/kernels/report.py needs it)");
+        common::testskip::skip(
+            common::testskip::Lack::Program,
+            "python3 is not installed (scripts/kernels/report.py needs it)",
+        );
         return;
     }
     let t = TempDir::new("report");

@@ -7,6 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use acceptbench::listener::{Listener, ListenerError, ListenerSpec};
+use common::testskip::Lack;
 
 fn spec(addr: &str, backlog: u32) -> ListenerSpec {
     ListenerSpec {
@@ -35,7 +36,10 @@ fn ss_send_q(addr: SocketAddr) -> Option<u32> {
         Ok(out) if out.status.success() => out,
         Ok(out) => panic!("ss failed: {}", String::from_utf8_lossy(&out.stderr)),
         Err(e) => {
-            eprintln!("skipping the ss check: cannot run ss: {e}");
+            common::testskip::skip_part(
+                Lack::Program,
+                &format!("the ss check: cannot run ss: {e}"),
+            );
             return None;
         }
     };
@@ -54,7 +58,10 @@ fn backlog_is_applied_as_requested() {
     let max = somaxconn();
     for backlog in [1, 8, 100] {
         if backlog > max {
-            eprintln!("skipping backlog {backlog}: above somaxconn {max}");
+            common::testskip::skip_part(
+                Lack::Host,
+                &format!("backlog {backlog}: above somaxconn {max}"),
+            );
             continue;
         }
         let l = Listener::bind(&spec("127.0.0.1:0", backlog)).unwrap();
@@ -143,7 +150,7 @@ fn ipv6_listener_binds_loopback() {
             assert_ne!(l.local_addr.port(), 0);
             assert_eq!(l.backlog_effective, 16.min(somaxconn()));
         }
-        Err(e) => eprintln!("skipping: IPv6 loopback not available: {e}"),
+        Err(e) => common::testskip::skip(Lack::Host, &format!("IPv6 loopback not available: {e}")),
     }
 }
 
@@ -176,7 +183,10 @@ fn dual_stack_takes_ipv4_clients_and_reports_them_as_ipv4() {
     for kind in EngineKind::ALL {
         let support = acceptbench::engine::engine_support(kind, probe::probe_uring_cached());
         if !support.supported {
-            eprintln!("skipping engine {kind}: {}", support.reason);
+            common::testskip::skip_part(
+                Lack::Kernel,
+                &format!("engine {kind}: {}", support.reason),
+            );
             continue;
         }
         let mut s = spec("[::]:0", 16);
@@ -184,7 +194,7 @@ fn dual_stack_takes_ipv4_clients_and_reports_them_as_ipv4() {
         let listener = match Listener::bind(&s) {
             Ok(l) => l,
             Err(e) => {
-                eprintln!("skipping: cannot listen on [::]: {e}");
+                common::testskip::skip(Lack::Host, &format!("cannot listen on [::]: {e}"));
                 return;
             }
         };

@@ -26,11 +26,17 @@ fn supported(kind: EngineKind, direct: bool) -> bool {
     let p = probe::probe_uring_cached();
     let s = acceptbench::engine::engine_support(kind, p);
     if !s.supported {
-        eprintln!("skipping engine {kind}: {}", s.reason);
+        common::testskip::skip_part(
+            common::testskip::Lack::Kernel,
+            &format!("engine {kind}: {}", s.reason),
+        );
         return false;
     }
     if direct && !p.direct_descriptors {
-        eprintln!("skipping {kind} --direct: needs Linux 5.19 (direct descriptors)");
+        common::testskip::skip_part(
+            common::testskip::Lack::Kernel,
+            &format!("{kind} --direct: needs Linux 5.19 (direct descriptors)"),
+        );
         return false;
     }
     true
@@ -164,7 +170,10 @@ fn uring_linked_gives_every_v6_peer() {
             continue;
         }
         if bind("[::1]:0".parse().unwrap(), 16).is_err() {
-            eprintln!("skipping IPv6: cannot listen on [::1]");
+            common::testskip::skip_part(
+                common::testskip::Lack::Host,
+                "IPv6: cannot listen on [::1]",
+            );
             return;
         }
         let sources = vec![IpAddr::V6(Ipv6Addr::LOCALHOST); 60];
@@ -416,7 +425,10 @@ fn direct_is_refused_for_other_engines() {
 fn forced_probe_without_uring_cmd_sockopt_names_linux_6_7() {
     let mut p = probe::probe_uring_cached().clone();
     if !p.setup_ok || !p.accept_multishot || !p.ext_arg || !p.close {
-        eprintln!("skipping: this kernel lacks more than uring_cmd sockopts");
+        common::testskip::skip(
+            common::testskip::Lack::Kernel,
+            "this kernel lacks more than uring_cmd sockopts",
+        );
         return;
     }
     p.uring_cmd_sockopt = false;

@@ -11,31 +11,35 @@ use std::time::{Duration, Instant};
 
 use acceptbench::hostjoin::output::read_hosts_csv;
 use acceptbench::report::csv;
+use common::testskip::Lack;
 
 const BED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/hosts/ssh-bed.sh");
 const BIN: &str = env!("CARGO_BIN_EXE_acceptbench");
 
 /// Why these tests cannot run here, if they cannot.
-fn missing() -> Option<&'static str> {
+fn missing() -> Option<(Lack, &'static str)> {
     if !support::is_root() {
-        return Some("needs root (network namespaces, sshd)");
+        return Some((Lack::Root, "needs root (network namespaces, sshd)"));
     }
     if !Path::new("/usr/sbin/sshd").exists() {
-        return Some("needs openssh-server (apt-get install openssh-server)");
+        return Some((
+            Lack::Program,
+            "needs openssh-server (apt-get install openssh-server)",
+        ));
     }
     if Command::new("ssh").arg("-V").output().is_err() {
-        return Some("needs ssh (apt-get install openssh-client)");
+        return Some((Lack::Program, "needs ssh (apt-get install openssh-client)"));
     }
     if Command::new("ip").arg("-V").output().is_err() {
-        return Some("needs iproute2");
+        return Some((Lack::Program, "needs iproute2"));
     }
     None
 }
 
 macro_rules! require_ssh_bed {
     () => {
-        if let Some(why) = missing() {
-            eprintln!("skipped: {why}");
+        if let Some((lack, why)) = missing() {
+            common::testskip::skip(lack, why);
             return;
         }
     };

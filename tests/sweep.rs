@@ -189,7 +189,10 @@ fn an_interrupted_sweep_keeps_finished_rows_and_says_incomplete() {
 #[test]
 fn an_overflow_runs_namespace_and_sysctls_die_with_it() {
     if !support::is_root() {
-        eprintln!("skipped: needs root for a private network namespace (unshare CLONE_NEWNET)");
+        common::testskip::skip(
+            common::testskip::Lack::Root,
+            "needs root for a private network namespace (unshare CLONE_NEWNET)",
+        );
         return;
     }
     let host_somaxconn: u64 = std::fs::read_to_string("/proc/sys/net/core/somaxconn")

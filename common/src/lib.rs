@@ -16,3 +16,4 @@ pub mod record_header;
 pub mod ring;
 pub mod sockaddr;
 pub mod sockcmd;
+pub mod testskip;

@@ -30,7 +30,10 @@ fn counts_add_up_against_a_std_listener_for_every_method() {
         };
         let r = run(&c, &AtomicBool::new(false)).expect("run");
         if method == MethodChoice::Uring && r.method != "uring" {
-            eprintln!("skipping uring: {:?}", r.method_note);
+            common::testskip::skip_part(
+                common::testskip::Lack::Kernel,
+                &format!("uring: {:?}", r.method_note),
+            );
         }
         assert!(r.counts_add_up(), "{r:?}");
         assert_eq!(r.attempted, 300, "{method:?}: {r:?}");

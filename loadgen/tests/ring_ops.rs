@@ -32,7 +32,10 @@ fn ring_socket_ops_account_for_every_connection_and_leave_no_descriptor() {
     if let Err(e) = run_with(&probe, &AtomicBool::new(false), &mut Quiet) {
         let e = e.to_string();
         assert!(e.contains("needs Linux") || e.contains("io_uring"), "{e}");
-        eprintln!("skipping: this kernel cannot make sockets in the ring: {e}");
+        common::testskip::skip(
+            common::testskip::Lack::Kernel,
+            &format!("this kernel cannot make sockets in the ring: {e}"),
+        );
         return;
     }
     let before = open_fds();

@@ -129,7 +129,10 @@ pub fn is_root() -> bool {
 macro_rules! require_root {
     () => {
         if !support::is_root() {
-            eprintln!("skipped: needs root for a private network namespace (unshare CLONE_NEWNET)");
+            common::testskip::skip(
+                common::testskip::Lack::Root,
+                "needs root for a private network namespace (unshare CLONE_NEWNET)",
+            );
             return;
         }
     };
