@@ -30,8 +30,8 @@ fn counts_add_up_against_a_std_listener_for_every_method() {
         };
         let r = run(&c, &AtomicBool::new(false)).expect("run");
         if method == MethodChoice::Uring && r.method != "uring" {
-            common::testskip::skip_part(
-                common::testskip::Lack::Kernel,
+            ::common::testskip::skip_part(
+                ::common::testskip::Lack::Kernel,
                 &format!("uring: {:?}", r.method_note),
             );
         }

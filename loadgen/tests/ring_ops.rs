@@ -32,8 +32,8 @@ fn ring_socket_ops_account_for_every_connection_and_leave_no_descriptor() {
     if let Err(e) = run_with(&probe, &AtomicBool::new(false), &mut Quiet) {
         let e = e.to_string();
         assert!(e.contains("needs Linux") || e.contains("io_uring"), "{e}");
-        common::testskip::skip(
-            common::testskip::Lack::Kernel,
+        ::common::testskip::skip(
+            ::common::testskip::Lack::Kernel,
             &format!("this kernel cannot make sockets in the ring: {e}"),
         );
         return;

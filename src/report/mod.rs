@@ -10,6 +10,7 @@ pub mod readme;
 pub mod row;
 pub mod stall;
 pub mod table;
+pub mod verdict;
 
 use std::io;
 use std::path::{Path, PathBuf};

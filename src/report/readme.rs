@@ -16,8 +16,9 @@ pub fn render(
     rows: &[SummaryRow],
     cells: &[CellRow],
     stall: &[super::stall::StallRow],
+    verdict: &super::verdict::Verdict,
 ) -> String {
-    let mut s = heading(meta);
+    let mut s = heading(meta, verdict);
     cells_tables(&mut s, cells);
     overflow_table(&mut s, rows);
     s += &super::stall::readme_section(stall);
@@ -26,8 +27,8 @@ pub fn render(
     s
 }
 
-/// Title, incomplete-run warning, command, machine and files.
-fn heading(meta: &Meta) -> String {
+/// Title, incomplete-run warning, the verdict, command, machine and files.
+fn heading(meta: &Meta, verdict: &super::verdict::Verdict) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# acceptbench run on Linux {}\n", meta.kernel_release);
     if meta.incomplete {
@@ -36,6 +37,7 @@ fn heading(meta: &Meta) -> String {
             "**Incomplete run**: interrupted or failed before every planned run finished; the rows below are what was measured.\n"
         );
     }
+    s += &verdict.to_markdown();
     let _ = writeln!(
         s,
         "Command (from the repository root, git `{}`):\n",

@@ -253,24 +253,17 @@ fn ms_text(ms: Option<f64>, judged_s: f64) -> String {
     }
 }
 
-/// Per (load, stall) and engine: the smallest backlog with no drop (in every round),
-/// and at each smaller one the worst round's recovery and losses.
-fn sizing_table(rows: &[&StallRow]) -> super::table::Table {
-    use super::table::{Align::Left as L, Align::Right as R, Table};
+/// (load, stall ms, engine series) → backlog → its ok rows.
+pub type SizingCell<'a> = (
+    (String, u64, String),
+    std::collections::BTreeMap<u32, Vec<&'a StallRow>>,
+    Option<u32>,
+);
+
+/// The rows grouped by (load, stall, engine) in first-seen order, each with the smallest
+/// backlog at which no round dropped a SYN or final ACK (None: none of those measured).
+pub fn sizing<'a>(rows: &[&'a StallRow]) -> Vec<SizingCell<'a>> {
     use std::collections::BTreeMap;
-    let mut t = Table::new(&[
-        ("load", L),
-        ("stall", R),
-        ("arrivals in the stall", R),
-        ("engine", L),
-        ("no SYN dropped from backlog", R),
-        ("its lag p99", R),
-        (
-            "smaller backlogs: recovery; lag p99; dropped / client-only / timed out",
-            L,
-        ),
-    ]);
-    // (load, stall ms, series) → backlog → its rows, in first-seen order of the keys.
     let mut order: Vec<(String, u64, String)> = Vec::new();
     let mut cells: BTreeMap<(String, u64, String), BTreeMap<u32, Vec<&StallRow>>> = BTreeMap::new();
     for r in rows {
@@ -285,12 +278,36 @@ fn sizing_table(rows: &[&StallRow]) -> super::table::Table {
             .or_default()
             .push(r);
     }
-    for key in order {
-        let by_backlog = &cells[&key];
-        let clean = by_backlog
-            .iter()
-            .find(|(_, rs)| rs.iter().all(|r| r.dropped == Some(0)))
-            .map(|(b, _)| *b);
+    order
+        .into_iter()
+        .map(|key| {
+            let by_backlog = cells.remove(&key).unwrap_or_default();
+            let clean = by_backlog
+                .iter()
+                .find(|(_, rs)| rs.iter().all(|r| r.dropped == Some(0)))
+                .map(|(b, _)| *b);
+            (key, by_backlog, clean)
+        })
+        .collect()
+}
+
+/// Per (load, stall) and engine: the smallest backlog with no drop (in every round),
+/// and at each smaller one the worst round's recovery and losses.
+fn sizing_table(rows: &[&StallRow]) -> super::table::Table {
+    use super::table::{Align::Left as L, Align::Right as R, Table};
+    let mut t = Table::new(&[
+        ("load", L),
+        ("stall", R),
+        ("arrivals in the stall", R),
+        ("engine", L),
+        ("no SYN dropped from backlog", R),
+        ("its lag p99", R),
+        (
+            "smaller backlogs: recovery; lag p99; dropped / client-only / timed out",
+            L,
+        ),
+    ]);
+    for (key, by_backlog, clean) in sizing(rows) {
         let arrivals = by_backlog
             .values()
             .flatten()

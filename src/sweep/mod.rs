@@ -124,6 +124,13 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         .filter(|r| r.status == Some(Status::Failed))
         .count();
     let ok = rows.iter().filter(|r| r.is_ok()).count();
+    if !directory.verdict.is_empty() {
+        eprint!("\n{}", directory.verdict.to_text());
+    }
+    if cfg.json {
+        let line = serde_json::json!({ "verdict": &directory.verdict });
+        crate::stdout::println(line)?;
+    }
     finish_message(directory.path(), rows, failed, incomplete);
     Ok(ExitCode::from(if incomplete {
         EXIT_INTERRUPTED

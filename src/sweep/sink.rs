@@ -135,6 +135,8 @@ pub struct Directory {
     plots: bool,
     /// Every row written, for the run's README and cells.csv at the end.
     pub rows: Vec<SummaryRow>,
+    /// The sweep's answer, made when the directory is finished.
+    pub verdict: crate::report::verdict::Verdict,
 }
 
 impl Directory {
@@ -149,6 +151,7 @@ impl Directory {
             csv,
             stall_csv: None,
             stall_rows: Vec::new(),
+            verdict: Default::default(),
             worst: BTreeMap::new(),
             hists: BTreeMap::new(),
             meta,
@@ -276,12 +279,20 @@ impl Directory {
         let timelines = self.write_worst_timelines();
         let cells = cells::aggregate(&self.rows);
         cells::write(&self.dir.cells_csv(), &cells)?;
+        self.verdict = crate::report::verdict::of(&cells, &self.rows, &self.stall_rows);
         self.meta.incomplete = incomplete;
         self.meta.finished_utc = meta::now_utc();
         self.meta.write(&self.dir.meta_json())?;
         crate::report::write_atomic(
             &self.dir.readme(),
-            readme::render(&self.meta, &self.rows, &cells, &self.stall_rows).as_bytes(),
+            readme::render(
+                &self.meta,
+                &self.rows,
+                &cells,
+                &self.stall_rows,
+                &self.verdict,
+            )
+            .as_bytes(),
         )?;
         histograms?;
         timelines?;

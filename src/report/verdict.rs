@@ -1,0 +1,424 @@
+//! The sweep's answer in a dozen lines: per (mode, backlog) the engines ranked by their
+//! ratio to std with its interval, a call (faster/slower, less/more CPU) only where the
+//! interval excludes 1, and one line each for burst, overload and stall. Made from
+//! cells.csv's cells and the stall rows — the same figures the run README tables show —
+//! for the terminal, the top of the run README, and one JSON object (`--json`).
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use super::cells::{verdict as call_of, CellRow};
+use super::row::SummaryRow;
+use super::stall::StallRow;
+use crate::stats::MedianCi;
+
+/// The whole verdict.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Verdict {
+    /// One per (mode, backlog, acceptors, sharing) of the throughput modes.
+    pub cells: Vec<CellVerdict>,
+    /// One line per overflow mode (burst, overload) and per stall load and length.
+    pub answers: Vec<String>,
+}
+
+/// The engines of one (mode, backlog), ranked.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CellVerdict {
+    /// Mode.
+    pub mode: String,
+    /// Backlog.
+    pub backlog: u32,
+    /// What they are ranked by: `accepts/s` or `acceptor CPU per accept`.
+    pub ranked_by: String,
+    /// std's own median (accepts/s, or µs per accept), absent if std has no ok run.
+    pub std_value: Option<f64>,
+    /// Why the ranking is by CPU (the clients set the pace), or empty.
+    pub why: String,
+    /// The other engines, best first.
+    pub engines: Vec<EngineRatio>,
+}
+
+/// One engine's ratio to std.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct EngineRatio {
+    /// Engine label (`uring.q8`, `std.a2.reuseport`).
+    pub engine: String,
+    /// Median of the per-round ratios to std; absent without rounds that have one.
+    pub ratio: Option<f64>,
+    /// Lower end of its interval.
+    pub lo: Option<f64>,
+    /// Upper end of its interval.
+    pub hi: Option<f64>,
+    /// `faster`/`slower` (or `less CPU`/`more CPU`) when the interval excludes 1, `~`
+    /// when it includes 1, `n too small` below 6 rounds, `no ratio` without any.
+    pub call: String,
+}
+
+/// Modes whose pace the clients set: every engine keeps up, so CPU is the difference.
+fn client_paced(mode: &str) -> bool {
+    matches!(mode, "closed" | "rate")
+}
+
+/// Builds the verdict of a sweep.
+pub fn of(cells: &[CellRow], rows: &[SummaryRow], stall: &[StallRow]) -> Verdict {
+    let mut groups: BTreeMap<(usize, u32, u32, String), Vec<&CellRow>> = BTreeMap::new();
+    let mode_order = |m: &str| ["drain", "closed", "rate"].iter().position(|x| *x == m);
+    for c in cells {
+        if let Some(o) = mode_order(&c.mode) {
+            let key = (o, c.backlog, c.acceptors.max(1), c.sharing.clone());
+            groups.entry(key).or_default().push(c);
+        }
+    }
+    let cells = groups.into_values().map(|g| cell_verdict(&g)).collect();
+    let mut answers = overflow_answers(rows);
+    answers.extend(stall_answers(stall));
+    Verdict { cells, answers }
+}
+
+fn cell_verdict(group: &[&CellRow]) -> CellVerdict {
+    let first = group[0];
+    let by_cpu = client_paced(&first.mode);
+    let std = group
+        .iter()
+        .find(|c| c.engine == "std" && c.inflight.is_none());
+    let mut engines: Vec<EngineRatio> = group
+        .iter()
+        .filter(|c| c.engine != "std")
+        .map(|c| {
+            let (ratio, lo, hi) = if by_cpu {
+                (
+                    c.ratio_cpu_vs_std,
+                    c.ratio_cpu_vs_std_lo,
+                    c.ratio_cpu_vs_std_hi,
+                )
+            } else {
+                (
+                    c.ratio_accepts_vs_std,
+                    c.ratio_accepts_vs_std_lo,
+                    c.ratio_accepts_vs_std_hi,
+                )
+            };
+            let interval = match (ratio, lo, hi) {
+                (Some(median), Some(lo), Some(hi)) => Some(MedianCi {
+                    median,
+                    lo,
+                    hi,
+                    level: c.ratio_ci_level.unwrap_or(0.0),
+                    n: c.ratio_n as usize,
+                }),
+                _ => None,
+            };
+            let call = match (call_of(interval).as_str(), by_cpu) {
+                ("higher", false) => "faster",
+                ("lower", false) => "slower",
+                ("higher", true) => "more CPU",
+                ("lower", true) => "less CPU",
+                ("", _) => "no ratio",
+                (other, _) => other,
+            }
+            .to_string();
+            EngineRatio {
+                engine: super::series(&c.engine, c.inflight, c.acceptors, &c.sharing),
+                ratio,
+                lo,
+                hi,
+                call,
+            }
+        })
+        .collect();
+    // Best first: fastest, or least CPU; engines without a ratio last.
+    engines.sort_by(|a, b| {
+        let key = |e: &EngineRatio| e.ratio.map(|r| if by_cpu { r } else { -r });
+        match (key(a), key(b)) {
+            (Some(x), Some(y)) => x.total_cmp(&y),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            (None, Some(_)) => std::cmp::Ordering::Greater,
+            (None, None) => a.engine.cmp(&b.engine),
+        }
+    });
+    let why = if by_cpu {
+        let spread: Vec<f64> = group
+            .iter()
+            .filter_map(|c| c.ratio_accepts_vs_std)
+            .collect();
+        let (lo, hi) = spread
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
+                (lo.min(r), hi.max(r))
+            });
+        let pace = if first.mode == "closed" {
+            "client-bound"
+        } else {
+            "paced by the clients"
+        };
+        if spread.is_empty() {
+            pace.to_string()
+        } else {
+            format!("{pace}: accepts/s {lo:.2}–{hi:.2}× std")
+        }
+    } else {
+        String::new()
+    };
+    CellVerdict {
+        mode: first.mode.clone(),
+        backlog: first.backlog,
+        ranked_by: if by_cpu {
+            "acceptor CPU per accept"
+        } else {
+            "accepts/s"
+        }
+        .into(),
+        std_value: std.and_then(|s| {
+            if by_cpu {
+                s.cpu_us_per_accept
+            } else {
+                s.accepts_per_s
+            }
+        }),
+        why,
+        engines,
+    }
+}
+
+/// Burst and overload: what the clients saw at each backlog (every engine, every round).
+fn overflow_answers(rows: &[SummaryRow]) -> Vec<String> {
+    let mut out = Vec::new();
+    for mode in ["burst", "overload"] {
+        let mut by_backlog: BTreeMap<u32, BTreeMap<String, usize>> = BTreeMap::new();
+        for r in rows.iter().filter(|r| r.mode == mode && r.is_ok()) {
+            let outcome = r.overflow_outcome.clone().unwrap_or_else(|| "?".into());
+            *by_backlog
+                .entry(r.backlog)
+                .or_default()
+                .entry(outcome)
+                .or_default() += 1;
+        }
+        if by_backlog.is_empty() {
+            continue;
+        }
+        let parts: Vec<String> = by_backlog
+            .iter()
+            .map(|(b, outcomes)| {
+                let o: Vec<String> = outcomes
+                    .iter()
+                    .map(|(o, n)| {
+                        if outcomes.len() == 1 {
+                            o.clone()
+                        } else {
+                            format!("{o} ×{n}")
+                        }
+                    })
+                    .collect();
+                format!("backlog {b}: {}", o.join(", "))
+            })
+            .collect();
+        out.push(format!(
+            "{mode}: what clients saw of a full queue — {}",
+            parts.join("; ")
+        ));
+    }
+    out
+}
+
+/// Stall: per load and stall, each engine's smallest backlog that dropped nothing.
+fn stall_answers(stall: &[StallRow]) -> Vec<String> {
+    let ok: Vec<&StallRow> = stall.iter().filter(|r| r.status == "ok").collect();
+    let mut lines: Vec<((String, u64), Vec<String>)> = Vec::new();
+    for ((load, stall_ms, series), by_backlog, clean) in super::stall::sizing(&ok) {
+        let largest = by_backlog.keys().last().copied().unwrap_or(0);
+        let text = match clean {
+            Some(b) => format!("{series} {b}"),
+            None => format!("{series} above {largest}"),
+        };
+        match lines
+            .iter_mut()
+            .find(|(k, _)| *k == (load.clone(), stall_ms))
+        {
+            Some((_, v)) => v.push(text),
+            None => lines.push(((load, stall_ms), vec![text])),
+        }
+    }
+    lines
+        .into_iter()
+        .map(|((load, ms), v)| {
+            format!(
+                "stall {ms} ms at {load}: smallest backlog with no drop — {}",
+                v.join(", ")
+            )
+        })
+        .collect()
+}
+
+fn fmt_value(v: f64, by_cpu: bool) -> String {
+    if by_cpu {
+        format!("{v:.2} µs/accept")
+    } else if v >= 1e3 {
+        format!("{:.0}k/s", v / 1e3)
+    } else {
+        format!("{v:.0}/s")
+    }
+}
+
+impl Verdict {
+    /// True when there is nothing to say (every run failed or was skipped).
+    pub fn is_empty(&self) -> bool {
+        self.cells.is_empty() && self.answers.is_empty()
+    }
+
+    /// The verdict as lines of text, the first a heading.
+    pub fn to_text(&self) -> String {
+        let mut s = String::from(
+            "Verdict (ratio to std in the same rounds: median [95% interval]; ~ = the interval includes 1):\n",
+        );
+        for c in &self.cells {
+            let by_cpu = c.ranked_by != "accepts/s";
+            let _ = write!(
+                s,
+                "  {:<6} backlog {:<5} {}",
+                c.mode,
+                c.backlog,
+                if by_cpu { "CPU/accept" } else { "accepts/s" }
+            );
+            let std = c
+                .std_value
+                .map_or("no ok run".into(), |v| fmt_value(v, by_cpu));
+            let _ = write!(s, " (std {std}");
+            if !c.why.is_empty() {
+                let _ = write!(s, "; {}", c.why);
+            }
+            s += "): ";
+            let e: Vec<String> = c.engines.iter().map(EngineRatio::to_text).collect();
+            s += &e.join(", ");
+            s += "\n";
+        }
+        for a in &self.answers {
+            let _ = writeln!(s, "  {a}");
+        }
+        s
+    }
+
+    /// The verdict for the top of the run README: the same lines in a code block.
+    pub fn to_markdown(&self) -> String {
+        if self.is_empty() {
+            return String::new();
+        }
+        format!("## Verdict\n\n```\n{}```\n\n", self.to_text())
+    }
+}
+
+impl EngineRatio {
+    fn to_text(&self) -> String {
+        match (self.ratio, self.lo, self.hi) {
+            (Some(r), Some(lo), Some(hi)) => {
+                format!("{} {r:.2} [{lo:.2}–{hi:.2}] {}", self.engine, self.call)
+            }
+            (Some(r), _, _) => format!("{} {r:.2} {}", self.engine, self.call),
+            _ => format!("{} {}", self.engine, self.call),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(engine: &str, mode: &str, ratio: f64, lo: f64, hi: f64, n: u32) -> CellRow {
+        CellRow {
+            engine: engine.into(),
+            backlog: 4096,
+            mode: mode.into(),
+            acceptors: 1,
+            sharing: "shared".into(),
+            accepts_per_s: Some(200_000.0 * ratio),
+            cpu_us_per_accept: Some(5.0),
+            ratio_n: n,
+            ratio_ci_level: Some(if n >= 6 { 0.96 } else { 0.8 }),
+            ratio_accepts_vs_std: Some(ratio),
+            ratio_accepts_vs_std_lo: Some(lo),
+            ratio_accepts_vs_std_hi: Some(hi),
+            ratio_cpu_vs_std: Some(1.0 / ratio),
+            ratio_cpu_vs_std_lo: Some(1.0 / hi),
+            ratio_cpu_vs_std_hi: Some(1.0 / lo),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn engines_are_ranked_and_called_only_when_the_interval_excludes_one() {
+        let cells = vec![
+            cell("std", "drain", 1.0, 1.0, 1.0, 12),
+            cell("uring", "drain", 0.8, 0.75, 0.85, 12),
+            cell("multishot", "drain", 1.02, 0.97, 1.08, 12),
+            cell("tokio", "drain", 1.3, 1.2, 1.4, 12),
+            cell("uring-linked", "drain", 1.5, 1.1, 1.9, 4),
+        ];
+        let v = of(&cells, &[], &[]);
+        assert_eq!(v.cells.len(), 1);
+        let c = &v.cells[0];
+        assert_eq!(c.std_value, Some(200_000.0));
+        let got: Vec<(&str, &str)> = c
+            .engines
+            .iter()
+            .map(|e| (e.engine.as_str(), e.call.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("uring-linked", "n too small"),
+                ("tokio", "faster"),
+                ("multishot", "~"),
+                ("uring", "slower")
+            ]
+        );
+        let text = v.to_text();
+        assert!(text.contains("drain  backlog 4096  accepts/s (std 200k/s): uring-linked 1.50 [1.10–1.90] n too small, tokio 1.30 [1.20–1.40] faster, multishot 1.02 [0.97–1.08] ~, uring 0.80 [0.75–0.85] slower"), "{text}");
+    }
+
+    #[test]
+    fn a_closed_loop_is_client_bound_and_ranked_by_cpu() {
+        let cells = vec![
+            cell("std", "closed", 1.0, 1.0, 1.0, 12),
+            cell("multishot", "closed", 1.25, 1.1, 1.4, 12),
+            cell("tokio", "closed", 0.8, 0.7, 0.9, 12),
+        ];
+        let v = of(&cells, &[], &[]);
+        let c = &v.cells[0];
+        assert_eq!(c.ranked_by, "acceptor CPU per accept");
+        assert!(
+            c.why.starts_with("client-bound: accepts/s 0.80–1.25× std"),
+            "{}",
+            c.why
+        );
+        assert_eq!(c.engines[0].engine, "multishot");
+        assert_eq!(c.engines[0].call, "less CPU");
+        assert_eq!(c.engines[1].call, "more CPU");
+    }
+
+    #[test]
+    fn burst_says_what_the_clients_saw_per_backlog() {
+        let row = |b: u32, outcome: &str| SummaryRow {
+            engine: "std".into(),
+            backlog: b,
+            mode: "burst".into(),
+            status: Some(super::super::row::Status::Ok),
+            overflow_outcome: Some(outcome.into()),
+            ..Default::default()
+        };
+        let v = of(
+            &[],
+            &[
+                row(16, "syn-dropped"),
+                row(16, "syn-dropped"),
+                row(1024, "none"),
+            ],
+            &[],
+        );
+        assert_eq!(
+            v.answers,
+            ["burst: what clients saw of a full queue — backlog 16: syn-dropped; backlog 1024: none"]
+        );
+        assert!(v.cells.is_empty());
+    }
+}
