@@ -55,7 +55,7 @@ fn row(engine: &str, backlog: u32, mode: &str, rep: u32, accepts: f64, cpu: f64)
         status: Some(Status::Ok),
         accepts_per_s: accepts,
         acceptor_cpu_us_per_accept: cpu,
-        peer_p99_ns: 50_000,
+        peer_p99_ns: Some(50_000),
         ..Default::default()
     }
 }

@@ -38,6 +38,12 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
+    /// Percentiles of a histogram, or None when it is empty: a figure that was not
+    /// measured is absent, never zero.
+    pub fn measured(h: &Histogram<u64>) -> Option<Self> {
+        (!h.is_empty()).then(|| Self::of(h))
+    }
+
     /// Percentiles of a histogram (all zero when empty).
     pub fn of(h: &Histogram<u64>) -> Self {
         if h.is_empty() {

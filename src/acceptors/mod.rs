@@ -218,9 +218,9 @@ pub struct PerAcceptor {
     /// Thread CPU over its run, s.
     pub cpu_s: f64,
     /// End-to-end peer latency p50, ns (set after the join).
-    pub peer_p50_ns: u64,
-    /// End-to-end peer latency p99, ns (set after the join).
-    pub peer_p99_ns: u64,
+    pub peer_p50_ns: Option<u64>,
+    /// End-to-end peer latency p99, ns (set after the join; empty without a timed connection).
+    pub peer_p99_ns: Option<u64>,
     /// Its connections whose end-to-end peer latency (client connect() → peer held)
     /// reached 0.5 s (set after the join). Either the SYN was dropped and retransmitted
     /// — on a reuseport shard by that shard's own full queue, since a retransmitted SYN

@@ -47,13 +47,13 @@ pub struct HostRow {
     /// Connects that did not establish (refused, reset, timeout, pending, other).
     pub failed: u64,
     /// Connect latency p50, ns.
-    pub connect_p50_ns: u64,
+    pub connect_p50_ns: Option<u64>,
     /// Connect latency p99, ns.
-    pub connect_p99_ns: u64,
+    pub connect_p99_ns: Option<u64>,
     /// End-to-end peer extraction p50, ns (realtime clock: offset included).
-    pub peer_p50_ns: u64,
+    pub peer_p50_ns: Option<u64>,
     /// End-to-end peer extraction p99, ns.
-    pub peer_p99_ns: u64,
+    pub peer_p99_ns: Option<u64>,
     /// Estimated residual clock offset, server − client, ns (empty without pairs).
     pub offset_estimate_ns: Option<i64>,
     /// The residual offset is at most this, ns.
@@ -65,8 +65,8 @@ pub struct HostRow {
 impl HostRow {
     /// The row of one joined client.
     pub fn of(h: &HostJoin) -> HostRow {
-        let c = Percentiles::of(&h.connect_ns);
-        let p = Percentiles::of(&h.peer_e2e_ns);
+        let c = Percentiles::measured(&h.connect_ns);
+        let p = Percentiles::measured(&h.peer_e2e_ns);
         HostRow {
             host: h.label.clone(),
             file: h.file.display().to_string(),
@@ -85,10 +85,10 @@ impl HostRow {
             unmatched_server: h.unmatched_server,
             unknown_peer: h.unknown_peer,
             failed: h.failed,
-            connect_p50_ns: c.p50,
-            connect_p99_ns: c.p99,
-            peer_p50_ns: p.p50,
-            peer_p99_ns: p.p99,
+            connect_p50_ns: c.map(|c| c.p50),
+            connect_p99_ns: c.map(|c| c.p99),
+            peer_p50_ns: p.map(|p| p.p50),
+            peer_p99_ns: p.map(|p| p.p99),
             offset_estimate_ns: h.offset.map(|o| o.estimate_ns),
             offset_upper_bound_ns: h.offset.map(|o| o.upper_bound_ns),
             min_rtt_ns: h.offset.map(|o| o.min_rtt_ns),
@@ -101,9 +101,9 @@ pub fn summary_row(cfg: &JoinConfig, j: &Joined) -> SummaryRow {
     let connect = j.sum(|h| &h.connect_ns);
     let peer = j.sum(|h| &h.peer_e2e_ns);
     let (c, p, pi) = (
-        Percentiles::of(&connect),
-        Percentiles::of(&peer),
-        Percentiles::of(&j.peer_internal_ns),
+        Percentiles::measured(&connect),
+        Percentiles::measured(&peer),
+        Percentiles::measured(&j.peer_internal_ns),
     );
     let established: u64 = j.hosts.iter().map(|h| h.established).sum();
     let unmatched_client: u64 = j.hosts.iter().map(|h| h.unmatched_client).sum();
@@ -152,16 +152,16 @@ pub fn summary_row(cfg: &JoinConfig, j: &Joined) -> SummaryRow {
         } else {
             0.0
         },
-        connect_p50_ns: c.p50,
-        connect_p99_ns: c.p99,
-        connect_p999_ns: c.p999,
-        connect_max_ns: c.max,
-        peer_p50_ns: p.p50,
-        peer_p99_ns: p.p99,
-        peer_p999_ns: p.p999,
-        peer_max_ns: p.max,
-        peer_internal_p50_ns: pi.p50,
-        peer_internal_p99_ns: pi.p99,
+        connect_p50_ns: c.map(|c| c.p50),
+        connect_p99_ns: c.map(|c| c.p99),
+        connect_p999_ns: c.map(|c| c.p999),
+        connect_max_ns: c.map(|c| c.max),
+        peer_p50_ns: p.map(|p| p.p50),
+        peer_p99_ns: p.map(|p| p.p99),
+        peer_p999_ns: p.map(|p| p.p999),
+        peer_max_ns: p.map(|p| p.max),
+        peer_internal_p50_ns: pi.map(|p| p.p50),
+        peer_internal_p99_ns: pi.map(|p| p.p99),
         client_other_errors: j.hosts.iter().map(|h| h.failed).sum(),
         netns: format!("hosts:{}", j.hosts.len()),
         ..Default::default()
@@ -236,12 +236,18 @@ pub fn read_hosts_csv(path: &Path) -> io::Result<Vec<HostRow>> {
 }
 
 /// `p50 / p99` in ms with three decimals.
-fn pair_ms(p50_ns: u64, p99_ns: u64) -> String {
-    format!("{:.3} / {:.3}", ms(p50_ns), ms(p99_ns))
+/// `p50 / p99` in ms, `—` where nothing was timed.
+fn pair_ms(p50_ns: Option<u64>, p99_ns: Option<u64>) -> String {
+    pair(p50_ns, p99_ns, 1e6, 3)
 }
 
-fn ms(ns: u64) -> f64 {
-    ns as f64 / 1e6
+fn pair(a: Option<u64>, b: Option<u64>, unit_ns: f64, decimals: usize) -> String {
+    let one = |v: Option<u64>| {
+        v.map_or("—".into(), |ns| {
+            format!("{:.*}", decimals, ns as f64 / unit_ns)
+        })
+    };
+    format!("{} / {}", one(a), one(b))
 }
 
 fn clock_text(j: &Joined) -> String {
@@ -312,11 +318,7 @@ fn accounting_table(row: &SummaryRow) -> Table {
         format!("{:.0}", row.accepts_per_s),
         pair_ms(row.connect_p50_ns, row.connect_p99_ns),
         pair_ms(row.peer_p50_ns, row.peer_p99_ns),
-        format!(
-            "{:.1} / {:.1}",
-            row.peer_internal_p50_ns as f64 / 1e3,
-            row.peer_internal_p99_ns as f64 / 1e3
-        ),
+        pair(row.peer_internal_p50_ns, row.peer_internal_p99_ns, 1e3, 1),
     ]);
     all
 }

@@ -136,8 +136,9 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
     let accepts = ci(&|r| r.accepts_per_s);
     let held = ci(&|r| r.peers_held_per_s);
     let cpu = ci(&|r| r.acceptor_cpu_us_per_accept);
-    let p50 = ci(&|r| r.peer_p50_ns as f64 / 1e3);
-    let p99 = ci(&|r| r.peer_p99_ns as f64 / 1e3);
+    // Absent latencies (no timed connection) are left out, as failed runs are.
+    let p50 = ci(&|r| r.peer_p50_ns.map_or(0.0, |ns| ns as f64 / 1e3));
+    let p99 = ci(&|r| r.peer_p99_ns.map_or(0.0, |ns| ns as f64 / 1e3));
     let ratios = |f: &dyn Fn(&SummaryRow) -> Option<f64>| {
         let v: Vec<f64> = ok.iter().filter_map(|r| f(r)).collect();
         MedianCi::of(&v)

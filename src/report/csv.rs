@@ -109,6 +109,50 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
+    /// An ok row that timed no connection writes its latency columns empty, never 0,
+    /// and they read back absent; cells.csv and the ratios leave them out too.
+    #[test]
+    fn an_unmeasured_latency_is_an_empty_cell_not_zero() {
+        let dir = std::env::temp_dir().join(format!("ab-csv-absent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("summary.csv");
+        let timed = SummaryRow {
+            engine: "std".into(),
+            backlog: 16,
+            mode: "closed".into(),
+            status: Some(Status::Ok),
+            accepts_per_s: 100.0,
+            peer_p50_ns: Some(20_000),
+            peer_p99_ns: Some(40_000),
+            ..Default::default()
+        };
+        let mut untimed = SummaryRow {
+            engine: "uring".into(),
+            peer_p50_ns: None,
+            peer_p99_ns: None,
+            ..timed.clone()
+        };
+        untimed.set_ratios(&timed);
+        assert_eq!(untimed.ratio_peer_p99_vs_std, None);
+        let mut w = SummaryWriter::create(&path).unwrap();
+        w.append(&timed).unwrap();
+        w.append(&untimed).unwrap();
+        drop(w);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines();
+        let head: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = head.iter().position(|c| *c == "peer_p50_ns").unwrap();
+        let cells: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+        assert_eq!(cells[0][col], "20000");
+        assert_eq!(cells[1][col], "");
+        let back = read(&path).unwrap();
+        assert_eq!(back[1].peer_p50_ns, None);
+        let agg = super::super::cells::aggregate(&back);
+        assert_eq!(agg[1].peer_p50_us, None, "{:?}", agg[1]);
+        assert_eq!(agg[0].peer_p50_us, Some(20.0));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
     #[test]
     fn a_malformed_file_names_the_line() {
         let dir = std::env::temp_dir().join(format!("ab-csv-bad-{}", std::process::id()));

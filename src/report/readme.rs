@@ -122,7 +122,8 @@ fn overflow_table(s: &mut String, rows: &[SummaryRow]) {
                 .to_string(),
             r.overflow_outcome.as_deref().unwrap_or("—").to_string(),
             r.drain_ms.map_or("—".into(), |d| format!("{d:.2}")),
-            format!("{:.1}", r.connect_p99_ns as f64 / 1e6),
+            r.connect_p99_ns
+                .map_or("—".into(), |ns| format!("{:.1}", ns as f64 / 1e6)),
         ]);
     }
     section(

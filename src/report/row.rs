@@ -127,26 +127,27 @@ pub struct SummaryRow {
     pub futile_wakeups: Option<u64>,
     /// futile_wakeups / accepted.
     pub futile_per_accept: Option<f64>,
-    /// Client connect latency (rate: from the intended start), ns.
-    pub connect_p50_ns: u64,
+    /// Client connect latency (rate: from the intended start), ns. Empty when no
+    /// connection was timed (this and every latency column below: absent, never 0).
+    pub connect_p50_ns: Option<u64>,
     /// Client connect latency p99, ns.
-    pub connect_p99_ns: u64,
+    pub connect_p99_ns: Option<u64>,
     /// Client connect latency p99.9, ns.
-    pub connect_p999_ns: u64,
+    pub connect_p999_ns: Option<u64>,
     /// Client connect latency max, ns.
-    pub connect_max_ns: u64,
+    pub connect_max_ns: Option<u64>,
     /// End-to-end peer-extraction latency (client connect() → server holds the peer) p50, ns.
-    pub peer_p50_ns: u64,
+    pub peer_p50_ns: Option<u64>,
     /// End-to-end peer-extraction latency p99, ns.
-    pub peer_p99_ns: u64,
+    pub peer_p99_ns: Option<u64>,
     /// End-to-end peer-extraction latency p99.9, ns.
-    pub peer_p999_ns: u64,
+    pub peer_p999_ns: Option<u64>,
     /// End-to-end peer-extraction latency max, ns.
-    pub peer_max_ns: u64,
+    pub peer_max_ns: Option<u64>,
     /// Server-internal peer extraction (accept completion → peer decoded) p50, ns.
-    pub peer_internal_p50_ns: u64,
+    pub peer_internal_p50_ns: Option<u64>,
     /// Server-internal peer extraction p99, ns.
-    pub peer_internal_p99_ns: u64,
+    pub peer_internal_p99_ns: Option<u64>,
     /// Established connections whose connect() waited for a SYN retransmit (took ≥ 0.5 s):
     /// the accept queue overflowed. Throughput and latency ratios of such rows are left empty.
     pub syn_retry_stalls: u64,
@@ -254,7 +255,9 @@ impl SummaryRow {
             std.acceptor_cpu_us_per_accept,
         )
         .filter(|_| both_ok);
-        self.ratio_peer_p99_vs_std =
-            ratio(self.peer_p99_ns as f64, std.peer_p99_ns as f64).filter(|_| unstalled);
+        self.ratio_peer_p99_vs_std = match (self.peer_p99_ns, std.peer_p99_ns) {
+            (Some(a), Some(b)) => ratio(a as f64, b as f64).filter(|_| unstalled),
+            _ => None,
+        };
     }
 }

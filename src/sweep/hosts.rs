@@ -173,6 +173,8 @@ pub struct SshRun {
 /// namespace, or one per ssh client host.
 pub struct Clients {
     local: Vec<Client>,
+    /// What each local child is called in messages: `loadgen`, or `client host N`.
+    local_names: Vec<String>,
     remote: Vec<super::ssh::RemoteClient>,
 }
 
@@ -189,16 +191,21 @@ impl Clients {
     ) -> anyhow::Result<Clients> {
         let mut c = Clients {
             local: Vec::new(),
+            local_names: Vec::new(),
             remote: Vec::new(),
         };
         match place {
-            Place::Loopback => c.local.push(Client::spawn(exe, tmp, config)?),
+            Place::Loopback => {
+                c.local.push(Client::spawn(exe, tmp, config)?);
+                c.local_names.push("loadgen".into());
+            }
             Place::Namespaces(t) => {
                 for (i, fd) in t.client_fds().into_iter().enumerate() {
                     let dir = tmp.join(format!("host{}", i + 1));
                     std::fs::create_dir_all(&dir)
                         .with_context(|| format!("cannot create {}", dir.display()))?;
                     c.local.push(Client::spawn_in(exe, &dir, config, Some(fd))?);
+                    c.local_names.push(format!("client host {}", i + 1));
                 }
             }
             Place::Ssh(run) => {
@@ -231,6 +238,21 @@ impl Clients {
                 .all(super::ssh::RemoteClient::has_exited)
     }
 
+    /// The children that have not ended yet, by name (`loadgen`, `client host 2`,
+    /// `client host user@10.0.0.3`): a run that hangs names who hangs.
+    pub fn still_running(&mut self) -> Vec<String> {
+        let local = self
+            .local
+            .iter_mut()
+            .zip(&self.local_names)
+            .filter_map(|(c, name)| (!c.has_exited()).then(|| name.clone()));
+        let remote = self
+            .remote
+            .iter_mut()
+            .filter_map(|r| (!r.has_exited()).then(|| format!("client host {}", r.label())));
+        local.chain(remote).collect()
+    }
+
     /// Asks every child to stop early, once.
     pub fn interrupt(&mut self) {
         self.local.iter_mut().for_each(Client::interrupt);
@@ -255,7 +277,7 @@ impl Clients {
         for (i, c) in self.local.into_iter().enumerate() {
             match c.finish(limit) {
                 Ok(r) => add(r),
-                Err(e) => errors.push(format!("loadgen of client host {}: {e:#}", i + 1)),
+                Err(e) => errors.push(format!("{}: {e:#}", self.local_names[i])),
             }
         }
         for r in self.remote {

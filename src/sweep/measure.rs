@@ -382,8 +382,10 @@ fn drive(
                 if Instant::now() >= deadline {
                     // A client that ignores its stop (a remote host whose session stays
                     // up) must not hold the sweep: `finish` below stops or kills it.
-                    failure
-                        .get_or_insert_with(|| "loadgen did not end by the run's deadline".into());
+                    let hung = child.still_running().join(", ");
+                    failure.get_or_insert_with(|| {
+                        format!("{hung}: did not end by the run's deadline (loadgen hung, or its host or session did)")
+                    });
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(2));

@@ -267,9 +267,9 @@ fn host_columns(row: &mut SummaryRow, m: &Measured) -> Vec<crate::hostjoin::outp
 fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::Joined) {
     let mut per = m.per_acceptor.clone();
     for (a, h) in per.iter_mut().zip(&j.peer_e2e_by_acceptor_ns) {
-        let l = Percentiles::of(h);
-        a.peer_p50_ns = l.p50;
-        a.peer_p99_ns = l.p99;
+        let l = Percentiles::measured(h);
+        a.peer_p50_ns = l.map(|l| l.p50);
+        a.peer_p99_ns = l.map(|l| l.p99);
         a.stalled = h.count_between(overflow::RETRY_THRESHOLD_NS, u64::MAX);
     }
     let counts: Vec<u64> = per.iter().map(|a| a.accepted).collect();
@@ -338,20 +338,31 @@ fn latency_columns(
     j: &join::Joined,
     peer_internal: &Histogram<u64>,
 ) {
-    let c = Percentiles::of(&client.connect);
-    let pe = Percentiles::of(&j.peer_e2e_ns);
-    let pi = Percentiles::of(peer_internal);
-    row.connect_p50_ns = c.p50;
-    row.connect_p99_ns = c.p99;
-    row.connect_p999_ns = c.p999;
-    row.connect_max_ns = c.max;
-    row.peer_p50_ns = pe.p50;
-    row.peer_p99_ns = pe.p99;
-    row.peer_p999_ns = pe.p999;
-    row.peer_max_ns = pe.max;
-    row.peer_internal_p50_ns = pi.p50;
-    row.peer_internal_p99_ns = pi.p99;
+    // An empty histogram (no connection timed in the window) leaves its columns empty.
+    let c = Percentiles::measured(&client.connect);
+    let pe = Percentiles::measured(&j.peer_e2e_ns);
+    let pi = Percentiles::measured(peer_internal);
+    row.connect_p50_ns = c.map(|c| c.p50);
+    row.connect_p99_ns = c.map(|c| c.p99);
+    row.connect_p999_ns = c.map(|c| c.p999);
+    row.connect_max_ns = c.map(|c| c.max);
+    row.peer_p50_ns = pe.map(|p| p.p50);
+    row.peer_p99_ns = pe.map(|p| p.p99);
+    row.peer_p999_ns = pe.map(|p| p.p999);
+    row.peer_max_ns = pe.map(|p| p.max);
+    row.peer_internal_p50_ns = pi.map(|p| p.p50);
+    row.peer_internal_p99_ns = pi.map(|p| p.p99);
     row.syn_retry_stalls = client.stalls;
+    let absent: Vec<&str> = [("connect", c.is_none()), ("peer", pe.is_none())]
+        .iter()
+        .filter_map(|&(name, none)| none.then_some(name))
+        .collect();
+    if !absent.is_empty() && row.is_ok() {
+        row.add_note(&format!(
+            "no connection was timed in the window: {} latency left empty, not 0",
+            absent.join(" and ")
+        ));
+    }
 }
 
 fn queue_overflowed(f: &overflow::Figures) -> bool {

@@ -590,6 +590,11 @@ impl RemoteClient {
             .with_context(|| format!("client host {}", self.host.label()))
     }
 
+    /// The host's name in messages (`user@host`).
+    pub fn label(&self) -> String {
+        self.host.label()
+    }
+
     /// True once the session has ended.
     pub fn has_exited(&mut self) -> bool {
         matches!(self.session.child.try_wait(), Ok(Some(_)))
