@@ -80,53 +80,11 @@ pub fn of(cells: &[CellRow], rows: &[SummaryRow], stall: &[StallRow]) -> Verdict
 fn cell_verdict(group: &[&CellRow]) -> CellVerdict {
     let first = group[0];
     let by_cpu = client_paced(&first.mode);
-    let std = group
-        .iter()
-        .find(|c| c.engine == "std" && c.inflight.is_none());
+    let std = group.iter().find(|c| c.engine == "std");
     let mut engines: Vec<EngineRatio> = group
         .iter()
         .filter(|c| c.engine != "std")
-        .map(|c| {
-            let (ratio, lo, hi) = if by_cpu {
-                (
-                    c.ratio_cpu_vs_std,
-                    c.ratio_cpu_vs_std_lo,
-                    c.ratio_cpu_vs_std_hi,
-                )
-            } else {
-                (
-                    c.ratio_accepts_vs_std,
-                    c.ratio_accepts_vs_std_lo,
-                    c.ratio_accepts_vs_std_hi,
-                )
-            };
-            let interval = match (ratio, lo, hi) {
-                (Some(median), Some(lo), Some(hi)) => Some(MedianCi {
-                    median,
-                    lo,
-                    hi,
-                    level: c.ratio_ci_level.unwrap_or(0.0),
-                    n: c.ratio_n as usize,
-                }),
-                _ => None,
-            };
-            let call = match (call_of(interval).as_str(), by_cpu) {
-                ("higher", false) => "faster",
-                ("lower", false) => "slower",
-                ("higher", true) => "more CPU",
-                ("lower", true) => "less CPU",
-                ("", _) => "no ratio",
-                (other, _) => other,
-            }
-            .to_string();
-            EngineRatio {
-                engine: super::series(&c.engine, c.inflight, c.acceptors, &c.sharing),
-                ratio,
-                lo,
-                hi,
-                call,
-            }
-        })
+        .map(|c| engine_ratio(c, by_cpu))
         .collect();
     // Best first: fastest, or least CPU; engines without a ratio last.
     engines.sort_by(|a, b| {
@@ -138,29 +96,6 @@ fn cell_verdict(group: &[&CellRow]) -> CellVerdict {
             (None, None) => a.engine.cmp(&b.engine),
         }
     });
-    let why = if by_cpu {
-        let spread: Vec<f64> = group
-            .iter()
-            .filter_map(|c| c.ratio_accepts_vs_std)
-            .collect();
-        let (lo, hi) = spread
-            .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &r| {
-                (lo.min(r), hi.max(r))
-            });
-        let pace = if first.mode == "closed" {
-            "client-bound"
-        } else {
-            "paced by the clients"
-        };
-        if spread.is_empty() {
-            pace.to_string()
-        } else {
-            format!("{pace}: accepts/s {lo:.2}–{hi:.2}× std")
-        }
-    } else {
-        String::new()
-    };
     CellVerdict {
         mode: first.mode.clone(),
         backlog: first.backlog,
@@ -177,8 +112,76 @@ fn cell_verdict(group: &[&CellRow]) -> CellVerdict {
                 s.accepts_per_s
             }
         }),
-        why,
+        why: if by_cpu {
+            pace_note(group)
+        } else {
+            String::new()
+        },
         engines,
+    }
+}
+
+/// One engine's ratio to std (of CPU per accept when `by_cpu`, else of accepts/s) and
+/// what its interval allows us to call it.
+fn engine_ratio(c: &CellRow, by_cpu: bool) -> EngineRatio {
+    let (ratio, lo, hi) = if by_cpu {
+        (
+            c.ratio_cpu_vs_std,
+            c.ratio_cpu_vs_std_lo,
+            c.ratio_cpu_vs_std_hi,
+        )
+    } else {
+        (
+            c.ratio_accepts_vs_std,
+            c.ratio_accepts_vs_std_lo,
+            c.ratio_accepts_vs_std_hi,
+        )
+    };
+    let interval = match (ratio, lo, hi) {
+        (Some(median), Some(lo), Some(hi)) => Some(MedianCi {
+            median,
+            lo,
+            hi,
+            level: c.ratio_ci_level.unwrap_or(0.0),
+            n: c.ratio_n as usize,
+        }),
+        _ => None,
+    };
+    let cell_call = call_of(interval);
+    let call = match (cell_call.as_str(), by_cpu) {
+        ("higher", false) => "faster",
+        ("lower", false) => "slower",
+        ("higher", true) => "more CPU",
+        ("lower", true) => "less CPU",
+        ("", _) => "no ratio",
+        (other, _) => other,
+    };
+    EngineRatio {
+        engine: super::series(&c.engine, c.inflight, c.acceptors, &c.sharing),
+        ratio,
+        lo,
+        hi,
+        call: call.to_string(),
+    }
+}
+
+/// Why a client-paced cell is ranked by CPU: the clients set the pace, and how close
+/// the engines' accepts/s are.
+fn pace_note(group: &[&CellRow]) -> String {
+    let pace = if group[0].mode == "closed" {
+        "client-bound"
+    } else {
+        "paced by the clients"
+    };
+    let spread: Vec<f64> = group
+        .iter()
+        .filter_map(|c| c.ratio_accepts_vs_std)
+        .collect();
+    let lo = spread.iter().copied().reduce(f64::min);
+    let hi = spread.iter().copied().reduce(f64::max);
+    match (lo, hi) {
+        (Some(lo), Some(hi)) => format!("{pace}: accepts/s {lo:.2}–{hi:.2}× std"),
+        _ => pace.to_string(),
     }
 }
 
