@@ -154,8 +154,10 @@ mod tests {
                 let now = common::clock::mono_ns();
                 rec.accepted(([127, 0, 0, 2], 1000 + port).into(), now, now);
             }
-            let spin_until = std::time::Instant::now() + Duration::from_millis(30);
-            while std::time::Instant::now() < spin_until {
+            // 30 ms of this thread's own CPU (not of wall time: on a busy machine the
+            // thread may get less than all of it).
+            let cpu_until = common::affinity::thread_cpu_total_s() + 0.030;
+            while common::affinity::thread_cpu_total_s() < cpu_until {
                 std::hint::spin_loop();
             }
             for _ in 0..100 {
@@ -163,7 +165,7 @@ mod tests {
             }
             rec.mark_done();
             // The stop's teardown: after the work, outside the window.
-            std::thread::sleep(Duration::from_millis(30));
+            std::thread::sleep(Duration::from_millis(300));
             Ok(())
         }
     }
@@ -195,7 +197,7 @@ mod tests {
             "to the last close: {} ns",
             t.span_ns()
         );
-        // The 30 ms of closing is CPU inside the window; the 30 ms sleep after the mark
+        // The 30 ms of closing is CPU inside the window; the 300 ms sleep after the mark
         // is neither.
         assert!(t.cpu_s >= 0.025, "cpu {} s", t.cpu_s);
         assert!(
@@ -205,7 +207,7 @@ mod tests {
             t.span_ns()
         );
         assert!(
-            t.span_ns() < 55_000_000,
+            t.span_ns() < 250_000_000,
             "the teardown is outside: {}",
             t.span_ns()
         );
