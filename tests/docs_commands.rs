@@ -4,7 +4,8 @@
 //!
 //! What counts as a command line: in a fenced code block, every line (a `\` at its end
 //! continues it) that runs `acceptbench` (also `target/release/acceptbench`, and inside
-//! `ssh host "…"`), `loadgen`, or `cargo run --release [-p loadgen] [-- …]`; in prose, an
+//! `ssh host "…"`), `loadgen`, `cargo run --release [-p loadgen] [-- …]`, or a sweep given
+//! to `scripts/kernels/run.sh --sweep "…"`; in prose, an
 //! inline code span that starts with `acceptbench ` and has arguments. A span naming a
 //! command alone (`acceptbench compare`) or ending in `…` (`acceptbench sweep
 //! --client-hosts K …`) is a name or a fragment, not a line.
@@ -162,6 +163,18 @@ fn program_in(place: &str, words: &[String]) -> Vec<Shown> {
         }
         let args = rest.strip_prefix(&["--".to_string()]).unwrap_or(rest);
         return vec![shown(program, args)];
+    }
+    // scripts/kernels/run.sh --sweep "ARGS": ARGS are a sweep's, run under each kernel.
+    if words.iter().any(|w| w.ends_with("scripts/kernels/run.sh")) {
+        return words
+            .windows(2)
+            .filter(|p| p[0] == "--sweep")
+            .map(|p| {
+                let mut args = vec!["sweep".to_string()];
+                args.extend(p[1].split_whitespace().map(str::to_string));
+                shown(Program::Acceptbench, &args)
+            })
+            .collect();
     }
     for (i, w) in words.iter().enumerate() {
         let ours = |name: &str| w == name || (w.ends_with(&format!("/{name}")) && !w.contains('='));
