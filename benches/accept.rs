@@ -11,7 +11,7 @@
 //! `accept/<backlog>/<engine>`: K connections made concurrently by loadgen's library
 //! (closed loop, on its own thread pinned to another CPU); the acceptor is released
 //! when the first connection is in the queue. On a 2-core machine this is
-//! client-bound (see README): engines come out close together.
+//! client-bound (see docs/measurements.md): engines come out close together.
 //!
 //! `accept_drain/<engine>`: the acceptor alone — K connections are queued first
 //! (backlog 4096), then the engine is released and drains them back to back. This

@@ -150,7 +150,7 @@ pub struct ListenArgs {
     #[arg(long)]
     pub json: bool,
     /// io_uring single-shot accepts kept in flight (engine `uring`). 1 by default: more
-    /// armed accepts cost more CPU per connection on a closed loop (see README).
+    /// armed accepts cost more CPU per connection on a closed loop (see docs/results.md).
     #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub inflight: u32,
     /// Simulated work per accepted connection (e.g. 100us), to make the acceptor slower on purpose.
@@ -314,7 +314,7 @@ pub struct SweepArgs {
     /// a server network namespace and K client namespaces on a bridge, one loadgen in
     /// each (K times a loopback run's load; rows say netns=veth); a comma-separated list
     /// of ssh://[user@]host[:port][/path/to/acceptbench] (or @FILE, one per line) runs
-    /// loadgen on those machines over OpenSSH (with --server-addr; see README).
+    /// loadgen on those machines over OpenSSH (with --server-addr; see docs/hosts.md).
     #[arg(long, value_name = "K|ssh://…,…|@FILE")]
     pub client_hosts: Option<String>,
     /// With ssh client hosts: the address of this machine the clients connect to (the
