@@ -17,7 +17,7 @@
 //! Every relative link in README.md, docs/*.md and results/README.md leads to a file
 //! that exists and, with `#anchor`, to a heading of that file.
 //!
-//! Each line goes through clap (`Cli::try_parse_from`) and then the validation the
+//! Each line goes through clap (`cli::parse`, which also names the flags given) and then the validation the
 //! binary runs (`Command::from_cli`; `loadgen::Config::from_args` for loadgen's
 //! flags). Refusals that depend on this machine rather than the line — a CPU it does
 //! not have, a hosts file or binary that exists on the user's machine, no private
@@ -26,9 +26,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
-use clap::Parser;
-
-use acceptbench::cli::Cli;
 use acceptbench::config::{Command, ConfigError};
 
 /// Example values of the shell variables the docs' command lines use.
@@ -297,12 +294,12 @@ fn refusal(shown: &Shown) -> Option<String> {
     if shown.program == Program::Loadgen {
         return loadgen_refusal(argv);
     }
-    let cli = match Cli::try_parse_from(&argv) {
+    let (cli, given) = match acceptbench::cli::parse(&argv) {
         Ok(c) => c,
         Err(e) if asks_for_help(&e) => return None,
         Err(e) => return Some(first_line(&e.to_string())),
     };
-    match Command::from_cli(cli, &argv) {
+    match Command::from_cli(cli, &argv, &given) {
         Ok(Command::Loadgen(args)) => loadgen_refusal(args),
         Ok(_) => None,
         Err(e) if depends_on_machine(&e) => {
