@@ -62,6 +62,11 @@ pub struct Meta {
     /// `closed by uring (ring default, socket ops ring)`.
     #[serde(default)]
     pub client_connect: Vec<String>,
+    /// The machine's costs (null system call, io_uring NOP enter, context switch) on the
+    /// acceptor's CPU at the sweep's start and end, and what explains them (CPU,
+    /// microcode, mitigations, HZ, steal). Absent in runs made before it existed.
+    #[serde(default)]
+    pub machine: Option<crate::kernel::costs::Profile>,
 }
 
 /// Format version written by this build.
@@ -107,6 +112,7 @@ impl Meta {
             notes: Vec::new(),
             engine_options: String::new(),
             client_connect: Vec::new(),
+            machine: None,
         }
     }
 

@@ -60,6 +60,13 @@ fn heading(meta: &Meta, verdict: &super::verdict::Verdict) -> String {
         meta.started_utc,
         if meta.finished_utc.is_empty() { "—" } else { &meta.finished_utc }
     );
+    if let Some(m) = &meta.machine {
+        let _ = writeln!(
+            s,
+            "Machine costs (`meta.json` machine; why a ratio here need not hold elsewhere): {}.\n",
+            m.describe()
+        );
+    }
     let _ = writeln!(
         s,
         "Files: `summary.csv` (one row per run), `cells.csv` (per engine, backlog and mode: medians over the ok runs with confidence intervals, ratios to std), columns of both in ../README.md; `meta.json` (kernel, sysctls, versions), `hgrm/` (latency percentile distributions, µs).\n"

@@ -115,6 +115,11 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     drop(tmp_dir);
     drop(copies);
     let incomplete = stop.is_raised() || result.is_err();
+    if !incomplete {
+        for w in directory.machine_at_end() {
+            eprintln!("acceptbench: note: {w}");
+        }
+    }
     terminal.done(incomplete)?;
     directory.done(incomplete)?;
     result?;
@@ -194,6 +199,7 @@ fn sweep_meta(cfg: &SweepConfig, uring: &probe::UringProbe) -> Meta {
         (cfg.server_cpu, cfg.client_cpus.clone()),
     );
     meta.notes.extend(setup_notes(cfg));
+    meta.machine = Some(crate::kernel::costs::Profile::at_start(cfg.server_cpu));
     meta.engine_options = format!(
         "inflight={} ring_setup={} direct={}",
         cfg.inflights

@@ -270,6 +270,18 @@ impl Sink for Directory {
 }
 
 impl Directory {
+    /// Measures the machine's costs again now that the runs are over (see
+    /// [`crate::kernel::costs`]); notes, and returns, what moved.
+    pub fn machine_at_end(&mut self) -> Vec<String> {
+        let Some(p) = self.meta.machine.as_mut() else {
+            return Vec::new();
+        };
+        p.at_end();
+        let warnings = p.warnings();
+        self.meta.notes.extend(warnings.iter().cloned());
+        warnings
+    }
+
     /// Finishes the directory: histograms, cells.csv, meta.json (finished, incomplete or
     /// not), the run's README, then the charts. The histograms are written first but
     /// their failure reported last: it must not cost the rows and README. A chart that
