@@ -146,6 +146,7 @@ pub fn text(cmp: &Comparison) -> String {
         padded.join("  ").trim_end().to_string() + "\n"
     };
     let mut s = legend(cmp, "");
+    s.push_str(&cmp.machines.text(""));
     s.push('\n');
     s.push_str(&line(&header));
     for row in &body {
@@ -158,6 +159,7 @@ pub fn text(cmp: &Comparison) -> String {
 pub fn markdown(cmp: &Comparison) -> String {
     let (header, body) = table(cmp);
     let mut s = legend(cmp, "- ");
+    s.push_str(&cmp.machines.text("- "));
     s.push('\n');
     let head = header
         .into_iter()

@@ -8,6 +8,7 @@
 
 pub mod format;
 pub mod load;
+pub mod machines;
 
 use std::collections::BTreeMap;
 use std::process::ExitCode;
@@ -88,6 +89,8 @@ pub struct Comparison {
     pub lines: Vec<Line>,
     /// Settings that differ between runs and change results.
     pub warnings: Vec<String>,
+    /// The machines' cost profiles and the ratios to std that moved between them.
+    pub machines: machines::Machines,
 }
 
 /// summary.csv columns that are text, not numbers.
@@ -189,6 +192,7 @@ pub fn compare(runs: &[Run], metrics: &[String]) -> anyhow::Result<Comparison> {
             .collect(),
         lines,
         warnings: settings_warnings(runs),
+        machines: machines::of(runs),
     })
 }
 
