@@ -135,6 +135,7 @@ fn meta(kernel: &str) -> Meta {
         notes: Vec::new(),
         engine_options: String::new(),
         client_connect: Vec::new(),
+        machine: None,
     }
 }
 
