@@ -5,8 +5,10 @@
 pub mod costs;
 pub mod netns;
 pub mod netstat;
+pub mod perf;
 pub mod probe;
 pub mod sysctl;
+pub mod tracefs;
 
 use serde::{Deserialize, Serialize};
 

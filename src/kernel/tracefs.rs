@@ -1,0 +1,200 @@
+//! tracefs: where the kernel's tracepoints are named (`events/<system>/<name>/id`) and
+//! described (`…/format`: each field's name, offset, size and sign, which differ
+//! between kernels — never hard-coded). tracefs is mounted at /sys/kernel/tracing if it
+//! is not mounted anywhere, and unmounted again when the [`Tracefs`] that mounted it
+//! drops: a run leaves no mount behind.
+//!
+//! Owns the mount and reading tracefs; opening perf events is [`super::perf`]'s.
+
+use std::path::{Path, PathBuf};
+
+/// Where tracefs is mounted, and whether we mounted it (then dropping unmounts it).
+#[derive(Debug)]
+pub struct Tracefs {
+    /// The mount point.
+    pub root: PathBuf,
+    mounted_by_us: bool,
+}
+
+/// Why tracepoints cannot be used here.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TracefsError {
+    /// Not mounted, and mounting it failed (not root, a container without the
+    /// capability, a kernel without CONFIG_TRACING).
+    #[error("tracefs is not mounted and mounting it at /sys/kernel/tracing failed ({0}): run as root (CAP_SYS_ADMIN) on a kernel with tracing, or mount it yourself")]
+    Mount(String),
+    /// The kernel has no such tracepoint.
+    #[error("this kernel has no tracepoint {0} (no {1})")]
+    NoEvent(String, String),
+    /// A format file that does not parse.
+    #[error("{0}: unreadable tracepoint format: {1}")]
+    Format(String, String),
+}
+
+/// One field of a tracepoint's record, from its format file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Field {
+    /// Its name (`sport`, `oldstate`, `saddr_v6`, …).
+    pub name: String,
+    /// Byte offset in the raw record.
+    pub offset: usize,
+    /// Size in bytes.
+    pub size: usize,
+    /// Signed or not.
+    pub signed: bool,
+}
+
+const DEFAULT_ROOT: &str = "/sys/kernel/tracing";
+
+impl Tracefs {
+    /// Finds tracefs (/proc/mounts), mounting it at /sys/kernel/tracing if absent.
+    pub fn open() -> Result<Tracefs, TracefsError> {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        if let Some(root) = mounts
+            .lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|f| f.len() > 2 && f[2] == "tracefs")
+            .map(|f| PathBuf::from(f[1]))
+        {
+            return Ok(Tracefs {
+                root,
+                mounted_by_us: false,
+            });
+        }
+        let target = std::ffi::CString::new(DEFAULT_ROOT).expect("no NUL");
+        let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
+        // SAFETY: plain C strings that live across the call; no data argument.
+        let rc = unsafe {
+            libc::mount(
+                fstype.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        if rc != 0 {
+            return Err(TracefsError::Mount(std::io::Error::last_os_error().to_string()));
+        }
+        Ok(Tracefs {
+            root: PathBuf::from(DEFAULT_ROOT),
+            mounted_by_us: true,
+        })
+    }
+
+    fn event_dir(&self, event: &str) -> Result<PathBuf, TracefsError> {
+        let (system, name) = event
+            .split_once(':')
+            .ok_or_else(|| TracefsError::NoEvent(event.into(), "system:name".into()))?;
+        let dir = self.root.join("events").join(system).join(name);
+        if dir.is_dir() {
+            Ok(dir)
+        } else {
+            Err(TracefsError::NoEvent(event.into(), dir.display().to_string()))
+        }
+    }
+
+    /// The perf id of tracepoint `system:name`.
+    pub fn id(&self, event: &str) -> Result<u64, TracefsError> {
+        let path = self.event_dir(event)?.join("id");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| TracefsError::NoEvent(event.into(), format!("{}: {e}", path.display())))?;
+        text.trim()
+            .parse()
+            .map_err(|e| TracefsError::Format(path.display().to_string(), format!("{e}")))
+    }
+
+    /// The fields of tracepoint `system:name`, by its format file.
+    pub fn fields(&self, event: &str) -> Result<Vec<Field>, TracefsError> {
+        let path = self.event_dir(event)?.join("format");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| TracefsError::NoEvent(event.into(), format!("{}: {e}", path.display())))?;
+        parse_format(&text).map_err(|e| TracefsError::Format(path.display().to_string(), e))
+    }
+
+    /// Whether this mount is ours (it goes when this drops).
+    pub fn mounted_by_us(&self) -> bool {
+        self.mounted_by_us
+    }
+}
+
+impl Drop for Tracefs {
+    fn drop(&mut self) {
+        if self.mounted_by_us {
+            unmount(&self.root);
+        }
+    }
+}
+
+fn unmount(root: &Path) {
+    if let Ok(target) = std::ffi::CString::new(root.as_os_str().as_encoded_bytes()) {
+        // SAFETY: a C string that lives across the call. A busy mount (an open perf
+        // event still holds it) is detached and goes once unused.
+        unsafe { libc::umount2(target.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// Parses a tracepoint format file's `field:` lines:
+/// `field:unsigned short sport;	offset:12;	size:2;	signed:0;`.
+pub fn parse_format(text: &str) -> Result<Vec<Field>, String> {
+    let mut fields = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| l.starts_with("field:")) {
+        let mut name = None;
+        let (mut offset, mut size, mut signed) = (None, None, false);
+        for part in line.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once(':')
+                .ok_or_else(|| format!("no key in {part:?}"))?;
+            match key.trim() {
+                // The declaration's last word is the name, less any array suffix.
+                "field" => {
+                    name = value
+                        .split_whitespace()
+                        .last()
+                        .map(|w| w.split('[').next().unwrap_or(w).to_string())
+                }
+                "offset" => offset = value.trim().parse().ok(),
+                "size" => size = value.trim().parse().ok(),
+                "signed" => signed = value.trim() == "1",
+                _ => {}
+            }
+        }
+        match (name, offset, size) {
+            (Some(name), Some(offset), Some(size)) => fields.push(Field {
+                name,
+                offset,
+                size,
+                signed,
+            }),
+            _ => return Err(format!("incomplete field line {line:?}")),
+        }
+    }
+    if fields.is_empty() {
+        return Err("no field lines".into());
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_format_file_gives_each_fields_place() {
+        let text = "name: inet_sock_set_state\nID: 1415\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;\n\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;\n\nprint fmt: \"family=%s\"\n";
+        let f = parse_format(text).unwrap();
+        assert_eq!(f.len(), 4);
+        assert_eq!(
+            f[2],
+            Field {
+                name: "oldstate".into(),
+                offset: 16,
+                size: 4,
+                signed: true
+            }
+        );
+        assert_eq!(f[3].name, "saddr_v6");
+        assert_eq!((f[3].offset, f[3].size), (40, 16));
+        assert!(parse_format("name: x\n").is_err());
+    }
+}
