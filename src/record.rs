@@ -91,6 +91,8 @@ pub struct Done {
     pub ns: u64,
     /// Connections closed by then.
     closed: u64,
+    /// The thread's use of the kernel then.
+    pub usage: crate::kernel::perf::ThreadUsage,
 }
 
 /// When an acceptor's application stopped ([`crate::engine::Stall`]).
@@ -174,6 +176,8 @@ pub struct Recorder {
     same_errno_run: u64,
     keep_peers: bool,
     observer: Option<PeerObserver>,
+    /// perf counters on this thread (system calls, io_uring enters), if counting.
+    counters: Option<crate::kernel::perf::ThreadCounters>,
 }
 
 impl Default for Recorder {
@@ -210,6 +214,7 @@ impl Recorder {
             same_errno_run: 0,
             keep_peers,
             observer: None,
+            counters: None,
         }
     }
 
@@ -264,10 +269,12 @@ impl Recorder {
         if self.done.is_some_and(|d| d.closed == self.closed) {
             return;
         }
+        let usage = crate::kernel::perf::ThreadUsage::end(self.counters.as_mut());
         self.done = Some(Done {
             cpu_s: common::affinity::thread_cpu_total_s(),
             ns: common::clock::mono_ns(),
             closed: self.closed,
+            usage,
         });
     }
 
@@ -276,11 +283,33 @@ impl Recorder {
     /// option), so that a window starts at the same point of every engine's work. Reads
     /// the thread's CPU clock once.
     pub fn mark_release(&mut self) {
+        let cpu_s = common::affinity::thread_cpu_total_s();
+        let ns = common::clock::mono_ns();
         self.release = Some(Done {
-            cpu_s: common::affinity::thread_cpu_total_s(),
-            ns: common::clock::mono_ns(),
+            cpu_s,
+            ns,
             closed: self.closed,
+            usage: crate::kernel::perf::ThreadUsage::start(self.counters.as_mut()),
         });
+    }
+
+    /// Counts this thread's system calls and io_uring enters from now on (perf, see
+    /// [`crate::kernel::perf`]); must be called on the acceptor's own thread. Err: why
+    /// perf cannot count here (the marks still carry getrusage's figures).
+    pub fn count_kernel(&mut self, ids: crate::kernel::perf::Ids) -> Result<(), String> {
+        self.counters = Some(crate::kernel::perf::ThreadCounters::open(ids)?);
+        Ok(())
+    }
+
+    /// This thread's use of the kernel now, as a window's start (for a window the
+    /// engine opened without a release mark).
+    pub fn usage_now(&mut self) -> crate::kernel::perf::ThreadUsage {
+        crate::kernel::perf::ThreadUsage::start(self.counters.as_mut())
+    }
+
+    /// This thread's use of the kernel now, as a window's end.
+    pub fn usage_end(&mut self) -> crate::kernel::perf::ThreadUsage {
+        crate::kernel::perf::ThreadUsage::end(self.counters.as_mut())
     }
 
     /// Takes the mark [`Recorder::mark_release`] left (None if the engine left none).

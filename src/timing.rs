@@ -40,6 +40,9 @@ pub struct Timed {
     pub cpu_s: f64,
     /// The acceptor thread's CPU clock at release, s.
     pub cpu_at_release_s: f64,
+    /// The acceptor thread's use of the kernel over the same window: user/kernel CPU,
+    /// context switches, and (where perf counts) system calls and io_uring enters.
+    pub usage: crate::kernel::perf::UsageDelta,
     /// The engine's result.
     pub result: Result<(), EngineError>,
 }
@@ -82,16 +85,18 @@ pub fn timed_run(
     let _ = rec.take_release();
     let c0 = common::affinity::thread_cpu_total_s();
     let called_ns = common::clock::mono_ns();
+    let u0 = rec.usage_now();
     let result = engine.run(listener, limits, rec);
     // The engine's own release mark, just before its first accept call or submit (after
     // its per-run preparation); an engine that left none is released at the call.
-    let (released_ns, c0) = rec
+    let (released_ns, c0, u0) = rec
         .take_release()
-        .map_or((called_ns, c0), |r| (r.ns, r.cpu_s));
+        .map_or((called_ns, c0, u0), |r| (r.ns, r.cpu_s, r.usage));
     // An engine that ended on an error may have left no mark: then its CPU runs to here.
-    let c1 = rec
-        .take_done()
-        .map_or_else(common::affinity::thread_cpu_total_s, |d| d.cpu_s);
+    let (c1, u1) = match rec.take_done() {
+        Some(d) => (d.cpu_s, d.usage),
+        None => (common::affinity::thread_cpu_total_s(), rec.usage_end()),
+    };
     let accepted = rec.accepted - accepted0;
     let closed = rec.closed - closed0;
     Timed {
@@ -102,6 +107,7 @@ pub fn timed_run(
         last_closed_ns: if closed > 0 { rec.last_closed_ns } else { 0 },
         cpu_s: (c1 - c0).max(0.0),
         cpu_at_release_s: c0,
+        usage: u1.since(&u0),
         result,
     }
 }

@@ -138,6 +138,7 @@ fn failed(e: EngineError) -> Timed {
         last_closed_ns: 0,
         cpu_s: 0.0,
         cpu_at_release_s: 0.0,
+        usage: Default::default(),
         result: Err(e),
     }
 }

@@ -55,6 +55,12 @@ impl Ids {
     }
 }
 
+/// `ids` if perf will count them here: opens and drops a counter on this thread, so a
+/// sweep learns at its start, once, whether its rows will carry the counts.
+pub fn usable(ids: Ids) -> Result<Ids, String> {
+    ThreadCounters::open(ids).map(|_| ids)
+}
+
 fn counting(id: u64) -> Builder<'static> {
     let mut b = Builder::new(Tracepoint::with_id(id));
     // The calling thread only (pid 0, no inherit), on any CPU; a tracepoint fires in
@@ -111,6 +117,121 @@ impl ThreadCounters {
         match self.uring_enters.as_mut() {
             Some(c) => c.read().ok().map(Some),
             None => Some(None),
+        }
+    }
+}
+
+/// A thread's use of the kernel at one instant: `getrusage(RUSAGE_THREAD)` (user and
+/// kernel CPU, voluntary and involuntary context switches) and, where perf counts it,
+/// its system calls and io_uring_enter calls so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ThreadUsage {
+    /// User CPU, s.
+    pub user_s: f64,
+    /// Kernel CPU, s.
+    pub sys_s: f64,
+    /// Voluntary context switches (the thread blocked).
+    pub vol_cs: u64,
+    /// Involuntary context switches (preempted).
+    pub invol_cs: u64,
+    /// perf's counts, None where perf is not counting.
+    pub counts: Option<Counts>,
+}
+
+/// `getrusage(RUSAGE_THREAD)` of the calling thread.
+fn rusage_now() -> (f64, f64, u64, u64) {
+    // SAFETY: rusage is plain old data; getrusage fills it.
+    let mut r: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: RUSAGE_THREAD of the calling thread into a struct we own.
+    if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) } != 0 {
+        return (0.0, 0.0, 0, 0);
+    }
+    let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
+    (
+        s(r.ru_utime),
+        s(r.ru_stime),
+        r.ru_nvcsw as u64,
+        r.ru_nivcsw as u64,
+    )
+}
+
+impl ThreadUsage {
+    /// Now, at the start of a window: getrusage first, perf last (outside the window).
+    pub fn start(counters: Option<&mut ThreadCounters>) -> ThreadUsage {
+        let (user_s, sys_s, vol_cs, invol_cs) = rusage_now();
+        ThreadUsage {
+            user_s,
+            sys_s,
+            vol_cs,
+            invol_cs,
+            counts: counters.and_then(ThreadCounters::read_start),
+        }
+    }
+
+    /// Now, at the end of a window: perf first (one read of ours inside the window),
+    /// then getrusage.
+    pub fn end(counters: Option<&mut ThreadCounters>) -> ThreadUsage {
+        let counts = counters.and_then(ThreadCounters::read_end);
+        let (user_s, sys_s, vol_cs, invol_cs) = rusage_now();
+        ThreadUsage {
+            user_s,
+            sys_s,
+            vol_cs,
+            invol_cs,
+            counts,
+        }
+    }
+
+    /// What happened between `earlier` and this (the counting's own read taken out).
+    pub fn since(&self, earlier: &ThreadUsage) -> UsageDelta {
+        let counts = match (self.counts, earlier.counts) {
+            (Some(b), Some(a)) => Some(Counts {
+                syscalls: b.syscalls.saturating_sub(a.syscalls + OWN_SYSCALLS),
+                uring_enters: b
+                    .uring_enters
+                    .zip(a.uring_enters)
+                    .map(|(b, a)| b.saturating_sub(a)),
+            }),
+            _ => None,
+        };
+        UsageDelta {
+            user_s: (self.user_s - earlier.user_s).max(0.0),
+            sys_s: (self.sys_s - earlier.sys_s).max(0.0),
+            vol_cs: self.vol_cs.saturating_sub(earlier.vol_cs),
+            invol_cs: self.invol_cs.saturating_sub(earlier.invol_cs),
+            counts,
+        }
+    }
+}
+
+/// A thread's use of the kernel over a window (see [`ThreadUsage`]); summed over
+/// acceptors and drain rounds with [`UsageDelta::add`].
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct UsageDelta {
+    /// User CPU, s.
+    pub user_s: f64,
+    /// Kernel CPU, s.
+    pub sys_s: f64,
+    /// Voluntary context switches.
+    pub vol_cs: u64,
+    /// Involuntary context switches.
+    pub invol_cs: u64,
+    /// System calls and io_uring enters (None: perf did not count them all).
+    pub counts: Option<Counts>,
+}
+
+impl UsageDelta {
+    /// The sum of two windows (counts only if both have them).
+    pub fn add(&self, o: &UsageDelta) -> UsageDelta {
+        UsageDelta {
+            user_s: self.user_s + o.user_s,
+            sys_s: self.sys_s + o.sys_s,
+            vol_cs: self.vol_cs + o.vol_cs,
+            invol_cs: self.invol_cs + o.invol_cs,
+            counts: self.counts.zip(o.counts).map(|(a, b)| Counts {
+                syscalls: a.syscalls + b.syscalls,
+                uring_enters: a.uring_enters.zip(b.uring_enters).map(|(x, y)| x + y),
+            }),
         }
     }
 }

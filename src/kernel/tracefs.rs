@@ -74,7 +74,9 @@ impl Tracefs {
             )
         };
         if rc != 0 {
-            return Err(TracefsError::Mount(std::io::Error::last_os_error().to_string()));
+            return Err(TracefsError::Mount(
+                std::io::Error::last_os_error().to_string(),
+            ));
         }
         Ok(Tracefs {
             root: PathBuf::from(DEFAULT_ROOT),
@@ -90,7 +92,10 @@ impl Tracefs {
         if dir.is_dir() {
             Ok(dir)
         } else {
-            Err(TracefsError::NoEvent(event.into(), dir.display().to_string()))
+            Err(TracefsError::NoEvent(
+                event.into(),
+                dir.display().to_string(),
+            ))
         }
     }
 
@@ -135,10 +140,14 @@ fn unmount(root: &Path) {
 }
 
 /// Parses a tracepoint format file's `field:` lines:
-/// `field:unsigned short sport;	offset:12;	size:2;	signed:0;`.
+/// `field:unsigned short sport; offset:12; size:2; signed:0;` (tab-separated).
 pub fn parse_format(text: &str) -> Result<Vec<Field>, String> {
     let mut fields = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| l.starts_with("field:")) {
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("field:"))
+    {
         let mut name = None;
         let (mut offset, mut size, mut signed) = (None, None, false);
         for part in line.split(';').map(str::trim).filter(|p| !p.is_empty()) {

@@ -68,6 +68,15 @@ pub struct CellRow {
     pub peer_p99_us_lo: Option<f64>,
     /// Upper end of its interval.
     pub peer_p99_us_hi: Option<f64>,
+    /// Median system calls per accept (summary.csv `syscalls_per_accept`; empty where
+    /// perf did not count).
+    pub syscalls_per_accept: Option<f64>,
+    /// Median io_uring_enter calls per accept.
+    pub uring_enters_per_accept: Option<f64>,
+    /// Median context switches (voluntary + involuntary) per accept.
+    pub cs_per_accept: Option<f64>,
+    /// Median share of the acceptor's CPU spent in the kernel (sys / (user + sys)).
+    pub kernel_cpu_share: Option<f64>,
     /// Connects (all ok runs) that waited for a SYN retransmit.
     pub syn_retry_stalls: u64,
     /// Rounds with an accepts/s ratio to std (both rows ok and unstalled).
@@ -183,6 +192,17 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
         peer_p99_us: p9,
         peer_p99_us_lo: p9_lo,
         peer_p99_us_hi: p9_hi,
+        syscalls_per_accept: median(&ok, |r| r.syscalls_per_accept),
+        uring_enters_per_accept: median(&ok, |r| r.uring_enters_per_accept),
+        cs_per_accept: median(&ok, |r| {
+            r.vol_cs_per_accept
+                .zip(r.invol_cs_per_accept)
+                .map(|(v, i)| v + i)
+        }),
+        kernel_cpu_share: median(&ok, |r| {
+            let (u, s) = (r.acceptor_user_s?, r.acceptor_sys_s?);
+            (u + s > 0.0).then(|| s / (u + s))
+        }),
         syn_retry_stalls: ok.iter().map(|r| r.syn_retry_stalls).sum(),
         ratio_n: ra.map_or(0, |c| c.n as u32),
         ratio_ci_level: ra.or(rc).map(|c| c.level),
@@ -195,6 +215,12 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
         accepts_vs_std: if is_std { String::new() } else { verdict(ra) },
         cpu_vs_std: if is_std { String::new() } else { verdict(rc) },
     }
+}
+
+/// The median of a figure over the rows that have it.
+fn median(rows: &[&SummaryRow], f: impl Fn(&SummaryRow) -> Option<f64>) -> Option<f64> {
+    let v: Vec<f64> = rows.iter().filter_map(|r| f(r)).collect();
+    MedianCi::of(&v).map(|c| c.median)
 }
 
 /// `higher`, `lower`, `~` or `n too small` for a ratio's interval.

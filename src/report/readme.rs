@@ -256,6 +256,19 @@ fn cells_tables(s: &mut String, cells: &[CellRow]) {
     stalled_table(s, &stalled);
 }
 
+/// `2.01 (0.00), 0.28; 71%`: system calls (io_uring enters), switches; kernel share.
+fn kernel_use_cell(c: &CellRow) -> String {
+    let n = |v: Option<f64>| v.map_or("—".into(), |v| format!("{v:.2}"));
+    format!(
+        "{} ({}), {}; {}",
+        n(c.syscalls_per_accept),
+        n(c.uring_enters_per_accept),
+        n(c.cs_per_accept),
+        c.kernel_cpu_share
+            .map_or("—".into(), |k| format!("{:.0}%", k * 100.0))
+    )
+}
+
 fn compared_table(s: &mut String, cells: &[&CellRow]) {
     let mut t = Table::new(&[
         CELL_HEAD[0],
@@ -268,6 +281,10 @@ fn compared_table(s: &mut String, cells: &[&CellRow]) {
         ("acceptor CPU µs/accept", R),
         ("× std", L),
         ("peer p99 µs", R),
+        (
+            "per accept: system calls (io_uring_enter), switches; kernel CPU",
+            L,
+        ),
     ]);
     for c in cells {
         t.row(
@@ -290,6 +307,7 @@ fn compared_table(s: &mut String, cells: &[&CellRow]) {
                     cpu_cell(c),
                     cpu_ratio_cell(c),
                     interval(c.peer_p99_us, c.peer_p99_us_lo, c.peer_p99_us_hi, 1),
+                    kernel_use_cell(c),
                 ])
                 .collect(),
         );
@@ -297,7 +315,7 @@ fn compared_table(s: &mut String, cells: &[&CellRow]) {
     section(
         s,
         "Engines compared",
-        "Medians over the ok runs with their confidence interval [lo–hi] (order statistics; its coverage is the `ci_level` column of cells.csv). × std is the median of the per-round ratios to std, with its interval; *higher*/*lower* only when that interval excludes 1 at ≥ 95%, `~` when it includes 1, *n too small* below 6 rounds.",
+        "Medians over the ok runs with their confidence interval [lo–hi] (order statistics; its coverage is the `ci_level` column of cells.csv). × std is the median of the per-round ratios to std, with its interval; *higher*/*lower* only when that interval excludes 1 at ≥ 95%, `~` when it includes 1, *n too small* below 6 rounds. Per accept: the acceptor's system calls (perf; of them io_uring_enter in brackets) and context switches (getrusage), and the kernel's share of its CPU — medians; with the machine's costs above they say where its CPU goes.",
         &t,
     );
 }

@@ -106,6 +106,24 @@ pub struct SummaryRow {
     pub acceptor_cpu_s: f64,
     /// Acceptor CPU per connection accepted in the measured window, µs.
     pub acceptor_cpu_us_per_accept: f64,
+    /// Acceptor user CPU over its timed runs (release → done, warm-up included), s:
+    /// `getrusage(RUSAGE_THREAD)`, whose user/kernel split the kernel apportions by
+    /// tick samples (HZ in meta.json machine).
+    pub acceptor_user_s: Option<f64>,
+    /// Acceptor kernel CPU over the same runs, s (as `acceptor_user_s`).
+    pub acceptor_sys_s: Option<f64>,
+    /// System calls the acceptor thread(s) entered per connection accepted over the
+    /// same runs (perf, tracepoint raw_syscalls:sys_enter; the counting's own read taken
+    /// out). Empty where perf cannot count: meta.json's notes say why.
+    pub syscalls_per_accept: Option<f64>,
+    /// io_uring_enter calls per connection accepted (tracepoint
+    /// syscalls:sys_enter_io_uring_enter), as `syscalls_per_accept`.
+    pub uring_enters_per_accept: Option<f64>,
+    /// Voluntary context switches (the acceptor blocked) per connection accepted
+    /// (getrusage).
+    pub vol_cs_per_accept: Option<f64>,
+    /// Involuntary context switches (the acceptor was preempted) per connection accepted.
+    pub invol_cs_per_accept: Option<f64>,
     /// loadgen process CPU (user+sys), s.
     pub loadgen_cpu_s: f64,
     /// Accept errors of every kind.

@@ -29,6 +29,7 @@ struct DrainOut {
     /// Σ release → last peer held.
     peer_ns: u64,
     cpu_s: f64,
+    usage: Option<crate::kernel::perf::UsageDelta>,
     first_release_ns: u64,
     failure: Option<String>,
     interrupted: bool,
@@ -92,6 +93,8 @@ pub(super) fn drain(
         accept_window_s: out.drain_ns as f64 * 1e-9,
         peers_held_per_s: per_s(out.peer_ns),
         peer_window_s: out.peer_ns as f64 * 1e-9,
+        usage: out.usage,
+        usage_accepts: out.accepted,
         cpu_s: out.cpu_s,
         backlog_effective: listener.backlog_effective,
         rec: out.rec,
@@ -148,11 +151,16 @@ fn drain_rounds(
         drain_ns: 0,
         peer_ns: 0,
         cpu_s: 0.0,
+        usage: None,
         first_release_ns: 0,
         failure: None,
         interrupted: false,
     };
     out.ring_setup = engine.ring_setup_applied();
+    if let Ok(ids) = cfg.perf {
+        // Where perf is refused on this thread, the row's counts stay empty.
+        let _ = out.rec.count_kernel(ids);
+    }
     let mut budget_from: Option<Instant> = None;
     loop {
         // A round is a fill (≤ backlog+1 connects, microseconds each on loopback) plus
@@ -194,6 +202,7 @@ fn drain_rounds(
         out.drain_ns += t.span_ns();
         out.peer_ns += t.peer_span_ns();
         out.cpu_s += t.cpu_s;
+        out.usage = Some(out.usage.map_or(t.usage, |u| u.add(&t.usage)));
         out.interrupted = spec.stop.is_raised();
         if t.accepted < round.established && !out.interrupted {
             out.failure = Some(format!(

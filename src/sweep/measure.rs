@@ -237,6 +237,8 @@ struct Driven {
     failure: Option<String>,
     interrupted: bool,
     window_s: f64,
+    usage: Option<crate::kernel::perf::UsageDelta>,
+    usage_accepts: u64,
 }
 
 impl Driven {
@@ -308,6 +310,8 @@ impl Driven {
             ring_setup: self.ring_setup,
             figures,
             per_acceptor: self.per_acceptor,
+            usage: self.usage,
+            usage_accepts: self.usage_accepts,
             owner: self.owner,
             acceptor_cpus: String::new(),
             slow_acceptor: String::new(),
@@ -412,6 +416,8 @@ fn drive(
                 .max(0.0)
                 .min(window_s)
                 .max(f64::MIN_POSITIVE),
+            usage: a.usage,
+            usage_accepts: a.usage_accepts,
             rec: a.rec,
             owner: a.owner,
             per_acceptor: a.per,
@@ -465,6 +471,8 @@ mod tests {
             cpu_samples: vec![(50 * ms, 5.05), (99 * ms, 5.1), (150 * ms, 5.15)],
             cpu_at_release_s: 5.0,
             counters_at_release: None,
+            usage: None,
+            usage_accepts: 0,
             client: ClientResult {
                 report: loadgen::Report::default(),
                 records,

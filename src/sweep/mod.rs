@@ -55,6 +55,19 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     let uring = probe::probe_uring();
     let mut meta = sweep_meta(cfg, &uring);
     let mut settings = RunSettings::of(cfg);
+    // tracefs for the tracepoint ids that count system calls; mounted here if absent
+    // and unmounted when this drops, at the end of the sweep.
+    let tracefs = crate::kernel::tracefs::Tracefs::open().map_err(|e| e.to_string());
+    settings.perf = tracefs
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(crate::kernel::perf::Ids::of)
+        .and_then(crate::kernel::perf::usable);
+    if let Err(why) = &settings.perf {
+        meta.notes.push(format!(
+            "system calls and io_uring enters per accept are not counted ({why}); context switches and the user/kernel CPU split come from getrusage"
+        ));
+    }
     // What preflight copied to the hosts goes again when this is dropped, however the
     // sweep ends from here on.
     let mut copies = None;

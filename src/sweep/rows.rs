@@ -300,6 +300,7 @@ fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::J
     } else {
         0.0
     };
+    kernel_use_columns(row, m);
     row.accept_errors = m.rec.error_total();
     row.netns = m.env.netns.into();
     row.somaxconn = m.env.somaxconn;
@@ -329,6 +330,22 @@ fn accounting_columns(row: &mut SummaryRow, m: &Measured, client: &ClientSide, j
     row.timeout = errors.timeout;
     row.pending = report.pending;
     row.client_other_errors = errors.addr_unavailable + errors.other;
+}
+
+/// The acceptors' use of the kernel per connection accepted (see
+/// [`crate::kernel::perf`]): empty without a timed connection, and the perf counts
+/// empty where perf did not count.
+fn kernel_use_columns(row: &mut SummaryRow, m: &Measured) {
+    let Some(u) = m.usage.filter(|_| m.usage_accepts > 0) else {
+        return;
+    };
+    let per = |x: u64| Some(x as f64 / m.usage_accepts as f64);
+    row.acceptor_user_s = Some(u.user_s);
+    row.acceptor_sys_s = Some(u.sys_s);
+    row.vol_cs_per_accept = per(u.vol_cs);
+    row.invol_cs_per_accept = per(u.invol_cs);
+    row.syscalls_per_accept = u.counts.and_then(|c| per(c.syscalls));
+    row.uring_enters_per_accept = u.counts.and_then(|c| c.uring_enters).and_then(per);
 }
 
 /// Connect, end-to-end peer and peer-internal percentiles; SYN-retransmit stalls.

@@ -45,6 +45,9 @@ pub struct RunSettings {
     pub ssh: Option<super::hosts::SshRun>,
     /// Mode stall's settings.
     pub stall: StallConfig,
+    /// The tracepoints that count the acceptors' system calls and io_uring enters, or
+    /// why they cannot be counted here (see [`crate::kernel::perf`]).
+    pub perf: Result<crate::kernel::perf::Ids, String>,
 }
 
 impl RunSettings {
@@ -68,6 +71,7 @@ impl RunSettings {
             },
             ssh: None,
             stall: cfg.stall.clone(),
+            perf: Err("not opened".into()),
         }
     }
 }
@@ -261,4 +265,9 @@ pub struct Measured {
     pub acceptor_cpus: String,
     /// `--slow-acceptor` as applied to this run (`I:DELAY`), or empty.
     pub slow_acceptor: String,
+    /// The acceptors' use of the kernel over their timed runs (release → done, warm-up
+    /// included), summed over acceptors and drain rounds; None if no run was timed.
+    pub usage: Option<crate::kernel::perf::UsageDelta>,
+    /// Connections the acceptors accepted over those timed runs (what `usage` is per).
+    pub usage_accepts: u64,
 }

@@ -48,6 +48,7 @@ pub struct AcceptorOut {
     cpu_at_release_s: f64,
     released_ns: u64,
     counters: Option<Counters>,
+    usage: crate::kernel::perf::UsageDelta,
 }
 
 /// Every acceptor's records, merged.
@@ -68,6 +69,10 @@ pub struct TeamOut {
     pub released_ns: u64,
     /// TcpExt counters read by acceptor 0 at release.
     pub counters: Option<Counters>,
+    /// Σ the acceptors' use of the kernel over their timed runs.
+    pub usage: Option<crate::kernel::perf::UsageDelta>,
+    /// Σ connections they accepted in those runs.
+    pub usage_accepts: u64,
 }
 
 /// Starts every acceptor thread of the run.
@@ -114,6 +119,10 @@ fn accept_on(team: &RunTeam, i: usize) -> anyhow::Result<AcceptorOut> {
         stop: team.run_stop.clone(),
     };
     let mut rec = Recorder::new(true);
+    if let Ok(ids) = run.settings.perf {
+        // Where perf is refused on this thread, the row's counts stay empty.
+        let _ = rec.count_kernel(ids);
+    }
     if team.pause.is_zero() {
         team.ready.fetch_add(1, Ordering::Release);
     }
@@ -126,6 +135,7 @@ fn accept_on(team: &RunTeam, i: usize) -> anyhow::Result<AcceptorOut> {
         cpu_at_release_s: t.cpu_at_release_s,
         released_ns: t.released_ns,
         counters,
+        usage: t.usage,
     })
 }
 
@@ -189,6 +199,8 @@ pub fn join(
     let cpu_s = outs.iter().map(|o| o.cpu_s).sum();
     let cpu_at_release_s = outs.iter().map(|o| o.cpu_at_release_s).sum();
     let released_ns = outs.iter().map(|o| o.released_ns).min().unwrap_or(0);
+    let usage = outs.iter().map(|o| o.usage).reduce(|a, b| a.add(&b));
+    let usage_accepts = outs.iter().map(|o| o.rec.accepted).sum();
     let (rec, owner) = acceptors::merge(outs.into_iter().map(|o| o.rec).collect());
     Ok(TeamOut {
         rec,
@@ -199,6 +211,8 @@ pub fn join(
         cpu_at_release_s,
         released_ns,
         counters,
+        usage,
+        usage_accepts,
     })
 }
 
