@@ -270,6 +270,11 @@ pub struct SweepArgs {
     /// Print each finished row as one JSON object on stdout (same fields as summary.csv).
     #[arg(long)]
     pub json: bool,
+    /// Count the acceptors' system calls and io_uring enters per accept (perf
+    /// tracepoints; root). Off by default: while counted, every system call on the
+    /// machine takes the traced path and costs more (meta.json machine says how much).
+    #[arg(long)]
+    pub count_syscalls: bool,
     /// Connects per burst in mode `burst` (default: 4·backlog+16).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub burst_size: Option<u32>,

@@ -39,6 +39,7 @@ const DRAIN: &[&str] = &[
     "2",
     "--no-plots",
     "--quiet",
+    "--count-syscalls",
 ];
 
 #[test]

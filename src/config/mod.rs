@@ -210,6 +210,8 @@ pub struct SweepConfig {
     pub client_hosts: Option<ClientHostsConfig>,
     /// Mode stall's settings.
     pub stall: StallConfig,
+    /// Count the acceptors' system calls and io_uring enters (perf tracepoints).
+    pub count_syscalls: bool,
 }
 
 /// `--client-hosts`, resolved.
@@ -582,6 +584,7 @@ impl SweepConfig {
             command,
             quiet: a.quiet,
             json: a.json,
+            count_syscalls: a.count_syscalls,
             client_hosts,
             stall,
         })

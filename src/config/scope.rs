@@ -68,6 +68,7 @@ pub(super) const SWEEP: &[Scope] = &[
     all("no-plots"),
     all("quiet"),
     all("json"),
+    all("count-syscalls"),
     // --client-hosts refuses the modes it cannot run itself, and the ssh flags are
     // refused without ssh:// hosts (config::client_hosts): both name their own fix.
     all("client-hosts"),
@@ -263,8 +264,8 @@ mod tests {
     /// A value each flag accepts (None: a switch).
     fn sample(flag: &str) -> Option<&'static str> {
         Some(match flag {
-            "no-plots" | "quiet" | "json" | "direct" | "abort-on-overflow" | "print-peers"
-            | "reuse-port" | "dual-stack" => return None,
+            "no-plots" | "quiet" | "json" | "count-syscalls" | "direct" | "abort-on-overflow"
+            | "print-peers" | "reuse-port" | "dual-stack" => return None,
             "engines" | "engine" => "std",
             "duration" | "warmup" | "pause" | "connect-timeout" | "accept-delay" | "stall"
             | "stall-at" => "1s",

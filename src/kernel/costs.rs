@@ -20,6 +20,9 @@ pub struct Costs {
     pub cpu: usize,
     /// A null system call (`getppid`), ns: the median of 7 batches' means.
     pub null_syscall_ns: Option<f64>,
+    /// The same while perf counts the thread's system calls (what a sweep's
+    /// `syscalls_per_accept` costs: every system call then takes the traced path).
+    pub null_syscall_counted_ns: Option<f64>,
     /// `io_uring_enter` submitting one NOP and waiting for its completion, ns.
     pub uring_nop_enter_ns: Option<f64>,
     /// One context switch between two threads on this CPU, ns: half a round trip of a
@@ -57,8 +60,9 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// The facts of this machine and the costs on `cpu`, now (at most about a second).
-    pub fn at_start(cpu: usize) -> Profile {
+    /// The facts of this machine and the costs on `cpu`, now (at most about a second);
+    /// with `ids`, also a system call's cost while perf counts them.
+    pub fn at_start(cpu: usize, ids: Option<super::perf::Ids>) -> Profile {
         let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         Profile {
             cpu_model: super::cpu_model().unwrap_or_default(),
@@ -66,7 +70,7 @@ impl Profile {
             mitigations: mitigations(),
             hz: hz(),
             virtualised: super::virtualisation(),
-            start: measure(cpu),
+            start: measure(cpu, ids),
             end: None,
             steal_pct: None,
             stat_at_start: cpu_stat(),
@@ -74,8 +78,8 @@ impl Profile {
     }
 
     /// Measures again at the sweep's end and works out the steal over it.
-    pub fn at_end(&mut self) {
-        self.end = Some(measure(self.start.cpu));
+    pub fn at_end(&mut self, ids: Option<super::perf::Ids>) {
+        self.end = Some(measure(self.start.cpu, ids));
         if let (Some((s0, t0)), Some((s1, t1))) = (self.stat_at_start, cpu_stat()) {
             if t1 > t0 {
                 self.steal_pct = Some(100.0 * s1.saturating_sub(s0) as f64 / (t1 - t0) as f64);
@@ -137,8 +141,11 @@ impl Profile {
             .map(|(k, v)| format!("{k}: {v}"))
             .collect();
         format!(
-            "null system call {}, io_uring NOP enter {}, context switch {} (CPU {}, start → end); {}{}, HZ {}, virtualised: {}, steal {}; mitigations: {}",
+            "null system call {}{}, io_uring NOP enter {}, context switch {} (CPU {}, start → end); {}{}, HZ {}, virtualised: {}, steal {}; mitigations: {}",
             pair(self.start.null_syscall_ns, end.null_syscall_ns),
+            self.start
+                .null_syscall_counted_ns
+                .map_or(String::new(), |c| format!(" ({c:.0} ns while perf counts system calls)")),
             pair(self.start.uring_nop_enter_ns, end.uring_nop_enter_ns),
             pair(self.start.context_switch_ns, end.context_switch_ns),
             self.start.cpu,
@@ -205,10 +212,11 @@ fn parse_cpu_stat(line: &str) -> Option<(u64, u64)> {
 }
 
 /// Measures the three costs on a thread pinned to `cpu` (and a second one for the
-/// switch), each as the median of several batches' means.
-pub fn measure(cpu: usize) -> Costs {
+/// switch), each as the median of several batches' means; with `ids`, a system call
+/// again while perf counts it.
+pub fn measure(cpu: usize, ids: Option<super::perf::Ids>) -> Costs {
     let started = Instant::now();
-    let on_cpu = |f: fn() -> Option<f64>| {
+    let on_cpu = |f: &(dyn Fn() -> Option<f64> + Sync)| {
         std::thread::scope(|s| {
             s.spawn(|| {
                 common::affinity::pin_current_thread(cpu).ok()?;
@@ -219,12 +227,25 @@ pub fn measure(cpu: usize) -> Costs {
             .flatten()
         })
     };
-    let null_syscall_ns = on_cpu(null_syscall);
-    let uring_nop_enter_ns = on_cpu(uring_nop);
+    let (null_syscall_ns, null_syscall_counted_ns) = match ids {
+        None => (on_cpu(&null_syscall), None),
+        Some(ids) => std::thread::scope(|s| {
+            s.spawn(|| {
+                if common::affinity::pin_current_thread(cpu).is_err() {
+                    return (None, None);
+                }
+                null_syscall_interleaved(ids)
+            })
+            .join()
+            .unwrap_or((None, None))
+        }),
+    };
+    let uring_nop_enter_ns = on_cpu(&uring_nop);
     let context_switch_ns = context_switch(cpu);
     Costs {
         cpu,
         null_syscall_ns,
+        null_syscall_counted_ns,
         uring_nop_enter_ns,
         context_switch_ns,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -256,6 +277,32 @@ fn null_syscall() -> Option<f64> {
         unsafe { libc::syscall(libc::SYS_getppid) };
         true
     })
+}
+
+/// A null system call without and with perf counting it, batches alternating (the
+/// machine drifts: what is compared is measured interleaved).
+fn null_syscall_interleaved(ids: super::perf::Ids) -> (Option<f64>, Option<f64>) {
+    const PER_BATCH: u32 = 20_000;
+    let (mut plain, mut counted) = (Vec::new(), Vec::new());
+    let batch = || {
+        let t = Instant::now();
+        for _ in 0..PER_BATCH {
+            // SAFETY: getppid takes no arguments and cannot fail.
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        }
+        t.elapsed().as_nanos() as f64 / f64::from(PER_BATCH)
+    };
+    for _ in 0..BATCHES {
+        plain.push(batch());
+        if let Ok(_counting) = super::perf::ThreadCounters::open(ids) {
+            counted.push(batch());
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied()
+    };
+    (median(plain), median(counted))
 }
 
 fn uring_nop() -> Option<f64> {
@@ -323,7 +370,7 @@ mod tests {
 
     #[test]
     fn costs_are_measured_and_positive_here() {
-        let c = measure(common::affinity::allowed_cpus()[0]);
+        let c = measure(common::affinity::allowed_cpus()[0], None);
         for (name, v) in [
             ("null system call", c.null_syscall_ns),
             ("context switch", c.context_switch_ns),

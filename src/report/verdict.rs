@@ -293,6 +293,11 @@ impl Verdict {
             }
             s += "): ";
             let e: Vec<String> = c.engines.iter().map(EngineRatio::to_text).collect();
+            s += if e.is_empty() {
+                "no other engine to rank"
+            } else {
+                ""
+            };
             s += &e.join(", ");
             s += "\n";
         }

@@ -55,15 +55,24 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     let uring = probe::probe_uring();
     let mut meta = sweep_meta(cfg, &uring);
     let mut settings = RunSettings::of(cfg);
-    // tracefs for the tracepoint ids that count system calls; mounted here if absent
-    // and unmounted when this drops, at the end of the sweep.
-    let tracefs = crate::kernel::tracefs::Tracefs::open().map_err(|e| e.to_string());
-    settings.perf = tracefs
-        .as_ref()
-        .map_err(Clone::clone)
-        .and_then(crate::kernel::perf::Ids::of)
-        .and_then(crate::kernel::perf::usable);
-    if let Err(why) = &settings.perf {
+    // tracefs for the tracepoint ids that count system calls (with --count-syscalls);
+    // mounted here if absent and unmounted when this drops, at the end of the sweep.
+    let tracefs = cfg
+        .count_syscalls
+        .then(|| crate::kernel::tracefs::Tracefs::open().map_err(|e| e.to_string()));
+    settings.perf = match &tracefs {
+        None => Err("not asked for: --count-syscalls".into()),
+        Some(t) => t
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(crate::kernel::perf::Ids::of)
+            .and_then(crate::kernel::perf::usable),
+    };
+    meta.machine = Some(crate::kernel::costs::Profile::at_start(
+        cfg.server_cpu,
+        settings.perf.clone().ok(),
+    ));
+    if let (Err(why), true) = (&settings.perf, cfg.count_syscalls) {
         meta.notes.push(format!(
             "system calls and io_uring enters per accept are not counted ({why}); context switches and the user/kernel CPU split come from getrusage"
         ));
@@ -129,7 +138,7 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     drop(copies);
     let incomplete = stop.is_raised() || result.is_err();
     if !incomplete {
-        for w in directory.machine_at_end() {
+        for w in directory.machine_at_end(settings.perf.clone().ok()) {
             eprintln!("acceptbench: note: {w}");
         }
     }
@@ -212,7 +221,6 @@ fn sweep_meta(cfg: &SweepConfig, uring: &probe::UringProbe) -> Meta {
         (cfg.server_cpu, cfg.client_cpus.clone()),
     );
     meta.notes.extend(setup_notes(cfg));
-    meta.machine = Some(crate::kernel::costs::Profile::at_start(cfg.server_cpu));
     meta.engine_options = format!(
         "inflight={} ring_setup={} direct={}",
         cfg.inflights

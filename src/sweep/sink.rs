@@ -272,11 +272,11 @@ impl Sink for Directory {
 impl Directory {
     /// Measures the machine's costs again now that the runs are over (see
     /// [`crate::kernel::costs`]); notes, and returns, what moved.
-    pub fn machine_at_end(&mut self) -> Vec<String> {
+    pub fn machine_at_end(&mut self, ids: Option<crate::kernel::perf::Ids>) -> Vec<String> {
         let Some(p) = self.meta.machine.as_mut() else {
             return Vec::new();
         };
-        p.at_end();
+        p.at_end(ids);
         let warnings = p.warnings();
         self.meta.notes.extend(warnings.iter().cloned());
         warnings
