@@ -141,6 +141,18 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     }
 }
 
+/// The failure of a run whose clients outlived its deadline, naming each one still
+/// running (`client host user@10.0.0.3`), whichever way it hung.
+fn deadline_failure(hung: &[String]) -> String {
+    match hung {
+        [] => "the clients did not end by the run's deadline".into(),
+        names => format!(
+            "{}: did not end by the run's deadline (loadgen hung, or its host or ssh session did)",
+            names.join(", ")
+        ),
+    }
+}
+
 /// What a stall run's arrivals last beyond --stall-at + --stall + --stall-after.
 const STALL_SLACK: Duration = Duration::from_millis(100);
 
@@ -386,10 +398,8 @@ fn drive(
                 if Instant::now() >= deadline {
                     // A client that ignores its stop (a remote host whose session stays
                     // up) must not hold the sweep: `finish` below stops or kills it.
-                    let hung = child.still_running().join(", ");
-                    failure.get_or_insert_with(|| {
-                        format!("{hung}: did not end by the run's deadline (loadgen hung, or its host or session did)")
-                    });
+                    let hung = child.still_running();
+                    failure.get_or_insert_with(|| deadline_failure(&hung));
                     break;
                 }
                 std::thread::sleep(Duration::from_millis(2));
@@ -436,6 +446,13 @@ fn drive(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_hung_client_is_named_in_the_failure() {
+        let f = super::deadline_failure(&["client host bench@10.77.0.3".to_string()]);
+        assert_eq!(f, "client host bench@10.77.0.3: did not end by the run's deadline (loadgen hung, or its host or ssh session did)");
+        assert!(super::deadline_failure(&[]).contains("the clients"));
+    }
+
     use super::*;
 
     fn record(t_ns: u64, warmup: bool) -> loadgen::ConnRecord {
