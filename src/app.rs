@@ -156,36 +156,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
 fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     let set = ListenerSet::bind(&cfg.listener, cfg.acceptors, cfg.sharing)?;
     let first = set.first();
-    if first.is_clamped() {
-        eprintln!(
-            "acceptbench: warning: backlog {} was clamped by the kernel to {} (net.core.somaxconn)",
-            first.backlog_requested, first.backlog_effective
-        );
-    }
-    if let Some(note) = engine::direct_table_note(&cfg.options, first.backlog_effective) {
-        eprintln!("acceptbench: note: {note}");
-    }
-    // One engine set up here first, so that what the kernel refuses (a ring, a direct
-    // table) is refused before the server says it listens; each acceptor thread then
-    // sets up its own. A connection it took meanwhile is counted below, not lost.
-    let mut early = Recorder::new(false);
-    engine::set_up(
-        engine::build(cfg.engine, &cfg.options)?.as_mut(),
-        first,
-        &mut early,
-    )?;
-    // On stderr in JSON mode too: it tells a script (or a test) that the server listens.
-    eprintln!(
-        "acceptbench: {} × {} ({}, {} listener{}) on {} (backlog {} each, effective {}); Ctrl-C to stop",
-        cfg.acceptors,
-        cfg.engine,
-        cfg.sharing,
-        set.all().len(),
-        if set.all().len() == 1 { "" } else { "s" },
-        first.local_addr,
-        first.backlog_requested,
-        first.backlog_effective
-    );
+    let early = set_up_and_announce(cfg, &set)?;
     let stop = StopFlag::new();
     crate::signal::stop_on_signal(&stop)?;
     let start = Instant::now();
@@ -250,4 +221,43 @@ fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     }
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `listen` with several acceptors, before they start: warns about a clamped backlog
+/// and a small direct table, sets one engine up (so that what the kernel refuses is
+/// refused before the server says it listens) and says it listens. Returns what that
+/// engine recorded (a connection it took meanwhile is counted, not lost).
+fn set_up_and_announce(cfg: &ListenConfig, set: &ListenerSet) -> anyhow::Result<Recorder> {
+    let first = set.first();
+    if first.is_clamped() {
+        eprintln!(
+            "acceptbench: warning: backlog {} was clamped by the kernel to {} (net.core.somaxconn)",
+            first.backlog_requested, first.backlog_effective
+        );
+    }
+    if let Some(note) = engine::direct_table_note(&cfg.options, first.backlog_effective) {
+        eprintln!("acceptbench: note: {note}");
+    }
+    // One engine set up here first, so that what the kernel refuses (a ring, a direct
+    // table) is refused before the server says it listens; each acceptor thread then
+    // sets up its own. A connection it took meanwhile is counted below, not lost.
+    let mut early = Recorder::new(false);
+    engine::set_up(
+        engine::build(cfg.engine, &cfg.options)?.as_mut(),
+        first,
+        &mut early,
+    )?;
+    // On stderr in JSON mode too: it tells a script (or a test) that the server listens.
+    eprintln!(
+        "acceptbench: {} × {} ({}, {} listener{}) on {} (backlog {} each, effective {}); Ctrl-C to stop",
+        cfg.acceptors,
+        cfg.engine,
+        cfg.sharing,
+        set.all().len(),
+        if set.all().len() == 1 { "" } else { "s" },
+        first.local_addr,
+        first.backlog_requested,
+        first.backlog_effective
+    );
+    Ok(early)
 }

@@ -490,6 +490,7 @@ impl SweepConfig {
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
         let stall = StallConfig::from_args(&a)?;
         let client_hosts = client_hosts(&a)?;
+        let overflow = overflow_config(&a, &a.modes)?;
         let mut engines = match a.engines {
             None => EngineKind::ALL.to_vec(),
             Some(list) => unique("engines", list)?,
@@ -498,22 +499,8 @@ impl SweepConfig {
         engines.sort();
         let backlogs = unique("backlogs", a.backlogs)?;
         let modes = unique("modes", a.modes.clone())?;
-        let client_cpus = a
-            .client_cpus
-            .map(|list| unique("client-cpus", list))
-            .transpose()?;
-        let allowed = common::affinity::allowed_cpus();
-        let server_cli = a
-            .server_cpu
-            .or(a.server_cpus.as_ref().and_then(|l| l.first().copied()));
-        let (server_cpu, client_cpus) = choose_cpus(server_cli, client_cpus, &allowed)?;
-        let server_cpus = choose_server_cpus(
-            a.server_cpus,
-            server_cpu,
-            a.server_cpu.is_some(),
-            &client_cpus,
-            &allowed,
-        )?;
+        let (server_cpu, server_cpus, client_cpus) =
+            sweep_cpus(a.server_cpu, a.server_cpus, a.client_cpus)?;
         let acceptors = unique("acceptors", a.acceptors)?;
         let inflights = unique("inflight", a.inflight)?;
         let sharings = unique("sharing", a.sharing)?;
@@ -521,20 +508,6 @@ impl SweepConfig {
             a.slow_acceptor,
             acceptors.iter().copied().max().unwrap_or(1),
         )?;
-        let netns = crate::kernel::netns::NetnsSettings {
-            abort_on_overflow: a.abort_on_overflow,
-            syncookies: a.syncookies,
-            somaxconn: a.somaxconn,
-        };
-        let netns_probe = if modes.iter().any(|m| m.is_overflow()) {
-            crate::kernel::netns::can_create()
-        } else {
-            Err("not needed: no overflow mode".into())
-        };
-        if let (Err(why), true) = (&netns_probe, netns != Default::default()) {
-            return Err(ConfigError::NeedsRoot(why.clone()));
-        }
-        let private_netns = netns_probe.is_ok();
         if let (Some(_), Some(m)) = (
             &client_hosts,
             modes
@@ -547,14 +520,6 @@ impl SweepConfig {
                 why: "--client-hosts runs modes closed and rate only".into(),
             });
         }
-        let overflow = OverflowConfig {
-            burst_size: a.burst_size,
-            pause: a.pause,
-            connect_timeout: a.connect_timeout.unwrap_or(Duration::from_secs(4)),
-            accept_delay: a.accept_delay.unwrap_or(Duration::from_micros(200)),
-            netns,
-            private_netns,
-        };
         Ok(SweepConfig {
             overflow,
             engines,
@@ -589,6 +554,56 @@ impl SweepConfig {
             stall,
         })
     }
+}
+
+/// The acceptor's CPU, the acceptors' CPUs and loadgen's, from the CPU flags and the
+/// CPUs this process may run on.
+fn sweep_cpus(
+    server_cpu: Option<usize>,
+    server_cpus: Option<Vec<usize>>,
+    client_cpus: Option<Vec<usize>>,
+) -> Result<(usize, Vec<usize>, Vec<usize>), ConfigError> {
+    let client_cpus = client_cpus
+        .map(|list| unique("client-cpus", list))
+        .transpose()?;
+    let allowed = common::affinity::allowed_cpus();
+    let server_cli = server_cpu.or(server_cpus.as_ref().and_then(|l| l.first().copied()));
+    let (chosen, client_cpus) = choose_cpus(server_cli, client_cpus, &allowed)?;
+    let server_cpus = choose_server_cpus(
+        server_cpus,
+        chosen,
+        server_cpu.is_some(),
+        &client_cpus,
+        &allowed,
+    )?;
+    Ok((chosen, server_cpus, client_cpus))
+}
+
+/// The overflow modes' settings: the private network namespace (refused with its
+/// settings where none can be made) and the burst and overload knobs.
+fn overflow_config(a: &cli::SweepArgs, modes: &[Mode]) -> Result<OverflowConfig, ConfigError> {
+    let netns = crate::kernel::netns::NetnsSettings {
+        abort_on_overflow: a.abort_on_overflow,
+        syncookies: a.syncookies,
+        somaxconn: a.somaxconn,
+    };
+    let netns_probe = if modes.iter().any(|m| m.is_overflow()) {
+        crate::kernel::netns::can_create()
+    } else {
+        Err("not needed: no overflow mode".into())
+    };
+    if let (Err(why), true) = (&netns_probe, netns != Default::default()) {
+        return Err(ConfigError::NeedsRoot(why.clone()));
+    }
+    let private_netns = netns_probe.is_ok();
+    Ok(OverflowConfig {
+        burst_size: a.burst_size,
+        pause: a.pause,
+        connect_timeout: a.connect_timeout.unwrap_or(Duration::from_secs(4)),
+        accept_delay: a.accept_delay.unwrap_or(Duration::from_micros(200)),
+        netns,
+        private_netns,
+    })
 }
 
 /// `--client-hosts` and the ssh flags that go with it.

@@ -166,7 +166,7 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
     let (p9, p9_lo, p9_hi) = parts(p99);
     let (ra_m, ra_lo, ra_hi) = parts(ra);
     let (rc_m, rc_lo, rc_hi) = parts(rc);
-    CellRow {
+    let cell = CellRow {
         engine: key.0.clone(),
         inflight: key.5,
         backlog: key.1,
@@ -192,17 +192,6 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
         peer_p99_us: p9,
         peer_p99_us_lo: p9_lo,
         peer_p99_us_hi: p9_hi,
-        syscalls_per_accept: median(&ok, |r| r.syscalls_per_accept),
-        uring_enters_per_accept: median(&ok, |r| r.uring_enters_per_accept),
-        cs_per_accept: median(&ok, |r| {
-            r.vol_cs_per_accept
-                .zip(r.invol_cs_per_accept)
-                .map(|(v, i)| v + i)
-        }),
-        kernel_cpu_share: median(&ok, |r| {
-            let (u, s) = (r.acceptor_user_s?, r.acceptor_sys_s?);
-            (u + s > 0.0).then(|| s / (u + s))
-        }),
         syn_retry_stalls: ok.iter().map(|r| r.syn_retry_stalls).sum(),
         ratio_n: ra.map_or(0, |c| c.n as u32),
         ratio_ci_level: ra.or(rc).map(|c| c.level),
@@ -214,6 +203,26 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
         ratio_cpu_vs_std_hi: rc_hi,
         accepts_vs_std: if is_std { String::new() } else { verdict(ra) },
         cpu_vs_std: if is_std { String::new() } else { verdict(rc) },
+        ..Default::default()
+    };
+    with_kernel_use(cell, &ok)
+}
+
+/// The medians of what the engine spent of the kernel per accept.
+fn with_kernel_use(cell: CellRow, ok: &[&SummaryRow]) -> CellRow {
+    CellRow {
+        syscalls_per_accept: median(ok, |r| r.syscalls_per_accept),
+        uring_enters_per_accept: median(ok, |r| r.uring_enters_per_accept),
+        cs_per_accept: median(ok, |r| {
+            r.vol_cs_per_accept
+                .zip(r.invol_cs_per_accept)
+                .map(|(v, i)| v + i)
+        }),
+        kernel_cpu_share: median(ok, |r| {
+            let (u, s) = (r.acceptor_user_s?, r.acceptor_sys_s?);
+            (u + s > 0.0).then(|| s / (u + s))
+        }),
+        ..cell
     }
 }
 

@@ -35,6 +35,21 @@ struct DrainOut {
     interrupted: bool,
 }
 
+impl DrainOut {
+    /// Adds one drained round's timing, CPU and kernel use.
+    fn add_round(&mut self, t: &crate::timing::Timed) {
+        if self.rounds == 0 {
+            self.first_release_ns = t.released_ns;
+        }
+        self.rounds += 1;
+        self.accepted += t.accepted;
+        self.drain_ns += t.span_ns();
+        self.peer_ns += t.peer_span_ns();
+        self.cpu_s += t.cpu_s;
+        self.usage = Some(self.usage.map_or(t.usage, |u| u.add(&t.usage)));
+    }
+}
+
 /// drain: loadgen fills the queue (backlog+1 connections) while the acceptor waits;
 /// the acceptor is released and drains it back to back; repeated until the run's
 /// time is used. accepts/s = Σ accepted / Σ (release → last close).
@@ -194,15 +209,7 @@ fn drain_rounds(
         let first_release = *budget_from.get_or_insert_with(Instant::now);
         let mut t = timed_run(engine, listener, &limits, &mut out.rec);
         std::mem::replace(&mut t.result, Ok(())).context("draining the accept queue")?;
-        if out.rounds == 0 {
-            out.first_release_ns = t.released_ns;
-        }
-        out.rounds += 1;
-        out.accepted += t.accepted;
-        out.drain_ns += t.span_ns();
-        out.peer_ns += t.peer_span_ns();
-        out.cpu_s += t.cpu_s;
-        out.usage = Some(out.usage.map_or(t.usage, |u| u.add(&t.usage)));
+        out.add_round(&t);
         out.interrupted = spec.stop.is_raised();
         if t.accepted < round.established && !out.interrupted {
             out.failure = Some(format!(

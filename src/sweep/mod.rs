@@ -55,28 +55,8 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     let uring = probe::probe_uring();
     let mut meta = sweep_meta(cfg, &uring);
     let mut settings = RunSettings::of(cfg);
-    // tracefs for the tracepoint ids that count system calls (with --count-syscalls);
-    // mounted here if absent and unmounted when this drops, at the end of the sweep.
-    let tracefs = cfg
-        .count_syscalls
-        .then(|| crate::kernel::tracefs::Tracefs::open().map_err(|e| e.to_string()));
-    settings.perf = match &tracefs {
-        None => Err("not asked for: --count-syscalls".into()),
-        Some(t) => t
-            .as_ref()
-            .map_err(Clone::clone)
-            .and_then(crate::kernel::perf::Ids::of)
-            .and_then(crate::kernel::perf::usable),
-    };
-    meta.machine = Some(crate::kernel::costs::Profile::at_start(
-        cfg.server_cpu,
-        settings.perf.clone().ok(),
-    ));
-    if let (Err(why), true) = (&settings.perf, cfg.count_syscalls) {
-        meta.notes.push(format!(
-            "system calls and io_uring enters per accept are not counted ({why}); context switches and the user/kernel CPU split come from getrusage"
-        ));
-    }
+    // Kept until the sweep ends: tracefs, if counting mounted it, goes with it.
+    let _tracefs = machine_setup(cfg, &mut meta, &mut settings);
     // What preflight copied to the hosts goes again when this is dropped, however the
     // sweep ends from here on.
     let mut copies = None;
@@ -145,6 +125,47 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     terminal.done(incomplete)?;
     directory.done(incomplete)?;
     result?;
+    conclude(cfg, &directory, incomplete)
+}
+
+/// The perf counting a sweep asked for (`--count-syscalls`: tracefs for the ids, kept
+/// open by the caller until the sweep ends, then unmounted if it was mounted here) and
+/// the machine's cost profile at the start, both into `meta`/`settings`.
+fn machine_setup(
+    cfg: &SweepConfig,
+    meta: &mut Meta,
+    settings: &mut RunSettings,
+) -> Option<Result<crate::kernel::tracefs::Tracefs, String>> {
+    let tracefs = cfg
+        .count_syscalls
+        .then(|| crate::kernel::tracefs::Tracefs::open().map_err(|e| e.to_string()));
+    settings.perf = match &tracefs {
+        None => Err("not asked for: --count-syscalls".into()),
+        Some(t) => t
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(crate::kernel::perf::Ids::of)
+            .and_then(crate::kernel::perf::usable),
+    };
+    meta.machine = Some(crate::kernel::costs::Profile::at_start(
+        cfg.server_cpu,
+        settings.perf.clone().ok(),
+    ));
+    if let (Err(why), true) = (&settings.perf, cfg.count_syscalls) {
+        meta.notes.push(format!(
+            "system calls and io_uring enters per accept are not counted ({why}); context switches and the user/kernel CPU split come from getrusage"
+        ));
+    }
+    tracefs
+}
+
+/// The end of a sweep: the verdict (terminal, and a JSON object with `--json`), what
+/// failed, where the results are, and the exit status.
+fn conclude(
+    cfg: &SweepConfig,
+    directory: &sink::Directory,
+    incomplete: bool,
+) -> anyhow::Result<ExitCode> {
     let rows = &directory.rows;
     let failed = rows
         .iter()

@@ -64,30 +64,13 @@ pub fn analyse(
         .unwrap_or(w.arrivals_end_ns)
         .max(w.arrivals_end_ns)
         + BIN_NS;
-    let listeners: Vec<Vec<Sample>> = f
-        .samples
-        .iter()
-        .map(|s| {
-            s.changes
-                .iter()
-                .map(|c| Sample {
-                    t_ns: c.t_ns,
-                    depth: c.depth,
-                })
-                .collect()
-        })
-        .collect();
-    let queue = observe::queue_bins(&listeners, t0, end_ns, 1_000_000);
+    let queue = queue_bins(f, t0, end_ns);
     let (_, pre_p99) = observe::prestall_lag(&conns, w.stall_start_ns);
-    // What normal was before the stall: its p99 lag, and the queue it kept through a
-    // whole bin (skipping the first 100 ms, while the client starts).
-    let settle = t0 + 100_000_000;
-    let pre_bins = (w.stall_start_ns.saturating_sub(settle) / 10_000_000) as usize;
-    let pre_queue = crate::stall::shallowest_per_bin(&queue, settle, pre_bins, 10_000_000)
-        .into_iter()
-        .max()
-        .unwrap_or(0);
-    let criteria = Criteria::new(m.backlog_effective, pre_p99).with_prestall_queue(pre_queue);
+    let criteria = Criteria::new(m.backlog_effective, pre_p99).with_prestall_queue(prestall_queue(
+        &queue,
+        t0,
+        w.stall_start_ns,
+    ));
     let give_up_ms = schedule.give_up_ms().min(facts.connect_timeout_ms);
     let measured = observe::measured(
         &conns,
@@ -105,14 +88,7 @@ pub fn analyse(
     let mut row = stall_row(
         p, m, &scenario, &measured, &predicted, &w, pre_p99, &schedule,
     );
-    row.prestall_retries = conns
-        .iter()
-        .filter(|c| c.intended_ns < w.stall_start_ns)
-        .filter(|c| match c.established_ns {
-            Some(e) => e.saturating_sub(c.connect_start_ns) >= overflow::RETRY_THRESHOLD_NS,
-            None => true,
-        })
-        .count() as u64;
+    row.prestall_retries = prestall_retries(&conns, w.stall_start_ns);
     if row.prestall_retries > 0 {
         row.verdict = format!(
             "{} connects waited for a SYN retransmit (or failed) before the stall: the clients outran the acceptor already, so what the run calls normal was not (a closed loop at full speed does this at small backlogs); {}",
@@ -129,6 +105,47 @@ pub fn analyse(
         give_up_ms,
     );
     Ok(StallOut { row, bins })
+}
+
+/// The listeners' queue depth in 1 ms bins from `t0` to `end_ns`.
+fn queue_bins(f: &overflow::Figures, t0: u64, end_ns: u64) -> Vec<Sample> {
+    let listeners: Vec<Vec<Sample>> = f
+        .samples
+        .iter()
+        .map(|s| {
+            s.changes
+                .iter()
+                .map(|c| Sample {
+                    t_ns: c.t_ns,
+                    depth: c.depth,
+                })
+                .collect()
+        })
+        .collect();
+    observe::queue_bins(&listeners, t0, end_ns, 1_000_000)
+}
+
+/// What normal was before the stall: the queue it kept through a whole 10 ms bin
+/// (skipping the first 100 ms, while the client starts).
+fn prestall_queue(queue: &[Sample], t0: u64, stall_start_ns: u64) -> u32 {
+    let settle = t0 + 100_000_000;
+    let pre_bins = (stall_start_ns.saturating_sub(settle) / 10_000_000) as usize;
+    crate::stall::shallowest_per_bin(queue, settle, pre_bins, 10_000_000)
+        .into_iter()
+        .max()
+        .unwrap_or(0)
+}
+
+/// Connects before the stall that waited for a SYN retransmit (or failed).
+fn prestall_retries(conns: &[ClientConn], stall_start_ns: u64) -> u64 {
+    conns
+        .iter()
+        .filter(|c| c.intended_ns < stall_start_ns)
+        .filter(|c| match c.established_ns {
+            Some(e) => e.saturating_sub(c.connect_start_ns) >= overflow::RETRY_THRESHOLD_NS,
+            None => true,
+        })
+        .count() as u64
 }
 
 /// Every connection loadgen made, with when the acceptor held it (by the join).
