@@ -82,8 +82,22 @@ fn rows_reach_a_piped_stderr_and_json_goes_to_stdout_and_scratch_is_removed() {
     .unwrap();
     assert!(o.status.success(), "{o:?}");
     let stdout = String::from_utf8(o.stdout).unwrap();
-    let rows: Vec<SummaryRow> = stdout
+    // One JSON object per row, then the verdict as the final object.
+    let (last, row_lines) = stdout
+        .trim_end()
         .lines()
+        .collect::<Vec<_>>()
+        .split_last()
+        .map(|(l, r)| (*l, r.to_vec()))
+        .unwrap();
+    let verdict: serde_json::Value = serde_json::from_str(last).unwrap();
+    let cells = verdict["verdict"]["cells"]
+        .as_array()
+        .expect("the verdict's cells");
+    assert_eq!(cells.len(), 1, "{verdict}");
+    assert_eq!(cells[0]["mode"], "drain", "{verdict}");
+    let rows: Vec<SummaryRow> = row_lines
+        .iter()
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
         .collect();
     assert_eq!(rows.len(), 1);
