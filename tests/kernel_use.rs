@@ -18,15 +18,6 @@ fn out_dir(name: &str) -> std::path::PathBuf {
     d
 }
 
-fn run_dir(out: &std::path::Path) -> std::path::PathBuf {
-    std::fs::read_dir(out)
-        .unwrap()
-        .next()
-        .expect("a run directory")
-        .unwrap()
-        .path()
-}
-
 const DRAIN: &[&str] = &[
     "sweep",
     "--engines",
@@ -54,7 +45,7 @@ fn a_std_drain_enters_the_kernel_twice_per_accept() {
     let out = out_dir("kernel-use");
     let st = bin().args(DRAIN).arg("--out").arg(&out).status().unwrap();
     assert!(st.success());
-    let dir = run_dir(&out);
+    let dir = support::run_dir(&out);
     let rows = csv::read(&dir.join("summary.csv")).unwrap();
     assert!(!rows.is_empty());
     for r in &rows {
@@ -96,7 +87,7 @@ fn without_perf_the_counts_are_absent_and_the_run_says_why() {
         err.contains("system calls and io_uring enters per accept are not counted"),
         "{err}"
     );
-    let dir = run_dir(&out);
+    let dir = support::run_dir(&out);
     let meta = Meta::read(&dir.join("meta.json")).unwrap();
     assert!(
         meta.notes.iter().any(|n| n.contains("come from getrusage")),

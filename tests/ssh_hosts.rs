@@ -108,15 +108,6 @@ impl Drop for Bed {
     }
 }
 
-fn run_dir(out: &Path) -> PathBuf {
-    std::fs::read_dir(out)
-        .unwrap()
-        .next()
-        .expect("a run directory")
-        .unwrap()
-        .path()
-}
-
 fn text(o: &Output) -> String {
     format!(
         "{}\n{}",
@@ -152,7 +143,7 @@ fn three_ssh_hosts_account_for_every_connection_per_host_and_in_total() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let dir = run_dir(&out);
+    let dir = support::run_dir(&out);
     let rows = csv::read(&dir.join("summary.csv")).unwrap();
     assert_eq!(rows.len(), 4);
     for r in &rows {
@@ -249,7 +240,7 @@ fn a_host_whose_sshd_stops_fails_its_runs_by_name_and_the_sweep_goes_on() {
     assert!(stopped.success());
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(3), "some runs failed: {}", text(&o));
-    let rows = csv::read(&run_dir(&out).join("summary.csv")).unwrap();
+    let rows = csv::read(&support::run_dir(&out).join("summary.csv")).unwrap();
     assert_eq!(rows.len(), 4, "the sweep went on to its last run");
     assert!(rows[0].is_ok(), "{:?}", rows[0]);
     let failed: Vec<_> = rows.iter().filter(|r| !r.is_ok()).collect();
@@ -306,7 +297,7 @@ fn a_version_mismatch_is_refused_at_preflight_and_client_binary_copies_ours() {
     c.arg("--client-binary").arg(BIN);
     let o = c.output().unwrap();
     assert!(o.status.success(), "{}", text(&o));
-    let readme = std::fs::read_to_string(run_dir(&out).join("README.md")).unwrap();
+    let readme = std::fs::read_to_string(support::run_dir(&out).join("README.md")).unwrap();
     assert!(readme.contains("(copied there with scp)"), "{readme}");
     // The copy is gone again.
     let left = Command::new("sh")

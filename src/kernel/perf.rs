@@ -138,33 +138,31 @@ pub struct ThreadUsage {
     pub counts: Option<Counts>,
 }
 
-/// `getrusage(RUSAGE_THREAD)` of the calling thread.
-fn rusage_now() -> (f64, f64, u64, u64) {
+/// `getrusage(RUSAGE_THREAD)` of the calling thread, without perf's counts.
+fn rusage_now() -> ThreadUsage {
     // SAFETY: rusage is plain old data; getrusage fills it.
     let mut r: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: RUSAGE_THREAD of the calling thread into a struct we own.
     if unsafe { libc::getrusage(libc::RUSAGE_THREAD, &mut r) } != 0 {
-        return (0.0, 0.0, 0, 0);
+        return ThreadUsage::default();
     }
     let s = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
-    (
-        s(r.ru_utime),
-        s(r.ru_stime),
-        r.ru_nvcsw as u64,
-        r.ru_nivcsw as u64,
-    )
+    ThreadUsage {
+        user_s: s(r.ru_utime),
+        sys_s: s(r.ru_stime),
+        vol_cs: r.ru_nvcsw as u64,
+        invol_cs: r.ru_nivcsw as u64,
+        counts: None,
+    }
 }
 
 impl ThreadUsage {
     /// Now, at the start of a window: getrusage first, perf last (outside the window).
     pub fn start(counters: Option<&mut ThreadCounters>) -> ThreadUsage {
-        let (user_s, sys_s, vol_cs, invol_cs) = rusage_now();
+        let usage = rusage_now();
         ThreadUsage {
-            user_s,
-            sys_s,
-            vol_cs,
-            invol_cs,
             counts: counters.and_then(ThreadCounters::read_start),
+            ..usage
         }
     }
 
@@ -172,13 +170,9 @@ impl ThreadUsage {
     /// then getrusage.
     pub fn end(counters: Option<&mut ThreadCounters>) -> ThreadUsage {
         let counts = counters.and_then(ThreadCounters::read_end);
-        let (user_s, sys_s, vol_cs, invol_cs) = rusage_now();
         ThreadUsage {
-            user_s,
-            sys_s,
-            vol_cs,
-            invol_cs,
             counts,
+            ..rusage_now()
         }
     }
 

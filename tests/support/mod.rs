@@ -103,10 +103,15 @@ pub fn sweep_into(name: &str, args: &[&str]) -> std::path::PathBuf {
         .status()
         .unwrap();
     assert!(status.success(), "{args:?}: {status}");
-    std::fs::read_dir(&out)
+    run_dir(&out)
+}
+
+/// The one run directory a sweep made in `out`.
+pub fn run_dir(out: &std::path::Path) -> std::path::PathBuf {
+    std::fs::read_dir(out)
         .unwrap()
         .next()
-        .expect("the sweep made a run directory")
+        .expect("a run directory")
         .unwrap()
         .path()
 }
