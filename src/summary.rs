@@ -35,6 +35,10 @@ pub struct ListenSummary {
     pub emfile: u64,
     /// Multishot accept re-arms (completions without IORING_CQE_F_MORE); 0 for other engines.
     pub rearms: u64,
+    /// Connections the kernel dequeued and destroyed (ENFILE on a direct accept; see
+    /// `Recorder::lost`): established on the client, never accepted.
+    #[serde(default)]
+    pub lost: u64,
     /// io_uring engine counters (CQ overflows, dropped CQEs, cancels); zero for others.
     pub engine_counters: crate::engine::EngineCounters,
     /// Wall time of the run, s.
@@ -162,6 +166,7 @@ impl ListenSummary {
                 .copied()
                 .unwrap_or(0),
             rearms: rec.rearms,
+            lost: rec.lost,
             engine_counters: crate::engine::EngineCounters::default(),
             duration_s,
             accepts_per_s: per_s(n, window.accept_window_s),
@@ -205,6 +210,9 @@ impl ListenSummary {
             "engine {} on {} backlog {} (effective {})",
             self.engine, self.addr, self.backlog_requested, self.backlog_effective
         );
+        if self.lost > 0 {
+            let _ = writeln!(s, "{}", lost_text(self.lost));
+        }
         let _ = writeln!(
             s,
             "accepted {} (closed {}) in {:.3} s, errors: {errors}",
@@ -260,6 +268,13 @@ impl ListenSummary {
         );
         s
     }
+}
+
+/// The line that names connections the kernel destroyed ([`crate::record::Recorder::lost`]).
+pub fn lost_text(lost: u64) -> String {
+    format!(
+        "LOST {lost} connections: the kernel took them off the accept queue for a direct accept, found the direct descriptor table full (ENFILE) and closed them; their clients saw them established"
+    )
 }
 
 /// What `probe` prints.

@@ -129,7 +129,8 @@ pub struct EngineOptions {
     pub direct: bool,
     /// With `direct`: the size of the direct-descriptor table; `None` sizes it from the
     /// listener's backlog (next power of two above backlog+1, within 64..=65536), so a
-    /// full accept queue always fits. Smaller tables are for studying ENFILE back-off.
+    /// full accept queue always fits. A smaller table slows the acceptor (no more
+    /// accepts are armed than entries are free) but loses nothing.
     pub direct_files: Option<u32>,
     /// Stop the application once for a while, mid-run (sweep mode `stall`).
     pub stall: Option<Stall>,

@@ -301,6 +301,9 @@ fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::J
         0.0
     };
     row.accept_errors = m.rec.error_total();
+    if m.rec.lost > 0 {
+        row.add_note(&crate::summary::lost_text(m.rec.lost));
+    }
     row.netns = m.env.netns.into();
     row.somaxconn = m.env.somaxconn;
     row.tcp_syncookies = m.env.syncookies;
