@@ -39,6 +39,12 @@ pub struct ListenSummary {
     /// `Recorder::lost`): established on the client, never accepted.
     #[serde(default)]
     pub lost: u64,
+    /// Engine uring: accept completions that carried IORING_CQE_F_SOCK_NONEMPTY.
+    #[serde(default)]
+    pub sock_nonempty: u64,
+    /// Engine uring with DONTWAIT accepts: those that found the queue empty (EAGAIN).
+    #[serde(default)]
+    pub accept_eagain: u64,
     /// io_uring engine counters (CQ overflows, dropped CQEs, cancels); zero for others.
     pub engine_counters: crate::engine::EngineCounters,
     /// Wall time of the run, s.
@@ -167,6 +173,8 @@ impl ListenSummary {
                 .unwrap_or(0),
             rearms: rec.rearms,
             lost: rec.lost,
+            sock_nonempty: rec.sock_nonempty,
+            accept_eagain: rec.accept_eagain,
             engine_counters: crate::engine::EngineCounters::default(),
             duration_s,
             accepts_per_s: per_s(n, window.accept_window_s),
@@ -250,6 +258,13 @@ impl ListenSummary {
                     .map_or("not visible to this engine".to_string(), |f| f.to_string()),
             );
         }
+        if self.engine == "uring" {
+            let _ = writeln!(
+                s,
+                "{}",
+                accept_flags_text(self.accepted, self.sock_nonempty, self.accept_eagain)
+            );
+        }
         let c = &self.engine_counters;
         let _ = writeln!(
             s,
@@ -274,6 +289,23 @@ impl ListenSummary {
 pub fn lost_text(lost: u64) -> String {
     format!(
         "LOST {lost} connections: the kernel took them off the accept queue for a direct accept, found the direct descriptor table full (ENFILE) and closed them; their clients saw them established"
+    )
+}
+
+/// What engine uring's accept completions said: how many carried SOCK_NONEMPTY (more
+/// were queued) and how many DONTWAIT accepts found the queue empty, each per accept.
+fn accept_flags_text(accepted: u64, nonempty: u64, eagain: u64) -> String {
+    let per = |n: u64| {
+        if accepted > 0 {
+            n as f64 / accepted as f64
+        } else {
+            0.0
+        }
+    };
+    format!(
+        "accept completions: {nonempty} said more were queued (SOCK_NONEMPTY, {:.2} per accept), {eagain} DONTWAIT accepts found the queue empty (EAGAIN, {:.2} per accept)",
+        per(nonempty),
+        per(eagain)
     )
 }
 

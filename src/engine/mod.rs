@@ -18,6 +18,7 @@ use crate::kernel::probe;
 use crate::listener::Listener;
 use crate::record::Recorder;
 
+mod accept_flags;
 mod linked;
 mod multishot;
 mod peer_slots;
@@ -28,11 +29,14 @@ mod tokio;
 mod tokio_uring;
 mod uring;
 
+pub use self::accept_flags::{AcceptFlags, UnknownAcceptFlags};
 pub use self::linked::{direct_table_note, UringLinkedAcceptor};
 pub use self::multishot::MultishotAcceptor;
 pub use self::ring::{RingSetup, UnknownRingSetup};
 pub use self::std::StdAcceptor;
-pub use self::support::{engine_support, unsupported_reason, EngineSupport};
+pub use self::support::{
+    accept_flags_unsupported, engine_support, unsupported_reason, EngineSupport,
+};
 pub use self::tokio::TokioAcceptor;
 pub use self::tokio_uring::TokioUringAcceptor;
 pub use self::uring::UringAcceptor;
@@ -134,6 +138,9 @@ pub struct EngineOptions {
     pub direct_files: Option<u32>,
     /// Stop the application once for a while, mid-run (sweep mode `stall`).
     pub stall: Option<Stall>,
+    /// How `uring` arms its accepts: the 6.10 accept flags and the SOCK_NONEMPTY hint
+    /// (`uring` only; `none` is every kernel's plain accept).
+    pub accept_flags: AcceptFlags,
 }
 
 impl Default for EngineOptions {
@@ -145,6 +152,7 @@ impl Default for EngineOptions {
             direct: false,
             direct_files: None,
             stall: None,
+            accept_flags: AcceptFlags::Plain,
         }
     }
 }
@@ -359,6 +367,23 @@ pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>
             engine: kind,
             reason: "direct descriptors (--direct) apply to engine uring-linked only".into(),
         });
+    }
+    if opts.accept_flags.needs_6_10() {
+        if kind != EngineKind::Uring {
+            return Err(EngineError::InvalidOption {
+                engine: kind,
+                reason: format!(
+                    "accept flags ({}) apply to engine uring only",
+                    opts.accept_flags
+                ),
+            });
+        }
+        if let Some(reason) = support::accept_flags_unsupported(probe::probe_uring_cached()) {
+            return Err(EngineError::Unsupported {
+                engine: kind,
+                reason: format!("accept flags {}: {reason}", opts.accept_flags),
+            });
+        }
     }
     if opts.direct {
         let p = probe::probe_uring_cached();

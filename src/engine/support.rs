@@ -79,6 +79,17 @@ pub fn unsupported_reason(
     }
 }
 
+/// Why the 6.10 accept flags (`uring --accept-flags` other than none) cannot be used
+/// given `probe`, or `None`.
+pub fn accept_flags_unsupported(probe: &UringProbe) -> Option<String> {
+    (!probe.accept_flags).then(|| {
+        let kernel = release().map_or_else(|| "unknown".to_string(), |(a, b)| format!("{a}.{b}"));
+        format!(
+            "needs Linux 6.10 (IORING_ACCEPT_POLL_FIRST, IORING_ACCEPT_DONTWAIT and IORING_CQE_F_SOCK_NONEMPTY on accepts); this kernel is {kernel}"
+        )
+    })
+}
+
 fn setup_failure(probe: &UringProbe) -> String {
     let err = probe
         .setup_error
@@ -119,6 +130,25 @@ mod tests {
         };
         let r = unsupported_reason(EngineKind::UringLinked, &p, Some((5, 15))).unwrap();
         assert!(r.starts_with("needs Linux 5.19 (multishot accept)"), "{r}");
+    }
+
+    #[test]
+    fn missing_accept_flags_name_linux_6_10() {
+        let p = UringProbe {
+            accept_flags: false,
+            ..full()
+        };
+        let r = accept_flags_unsupported(&p).unwrap();
+        assert!(
+            r.starts_with("needs Linux 6.10 (IORING_ACCEPT_POLL_FIRST"),
+            "{r}"
+        );
+        assert_eq!(accept_flags_unsupported(&full()), None);
+        // The engine itself still runs without them.
+        assert_eq!(
+            unsupported_reason(EngineKind::Uring, &p, Some((6, 8))),
+            None
+        );
     }
 
     #[test]
