@@ -401,6 +401,7 @@ impl ValueEnum for EngineKind {
             }
             EngineKind::TokioUring => "tokio-uring TcpListener::accept (Linux 5.10)",
             EngineKind::Tokio => "tokio (epoll) TcpListener::accept",
+            EngineKind::Compio => "compio (io_uring) TcpListener::accept (Linux 5.11)",
         };
         Some(PossibleValue::new(self.name()).help(help))
     }

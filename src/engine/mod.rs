@@ -1,4 +1,4 @@
-//! Acceptor engines: six ways to run accept → decode peer → record → close.
+//! Acceptor engines: seven ways to run accept → decode peer → record → close.
 //!
 //! Every engine implements [`Acceptor`] over the same listening socket (built by
 //! [`crate::listener`] with an explicit backlog). An engine owns its accept loop and
@@ -19,6 +19,7 @@ use crate::listener::Listener;
 use crate::record::Recorder;
 
 mod accept_flags;
+mod compio;
 mod linked;
 mod multishot;
 mod peer_slots;
@@ -30,6 +31,7 @@ mod tokio_uring;
 mod uring;
 
 pub use self::accept_flags::{AcceptFlags, UnknownAcceptFlags};
+pub use self::compio::CompioAcceptor;
 pub use self::linked::{direct_table_note, UringLinkedAcceptor};
 pub use self::multishot::MultishotAcceptor;
 pub use self::ring::{RingSetup, UnknownRingSetup};
@@ -63,17 +65,22 @@ pub enum EngineKind {
     /// tokio (epoll) `TcpListener::accept`.
     #[serde(rename = "tokio")]
     Tokio,
+    /// `compio::net::TcpListener::accept`: compio's io_uring runtime (single-shot
+    /// accept, `POLL_FIRST` when the last completion said the queue was empty).
+    #[serde(rename = "compio")]
+    Compio,
 }
 
 impl EngineKind {
     /// Every engine, baseline first.
-    pub const ALL: [EngineKind; 6] = [
+    pub const ALL: [EngineKind; 7] = [
         EngineKind::Std,
         EngineKind::Uring,
         EngineKind::Multishot,
         EngineKind::UringLinked,
         EngineKind::TokioUring,
         EngineKind::Tokio,
+        EngineKind::Compio,
     ];
 
     /// The engine's name on the command line and in reports.
@@ -85,6 +92,7 @@ impl EngineKind {
             EngineKind::UringLinked => "uring-linked",
             EngineKind::TokioUring => "tokio-uring",
             EngineKind::Tokio => "tokio",
+            EngineKind::Compio => "compio",
         }
     }
 
@@ -105,7 +113,7 @@ impl fmt::Display for EngineKind {
 
 /// An engine name that is not one of ours.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown engine {0:?}: use one of std, uring, multishot, uring-linked, tokio-uring, tokio")]
+#[error("unknown engine {0:?}: use one of std, uring, multishot, uring-linked, tokio-uring, tokio, compio")]
 pub struct UnknownEngine(pub String);
 
 impl FromStr for EngineKind {
@@ -401,6 +409,7 @@ pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>
         EngineKind::UringLinked => Box::new(UringLinkedAcceptor::new(opts)),
         EngineKind::TokioUring => Box::new(TokioUringAcceptor::new(opts)),
         EngineKind::Tokio => Box::new(TokioAcceptor::new(opts)),
+        EngineKind::Compio => Box::new(CompioAcceptor::new(opts)),
     })
 }
 
@@ -608,7 +617,7 @@ pub fn armed_in_stall(
     let default_ring =
         !(ring_setup_applied.starts_with("coop") || ring_setup_applied.starts_with("defer"));
     match kind {
-        EngineKind::Std | EngineKind::Tokio | EngineKind::TokioUring => 0,
+        EngineKind::Std | EngineKind::Tokio | EngineKind::TokioUring | EngineKind::Compio => 0,
         _ if !default_ring => 0,
         EngineKind::Uring => inflight.saturating_sub(1) as u32,
         EngineKind::Multishot => multishot::cq_entries(backlog_effective),

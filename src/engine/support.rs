@@ -45,7 +45,8 @@ pub fn unsupported_reason(
         EngineKind::Uring
         | EngineKind::Multishot
         | EngineKind::UringLinked
-        | EngineKind::TokioUring => {}
+        | EngineKind::TokioUring
+        | EngineKind::Compio => {}
     }
     if !probe.setup_ok {
         return Some(setup_failure(probe));
@@ -71,6 +72,10 @@ pub fn unsupported_reason(
         EngineKind::UringLinked if !probe.uring_cmd_sockopt => needs(
             "6.7",
             "IORING_OP_URING_CMD SOCKET_URING_OP_GETSOCKOPT, to read the peer in the ring",
+        ),
+        EngineKind::Compio if !probe.ext_arg => needs(
+            "5.11",
+            "IORING_FEAT_EXT_ARG, which compio's driver waits with; in 5.10-stable from 5.10.162 on",
         ),
         EngineKind::TokioUring if release.is_some_and(|r| r < (5, 10)) => {
             needs("5.10", "the io_uring features tokio-uring 0.5 uses")
