@@ -193,6 +193,32 @@ mod tests {
     }
 
     #[test]
+    fn accept_flags_land_in_ioprio_and_nothing_else_changes() {
+        use io_uring::{opcode, types};
+        let build = || {
+            opcode::Accept::new(types::Fd(7), std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(42)
+        };
+        // SAFETY: `Entry` is a 64-byte `#[repr(C)]` plain-data struct (asserted in
+        // `with_accept_flags`); reading it as bytes is sound.
+        let bytes = |e: io_uring::squeue::Entry| unsafe {
+            std::mem::transmute::<io_uring::squeue::Entry, [u8; 64]>(e)
+        };
+        let plain = bytes(build());
+        let flagged = bytes(with_accept_flags(
+            build(),
+            ACCEPT_POLL_FIRST | ACCEPT_DONTWAIT,
+        ));
+        assert_eq!(plain[0], opcode::Accept::CODE, "opcode at byte 0");
+        assert_eq!(u16::from_ne_bytes([flagged[2], flagged[3]]), 0b110);
+        assert_eq!(u16::from_ne_bytes([plain[2], plain[3]]), 0);
+        assert_eq!(plain[..2], flagged[..2]);
+        assert_eq!(plain[4..], flagged[4..]);
+    }
+
+    #[test]
     fn fallback_goes_down_to_default_and_stops() {
         assert_eq!(RingSetup::Defer.fallback(), Some(RingSetup::Coop));
         assert_eq!(RingSetup::Coop.fallback(), Some(RingSetup::Default));
