@@ -218,9 +218,6 @@ impl ListenSummary {
             "engine {} on {} backlog {} (effective {})",
             self.engine, self.addr, self.backlog_requested, self.backlog_effective
         );
-        if self.lost > 0 {
-            let _ = writeln!(s, "{}", lost_text(self.lost));
-        }
         let _ = writeln!(
             s,
             "accepted {} (closed {}) in {:.3} s, errors: {errors}",
@@ -258,19 +255,13 @@ impl ListenSummary {
                     .map_or("not visible to this engine".to_string(), |f| f.to_string()),
             );
         }
-        if self.engine == "uring" {
-            let _ = writeln!(
-                s,
-                "{}",
-                accept_flags_text(self.accepted, self.sock_nonempty, self.accept_eagain)
-            );
-        }
         let c = &self.engine_counters;
         let _ = writeln!(
             s,
             "back-offs {} (EMFILE {}), multishot re-arms {}, CQ overflows {}, CQEs dropped {}, cancels {}",
             self.backoffs, self.emfile, self.rearms, c.cq_overflows, c.cqes_dropped, c.cancels
         );
+        self.engine_lines(&mut s);
         let _ = writeln!(
             s,
             "cpu user {:.3} s sys {:.3} s over the run; {:.3} s over the accept window, {:.2} µs per accept",
@@ -282,6 +273,20 @@ impl ListenSummary {
             p.p50, p.p99, p.max
         );
         s
+    }
+}
+
+impl ListenSummary {
+    /// Lines only some engines have: connections the kernel destroyed (any, by name)
+    /// and what `uring`'s accept completions said.
+    fn engine_lines(&self, s: &mut String) {
+        if self.lost > 0 {
+            let _ = writeln!(s, "{}", lost_text(self.lost));
+        }
+        if self.engine == "uring" {
+            let text = accept_flags_text(self.accepted, self.sock_nonempty, self.accept_eagain);
+            let _ = writeln!(s, "{text}");
+        }
     }
 }
 

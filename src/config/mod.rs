@@ -411,6 +411,23 @@ fn parse_list<T>(
         .collect()
 }
 
+/// `--accept-flags` of a sweep: each once, and any but none only with uring among the
+/// engines (they change nothing else).
+fn check_accept_flags(
+    engines: &[EngineKind],
+    flags: Vec<AcceptFlags>,
+) -> Result<Vec<AcceptFlags>, ConfigError> {
+    let flags = unique("accept-flags", flags)?;
+    match flags.iter().find(|f| f.needs_6_10()) {
+        Some(f) if !engines.contains(&EngineKind::Uring) => Err(ConfigError::BadItem {
+            flag: "accept-flags",
+            item: f.to_string(),
+            why: "accept flags apply to engine uring only: add uring to --engines, or drop --accept-flags".into(),
+        }),
+        _ => Ok(flags),
+    }
+}
+
 /// Refuses a slow acceptor index no run has.
 fn check_slow(
     slow: Option<SlowAcceptor>,
@@ -514,16 +531,7 @@ impl SweepConfig {
         )?;
         let acceptors = unique("acceptors", a.acceptors)?;
         let inflights = unique("inflight", a.inflight)?;
-        let accept_flags = unique("accept-flags", a.accept_flags)?;
-        if let Some(f) = accept_flags.iter().find(|f| f.needs_6_10()) {
-            if !engines.contains(&EngineKind::Uring) {
-                return Err(ConfigError::BadItem {
-                    flag: "accept-flags",
-                    item: f.to_string(),
-                    why: "accept flags apply to engine uring only: add uring to --engines, or drop --accept-flags".into(),
-                });
-            }
-        }
+        let accept_flags = check_accept_flags(&engines, a.accept_flags)?;
         let sharings = unique("sharing", a.sharing)?;
         let slow_acceptor = check_slow(
             a.slow_acceptor,
