@@ -15,7 +15,7 @@
 //!
 //! Variants: std; multishot with the default ring and with DEFER_TASKRUN; uring-linked
 //! with the default ring, with DEFER_TASKRUN, and with DEFER_TASKRUN + direct
-//! descriptors. Not criterion: the untimed fill takes ten times the measured drain, and
+//! descriptors (single-shot accepts, no more armed than free table entries). Not criterion: the untimed fill takes ten times the measured drain, and
 //! criterion's iteration model would repeat it hundreds of times. `ROUNDS=n` (default 5).
 //! The acceptor is pinned to CPU 0. Variants the kernel lacks are skipped with the
 //! reason.

@@ -11,7 +11,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::acceptors::{Sharing, SlowAcceptor};
-use crate::engine::{EngineKind, RingSetup};
+use crate::engine::{AcceptFlags, EngineKind, RingSetup};
 use crate::kinds::{CompareFormat, Mode, StallLoad};
 use crate::parse::{parse_addr, parse_duration, parse_positive_duration};
 
@@ -153,6 +153,12 @@ pub struct ListenArgs {
     /// armed accepts cost more CPU per connection on a closed loop (see docs/results.md).
     #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub inflight: u32,
+    /// How engine `uring` arms its accepts (Linux 6.10 for all but none): none,
+    /// poll-first (IORING_ACCEPT_POLL_FIRST), dontwait (IORING_ACCEPT_DONTWAIT, POLL_FIRST
+    /// after an EAGAIN), nonempty (netty's use of IORING_CQE_F_SOCK_NONEMPTY: DONTWAIT
+    /// when more are queued, POLL_FIRST when not). Refused for other engines.
+    #[arg(long, default_value = "none")]
+    pub accept_flags: AcceptFlags,
     /// Simulated work per accepted connection (e.g. 100us), to make the acceptor slower on purpose.
     #[arg(long, value_parser = parse_duration)]
     pub accept_delay: Option<Duration>,
@@ -234,6 +240,12 @@ pub struct SweepArgs {
     /// dimension: `--inflight 1,8` runs uring.q1 and uring.q8 side by side in every round).
     #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub inflight: Vec<u32>,
+    /// How engine `uring` arms its accepts, comma-separated (a plan dimension inside each
+    /// --inflight depth: `--accept-flags none,poll-first,dontwait,nonempty` runs uring.q1,
+    /// uring.q1.pf, uring.q1.dw, uring.q1.ne). All but none need Linux 6.10 (older
+    /// kernels skip those rows, saying why); refused without uring in --engines.
+    #[arg(long, value_delimiter = ',', default_value = "none")]
+    pub accept_flags: Vec<AcceptFlags>,
     /// Connects in flight per loadgen thread in mode `closed` (1 = the classic blocking client).
     #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,
@@ -424,6 +436,7 @@ impl ValueEnum for EngineKind {
             }
             EngineKind::TokioUring => "tokio-uring TcpListener::accept (Linux 5.10)",
             EngineKind::Tokio => "tokio (epoll) TcpListener::accept",
+            EngineKind::Compio => "compio (io_uring) TcpListener::accept (Linux 5.11)",
         };
         Some(PossibleValue::new(self.name()).help(help))
     }

@@ -163,6 +163,17 @@ pub struct Recorder {
     pub peers: Vec<PeerRecord>,
     /// Multishot re-arms (completions that lacked IORING_CQE_F_MORE), 0 for other engines.
     pub rearms: u64,
+    /// Connections the kernel took off the accept queue and then destroyed, so that no
+    /// engine could ever have them: an accept into a direct descriptor that completed
+    /// with ENFILE (dequeued, no free table entry, closed). Also counted as ENFILE
+    /// errors. `uring-linked --direct` arms no accept without a free entry, so 0.
+    pub lost: u64,
+    /// `uring` with DONTWAIT accepts: completions with EAGAIN (the queue was empty; the
+    /// slot re-armed with POLL_FIRST). Not errors.
+    pub accept_eagain: u64,
+    /// `uring`: accept completions that carried IORING_CQE_F_SOCK_NONEMPTY (more
+    /// connections were queued when this one was taken; 6.10+).
+    pub sock_nonempty: u64,
     /// Futile wake-ups: an accept that was woken but found the queue empty (another
     /// acceptor took the connection). Counted only by engines that can see one (`std`:
     /// EAGAIN well before its receive timeout); the others retry inside the kernel or
@@ -208,6 +219,9 @@ impl Recorder {
                 Vec::new()
             },
             rearms: 0,
+            lost: 0,
+            accept_eagain: 0,
+            sock_nonempty: 0,
             futile_wakeups: 0,
             stall: None,
             last_errno: 0,
@@ -373,6 +387,9 @@ impl Recorder {
         self.last_closed_ns = self.last_closed_ns.max(other.last_closed_ns);
         self.peers.extend(other.peers);
         self.rearms += other.rearms;
+        self.lost += other.lost;
+        self.accept_eagain += other.accept_eagain;
+        self.sock_nonempty += other.sock_nonempty;
         self.futile_wakeups += other.futile_wakeups;
         self.stall = match (self.stall, other.stall) {
             (Some(a), Some(b)) => Some(a.union(b)),

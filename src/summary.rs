@@ -35,6 +35,16 @@ pub struct ListenSummary {
     pub emfile: u64,
     /// Multishot accept re-arms (completions without IORING_CQE_F_MORE); 0 for other engines.
     pub rearms: u64,
+    /// Connections the kernel dequeued and destroyed (ENFILE on a direct accept; see
+    /// `Recorder::lost`): established on the client, never accepted.
+    #[serde(default)]
+    pub lost: u64,
+    /// Engine uring: accept completions that carried IORING_CQE_F_SOCK_NONEMPTY.
+    #[serde(default)]
+    pub sock_nonempty: u64,
+    /// Engine uring with DONTWAIT accepts: those that found the queue empty (EAGAIN).
+    #[serde(default)]
+    pub accept_eagain: u64,
     /// io_uring engine counters (CQ overflows, dropped CQEs, cancels); zero for others.
     pub engine_counters: crate::engine::EngineCounters,
     /// Wall time of the run, s.
@@ -162,6 +172,9 @@ impl ListenSummary {
                 .copied()
                 .unwrap_or(0),
             rearms: rec.rearms,
+            lost: rec.lost,
+            sock_nonempty: rec.sock_nonempty,
+            accept_eagain: rec.accept_eagain,
             engine_counters: crate::engine::EngineCounters::default(),
             duration_s,
             accepts_per_s: per_s(n, window.accept_window_s),
@@ -248,6 +261,7 @@ impl ListenSummary {
             "back-offs {} (EMFILE {}), multishot re-arms {}, CQ overflows {}, CQEs dropped {}, cancels {}",
             self.backoffs, self.emfile, self.rearms, c.cq_overflows, c.cqes_dropped, c.cancels
         );
+        self.engine_lines(&mut s);
         let _ = writeln!(
             s,
             "cpu user {:.3} s sys {:.3} s over the run; {:.3} s over the accept window, {:.2} µs per accept",
@@ -260,6 +274,44 @@ impl ListenSummary {
         );
         s
     }
+}
+
+impl ListenSummary {
+    /// Lines only some engines have: connections the kernel destroyed (any, by name)
+    /// and what `uring`'s accept completions said.
+    fn engine_lines(&self, s: &mut String) {
+        if self.lost > 0 {
+            let _ = writeln!(s, "{}", lost_text(self.lost));
+        }
+        if self.engine == "uring" {
+            let text = accept_flags_text(self.accepted, self.sock_nonempty, self.accept_eagain);
+            let _ = writeln!(s, "{text}");
+        }
+    }
+}
+
+/// The line that names connections the kernel destroyed ([`crate::record::Recorder::lost`]).
+pub fn lost_text(lost: u64) -> String {
+    format!(
+        "LOST {lost} connections: the kernel took them off the accept queue for a direct accept, found the direct descriptor table full (ENFILE) and closed them; their clients saw them established"
+    )
+}
+
+/// What engine uring's accept completions said: how many carried SOCK_NONEMPTY (more
+/// were queued) and how many DONTWAIT accepts found the queue empty, each per accept.
+fn accept_flags_text(accepted: u64, nonempty: u64, eagain: u64) -> String {
+    let per = |n: u64| {
+        if accepted > 0 {
+            n as f64 / accepted as f64
+        } else {
+            0.0
+        }
+    };
+    format!(
+        "accept completions: {nonempty} said more were queued (SOCK_NONEMPTY, {:.2} per accept), {eagain} DONTWAIT accepts found the queue empty (EAGAIN, {:.2} per accept)",
+        per(nonempty),
+        per(eagain)
+    )
 }
 
 /// What `probe` prints.

@@ -32,7 +32,9 @@ fn unknown_engine_is_named() {
         "{err}"
     );
     assert!(
-        err.contains("possible values: std, uring, multishot, uring-linked, tokio-uring, tokio"),
+        err.contains(
+            "possible values: std, uring, multishot, uring-linked, tokio-uring, tokio, compio"
+        ),
         "{err}"
     );
 }
@@ -112,7 +114,8 @@ fn probe_json_lists_every_engine() {
             "multishot",
             "uring-linked",
             "tokio-uring",
-            "tokio"
+            "tokio",
+            "compio"
         ]
     );
     for e in v["engines"].as_array().unwrap() {
@@ -194,7 +197,7 @@ fn sweep_rejects_bad_lists_and_unwritable_output() {
     assert!(
         err.contains("invalid value 'epoll' for '--engines")
             && err.contains(
-                "possible values: std, uring, multishot, uring-linked, tokio-uring, tokio"
+                "possible values: std, uring, multishot, uring-linked, tokio-uring, tokio, compio"
             ),
         "{err}"
     );
@@ -287,7 +290,10 @@ fn an_engine_the_kernel_cannot_run_is_refused_clearly() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     for e in v["engines"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap();
-        let io_uring = matches!(name, "uring" | "multishot" | "uring-linked" | "tokio-uring");
+        let io_uring = matches!(
+            name,
+            "uring" | "multishot" | "uring-linked" | "tokio-uring" | "compio"
+        );
         assert_eq!(e["supported"].as_bool().unwrap(), !io_uring, "{e}");
     }
 }

@@ -196,6 +196,10 @@ fn tokio_accepts_every_v4_peer_exactly_once() {
     v4_accounting(EngineKind::Tokio);
 }
 #[test]
+fn compio_accepts_every_v4_peer_exactly_once() {
+    v4_accounting(EngineKind::Compio);
+}
+#[test]
 fn every_engine_accepts_ipv6_peers() {
     for kind in EngineKind::ALL {
         v6_accounting(kind);
@@ -321,6 +325,10 @@ fn uring_linked_stops_cleanly_and_the_port_rebinds_at_once() {
 #[test]
 fn tokio_uring_stops_cleanly_and_the_port_rebinds_at_once() {
     rebind_cycles(EngineKind::TokioUring);
+}
+#[test]
+fn compio_stops_cleanly_and_the_port_rebinds_at_once() {
+    rebind_cycles(EngineKind::Compio);
 }
 #[test]
 fn blocking_engines_stop_cleanly_and_the_port_rebinds_at_once() {

@@ -112,8 +112,13 @@ fn a_tiny_sweep_writes_consistent_parseable_results() {
                     r.accept_window_s >= r.peer_window_s && r.peer_window_s > 0.0,
                     "{r:?}"
                 );
-                let series =
-                    acceptbench::report::series(&r.engine, r.inflight, r.acceptors, &r.sharing);
+                let series = acceptbench::report::series(
+                    &r.engine,
+                    r.inflight,
+                    &r.accept_flags,
+                    r.acceptors,
+                    &r.sharing,
+                );
                 assert_eq!(r.inflight.is_some(), engine == "uring", "{r:?}");
                 for metric in ["connect", "peer", "peer-internal"] {
                     let path = dir

@@ -147,6 +147,35 @@ pub fn setup(want: RingSetup, sq: u32, cq: u32) -> std::io::Result<(IoUring, Str
     }
 }
 
+/// `IORING_ACCEPT_DONTWAIT` (6.10): the accept completes with `-EAGAIN` when nothing
+/// is queued instead of arming a poll. Stored in `sqe->ioprio`.
+pub const ACCEPT_DONTWAIT: u16 = 1 << 1;
+/// `IORING_ACCEPT_POLL_FIRST` (6.10): the accept arms its poll without trying first
+/// (the caller expects an empty queue). Stored in `sqe->ioprio`.
+pub const ACCEPT_POLL_FIRST: u16 = 1 << 2;
+
+/// `accept` with `flags` (`ACCEPT_DONTWAIT`, `ACCEPT_POLL_FIRST`) or-ed into its
+/// `ioprio`, which the io-uring crate's `Accept` builder has no setter for (it leaves
+/// the field 0 for a single-shot accept). Kernels before 6.10 fail such an accept with
+/// EINVAL; probe first.
+pub fn with_accept_flags(
+    mut accept: io_uring::squeue::Entry,
+    flags: u16,
+) -> io_uring::squeue::Entry {
+    const _: () = assert!(std::mem::size_of::<io_uring::squeue::Entry>() == 64);
+    let base = (&mut accept as *mut io_uring::squeue::Entry).cast::<u8>();
+    // SAFETY: `squeue::Entry` is `#[repr(C)]` around the kernel's 64-byte `struct
+    // io_uring_sqe` (size checked above), whose uapi layout starts `__u8 opcode; __u8
+    // flags; __u16 ioprio;`: bytes 2..4 are `ioprio`, inside the value we own. The
+    // entry carries no pointers this touches; unaligned access because we reach it
+    // through a byte pointer.
+    unsafe {
+        let ioprio = base.add(2).cast::<u16>();
+        ioprio.write_unaligned(ioprio.read_unaligned() | flags);
+    }
+    accept
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +190,32 @@ mod tests {
             e.contains("\"fast\"") && e.contains("default, coop, defer"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn accept_flags_land_in_ioprio_and_nothing_else_changes() {
+        use io_uring::{opcode, types};
+        let build = || {
+            opcode::Accept::new(types::Fd(7), std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC)
+                .build()
+                .user_data(42)
+        };
+        // SAFETY: `Entry` is a 64-byte `#[repr(C)]` plain-data struct (asserted in
+        // `with_accept_flags`); reading it as bytes is sound.
+        let bytes = |e: io_uring::squeue::Entry| unsafe {
+            std::mem::transmute::<io_uring::squeue::Entry, [u8; 64]>(e)
+        };
+        let plain = bytes(build());
+        let flagged = bytes(with_accept_flags(
+            build(),
+            ACCEPT_POLL_FIRST | ACCEPT_DONTWAIT,
+        ));
+        assert_eq!(plain[0], opcode::Accept::CODE, "opcode at byte 0");
+        assert_eq!(u16::from_ne_bytes([flagged[2], flagged[3]]), 0b110);
+        assert_eq!(u16::from_ne_bytes([plain[2], plain[3]]), 0);
+        assert_eq!(plain[..2], flagged[..2]);
+        assert_eq!(plain[4..], flagged[4..]);
     }
 
     #[test]

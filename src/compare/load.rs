@@ -54,7 +54,13 @@ pub fn load_run(dir: &Path) -> anyhow::Result<Run> {
     // Runs with several acceptors or SO_REUSEPORT listeners are their own series
     // (`multishot.a2.reuseport`), in comparisons, charts and file names alike.
     for r in &mut rows {
-        r.engine = crate::report::series(&r.engine, r.inflight, r.acceptors, &r.sharing);
+        r.engine = crate::report::series(
+            &r.engine,
+            r.inflight,
+            &r.accept_flags,
+            r.acceptors,
+            &r.sharing,
+        );
     }
     let mut columns = columns;
     if meta.format_version < 3 {

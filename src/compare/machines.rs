@@ -67,7 +67,7 @@ pub fn of(runs: &[Run]) -> Machines {
     }
 }
 
-type CellKey = (String, u32, String, Option<u32>, u32, String);
+type CellKey = (String, u32, String, Option<u32>, String, u32, String);
 
 fn key(c: &CellRow) -> CellKey {
     (
@@ -75,6 +75,7 @@ fn key(c: &CellRow) -> CellKey {
         c.backlog,
         c.engine.clone(),
         c.inflight,
+        c.accept_flags.clone(),
         c.acceptors,
         c.sharing.clone(),
     )
@@ -122,8 +123,13 @@ fn moved_ratios(runs: &[Run]) -> (Vec<String>, usize) {
             };
             compared += 1;
             if hi0 < lo1 || hi1 < lo0 {
-                let series =
-                    crate::report::series(&rc.engine, rc.inflight, rc.acceptors, &rc.sharing);
+                let series = crate::report::series(
+                    &rc.engine,
+                    rc.inflight,
+                    &rc.accept_flags,
+                    rc.acceptors,
+                    &rc.sharing,
+                );
                 moved.push(format!(
                     "{} b{} {series}: {m0:.2} [{lo0:.2}–{hi0:.2}] → {m1:.2} [{lo1:.2}–{hi1:.2}] ({})",
                     k.0, k.1, run.label

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::acceptors::{Sharing, SlowAcceptor};
 use crate::cli;
-use crate::engine::{EngineKind, EngineOptions};
+use crate::engine::{AcceptFlags, EngineKind, EngineOptions};
 pub use crate::kinds::{CompareFormat, Mode, StallLoad};
 
 mod cpus;
@@ -180,6 +180,8 @@ pub struct SweepConfig {
     /// Single-shot accepts in flight for engine `uring`, one variant per value (a plan
     /// dimension within each round).
     pub inflights: Vec<u32>,
+    /// How engine `uring` arms its accepts, one variant per value inside each depth.
+    pub accept_flags: Vec<AcceptFlags>,
     /// loadgen threads.
     pub client_threads: u32,
     /// Connects in flight per loadgen thread (closed mode).
@@ -424,6 +426,23 @@ fn parse_list<T>(
         .collect()
 }
 
+/// `--accept-flags` of a sweep: each once, and any but none only with uring among the
+/// engines (they change nothing else).
+fn check_accept_flags(
+    engines: &[EngineKind],
+    flags: Vec<AcceptFlags>,
+) -> Result<Vec<AcceptFlags>, ConfigError> {
+    let flags = unique("accept-flags", flags)?;
+    match flags.iter().find(|f| f.needs_6_10()) {
+        Some(f) if !engines.contains(&EngineKind::Uring) => Err(ConfigError::BadItem {
+            flag: "accept-flags",
+            item: f.to_string(),
+            why: "accept flags apply to engine uring only: add uring to --engines, or drop --accept-flags".into(),
+        }),
+        _ => Ok(flags),
+    }
+}
+
 /// Refuses a slow acceptor index no run has.
 fn check_slow(
     slow: Option<SlowAcceptor>,
@@ -440,10 +459,21 @@ fn check_slow(
 
 impl ListenConfig {
     fn from_args(a: cli::ListenArgs) -> Result<Self, ConfigError> {
+        if a.accept_flags.needs_6_10() && a.engine != EngineKind::Uring {
+            return Err(ConfigError::BadItem {
+                flag: "accept-flags",
+                item: a.accept_flags.to_string(),
+                why: format!(
+                    "accept flags apply to engine uring only (this is {}): use --engine uring, or drop --accept-flags",
+                    a.engine
+                ),
+            });
+        }
         Ok(ListenConfig {
             engine: a.engine,
             options: EngineOptions {
                 inflight: a.inflight as usize,
+                accept_flags: a.accept_flags,
                 accept_delay: a.accept_delay.filter(|d| !d.is_zero()),
                 ring_setup: a.ring_setup,
                 direct: a.direct,
@@ -503,6 +533,7 @@ impl SweepConfig {
             sweep_cpus(a.server_cpu, a.server_cpus, a.client_cpus)?;
         let acceptors = unique("acceptors", a.acceptors)?;
         let inflights = unique("inflight", a.inflight)?;
+        let accept_flags = check_accept_flags(&engines, a.accept_flags)?;
         let sharings = unique("sharing", a.sharing)?;
         let slow_acceptor = check_slow(
             a.slow_acceptor,
@@ -537,6 +568,7 @@ impl SweepConfig {
                 ..EngineOptions::default()
             },
             inflights,
+            accept_flags,
             client_threads: a.threads,
             client_concurrency: a.concurrency,
             server_cpu,

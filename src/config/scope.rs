@@ -93,6 +93,7 @@ pub(super) const SWEEP: &[Scope] = &[
     modes("stall-at", &[Stall], "add stall to --modes (e.g. --modes stall), or drop --stall-at"),
     modes("stall-after", &[Stall], "add stall to --modes (e.g. --modes stall), or drop --stall-after"),
     engines("inflight", &[Uring], "add uring to --engines, or drop --inflight"),
+    engines("accept-flags", &[Uring], "add uring to --engines, or drop --accept-flags"),
     engines("ring-setup", RINGS, "add a ring engine (uring, multishot, uring-linked) to --engines, or drop --ring-setup"),
     engines("direct", &[UringLinked], "add uring-linked to --engines, or drop --direct"),
 ];
@@ -121,6 +122,11 @@ pub(super) const LISTEN: &[Scope] = &[
         "inflight",
         &[Uring],
         "give --engine uring, or drop --inflight",
+    ),
+    engines(
+        "accept-flags",
+        &[Uring],
+        "give --engine uring, or drop --accept-flags",
     ),
     engines(
         "ring-setup",
@@ -279,6 +285,7 @@ mod tests {
             "client-binary" | "ssh-config" | "records" => "/etc/hostname",
             "ssh-option" => "BatchMode=yes",
             "ring-setup" => "default",
+            "accept-flags" => "poll-first",
             "server-cpu" | "server-cpus" | "client-cpus" | "cpu" | "cpus" => "0",
             "addr" => "127.0.0.1:0",
             "run-id" => "r1",

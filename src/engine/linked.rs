@@ -10,13 +10,25 @@
 //! optlen no larger than the family's sockaddr (16 for IPv4, 28 for IPv6; more gives
 //! EINVAL) and, unlike getpeername, works on a connection the client already reset.
 //!
-//! With `direct` the accept allocates direct descriptors (`IORING_FILE_INDEX_ALLOC`)
+//! With `direct` the accepts allocate direct descriptors (`IORING_FILE_INDEX_ALLOC`)
 //! in a registered sparse table, the getsockopt runs on the fixed file and the close
-//! is `close_direct`: no fd table entry at all. A full table fails the accept with
-//! ENFILE, and the kernel has by then taken that connection off the queue and closes
-//! it (it could not install it; seen on 6.18): it is counted as an ENFILE error, never
-//! silently lost, and the engine backs off (the pending closes are reaped by the next
-//! wait) and re-arms. The table is sized so that a full accept queue fits.
+//! is `close_direct`: no fd table entry at all. The kernel takes a connection off the
+//! accept queue *before* it looks for a free table entry, and when it finds none it
+//! fails the accept with ENFILE and closes that connection (seen on 6.18): unlike an
+//! fd-table EMFILE, which fails before dequeuing, a full direct table destroys a
+//! connection the client believes established. So with `direct` the engine never asks
+//! for more than the table can hold: it arms single-shot accepts, each taking exactly
+//! one connection, no more of them than free entries (table entries − descriptors
+//! held − accepts armed) and at most [`DIRECT_ARMED_MAX`], and arms more as closes
+//! free entries. A small table slows
+//! the acceptor (connections wait in the accept queue) but loses nothing. It does not
+//! use a multishot accept here: between two reaps one takes as many connections as
+//! the CQ has room for (6.0+; on 5.19 its CQEs may even overflow, unbounded), more
+//! than a table within `RLIMIT_NOFILE` can promise to hold. Should an accept still
+//! fail with ENFILE (nothing else allocates in the table, so it should not), the
+//! connection it destroyed is counted as lost ([`Recorder::lost`]) besides the ENFILE
+//! error. The table is sized so that a full
+//! accept queue fits.
 //!
 //! A slot is reused only after both CQEs (getsockopt and close) arrived. A failed
 //! getsockopt cancels its linked close (-ECANCELED): the peer is then read with a
@@ -35,7 +47,7 @@ use io_uring::{cqueue, opcode, squeue, types};
 use super::peer_slots::PeerSlots;
 use super::ring::{
     Reap, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Submit, Tally, IDX_MASK,
-    OP_ACCEPT, OP_CLOSE, OP_MASK, OP_PEER,
+    OP_ACCEPT, OP_CANCEL, OP_CLOSE, OP_MASK, OP_PEER,
 };
 use super::{on_accept_error, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
@@ -44,6 +56,13 @@ use crate::record::Recorder;
 use crate::sockcmd::{getsockopt_sqe, SockTarget};
 
 const ENGINE: EngineKind = EngineKind::UringLinked;
+
+/// Most single-shot accepts `direct` keeps armed at once (fewer when the table has fewer
+/// free entries). Arming one per free entry of a default table (thousands) cost 3.9×
+/// std's CPU per accept in drain and 5.5× in closed loop; 64 costs what the multishot
+/// accept did before (about 1.2× and 1.1×; `sweep --engines std,uring-linked --direct
+/// --modes drain,closed --backlogs 4096 --repeat 6`, 6.18, medians of per-round ratios).
+const DIRECT_ARMED_MAX: u32 = 64;
 
 /// Slots (and direct-table entries) for a listener with `backlog`: a full accept queue
 /// (backlog+1 entries) always fits.
@@ -83,8 +102,8 @@ pub fn direct_table(backlog: u32, files: Option<u32>) -> (u32, Option<u64>) {
 
 /// What a user should know before `uring-linked --direct` runs on a listener with
 /// `backlog`: the table it gets when RLIMIT_NOFILE caps it below a full accept queue
-/// (it then works within the limit: a full table fails accepts with ENFILE, which the
-/// engine counts and backs off from). None when the table holds the whole queue.
+/// (it then works within the table: never more accepts armed than free entries, the
+/// rest of the queue waiting for closes). None when the table holds the whole queue.
 pub fn direct_table_note(opts: &EngineOptions, backlog: u32) -> Option<String> {
     if !opts.direct {
         return None;
@@ -93,7 +112,7 @@ pub fn direct_table_note(opts: &EngineOptions, backlog: u32) -> Option<String> {
     let limit = capped?;
     (u64::from(entries) < u64::from(backlog) + 1).then(|| {
         format!(
-            "--direct: the direct descriptor table has {entries} entries, fewer than a full accept queue ({} connections at backlog {backlog}), because the kernel caps a registered table at RLIMIT_NOFILE ({limit}); accepts beyond it wait with ENFILE back-offs. Raise the limit (ulimit -n {}) or drop --direct",
+            "--direct: the direct descriptor table has {entries} entries, fewer than a full accept queue ({} connections at backlog {backlog}), because the kernel caps a registered table at RLIMIT_NOFILE ({limit}); the engine keeps no more accepts armed than free entries, so at most {entries} connections are held at once and the rest wait in the accept queue until closes free entries (slower, nothing lost). Raise the limit (ulimit -n {}) or drop --direct",
             u64::from(backlog) + 1,
             slot_count(backlog)
         )
@@ -162,6 +181,9 @@ impl RingEngine for Linked {
             } as u32,
             slots: PeerSlots::new(n as usize),
             waiting: VecDeque::new(),
+            table: files,
+            held: 0,
+            armed_one: 0,
             armed: false,
             backoff: false,
             fatal: None,
@@ -186,6 +208,14 @@ pub struct LinkedRun {
     slots: PeerSlots,
     /// Direct descriptors accepted while every slot was busy: (index, accepted_ns).
     waiting: VecDeque<(i32, u64)>,
+    /// Direct-descriptor table entries (0 without `direct`).
+    table: u32,
+    /// Direct descriptors the kernel installed for us whose close has not completed:
+    /// entries in use.
+    held: u32,
+    /// Single-shot accepts armed (`direct` only), each of which may take one entry.
+    armed_one: u32,
+    /// The multishot accept is armed (without `direct`).
     armed: bool,
     /// An accept failed for lack of fds/table entries/memory: sleep before re-arming.
     backoff: bool,
@@ -196,17 +226,16 @@ pub struct LinkedRun {
 
 impl RingRun for LinkedRun {
     const CANCELLING: &'static str =
-        "cancelling the multishot accept and reaping its peer reads and closes";
+        "cancelling the armed accepts and reaping their peer reads and closes";
 
     fn arm(&mut self, sub: &mut Submit<'_, '_>) -> Result<(), EngineError> {
-        let accept = opcode::AcceptMulti::new(types::Fd(self.fd));
-        // The kernel refuses SOCK_CLOEXEC on a direct accept (there is no fd to mark).
-        let accept = if self.direct {
-            accept.allocate_file_index(true)
-        } else {
-            accept.flags(libc::SOCK_CLOEXEC)
-        };
-        let sqe = accept.build().user_data(OP_ACCEPT);
+        if self.direct {
+            return self.arm_direct(sub);
+        }
+        let sqe = opcode::AcceptMulti::new(types::Fd(self.fd))
+            .flags(libc::SOCK_CLOEXEC)
+            .build()
+            .user_data(OP_ACCEPT);
         // SAFETY: multishot accept passes no buffers; the listener fd is held by the
         // caller's `Listener` for the whole run, and the kernel holds its own reference.
         unsafe { sub.push(ENGINE, &sqe)? };
@@ -243,8 +272,34 @@ impl RingRun for LinkedRun {
         Ok(())
     }
 
+    /// With `direct`: as many single-shot accepts as entries are free (never counted as
+    /// re-arms: each ends with its connection by design). Else the multishot accept.
+    fn rearm(&mut self, sub: &mut Submit<'_, '_>, rec: &mut Recorder) -> Result<(), EngineError> {
+        if self.direct {
+            return self.arm_direct(sub);
+        }
+        if !self.armed {
+            rec.rearms += 1;
+            self.arm(sub)?;
+        }
+        Ok(())
+    }
+
     fn armed(&self) -> bool {
-        self.armed
+        self.armed || self.armed_one > 0
+    }
+
+    /// Cancels every armed accept: the multishot one, or all single-shot ones at once
+    /// (`IORING_ASYNC_CANCEL_ALL` on their shared `user_data`, 5.19 like `direct`).
+    fn push_cancels(&mut self, sub: &mut Submit<'_, '_>) -> Result<(), EngineError> {
+        if !self.armed() {
+            return Ok(());
+        }
+        let sqe = opcode::AsyncCancel2::new(types::CancelBuilder::user_data(OP_ACCEPT).all())
+            .build()
+            .user_data(OP_CANCEL);
+        // SAFETY: a cancel carries no buffers, only the match criteria.
+        unsafe { sub.push(ENGINE, &sqe) }
     }
 
     fn work_pending(&self) -> bool {
@@ -262,6 +317,36 @@ impl RingRun for LinkedRun {
 }
 
 impl LinkedRun {
+    /// Arms single-shot accepts into direct descriptors, one per table entry that is
+    /// neither held nor promised to an armed accept, at most [`DIRECT_ARMED_MAX`]: the
+    /// kernel is never asked to accept a connection it could not install (and would
+    /// destroy).
+    fn arm_direct(&mut self, sub: &mut Submit<'_, '_>) -> Result<(), EngineError> {
+        let free = self
+            .table
+            .saturating_sub(self.held)
+            .saturating_sub(self.armed_one);
+        let cap = (self.slots.state.len() as u32).min(DIRECT_ARMED_MAX);
+        let room = cap.saturating_sub(self.armed_one);
+        for _ in 0..free.min(room) {
+            // The kernel refuses SOCK_CLOEXEC on a direct accept (there is no fd to
+            // mark); the peer is read in the ring, so no sockaddr buffer is passed.
+            let sqe = opcode::Accept::new(
+                types::Fd(self.fd),
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+            )
+            .file_index(Some(types::DestinationSlot::auto_target()))
+            .build()
+            .user_data(OP_ACCEPT);
+            // SAFETY: the accept passes no buffers (null address and length); the
+            // listener fd is held by the caller's `Listener` for the whole run.
+            unsafe { sub.push(ENGINE, &sqe)? };
+            self.armed_one += 1;
+        }
+        Ok(())
+    }
+
     fn on_accept(
         &mut self,
         res: i32,
@@ -269,13 +354,22 @@ impl LinkedRun {
         sub: &mut Submit<'_, '_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        if !cqueue::more(flags) {
+        if self.direct {
+            self.armed_one = self.armed_one.saturating_sub(1);
+        } else if !cqueue::more(flags) {
             self.armed = false;
         }
         if res >= 0 {
+            if self.direct {
+                self.held += 1;
+            }
             self.start_peer(res, mono_ns(), sub, rec)?;
             self.work.after_connection(rec);
         } else if res != -libc::ECANCELED {
+            if self.direct && res == -libc::ENFILE {
+                // The kernel dequeued a connection, found no free entry and closed it.
+                rec.lost += 1;
+            }
             match on_accept_error(rec, -res) {
                 AfterError::Retry => {}
                 AfterError::Backoff => self.backoff = true,
@@ -395,6 +489,9 @@ impl LinkedRun {
             // The close ran (a failed one too: the kernel drops the descriptor either way).
             if res < 0 {
                 self.tally.counters.close_errors += 1;
+            }
+            if self.direct {
+                self.held = self.held.saturating_sub(1);
             }
             rec.close_done(mono_ns());
         }

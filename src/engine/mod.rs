@@ -1,4 +1,4 @@
-//! Acceptor engines: six ways to run accept → decode peer → record → close.
+//! Acceptor engines: seven ways to run accept → decode peer → record → close.
 //!
 //! Every engine implements [`Acceptor`] over the same listening socket (built by
 //! [`crate::listener`] with an explicit backlog). An engine owns its accept loop and
@@ -18,6 +18,8 @@ use crate::kernel::probe;
 use crate::listener::Listener;
 use crate::record::Recorder;
 
+mod accept_flags;
+mod compio;
 mod linked;
 mod multishot;
 mod peer_slots;
@@ -28,11 +30,15 @@ mod tokio;
 mod tokio_uring;
 mod uring;
 
+pub use self::accept_flags::{AcceptFlags, UnknownAcceptFlags};
+pub use self::compio::CompioAcceptor;
 pub use self::linked::{direct_table_note, UringLinkedAcceptor};
 pub use self::multishot::MultishotAcceptor;
 pub use self::ring::{RingSetup, UnknownRingSetup};
 pub use self::std::StdAcceptor;
-pub use self::support::{engine_support, unsupported_reason, EngineSupport};
+pub use self::support::{
+    accept_flags_unsupported, engine_support, unsupported_reason, EngineSupport,
+};
 pub use self::tokio::TokioAcceptor;
 pub use self::tokio_uring::TokioUringAcceptor;
 pub use self::uring::UringAcceptor;
@@ -59,17 +65,22 @@ pub enum EngineKind {
     /// tokio (epoll) `TcpListener::accept`.
     #[serde(rename = "tokio")]
     Tokio,
+    /// `compio::net::TcpListener::accept`: compio's io_uring runtime (single-shot
+    /// accept, `POLL_FIRST` when the last completion said the queue was empty).
+    #[serde(rename = "compio")]
+    Compio,
 }
 
 impl EngineKind {
     /// Every engine, baseline first.
-    pub const ALL: [EngineKind; 6] = [
+    pub const ALL: [EngineKind; 7] = [
         EngineKind::Std,
         EngineKind::Uring,
         EngineKind::Multishot,
         EngineKind::UringLinked,
         EngineKind::TokioUring,
         EngineKind::Tokio,
+        EngineKind::Compio,
     ];
 
     /// The engine's name on the command line and in reports.
@@ -81,6 +92,7 @@ impl EngineKind {
             EngineKind::UringLinked => "uring-linked",
             EngineKind::TokioUring => "tokio-uring",
             EngineKind::Tokio => "tokio",
+            EngineKind::Compio => "compio",
         }
     }
 
@@ -101,7 +113,7 @@ impl fmt::Display for EngineKind {
 
 /// An engine name that is not one of ours.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown engine {0:?}: use one of std, uring, multishot, uring-linked, tokio-uring, tokio")]
+#[error("unknown engine {0:?}: use one of std, uring, multishot, uring-linked, tokio-uring, tokio, compio")]
 pub struct UnknownEngine(pub String);
 
 impl FromStr for EngineKind {
@@ -129,10 +141,14 @@ pub struct EngineOptions {
     pub direct: bool,
     /// With `direct`: the size of the direct-descriptor table; `None` sizes it from the
     /// listener's backlog (next power of two above backlog+1, within 64..=65536), so a
-    /// full accept queue always fits. Smaller tables are for studying ENFILE back-off.
+    /// full accept queue always fits. A smaller table slows the acceptor (no more
+    /// accepts are armed than entries are free) but loses nothing.
     pub direct_files: Option<u32>,
     /// Stop the application once for a while, mid-run (sweep mode `stall`).
     pub stall: Option<Stall>,
+    /// How `uring` arms its accepts: the 6.10 accept flags and the SOCK_NONEMPTY hint
+    /// (`uring` only; `none` is every kernel's plain accept).
+    pub accept_flags: AcceptFlags,
 }
 
 impl Default for EngineOptions {
@@ -144,6 +160,7 @@ impl Default for EngineOptions {
             direct: false,
             direct_files: None,
             stall: None,
+            accept_flags: AcceptFlags::Plain,
         }
     }
 }
@@ -359,6 +376,23 @@ pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>
             reason: "direct descriptors (--direct) apply to engine uring-linked only".into(),
         });
     }
+    if opts.accept_flags.needs_6_10() {
+        if kind != EngineKind::Uring {
+            return Err(EngineError::InvalidOption {
+                engine: kind,
+                reason: format!(
+                    "accept flags ({}) apply to engine uring only",
+                    opts.accept_flags
+                ),
+            });
+        }
+        if let Some(reason) = support::accept_flags_unsupported(probe::probe_uring_cached()) {
+            return Err(EngineError::Unsupported {
+                engine: kind,
+                reason: format!("accept flags {}: {reason}", opts.accept_flags),
+            });
+        }
+    }
     if opts.direct {
         let p = probe::probe_uring_cached();
         if !p.direct_descriptors {
@@ -375,6 +409,7 @@ pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>
         EngineKind::UringLinked => Box::new(UringLinkedAcceptor::new(opts)),
         EngineKind::TokioUring => Box::new(TokioUringAcceptor::new(opts)),
         EngineKind::Tokio => Box::new(TokioAcceptor::new(opts)),
+        EngineKind::Compio => Box::new(CompioAcceptor::new(opts)),
     })
 }
 
@@ -582,7 +617,7 @@ pub fn armed_in_stall(
     let default_ring =
         !(ring_setup_applied.starts_with("coop") || ring_setup_applied.starts_with("defer"));
     match kind {
-        EngineKind::Std | EngineKind::Tokio | EngineKind::TokioUring => 0,
+        EngineKind::Std | EngineKind::Tokio | EngineKind::TokioUring | EngineKind::Compio => 0,
         _ if !default_ring => 0,
         EngineKind::Uring => inflight.saturating_sub(1) as u32,
         EngineKind::Multishot => multishot::cq_entries(backlog_effective),

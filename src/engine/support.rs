@@ -45,7 +45,8 @@ pub fn unsupported_reason(
         EngineKind::Uring
         | EngineKind::Multishot
         | EngineKind::UringLinked
-        | EngineKind::TokioUring => {}
+        | EngineKind::TokioUring
+        | EngineKind::Compio => {}
     }
     if !probe.setup_ok {
         return Some(setup_failure(probe));
@@ -72,11 +73,26 @@ pub fn unsupported_reason(
             "6.7",
             "IORING_OP_URING_CMD SOCKET_URING_OP_GETSOCKOPT, to read the peer in the ring",
         ),
+        EngineKind::Compio if !probe.ext_arg => needs(
+            "5.11",
+            "IORING_FEAT_EXT_ARG, which compio's driver waits with; in 5.10-stable from 5.10.162 on",
+        ),
         EngineKind::TokioUring if release.is_some_and(|r| r < (5, 10)) => {
             needs("5.10", "the io_uring features tokio-uring 0.5 uses")
         }
         _ => None,
     }
+}
+
+/// Why the 6.10 accept flags (`uring --accept-flags` other than none) cannot be used
+/// given `probe`, or `None`.
+pub fn accept_flags_unsupported(probe: &UringProbe) -> Option<String> {
+    (!probe.accept_flags).then(|| {
+        let kernel = release().map_or_else(|| "unknown".to_string(), |(a, b)| format!("{a}.{b}"));
+        format!(
+            "needs Linux 6.10 (IORING_ACCEPT_POLL_FIRST, IORING_ACCEPT_DONTWAIT and IORING_CQE_F_SOCK_NONEMPTY on accepts); this kernel is {kernel}"
+        )
+    })
 }
 
 fn setup_failure(probe: &UringProbe) -> String {
@@ -119,6 +135,25 @@ mod tests {
         };
         let r = unsupported_reason(EngineKind::UringLinked, &p, Some((5, 15))).unwrap();
         assert!(r.starts_with("needs Linux 5.19 (multishot accept)"), "{r}");
+    }
+
+    #[test]
+    fn missing_accept_flags_name_linux_6_10() {
+        let p = UringProbe {
+            accept_flags: false,
+            ..full()
+        };
+        let r = accept_flags_unsupported(&p).unwrap();
+        assert!(
+            r.starts_with("needs Linux 6.10 (IORING_ACCEPT_POLL_FIRST"),
+            "{r}"
+        );
+        assert_eq!(accept_flags_unsupported(&full()), None);
+        // The engine itself still runs without them.
+        assert_eq!(
+            unsupported_reason(EngineKind::Uring, &p, Some((6, 8))),
+            None
+        );
     }
 
     #[test]

@@ -9,6 +9,14 @@
 //! asynchronously, keeps the listener alive and makes an immediate re-bind of the
 //! port fail with EADDRINUSE.
 //!
+//! How each accept is armed is the plan dimension [`AcceptFlags`] (the 6.10 flags
+//! `POLL_FIRST` and `DONTWAIT` in `sqe->ioprio`, and the `SOCK_NONEMPTY` hint on
+//! completions choosing the next one). A `DONTWAIT` accept that finds the queue empty
+//! completes with `EAGAIN`: not an error, counted ([`Recorder::accept_eagain`]) and
+//! re-armed at once with `POLL_FIRST`, so every slot stays armed as with plain accepts.
+//! Completions carrying `SOCK_NONEMPTY` are counted whatever the flags
+//! ([`Recorder::sock_nonempty`]).
+//!
 //! The skeleton (set-up flags, the kept ring, the stop, wait, overflow accounting) is
 //! `ring`'s, shared with the other ring engines; this file fills in how accepts are
 //! armed and what each completion does.
@@ -23,7 +31,7 @@ use super::ring::{
     Reap, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Submit, Tally, IDX_MASK,
     OP_ACCEPT, OP_CANCEL, OP_MASK,
 };
-use super::{on_accept_error, AfterError, EngineError, EngineKind, EngineOptions};
+use super::{on_accept_error, AcceptFlags, AfterError, EngineError, EngineKind, EngineOptions};
 use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
@@ -37,6 +45,7 @@ impl UringAcceptor {
         RingAcceptor::with(
             Uring {
                 inflight: opts.inflight.clamp(1, super::MAX_INFLIGHT),
+                flags: opts.accept_flags,
                 work: super::Work::of(opts),
             },
             opts.ring_setup.unwrap_or(RingSetup::Default),
@@ -47,6 +56,7 @@ impl UringAcceptor {
 /// `uring`'s own part of the ring skeleton: how many accepts it keeps armed.
 pub struct Uring {
     inflight: usize,
+    flags: AcceptFlags,
     work: super::Work,
 }
 
@@ -70,6 +80,8 @@ impl RingEngine for Uring {
             slots: SlotArena::new(n),
             armed: vec![false; n],
             armed_count: 0,
+            flags: self.flags,
+            next: vec![self.flags.first(); n],
             idle: Vec::with_capacity(n),
             work: self.work.clone(),
             tally: Tally::default(),
@@ -169,6 +181,10 @@ pub struct UringRun {
     slots: SlotArena,
     armed: Vec<bool>,
     armed_count: usize,
+    /// How accepts are armed.
+    flags: AcceptFlags,
+    /// Per slot: the `ioprio` accept flags of its armed (or next) accept.
+    next: Vec<u16>,
     /// Slots whose accept failed with fd/memory exhaustion, re-armed after a back-off.
     idle: Vec<usize>,
     work: super::Work,
@@ -197,7 +213,14 @@ impl RingRun for UringRun {
         self.disarmed(i);
         let res = cqe.result();
         if res >= 0 {
+            let nonempty = cqueue::sock_nonempty(cqe.flags());
+            cx.rec.sock_nonempty += u64::from(nonempty);
+            self.set_next(i, self.flags.after_connection(nonempty));
             self.on_connection(res, i, cx.rec);
+        } else if res == -libc::EAGAIN && self.next_at(i) & common::ring::ACCEPT_DONTWAIT != 0 {
+            // A DONTWAIT accept found the queue empty: wait for the next connection.
+            cx.rec.accept_eagain += 1;
+            self.set_next(i, self.flags.after_empty());
         } else if cx.stopping {
             if res != -libc::ECANCELED {
                 cx.rec.error(-res);
@@ -278,12 +301,27 @@ impl UringRun {
         self.work.after_connection(rec);
     }
 
+    fn next_at(&self, i: usize) -> u16 {
+        self.next.get(i).copied().unwrap_or(0)
+    }
+
+    fn set_next(&mut self, i: usize, flags: u16) {
+        if let Some(n) = self.next.get_mut(i) {
+            *n = flags;
+        }
+    }
+
     fn arm_slot(&mut self, sub: &mut Submit<'_, '_>, i: usize) -> Result<(), EngineError> {
         let (addr, len) = self.slots.arm_ptrs(i);
         let sqe = opcode::Accept::new(types::Fd(self.fd), addr, len)
             .flags(libc::SOCK_CLOEXEC)
             .build()
             .user_data(OP_ACCEPT | i as u64);
+        // The 6.10 flags (checked by `build` against the probe) go in `ioprio`.
+        let sqe = match self.next_at(i) {
+            0 => sqe,
+            flags => common::ring::with_accept_flags(sqe, flags),
+        };
         // SAFETY: the slot's buffers live in the arena, which is neither moved nor freed
         // until this accept's final CQE was reaped (`cancel_and_reap`), or leaked.
         unsafe { sub.push(EngineKind::Uring, &sqe)? };

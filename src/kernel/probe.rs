@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use io_uring::{cqueue, opcode, types, IoUring, Probe};
+use io_uring::{cqueue, opcode, squeue, types, IoUring, Probe};
 use serde::{Deserialize, Serialize};
 
 use crate::kernel::{self, sysctl};
@@ -54,6 +54,10 @@ pub struct UringProbe {
     /// IORING_OP_URING_CMD with SOCKET_URING_OP_GETSOCKOPT on sockets (6.7), tried for real.
     #[serde(default)]
     pub uring_cmd_sockopt: bool,
+    /// The accept flags IORING_ACCEPT_DONTWAIT and IORING_ACCEPT_POLL_FIRST (6.10, with
+    /// IORING_CQE_F_SOCK_NONEMPTY on accept completions), both tried for real.
+    #[serde(default)]
+    pub accept_flags: bool,
 }
 
 impl UringProbe {
@@ -75,6 +79,11 @@ impl UringProbe {
             ("op-socket", self.socket_op, "5.19"),
             ("defer-taskrun (single issuer)", self.defer_taskrun, "6.1"),
             ("uring-cmd getsockopt", self.uring_cmd_sockopt, "6.7"),
+            (
+                "accept-flags (poll-first, dontwait)",
+                self.accept_flags,
+                "6.10",
+            ),
         ]
     }
 }
@@ -142,6 +151,7 @@ fn probe_on_this_thread() -> UringProbe {
         .build(8)
         .is_ok();
     p.accept_multishot = p.accept && p.async_cancel && multishot_accept_works();
+    p.accept_flags = p.accept && p.async_cancel && accept_flags_work();
     p.uring_cmd_sockopt = getsockopt_cmd_works();
     p
 }
@@ -198,36 +208,50 @@ pub fn release() -> Option<(u32, u32)> {
 /// before 5.19 reject the flag at once with -EINVAL, newer ones leave the accept armed
 /// until the cancel, which completes it with -ECANCELED.
 fn multishot_accept_works() -> bool {
+    let res = accept_then_cancel(|fd| opcode::AcceptMulti::new(fd).build());
+    res == Some(-libc::ECANCELED)
+}
+
+/// Tries both 6.10 accept flags on an empty throwaway listener: a `DONTWAIT` accept
+/// completes at once with -EAGAIN, a `POLL_FIRST` one stays armed until the cancel
+/// (-ECANCELED). Kernels before 6.10 refuse any flag but multishot with -EINVAL.
+fn accept_flags_work() -> bool {
+    let with = |flags| {
+        accept_then_cancel(|fd| {
+            let accept = opcode::Accept::new(fd, std::ptr::null_mut(), std::ptr::null_mut());
+            common::ring::with_accept_flags(accept.build(), flags)
+        })
+    };
+    with(common::ring::ACCEPT_DONTWAIT) == Some(-libc::EAGAIN)
+        && with(common::ring::ACCEPT_POLL_FIRST) == Some(-libc::ECANCELED)
+}
+
+/// Submits the accept `build` makes for a throwaway listening Unix socket (nothing
+/// ever connects), then a cancel of it, and returns the accept's final result.
+fn accept_then_cancel(build: impl FnOnce(types::Fd) -> squeue::Entry) -> Option<i32> {
     static SEQ: AtomicU32 = AtomicU32::new(0);
     let name = format!(
         "acceptbench-probe-{}-{}",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );
-    let Ok(addr) = UnixAddr::from_abstract_name(name.as_bytes()) else {
-        return false;
-    };
-    let Ok(listener) = UnixListener::bind_addr(&addr) else {
-        return false;
-    };
-    let Ok(mut ring) = IoUring::new(8) else {
-        return false;
-    };
+    let addr = UnixAddr::from_abstract_name(name.as_bytes()).ok()?;
+    let listener = UnixListener::bind_addr(&addr).ok()?;
+    let mut ring = IoUring::new(8).ok()?;
     const ACCEPT: u64 = 1;
     const CANCEL: u64 = 2;
-    let accept = opcode::AcceptMulti::new(types::Fd(listener.as_raw_fd()))
-        .build()
-        .user_data(ACCEPT);
+    let accept = build(types::Fd(listener.as_raw_fd())).user_data(ACCEPT);
     let cancel = opcode::AsyncCancel::new(ACCEPT).build().user_data(CANCEL);
-    // SAFETY: multishot accept passes no buffers to the kernel; the listener outlives
-    // the ring's use of it because we reap the accept's final CQE below before dropping
-    // either (and if that fails, the ring is dropped first: it holds its own file ref).
+    // SAFETY: the accepts built here pass no buffers to the kernel (null address and
+    // length, or none for multishot); the listener outlives the ring's use of it
+    // because we reap the accept's final CQE below before dropping either (and if that
+    // fails, the ring is dropped first: it holds its own file ref).
     let pushed = unsafe {
         let mut sq = ring.submission();
         sq.push(&accept).is_ok() && sq.push(&cancel).is_ok()
     };
     if !pushed {
-        return false;
+        return None;
     }
     let ts = types::Timespec::from(Duration::from_millis(500));
     let args = types::SubmitArgs::new().timespec(&ts);
@@ -238,7 +262,7 @@ fn multishot_accept_works() -> bool {
         let waited = if ring.params().is_feature_ext_arg() {
             ring.submitter().submit_with_args(2 - cqes_seen, &args)
         } else {
-            // No ext-arg means older than 5.11, so the flag is rejected at once.
+            // No ext-arg means older than 5.11, so the flags are rejected at once.
             ring.submitter().submit_and_wait(2 - cqes_seen)
         };
         if let Err(e) = waited {
@@ -258,7 +282,7 @@ fn multishot_accept_works() -> bool {
     }
     drop(ring);
     drop(listener);
-    matches!(accept_res, Some(r) if r == -libc::ECANCELED)
+    accept_res
 }
 
 #[cfg(test)]
@@ -281,6 +305,7 @@ pub(crate) mod tests {
             direct_descriptors: true,
             socket_op: true,
             uring_cmd_sockopt: true,
+            accept_flags: true,
         }
     }
 
@@ -299,8 +324,12 @@ pub(crate) mod tests {
             assert!(p.setup_error.is_some());
             assert!(!p.accept && !p.accept_multishot);
         }
-        if p.accept_multishot {
+        if p.accept_multishot || p.accept_flags {
             assert!(p.accept);
+        }
+        // Both flags came in 6.10 (vendors may backport them to older releases).
+        if let Some(r) = release().filter(|&r| r >= (6, 10)) {
+            assert!(!p.accept || p.accept_flags, "{r:?}: {p:?}");
         }
     }
 }

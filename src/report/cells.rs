@@ -21,6 +21,8 @@ pub struct CellRow {
     pub engine: String,
     /// Single-shot accepts in flight (engine uring; see summary.csv).
     pub inflight: Option<u32>,
+    /// How engine uring armed its accepts (see summary.csv).
+    pub accept_flags: String,
     /// Backlog passed to listen(2).
     pub backlog: u32,
     /// Mode.
@@ -103,8 +105,8 @@ pub struct CellRow {
     pub cpu_vs_std: String,
 }
 
-/// (engine, backlog, mode, acceptors, sharing, inflight).
-type CellKey = (String, u32, String, u32, String, Option<u32>);
+/// (engine, backlog, mode, acceptors, sharing, inflight, accept flags).
+type CellKey = (String, u32, String, u32, String, Option<u32>, String);
 
 /// Aggregates summary rows into cells, in the order cells first appear.
 pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
@@ -120,6 +122,7 @@ pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
             r.acceptors,
             r.sharing.clone(),
             r.inflight,
+            r.accept_flags.clone(),
         );
         if !groups.contains_key(&key) {
             order.push(key.clone());
@@ -169,6 +172,7 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
     let cell = CellRow {
         engine: key.0.clone(),
         inflight: key.5,
+        accept_flags: key.6.clone(),
         backlog: key.1,
         mode: key.2.clone(),
         acceptors: key.3,

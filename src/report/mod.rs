@@ -177,13 +177,22 @@ pub fn mode_label(r: &row::SummaryRow) -> String {
 }
 
 /// The name a run's files and report lines go under: the engine, plus `.q<N>` for
-/// `uring` with N accepts in flight, plus `.a<N>.<sharing>` when the run had several
-/// acceptors or SO_REUSEPORT listeners (so runs that differ only there do not share a
-/// name), e.g. `uring.q8`, `multishot.a2.reuseport`.
-pub fn series(engine: &str, inflight: Option<u32>, acceptors: u32, sharing: &str) -> String {
+/// `uring` with N accepts in flight, plus its accept flags' suffix (`.pf` poll-first,
+/// `.dw` dontwait, `.ne` the nonempty hint; nothing for none or an empty column), plus
+/// `.a<N>.<sharing>` when the run had several acceptors or SO_REUSEPORT listeners (so
+/// runs that differ only there do not share a name), e.g. `uring.q8`, `uring.q1.ne`,
+/// `multishot.a2.reuseport`.
+pub fn series(
+    engine: &str,
+    inflight: Option<u32>,
+    accept_flags: &str,
+    acceptors: u32,
+    sharing: &str,
+) -> String {
+    let flags = crate::engine::AcceptFlags::label_of(accept_flags);
     let engine = match inflight {
-        Some(q) => format!("{engine}.q{q}"),
-        None => engine.to_string(),
+        Some(q) => format!("{engine}.q{q}{flags}"),
+        None => format!("{engine}{flags}"),
     };
     if acceptors <= 1 && (sharing.is_empty() || sharing == "shared") {
         engine
@@ -195,6 +204,19 @@ pub fn series(engine: &str, inflight: Option<u32>, acceptors: u32, sharing: &str
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn series_names_depth_accept_flags_and_sharing() {
+        assert_eq!(series("uring", Some(8), "", 1, "shared"), "uring.q8");
+        assert_eq!(series("uring", Some(8), "none", 1, "shared"), "uring.q8");
+        assert_eq!(series("uring", Some(1), "poll-first", 1, ""), "uring.q1.pf");
+        assert_eq!(series("uring", Some(1), "dontwait", 1, ""), "uring.q1.dw");
+        assert_eq!(
+            series("uring", Some(1), "nonempty", 2, "reuseport"),
+            "uring.q1.ne.a2.reuseport"
+        );
+        assert_eq!(series("std", None, "", 1, "shared"), "std");
+    }
 
     #[test]
     fn atomic_writes_replace_whole_files_and_leave_no_temporaries() {

@@ -229,11 +229,23 @@ fn section(s: &mut String, heading: &str, intro: &str, t: &Table) {
 }
 
 fn series(r: &SummaryRow) -> String {
-    super::series(&r.engine, r.inflight, r.acceptors, &r.sharing)
+    super::series(
+        &r.engine,
+        r.inflight,
+        &r.accept_flags,
+        r.acceptors,
+        &r.sharing,
+    )
 }
 
 fn cell_series(c: &CellRow) -> String {
-    super::series(&c.engine, c.inflight, c.acceptors, &c.sharing)
+    super::series(
+        &c.engine,
+        c.inflight,
+        &c.accept_flags,
+        c.acceptors,
+        &c.sharing,
+    )
 }
 
 fn backlog(r: &SummaryRow) -> String {

@@ -40,6 +40,9 @@ pub struct SummaryRow {
     /// io_uring single-shot accepts kept in flight (engine uring only; its label is
     /// `uring.q<inflight>`); empty for the other engines.
     pub inflight: Option<u32>,
+    /// How engine uring armed its accepts: none, poll-first, dontwait, nonempty (label
+    /// suffixes none, `.pf`, `.dw`, `.ne`); empty for the other engines.
+    pub accept_flags: String,
     /// Backlog passed to listen(2).
     pub backlog: u32,
     /// Accept-queue limit the kernel applied (somaxconn clamp).
@@ -145,6 +148,12 @@ pub struct SummaryRow {
     pub futile_wakeups: Option<u64>,
     /// futile_wakeups / accepted.
     pub futile_per_accept: Option<f64>,
+    /// Engine uring: accept completions carrying IORING_CQE_F_SOCK_NONEMPTY (more were
+    /// queued when this one was taken; 6.10+) / accepted; empty for other engines.
+    pub sock_nonempty_per_accept: Option<f64>,
+    /// Engine uring: DONTWAIT accepts that found the queue empty (EAGAIN) / accepted;
+    /// empty for other engines.
+    pub accept_eagain_per_accept: Option<f64>,
     /// Client connect latency (rate: from the intended start), ns. Empty when no
     /// connection was timed (this and every latency column below: absent, never 0).
     pub connect_p50_ns: Option<u64>,

@@ -157,7 +157,13 @@ fn engine_ratio(c: &CellRow, by_cpu: bool) -> EngineRatio {
         (other, _) => other,
     };
     EngineRatio {
-        engine: super::series(&c.engine, c.inflight, c.acceptors, &c.sharing),
+        engine: super::series(
+            &c.engine,
+            c.inflight,
+            &c.accept_flags,
+            c.acceptors,
+            &c.sharing,
+        ),
         ratio,
         lo,
         hi,

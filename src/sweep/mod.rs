@@ -243,10 +243,15 @@ fn sweep_meta(cfg: &SweepConfig, uring: &probe::UringProbe) -> Meta {
     );
     meta.notes.extend(setup_notes(cfg));
     meta.engine_options = format!(
-        "inflight={} ring_setup={} direct={}",
+        "inflight={} accept_flags={} ring_setup={} direct={}",
         cfg.inflights
             .iter()
             .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(","),
+        cfg.accept_flags
+            .iter()
+            .map(|f| f.name())
             .collect::<Vec<_>>()
             .join(","),
         cfg.options
@@ -272,6 +277,15 @@ impl RunContext<'_> {
         let support = crate::engine::engine_support(p.engine, self.uring);
         if !support.supported {
             return FinishedRun::without_figures(&p, Status::Skipped, &support.reason);
+        }
+        if let Some(f) = p.accept_flags.filter(|f| f.needs_6_10()) {
+            if let Some(why) = crate::engine::accept_flags_unsupported(self.uring) {
+                return FinishedRun::without_figures(
+                    &p,
+                    Status::Skipped,
+                    &format!("accept flags {f}: {why}"),
+                );
+            }
         }
         if p.mode == crate::config::Mode::Drain && p.acceptors > 1 {
             return FinishedRun::without_figures(

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::acceptors::Sharing;
 use crate::config::{Mode, StallLoad, SweepConfig};
-use crate::engine::EngineKind;
+use crate::engine::{AcceptFlags, EngineKind};
 
 /// One planned run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +17,9 @@ pub struct Planned {
     pub engine: EngineKind,
     /// Single-shot accepts in flight (`uring` only; one variant per `--inflight` value).
     pub inflight: Option<u32>,
+    /// How `uring` arms its accepts (`uring` only; one variant per `--accept-flags`
+    /// value, inside each in-flight depth).
+    pub accept_flags: Option<AcceptFlags>,
     /// Backlog.
     pub backlog: u32,
     /// Mode.
@@ -72,9 +75,10 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
                 engines
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (engine, inflight))| Planned {
+                    .map(|(i, (engine, inflight, accept_flags))| Planned {
                         engine,
                         inflight,
+                        accept_flags,
                         backlog,
                         mode,
                         acceptors,
@@ -107,13 +111,17 @@ fn stall_cells(cfg: &SweepConfig, mode: Mode) -> Vec<Option<StallCell>> {
 }
 
 /// The engine variants of every round: each engine once, `uring` once per in-flight
-/// depth.
-fn variants(cfg: &SweepConfig) -> Vec<(EngineKind, Option<u32>)> {
+/// depth and accept-flags setting.
+fn variants(cfg: &SweepConfig) -> Vec<(EngineKind, Option<u32>, Option<AcceptFlags>)> {
     cfg.engines
         .iter()
         .flat_map(|&e| match e {
-            EngineKind::Uring => cfg.inflights.iter().map(|&q| (e, Some(q))).collect(),
-            _ => vec![(e, None)],
+            EngineKind::Uring => cfg
+                .inflights
+                .iter()
+                .flat_map(|&q| cfg.accept_flags.iter().map(move |&f| (e, Some(q), Some(f))))
+                .collect(),
+            _ => vec![(e, None, None)],
         })
         .collect()
 }
@@ -191,6 +199,26 @@ mod tests {
         assert!(with_depths.iter().all(|r| r.len() == 4));
         let depths: Vec<Option<u32>> = with_depths[0].iter().map(|p| p.inflight).collect();
         assert_eq!(depths, [None, Some(1), Some(8), None]);
+        // Accept flags are a dimension inside each depth, for uring only.
+        cfg.accept_flags = vec![AcceptFlags::Plain, AcceptFlags::NonEmpty];
+        let flagged = super::rounds(&cfg);
+        let v: Vec<(Option<u32>, Option<AcceptFlags>)> = flagged[0]
+            .iter()
+            .map(|p| (p.inflight, p.accept_flags))
+            .collect();
+        let (pl, ne) = (Some(AcceptFlags::Plain), Some(AcceptFlags::NonEmpty));
+        assert_eq!(
+            v,
+            [
+                (None, None),
+                (Some(1), pl),
+                (Some(1), ne),
+                (Some(8), pl),
+                (Some(8), ne),
+                (None, None)
+            ]
+        );
+        cfg.accept_flags = vec![AcceptFlags::Plain];
         for r in &rounds {
             let mut e: Vec<EngineKind> = r.iter().map(|p| p.engine).collect();
             e.sort();

@@ -62,6 +62,9 @@ fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
     SummaryRow {
         engine: p.engine.name().into(),
         inflight: p.inflight,
+        accept_flags: p
+            .accept_flags
+            .map_or_else(String::new, |f| f.name().to_string()),
         backlog: p.backlog,
         mode: p.mode.name().into(),
         acceptors: p.acceptors,
@@ -302,6 +305,14 @@ fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::J
     };
     kernel_use_columns(row, m);
     row.accept_errors = m.rec.error_total();
+    if m.rec.lost > 0 {
+        row.add_note(&crate::summary::lost_text(m.rec.lost));
+    }
+    if p.accept_flags.is_some() && m.rec.accepted > 0 {
+        let per = |n: u64| Some(n as f64 / m.rec.accepted as f64);
+        row.sock_nonempty_per_accept = per(m.rec.sock_nonempty);
+        row.accept_eagain_per_accept = per(m.rec.accept_eagain);
+    }
     row.netns = m.env.netns.into();
     row.somaxconn = m.env.somaxconn;
     row.tcp_syncookies = m.env.syncookies;

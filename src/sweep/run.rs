@@ -114,6 +114,9 @@ impl RunSpec<'_> {
         if let Some(q) = self.planned.inflight {
             o.inflight = q as usize;
         }
+        if let Some(f) = self.planned.accept_flags {
+            o.accept_flags = f;
+        }
         o
     }
 

@@ -319,7 +319,13 @@ impl Directory {
 
 /// The name a run's files go under ([`crate::report::series`]).
 pub fn series_of(r: &SummaryRow) -> String {
-    crate::report::series(&r.engine, r.inflight, r.acceptors, &r.sharing)
+    crate::report::series(
+        &r.engine,
+        r.inflight,
+        &r.accept_flags,
+        r.acceptors,
+        &r.sharing,
+    )
 }
 
 /// The terminal line of a finished stall run: what the clients saw, beside the model.

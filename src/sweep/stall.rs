@@ -302,7 +302,13 @@ fn stall_row(
             .count() as u64
     };
     StallRow {
-        series: crate::report::series(p.engine.name(), p.inflight, p.acceptors, p.sharing.name()),
+        series: crate::report::series(
+            p.engine.name(),
+            p.inflight,
+            p.accept_flags.map_or("", |f| f.name()),
+            p.acceptors,
+            p.sharing.name(),
+        ),
         backlog: p.backlog,
         backlog_effective: m.backlog_effective,
         load: cell.load.to_string(),
