@@ -20,7 +20,10 @@ fn runnable(f: AcceptFlags) -> bool {
     let p = probe::probe_uring_cached();
     let s = engine::engine_support(EngineKind::Uring, p);
     if !s.supported {
-        eprintln!("SKIP: engine uring unsupported here: {}", s.reason);
+        common::testskip::skip_part(
+            common::testskip::Lack::Kernel,
+            &format!("engine uring unsupported here: {}", s.reason),
+        );
         return false;
     }
     if let Some(why) = f
@@ -28,7 +31,10 @@ fn runnable(f: AcceptFlags) -> bool {
         .then(|| engine::accept_flags_unsupported(p))
         .flatten()
     {
-        eprintln!("SKIP: accept flags {f}: {why}");
+        common::testskip::skip_part(
+            common::testskip::Lack::Kernel,
+            &format!("accept flags {f}: {why}"),
+        );
         return false;
     }
     true

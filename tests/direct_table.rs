@@ -108,7 +108,7 @@ fn start_listener(dir: &Path) -> (Reaped, SocketAddr, Vec<String>, mpsc::Receive
 #[test]
 fn a_direct_table_of_16_accepts_a_2000_burst_without_losing_one() {
     if let Some(why) = skip_reason() {
-        eprintln!("SKIP: {why}");
+        common::testskip::skip(common::testskip::Lack::Kernel, &why);
         return;
     }
     let tmp = tempfile::tempdir().expect("tmp dir");
