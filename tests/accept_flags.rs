@@ -167,7 +167,7 @@ fn accept_flags_are_refused_for_other_engines_by_name() {
     let err = String::from_utf8_lossy(&listen.stderr);
     assert_eq!(listen.status.code(), Some(2), "{err}");
     assert!(
-        err.contains("--accept-flags") && err.contains("use --engine uring"),
+        err.contains("--accept-flags has no effect here") && err.contains("give --engine uring"),
         "{err}"
     );
     let sweep = Command::cargo_bin("acceptbench")

@@ -426,23 +426,6 @@ fn parse_list<T>(
         .collect()
 }
 
-/// `--accept-flags` of a sweep: each once, and any but none only with uring among the
-/// engines (they change nothing else).
-fn check_accept_flags(
-    engines: &[EngineKind],
-    flags: Vec<AcceptFlags>,
-) -> Result<Vec<AcceptFlags>, ConfigError> {
-    let flags = unique("accept-flags", flags)?;
-    match flags.iter().find(|f| f.needs_6_10()) {
-        Some(f) if !engines.contains(&EngineKind::Uring) => Err(ConfigError::BadItem {
-            flag: "accept-flags",
-            item: f.to_string(),
-            why: "accept flags apply to engine uring only: add uring to --engines, or drop --accept-flags".into(),
-        }),
-        _ => Ok(flags),
-    }
-}
-
 /// Refuses a slow acceptor index no run has.
 fn check_slow(
     slow: Option<SlowAcceptor>,
@@ -459,16 +442,6 @@ fn check_slow(
 
 impl ListenConfig {
     fn from_args(a: cli::ListenArgs) -> Result<Self, ConfigError> {
-        if a.accept_flags.needs_6_10() && a.engine != EngineKind::Uring {
-            return Err(ConfigError::BadItem {
-                flag: "accept-flags",
-                item: a.accept_flags.to_string(),
-                why: format!(
-                    "accept flags apply to engine uring only (this is {}): use --engine uring, or drop --accept-flags",
-                    a.engine
-                ),
-            });
-        }
         Ok(ListenConfig {
             engine: a.engine,
             options: EngineOptions {
@@ -533,7 +506,8 @@ impl SweepConfig {
             sweep_cpus(a.server_cpu, a.server_cpus, a.client_cpus)?;
         let acceptors = unique("acceptors", a.acceptors)?;
         let inflights = unique("inflight", a.inflight)?;
-        let accept_flags = check_accept_flags(&engines, a.accept_flags)?;
+        // Any but none without uring among the engines is refused by config::scope.
+        let accept_flags = unique("accept-flags", a.accept_flags)?;
         let sharings = unique("sharing", a.sharing)?;
         let slow_acceptor = check_slow(
             a.slow_acceptor,
