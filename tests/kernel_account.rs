@@ -122,7 +122,8 @@ fn a_full_queue_holds_b_plus_one_and_the_rest_retry_their_syn() {
     assert!(k.queue_wait.expect("three queue waits").p50 >= 1_400_000_000);
 }
 
-/// Accepting 3 after 1.5 s: the next SYN retransmit wave (3 s after the SYNs) finds a
+/// Accepting 3 after 1.5 s: the next SYN retransmit wave (2 s after the SYNs: the first
+/// `tcp_syn_linear_timeouts` retransmits are 1 s apart, Linux 6.5+) finds a
 /// queue with room; its SYNs are all answered before their ACKs arrive, the queue
 /// fills again with 3 children, and the other clients are established with no server
 /// child — client-only, counted by the kernel exactly as clients minus server saw.

@@ -16,16 +16,20 @@
 //!   created only then, and it is then in the accept queue. The request socket of
 //!   the SYN (`TCP_NEW_SYN_RECV`) emits no state change.
 //! - a SYN meeting a full accept queue (B+1 children) is dropped: the client
-//!   retransmits (`tcp_retransmit_skb` in state SYN_SENT at 1, 3, 7 … s) and stays
-//!   SYN_SENT; no server event.
+//!   retransmits (`tcp_retransmit_skb` in state SYN_SENT at 1 s, then 1 s apart for
+//!   `tcp_syn_linear_timeouts` = 4 retransmits, then doubling) and stays SYN_SENT; no
+//!   server event.
 //! - client-only (the final ACK met a full queue): client `SYN_SENT→ESTABLISHED`
-//!   and no server child at all; the ACK is dropped without a `kfree_skb` of reason
+//!   and no server event at all; the ACK is dropped without a `kfree_skb` of reason
 //!   `TCP_LISTEN_OVERFLOW` (none was seen). It happens when several SYNs are
-//!   answered before their ACKs arrive (a retransmit wave meeting a queue with a
-//!   little room: 17 SYN-ACKs, 3 children, 14 client-only). A later child may still
-//!   appear for it once the queue has room; if not, the client's FIN or data gets a
-//!   RST from a server with no socket (`tcp_send_reset` with no socket, then
-//!   `tcp_receive_reset` on the client).
+//!   answered before their ACKs arrive: a retransmit wave meeting a queue with a
+//!   little room (backlog 2, 20 connects, 3 accepted at 1.5 s: the wave at 2 s got
+//!   17 SYN-ACKs, 3 children, 14 client-only). The next segment the client sends
+//!   (its FIN at close, or data) completes the handshake afresh: a child is created
+//!   then if the queue has room (`LISTEN→SYN_RECV→ESTABLISHED` at the client's
+//!   close, joined here to the same connection, which then is not client-only),
+//!   otherwise it is dropped again and the client's FIN is retransmitted (state
+//!   FIN_WAIT1) until a RST answers it.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
