@@ -210,6 +210,8 @@ pub struct SweepConfig {
     pub client_hosts: Option<ClientHostsConfig>,
     /// Mode stall's settings.
     pub stall: StallConfig,
+    /// `--trace kernel`: the kernel's account of every run's connections.
+    pub trace_kernel: bool,
 }
 
 /// `--client-hosts`, resolved.
@@ -584,6 +586,7 @@ impl SweepConfig {
             json: a.json,
             client_hosts,
             stall,
+            trace_kernel: a.trace.is_some(),
         })
     }
 }

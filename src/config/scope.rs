@@ -66,6 +66,7 @@ pub(super) const SWEEP: &[Scope] = &[
     all("sharing"),
     all("client-cpus"),
     all("no-plots"),
+    all("trace"),
     all("quiet"),
     all("json"),
     // --client-hosts refuses the modes it cannot run itself, and the ssh flags are
@@ -270,6 +271,7 @@ mod tests {
             | "stall-at" => "1s",
             "stall-after" => "2s",
             "stall-load" => "rate:100",
+            "trace" => "kernel",
             "out" => "/tmp/acceptbench-scope-test",
             "sharing" => "shared",
             "slow-acceptor" => "0:1ms",

@@ -199,6 +199,7 @@ fn status_and_notes(
         _ => false,
     };
     notes.extend(unmatched_notes(j, overflowed, m.env.netns));
+    notes.extend(super::ktrace::note(&m.kernel));
     let status = if m.failure.is_some() {
         Status::Failed
     } else if m.interrupted {
@@ -305,6 +306,7 @@ fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::J
     row.somaxconn = m.env.somaxconn;
     row.tcp_syncookies = m.env.syncookies;
     row.tcp_abort_on_overflow = m.env.abort_on_overflow;
+    super::ktrace::fill(row, &m.kernel);
 }
 
 /// Every connection accounted for, and the client's own figures and errors.

@@ -45,6 +45,8 @@ pub struct RunSettings {
     pub ssh: Option<super::hosts::SshRun>,
     /// Mode stall's settings.
     pub stall: StallConfig,
+    /// `--trace kernel`: record the kernel's account of each run.
+    pub trace_kernel: bool,
 }
 
 impl RunSettings {
@@ -68,6 +70,7 @@ impl RunSettings {
             },
             ssh: None,
             stall: cfg.stall.clone(),
+            trace_kernel: cfg.trace_kernel,
         }
     }
 }
@@ -261,4 +264,6 @@ pub struct Measured {
     pub acceptor_cpus: String,
     /// `--slow-acceptor` as applied to this run (`I:DELAY`), or empty.
     pub slow_acceptor: String,
+    /// `--trace kernel`: the kernel's account of the run.
+    pub kernel: super::ktrace::KernelTrace,
 }
