@@ -74,13 +74,21 @@ impl Tp {
         }
     }
 
-    /// The in-kernel filter (tracefs filter syntax) that keeps only `port`'s records;
-    /// None where the format has no port field to filter on (then the decoded record
-    /// is filtered here). `overflow_reason`: the drop reason's value on this kernel.
+    /// The in-kernel filter (tracefs filter syntax) that keeps only `port`'s records
+    /// (and of the state changes only those into the states the account reads: a
+    /// connection's closing handshake would otherwise double the records); None where
+    /// the format has no port field to filter on (then the decoded record is filtered
+    /// here). `overflow_reason`: the drop reason's value on this kernel.
     pub fn filter(self, port: u16, overflow_reason: Option<u64>) -> Option<String> {
         let ports = format!("(sport == {port} || dport == {port})");
         match self {
-            Tp::SetState => Some(format!("protocol == 6 && {ports}")),
+            Tp::SetState => Some(format!(
+                "protocol == 6 && {ports} && (newstate == {} || newstate == {} || newstate == {} || newstate == {})",
+                state::ESTABLISHED,
+                state::SYN_SENT,
+                state::SYN_RECV,
+                state::CLOSE
+            )),
             Tp::RetransmitSkb | Tp::RetransmitSynack | Tp::ReceiveReset => Some(ports),
             Tp::SendReset => None,
             Tp::OverflowDrop => overflow_reason.map(|r| format!("reason == {r}")),
@@ -441,7 +449,7 @@ pub(crate) mod tests {
     fn filters_select_the_runs_port() {
         assert_eq!(
             Tp::SetState.filter(8080, None).as_deref(),
-            Some("protocol == 6 && (sport == 8080 || dport == 8080)")
+            Some("protocol == 6 && (sport == 8080 || dport == 8080) && (newstate == 1 || newstate == 2 || newstate == 3 || newstate == 7)")
         );
         assert_eq!(Tp::SendReset.filter(8080, None), None);
         assert_eq!(
