@@ -36,7 +36,7 @@ use std::net::SocketAddr;
 
 use common::hist::{new_histogram, Percentiles};
 
-use super::perf::decode::{state, Event, Sample};
+use super::perf::decode::{state, Event, Sample, Tp};
 use super::perf::trace::{Absent, Trace};
 
 /// One connection as the kernel saw it. Stamps are CLOCK_MONOTONIC ns.
@@ -138,6 +138,9 @@ pub struct KernelAccount {
     pub resets_received: u64,
     /// RSTs sent (either end, with the port at one end).
     pub resets_sent: u64,
+    /// Records of the host-wide events (`tcp_send_reset`, `kfree_skb`) lost: then
+    /// `resets_sent` and `overflow_drops` may be short; the rest is unaffected.
+    pub lost_host_wide: u64,
     /// Packets dropped for a full accept queue (`kfree_skb` reason
     /// TCP_LISTEN_OVERFLOW; the host's listeners, not only the run's).
     pub overflow_drops: u64,
@@ -158,6 +161,12 @@ impl KernelAccount {
     /// Whether the account is whole (no record lost, none undecoded, not cut short).
     pub fn complete(&self) -> bool {
         self.lost_records == 0 && !self.cut_short
+    }
+
+    /// Whether tracepoint `tp` was recorded: the figures drawn from it are zero, not
+    /// measured, where it was not (then [`KernelAccount::absent`] says why).
+    pub fn recorded(&self, tp: Tp) -> bool {
+        !self.absent.iter().any(|a| a.event == tp.name())
     }
 }
 
@@ -411,6 +420,7 @@ pub fn account(trace: &Trace, port: u16, accepts: Option<&[Accepted]>) -> Kernel
         synack_retransmits: sides.synack_retransmits,
         resets_received: sides.resets_received,
         resets_sent: sides.resets_sent,
+        lost_host_wide: trace.lost_host_wide,
         overflow_drops: sides.overflow_drops,
         handshake: percentiles(conns.iter().filter_map(KernelConn::handshake_ns)),
         queue_wait: percentiles(conns.iter().filter_map(KernelConn::queue_wait_ns)),

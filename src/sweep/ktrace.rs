@@ -4,6 +4,7 @@
 //! without it, and its row says why in the notes.
 
 use crate::kernel::account::{account, Accepted, KernelAccount};
+use crate::kernel::perf::decode::Tp;
 use crate::kernel::perf::trace::{Recorder, TraceSpec};
 use crate::record::PeerRecord;
 use crate::report::row::SummaryRow;
@@ -110,9 +111,12 @@ pub fn fill(row: &mut SummaryRow, k: &KernelTrace) {
     row.kernel_client_only = Some(k.client_only);
     row.kernel_never_established = Some(k.never_established);
     row.kernel_not_accepted = k.queued_not_accepted;
-    row.kernel_syn_retransmits = Some(k.syn_retransmits);
-    row.kernel_retransmits_per_connection = Some(per_connection(&k.retransmits_per_connection));
-    row.kernel_syn_retransmit_waves = Some(waves(k));
+    // A kernel without the retransmit tracepoint: those columns absent, not zero.
+    if k.recorded(Tp::RetransmitSkb) {
+        row.kernel_syn_retransmits = Some(k.syn_retransmits);
+        row.kernel_retransmits_per_connection = Some(per_connection(&k.retransmits_per_connection));
+        row.kernel_syn_retransmit_waves = Some(waves(k));
+    }
     row.kernel_handshake_p50_ns = k.handshake.map(|p| p.p50);
     row.kernel_handshake_p99_ns = k.handshake.map(|p| p.p99);
     row.kernel_queue_wait_p50_ns = k.queue_wait.map(|p| p.p50);
@@ -131,6 +135,12 @@ pub fn note(k: &KernelTrace) -> Option<String> {
                 parts.push(format!(
                     "{} kernel trace records lost or undecoded: the kernel_* counts may be short",
                     k.lost_records
+                ));
+            }
+            if k.lost_host_wide > 0 {
+                parts.push(format!(
+                    "{} records of host-wide events (resets, overflow drops) lost: those counts may be short",
+                    k.lost_host_wide
                 ));
             }
             if k.cut_short {
@@ -187,11 +197,31 @@ mod tests {
             Some("1:17@1.02s")
         );
         assert_eq!(row.kernel_handshake_p50_ns, None);
+        assert_eq!(row.kernel_syn_retransmits, Some(34));
         let n = note(&kt).unwrap();
         assert!(
             n.contains("2 kernel trace records lost") && n.contains("skb:kfree_skb"),
             "{n}"
         );
+
+        // Without the retransmit tracepoint its columns are absent, never zero.
+        let lacking = KernelAccount {
+            absent: vec![Absent {
+                event: "tcp:tcp_retransmit_skb".into(),
+                why: "this kernel has no tracepoint tcp:tcp_retransmit_skb".into(),
+            }],
+            ..KernelAccount::default()
+        };
+        let kt = KernelTrace::Recorded(Box::new(lacking));
+        let mut row = SummaryRow::default();
+        fill(&mut row, &kt);
+        assert_eq!(row.kernel_trace, "ok");
+        assert_eq!(row.kernel_client_only, Some(0));
+        assert_eq!(row.kernel_syn_retransmits, None);
+        assert_eq!(row.kernel_syn_retransmit_waves, None);
+        assert!(note(&kt)
+            .unwrap()
+            .contains("no tracepoint tcp:tcp_retransmit_skb"));
 
         let mut row = SummaryRow::default();
         fill(&mut row, &KernelTrace::Off);

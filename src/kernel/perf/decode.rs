@@ -74,6 +74,12 @@ impl Tp {
         }
     }
 
+    /// Whether the kernel filters it to the run's port (else it records the whole
+    /// host's, and losing some of those says nothing about the run's connections).
+    pub fn port_filtered(self) -> bool {
+        !matches!(self, Tp::SendReset | Tp::OverflowDrop)
+    }
+
     /// The in-kernel filter (tracefs filter syntax) that keeps only `port`'s records
     /// (and of the state changes only those into the states the account reads: a
     /// connection's closing handshake would otherwise double the records); None where

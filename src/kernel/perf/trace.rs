@@ -94,9 +94,14 @@ pub struct Absent {
 pub struct Trace {
     /// The records for the port, in time order.
     pub samples: Vec<Sample>,
-    /// Records the kernel dropped because a ring was full (`PERF_RECORD_LOST` and
-    /// `PERF_RECORD_LOST_SAMPLES`). Non-zero: the account is incomplete.
+    /// Records the kernel dropped because a ring of a port-filtered event was full
+    /// (`PERF_RECORD_LOST` and `PERF_RECORD_LOST_SAMPLES`). Non-zero: the account is
+    /// incomplete.
     pub lost: u64,
+    /// Records lost from the rings of events the kernel cannot filter by port
+    /// (`tcp_send_reset`, `kfree_skb`: the whole host's): the reset and overflow-drop
+    /// counts may be short, the connections' account is not.
+    pub lost_host_wide: u64,
     /// Records that did not parse or decode (also an incomplete account).
     pub undecoded: u64,
     /// Tracepoints not recorded, with the reason.
@@ -127,6 +132,7 @@ struct Ring {
 struct Drained {
     samples: Vec<Sample>,
     lost: u64,
+    lost_host_wide: u64,
     undecoded: u64,
     cut_short: bool,
 }
@@ -302,6 +308,7 @@ impl Recorder {
         Trace {
             samples,
             lost: drained.lost,
+            lost_host_wide: drained.lost_host_wide,
             undecoded: drained.undecoded,
             absent: std::mem::take(&mut self.absent),
             cut_short: drained.cut_short,
@@ -365,9 +372,10 @@ fn read_until_stopped(
 fn drain(ring: &mut Ring, port: u16, out: &mut Drained) {
     use perf_event::data::Record as R;
     let (layout, cpu) = (ring.layout.clone(), ring.cpu);
+    let mut lost_here = 0;
     for _ in 0..(1u32 << 20) {
         let Some(record) = ring.sampler.next_record() else {
-            return;
+            break;
         };
         let parsed = record.parse_record();
         match parsed {
@@ -383,11 +391,16 @@ fn drain(ring: &mut Ring, port: u16, out: &mut Drained) {
                     None => out.undecoded += 1,
                 }
             }
-            Ok(R::Lost(l)) => out.lost += l.lost,
-            Ok(R::LostSamples(l)) => out.lost += l.lost,
+            Ok(R::Lost(l)) => lost_here += l.lost,
+            Ok(R::LostSamples(l)) => lost_here += l.lost,
             Ok(_) => {}
             Err(_) => out.undecoded += 1,
         };
+    }
+    if layout.tp().port_filtered() {
+        out.lost += lost_here;
+    } else {
+        out.lost_host_wide += lost_here;
     }
 }
 
