@@ -8,27 +8,21 @@ use std::path::PathBuf;
 use acceptbench::report::csv;
 use common::testskip::{skip, Lack};
 
-fn out_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("acceptbench-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-#[test]
-fn the_kernels_client_only_count_equals_the_joins() {
-    let out = out_dir("trace-kernel");
+/// Runs `sweep ARGS --trace kernel --out DIR` and returns the run directory.
+fn traced_sweep(name: &str, args: &[&str]) -> (PathBuf, PathBuf) {
+    let out = out_dir(name);
     let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
-        .args(["sweep", "--repeat", "1", "--engines", "std,multishot"])
+        .arg("sweep")
+        .args(args)
         .args([
-            "--backlogs",
-            "16",
-            "--modes",
-            "burst",
+            "--repeat",
+            "1",
             "--no-plots",
             "--quiet",
+            "--trace",
+            "kernel",
+            "--out",
         ])
-        .args(["--trace", "kernel", "--out"])
         .arg(&out)
         .status()
         .unwrap();
@@ -38,6 +32,29 @@ fn the_kernels_client_only_count_equals_the_joins() {
         .map(|e| e.unwrap().path())
         .find(|p| p.is_dir())
         .unwrap();
+    (out, dir)
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("acceptbench-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_kernels_client_only_count_equals_the_joins() {
+    let (out, dir) = traced_sweep(
+        "trace-kernel",
+        &[
+            "--engines",
+            "std,multishot",
+            "--backlogs",
+            "16",
+            "--modes",
+            "burst",
+        ],
+    );
     let rows = csv::read(&dir.join("summary.csv")).unwrap();
     assert_eq!(rows.len(), 2);
     if rows.iter().all(|r| r.kernel_trace == "unavailable") {
@@ -79,6 +96,76 @@ fn the_kernels_client_only_count_equals_the_joins() {
     assert!(
         rows.iter().any(|r| r.unmatched_client > 0),
         "the burst made no client-only connection to count"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A 500 ms stall into B = 16 at 1000 connections/s: the connections whose SYN the
+/// kernel saw retransmitted are the stall's retry waves as the clients' latencies
+/// showed them (stall.csv), the first retransmit 1 s after the SYN as the sysctls
+/// schedule it, and the kernel's client-only count is the stall row's.
+#[test]
+fn the_kernels_retransmits_are_the_stalls_retry_waves() {
+    let (out, dir) = traced_sweep(
+        "trace-kernel-stall",
+        &[
+            "--engines",
+            "std",
+            "--backlogs",
+            "16",
+            "--modes",
+            "stall",
+            "--stall",
+            "500ms",
+            "--stall-load",
+            "rate:1000",
+            "--stall-after",
+            "1s",
+        ],
+    );
+    let rows = csv::read(&dir.join("summary.csv")).unwrap();
+    let r = &rows[0];
+    if r.kernel_trace == "unavailable" {
+        skip(Lack::Root, &format!("no kernel trace here: {}", r.note));
+        return;
+    }
+    assert!(r.is_ok(), "{}", r.note);
+    assert_eq!(r.kernel_trace, "ok", "{}", r.note);
+    let stall = &acceptbench::report::stall::read(&dir.join("stall.csv")).unwrap()[0];
+    eprintln!(
+        "stall.csv: waves {} client-only {} dropped {:?}; kernel: per connection {:?}, waves {:?}, client-only {:?}",
+        stall.waves, stall.client_only, stall.dropped, r.kernel_retransmits_per_connection,
+        r.kernel_syn_retransmit_waves, r.kernel_client_only
+    );
+    assert_eq!(r.kernel_never_established, Some(0));
+    let clients_waves: u64 = stall
+        .waves
+        .split(';')
+        .filter(|w| !w.is_empty())
+        .map(|w| w.split_once(':').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    let kernel_retried: u64 = r
+        .kernel_retransmits_per_connection
+        .as_deref()
+        .unwrap()
+        .split(';')
+        .map(|w| w.split_once(':').unwrap())
+        .filter(|(k, _)| *k != "0")
+        .map(|(_, n)| n.parse::<u64>().unwrap())
+        .sum();
+    assert!(kernel_retried > 0, "the stall made no SYN retransmit");
+    assert_eq!(kernel_retried, clients_waves);
+    assert_eq!(r.kernel_client_only, Some(stall.client_only));
+    let first = r.kernel_syn_retransmit_waves.as_deref().unwrap();
+    let after_s: f64 = first
+        .split(';')
+        .next()
+        .and_then(|w| w.split_once('@'))
+        .map(|(_, t)| t.trim_end_matches('s').parse().unwrap())
+        .unwrap();
+    assert!(
+        (0.95..1.3).contains(&after_s),
+        "first retransmit {after_s} s after the SYN"
     );
     let _ = std::fs::remove_dir_all(&out);
 }
