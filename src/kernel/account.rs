@@ -186,9 +186,10 @@ struct Sides {
 /// a server child from `LISTEN→SYN_RECV` until `CLOSE`. An address reused by a
 /// later socket starts a new history.
 fn follow(samples: &[Sample], port: u16) -> Sides {
-    let mut s = Sides::default();
-    let mut live_client: HashMap<u64, usize> = HashMap::new();
-    let mut live_child: HashMap<u64, usize> = HashMap::new();
+    let mut f = Follower {
+        port,
+        ..Follower::default()
+    };
     for smp in samples {
         let t = smp.time_ns;
         match smp.event {
@@ -198,74 +199,94 @@ fn follow(samples: &[Sample], port: u16) -> Sides {
                 new,
                 src,
                 dst,
-            } => {
-                if old == state::CLOSE && new == state::SYN_SENT && dst.port() == port {
-                    live_client.insert(sk, s.clients.len());
-                    s.clients.push(KernelConn {
-                        server: Some(dst),
-                        syn_sent_ns: Some(t),
-                        ..KernelConn::default()
-                    });
-                } else if old == state::LISTEN && new == state::SYN_RECV && src.port() == port {
-                    live_child.insert(sk, s.children.len());
-                    s.children.push(KernelConn {
-                        client: Some(dst),
-                        server: Some(src),
-                        child_created_ns: Some(t),
-                        ..KernelConn::default()
-                    });
-                } else if let Some(&i) = live_client.get(&sk) {
-                    let c = &mut s.clients[i];
-                    if src.port() != 0 {
-                        c.client = Some(src);
-                    }
-                    if old == state::SYN_SENT && new == state::ESTABLISHED {
-                        c.client_established_ns = Some(t);
-                    }
-                    if new == state::CLOSE {
-                        c.client_closed_ns = Some(t);
-                        live_client.remove(&sk);
-                    }
-                } else if let Some(&i) = live_child.get(&sk) {
-                    let c = &mut s.children[i];
-                    if old == state::SYN_RECV && new == state::ESTABLISHED {
-                        c.child_established_ns = Some(t);
-                    }
-                    if new == state::CLOSE {
-                        c.child_closed_ns = Some(t);
-                        live_child.remove(&sk);
-                    }
-                }
-            }
+            } => f.state(t, sk, (old, new), src, dst),
             Event::Retransmit {
                 sk,
                 state: st,
                 src,
                 dst,
-            } if st == state::SYN_SENT => {
-                let i = *live_client.entry(sk).or_insert_with(|| {
-                    s.clients.push(KernelConn {
-                        server: Some(dst),
-                        ..KernelConn::default()
-                    });
-                    s.clients.len() - 1
-                });
-                s.clients[i].client = Some(src);
-                s.clients[i].syn_retransmits_ns.push(t);
-            }
+            } if st == state::SYN_SENT => f.syn_retransmit(t, sk, src, dst),
             Event::Retransmit { .. } => {}
-            Event::SynackRetransmit { .. } => s.synack_retransmits += 1,
+            Event::SynackRetransmit { .. } => f.s.synack_retransmits += 1,
             Event::ReceiveReset { sk, .. } => {
-                s.resets_received += 1;
-                if let Some(&i) = live_client.get(&sk) {
-                    s.clients[i].client_reset = true;
+                f.s.resets_received += 1;
+                if let Some(&i) = f.live_client.get(&sk) {
+                    f.s.clients[i].client_reset = true;
                 }
             }
-            Event::SendReset { .. } => s.resets_sent += 1,
-            Event::OverflowDrop { .. } => s.overflow_drops += 1,
+            Event::SendReset { .. } => f.s.resets_sent += 1,
+            Event::OverflowDrop { .. } => f.s.overflow_drops += 1,
         }
     }
-    s
+    f.s
+}
+
+/// The histories so far and which socket addresses are live (their socket not yet
+/// closed), client and server side.
+#[derive(Default)]
+struct Follower {
+    port: u16,
+    s: Sides,
+    live_client: HashMap<u64, usize>,
+    live_child: HashMap<u64, usize>,
+}
+
+impl Follower {
+    fn state(&mut self, t: u64, sk: u64, (old, new): (i32, i32), src: SocketAddr, dst: SocketAddr) {
+        let s = &mut self.s;
+        if old == state::CLOSE && new == state::SYN_SENT && dst.port() == self.port {
+            self.live_client.insert(sk, s.clients.len());
+            s.clients.push(KernelConn {
+                server: Some(dst),
+                syn_sent_ns: Some(t),
+                ..KernelConn::default()
+            });
+        } else if old == state::LISTEN && new == state::SYN_RECV && src.port() == self.port {
+            self.live_child.insert(sk, s.children.len());
+            s.children.push(KernelConn {
+                client: Some(dst),
+                server: Some(src),
+                child_created_ns: Some(t),
+                ..KernelConn::default()
+            });
+        } else if let Some(&i) = self.live_client.get(&sk) {
+            let c = &mut s.clients[i];
+            if src.port() != 0 {
+                c.client = Some(src);
+            }
+            if old == state::SYN_SENT && new == state::ESTABLISHED {
+                c.client_established_ns = Some(t);
+            }
+            if new == state::CLOSE {
+                c.client_closed_ns = Some(t);
+                self.live_client.remove(&sk);
+            }
+        } else if let Some(&i) = self.live_child.get(&sk) {
+            let c = &mut s.children[i];
+            if old == state::SYN_RECV && new == state::ESTABLISHED {
+                c.child_established_ns = Some(t);
+            }
+            if new == state::CLOSE {
+                c.child_closed_ns = Some(t);
+                self.live_child.remove(&sk);
+            }
+        }
+    }
+
+    /// A SYN retransmit; the first record of a client that connected before
+    /// recording began.
+    fn syn_retransmit(&mut self, t: u64, sk: u64, src: SocketAddr, dst: SocketAddr) {
+        let clients = &mut self.s.clients;
+        let i = *self.live_client.entry(sk).or_insert_with(|| {
+            clients.push(KernelConn {
+                server: Some(dst),
+                ..KernelConn::default()
+            });
+            clients.len() - 1
+        });
+        clients[i].client = Some(src);
+        clients[i].syn_retransmits_ns.push(t);
+    }
 }
 
 /// Joins each server child to the client socket with the same 4-tuple whose SYN
