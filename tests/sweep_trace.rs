@@ -3,6 +3,8 @@
 //! join's `unmatched_client` exactly, run by run; without root the rows say why the
 //! trace is missing and the sweep goes on.
 
+mod support;
+
 use std::path::PathBuf;
 
 use acceptbench::report::csv;
@@ -166,6 +168,57 @@ fn the_kernels_retransmits_are_the_stalls_retry_waves() {
     assert!(
         (0.95..1.3).contains(&after_s),
         "first retransmit {after_s} s after the SYN"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Where perf_event_open is refused (a container's seccomp profile, here a filter of
+/// our own) the sweep goes on without the trace and each row says why.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn without_perf_the_runs_go_on_and_say_why() {
+    use std::os::unix::process::CommandExt;
+    let out = out_dir("trace-kernel-noperf");
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"));
+    cmd.args([
+        "sweep",
+        "--repeat",
+        "1",
+        "--engines",
+        "std",
+        "--backlogs",
+        "128",
+    ])
+    .args([
+        "--modes",
+        "closed",
+        "--duration",
+        "200ms",
+        "--no-plots",
+        "--quiet",
+    ])
+    .args(["--trace", "kernel", "--out"])
+    .arg(&out);
+    let deny = support::Deny::syscalls(&[libc::SYS_perf_event_open as u32], libc::EACCES);
+    // SAFETY: the filter installs only prctl calls in the forked child.
+    unsafe { cmd.pre_exec(move || deny.install()) };
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let rows = csv::read(&dir.join("summary.csv")).unwrap();
+    let r = &rows[0];
+    assert!(r.is_ok(), "{}", r.note);
+    assert_eq!(r.kernel_trace, "unavailable");
+    assert_eq!(r.kernel_client_only, None);
+    assert!(
+        r.note.contains("--trace kernel: not recorded")
+            && (r.note.contains("perf_event_paranoid") || r.note.contains("tracefs")),
+        "{}",
+        r.note
     );
     let _ = std::fs::remove_dir_all(&out);
 }
