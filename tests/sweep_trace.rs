@@ -95,6 +95,11 @@ fn the_kernels_client_only_count_equals_the_joins() {
         assert_eq!(r.kernel_not_accepted, Some(0), "{}", r.engine);
         assert!(r.kernel_handshake_p50_ns.is_some() && r.kernel_queue_wait_p50_ns.is_some());
     }
+    for metric in ["kernel-handshake", "kernel-queue-wait"] {
+        let path = dir.join(format!("hgrm/std-b16-burst-{metric}.hgrm"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        assert!(text.contains("Percentile"), "{path:?}: {text}");
+    }
     assert!(
         rows.iter().any(|r| r.unmatched_client > 0),
         "the burst made no client-only connection to count"

@@ -162,11 +162,17 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
     });
     FinishedRun {
         row,
-        histograms: vec![
-            ("connect", client.connect),
-            ("peer", j.peer_e2e_ns),
-            ("peer-internal", m.rec.peer_extract_ns),
-        ],
+        histograms: [
+            vec![
+                ("connect", client.connect),
+                ("peer", j.peer_e2e_ns),
+                ("peer-internal", m.rec.peer_extract_ns),
+            ],
+            super::ktrace::histograms(&m.kernel),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         queue,
         client_connect: Some(client_connect(&m.client.report)),
         stall,
