@@ -155,3 +155,48 @@ fn client_only_connections_are_counted_exactly() {
         Some(seen.server_accepted as u64)
     );
 }
+
+/// A dual-stack listener's child of an IPv4 client is an AF_INET6 socket with mapped
+/// addresses, the client's socket AF_INET: they still join into one connection.
+#[test]
+fn a_dual_stack_child_joins_its_ipv4_client() {
+    let scenario = || -> Result<KernelAccount, String> {
+        enter_private(&NetnsSettings::default()).map_err(|e| e.to_string())?;
+        let l = Socket::new(Domain::IPV6, Type::STREAM, None).map_err(|e| e.to_string())?;
+        l.set_only_v6(false).map_err(|e| e.to_string())?;
+        let any: SocketAddr = "[::]:0".parse().map_err(|e| format!("{e}"))?;
+        l.bind(&any.into()).map_err(|e| e.to_string())?;
+        l.listen(8).map_err(|e| e.to_string())?;
+        let port = l
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .ok_or("no local address")?
+            .port();
+        let rec = Recorder::start(&TraceSpec::port(port)).map_err(|e| e.to_string())?;
+        let c = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+        let mut accepts = Vec::new();
+        let s = accept_now(&l, &mut accepts).ok_or("accept failed")?;
+        drop((c, s));
+        let trace = rec.finish();
+        Ok(account(&trace, port, Some(&accepts)))
+    };
+    let k = match std::thread::spawn(scenario).join() {
+        Ok(Ok(k)) => k,
+        Ok(Err(why)) => {
+            skip(
+                Lack::Root,
+                &format!("the kernel's account cannot be recorded here: {why}"),
+            );
+            return;
+        }
+        Err(_) => panic!("the scenario panicked"),
+    };
+    assert_eq!(k.connections.len(), 1, "{:#?}", k.connections);
+    assert_eq!(
+        (k.syn_sent, k.client_established, k.queued, k.client_only),
+        (1, 1, 1, 0)
+    );
+    assert_eq!(k.accepted, Some(1));
+    assert!(k.connections[0].queue_wait_ns().is_some());
+}

@@ -284,7 +284,9 @@ impl Layout {
             }
             _ => return None,
         };
-        Some(SocketAddr::new(ip, port))
+        // A dual-stack listener's child of an IPv4 client is AF_INET6 with mapped
+        // addresses; the client's own socket is AF_INET: one form for the join.
+        Some(common::sockaddr::unmap_v4(SocketAddr::new(ip, port)))
     }
 
     /// Decodes one raw record; None if it is too short or of an unknown family.
@@ -341,7 +343,10 @@ fn sockaddr(b: &[u8]) -> Option<SocketAddr> {
         }
         libc::AF_INET6 => {
             let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
-            Some(SocketAddr::new(IpAddr::V6(Ipv6Addr::from(ip)), port))
+            Some(common::sockaddr::unmap_v4(SocketAddr::new(
+                IpAddr::V6(Ipv6Addr::from(ip)),
+                port,
+            )))
         }
         _ => None,
     }
@@ -391,6 +396,18 @@ pub(crate) mod tests {
             }
         );
         assert!(e.involves(8080) && !e.involves(80));
+        // An AF_INET6 socket with IPv4-mapped addresses decodes to the IPv4 form.
+        let mut v6 = raw.clone();
+        v6[28..30].copy_from_slice(&(libc::AF_INET6 as u16).to_ne_bytes());
+        v6[40..56].copy_from_slice(&"::ffff:127.0.0.1".parse::<Ipv6Addr>().unwrap().octets());
+        v6[56..72].copy_from_slice(&"::1".parse::<Ipv6Addr>().unwrap().octets());
+        match layout.decode(&v6) {
+            Some(Event::State { src, dst, .. }) => {
+                assert_eq!(src, "127.0.0.1:45012".parse::<SocketAddr>().unwrap());
+                assert_eq!(dst, "[::1]:8080".parse::<SocketAddr>().unwrap());
+            }
+            other => panic!("{other:?}"),
+        }
         // A record cut short decodes to nothing rather than to a wrong value.
         assert_eq!(layout.decode(&raw[..30]), None);
     }
