@@ -21,7 +21,10 @@
 //!   server event.
 //! - client-only (the final ACK met a full queue): client `SYN_SENT→ESTABLISHED`
 //!   and no server event at all; the ACK is dropped without a `kfree_skb` of reason
-//!   `TCP_LISTEN_OVERFLOW` (none was seen). It happens when several SYNs are
+//!   `TCP_LISTEN_OVERFLOW` (none was seen: with syncookies on, the answered SYNs
+//!   beyond the request queue are cookies, and their ACK is freed with reason
+//!   `NO_SOCKET` at `cookie_v4_check`; a SYN dropped at a full queue is freed with
+//!   no reason at all). It happens when several SYNs are
 //!   answered before their ACKs arrive: a retransmit wave meeting a queue with a
 //!   little room (backlog 2, 20 connects, 3 accepted at 1.5 s: the wave at 2 s got
 //!   17 SYN-ACKs, 3 children, 14 client-only). The next segment the client sends
