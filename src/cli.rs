@@ -276,6 +276,12 @@ pub struct SweepArgs {
     /// Do not draw plots into the run directory.
     #[arg(long)]
     pub no_plots: bool,
+    /// `kernel`: record the kernel's account of every run's connections (tracepoints
+    /// through perf; root): client-only connections, SYN retransmits per connection,
+    /// handshake and queue wait, in the kernel_* columns. Where it is not possible the
+    /// runs go on without it and say why.
+    #[arg(long, value_parser = ["kernel"])]
+    pub trace: Option<String>,
     /// No line per run on stderr (the progress bar still shows on a terminal).
     #[arg(long)]
     pub quiet: bool,

@@ -214,6 +214,8 @@ pub struct SweepConfig {
     pub stall: StallConfig,
     /// Count the acceptors' system calls and io_uring enters (perf tracepoints).
     pub count_syscalls: bool,
+    /// `--trace kernel`: the kernel's account of every run's connections.
+    pub trace_kernel: bool,
 }
 
 /// `--client-hosts`, resolved.
@@ -558,6 +560,7 @@ impl SweepConfig {
             count_syscalls: a.count_syscalls,
             client_hosts,
             stall,
+            trace_kernel: a.trace.is_some(),
         })
     }
 }

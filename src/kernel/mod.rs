@@ -2,6 +2,7 @@
 //! io_uring support, TcpExt counters. Reads only; changing settings happens in a
 //! private network namespace (see `netns`), never on the host.
 
+pub mod account;
 pub mod costs;
 pub mod netns;
 pub mod netstat;

@@ -3,9 +3,15 @@
 //! `io_uring_enter` calls (`syscalls:sys_enter_io_uring_enter`), read at an engine's
 //! release and done marks, so a window's counts are exactly its own.
 //!
+//! Sampling — the kernel's account of connections — is [`trace`] (opening and reading
+//! the rings) with [`decode`] (the tracepoints and their records by field name).
+//!
 //! Where perf is not permitted (not root with `perf_event_paranoid` > 1, a container,
 //! no tracefs) opening fails with the reason and callers fall back to what
 //! `getrusage` gives (context switches and the user/kernel CPU split), saying so.
+
+pub mod decode;
+pub mod trace;
 
 use perf_event::events::Tracepoint;
 use perf_event::{Builder, Counter};

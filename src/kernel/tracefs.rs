@@ -117,6 +117,17 @@ impl Tracefs {
         parse_format(&text).map_err(|e| TracefsError::Format(path.display().to_string(), e))
     }
 
+    /// The value a tracepoint's `print fmt` gives symbol `name` in a
+    /// `__print_symbolic` table (e.g. `TCP_LISTEN_OVERFLOW` of `skb:kfree_skb`'s
+    /// drop reasons: enum values that move between kernels, so looked up, never
+    /// assumed). `Ok(None)`: the event exists but has no such symbol.
+    pub fn symbol(&self, event: &str, name: &str) -> Result<Option<u64>, TracefsError> {
+        let path = self.event_dir(event)?.join("format");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| TracefsError::NoEvent(event.into(), format!("{}: {e}", path.display())))?;
+        Ok(symbolic_value(&text, name))
+    }
+
     /// Whether this mount is ours (it goes when this drops).
     pub fn mounted_by_us(&self) -> bool {
         self.mounted_by_us
@@ -184,6 +195,17 @@ pub fn parse_format(text: &str) -> Result<Vec<Field>, String> {
     Ok(fields)
 }
 
+/// The number paired with `"name"` in a format's `__print_symbolic(…, { 40, "NAME" }, …)`.
+pub fn symbolic_value(text: &str, name: &str) -> Option<u64> {
+    let quoted = format!("\"{name}\"");
+    text.split('{').find_map(|entry| {
+        let (value, rest) = entry.split_once(',')?;
+        let rest = rest.trim_start();
+        let symbol = rest.split('}').next()?.trim();
+        (symbol == quoted).then(|| value.trim().parse().ok())?
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,5 +227,13 @@ mod tests {
         assert_eq!(f[3].name, "saddr_v6");
         assert_eq!((f[3].offset, f[3].size), (40, 16));
         assert!(parse_format("name: x\n").is_err());
+    }
+
+    #[test]
+    fn a_symbol_is_found_by_name_in_print_fmt() {
+        let text = "print fmt: \"reason: %s\", __print_symbolic(REC->reason, { 2, \"NOT_SPECIFIED\" }, { 40, \"TCP_LISTEN_OVERFLOW\" }, { 41, \"TCP_OLD_SEQUENCE\" })";
+        assert_eq!(symbolic_value(text, "TCP_LISTEN_OVERFLOW"), Some(40));
+        assert_eq!(symbolic_value(text, "NOT_SPECIFIED"), Some(2));
+        assert_eq!(symbolic_value(text, "TCP_LISTEN"), None);
     }
 }

@@ -250,6 +250,47 @@ pub struct SummaryRow {
     pub tcp_syncookies: Option<u64>,
     /// net.ipv4.tcp_abort_on_overflow as the run saw it.
     pub tcp_abort_on_overflow: Option<u64>,
+    /// `--trace kernel`: the kernel's account of the run's connections (tracepoints
+    /// `sock:inet_sock_set_state`, `tcp:tcp_retransmit_skb`, … on the run's port): ok,
+    /// incomplete (records lost: see kernel_lost_records and the notes), unavailable
+    /// (not possible here: the notes say why); empty without --trace kernel.
+    pub kernel_trace: String,
+    /// Kernel: client sockets that sent a SYN to the run's port (`CLOSE→SYN_SENT`).
+    pub kernel_syn_sent: Option<u64>,
+    /// Kernel: of those, established on the client (`SYN_SENT→ESTABLISHED`).
+    pub kernel_client_established: Option<u64>,
+    /// Kernel: server children established (`SYN_RECV→ESTABLISHED`): connections that
+    /// entered an accept queue.
+    pub kernel_queued: Option<u64>,
+    /// Kernel: client-only connections, established on the client with no server child
+    /// (their final ACK met a full accept queue): the server never had them.
+    pub kernel_client_only: Option<u64>,
+    /// Kernel: client sockets that sent a SYN and were never established.
+    pub kernel_never_established: Option<u64>,
+    /// Kernel: server children that entered the accept queue and were never accepted
+    /// (matched to the acceptor's accepts by client address and time).
+    pub kernel_not_accepted: Option<u64>,
+    /// Kernel: SYN retransmits (`tcp_retransmit_skb` in state SYN_SENT), all connections.
+    pub kernel_syn_retransmits: Option<u64>,
+    /// Kernel: how many connections needed each number of SYN retransmits,
+    /// `retransmits:connections` `;`-joined (e.g. `0:3;2:17`).
+    pub kernel_retransmits_per_connection: Option<String>,
+    /// Kernel: each SYN retransmit wave, `nth:connections@median delay after the SYN`
+    /// `;`-joined (e.g. `1:17@1.00s;2:17@2.02s`): the retry waves measured directly.
+    pub kernel_syn_retransmit_waves: Option<String>,
+    /// Kernel: handshake, SYN sent → server child established (in the accept queue),
+    /// median over connections, ns.
+    pub kernel_handshake_p50_ns: Option<u64>,
+    /// Kernel: handshake, 99th percentile, ns.
+    pub kernel_handshake_p99_ns: Option<u64>,
+    /// Kernel: queue wait, server child established → accept returned (the engine's
+    /// stamp), median over connections, ns.
+    pub kernel_queue_wait_p50_ns: Option<u64>,
+    /// Kernel: queue wait, 99th percentile, ns.
+    pub kernel_queue_wait_p99_ns: Option<u64>,
+    /// Kernel: trace records lost (a full ring: `PERF_RECORD_LOST`) or undecoded;
+    /// non-zero makes kernel_trace `incomplete`.
+    pub kernel_lost_records: Option<u64>,
 }
 
 impl SummaryRow {

@@ -125,6 +125,7 @@ pub(super) fn drain(
         owner: Vec::new(),
         acceptor_cpus: String::new(),
         slow_acceptor: String::new(),
+        kernel: Default::default(),
     })
 }
 

@@ -94,7 +94,10 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
         (None, Some(s)) => Place::Ssh(s),
         (None, None) => Place::Loopback,
     };
-    match spec.mode() {
+    // --trace kernel: recorded from before the clients start until the run's figures
+    // are in (super::ktrace).
+    let tracing = super::ktrace::start(cfg.trace_kernel, listener.local_addr.port());
+    let measured = match spec.mode() {
         Mode::Closed | Mode::Rate => {
             let d = drive(spec, &set, &lg, Duration::ZERO, topology, None)?;
             Ok(d.into_measured(listener, env, ModeFigures::Driven, true))
@@ -138,7 +141,10 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
             };
             Ok(d?.into_measured(listener, env, ModeFigures::Stall(figures, facts), false))
         }
-    }
+    };
+    let mut m = measured?;
+    m.kernel = tracing.finish(&m.rec.peers);
+    Ok(m)
 }
 
 /// The failure of a run whose clients outlived its deadline, naming each one still
@@ -327,6 +333,7 @@ impl Driven {
             owner: self.owner,
             acceptor_cpus: String::new(),
             slow_acceptor: String::new(),
+            kernel: Default::default(),
         }
     }
 }

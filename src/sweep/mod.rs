@@ -15,6 +15,7 @@
 pub mod client;
 pub mod drain;
 pub mod hosts;
+pub mod ktrace;
 pub mod measure;
 pub mod plan;
 pub mod rows;

@@ -165,11 +165,17 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
     });
     FinishedRun {
         row,
-        histograms: vec![
-            ("connect", client.connect),
-            ("peer", j.peer_e2e_ns),
-            ("peer-internal", m.rec.peer_extract_ns),
-        ],
+        histograms: [
+            vec![
+                ("connect", client.connect),
+                ("peer", j.peer_e2e_ns),
+                ("peer-internal", m.rec.peer_extract_ns),
+            ],
+            super::ktrace::histograms(&m.kernel),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
         queue,
         client_connect: Some(client_connect(&m.client.report)),
         stall,
@@ -202,6 +208,7 @@ fn status_and_notes(
         _ => false,
     };
     notes.extend(unmatched_notes(j, overflowed, m.env.netns));
+    notes.extend(super::ktrace::note(&m.kernel));
     let status = if m.failure.is_some() {
         Status::Failed
     } else if m.interrupted {
@@ -317,6 +324,7 @@ fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::J
     row.somaxconn = m.env.somaxconn;
     row.tcp_syncookies = m.env.syncookies;
     row.tcp_abort_on_overflow = m.env.abort_on_overflow;
+    super::ktrace::fill(row, &m.kernel);
 }
 
 /// Every connection accounted for, and the client's own figures and errors.

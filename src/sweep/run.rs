@@ -48,6 +48,8 @@ pub struct RunSettings {
     /// The tracepoints that count the acceptors' system calls and io_uring enters, or
     /// why they cannot be counted here (see [`crate::kernel::perf`]).
     pub perf: Result<crate::kernel::perf::Ids, String>,
+    /// `--trace kernel`: record the kernel's account of each run.
+    pub trace_kernel: bool,
 }
 
 impl RunSettings {
@@ -72,6 +74,7 @@ impl RunSettings {
             ssh: None,
             stall: cfg.stall.clone(),
             perf: Err("not opened".into()),
+            trace_kernel: cfg.trace_kernel,
         }
     }
 }
@@ -273,4 +276,6 @@ pub struct Measured {
     pub usage: Option<crate::kernel::perf::UsageDelta>,
     /// Connections the acceptors accepted over those timed runs (what `usage` is per).
     pub usage_accepts: u64,
+    /// `--trace kernel`: the kernel's account of the run.
+    pub kernel: super::ktrace::KernelTrace,
 }

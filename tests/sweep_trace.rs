@@ -1,0 +1,229 @@
+//! `sweep --trace kernel` end to end (root: tracefs and perf): a burst into a small
+//! backlog makes client-only connections, and the kernel's count of them equals the
+//! join's `unmatched_client` exactly, run by run; without root the rows say why the
+//! trace is missing and the sweep goes on.
+
+mod support;
+
+use std::path::PathBuf;
+
+use acceptbench::report::csv;
+use common::testskip::{skip, Lack};
+
+/// Runs `sweep ARGS --trace kernel --out DIR` and returns the run directory.
+fn traced_sweep(name: &str, args: &[&str]) -> (PathBuf, PathBuf) {
+    let out = out_dir(name);
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+        .arg("sweep")
+        .args(args)
+        .args([
+            "--repeat",
+            "1",
+            "--no-plots",
+            "--quiet",
+            "--trace",
+            "kernel",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    (out, dir)
+}
+
+fn out_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("acceptbench-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_kernels_client_only_count_equals_the_joins() {
+    let (out, dir) = traced_sweep(
+        "trace-kernel",
+        &[
+            "--engines",
+            "std,multishot",
+            "--backlogs",
+            "16",
+            "--modes",
+            "burst",
+        ],
+    );
+    let rows = csv::read(&dir.join("summary.csv")).unwrap();
+    assert_eq!(rows.len(), 2);
+    if rows.iter().all(|r| r.kernel_trace == "unavailable") {
+        assert!(
+            rows[0].note.contains("--trace kernel: not recorded"),
+            "{}",
+            rows[0].note
+        );
+        skip(
+            Lack::Root,
+            &format!("no kernel trace here: {}", rows[0].note),
+        );
+        return;
+    }
+    for r in &rows {
+        assert!(r.is_ok(), "{}: {}", r.engine, r.note);
+        assert_eq!(r.kernel_trace, "ok", "{}: {}", r.engine, r.note);
+        assert_eq!(r.kernel_lost_records, Some(0));
+        eprintln!(
+            "{}: established {} accepted {} unmatched_client {} kernel_client_only {:?}",
+            r.engine, r.established, r.accepted, r.unmatched_client, r.kernel_client_only
+        );
+        assert_eq!(
+            r.kernel_client_only,
+            Some(r.unmatched_client),
+            "{}",
+            r.engine
+        );
+        assert_eq!(
+            r.kernel_client_established,
+            Some(r.established),
+            "{}",
+            r.engine
+        );
+        assert_eq!(r.kernel_queued, Some(r.accepted), "{}", r.engine);
+        assert_eq!(r.kernel_not_accepted, Some(0), "{}", r.engine);
+        assert!(r.kernel_handshake_p50_ns.is_some() && r.kernel_queue_wait_p50_ns.is_some());
+    }
+    for metric in ["kernel-handshake", "kernel-queue-wait"] {
+        let path = dir.join(format!("hgrm/std-b16-burst-{metric}.hgrm"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        assert!(text.contains("Percentile"), "{path:?}: {text}");
+    }
+    assert!(
+        rows.iter().any(|r| r.unmatched_client > 0),
+        "the burst made no client-only connection to count"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// A 500 ms stall into B = 16 at 1000 connections/s: the connections whose SYN the
+/// kernel saw retransmitted are the stall's retry waves as the clients' latencies
+/// showed them (stall.csv), the first retransmit 1 s after the SYN as the sysctls
+/// schedule it, and the kernel's client-only count is the stall row's.
+#[test]
+fn the_kernels_retransmits_are_the_stalls_retry_waves() {
+    let (out, dir) = traced_sweep(
+        "trace-kernel-stall",
+        &[
+            "--engines",
+            "std",
+            "--backlogs",
+            "16",
+            "--modes",
+            "stall",
+            "--stall",
+            "500ms",
+            "--stall-load",
+            "rate:1000",
+            "--stall-after",
+            "1s",
+        ],
+    );
+    let rows = csv::read(&dir.join("summary.csv")).unwrap();
+    let r = &rows[0];
+    if r.kernel_trace == "unavailable" {
+        skip(Lack::Root, &format!("no kernel trace here: {}", r.note));
+        return;
+    }
+    assert!(r.is_ok(), "{}", r.note);
+    assert_eq!(r.kernel_trace, "ok", "{}", r.note);
+    let stall = &acceptbench::report::stall::read(&dir.join("stall.csv")).unwrap()[0];
+    eprintln!(
+        "stall.csv: waves {} client-only {} dropped {:?}; kernel: per connection {:?}, waves {:?}, client-only {:?}",
+        stall.waves, stall.client_only, stall.dropped, r.kernel_retransmits_per_connection,
+        r.kernel_syn_retransmit_waves, r.kernel_client_only
+    );
+    assert_eq!(r.kernel_never_established, Some(0));
+    let clients_waves: u64 = stall
+        .waves
+        .split(';')
+        .filter(|w| !w.is_empty())
+        .map(|w| w.split_once(':').unwrap().1.parse::<u64>().unwrap())
+        .sum();
+    let kernel_retried: u64 = r
+        .kernel_retransmits_per_connection
+        .as_deref()
+        .unwrap()
+        .split(';')
+        .map(|w| w.split_once(':').unwrap())
+        .filter(|(k, _)| *k != "0")
+        .map(|(_, n)| n.parse::<u64>().unwrap())
+        .sum();
+    assert!(kernel_retried > 0, "the stall made no SYN retransmit");
+    assert_eq!(kernel_retried, clients_waves);
+    assert_eq!(r.kernel_client_only, Some(stall.client_only));
+    let first = r.kernel_syn_retransmit_waves.as_deref().unwrap();
+    let after_s: f64 = first
+        .split(';')
+        .next()
+        .and_then(|w| w.split_once('@'))
+        .map(|(_, t)| t.trim_end_matches('s').parse().unwrap())
+        .unwrap();
+    assert!(
+        (0.95..1.3).contains(&after_s),
+        "first retransmit {after_s} s after the SYN"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// Where perf_event_open is refused (a container's seccomp profile, here a filter of
+/// our own) the sweep goes on without the trace and each row says why.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn without_perf_the_runs_go_on_and_say_why() {
+    use std::os::unix::process::CommandExt;
+    let out = out_dir("trace-kernel-noperf");
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"));
+    cmd.args([
+        "sweep",
+        "--repeat",
+        "1",
+        "--engines",
+        "std",
+        "--backlogs",
+        "128",
+    ])
+    .args([
+        "--modes",
+        "closed",
+        "--duration",
+        "200ms",
+        "--no-plots",
+        "--quiet",
+    ])
+    .args(["--trace", "kernel", "--out"])
+    .arg(&out);
+    let deny = support::Deny::syscalls(&[libc::SYS_perf_event_open as u32], libc::EACCES);
+    // SAFETY: the filter installs only prctl calls in the forked child.
+    unsafe { cmd.pre_exec(move || deny.install()) };
+    let o = cmd.output().unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let rows = csv::read(&dir.join("summary.csv")).unwrap();
+    let r = &rows[0];
+    assert!(r.is_ok(), "{}", r.note);
+    assert_eq!(r.kernel_trace, "unavailable");
+    assert_eq!(r.kernel_client_only, None);
+    assert!(
+        r.note.contains("--trace kernel: not recorded")
+            && (r.note.contains("perf_event_paranoid") || r.note.contains("tracefs")),
+        "{}",
+        r.note
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}
