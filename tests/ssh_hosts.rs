@@ -329,6 +329,10 @@ fn no_remote_loadgen_survives_a_killed_sweep() {
     require_ssh_bed!();
     let bed = Bed::up("kill", 2);
     let out = bed.dir.join("out");
+    // Its own TMPDIR: what the killed sweep leaves there is removed below, and nothing
+    // of any other sweep running on this machine.
+    let tmp = bed.dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let mut child = bed
         .sweep(
             &bed.hosts.join(","),
@@ -348,6 +352,7 @@ fn no_remote_loadgen_survives_a_killed_sweep() {
                 "1",
             ],
         )
+        .env("TMPDIR", &tmp)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -363,7 +368,6 @@ fn no_remote_loadgen_survives_a_killed_sweep() {
     }
     // SIGKILL: the sweep cannot stop anything itself. (Its own temporary directory on
     // this machine stays behind, as any SIGKILLed program's: removed below.)
-    let before = sweep_tmp_dirs();
     child.kill().unwrap();
     child.wait().unwrap();
     let give_up = Instant::now() + Duration::from_secs(15);
@@ -378,24 +382,7 @@ fn no_remote_loadgen_survives_a_killed_sweep() {
     // Nobody will fetch their records: they wrote none, and their directories are gone.
     let dirs = remote_dirs();
     assert!(dirs.is_empty(), "left behind: {dirs:?}");
-    for d in before {
-        let _ = std::fs::remove_dir_all(d);
-    }
-}
-
-/// The sweep's own temporary directories (`tempfile`, prefix `acceptbench-`).
-fn sweep_tmp_dirs() -> Vec<PathBuf> {
-    std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.file_name().is_some_and(|n| {
-                let n = n.to_string_lossy();
-                n.starts_with("acceptbench-") && n.len() == "acceptbench-".len() + 6
-            })
-        })
-        .collect()
+    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// Record directories of remote loadgens left in /tmp by this bed's sweeps.
