@@ -439,6 +439,7 @@ mod tests {
             outcome: loadgen::Outcome::Established,
             warmup,
             round: 0,
+            serve: Default::default(),
         }
     }
 
