@@ -5,6 +5,7 @@
 pub mod netns;
 pub mod netstat;
 pub mod probe;
+pub mod sockdiag;
 pub mod sysctl;
 
 use serde::{Deserialize, Serialize};
