@@ -16,6 +16,70 @@ use acceptbench::kernel::sockdiag::ListenerDiag;
 
 const PORT: u16 = 18080;
 
+#[test]
+fn sock_diag_and_tcp_info_see_the_same_queue() {
+    // The queue sampler reads either: they must agree (same kernel fields).
+    let l = acceptbench::listener::Listener::bind(&acceptbench::listener::ListenerSpec {
+        addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        backlog: 6,
+        reuse_port: false,
+        dual_stack: false,
+    })
+    .expect("listener");
+    let addr = l.local_addr;
+    let mut diag = ListenerDiag::open().expect("sock_diag");
+    let mut conns = Vec::new();
+    for n in 0..5u32 {
+        let until = Instant::now() + Duration::from_secs(2);
+        let (ours, theirs) = loop {
+            let ours = l.queue_info().expect("TCP_INFO");
+            let theirs = diag.listening(addr.port()).expect("dump");
+            if ours.depth == n && theirs.first().is_some_and(|t| t.queued == n) {
+                break (ours, theirs);
+            }
+            assert!(Instant::now() < until, "{n}: {ours:?} {theirs:?}");
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        assert_eq!(theirs.len(), 1);
+        assert_eq!(
+            (ours.depth, ours.limit),
+            (theirs[0].queued, theirs[0].backlog)
+        );
+        assert_eq!(ours.limit, 6);
+        conns.push(TcpStream::connect(addr).expect("connect"));
+    }
+}
+
+#[test]
+fn a_port_sampler_keeps_one_series_per_reuseport_socket() {
+    use acceptbench::listener::{Listener, ListenerSpec};
+    use acceptbench::overflow::sampler::{Sampler, Source};
+    let spec = |addr, backlog| ListenerSpec {
+        addr,
+        backlog,
+        reuse_port: true,
+        dual_stack: false,
+    };
+    let a = Listener::bind(&spec(SocketAddr::from(([127, 0, 0, 1], 0)), 3)).expect("a");
+    let b = Listener::bind(&spec(a.local_addr, 7)).expect("b");
+    let diag = ListenerDiag::open().expect("sock_diag");
+    let s = Sampler::start_source(
+        Source::Port {
+            diag,
+            port: a.local_addr.port(),
+        },
+        Duration::from_millis(1),
+    )
+    .expect("sampler");
+    std::thread::sleep(Duration::from_millis(30));
+    let series = s.finish_all();
+    let mut limits: Vec<u32> = series.iter().map(|s| s.limit()).collect();
+    limits.sort();
+    assert_eq!(limits, vec![3, 7], "{series:?}");
+    assert!(series.iter().all(|s| s.taken > 3));
+    drop((a, b));
+}
+
 fn seed_server() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed_server.py")
 }
