@@ -144,9 +144,12 @@ impl Sampler {
     }
 }
 
+/// One socket's series while sampling: its key, what was seen, the last (depth, limit).
+type Series = (u32, Samples, Option<(u32, u32)>);
+
 /// Samples `source` until `stop` or until it cannot be read (the listener is gone).
 fn sample_loop(mut source: Source, interval: Duration, stop: &AtomicBool) -> Vec<Samples> {
-    let mut series: Vec<(u32, Samples, Option<(u32, u32)>)> = Vec::new();
+    let mut series: Vec<Series> = Vec::new();
     let mut read = Vec::new();
     let mut prev_t = 0u64;
     while !stop.load(Ordering::Relaxed) {
