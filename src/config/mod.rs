@@ -12,6 +12,7 @@ use crate::engine::{EngineKind, EngineOptions};
 pub use crate::kinds::{CompareFormat, Mode, StallLoad};
 
 mod cpus;
+pub mod external;
 use crate::listener::ListenerSpec;
 use cpus::{check_cpu, choose_cpus, choose_server_cpus};
 
@@ -151,6 +152,10 @@ pub struct ListenConfig {
 pub struct SweepConfig {
     /// Engines in run order (std first when present: ratios need it).
     pub engines: Vec<EngineKind>,
+    /// External servers measured as engines (`--server`), after the built-in ones.
+    pub servers: Vec<external::ExternalConfig>,
+    /// Sent to external servers once connected (`--server-request`).
+    pub server_request: Option<Vec<u8>>,
     /// Backlogs passed to listen(2).
     pub backlogs: Vec<u32>,
     /// Modes.
@@ -367,6 +372,45 @@ fn default_sweep_args() -> cli::SweepArgs {
 
 /// A list flag's values, refused when one is given twice (`--backlogs 16,16` would
 /// run every cell twice under one name and mix the repetitions up).
+/// What external servers cannot do: overload (its `--accept-delay` slows our acceptors,
+/// not someone else's server), other client hosts, a request without a server.
+fn external_modes(
+    servers: &[external::ExternalConfig],
+    modes: &[Mode],
+    client_hosts: bool,
+    request: &Option<Vec<u8>>,
+) -> Result<(), ConfigError> {
+    let Some(first) = servers.first() else {
+        if request.is_some() {
+            return Err(ConfigError::BadItem {
+                flag: "server-request",
+                item: String::new(),
+                why: "it is sent to external servers, and there is no --server; add one or drop it"
+                    .into(),
+            });
+        }
+        return Ok(());
+    };
+    if modes.contains(&Mode::Overload) {
+        return Err(ConfigError::BadItem {
+            flag: "modes",
+            item: "overload".into(),
+            why: format!(
+                "overload slows the acceptor with --accept-delay, which cannot slow someone else's server ({}); drop overload from --modes, or measure overload without --server",
+                first.name
+            ),
+        });
+    }
+    if client_hosts {
+        return Err(ConfigError::BadItem {
+            flag: "server",
+            item: first.name.into(),
+            why: "an external server runs in each run's own namespace on this host; --client-hosts is not supported with it: drop one of them".into(),
+        });
+    }
+    Ok(())
+}
+
 fn unique<T: PartialEq + fmt::Display>(
     flag: &'static str,
     list: Vec<T>,
@@ -475,10 +519,19 @@ impl SweepConfig {
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
         let stall = StallConfig::from_args(&a, a.modes.contains(&Mode::Stall))?;
         let client_hosts = client_hosts(&a)?;
-        let mut engines = match a.engines {
-            None => EngineKind::ALL.to_vec(),
-            Some(list) => unique("engines", list)?,
-        };
+        let servers = external::servers(&a.server)?;
+        let names = a.engines.map(|l| unique("engines", l)).transpose()?;
+        let (mut engines, servers) = external::split_engines(names, &servers)?;
+        let server_request = a
+            .server_request
+            .as_deref()
+            .map(loadgen::config::request::parse)
+            .transpose()
+            .map_err(|e| ConfigError::BadItem {
+                flag: "server-request",
+                item: a.server_request.clone().unwrap_or_default(),
+                why: e.to_string(),
+            })?;
         // Run order: std first, so every other engine's ratio to it is known.
         engines.sort();
         let backlogs = unique("backlogs", a.backlogs)?;
@@ -532,6 +585,7 @@ impl SweepConfig {
                 why: "--client-hosts runs modes closed and rate only".into(),
             });
         }
+        external_modes(&servers, &modes, client_hosts.is_some(), &server_request)?;
         let overflow = OverflowConfig {
             burst_size: a.burst_size,
             pause: a.pause,
@@ -543,6 +597,8 @@ impl SweepConfig {
         Ok(SweepConfig {
             overflow,
             engines,
+            servers,
+            server_request,
             backlogs,
             modes,
             duration: a.duration,

@@ -27,6 +27,8 @@ pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(2);
 /// Poll interval while waiting for readiness or an exit.
 const POLL: Duration = Duration::from_millis(10);
+/// A server that listens only on other ports this long after its start is failed then.
+const ELSEWHERE_AFTER: Duration = Duration::from_secs(2);
 /// Log lines quoted in an error.
 const QUOTED_LINES: usize = 5;
 
@@ -66,7 +68,7 @@ pub enum ServerError {
         last: String,
     },
     /// Nothing listened on the port in time.
-    #[error("server {name} did not listen on port {port} within {waited:?}{elsewhere}; its last log lines:\n{last}")]
+    #[error("server {name} did not listen on port {port} within {}{elsewhere}; its last log lines:\n{last}", humantime::format_duration(*waited))]
     NotReady {
         name: String,
         port: u16,
@@ -201,12 +203,21 @@ impl ExternalServer {
                     last: self.last_lines(1).pop().unwrap_or_else(|| "(none)".into()),
                 });
             }
-            if start.elapsed() >= self.ready_timeout {
+            // A server listening on other ports for a while has set up its listeners:
+            // it is not going to listen on this one (servers bind theirs together).
+            let timed_out = start.elapsed() >= self.ready_timeout;
+            let elsewhere = if timed_out || start.elapsed() >= ELSEWHERE_AFTER {
+                self.listening_elsewhere(diag)
+            } else {
+                String::new()
+            };
+            if timed_out || !elsewhere.is_empty() {
+                let waited = start.elapsed().min(self.ready_timeout);
                 return Err(ServerError::NotReady {
                     name: self.name.clone(),
                     port,
-                    waited: self.ready_timeout,
-                    elsewhere: self.listening_elsewhere(diag),
+                    waited: Duration::from_millis(waited.as_millis() as u64),
+                    elsewhere,
                     last: self.quoted_log(),
                 });
             }

@@ -13,8 +13,10 @@ use crate::engine::EngineKind;
 /// One planned run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Planned {
-    /// Engine.
+    /// Engine (for an external server, unused: see `external`).
     pub engine: EngineKind,
+    /// The external server this run measures (`--server NAME=…`), by name.
+    pub external: Option<&'static str>,
     /// Single-shot accepts in flight (`uring` only; one variant per `--inflight` value).
     pub inflight: Option<u32>,
     /// Backlog.
@@ -31,6 +33,13 @@ pub struct Planned {
     pub round: u32,
     /// Position within the round, from 1.
     pub position: u32,
+}
+
+impl Planned {
+    /// The engine's name in rows and files: the built-in engine's, or the server's.
+    pub fn engine_name(&self) -> &'static str {
+        self.external.unwrap_or_else(|| self.engine.name())
+    }
 }
 
 /// Mode stall's own plan dimensions: one cell per (stall, load).
@@ -72,8 +81,9 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
                 engines
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (engine, inflight))| Planned {
+                    .map(|(i, (engine, inflight, external))| Planned {
                         engine,
+                        external,
                         inflight,
                         backlog,
                         mode,
@@ -107,14 +117,19 @@ fn stall_cells(cfg: &SweepConfig, mode: Mode) -> Vec<Option<StallCell>> {
 }
 
 /// The engine variants of every round: each engine once, `uring` once per in-flight
-/// depth.
-fn variants(cfg: &SweepConfig) -> Vec<(EngineKind, Option<u32>)> {
+/// depth, then each external server once.
+fn variants(cfg: &SweepConfig) -> Vec<(EngineKind, Option<u32>, Option<&'static str>)> {
     cfg.engines
         .iter()
         .flat_map(|&e| match e {
-            EngineKind::Uring => cfg.inflights.iter().map(|&q| (e, Some(q))).collect(),
-            _ => vec![(e, None)],
+            EngineKind::Uring => cfg.inflights.iter().map(|&q| (e, Some(q), None)).collect(),
+            _ => vec![(e, None, None)],
         })
+        .chain(
+            cfg.servers
+                .iter()
+                .map(|s| (EngineKind::Std, None, Some(s.name))),
+        )
         .collect()
 }
 

@@ -60,7 +60,7 @@ impl FinishedRun {
 /// The columns a run has from its plan alone: what ran, where in the plan, and its status.
 fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
     SummaryRow {
-        engine: p.engine.name().into(),
+        engine: p.engine_name().into(),
         inflight: p.inflight,
         backlog: p.backlog,
         mode: p.mode.name().into(),
@@ -172,6 +172,37 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         stall,
         hosts,
     }
+}
+
+/// An external server's run: its `peer` histogram is the served latency (connect()
+/// → the server's first byte or close), named `served`; it has no internal one.
+/// Without `served_measured` (burst: the client holds its connections until the round
+/// ends) the row says so instead, and drops the join's notes and histograms, which
+/// would read "never accepted".
+pub fn as_external(run: &mut FinishedRun, served_measured: bool) {
+    run.histograms.retain(|(m, _)| *m != "peer-internal");
+    if !served_measured {
+        run.histograms.retain(|(m, _)| *m == "connect");
+        let kept: Vec<&str> = run
+            .row
+            .note
+            .split("; ")
+            .filter(|n| !n.starts_with("client-only:"))
+            .collect();
+        run.row.note = kept.join("; ");
+        run.row.add_note("served is not measured in a burst (the client holds its connections until the round ends, so accepted, matched and unmatched say nothing of the server); the queue (queue_max, queue/*.csv) and ListenOverflows are");
+        return;
+    }
+    for (m, _) in run.histograms.iter_mut() {
+        if *m == "peer" {
+            *m = "served";
+        }
+    }
+    let r = &run.row;
+    let (est, served) = (r.established, r.accepted);
+    run.row.add_note(&format!(
+        "served {served} of {est} established (the server closed or answered them; accepted, matched and the peer columns count served connections, unmatched_client the established ones never served: client-only or reset)"
+    ));
 }
 
 /// Failed when the run says why, incomplete when interrupted, else ok; and the notes a

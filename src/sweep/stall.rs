@@ -285,7 +285,7 @@ fn stall_row(
             .count() as u64
     };
     StallRow {
-        series: crate::report::series(p.engine.name(), p.inflight, p.acceptors, p.sharing.name()),
+        series: crate::report::series(p.engine_name(), p.inflight, p.acceptors, p.sharing.name()),
         backlog: p.backlog,
         backlog_effective: m.backlog_effective,
         load: cell.load.to_string(),

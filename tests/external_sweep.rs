@@ -1,0 +1,241 @@
+//! `sweep --server NAME=COMMAND`: external servers as engines, through the real binary.
+//! Bad input exits 2 naming the fix; as root, the seed's Python server and
+//! `acceptbench listen` (checked against its own count) are measured beside std, and
+//! nothing they started is left running.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn acceptbench() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+}
+
+/// Runs `acceptbench ARGS`; returns (exit code, stderr).
+fn run(args: &[&str]) -> (i32, String) {
+    let out = acceptbench().args(args).output().expect("run acceptbench");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn seed_server() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed_server.py")
+}
+
+#[test]
+fn bad_server_input_exits_2_naming_the_fix() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--server", "seed=srv {port} {bakclog}", "--engines", "std,seed"],
+            "unknown placeholder {bakclog}",
+        ),
+        (
+            &["--server", "std=srv {port}", "--engines", "std"],
+            "std is a built-in engine; give your server another name",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "std"],
+            "it is not in --engines; add it there (e.g. --engines std,seed)",
+        ),
+        (
+            &["--server", "seed=srv {port}"],
+            "it is not in --engines",
+        ),
+        (
+            &["--engines", "std,nginx"],
+            "neither a built-in engine (std, uring, multishot, uring-linked, tokio-uring, tokio) nor a server given with --server nginx='COMMAND'",
+        ),
+        (
+            &["--server", "seed=srv --port 80", "--engines", "seed"],
+            "has no {port}",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "std,seed", "--modes", "overload"],
+            "cannot slow someone else's server",
+        ),
+        (
+            &["--server-request", "GET /", "--engines", "std"],
+            "there is no --server",
+        ),
+        (
+            &["--server", "seed", "--engines", "seed"],
+            "give NAME=COMMAND",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut a = vec!["sweep", "--out", "/nonexistent/never-written"];
+        a.extend_from_slice(args);
+        let (code, err) = run(&a);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_server_that_exits_at_once_is_refused_before_the_sweep() {
+    let out = std::env::temp_dir().join(format!("acceptbench-ext-exit-{}", std::process::id()));
+    let (code, err) = run(&[
+        "sweep",
+        "--server",
+        "broken=echo 'config error: no such file' >&2; exit 1 # {port}",
+        "--engines",
+        "std,broken",
+        "--modes",
+        "closed",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--server broken: server broken exited before listening"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exit 1") && err.contains("config error: no such file"),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "no results directory for a sweep that never started"
+    );
+}
+
+#[test]
+fn a_server_on_another_port_is_refused_naming_the_port() {
+    require_root!();
+    let cmd = format!(
+        "exec python3 {} 18099 8 # ignores {{port}}",
+        seed_server().display()
+    );
+    let (code, err) = run(&[
+        "sweep",
+        "--server",
+        &format!("astray={cmd}"),
+        "--engines",
+        "astray",
+        "--modes",
+        "closed",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("but it listens on 127.0.0.1:18099"), "{err}");
+    assert!(err.contains("{port}"), "{err}");
+}
+
+/// PIDs of processes whose environment holds `marker`.
+fn marked(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// summary.csv of `dir` as (header → value) maps.
+fn rows(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(dir.join("summary.csv")).expect("summary.csv");
+    let head = r.headers().expect("header").clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("row");
+            head.iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_seed_server_and_acceptbench_listen_are_measured_beside_std() {
+    require_root!();
+    let marker = format!("ABTEST_EXT={}", std::process::id());
+    let seed = format!(
+        "seed={marker} exec python3 {} {{port}} {{backlog}}",
+        seed_server().display()
+    );
+    let bin = assert_cmd::cargo::cargo_bin("acceptbench");
+    let listen = format!(
+        "ab={marker} exec {} listen --engine std --addr {{addr}}:{{port}} --backlog {{backlog}} --json",
+        bin.display()
+    );
+    let dir = support::sweep_into(
+        "ext-sweep",
+        &[
+            "--server",
+            &seed,
+            "--server",
+            &listen,
+            "--engines",
+            "std,seed,ab",
+            "--modes",
+            "closed,burst",
+            "--backlogs",
+            "8",
+            "--duration",
+            "1s",
+            "--repeat",
+            "1",
+            "--burst-size",
+            "40",
+            "--no-plots",
+        ],
+    );
+    let rows = rows(&dir);
+    let get = |engine: &str, mode: &str| {
+        rows.iter()
+            .find(|r| r["engine"] == engine && r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {engine} {mode} row"))
+    };
+    for engine in ["seed", "ab"] {
+        let closed = get(engine, "closed");
+        assert_eq!(closed["status"], "ok", "{closed:?}");
+        assert_eq!(
+            closed["established"], closed["accepted"],
+            "served = established: {closed:?}"
+        );
+        assert!(closed["accepted"].parse::<u64>().unwrap() > 0);
+        assert_eq!(closed["backlog_effective"], "8");
+        assert!(
+            closed["acceptor_cpu_s"].parse::<f64>().unwrap() > 0.0,
+            "{closed:?}"
+        );
+        let burst = get(engine, "burst");
+        assert_eq!(burst["status"], "ok", "{burst:?}");
+        assert_eq!(
+            burst["queue_max"], "9",
+            "a stopped server holds backlog + 1: {burst:?}"
+        );
+        assert!(dir
+            .join(format!("hgrm/{engine}-b8-closed-served.hgrm"))
+            .exists());
+        assert!(dir
+            .join(format!("servers/{engine}-b8-closed-r1.stderr"))
+            .exists());
+    }
+    // acceptbench listen's own count (its --json summary on SIGTERM) = served.
+    let out = std::fs::read_to_string(dir.join("servers/ab-b8-closed-r1.stdout")).expect("log");
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("a summary line")).expect("json");
+    assert_eq!(
+        summary["accepted"].as_u64().map(|n| n.to_string()),
+        Some(get("ab", "closed")["accepted"].clone()),
+        "served = what the server itself accepted"
+    );
+    assert!(
+        marked(&marker).is_empty(),
+        "left running: {:?}",
+        marked(&marker)
+    );
+    support::remove_run(&dir);
+}
