@@ -32,9 +32,8 @@ const CPU_EVERY: Duration = Duration::from_millis(100);
 /// Whether `mode` is measured for external servers, and if not why.
 pub fn unsupported_mode(mode: Mode) -> Option<&'static str> {
     match mode {
-        Mode::Closed | Mode::Rate | Mode::Burst => None,
-        Mode::Drain => Some("mode drain is not measured for external servers in this build (its fill/drain rounds need the server paused between rounds); closed, rate and burst are"),
-        Mode::Stall => Some("mode stall is not measured for external servers in this build; closed, rate and burst are"),
+        Mode::Closed | Mode::Rate | Mode::Burst | Mode::Stall => None,
+        Mode::Drain => Some("mode drain is not measured for external servers in this build (its fill/drain rounds need the server paused between rounds); closed, rate, burst and stall are"),
         Mode::Overload => Some("mode overload slows the acceptor with --accept-delay, which cannot slow someone else's server"),
     }
 }
@@ -89,28 +88,48 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     let target = SocketAddr::new(ip, port);
     let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;
     let burst = spec.mode() == Mode::Burst;
+    let stall = match spec.mode() {
+        Mode::Stall => Some(
+            p.stall
+                .context("a stall run was planned without its stall and load")?
+                .duration,
+        ),
+        _ => None,
+    };
     if !burst {
         // A burst holds its connections open until the round ends: nothing to wait for.
         lg.wait_close = true;
         lg.server_request = cfg.server_request.clone();
-        lg.serve_timeout = Some(lg.connect_timeout.max(Duration::from_secs(3)));
+        // Long enough for what a stall queued to be served after the resume.
+        let floor = Duration::from_secs(3) + stall.unwrap_or_default();
+        lg.serve_timeout = Some(lg.connect_timeout.max(floor));
     }
-    let watch = if burst {
+    let watch = if burst || stall.is_some() {
         let sampler = ListenerDiag::open().context("cannot open a sock_diag netlink socket")?;
-        Some(crate::overflow::Watch::start_port(sampler, port, true)?)
+        Some(crate::overflow::Watch::start_port(sampler, port, burst)?)
     } else {
         None
     };
-    let d = drive(spec, &mut srv, &mut diag, port, &lg, burst);
+    // Read in the run's namespace: the schedule its clients retransmit on.
+    let facts = stall.map(|_| super::run::StallFacts {
+        schedule: crate::stall::schedule::SynSchedule::of_running_kernel().ok(),
+        wheel: crate::stall::schedule::TimerWheel::of_running_kernel(),
+        concurrency: lg.concurrency as u32,
+        connect_timeout_ms: lg.connect_timeout.as_millis() as u64,
+        // The model's μ: the server at full speed (its own drain rate is not measured).
+        accept_delay: None,
+    });
+    let d = drive(spec, &mut srv, &mut diag, port, &lg, burst, stall);
     let stopped = srv.stop();
     let figures =
         watch.map(|w| w.finish(d.as_ref().ok().and_then(|d| d.counters_at_release.as_ref())));
-    let mut m = d?.into_measured(
-        backlog_effective,
-        env,
-        figures.map_or(ModeFigures::Driven, ModeFigures::Overflow),
-        !burst,
-    );
+    let figures = match (figures, facts) {
+        (Some(f), Some(facts)) => ModeFigures::Stall(f, facts),
+        (Some(f), None) => ModeFigures::Overflow(f),
+        _ => ModeFigures::Driven,
+    };
+    let client_window = matches!(figures, ModeFigures::Driven);
+    let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
     m.acceptor_cpus = cfg.server_cpu.to_string();
     let note = format!(
         "external server {} ({} listening socket{} on port {port}, backlog {backlog_effective} as sock_diag read it); stopped: {}{}; its logs: servers/{}.stdout, .stderr",
@@ -217,7 +236,8 @@ fn free_port(ip: IpAddr) -> anyhow::Result<u16> {
 }
 
 /// Drives loadgen at the server; burst: the server is stopped (SIGSTOP to its group)
-/// until the burst has arrived in its queue, then continued.
+/// until the burst has arrived in its queue, then continued; stall: stopped for
+/// `stall` once the clients have run `--stall-at`.
 fn drive(
     spec: &RunSpec,
     srv: &mut ExternalServer,
@@ -225,6 +245,7 @@ fn drive(
     port: u16,
     lg: &loadgen::Config,
     burst: bool,
+    stall: Option<Duration>,
 ) -> anyhow::Result<Driven> {
     let cfg = spec.settings;
     let client_len = lg.duration.unwrap_or(cfg.duration)
@@ -250,7 +271,11 @@ fn drive(
             .context("cannot continue the server (SIGCONT)")?;
     }
     let mut next_cpu = Instant::now() + CPU_EVERY;
+    let mut pause = stall.map(|t| StallClock::new(Instant::now() + cfg.stall.at, t));
     while !child.has_exited() {
+        if let Some(p) = pause.as_mut() {
+            p.step(srv)?;
+        }
         if spec.stop.is_raised() && !interrupted {
             child.interrupt();
             interrupted = true;
@@ -268,7 +293,10 @@ fn drive(
     let client = child.finish(client_len + Duration::from_secs(30))?;
     let cpu_end = srv.cpu_s();
     cpu_samples.push((common::clock::mono_ns(), cpu_end));
-    let rec = served_as_accepted(&client);
+    let mut rec = served_as_accepted(&client);
+    if let Some(p) = pause {
+        rec.stall = p.finish(srv)?;
+    }
     Ok(Driven {
         window_s: client
             .report
@@ -289,6 +317,64 @@ fn drive(
         failure,
         interrupted,
     })
+}
+
+/// Mode stall: the server's group is stopped at `at` for `length`, then continued;
+/// when, and the ListenOverflows meanwhile, become the run's stall mark.
+struct StallClock {
+    at: Instant,
+    length: Duration,
+    start: Option<(u64, Instant, Option<u64>)>,
+    mark: Option<crate::record::StallMark>,
+}
+
+impl StallClock {
+    fn new(at: Instant, length: Duration) -> StallClock {
+        StallClock {
+            at,
+            length,
+            start: None,
+            mark: None,
+        }
+    }
+
+    fn overflows() -> Option<u64> {
+        crate::overflow::read_counters().and_then(|c| c.get("ListenOverflows").copied())
+    }
+
+    /// Stops or continues the server when due.
+    fn step(&mut self, srv: &ExternalServer) -> anyhow::Result<()> {
+        match self.start {
+            None if Instant::now() >= self.at => {
+                let before = Self::overflows();
+                srv.pause().context("cannot stop the server (SIGSTOP)")?;
+                self.start = Some((common::clock::mono_ns(), Instant::now(), before));
+            }
+            Some((start_ns, t, before)) if self.mark.is_none() && t.elapsed() >= self.length => {
+                srv.resume()
+                    .context("cannot continue the server (SIGCONT)")?;
+                let end_ns = common::clock::mono_ns();
+                self.mark = Some(crate::record::StallMark {
+                    start_ns,
+                    end_ns,
+                    overflows: before
+                        .zip(Self::overflows())
+                        .map(|(b, a)| a.saturating_sub(b)),
+                });
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// The mark; a server still stopped (loadgen ended first) is continued now.
+    fn finish(mut self, srv: &ExternalServer) -> anyhow::Result<Option<crate::record::StallMark>> {
+        if self.start.is_some() && self.mark.is_none() {
+            self.length = Duration::ZERO;
+            self.step(srv)?;
+        }
+        Ok(self.mark)
+    }
 }
 
 /// Every connection the client saw served, as the server's record of accepting it at
