@@ -179,7 +179,7 @@ fn the_seed_server_and_acceptbench_listen_are_measured_beside_std() {
             "--engines",
             "std,seed,ab",
             "--modes",
-            "closed,burst",
+            "closed,burst,drain",
             "--backlogs",
             "8",
             "--duration",
@@ -215,6 +215,13 @@ fn the_seed_server_and_acceptbench_listen_are_measured_beside_std() {
         assert_eq!(
             burst["queue_max"], "9",
             "a stopped server holds backlog + 1: {burst:?}"
+        );
+        let drain = get(engine, "drain");
+        assert_eq!(drain["status"], "ok", "{drain:?}");
+        assert!(drain["accepted"].parse::<u64>().unwrap() >= 9, "{drain:?}");
+        assert!(
+            drain["accepts_per_s"].parse::<f64>().unwrap() > 0.0,
+            "{drain:?}"
         );
         assert!(dir
             .join(format!("hgrm/{engine}-b8-closed-served.hgrm"))

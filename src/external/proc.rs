@@ -44,27 +44,35 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
         .collect()
 }
 
-/// CPU seconds (user + system) used so far by every thread of every live process in
-/// group `pgid`. A member that exited takes its time with it, so a difference over a
-/// window counts the processes alive at both ends.
+/// CPU seconds used so far by every thread of every live process in group `pgid`:
+/// each thread's time on a CPU from `/proc/…/task/TID/schedstat` (ns), or where that
+/// is absent (no CONFIG_SCHED_INFO) its user + system time from `stat` (clock ticks,
+/// 10 ms each at the usual USER_HZ: coarse over short windows). A member that exited
+/// takes its time with it, so a difference over a window counts the processes alive
+/// at both ends.
 pub fn group_cpu_s(pgid: i32) -> f64 {
     // SAFETY: sysconf with a valid name has no memory effects.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
-    let mut ticks = 0u64;
+    let mut total_s = 0.0;
     for pid in group_members(pgid) {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
         for t in tasks.take(MAX_PROCS).flatten() {
-            if let Some(s) = std::fs::read_to_string(t.path().join("stat"))
+            let on_cpu_ns = std::fs::read_to_string(t.path().join("schedstat"))
+                .ok()
+                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok());
+            if let Some(ns) = on_cpu_ns {
+                total_s += ns as f64 * 1e-9;
+            } else if let Some(s) = std::fs::read_to_string(t.path().join("stat"))
                 .ok()
                 .and_then(|t| parse_stat(&t))
             {
-                ticks += s.utime + s.stime;
+                total_s += (s.utime + s.stime) as f64 / hz;
             }
         }
     }
-    ticks as f64 / hz
+    total_s
 }
 
 /// Inodes of the sockets the processes of group `pgid` hold open.

@@ -32,8 +32,7 @@ const CPU_EVERY: Duration = Duration::from_millis(100);
 /// Whether `mode` is measured for external servers, and if not why.
 pub fn unsupported_mode(mode: Mode) -> Option<&'static str> {
     match mode {
-        Mode::Closed | Mode::Rate | Mode::Burst | Mode::Stall => None,
-        Mode::Drain => Some("mode drain is not measured for external servers in this build (its fill/drain rounds need the server paused between rounds); closed, rate, burst and stall are"),
+        Mode::Closed | Mode::Rate | Mode::Burst | Mode::Stall | Mode::Drain => None,
         Mode::Overload => Some("mode overload slows the acceptor with --accept-delay, which cannot slow someone else's server"),
     }
 }
@@ -87,6 +86,13 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
     let target = SocketAddr::new(ip, port);
     let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;
+    if spec.mode() == Mode::Drain {
+        let m = super::extdrain::drain(spec, &srv, &mut diag, port, &lg, backlog_effective, env);
+        let stopped = srv.stop();
+        let mut m = m?;
+        m.acceptor_cpus = cfg.server_cpu.to_string();
+        return Ok((m, server_note(server, &srv, &listening, port, &stopped)));
+    }
     let burst = spec.mode() == Mode::Burst;
     let stall = match spec.mode() {
         Mode::Stall => Some(
@@ -131,16 +137,27 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     let client_window = matches!(figures, ModeFigures::Driven);
     let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
     m.acceptor_cpus = cfg.server_cpu.to_string();
-    let note = format!(
-        "external server {} ({} listening socket{} on port {port}, backlog {backlog_effective} as sock_diag read it); stopped: {}{}; its logs: servers/{}.stdout, .stderr",
+    Ok((m, server_note(server, &srv, &listening, port, &stopped)))
+}
+
+/// The row's note on the server: its listeners, how it stopped, its logs.
+fn server_note(
+    server: &ExternalConfig,
+    srv: &ExternalServer,
+    listening: &[crate::kernel::sockdiag::Listening],
+    port: u16,
+    stopped: &crate::external::Stopped,
+) -> String {
+    format!(
+        "external server {} ({} listening socket{} on port {port}, backlog {} as sock_diag read it); stopped: {}{}; its logs: servers/{}.stdout, .stderr",
         server.name,
         listening.len(),
         if listening.len() == 1 { "" } else { "s" },
+        listening.iter().map(|l| l.backlog).max().unwrap_or(0),
         stopped.status,
         if stopped.killed { " (killed: it outlived SIGTERM's grace)" } else { "" },
         srv.logs().0.file_stem().and_then(|s| s.to_str()).unwrap_or("")
-    );
-    Ok((m, note))
+    )
 }
 
 /// A server that cannot be measured, found before the sweep starts: the command is

@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod drain;
+pub mod extdrain;
 pub mod external;
 pub mod hosts;
 pub mod measure;
@@ -298,7 +299,7 @@ impl RunContext<'_> {
         match external::measure(&spec, server) {
             Ok((m, note)) => {
                 let mut done = rows::finished(&p, m);
-                rows::as_external(&mut done, p.mode != crate::config::Mode::Burst);
+                rows::as_external(&mut done, p.mode);
                 done.row.add_note(&note);
                 done
             }
