@@ -181,11 +181,11 @@ pub struct SweepArgs {
     /// placeholders {port}, {backlog} and {addr}, started per run; repeatable.
     #[arg(long, value_name = "NAME=COMMAND")]
     pub server: Vec<String>,
-    /// Sent to external servers once connected (escapes \r \n \xHH, or @FILE): a
-    /// connection is served when the answer's first byte arrives (default: when the
-    /// server closes it).
-    #[arg(long, value_name = "BYTES|@FILE")]
-    pub server_request: Option<String>,
+    /// What loadgen sends server NAME once connected (escapes \r \n \xHH, or @FILE):
+    /// its connections are served when the answer's first byte arrives (without one:
+    /// when the server closes them); repeatable, one per server.
+    #[arg(long, value_name = "NAME=BYTES|@FILE")]
+    pub server_request: Vec<String>,
     /// Backlogs, comma-separated, each once.
     #[arg(long, value_delimiter = ',', default_value = "128,4096", value_parser = clap::value_parser!(u32).range(1..))]
     pub backlogs: Vec<u32>,

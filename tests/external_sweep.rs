@@ -57,8 +57,12 @@ fn bad_server_input_exits_2_naming_the_fix() {
             "cannot slow someone else's server",
         ),
         (
-            &["--server-request", "GET /", "--engines", "std"],
-            "there is no --server",
+            &["--server-request", "nginx=GET /", "--engines", "std"],
+            "there is no --server nginx=…",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--server-request", r"seed=a\q", "--engines", "seed"],
+            r"unknown escape \q",
         ),
         (
             &["--server", "seed", "--engines", "seed"],
@@ -290,5 +294,60 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
         (measured - predicted).abs() <= 0.2 * predicted,
         "client-only {measured} vs the model's {predicted}"
     );
+    support::remove_run(&dir);
+}
+
+#[test]
+fn nginx_holds_backlog_plus_one_when_stopped_and_serves_every_request() {
+    require_root!();
+    let Some(nginx) = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIP: nginx is not installed (apt-get install nginx-light, or nginx)");
+        return;
+    };
+    let run_sh = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx/run.sh");
+    let dir = support::sweep_into(
+        "ext-nginx",
+        &[
+            "--server",
+            &format!("nginx={} {{addr}} {{port}} {{backlog}}", run_sh.display()),
+            "--server-request",
+            r"nginx=GET / HTTP/1.0\r\n\r\n",
+            "--engines",
+            "nginx",
+            "--modes",
+            "closed,burst",
+            "--backlogs",
+            "16",
+            "--duration",
+            "1s",
+            "--repeat",
+            "1",
+            "--burst-size",
+            "60",
+            "--no-plots",
+        ],
+    );
+    let rows = rows(&dir);
+    let get = |mode: &str| {
+        rows.iter()
+            .find(|r| r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {mode} row ({nginx})"))
+    };
+    let closed = get("closed");
+    assert_eq!(closed["status"], "ok", "{closed:?}");
+    assert_eq!(closed["established"], closed["accepted"], "{closed:?}");
+    assert_eq!(closed["backlog_effective"], "16");
+    let burst = get("burst");
+    assert_eq!(burst["queue_max"], "17", "{burst:?}");
+    // nginx's temporary directory went with it.
+    let log = std::fs::read_to_string(dir.join("servers/nginx-b16-closed-r1.stdout")).expect("log");
+    let tmp = log
+        .lines()
+        .find_map(|l| l.strip_prefix("nginx: config and pid in "))
+        .expect("run.sh names its directory");
+    assert!(!Path::new(tmp).exists(), "{tmp} left behind");
     support::remove_run(&dir);
 }

@@ -17,10 +17,44 @@ pub struct ExternalConfig {
     pub command: String,
     /// The command with its placeholders checked.
     pub template: Template,
+    /// What loadgen sends it once connected (`--server-request NAME=…`).
+    pub request: Option<Vec<u8>>,
+}
+
+/// Parses every `--server NAME=COMMAND` and `--server-request NAME=BYTES`.
+pub fn servers(args: &[String], requests: &[String]) -> Result<Vec<ExternalConfig>, ConfigError> {
+    let mut out = commands(args)?;
+    for arg in requests {
+        let bad = |why: String| ConfigError::BadItem {
+            flag: "server-request",
+            item: arg.clone(),
+            why,
+        };
+        let (name, bytes) = arg.split_once('=').ok_or_else(|| {
+            bad(r"give NAME=BYTES, e.g. --server-request nginx='GET / HTTP/1.0\r\n\r\n'".into())
+        })?;
+        let server = out
+            .iter_mut()
+            .find(|s| s.name == name.trim())
+            .ok_or_else(|| {
+                bad(format!(
+                    "there is no --server {name}=…; name one of the servers"
+                ))
+            })?;
+        if server.request.is_some() {
+            return Err(ConfigError::Duplicate {
+                flag: "server-request",
+                item: name.to_string(),
+            });
+        }
+        server.request =
+            Some(loadgen::config::request::parse(bytes).map_err(|e| bad(e.to_string()))?);
+    }
+    Ok(out)
 }
 
 /// Parses every `--server NAME=COMMAND`.
-pub fn servers(args: &[String]) -> Result<Vec<ExternalConfig>, ConfigError> {
+fn commands(args: &[String]) -> Result<Vec<ExternalConfig>, ConfigError> {
     let mut out: Vec<ExternalConfig> = Vec::new();
     for arg in args {
         let bad = |why: String| ConfigError::BadItem {
@@ -58,6 +92,7 @@ pub fn servers(args: &[String]) -> Result<Vec<ExternalConfig>, ConfigError> {
             name: Box::leak(name.to_string().into_boxed_str()),
             command: command.to_string(),
             template,
+            request: None,
         });
     }
     Ok(out)

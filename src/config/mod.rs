@@ -154,8 +154,6 @@ pub struct SweepConfig {
     pub engines: Vec<EngineKind>,
     /// External servers measured as engines (`--server`), after the built-in ones.
     pub servers: Vec<external::ExternalConfig>,
-    /// Sent to external servers once connected (`--server-request`).
-    pub server_request: Option<Vec<u8>>,
     /// Backlogs passed to listen(2).
     pub backlogs: Vec<u32>,
     /// Modes.
@@ -370,25 +368,14 @@ fn default_sweep_args() -> cli::SweepArgs {
     }
 }
 
-/// A list flag's values, refused when one is given twice (`--backlogs 16,16` would
-/// run every cell twice under one name and mix the repetitions up).
 /// What external servers cannot do: overload (its `--accept-delay` slows our acceptors,
-/// not someone else's server), other client hosts, a request without a server.
+/// not someone else's server), other client hosts.
 fn external_modes(
     servers: &[external::ExternalConfig],
     modes: &[Mode],
     client_hosts: bool,
-    request: &Option<Vec<u8>>,
 ) -> Result<(), ConfigError> {
     let Some(first) = servers.first() else {
-        if request.is_some() {
-            return Err(ConfigError::BadItem {
-                flag: "server-request",
-                item: String::new(),
-                why: "it is sent to external servers, and there is no --server; add one or drop it"
-                    .into(),
-            });
-        }
         return Ok(());
     };
     if modes.contains(&Mode::Overload) {
@@ -411,6 +398,8 @@ fn external_modes(
     Ok(())
 }
 
+/// A list flag's values, refused when one is given twice (`--backlogs 16,16` would
+/// run every cell twice under one name and mix the repetitions up).
 fn unique<T: PartialEq + fmt::Display>(
     flag: &'static str,
     list: Vec<T>,
@@ -519,19 +508,9 @@ impl SweepConfig {
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
         let stall = StallConfig::from_args(&a, a.modes.contains(&Mode::Stall))?;
         let client_hosts = client_hosts(&a)?;
-        let servers = external::servers(&a.server)?;
+        let servers = external::servers(&a.server, &a.server_request)?;
         let names = a.engines.map(|l| unique("engines", l)).transpose()?;
         let (mut engines, servers) = external::split_engines(names, &servers)?;
-        let server_request = a
-            .server_request
-            .as_deref()
-            .map(loadgen::config::request::parse)
-            .transpose()
-            .map_err(|e| ConfigError::BadItem {
-                flag: "server-request",
-                item: a.server_request.clone().unwrap_or_default(),
-                why: e.to_string(),
-            })?;
         // Run order: std first, so every other engine's ratio to it is known.
         engines.sort();
         let backlogs = unique("backlogs", a.backlogs)?;
@@ -585,7 +564,7 @@ impl SweepConfig {
                 why: "--client-hosts runs modes closed and rate only".into(),
             });
         }
-        external_modes(&servers, &modes, client_hosts.is_some(), &server_request)?;
+        external_modes(&servers, &modes, client_hosts.is_some())?;
         let overflow = OverflowConfig {
             burst_size: a.burst_size,
             pause: a.pause,
@@ -598,7 +577,6 @@ impl SweepConfig {
             overflow,
             engines,
             servers,
-            server_request,
             backlogs,
             modes,
             duration: a.duration,

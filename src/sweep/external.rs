@@ -105,7 +105,7 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     if !burst {
         // A burst holds its connections open until the round ends: nothing to wait for.
         lg.wait_close = true;
-        lg.server_request = cfg.server_request.clone();
+        lg.server_request = server.request.clone();
         // Long enough for what a stall queued to be served after the resume.
         let floor = Duration::from_secs(3) + stall.unwrap_or_default();
         lg.serve_timeout = Some(lg.connect_timeout.max(floor));

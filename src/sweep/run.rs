@@ -47,8 +47,6 @@ pub struct RunSettings {
     pub stall: StallConfig,
     /// External servers (`--server`).
     pub servers: Vec<crate::config::external::ExternalConfig>,
-    /// Sent to external servers once connected (`--server-request`).
-    pub server_request: Option<Vec<u8>>,
     /// Where external servers' logs go (the run directory's `servers/`).
     pub servers_dir: Option<std::path::PathBuf>,
 }
@@ -75,7 +73,6 @@ impl RunSettings {
             ssh: None,
             stall: cfg.stall.clone(),
             servers: cfg.servers.clone(),
-            server_request: cfg.server_request.clone(),
             servers_dir: None,
         }
     }
