@@ -543,7 +543,7 @@ impl SweepConfig {
             syncookies: a.syncookies,
             somaxconn: a.somaxconn,
         };
-        let netns_probe = if modes.iter().any(|m| m.is_overflow()) {
+        let netns_probe = if modes.iter().any(|m| m.is_overflow()) || !servers.is_empty() {
             crate::kernel::netns::can_create()
         } else {
             Err("not needed: no overflow mode".into())

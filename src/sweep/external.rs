@@ -56,9 +56,80 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     // A private namespace when it can be made (root): the port is free, counters exact.
     let private = crate::kernel::netns::enter_private(&cfg.overflow.netns).is_ok();
     let env = RunEnv::read(private);
+    let Started {
+        mut srv,
+        mut diag,
+        listening,
+        target,
+    } = start(spec, server)?;
+    let port = target.port();
+    // The backlog as the kernel applied it, read from the listener, never assumed.
+    let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
+    let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;
+    let note = |srv: &ExternalServer, stopped| server_note(server, srv, &listening, port, stopped);
+    if spec.mode() == Mode::Drain {
+        let m = super::extdrain::drain(spec, &srv, &mut diag, port, &lg, backlog_effective, env);
+        let stopped = srv.stop();
+        let mut m = m?;
+        m.acceptor_cpus = cfg.server_cpu.to_string();
+        return Ok((m, note(&srv, &stopped)));
+    }
+    let burst = spec.mode() == Mode::Burst;
+    let stall = match spec.mode() {
+        Mode::Stall => Some(
+            spec.planned
+                .stall
+                .context("a stall run was planned without its stall and load")?
+                .duration,
+        ),
+        _ => None,
+    };
+    if !burst {
+        // A burst holds its connections open until the round ends: nothing to wait for.
+        lg.wait_close = true;
+        lg.server_request = server.request.clone();
+        // Long enough for what a stall queued to be served after the resume.
+        let floor = Duration::from_secs(3) + stall.unwrap_or_default();
+        lg.serve_timeout = Some(lg.connect_timeout.max(floor));
+    }
+    let watch = if burst || stall.is_some() {
+        let sampler = ListenerDiag::open().context("cannot open a sock_diag netlink socket")?;
+        Some(crate::overflow::Watch::start_port(sampler, port, burst)?)
+    } else {
+        None
+    };
+    let facts = stall.map(|_| stall_facts(&lg));
+    let d = drive(spec, &mut srv, &mut diag, port, &lg, burst, stall);
+    let stopped = srv.stop();
+    let figures =
+        watch.map(|w| w.finish(d.as_ref().ok().and_then(|d| d.counters_at_release.as_ref())));
+    let figures = match (figures, facts) {
+        (Some(f), Some(facts)) => ModeFigures::Stall(f, facts),
+        (Some(f), None) => ModeFigures::Overflow(f),
+        _ => ModeFigures::Driven,
+    };
+    let client_window = matches!(figures, ModeFigures::Driven);
+    let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
+    m.acceptor_cpus = cfg.server_cpu.to_string();
+    Ok((m, note(&srv, &stopped)))
+}
+
+/// A server started for a run and listening.
+struct Started {
+    srv: ExternalServer,
+    /// sock_diag in the run's namespace.
+    diag: ListenerDiag,
+    listening: Vec<crate::kernel::sockdiag::Listening>,
+    target: SocketAddr,
+}
+
+/// Starts `server` for the run on a free port of 127.0.0.1, logs in `servers/`, and
+/// waits until it listens.
+fn start(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<Started> {
+    let cfg = spec.settings;
+    let p = &spec.planned;
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let port = free_port(ip)?;
-    let p = &spec.planned;
     let logs = match &cfg.servers_dir {
         Some(d) => d.clone(),
         None => spec.tmp.to_path_buf(),
@@ -82,62 +153,25 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
         stop_grace: DEFAULT_STOP_GRACE,
     })?;
     let listening = srv.wait_ready(&mut diag, port)?;
-    // The backlog as the kernel applied it, read from the listener, never assumed.
-    let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
-    let target = SocketAddr::new(ip, port);
-    let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;
-    if spec.mode() == Mode::Drain {
-        let m = super::extdrain::drain(spec, &srv, &mut diag, port, &lg, backlog_effective, env);
-        let stopped = srv.stop();
-        let mut m = m?;
-        m.acceptor_cpus = cfg.server_cpu.to_string();
-        return Ok((m, server_note(server, &srv, &listening, port, &stopped)));
-    }
-    let burst = spec.mode() == Mode::Burst;
-    let stall = match spec.mode() {
-        Mode::Stall => Some(
-            p.stall
-                .context("a stall run was planned without its stall and load")?
-                .duration,
-        ),
-        _ => None,
-    };
-    if !burst {
-        // A burst holds its connections open until the round ends: nothing to wait for.
-        lg.wait_close = true;
-        lg.server_request = server.request.clone();
-        // Long enough for what a stall queued to be served after the resume.
-        let floor = Duration::from_secs(3) + stall.unwrap_or_default();
-        lg.serve_timeout = Some(lg.connect_timeout.max(floor));
-    }
-    let watch = if burst || stall.is_some() {
-        let sampler = ListenerDiag::open().context("cannot open a sock_diag netlink socket")?;
-        Some(crate::overflow::Watch::start_port(sampler, port, burst)?)
-    } else {
-        None
-    };
-    // Read in the run's namespace: the schedule its clients retransmit on.
-    let facts = stall.map(|_| super::run::StallFacts {
+    Ok(Started {
+        srv,
+        diag,
+        listening,
+        target: SocketAddr::new(ip, port),
+    })
+}
+
+/// What a stall run's analysis needs, read in the run's namespace (the SYN schedule
+/// its clients retransmit on).
+fn stall_facts(lg: &loadgen::Config) -> super::run::StallFacts {
+    super::run::StallFacts {
         schedule: crate::stall::schedule::SynSchedule::of_running_kernel().ok(),
         wheel: crate::stall::schedule::TimerWheel::of_running_kernel(),
         concurrency: lg.concurrency as u32,
         connect_timeout_ms: lg.connect_timeout.as_millis() as u64,
         // The model's μ: the server at full speed (its own drain rate is not measured).
         accept_delay: None,
-    });
-    let d = drive(spec, &mut srv, &mut diag, port, &lg, burst, stall);
-    let stopped = srv.stop();
-    let figures =
-        watch.map(|w| w.finish(d.as_ref().ok().and_then(|d| d.counters_at_release.as_ref())));
-    let figures = match (figures, facts) {
-        (Some(f), Some(facts)) => ModeFigures::Stall(f, facts),
-        (Some(f), None) => ModeFigures::Overflow(f),
-        _ => ModeFigures::Driven,
-    };
-    let client_window = matches!(figures, ModeFigures::Driven);
-    let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
-    m.acceptor_cpus = cfg.server_cpu.to_string();
-    Ok((m, server_note(server, &srv, &listening, port, &stopped)))
+    }
 }
 
 /// The row's note on the server: its listeners, how it stopped, its logs.
@@ -279,7 +313,6 @@ fn drive(
     let mut cpu_samples = vec![(released_ns, cpu_at_release_s)];
     let mut counters_at_release = None;
     let mut child = super::hosts::Clients::spawn(spec.exe, spec.tmp, lg, Place::Loopback)?;
-    let (mut failure, mut interrupted) = (None, false);
     if burst {
         wait_for_burst(diag, port, cfg.overflow.pause, deadline);
         counters_at_release = crate::overflow::read_counters();
@@ -287,26 +320,15 @@ fn drive(
         srv.resume()
             .context("cannot continue the server (SIGCONT)")?;
     }
-    let mut next_cpu = Instant::now() + CPU_EVERY;
     let mut pause = stall.map(|t| StallClock::new(Instant::now() + cfg.stall.at, t));
-    while !child.has_exited() {
-        if let Some(p) = pause.as_mut() {
-            p.step(srv)?;
-        }
-        if spec.stop.is_raised() && !interrupted {
-            child.interrupt();
-            interrupted = true;
-        }
-        if Instant::now() >= next_cpu {
-            cpu_samples.push((common::clock::mono_ns(), srv.cpu_s()));
-            next_cpu += CPU_EVERY;
-        }
-        if Instant::now() >= deadline {
-            failure.get_or_insert_with(|| "loadgen did not end by the run's deadline".into());
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    let (failure, interrupted) = follow(
+        spec,
+        srv,
+        &mut child,
+        pause.as_mut(),
+        deadline,
+        &mut cpu_samples,
+    )?;
     let client = child.finish(client_len + Duration::from_secs(30))?;
     let cpu_end = srv.cpu_s();
     cpu_samples.push((common::clock::mono_ns(), cpu_end));
@@ -334,6 +356,39 @@ fn drive(
         failure,
         interrupted,
     })
+}
+
+/// Follows loadgen to its end: stops and continues the server for a stall, passes a
+/// Ctrl-C on, samples the server's CPU; returns (why it failed, interrupted).
+fn follow(
+    spec: &RunSpec,
+    srv: &ExternalServer,
+    child: &mut super::hosts::Clients,
+    mut pause: Option<&mut StallClock>,
+    deadline: Instant,
+    cpu_samples: &mut Vec<(u64, f64)>,
+) -> anyhow::Result<(Option<String>, bool)> {
+    let (mut failure, mut interrupted) = (None, false);
+    let mut next_cpu = Instant::now() + CPU_EVERY;
+    while !child.has_exited() {
+        if let Some(p) = pause.as_deref_mut() {
+            p.step(srv)?;
+        }
+        if spec.stop.is_raised() && !interrupted {
+            child.interrupt();
+            interrupted = true;
+        }
+        if Instant::now() >= next_cpu {
+            cpu_samples.push((common::clock::mono_ns(), srv.cpu_s()));
+            next_cpu += CPU_EVERY;
+        }
+        if Instant::now() >= deadline {
+            failure = Some("loadgen did not end by the run's deadline".to_string());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    Ok((failure, interrupted))
 }
 
 /// Mode stall: the server's group is stopped at `at` for `length`, then continued;
