@@ -2,8 +2,11 @@
 //! (`TCP_INFO` on its descriptor) or of every LISTEN socket on a port, ours or an
 //! external server's (`kernel::sockdiag`). Both read the same two kernel fields
 //! (`sk_ack_backlog`, `sk_max_ack_backlog`; tested equal in tests/external.rs), so one
-//! loop serves both and the series look alike. Only changes are kept, so a long flat
-//! stretch costs one sample.
+//! loop serves both and the series look alike. A listener we hold keeps `TCP_INFO`: one
+//! getsockopt per read against two netlink dumps (1.6 µs and 38 µs a read, 20 000 reads
+//! each on a 2-vCPU VM, Linux 6.18, release build), which at a burst's 100 µs interval
+//! would cost the sampler's CPU a third of its time. Only changes are kept, so a long
+//! flat stretch costs one sample.
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
