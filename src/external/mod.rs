@@ -335,13 +335,12 @@ impl ExternalServer {
             let _ = self.signal(libc::SIGKILL);
             self.wait_gone(Duration::from_secs(5));
         }
-        if self.exited().is_none() {
-            // Killed above, so this wait ends.
-            if let Some(st) = self.child.take().and_then(|mut c| c.wait().ok()) {
-                self.status = Some(st);
-            }
-        }
-        let status = self.status.map_or_else(|| "unknown".to_string(), describe);
+        // Reaped by `wait_gone` unless it outlived SIGKILL's 5 s (uninterruptible
+        // sleep): then it is named, not waited for without end.
+        let status = match self.exited() {
+            Some(st) => describe(st),
+            None => format!("still running 5 s after SIGKILL (pid {})", self.pgid),
+        };
         let s = Stopped { status, killed };
         self.stopped = Some(s.clone());
         s
