@@ -183,7 +183,11 @@ fn the_seed_server_and_acceptbench_listen_are_measured_beside_std() {
             "--engines",
             "std,seed,ab",
             "--modes",
-            "closed,burst,drain",
+            "closed,rate,burst,drain",
+            // A rate both servers keep up with (the Python one overflows a 64-deep
+            // queue at the default 5000/s on 2 vCPUs).
+            "--rate",
+            "1000",
             // Above the closed loop's connects in flight: no overflow, so every
             // established connection must be served.
             "--backlogs",
@@ -215,6 +219,12 @@ fn the_seed_server_and_acceptbench_listen_are_measured_beside_std() {
         assert!(
             closed["acceptor_cpu_s"].parse::<f64>().unwrap() > 0.0,
             "{closed:?}"
+        );
+        let rate = get(engine, "rate");
+        assert_eq!(rate["status"], "ok", "{rate:?}");
+        assert_eq!(
+            rate["established"], rate["accepted"],
+            "served = established: {rate:?}"
         );
         let burst = get(engine, "burst");
         assert_eq!(burst["status"], "ok", "{burst:?}");
