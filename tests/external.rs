@@ -258,7 +258,7 @@ fn cpu_of_every_thread_and_child_is_counted_and_pinned() {
             .expect("start");
         s.wait_ready(&mut diag, PORT).expect("ready");
         let c0 = s.cpu_s();
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(1000));
         let cpu = s.cpu_s() - c0;
         let allowed: Vec<String> = proc::group_members(s.pgid())
             .iter()
@@ -271,10 +271,10 @@ fn cpu_of_every_thread_and_child_is_counted_and_pinned() {
             .collect();
         (cpu, allowed)
     });
-    assert!(
-        cpu > 0.25,
-        "a busy child's CPU is counted: {cpu} s in 0.5 s"
-    );
+    // sh and the seed server sleep; only the busy child runs. It gets all of CPU 0
+    // on an idle machine, a third of it with two other busy tasks there: the test
+    // asks for a twentieth.
+    assert!(cpu > 0.05, "a busy child's CPU is counted: {cpu} s in 1 s");
     assert!(
         !allowed.is_empty() && allowed.iter().all(|a| a == "0"),
         "{allowed:?}"

@@ -299,6 +299,20 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
     let predicted: f64 = row[col("client_only_pred")]
         .parse()
         .expect("client_only_pred");
+    // The model's server empties its queue at once after the resume (it took the
+    // Python server 1 to 2 ms on an idle 2-vCPU VM) and its clients keep their rate:
+    // on a machine too busy for either, the comparison says nothing.
+    let empty_ms: f64 = row[col("empty_after_resume_ms")]
+        .parse()
+        .unwrap_or(f64::MAX);
+    let retries: u64 = row[col("prestall_retries")].parse().unwrap_or(u64::MAX);
+    if empty_ms > 100.0 || retries > 5 {
+        eprintln!(
+            "SKIP: the machine was too busy for the stall model (the server took {empty_ms} ms to empty its queue after the resume, {retries} connects retried before the stall); client-only {measured}, model {predicted}"
+        );
+        support::remove_run(&dir);
+        return;
+    }
     // 2 s × 1000/s into a queue of 9: about 1700 final ACKs dropped (measured 1621
     // beside a prediction of 1709 on a 2-vCPU VM, Linux 6.18).
     assert!(predicted > 1000.0, "{row:?}");
