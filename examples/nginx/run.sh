@@ -17,7 +17,12 @@ addr=$1 port=$2 backlog=$3
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 [ -x "$nginx" ] || { echo "nginx not found: apt-get install nginx-light (or nginx)" >&2; exit 127; }
 here=$(cd "$(dirname "$0")" && pwd)
+# Set before anything is started: a SIGTERM that comes early (a sweep's first start
+# is stopped as soon as it listens) must not end this shell before its clean-up.
+pid=
+trap 'if [ -n "$pid" ]; then kill -TERM "$pid" 2>/dev/null; fi' TERM INT
 dir=$(mktemp -d "${TMPDIR:-/tmp}/acceptbench-nginx.XXXXXX")
+trap 'rm -rf "$dir"' EXIT
 # An IPv6 address is written in brackets in nginx's listen directive.
 case "$addr" in *:*) addr="[$addr]" ;; esac
 sed -e "s|@ADDR@|$addr|g" -e "s|@PORT@|$port|g" -e "s|@BACKLOG@|$backlog|g" -e "s|@DIR@|$dir|g" \
@@ -28,10 +33,8 @@ echo "nginx: config and pid in $dir"
 # gone and exits with its status.
 "$nginx" -p "$dir" -c "$dir/nginx.conf" &
 pid=$!
-trap 'kill -TERM "$pid" 2>/dev/null' TERM INT
 status=0
 wait "$pid" || status=$?
 # A trapped signal ends the first wait early: wait for nginx itself.
 while kill -0 "$pid" 2>/dev/null; do wait "$pid" || status=$?; done
-rm -rf "$dir"
 exit "$status"
