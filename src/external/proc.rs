@@ -140,11 +140,8 @@ mod tests {
         // SAFETY: getpgrp has no failure mode and no memory effects.
         let pgid = unsafe { libc::getpgrp() };
         assert!(group_members(pgid).contains(&(std::process::id() as i32)));
-        let t0 = std::time::Instant::now();
-        let mut x = 0u64;
-        while t0.elapsed() < std::time::Duration::from_millis(60) {
-            x = x.wrapping_mul(31).wrapping_add(1);
-        }
-        assert!(x != 1 && group_cpu_s(pgid) > 0.0);
+        // No spinning here (it would take CPU from the timing tests running beside):
+        // a test process has used some CPU by now.
+        assert!(group_cpu_s(pgid) > 0.0);
     }
 }
