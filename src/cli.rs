@@ -201,9 +201,27 @@ pub struct ListenArgs {
 /// `acceptbench sweep`.
 #[derive(Debug, Args)]
 pub struct SweepArgs {
-    /// Engines, comma-separated, each once (default: every engine; unsupported ones are recorded as skipped).
-    #[arg(long, value_delimiter = ',')]
-    pub engines: Option<Vec<EngineKind>>,
+    /// Engines, comma-separated, each once: built-in ones and the NAMEs of --server
+    /// (default: every built-in engine; unsupported ones are recorded as skipped).
+    ///
+    /// Built-in engines:
+    ///   std: blocking accept() loop, the baseline;
+    ///   uring: io_uring single-shot accepts (Linux 5.5);
+    ///   multishot: io_uring multishot accept (Linux 5.19);
+    ///   uring-linked: multishot accept, peer and close inside the ring (Linux 6.7);
+    ///   tokio-uring: tokio-uring TcpListener::accept (Linux 5.10);
+    ///   tokio: tokio (epoll) TcpListener::accept.
+    #[arg(long, value_delimiter = ',', verbatim_doc_comment)]
+    pub engines: Option<Vec<String>>,
+    /// An external server measured as engine NAME: COMMAND (run with sh -c) with the
+    /// placeholders {port}, {backlog} and {addr}, started per run; repeatable.
+    #[arg(long, value_name = "NAME=COMMAND")]
+    pub server: Vec<String>,
+    /// What loadgen sends server NAME once connected (escapes \r \n \xHH, or @FILE):
+    /// its connections are served when the answer's first byte arrives (without one:
+    /// when the server closes them); repeatable, one per server.
+    #[arg(long, value_name = "NAME=BYTES|@FILE")]
+    pub server_request: Vec<String>,
     /// Backlogs, comma-separated, each once.
     #[arg(long, value_delimiter = ',', default_value = "128,4096", value_parser = clap::value_parser!(u32).range(1..))]
     pub backlogs: Vec<u32>,

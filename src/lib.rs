@@ -9,6 +9,7 @@ pub mod cli;
 pub mod compare;
 pub mod config;
 pub mod engine;
+pub mod external;
 pub mod hostjoin;
 pub mod join;
 pub mod kernel;

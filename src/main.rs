@@ -32,6 +32,11 @@ fn main() -> ExitCode {
         Ok(code) => code,
         // The reader of stdout went away (`| head -1`): what it wanted it got.
         Err(e) if acceptbench::stdout::is_broken_pipe(&e) => ExitCode::SUCCESS,
+        // An external server whose command cannot work: the user's to fix.
+        Err(e) if e.is::<acceptbench::sweep::external::PreflightError>() => {
+            eprintln!("acceptbench: error: {e:#}");
+            ExitCode::from(2)
+        }
         Err(e) => {
             eprintln!("acceptbench: error: {e:#}");
             ExitCode::FAILURE

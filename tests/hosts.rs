@@ -311,6 +311,7 @@ fn join_names_what_is_wrong_with_a_client_file() {
         outcome: Outcome::Established,
         warmup: false,
         round: 0,
+        serve: Default::default(),
     };
     let client = |name: &str, meta: &RecordMeta| {
         let p = tmp.path().join(name);

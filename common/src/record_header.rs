@@ -253,13 +253,26 @@ pub fn write_header(
 /// file in errors), the record size, and with `len` (the file size) that the record
 /// count matches the size. Errors name `name`, the file.
 pub fn read_header(
-    mut r: impl Read,
+    r: impl Read,
     name: &str,
     magic: &[u8; 8],
     what: &str,
     record_size: usize,
     len: Option<u64>,
 ) -> io::Result<Header> {
+    read_header_sized(r, name, magic, what, &[record_size], len).map(|(h, _)| h)
+}
+
+/// As [`read_header`] for a kind of file whose records come in several layouts, each
+/// of its own size (the header says which): returns the header and the record size.
+pub fn read_header_sized(
+    mut r: impl Read,
+    name: &str,
+    magic: &[u8; 8],
+    what: &str,
+    sizes: &[usize],
+    len: Option<u64>,
+) -> io::Result<(Header, usize)> {
     let bad = |msg: String| invalid(format!("{name}: {msg}"));
     let mut h = [0u8; HEADER_SIZE];
     r.read_exact(&mut h[..HEADER_V1_SIZE]).map_err(|e| {
@@ -284,9 +297,12 @@ pub fn read_header(
             "records file version {version}: this build reads versions {OLDEST_VERSION} to {VERSION}; read it with the build that wrote it, or record again with this one"
         )));
     }
-    if size as usize != record_size {
+    let record_size = size as usize;
+    if !sizes.contains(&record_size) {
+        let expected: Vec<String> = sizes.iter().map(usize::to_string).collect();
         return Err(bad(format!(
-            "records of {size} bytes, expected {record_size} for version {version}: the file is corrupt"
+            "records of {size} bytes, expected {} for version {version}: the file is corrupt, or written by a newer build",
+            expected.join(" or ")
         )));
     }
     let header_size = if version == 1 {
@@ -319,11 +335,14 @@ pub fn read_header(
     } else {
         None
     };
-    Ok(Header {
-        version,
-        count,
-        meta,
-    })
+    Ok((
+        Header {
+            version,
+            count,
+            meta,
+        },
+        record_size,
+    ))
 }
 
 /// Opens `path` for reading records: the reader, the file's name for errors, its size.

@@ -187,6 +187,10 @@ fn app(config: &Config) -> anyhow::Result<()> {
         output::write_hgrm_file(p, &run.connect_ns)
             .with_context(|| format!("cannot write --hgrm {}", p.display()))?;
     }
+    if let Some(p) = &out_cfg.served_hgrm {
+        output::write_hgrm_file(p, &run.served_ns)
+            .with_context(|| format!("cannot write --served-hgrm {}", p.display()))?;
+    }
     if let Some(p) = &out_cfg.hlog {
         output::write_hlog_file(p, &run.intervals, start_wall)
             .with_context(|| format!("cannot write --hlog {}", p.display()))?;

@@ -83,9 +83,18 @@ pub struct Cli {
     /// Close with FIN (default: SO_LINGER {1,0}, close sends RST, no TIME_WAIT).
     #[arg(long)]
     pub graceful_close: bool,
-    /// After connecting, read until the server closes (bounded by --connect-timeout), then close.
+    /// After connecting, wait for the server's action: its close (a server that accepts
+    /// and closes) or, with --server-request, the first byte of its answer; then read
+    /// until it closes. Counts served, client-only (nothing by --serve-timeout) and reset.
     #[arg(long)]
     pub wait_close: bool,
+    /// Bytes sent once connected, implies --wait-close: escapes \r \n \t \0 \\ \xHH
+    /// (e.g. 'GET / HTTP/1.0\r\n\r\n'), or @FILE for a file's bytes.
+    #[arg(long, value_name = "BYTES|@FILE")]
+    pub server_request: Option<String>,
+    /// How long to wait for the server's answer or close (default: --connect-timeout).
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "D")]
+    pub serve_timeout: Option<Duration>,
     /// Connect method.
     #[arg(long, value_enum, default_value = "auto")]
     pub method: MethodArg,
@@ -118,6 +127,10 @@ pub struct Cli {
     /// Write connect latency as HdrHistogram percentile distribution (microseconds).
     #[arg(long, value_name = "FILE")]
     pub hgrm: Option<PathBuf>,
+    /// Write served latency (connect() → the server's first byte or close; needs
+    /// --wait-close or --server-request) as HdrHistogram percentile distribution (microseconds).
+    #[arg(long, value_name = "FILE")]
+    pub served_hgrm: Option<PathBuf>,
     /// Write connect latency as an HdrHistogram V2 interval log, one interval per second (nanoseconds).
     #[arg(long, value_name = "FILE")]
     pub hlog: Option<PathBuf>,

@@ -3,8 +3,8 @@
 
 use hdrhistogram::Histogram;
 
-use crate::record::Outcome;
-use crate::report::ErrorCounts;
+use crate::record::{Outcome, Serve};
+use crate::report::{ErrorCounts, ServeCounts};
 
 pub use common::hist::new_histogram;
 
@@ -30,8 +30,12 @@ pub struct ThreadStats {
     pub errors: ErrorCounts,
     /// Attempts made during warm-up (not in the counts above).
     pub warmup_attempted: u64,
-    /// Wait-close reads that hit the timeout.
+    /// Wait-close waits that hit the deadline.
     pub wait_close_timeouts: u64,
+    /// What the server did with measured established connections (wait-close).
+    pub serve: ServeCounts,
+    /// Served latency (connect() called → the server's first byte or close), ns.
+    pub served_ns: Histogram<u64>,
     /// Connect latency of established measured connections, ns.
     pub connect_ns: Histogram<u64>,
     /// Rate mode: actual start − intended start, ns.
@@ -51,6 +55,8 @@ impl ThreadStats {
             errors: ErrorCounts::default(),
             warmup_attempted: 0,
             wait_close_timeouts: 0,
+            serve: ServeCounts::default(),
+            served_ns: new_histogram(),
             connect_ns: new_histogram(),
             lag_ns: new_histogram(),
             intervals: Vec::new(),
@@ -87,6 +93,25 @@ impl ThreadStats {
         }
     }
 
+    /// Counts what the server did with one established connection whose connect()
+    /// was called at `connect_start_ns`.
+    #[inline]
+    pub fn serve(&mut self, serve: Serve, warmup: bool, connect_start_ns: u64) {
+        if warmup {
+            return;
+        }
+        match serve {
+            Serve::Served(t) => {
+                self.serve.served += 1;
+                record(&mut self.served_ns, t.saturating_sub(connect_start_ns));
+            }
+            Serve::ClientOnly => self.serve.client_only += 1,
+            Serve::Reset => self.serve.reset += 1,
+            Serve::Unresolved => self.serve.unresolved += 1,
+            Serve::NotWaited => {}
+        }
+    }
+
     /// Rate mode: records how late a start was against its schedule.
     #[inline]
     pub fn schedule_lag(&mut self, lag_ns: u64) {
@@ -113,6 +138,8 @@ impl ThreadStats {
         self.errors.merge(&other.errors);
         self.warmup_attempted += other.warmup_attempted;
         self.wait_close_timeouts += other.wait_close_timeouts;
+        self.serve.merge(&other.serve);
+        let _ = self.served_ns.add(&other.served_ns);
         // Auto-resizing histograms accept any other histogram of the same precision.
         let _ = self.connect_ns.add(&other.connect_ns);
         let _ = self.lag_ns.add(&other.lag_ns);

@@ -36,8 +36,8 @@ pub use driver::Method;
 pub use error::LoadgenError;
 pub use record::{
     read_records, read_records_file, read_records_from, write_records, ConnRecord, Outcome,
-    RecordMeta, RecordsFile,
+    RecordMeta, RecordsFile, Serve,
 };
-pub use report::{ErrorCounts, Percentiles, Report, RoundSummary};
+pub use report::{ErrorCounts, Percentiles, Report, RoundSummary, ServeCounts};
 pub use run::{run, run_with, Observer, Progress, Quiet, RunOutput};
 pub use worker::RoundCmd;

@@ -41,6 +41,35 @@ impl ErrorCounts {
     }
 }
 
+/// What the server did with the established connections, as the client saw it
+/// (`--wait-close`, `--server-request`); measured connections only.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServeCounts {
+    /// The server answered (first byte) or closed: it accepted the connection.
+    pub served: u64,
+    /// Established, and neither answer nor close nor reset by the deadline
+    /// (--serve-timeout): a plain load generator counts these as successes.
+    pub client_only: u64,
+    /// Reset (or another socket error) before any answer or close.
+    pub reset: u64,
+    /// Still waiting when the run was stopped.
+    pub unresolved: u64,
+}
+
+impl ServeCounts {
+    /// Sum of all kinds (= established connections that were waited for).
+    pub fn total(&self) -> u64 {
+        self.served + self.client_only + self.reset + self.unresolved
+    }
+
+    pub(crate) fn merge(&mut self, o: &ServeCounts) {
+        self.served += o.served;
+        self.client_only += o.client_only;
+        self.reset += o.reset;
+        self.unresolved += o.unresolved;
+    }
+}
+
 /// Latency percentiles, in the unit of the field holding them (ns for `*_ns`).
 pub use common::hist::Percentiles;
 
@@ -95,8 +124,14 @@ pub struct Report {
     pub errors: ErrorCounts,
     /// Attempts during --warmup (real connections, excluded from every other count).
     pub warmup_attempted: u64,
-    /// --wait-close reads that hit --connect-timeout before the server closed.
+    /// --wait-close waits that hit the deadline (--serve-timeout) before the server closed.
     pub wait_close_timeouts: u64,
+    /// --wait-close: what the server did with the established connections.
+    #[serde(default)]
+    pub serve: Option<ServeCounts>,
+    /// --wait-close: served latency, connect() called → the server's first byte or close, ns.
+    #[serde(default)]
+    pub served_ns: Option<Percentiles>,
     /// Measured window, seconds (burst: sum of the rounds' durations).
     pub duration_s: f64,
     /// Established connections per second of `duration_s`.
@@ -164,6 +199,22 @@ impl Report {
             us(c.p999),
             us(c.max)
         );
+        if let (Some(v), Some(l)) = (&self.serve, &self.served_ns) {
+            let _ = writeln!(
+                s,
+                "  server: served {}  client-only {}  reset {}  unresolved {}",
+                v.served, v.client_only, v.reset, v.unresolved
+            );
+            let _ = writeln!(
+                s,
+                "  served latency (us): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
+                us(l.p50),
+                us(l.p90),
+                us(l.p99),
+                us(l.p999),
+                us(l.max)
+            );
+        }
         if let Some(l) = &self.schedule_lag_ns {
             let _ = writeln!(
                 s,

@@ -56,6 +56,8 @@ pub struct RunOutput {
     pub records: Vec<ConnRecord>,
     /// Merged connect-latency histogram, ns.
     pub connect_ns: Histogram<u64>,
+    /// Merged served-latency histogram (`--wait-close`; empty otherwise), ns.
+    pub served_ns: Histogram<u64>,
     /// One histogram per second of the measured window (empty unless `config.keep_intervals`).
     pub intervals: Vec<Histogram<u64>>,
     /// CLOCK_MONOTONIC ns at which the measured window began.
@@ -320,6 +322,8 @@ fn merge(
         errors: stats.errors.clone(),
         warmup_attempted: stats.warmup_attempted,
         wait_close_timeouts: stats.wait_close_timeouts,
+        serve: config.wait_close.then(|| stats.serve.clone()),
+        served_ns: config.wait_close.then(|| Percentiles::of(&stats.served_ns)),
         duration_s,
         conns_per_s: per(stats.established, duration_s),
         connect_ns: Percentiles::of(&stats.connect_ns),
@@ -335,6 +339,7 @@ fn merge(
         report,
         records,
         connect_ns: stats.connect_ns,
+        served_ns: stats.served_ns,
         intervals: stats.intervals,
         measure_start_ns,
     }

@@ -75,8 +75,8 @@ pub(crate) struct SocketSetup {
     pub linger0: bool,
     /// SO_SNDTIMEO (bounds a blocking connect) and SO_RCVTIMEO (bounds a blocking read).
     pub blocking_timeout: Option<Duration>,
-    /// Also set SO_RCVTIMEO (blocking --wait-close).
-    pub read_timeout: bool,
+    /// Also set SO_RCVTIMEO to this (blocking --wait-close: the serve timeout).
+    pub read_timeout: Option<Duration>,
 }
 
 pub(crate) fn errno() -> i32 {
@@ -136,7 +136,11 @@ fn configure(fd: RawFd, setup: &SocketSetup, source: Option<IpAddr>) -> Result<(
             tv_usec: t.subsec_micros() as libc::suseconds_t,
         };
         setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &tv)?;
-        if setup.read_timeout {
+        if let Some(r) = setup.read_timeout {
+            let tv = libc::timeval {
+                tv_sec: r.as_secs() as libc::time_t,
+                tv_usec: r.subsec_micros() as libc::suseconds_t,
+            };
             setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &tv)?;
         }
     }
@@ -221,26 +225,49 @@ pub(crate) fn local_addr(fd: RawFd) -> SocketAddr {
     raw.to_socket_addr()
 }
 
-/// Reads and discards until EOF or error; Ok(()) on EOF, Err(EAGAIN) when no data is ready
-/// on a non-blocking socket, Err(errno) otherwise.
-pub(crate) fn drain(fd: RawFd) -> Result<(), i32> {
+/// One read(2) into a discard buffer: bytes read (0 = the peer closed) or errno.
+pub(crate) fn read_once(fd: RawFd) -> Result<usize, i32> {
     let mut buf = [0u8; 512];
-    // Bounded: a server that keeps sending would be a misuse of --wait-close; 1 MiB is plenty.
-    for _ in 0..2048 {
+    for _ in 0..64 {
         // SAFETY: buf is a live, writable buffer of buf.len() bytes.
         let n = unsafe { libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len()) };
-        match n {
-            0 => return Ok(()),
-            n if n > 0 => continue,
-            _ => {
-                let e = errno();
-                if e != libc::EINTR {
-                    return Err(e);
-                }
-            }
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let e = errno();
+        if e != libc::EINTR {
+            return Err(e);
         }
     }
-    Err(libc::EMSGSIZE)
+    Err(libc::EINTR)
+}
+
+/// Sends all of `bytes` (a request small enough for a fresh socket's send buffer) with
+/// one send(2); a short send is EMSGSIZE. No SIGPIPE.
+pub(crate) fn send_all(fd: RawFd, bytes: &[u8]) -> Result<(), i32> {
+    for _ in 0..64 {
+        // SAFETY: bytes is a live buffer of bytes.len() bytes, only read.
+        let n = unsafe {
+            libc::send(
+                fd,
+                bytes.as_ptr() as *const libc::c_void,
+                bytes.len(),
+                libc::MSG_NOSIGNAL,
+            )
+        };
+        if n >= 0 {
+            return if n as usize == bytes.len() {
+                Ok(())
+            } else {
+                Err(libc::EMSGSIZE)
+            };
+        }
+        let e = errno();
+        if e != libc::EINTR {
+            return Err(e);
+        }
+    }
+    Err(libc::EINTR)
 }
 
 /// close(2); errors are ignored (the descriptor is gone either way on Linux).

@@ -31,6 +31,7 @@ fn record(local: &str, outcome: Outcome) -> ConnRecord {
         outcome,
         warmup: false,
         round: 0,
+        serve: Default::default(),
     }
 }
 

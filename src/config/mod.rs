@@ -12,6 +12,7 @@ use crate::engine::{AcceptFlags, EngineKind, EngineOptions};
 pub use crate::kinds::{CompareFormat, Mode, StallLoad};
 
 mod cpus;
+pub mod external;
 mod scope;
 use crate::listener::ListenerSpec;
 use cpus::{check_cpu, choose_cpus, choose_server_cpus};
@@ -161,6 +162,8 @@ pub struct ListenConfig {
 pub struct SweepConfig {
     /// Engines in run order (std first when present: ratios need it).
     pub engines: Vec<EngineKind>,
+    /// External servers measured as engines (`--server`), after the built-in ones.
+    pub servers: Vec<external::ExternalConfig>,
     /// Backlogs passed to listen(2).
     pub backlogs: Vec<u32>,
     /// Modes.
@@ -384,6 +387,36 @@ fn default_sweep_args() -> cli::SweepArgs {
     }
 }
 
+/// What external servers cannot do: overload (its `--accept-delay` slows our acceptors,
+/// not someone else's server), other client hosts.
+fn external_modes(
+    servers: &[external::ExternalConfig],
+    modes: &[Mode],
+    client_hosts: bool,
+) -> Result<(), ConfigError> {
+    let Some(first) = servers.first() else {
+        return Ok(());
+    };
+    if modes.contains(&Mode::Overload) {
+        return Err(ConfigError::BadItem {
+            flag: "modes",
+            item: "overload".into(),
+            why: format!(
+                "overload slows the acceptor with --accept-delay, which cannot slow someone else's server ({}); drop overload from --modes, or measure overload without --server",
+                first.name
+            ),
+        });
+    }
+    if client_hosts {
+        return Err(ConfigError::BadItem {
+            flag: "server",
+            item: first.name.into(),
+            why: "an external server runs in each run's own namespace on this host; --client-hosts is not supported with it: drop one of them".into(),
+        });
+    }
+    Ok(())
+}
+
 /// A list flag's values, refused when one is given twice (`--backlogs 16,16` would
 /// run every cell twice under one name and mix the repetitions up).
 fn unique<T: PartialEq + fmt::Display>(
@@ -495,11 +528,10 @@ impl SweepConfig {
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
         let stall = StallConfig::from_args(&a)?;
         let client_hosts = client_hosts(&a)?;
-        let overflow = overflow_config(&a, &a.modes)?;
-        let mut engines = match a.engines {
-            None => EngineKind::ALL.to_vec(),
-            Some(list) => unique("engines", list)?,
-        };
+        let servers = external::servers(&a.server, &a.server_request)?;
+        let overflow = overflow_config(&a, &a.modes, !servers.is_empty())?;
+        let names = a.engines.map(|l| unique("engines", l)).transpose()?;
+        let (mut engines, servers) = external::split_engines(names, &servers)?;
         // Run order: std first, so every other engine's ratio to it is known.
         engines.sort();
         let backlogs = unique("backlogs", a.backlogs)?;
@@ -527,9 +559,11 @@ impl SweepConfig {
                 why: "--client-hosts runs modes closed and rate only".into(),
             });
         }
+        external_modes(&servers, &modes, client_hosts.is_some())?;
         Ok(SweepConfig {
             overflow,
             engines,
+            servers,
             backlogs,
             modes,
             duration: a.duration,
@@ -589,14 +623,20 @@ fn sweep_cpus(
 }
 
 /// The overflow modes' settings: the private network namespace (refused with its
-/// settings where none can be made) and the burst and overload knobs.
-fn overflow_config(a: &cli::SweepArgs, modes: &[Mode]) -> Result<OverflowConfig, ConfigError> {
+/// settings where none can be made; also made for external servers) and the burst
+/// and overload knobs.
+fn overflow_config(
+    a: &cli::SweepArgs,
+    modes: &[Mode],
+    servers: bool,
+) -> Result<OverflowConfig, ConfigError> {
     let netns = crate::kernel::netns::NetnsSettings {
         abort_on_overflow: a.abort_on_overflow,
         syncookies: a.syncookies,
         somaxconn: a.somaxconn,
     };
-    let netns_probe = if modes.iter().any(|m| m.is_overflow()) {
+    // External servers run in a private namespace in every mode, as root.
+    let netns_probe = if modes.iter().any(|m| m.is_overflow()) || servers {
         crate::kernel::netns::can_create()
     } else {
         Err("not needed: no overflow mode".into())

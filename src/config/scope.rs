@@ -70,6 +70,10 @@ pub(super) const SWEEP: &[Scope] = &[
     all("quiet"),
     all("json"),
     all("count-syscalls"),
+    // --server and --server-request name servers in --engines; config::external
+    // refuses a server not named there and a request without its server.
+    all("server"),
+    all("server-request"),
     // --client-hosts refuses the modes it cannot run itself, and the ssh flags are
     // refused without ssh:// hosts (config::client_hosts): both name their own fix.
     all("client-hosts"),
@@ -198,10 +202,15 @@ fn plural(n: usize) -> &'static str {
 
 /// Refuses a `sweep` flag that acts in none of the chosen modes and engines.
 pub(super) fn check_sweep(given: &[String], a: &cli::SweepArgs) -> Result<(), ConfigError> {
-    let engines = a
-        .engines
-        .clone()
-        .unwrap_or_else(|| EngineKind::ALL.to_vec());
+    // Built-in engines by name; external servers (`--server`) are none of them, so an
+    // engine flag acts on no server.
+    let engines: Vec<EngineKind> = match &a.engines {
+        None => EngineKind::ALL.to_vec(),
+        Some(names) => EngineKind::ALL
+            .into_iter()
+            .filter(|e| names.iter().any(|n| n == e.name()))
+            .collect(),
+    };
     check(SWEEP, given, &a.modes, &engines, "--engines")
 }
 
@@ -283,6 +292,8 @@ mod tests {
             "sharing" => "shared",
             "slow-acceptor" => "0:1ms",
             "client-hosts" => "2",
+            "server" => "s1=true",
+            "server-request" => "s1=GET",
             "server-addr" => "10.1.2.3",
             "client-binary" | "ssh-config" | "records" => "/etc/hostname",
             "ssh-option" => "BatchMode=yes",

@@ -46,6 +46,7 @@ fn client(name: &str, m: RecordMeta, recs: &[(&str, u64)]) -> ClientFile {
                 outcome: Outcome::Established,
                 warmup: false,
                 round: 0,
+                serve: Default::default(),
             })
             .collect(),
     }

@@ -8,6 +8,7 @@ pub mod netns;
 pub mod netstat;
 pub mod perf;
 pub mod probe;
+pub mod sockdiag;
 pub mod sysctl;
 pub mod tracefs;
 

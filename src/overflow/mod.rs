@@ -52,11 +52,7 @@ impl Watch {
     pub fn start(listeners: &[Listener], burst: bool) -> std::io::Result<Watch> {
         let before = netstat::read_tcpext().ok();
         let t0_ns = common::clock::mono_ns();
-        let interval = if burst {
-            Duration::from_micros(100)
-        } else {
-            Duration::from_millis(1)
-        };
+        let interval = Self::interval(burst);
         let samplers = listeners
             .iter()
             .map(|l| Sampler::start(l.as_raw_fd(), interval))
@@ -68,10 +64,51 @@ impl Watch {
         })
     }
 
+    /// As [`Watch::start`] for the LISTEN sockets on `port` seen through `diag` (opened
+    /// in their namespace): an external server's, one series per socket.
+    pub fn start_port(
+        diag: crate::kernel::sockdiag::ListenerDiag,
+        port: u16,
+        burst: bool,
+    ) -> std::io::Result<Watch> {
+        let before = netstat::read_tcpext().ok();
+        let t0_ns = common::clock::mono_ns();
+        let sampler =
+            Sampler::start_source(sampler::Source::Port { diag, port }, Self::interval(burst))?;
+        Ok(Watch {
+            before,
+            t0_ns,
+            samplers: vec![sampler],
+        })
+    }
+
+    /// Every 100 µs for a burst (the queue changes within microseconds), every 1 ms
+    /// otherwise (steady overload).
+    fn interval(burst: bool) -> Duration {
+        if burst {
+            Duration::from_micros(100)
+        } else {
+            Duration::from_millis(1)
+        }
+    }
+
     /// Stops sampling and reads the counters again; `at_release` are the counters read
     /// when the acceptor was released (burst), for what the queue turned away while paused.
     pub fn finish(self, at_release: Option<&Counters>) -> Figures {
-        let samples = self.samplers.into_iter().map(Sampler::finish).collect();
+        // One series per listener we hold (empty if it could not be read), one per
+        // socket on an external server's port.
+        let samples = self
+            .samplers
+            .into_iter()
+            .flat_map(|s| {
+                let v = s.finish_all();
+                if v.is_empty() {
+                    vec![Samples::default()]
+                } else {
+                    v
+                }
+            })
+            .collect();
         let after = netstat::read_tcpext().ok();
         let delta = |after: Option<&Counters>| match (&self.before, after) {
             (Some(b), Some(a)) => netstat::delta(b, a, OVERFLOW_COUNTERS),

@@ -23,7 +23,7 @@ const LATENCIES: &[(&str, &str)] = &[
     ("connect", "client connect latency"),
     (
         "peer",
-        "peer-extraction latency (connect() → server holds the peer)",
+        "peer-extraction latency (connect() → server holds the peer; external servers: served, connect() → first byte or close)",
     ),
 ];
 
@@ -246,7 +246,13 @@ fn hgrm_path(dir: &Path, engine: &str, backlog: u32, mode: &str, metric: &str) -
 /// Percentile curves of one latency, mode and backlog: a line per engine (and run).
 fn latency(runs: &[Run], mode: &str, backlog: u32, metric: &str, desc: &str) -> Chart {
     let series = per_engine(runs, |_, run, engine| {
-        let Some(path) = hgrm_path(&run.dir, engine, backlog, mode, metric) else {
+        // An external server has no peer latency; its counterpart is served latency.
+        let path = hgrm_path(&run.dir, engine, backlog, mode, metric).or_else(|| {
+            (metric == "peer")
+                .then(|| hgrm_path(&run.dir, engine, backlog, mode, "served"))
+                .flatten()
+        });
+        let Some(path) = path else {
             return (Vec::new(), Vec::new());
         };
         let d = match crate::report::hgrm::parse_file(&path) {

@@ -23,7 +23,7 @@ use super::team::{self, RunTeam};
 use crate::acceptors::{ListenerSet, PerAcceptor};
 use crate::config::{Mode, StallLoad};
 use crate::engine::{Stall, StopFlag};
-use crate::listener::{Listener, ListenerSpec};
+use crate::listener::ListenerSpec;
 use crate::overflow::{self, Counters};
 use crate::record::Recorder;
 
@@ -84,7 +84,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
         spec.planned.sharing,
     )?;
     let listener = set.first();
-    let mut lg = loadgen_config(spec, listener)?;
+    let mut lg = loadgen_config(spec, listener.local_addr, listener.backlog_effective)?;
     if topology.is_some() || cfg.ssh.is_some() {
         lg.sources = None; // each client host has an address of its own
         lg.cpus.clear(); // and CPUs of its own
@@ -100,7 +100,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     let measured = match spec.mode() {
         Mode::Closed | Mode::Rate => {
             let d = drive(spec, &set, &lg, Duration::ZERO, topology, None)?;
-            Ok(d.into_measured(listener, env, ModeFigures::Driven, true))
+            Ok(d.into_measured(listener.backlog_effective, env, ModeFigures::Driven, true))
         }
         Mode::Drain if spec.acceptors() > 1 => {
             anyhow::bail!("mode drain runs one acceptor (its rounds count one acceptor's accepts)")
@@ -118,7 +118,12 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
             let d = drive(spec, &set, &lg, pause, topology, None);
             let figures =
                 watch.finish(d.as_ref().ok().and_then(|d| d.counters_at_release.as_ref()));
-            Ok(d?.into_measured(listener, env, ModeFigures::Overflow(figures), false))
+            Ok(d?.into_measured(
+                listener.backlog_effective,
+                env,
+                ModeFigures::Overflow(figures),
+                false,
+            ))
         }
         Mode::Stall => {
             let cell = spec
@@ -139,7 +144,12 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
                 connect_timeout_ms: lg.connect_timeout.as_millis() as u64,
                 accept_delay: spec.acceptor_options(0).accept_delay,
             };
-            Ok(d?.into_measured(listener, env, ModeFigures::Stall(figures, facts), false))
+            Ok(d?.into_measured(
+                listener.backlog_effective,
+                env,
+                ModeFigures::Stall(figures, facts),
+                false,
+            ))
         }
     };
     let mut m = measured?;
@@ -162,10 +172,15 @@ fn deadline_failure(hung: &[String]) -> String {
 /// What a stall run's arrivals last beyond --stall-at + --stall + --stall-after.
 const STALL_SLACK: Duration = Duration::from_millis(100);
 
-/// The loadgen configuration of a run.
-fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen::Config> {
+/// The loadgen configuration of a run against `target`, whose queue limit is
+/// `backlog_effective`.
+pub(super) fn loadgen_config(
+    spec: &RunSpec,
+    target: std::net::SocketAddr,
+    backlog_effective: u32,
+) -> anyhow::Result<loadgen::Config> {
     let cfg = spec.settings;
-    let mut c = client::base_config(listener.local_addr, cfg.client_threads, &cfg.client_cpus)?;
+    let mut c = client::base_config(target, cfg.client_threads, &cfg.client_cpus)?;
     match spec.mode() {
         Mode::Closed | Mode::Rate => {
             c.duration = Some(cfg.duration);
@@ -180,7 +195,7 @@ fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen
             }
         }
         Mode::Drain => {
-            let fill = u64::from(listener.backlog_effective) + 1;
+            let fill = u64::from(backlog_effective) + 1;
             c.mode = loadgen::Mode::Burst { rounds: 1_000_000 };
             c.connections = Some(fill);
             c.concurrency = fill as usize;
@@ -237,34 +252,34 @@ fn loadgen_config(spec: &RunSpec, listener: &Listener) -> anyhow::Result<loadgen
     Ok(c)
 }
 
-/// A driven run's raw results.
-struct Driven {
-    rec: Recorder,
-    owner: Vec<u16>,
-    per_acceptor: Vec<PerAcceptor>,
-    ring_setup: Option<String>,
+/// A driven run's raw results (an external server's too, see `sweep::external`).
+pub(super) struct Driven {
+    pub(super) rec: Recorder,
+    pub(super) owner: Vec<u16>,
+    pub(super) per_acceptor: Vec<PerAcceptor>,
+    pub(super) ring_setup: Option<String>,
     /// Acceptor CPU over its whole run, s.
-    cpu_s: f64,
-    released_ns: u64,
+    pub(super) cpu_s: f64,
+    pub(super) released_ns: u64,
     /// (CLOCK_MONOTONIC ns, acceptor thread CPU s) sampled while the run went on.
-    cpu_samples: Vec<(u64, f64)>,
+    pub(super) cpu_samples: Vec<(u64, f64)>,
     /// The acceptor's thread CPU at release, s.
-    cpu_at_release_s: f64,
-    counters_at_release: Option<Counters>,
-    client: ClientResult,
-    failure: Option<String>,
-    interrupted: bool,
-    window_s: f64,
-    usage: Option<crate::kernel::perf::UsageDelta>,
-    usage_accepts: u64,
+    pub(super) cpu_at_release_s: f64,
+    pub(super) counters_at_release: Option<Counters>,
+    pub(super) client: ClientResult,
+    pub(super) failure: Option<String>,
+    pub(super) interrupted: bool,
+    pub(super) window_s: f64,
+    pub(super) usage: Option<crate::kernel::perf::UsageDelta>,
+    pub(super) usage_accepts: u64,
 }
 
 impl Driven {
     /// Figures over the measured window: from the start of loadgen's measured window
     /// (after its warm-up) for closed/rate, from release for overflow runs.
-    fn into_measured(
+    pub(super) fn into_measured(
         self,
-        listener: &Listener,
+        backlog_effective: u32,
         env: RunEnv,
         figures: ModeFigures,
         client_window: bool,
@@ -317,7 +332,7 @@ impl Driven {
             peers_held_per_s: per_s(peer_span_s),
             peer_window_s: peer_span_s,
             cpu_s: (self.cpu_s - cpu_before.max(0.0)).max(0.0),
-            backlog_effective: listener.backlog_effective,
+            backlog_effective,
             rec: self.rec,
             client: self.client,
             failure: self.failure,
@@ -461,6 +476,7 @@ mod tests {
     }
 
     use super::*;
+    use crate::listener::Listener;
 
     fn record(t_ns: u64, warmup: bool) -> loadgen::ConnRecord {
         loadgen::ConnRecord {
@@ -471,6 +487,7 @@ mod tests {
             outcome: loadgen::Outcome::Established,
             warmup,
             round: 0,
+            serve: Default::default(),
         }
     }
 
@@ -513,7 +530,12 @@ mod tests {
             dual_stack: false,
         })
         .unwrap();
-        let m = d.into_measured(&listener, RunEnv::default(), ModeFigures::Driven, true);
+        let m = d.into_measured(
+            listener.backlog_effective,
+            RunEnv::default(),
+            ModeFigures::Driven,
+            true,
+        );
         assert_eq!(m.window_accepts, 200, "accepts from 100 ms to 299 ms");
         assert!((m.cpu_s - 0.2).abs() < 1e-9, "{}", m.cpu_s);
         // 200 accepts over 199 ms.

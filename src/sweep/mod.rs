@@ -14,6 +14,8 @@
 
 pub mod client;
 pub mod drain;
+pub mod extdrain;
+pub mod external;
 pub mod hosts;
 pub mod ktrace;
 pub mod measure;
@@ -69,10 +71,21 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         });
         settings.ssh = Some(run);
     }
+    if !cfg.servers.is_empty() {
+        let first = cfg.backlogs.first().copied().unwrap_or(128);
+        meta.notes.extend(external::preflight(
+            &cfg.servers,
+            &cfg.overflow.netns,
+            cfg.server_cpu,
+            first,
+        )?);
+        meta.notes.push("external servers: each run starts the server in its own process group pinned to the acceptor CPU (in a fresh private network namespace when root), ready when sock_diag sees its listener; served = it closed or answered a connection, as the client saw it (client-only = established, never served, never reset); CPU = its process group's over the window (/proc); logs in servers/".into());
+    }
     for n in &meta.notes {
         eprintln!("acceptbench: note: {n}");
     }
     let mut directory = sink::Directory::create(&cfg.out, meta, cfg.plots)?;
+    settings.servers_dir = Some(directory.path().join("servers"));
     // Private (mode 0700, unpredictable name) and removed on every way out of here.
     let tmp_dir = tempfile::Builder::new()
         .prefix("acceptbench-")
@@ -275,6 +288,9 @@ struct RunContext<'a> {
 impl RunContext<'_> {
     /// Measures one planned run; an unsupported engine is skipped, an error is a failed row.
     fn run_one(&self, p: plan::Planned) -> FinishedRun {
+        if let Some(name) = p.external {
+            return self.run_external(p, name);
+        }
         let support = crate::engine::engine_support(p.engine, self.uring);
         if !support.supported {
             return FinishedRun::without_figures(&p, Status::Skipped, &support.reason);
@@ -319,6 +335,42 @@ impl RunContext<'_> {
                 if let Some(note) = table {
                     done.row.add_note(&note);
                 }
+                done
+            }
+            Err(e) if self.stop.is_raised() => {
+                FinishedRun::without_figures(&p, Status::Incomplete, &format!("interrupted: {e:#}"))
+            }
+            Err(e) => FinishedRun::without_figures(&p, Status::Failed, &format!("{e:#}")),
+        }
+    }
+}
+
+impl RunContext<'_> {
+    /// Measures one run of external server `name`; what it cannot run is skipped,
+    /// saying why, and a server that fails is a failed row naming it.
+    fn run_external(&self, p: plan::Planned, name: &str) -> FinishedRun {
+        let why = external::unsupported_mode(p.mode).or(
+            (p.acceptors > 1 || p.sharing != crate::acceptors::Sharing::Shared)
+                .then_some("an external server is measured as it runs itself: --acceptors and --sharing apply to the built-in engines"),
+        );
+        if let Some(why) = why {
+            return FinishedRun::without_figures(&p, Status::Skipped, why);
+        }
+        let Some(server) = self.settings.servers.iter().find(|s| s.name == name) else {
+            return FinishedRun::without_figures(&p, Status::Failed, "no such server");
+        };
+        let spec = RunSpec {
+            planned: p,
+            settings: self.settings,
+            stop: self.stop,
+            exe: self.exe,
+            tmp: self.tmp,
+        };
+        match external::measure(&spec, server) {
+            Ok((m, note)) => {
+                let mut done = rows::finished(&p, m);
+                rows::as_external(&mut done, p.mode);
+                done.row.add_note(&note);
                 done
             }
             Err(e) if self.stop.is_raised() => {

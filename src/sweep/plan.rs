@@ -13,8 +13,10 @@ use crate::engine::{AcceptFlags, EngineKind};
 /// One planned run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Planned {
-    /// Engine.
+    /// Engine (for an external server, unused: see `external`).
     pub engine: EngineKind,
+    /// The external server this run measures (`--server NAME=…`), by name.
+    pub external: Option<&'static str>,
     /// Single-shot accepts in flight (`uring` only; one variant per `--inflight` value).
     pub inflight: Option<u32>,
     /// How `uring` arms its accepts (`uring` only; one variant per `--accept-flags`
@@ -34,6 +36,13 @@ pub struct Planned {
     pub round: u32,
     /// Position within the round, from 1.
     pub position: u32,
+}
+
+impl Planned {
+    /// The engine's name in rows and files: the built-in engine's, or the server's.
+    pub fn engine_name(&self) -> &'static str {
+        self.external.unwrap_or_else(|| self.engine.name())
+    }
 }
 
 /// Mode stall's own plan dimensions: one cell per (stall, load).
@@ -75,8 +84,9 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
                 engines
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (engine, inflight, accept_flags))| Planned {
+                    .map(|(i, (engine, inflight, accept_flags, external))| Planned {
                         engine,
+                        external,
                         inflight,
                         accept_flags,
                         backlog,
@@ -111,18 +121,34 @@ fn stall_cells(cfg: &SweepConfig, mode: Mode) -> Vec<Option<StallCell>> {
 }
 
 /// The engine variants of every round: each engine once, `uring` once per in-flight
-/// depth and accept-flags setting.
-fn variants(cfg: &SweepConfig) -> Vec<(EngineKind, Option<u32>, Option<AcceptFlags>)> {
+/// depth and accept-flags setting, then each external server once.
+type Variant = (
+    EngineKind,
+    Option<u32>,
+    Option<AcceptFlags>,
+    Option<&'static str>,
+);
+
+fn variants(cfg: &SweepConfig) -> Vec<Variant> {
     cfg.engines
         .iter()
         .flat_map(|&e| match e {
             EngineKind::Uring => cfg
                 .inflights
                 .iter()
-                .flat_map(|&q| cfg.accept_flags.iter().map(move |&f| (e, Some(q), Some(f))))
+                .flat_map(|&q| {
+                    cfg.accept_flags
+                        .iter()
+                        .map(move |&f| (e, Some(q), Some(f), None))
+                })
                 .collect(),
-            _ => vec![(e, None, None)],
+            _ => vec![(e, None, None, None)],
         })
+        .chain(
+            cfg.servers
+                .iter()
+                .map(|s| (EngineKind::Std, None, None, Some(s.name))),
+        )
         .collect()
 }
 

@@ -60,7 +60,7 @@ impl FinishedRun {
 /// The columns a run has from its plan alone: what ran, where in the plan, and its status.
 fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
     SummaryRow {
-        engine: p.engine.name().into(),
+        engine: p.engine_name().into(),
         inflight: p.inflight,
         accept_flags: p
             .accept_flags
@@ -181,6 +181,50 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         stall,
         hosts,
     }
+}
+
+/// An external server's run: its `peer` histogram is the served latency (connect()
+/// → the server's first byte or close), named `served`; it has no internal one.
+/// In burst and drain the client holds or resets its connections without waiting for
+/// the server, so served is not seen: the row says so instead, and drops the join's
+/// notes and histograms, which would read "never accepted".
+pub fn as_external(run: &mut FinishedRun, mode: Mode) {
+    run.histograms.retain(|(m, _)| *m != "peer-internal");
+    let unseen = match mode {
+        Mode::Burst => Some("served is not measured in a burst (the client holds its connections until the round ends, so accepted, matched and unmatched say nothing of the server); the queue (queue_max, queue/*.csv) and ListenOverflows are"),
+        Mode::Drain => Some("drain: the clients reset their connections once queued, so served is not seen; accepted = connections the server took from its queue after SIGCONT, timed until sock_diag saw the queue empty (not until the last close)"),
+        _ => None,
+    };
+    if let Some(why) = unseen {
+        run.histograms.retain(|(m, _)| *m == "connect");
+        let kept: Vec<&str> = run
+            .row
+            .note
+            .split("; ")
+            .filter(|n| !n.starts_with("client-only:") && !n.contains("never accepted"))
+            .collect();
+        run.row.note = kept.join("; ");
+        run.row.add_note(why);
+        // No join was possible: its columns measured nothing.
+        let r = &mut run.row;
+        (
+            r.matched,
+            r.unmatched,
+            r.unmatched_client,
+            r.unmatched_server,
+        ) = (0, 0, 0, 0);
+        return;
+    }
+    for (m, _) in run.histograms.iter_mut() {
+        if *m == "peer" {
+            *m = "served";
+        }
+    }
+    let r = &run.row;
+    let (est, served) = (r.established, r.accepted);
+    run.row.add_note(&format!(
+        "served {served} of {est} established (the server closed or answered them; accepted, matched and the peer columns count served connections, unmatched_client the established ones never served: client-only or reset)"
+    ));
 }
 
 /// Failed when the run says why, incomplete when interrupted, else ok; and the notes a

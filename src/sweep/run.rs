@@ -50,6 +50,10 @@ pub struct RunSettings {
     pub perf: Result<crate::kernel::perf::Ids, String>,
     /// `--trace kernel`: record the kernel's account of each run.
     pub trace_kernel: bool,
+    /// External servers (`--server`).
+    pub servers: Vec<crate::config::external::ExternalConfig>,
+    /// Where external servers' logs go (the run directory's `servers/`).
+    pub servers_dir: Option<std::path::PathBuf>,
 }
 
 impl RunSettings {
@@ -75,6 +79,8 @@ impl RunSettings {
             stall: cfg.stall.clone(),
             perf: Err("not opened".into()),
             trace_kernel: cfg.trace_kernel,
+            servers: cfg.servers.clone(),
+            servers_dir: None,
         }
     }
 }

@@ -734,6 +734,10 @@ fn shifted(r: &loadgen::ConnRecord, shift: i128) -> loadgen::ConnRecord {
         intended_ns: s(r.intended_ns),
         connect_start_ns: s(r.connect_start_ns),
         done_ns: s(r.done_ns),
+        serve: match r.serve {
+            loadgen::record::Serve::Served(t) => loadgen::record::Serve::Served(s(t)),
+            other => other,
+        },
         ..*r
     }
 }

@@ -303,7 +303,7 @@ fn stall_row(
     };
     StallRow {
         series: crate::report::series(
-            p.engine.name(),
+            p.engine_name(),
             p.inflight,
             p.accept_flags.map_or("", |f| f.name()),
             p.acceptors,

@@ -44,6 +44,12 @@ impl Config {
             push("--sources", src.to_arg());
         }
         push("--connect-timeout", ms(self.connect_timeout));
+        if let Some(r) = &self.server_request {
+            push("--server-request", super::request::escape(r));
+        }
+        if let Some(d) = self.serve_timeout {
+            push("--serve-timeout", ms(d));
+        }
         let method = match self.method {
             MethodChoice::Auto => "auto",
             MethodChoice::Uring => "uring",
@@ -61,6 +67,7 @@ impl Config {
         let o = &self.output;
         for (path, flag) in [
             (&o.hgrm, "--hgrm"),
+            (&o.served_hgrm, "--served-hgrm"),
             (&o.hlog, "--hlog"),
             (&o.records, "--records"),
         ] {
@@ -154,6 +161,16 @@ mod tests {
                 "ring",
             ],
             &["--target", "127.0.0.1:9", "--socket-ops", "syscall"],
+            &[
+                "--target",
+                "127.0.0.1:9",
+                "--server-request",
+                "\\x40x GET / HTTP/1.0\\r\\n\\r\\n\\x00",
+                "--serve-timeout",
+                "5s",
+                "--served-hgrm",
+                "/tmp/s.hgrm",
+            ],
             &[
                 "--target",
                 "127.0.0.1:9",

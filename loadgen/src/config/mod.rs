@@ -13,6 +13,7 @@ use crate::error::LoadgenError;
 use crate::sources::SourceRange;
 
 mod args;
+pub mod request;
 pub use common::ring::RingSetup;
 
 /// Default in-flight cap of rate mode (all threads together).
@@ -103,6 +104,8 @@ pub struct Output {
     pub json: bool,
     /// HdrHistogram percentile-distribution file (µs).
     pub hgrm: Option<PathBuf>,
+    /// Served-latency percentile-distribution file (µs; `wait_close` runs).
+    pub served_hgrm: Option<PathBuf>,
     /// HdrHistogram V2 interval log file (ns, 1 s intervals).
     pub hlog: Option<PathBuf>,
     /// Per-connection records file.
@@ -143,8 +146,13 @@ pub struct Config {
     pub connect_timeout: Duration,
     /// RST or FIN on close.
     pub close: CloseMode,
-    /// Read until the server closes before closing (closed/rate).
+    /// Wait for the server's action on each connection (closed/rate): its first byte
+    /// or its close, then read until it closes; counted as served, client-only or reset.
     pub wait_close: bool,
+    /// Sent once connected (needs `wait_close`): the server's answer is what it does.
+    pub server_request: Option<Vec<u8>>,
+    /// How long to wait for the server's answer or close; `None` = `connect_timeout`.
+    pub serve_timeout: Option<Duration>,
     /// Burst: close each round's connections before reporting the round.
     pub close_early: bool,
     /// Requested connect method.
@@ -178,6 +186,8 @@ impl Config {
             connect_timeout: Duration::from_secs(3),
             close: CloseMode::Reset,
             wait_close: false,
+            server_request: None,
+            serve_timeout: None,
             close_early: false,
             method: MethodChoice::Auto,
             ring_setup: RingSetup::Defer,
@@ -206,6 +216,11 @@ impl Config {
         let (concurrency, duration) = load_from_cli(cli)?;
         let sources = cli.sources.as_deref().map(SourceRange::parse).transpose()?;
         let method = method_from_cli(cli)?;
+        let server_request = cli
+            .server_request
+            .as_deref()
+            .map(request::parse)
+            .transpose()?;
         let config = Config {
             target,
             mode,
@@ -222,7 +237,9 @@ impl Config {
             } else {
                 CloseMode::Reset
             },
-            wait_close: cli.wait_close,
+            wait_close: cli.wait_close || server_request.is_some(),
+            server_request,
+            serve_timeout: cli.serve_timeout,
             close_early: cli.close_early,
             method,
             ring_setup: cli.ring_setup.unwrap_or(RingSetup::Defer),
@@ -236,6 +253,7 @@ impl Config {
             output: Output {
                 json: cli.json,
                 hgrm: cli.hgrm.clone(),
+                served_hgrm: cli.served_hgrm.clone(),
                 hlog: cli.hlog.clone(),
                 records: cli.records.clone(),
                 run_id: cli.run_id.clone(),
@@ -294,6 +312,7 @@ impl Config {
                 self.concurrency, self.threads
             ));
         }
+        self.validate_serve()?;
         if self.connections == Some(0) {
             return bad("--connections 0 runs nothing; give N ≥ 1 or drop it".into());
         }
@@ -349,6 +368,32 @@ impl Config {
             }
         }
         self.check_ports()
+    }
+
+    /// `--server-request` and `--serve-timeout` need the wait for the server's action.
+    fn validate_serve(&self) -> Result<(), LoadgenError> {
+        let bad = |s: &str| Err(LoadgenError::BadOption(s.into()));
+        if self.server_request.is_some() && !self.wait_close {
+            return bad("a server request needs wait_close (the answer is what is waited for); set it, as --server-request does");
+        }
+        if self.server_request.as_ref().is_some_and(|r| r.is_empty()) {
+            return bad("--server-request is empty; give the request or drop it");
+        }
+        if self.serve_timeout.is_some() && !self.wait_close {
+            return bad("--serve-timeout bounds the wait for the server's answer or close: add --wait-close (or --server-request), or drop it");
+        }
+        if self.output.served_hgrm.is_some() && !self.wait_close {
+            return bad("--served-hgrm needs a served latency: add --wait-close (or --server-request), or drop it");
+        }
+        if self.serve_timeout == Some(Duration::ZERO) {
+            return bad("--serve-timeout 0 gives up before the server can act; give e.g. --serve-timeout 5s");
+        }
+        Ok(())
+    }
+
+    /// How long a connection waits for the server's answer or close.
+    pub fn serve_wait(&self) -> Duration {
+        self.serve_timeout.unwrap_or(self.connect_timeout)
     }
 
     /// Connections open at once must fit in (sources × ephemeral ports).

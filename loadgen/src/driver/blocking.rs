@@ -39,8 +39,8 @@ impl Driver for BlockingDriver {
     }
 
     fn start_read(&mut self, token: u64, fd: RawFd) {
-        let result = match sock::drain(fd) {
-            Ok(()) | Err(libc::ECONNRESET) => 0,
+        let result = match sock::read_once(fd) {
+            Ok(n) => n.min(i32::MAX as usize) as i32,
             // SO_RCVTIMEO expired.
             Err(libc::EAGAIN) => -libc::ETIMEDOUT,
             Err(e) => -e,

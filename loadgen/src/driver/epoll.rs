@@ -161,11 +161,11 @@ impl Driver for EpollDriver {
     }
 
     fn start_read(&mut self, token: u64, fd: RawFd) {
-        match sock::drain(fd) {
-            Ok(()) | Err(libc::ECONNRESET) => self.ready.push(Completion {
+        match sock::read_once(fd) {
+            Ok(n) => self.ready.push(Completion {
                 token,
                 op: Op::Read,
-                result: 0,
+                result: n.min(i32::MAX as usize) as i32,
             }),
             Err(libc::EAGAIN) => self.arm(token, fd, Op::Read),
             Err(e) => self.ready.push(Completion {
@@ -198,8 +198,8 @@ impl Driver for EpollDriver {
             let a = self.armed[token_slot(token)];
             let result = match a.op {
                 Op::Connect | Op::Socket | Op::SockOpt => -sock::so_error(a.fd),
-                Op::Read => match sock::drain(a.fd) {
-                    Ok(()) | Err(libc::ECONNRESET) => 0,
+                Op::Read => match sock::read_once(a.fd) {
+                    Ok(n) => n.min(i32::MAX as usize) as i32,
                     Err(libc::EAGAIN) => {
                         self.arm(token, a.fd, Op::Read);
                         continue;

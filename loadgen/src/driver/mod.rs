@@ -45,7 +45,8 @@ pub(crate) enum Op {
     SockOpt,
 }
 
-/// One finished operation: `result` is 0 on success (read: the server closed), else -errno.
+/// One finished operation: `result` is 0 on success, else -errno; a read's is the bytes
+/// read (0: the server closed).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Completion {
     pub token: u64,
@@ -57,7 +58,8 @@ pub(crate) struct Completion {
 pub(crate) trait Driver {
     /// Starts connecting `fd` to the target. Failures arrive as completions, never here.
     fn start_connect(&mut self, token: u64, fd: RawFd);
-    /// Starts reading `fd` until EOF (wait-close).
+    /// Starts one read on `fd` (wait-close): its completion carries the bytes read, 0 when
+    /// the server closed, or -errno.
     fn start_read(&mut self, token: u64, fd: RawFd);
     /// Starts making a socket in the ring; its completion (`Op::Socket`) carries the fd.
     /// Only the io_uring driver with `--socket-ops ring` is asked to.

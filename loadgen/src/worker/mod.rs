@@ -26,6 +26,7 @@ use crate::sock::{self, RawAddr, SocketSetup};
 use crate::sources::SourceRange;
 
 mod round;
+mod serve;
 mod slot;
 
 pub use round::RoundCmd;
@@ -115,6 +116,8 @@ struct Worker<'a, D: Driver> {
     sources: Option<SourceRange>,
     next_source: u64,
     timeout_ns: u64,
+    /// How long a connection waits for the server's answer or close (wait-close).
+    serve_ns: u64,
     burst: bool,
     /// Burst: close the round's connections before reporting it.
     close_early: bool,
@@ -128,8 +131,11 @@ struct Worker<'a, D: Driver> {
     close_linked: bool,
     slots: Vec<Slot>,
     free: Vec<u32>,
-    /// (deadline, slot, gen), in deadline order (all deadlines are now + the same timeout).
+    /// Connect deadlines (deadline, slot, gen), in deadline order (all are now + the
+    /// connect timeout).
     deadlines: VecDeque<(u64, u32, u16)>,
+    /// Wait-close deadlines, the same way (all are now + the serve timeout).
+    read_deadlines: VecDeque<(u64, u32, u16)>,
     completions: Vec<Completion>,
     /// Slots in Connecting or Reading: what a phase waits for.
     awaiting: usize,
@@ -173,7 +179,7 @@ impl<'a, D: Driver> Worker<'a, D> {
                 nonblocking: driver.nonblocking_sockets(),
                 linger0: config.close == CloseMode::Reset,
                 blocking_timeout: blocking.then_some(config.connect_timeout),
-                read_timeout: config.wait_close,
+                read_timeout: config.wait_close.then(|| config.serve_wait()),
             },
             driver,
             pacer: spec.pacer,
@@ -183,6 +189,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             sources: config.sources.clone(),
             next_source: spec.index as u64,
             timeout_ns: config.connect_timeout.as_nanos().min(u64::MAX as u128 / 4) as u64,
+            serve_ns: config.serve_wait().as_nanos().min(u64::MAX as u128 / 4) as u64,
             burst: matches!(config.mode, Mode::Burst { .. }),
             close_early: config.close_early,
             rate: matches!(config.mode, Mode::Rate { .. }),
@@ -195,6 +202,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             slots: vec![Slot::FREE; slots],
             free: (0..slots as u32).rev().collect(),
             deadlines: VecDeque::with_capacity(slots),
+            read_deadlines: VecDeque::with_capacity(if config.wait_close { slots } else { 0 }),
             completions: Vec::with_capacity(slots.min(4096)),
             awaiting: 0,
             draining: 0,
@@ -270,8 +278,10 @@ impl<'a, D: Driver> Worker<'a, D> {
             if self.awaiting == 0 && (self.interrupted || self.pacer.exhausted(now)) {
                 return Ok(());
             }
-            if let Some(&(d, _, _)) = self.deadlines.front() {
-                wake = Some(wake.map_or(d, |w| w.min(d)));
+            for q in [&self.deadlines, &self.read_deadlines] {
+                if let Some(&(d, _, _)) = q.front() {
+                    wake = Some(wake.map_or(d, |w| w.min(d)));
+                }
             }
             if self.awaiting == 0 && wake.is_none() {
                 // Nothing in flight, nothing scheduled: only possible while backing off.
@@ -309,6 +319,7 @@ impl<'a, D: Driver> Worker<'a, D> {
             }
         }
         if self.keep_records {
+            self.slots[idx].record = self.records.len() as u32;
             let local = if s.fd >= 0 {
                 sock::local_addr(s.fd)
             } else {
@@ -322,6 +333,7 @@ impl<'a, D: Driver> Worker<'a, D> {
                 outcome,
                 warmup: s.warmup,
                 round: self.round,
+                serve: crate::record::Serve::NotWaited,
             });
         }
         self.unpublished += 1;

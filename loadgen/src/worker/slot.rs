@@ -1,17 +1,19 @@
 //! The per-connection slot state machine of a worker: a slot is started (socket,
 //! bind, connect handed to the driver — with `--socket-ops ring` the socket is made
 //! in the ring first, and the connect handed over when it arrives), completed or
-//! expired, optionally kept reading until the server closes (wait-close), held or
+//! expired, optionally kept waiting for the server's answer or close (wait-close, see
+//! `serve.rs`), held or
 //! decided in burst rounds, and closed or abandoned — cancelling what the driver still owns and draining its completion
 //! before the slot is reused.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::os::fd::RawFd;
 
 use super::{is_local_shortage, token, Worker, BACKOFF_NS, DRAIN_LIMIT_NS};
 use crate::clock::mono_ns;
 use crate::driver::{token_slot, Completion, Driver, Op};
-use crate::record::Outcome;
+use crate::record::{Outcome, Serve};
 use crate::sock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,6 +46,12 @@ pub(super) struct Slot {
     /// `--socket-ops ring`: errno of the in-ring setsockopt that failed ahead of the
     /// connect (which then completes with ECANCELED), 0 if none.
     pub(super) ring_err: i32,
+    /// Wait-close: what the server did is known and counted.
+    pub(super) settled: bool,
+    /// Wait-close: reads done on this connection (bounded by `MAX_READS`).
+    pub(super) reads: u16,
+    /// Index of this connection's record in the worker's records (kept records only).
+    pub(super) record: u32,
 }
 
 impl Slot {
@@ -57,6 +65,9 @@ impl Slot {
         start_ns: 0,
         deadline_ns: 0,
         ring_err: 0,
+        settled: false,
+        reads: 0,
+        record: u32::MAX,
     };
 }
 
@@ -72,6 +83,9 @@ impl<D: Driver> Worker<'_, D> {
         slot.gen = slot.gen.wrapping_add(1);
         slot.warmup = warmup;
         slot.ring_err = 0;
+        slot.settled = false;
+        slot.reads = 0;
+        slot.record = u32::MAX;
         // Closed and burst latency counts from connect(); rate from the schedule.
         slot.intended_ns = if self.rate { intended_ns } else { now };
         if self.ring_ops {
@@ -199,7 +213,7 @@ impl<D: Driver> Worker<'_, D> {
                     if self.burst {
                         self.slots[idx].state = State::Held;
                     } else if self.config.wait_close {
-                        self.start_read(idx, now);
+                        self.await_server(idx, now);
                     } else {
                         self.close_slot(idx);
                     }
@@ -223,12 +237,7 @@ impl<D: Driver> Worker<'_, D> {
             }
             (State::Reading, Op::Read) => {
                 self.awaiting -= 1;
-                if (c.result == -libc::ETIMEDOUT || c.result == -libc::ECANCELED)
-                    && !self.slots[idx].warmup
-                {
-                    self.stats.wait_close_timeouts += 1;
-                }
-                self.close_slot(idx);
+                self.read_done(idx, c.result, now);
             }
             (State::Draining, _) => {
                 self.draining -= 1;
@@ -241,14 +250,17 @@ impl<D: Driver> Worker<'_, D> {
         }
     }
 
-    pub(super) fn start_read(&mut self, idx: usize, now: u64) {
+    /// Starts one read on slot `idx`'s socket, given up at `deadline_ns`.
+    pub(super) fn start_read(&mut self, idx: usize, deadline_ns: u64) {
         let slot = &mut self.slots[idx];
         slot.state = State::Reading;
         slot.op_in_flight = self.track_deadlines;
-        slot.deadline_ns = now + self.timeout_ns;
+        slot.reads = slot.reads.saturating_add(1);
+        slot.deadline_ns = deadline_ns;
         let (fd, token) = (slot.fd, token(idx, slot.gen));
-        if self.track_deadlines {
-            self.deadlines
+        // A later read keeps the first one's deadline, whose entry is still queued.
+        if self.track_deadlines && slot.reads == 1 {
+            self.read_deadlines
                 .push_back((slot.deadline_ns, idx as u32, slot.gen));
         }
         self.awaiting += 1;
@@ -257,11 +269,20 @@ impl<D: Driver> Worker<'_, D> {
 
     /// Settles every connect/read whose deadline has passed.
     pub(super) fn expire(&mut self, now: u64) {
-        while let Some(&(d, idx, gen)) = self.deadlines.front() {
-            if d > now {
+        loop {
+            let due = |q: &VecDeque<(u64, u32, u16)>| q.front().filter(|e| e.0 <= now).copied();
+            let Some((d, idx, gen)) = due(&self.deadlines)
+                .inspect(|_| {
+                    self.deadlines.pop_front();
+                })
+                .or_else(|| {
+                    due(&self.read_deadlines).inspect(|_| {
+                        self.read_deadlines.pop_front();
+                    })
+                })
+            else {
                 break;
-            }
-            self.deadlines.pop_front();
+            };
             let idx = idx as usize;
             let s = self.slots[idx];
             if s.gen != gen || s.deadline_ns != d {
@@ -285,6 +306,7 @@ impl<D: Driver> Worker<'_, D> {
                     if !s.warmup {
                         self.stats.wait_close_timeouts += 1;
                     }
+                    self.settle(idx, Serve::ClientOnly);
                     self.abandon(idx, Op::Read);
                 }
                 _ => {}
@@ -305,6 +327,7 @@ impl<D: Driver> Worker<'_, D> {
                 }
                 State::Reading => {
                     self.awaiting -= 1;
+                    self.settle(idx, Serve::Unresolved);
                     self.abandon(idx, Op::Read);
                 }
                 State::Opening => {
@@ -334,7 +357,10 @@ impl<D: Driver> Worker<'_, D> {
                         self.awaiting -= 1;
                     }
                     let op = match self.slots[idx].state {
-                        State::Reading => Op::Read,
+                        State::Reading => {
+                            self.settle(idx, Serve::Unresolved);
+                            Op::Read
+                        }
                         State::Opening => Op::Socket,
                         _ => Op::Connect,
                     };
@@ -344,6 +370,7 @@ impl<D: Driver> Worker<'_, D> {
             }
         }
         self.deadlines.clear();
+        self.read_deadlines.clear();
         // Returns with every socket closed, not just asked to close.
         self.driver.flush_closes();
     }

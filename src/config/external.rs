@@ -1,0 +1,150 @@
+//! `sweep --server NAME=COMMAND` and the engine names beside them: which names in
+//! `--engines` are built-in engines and which are the user's servers.
+
+use std::str::FromStr;
+
+use super::ConfigError;
+use crate::engine::EngineKind;
+use crate::external::Template;
+
+/// An external server of a sweep, run as an engine named `name`.
+#[derive(Debug, Clone)]
+pub struct ExternalConfig {
+    /// Its name in `--engines`, rows and file names. Leaked once per name so that a
+    /// planned run (a `Copy` value) can carry it.
+    pub name: &'static str,
+    /// The command as given.
+    pub command: String,
+    /// The command with its placeholders checked.
+    pub template: Template,
+    /// What loadgen sends it once connected (`--server-request NAME=…`).
+    pub request: Option<Vec<u8>>,
+}
+
+/// Parses every `--server NAME=COMMAND` and `--server-request NAME=BYTES`.
+pub fn servers(args: &[String], requests: &[String]) -> Result<Vec<ExternalConfig>, ConfigError> {
+    let mut out = commands(args)?;
+    for arg in requests {
+        let bad = |why: String| ConfigError::BadItem {
+            flag: "server-request",
+            item: arg.clone(),
+            why,
+        };
+        let (name, bytes) = arg.split_once('=').ok_or_else(|| {
+            bad(r"give NAME=BYTES, e.g. --server-request nginx='GET / HTTP/1.0\r\n\r\n'".into())
+        })?;
+        let server = out
+            .iter_mut()
+            .find(|s| s.name == name.trim())
+            .ok_or_else(|| {
+                bad(format!(
+                    "there is no --server {name}=…; name one of the servers"
+                ))
+            })?;
+        if server.request.is_some() {
+            return Err(ConfigError::Duplicate {
+                flag: "server-request",
+                item: name.to_string(),
+            });
+        }
+        server.request =
+            Some(loadgen::config::request::parse(bytes).map_err(|e| bad(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// Parses every `--server NAME=COMMAND`.
+fn commands(args: &[String]) -> Result<Vec<ExternalConfig>, ConfigError> {
+    let mut out: Vec<ExternalConfig> = Vec::new();
+    for arg in args {
+        let bad = |why: String| ConfigError::BadItem {
+            flag: "server",
+            item: arg.clone(),
+            why,
+        };
+        let (name, command) = arg.split_once('=').ok_or_else(|| {
+            bad("give NAME=COMMAND, e.g. --server seed='python3 examples/seed_server.py {port} {backlog}'".into())
+        })?;
+        let name = name.trim();
+        if name.is_empty()
+            || name.len() > 32
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+        {
+            return Err(bad(format!(
+                "the name {name:?} must be 1 to 32 of a-z, 0-9, '-' and '_' (it names files and rows)"
+            )));
+        }
+        if EngineKind::from_str(name).is_ok() {
+            return Err(bad(format!(
+                "{name} is a built-in engine; give your server another name, e.g. --server my-{name}=…"
+            )));
+        }
+        if out.iter().any(|s| s.name == name) {
+            return Err(ConfigError::Duplicate {
+                flag: "server",
+                item: name.to_string(),
+            });
+        }
+        let template = Template::parse(command).map_err(|e| bad(e.to_string()))?;
+        out.push(ExternalConfig {
+            name: Box::leak(name.to_string().into_boxed_str()),
+            command: command.to_string(),
+            template,
+            request: None,
+        });
+    }
+    Ok(out)
+}
+
+/// Splits `--engines` into built-in engines and servers (in the order given), checking
+/// that every name is one or the other and every server is named. `None` (no
+/// `--engines`) is every built-in engine.
+pub fn split_engines(
+    names: Option<Vec<String>>,
+    servers: &[ExternalConfig],
+) -> Result<(Vec<EngineKind>, Vec<ExternalConfig>), ConfigError> {
+    let Some(names) = names else {
+        if let Some(s) = servers.first() {
+            return Err(ConfigError::BadItem {
+                flag: "server",
+                item: s.name.to_string(),
+                why: format!(
+                    "it is not in --engines; name it there beside the engines to compare it with, e.g. --engines std,{}",
+                    s.name
+                ),
+            });
+        }
+        return Ok((EngineKind::ALL.to_vec(), Vec::new()));
+    };
+    let mut ours = Vec::new();
+    let mut theirs: Vec<ExternalConfig> = Vec::new();
+    for n in &names {
+        if let Ok(k) = EngineKind::from_str(n) {
+            ours.push(k);
+        } else if let Some(s) = servers.iter().find(|s| s.name == n) {
+            theirs.push(s.clone());
+        } else {
+            return Err(ConfigError::BadItem {
+                flag: "engines",
+                item: n.clone(),
+                why: format!(
+                    "neither a built-in engine (std, uring, multishot, uring-linked, tokio-uring, tokio) nor a server given with --server {n}='COMMAND'"
+                ),
+            });
+        }
+    }
+    if let Some(s) = servers.iter().find(|s| !names.iter().any(|n| n == s.name)) {
+        return Err(ConfigError::BadItem {
+            flag: "server",
+            item: s.name.to_string(),
+            why: format!(
+                "it is not in --engines; add it there (e.g. --engines {},{})",
+                names.join(","),
+                s.name
+            ),
+        });
+    }
+    Ok((ours, theirs))
+}

@@ -1,0 +1,390 @@
+//! Process control of an external server — the one module that starts, pauses, resumes,
+//! stops and reaps someone else's server. Measurement code asks it; it never sends a
+//! signal itself.
+//!
+//! A server is started with `sh -c COMMAND` in its own process group (so a signal
+//! reaches every process it forks), pinned to one CPU (inherited by its children),
+//! with stdout and stderr in files; it is *ready* when a LISTEN socket on its port
+//! appears (seen by `kernel::sockdiag`, so in the network namespace of the thread that
+//! opened that socket, which is also the one the server was started from). An
+//! [`ExternalServer`] stops and reaps its process group when dropped: no code path can
+//! leave it running.
+
+pub mod proc;
+pub mod template;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::kernel::sockdiag::{ListenerDiag, Listening};
+
+pub use template::{Template, TemplateError};
+
+/// Default wait for a server's listener.
+pub const DEFAULT_READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default time a server gets between SIGTERM and SIGKILL.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(2);
+/// Poll interval while waiting for readiness or an exit.
+const POLL: Duration = Duration::from_millis(10);
+/// A server that listens only on other ports this long after its start is failed then.
+const ELSEWHERE_AFTER: Duration = Duration::from_secs(2);
+/// Log lines quoted in an error.
+const QUOTED_LINES: usize = 5;
+
+/// How to start one server.
+#[derive(Debug, Clone)]
+pub struct ServerSpec {
+    /// Its name (`--server NAME=…`), used in file names and messages.
+    pub name: String,
+    /// The command, placeholders filled in.
+    pub command: String,
+    /// Pin it (and everything it forks) to this CPU.
+    pub cpu: Option<usize>,
+    /// Where its stdout and stderr go: `<log_stem>.stdout` and `<log_stem>.stderr`.
+    pub log_stem: PathBuf,
+    /// How long it may take to listen.
+    pub ready_timeout: Duration,
+    /// SIGTERM → SIGKILL grace when stopped.
+    pub stop_grace: Duration,
+}
+
+/// What went wrong with an external server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// `sh` could not be started, or a log file not made.
+    #[error("server {name}: cannot start `{command}`: {source}")]
+    Spawn {
+        name: String,
+        command: String,
+        source: std::io::Error,
+    },
+    /// It exited before listening.
+    #[error("server {name} exited before listening on port {port} ({status}); its last log line: {last}")]
+    Exited {
+        name: String,
+        port: u16,
+        status: String,
+        last: String,
+    },
+    /// Nothing listened on the port in time.
+    #[error("server {name} did not listen on port {port} within {}{elsewhere}; its last log lines:\n{last}", humantime::format_duration(*waited))]
+    NotReady {
+        name: String,
+        port: u16,
+        waited: Duration,
+        /// ", but listens on …: …" when its processes listen on other ports.
+        elsewhere: String,
+        last: String,
+    },
+    /// sock_diag failed.
+    #[error("server {name}: reading listeners with sock_diag: {source}")]
+    Diag {
+        name: String,
+        source: std::io::Error,
+    },
+}
+
+/// How a server ended when stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stopped {
+    /// Its `sh`'s exit status, e.g. `exit 0` or `signal 15 (SIGTERM)`.
+    pub status: String,
+    /// It (or a process it forked) outlived SIGTERM's grace and was killed.
+    pub killed: bool,
+}
+
+/// A running external server (its process group). Dropping it stops and reaps it.
+pub struct ExternalServer {
+    name: String,
+    /// Its `sh` until reaped.
+    child: Option<Child>,
+    /// The `sh`'s exit status once reaped.
+    status: Option<ExitStatus>,
+    pgid: i32,
+    stdout: PathBuf,
+    stderr: PathBuf,
+    ready_timeout: Duration,
+    stop_grace: Duration,
+    stopped: Option<Stopped>,
+}
+
+impl ExternalServer {
+    /// Starts `spec`'s command in a new process group, from the calling thread (so in its
+    /// network namespace).
+    pub fn start(spec: &ServerSpec) -> Result<ExternalServer, ServerError> {
+        let spawn_err = |source| ServerError::Spawn {
+            name: spec.name.clone(),
+            command: spec.command.clone(),
+            source,
+        };
+        let stdout = spec.log_stem.with_extension("stdout");
+        let stderr = spec.log_stem.with_extension("stderr");
+        let out = std::fs::File::create(&stdout).map_err(spawn_err)?;
+        let err = std::fs::File::create(&stderr).map_err(spawn_err)?;
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(&spec.command)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err);
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+        let cpu = spec.cpu;
+        // SAFETY: the closure runs in the child between fork and exec and calls only
+        // async-signal-safe system calls (prctl, sched_setaffinity) on stack data.
+        unsafe {
+            cmd.pre_exec(move || {
+                // If the thread that started it dies without dropping it, so does sh.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if let Some(cpu) = cpu {
+                    let mut set: libc::cpu_set_t = std::mem::zeroed();
+                    libc::CPU_SET(cpu, &mut set);
+                    if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(spawn_err)?;
+        let pgid = child.id() as i32;
+        Ok(ExternalServer {
+            name: spec.name.clone(),
+            child: Some(child),
+            status: None,
+            pgid,
+            stdout,
+            stderr,
+            ready_timeout: spec.ready_timeout,
+            stop_grace: spec.stop_grace,
+            stopped: None,
+        })
+    }
+
+    /// Its name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Its process group id (= the PID of its `sh`).
+    pub fn pgid(&self) -> i32 {
+        self.pgid
+    }
+
+    /// Its stdout and stderr files.
+    pub fn logs(&self) -> (&Path, &Path) {
+        (&self.stdout, &self.stderr)
+    }
+
+    /// Waits until a LISTEN socket on `port` appears (seen through `diag`) and returns
+    /// the listeners; fails, naming the server and quoting its log, if it exits first or
+    /// the time limit passes.
+    pub fn wait_ready(
+        &mut self,
+        diag: &mut ListenerDiag,
+        port: u16,
+    ) -> Result<Vec<Listening>, ServerError> {
+        let start = Instant::now();
+        // Bounded by the time limit (each turn sleeps POLL).
+        loop {
+            let seen = diag.listening(port).map_err(|source| ServerError::Diag {
+                name: self.name.clone(),
+                source,
+            })?;
+            if !seen.is_empty() {
+                return Ok(seen);
+            }
+            if let Some(status) = self.exited() {
+                return Err(ServerError::Exited {
+                    name: self.name.clone(),
+                    port,
+                    status: describe(status),
+                    last: self.last_lines(1).pop().unwrap_or_else(|| "(none)".into()),
+                });
+            }
+            // A server listening on other ports for a while has set up its listeners:
+            // it is not going to listen on this one (servers bind theirs together).
+            let timed_out = start.elapsed() >= self.ready_timeout;
+            let elsewhere = if timed_out || start.elapsed() >= ELSEWHERE_AFTER {
+                self.listening_elsewhere(diag)
+            } else {
+                String::new()
+            };
+            if timed_out || !elsewhere.is_empty() {
+                let waited = start.elapsed().min(self.ready_timeout);
+                return Err(ServerError::NotReady {
+                    name: self.name.clone(),
+                    port,
+                    waited: Duration::from_millis(waited.as_millis() as u64),
+                    elsewhere,
+                    last: self.quoted_log(),
+                });
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// ", but it listens on ADDR, …: put {port} …" when its processes listen on other
+    /// ports; empty otherwise.
+    fn listening_elsewhere(&self, diag: &mut ListenerDiag) -> String {
+        let inodes = proc::group_socket_inodes(self.pgid);
+        let Ok(all) = diag.all_listening() else {
+            return String::new();
+        };
+        let other: Vec<String> = all
+            .iter()
+            .filter(|l| inodes.contains(&l.inode))
+            .map(|l| l.addr.to_string())
+            .collect();
+        if other.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", but it listens on {}: give it the run's port with {{port}} in its command (and {{addr}} for the address)",
+                other.join(", ")
+            )
+        }
+    }
+
+    /// The exit status of its `sh`, if it has exited (reaped here, kept for later).
+    fn exited(&mut self) -> Option<ExitStatus> {
+        if self.status.is_none() {
+            if let Some(st) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.status = Some(st);
+                self.child = None;
+            }
+        }
+        self.status
+    }
+
+    /// The last `n` lines of its stderr, else of its stdout.
+    pub fn last_lines(&self, n: usize) -> Vec<String> {
+        let err = proc::last_lines(&self.stderr, n);
+        if err.is_empty() {
+            proc::last_lines(&self.stdout, n)
+        } else {
+            err
+        }
+    }
+
+    /// Its last log lines, indented, for an error message.
+    fn quoted_log(&self) -> String {
+        let lines = self.last_lines(QUOTED_LINES);
+        if lines.is_empty() {
+            return format!(
+                "  (none in {} or {})",
+                self.stdout.display(),
+                self.stderr.display()
+            );
+        }
+        lines
+            .iter()
+            .map(|l| format!("  {l}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// SIGSTOP to the whole group: it stops accepting (and doing anything else).
+    pub fn pause(&self) -> std::io::Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    /// SIGCONT to the whole group.
+    pub fn resume(&self) -> std::io::Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn signal(&self, sig: libc::c_int) -> std::io::Result<()> {
+        // A process group id is not reused while any member lives; once its `sh` is
+        // reaped and no member is left the id may be someone else's: never signal it.
+        let reaped = self.child.is_none();
+        if self.stopped.is_some() || (reaped && proc::group_members(self.pgid).is_empty()) {
+            return Ok(());
+        }
+        // SAFETY: kill with a negative pid signals the process group we created.
+        if unsafe { libc::kill(-self.pgid, sig) } == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// CPU seconds its processes (every thread) have used so far; the difference over a
+    /// window is its CPU in that window.
+    pub fn cpu_s(&self) -> f64 {
+        proc::group_cpu_s(self.pgid)
+    }
+
+    /// Stops it: SIGCONT and SIGTERM to the group, SIGKILL to whatever is left after the
+    /// grace period; reaps its `sh` and waits (bounded) until no process of the group is
+    /// left. Idempotent: later calls return the first result.
+    pub fn stop(&mut self) -> Stopped {
+        if let Some(s) = &self.stopped {
+            return s.clone();
+        }
+        // A stopped process acts on SIGTERM only once continued.
+        let _ = self.signal(libc::SIGCONT);
+        let _ = self.signal(libc::SIGTERM);
+        let killed = !self.wait_gone(self.stop_grace);
+        if killed {
+            let _ = self.signal(libc::SIGKILL);
+            self.wait_gone(Duration::from_secs(5));
+        }
+        // Reaped by `wait_gone` unless it outlived SIGKILL's 5 s (uninterruptible
+        // sleep): then it is named, not waited for without end.
+        let status = match self.exited() {
+            Some(st) => describe(st),
+            None => format!("still running 5 s after SIGKILL (pid {})", self.pgid),
+        };
+        let s = Stopped { status, killed };
+        self.stopped = Some(s.clone());
+        s
+    }
+
+    /// Waits up to `limit` until its `sh` has exited and no process of the group is
+    /// left; true if so.
+    fn wait_gone(&mut self, limit: Duration) -> bool {
+        let start = Instant::now();
+        loop {
+            let sh_gone = self.exited().is_some();
+            if sh_gone && proc::group_members(self.pgid).is_empty() {
+                return true;
+            }
+            if start.elapsed() >= limit {
+                return false;
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+impl Drop for ExternalServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// `exit N` or `signal N (NAME)`.
+fn describe(status: ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    if let Some(code) = status.code() {
+        format!("exit {code}")
+    } else if let Some(sig) = status.signal() {
+        let name = match sig {
+            libc::SIGTERM => " (SIGTERM)",
+            libc::SIGKILL => " (SIGKILL)",
+            libc::SIGINT => " (SIGINT)",
+            libc::SIGSEGV => " (SIGSEGV)",
+            libc::SIGABRT => " (SIGABRT)",
+            _ => "",
+        };
+        format!("signal {sig}{name}")
+    } else {
+        "unknown".into()
+    }
+}

@@ -1,0 +1,383 @@
+//! `sweep --server NAME=COMMAND`: external servers as engines, through the real binary.
+//! Bad input exits 2 naming the fix; as root, the seed's Python server and
+//! `acceptbench listen` (checked against its own count) are measured beside std, and
+//! nothing they started is left running.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn acceptbench() -> Command {
+    Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+}
+
+/// Runs `acceptbench ARGS`; returns (exit code, stderr).
+fn run(args: &[&str]) -> (i32, String) {
+    let out = acceptbench().args(args).output().expect("run acceptbench");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn seed_server() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed_server.py")
+}
+
+#[test]
+fn bad_server_input_exits_2_naming_the_fix() {
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["--server", "seed=srv {port} {bakclog}", "--engines", "std,seed"],
+            "unknown placeholder {bakclog}",
+        ),
+        (
+            &["--server", "std=srv {port}", "--engines", "std"],
+            "std is a built-in engine; give your server another name",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "std"],
+            "it is not in --engines; add it there (e.g. --engines std,seed)",
+        ),
+        (
+            &["--server", "seed=srv {port}"],
+            "it is not in --engines",
+        ),
+        (
+            &["--engines", "std,nginx"],
+            "neither a built-in engine (std, uring, multishot, uring-linked, tokio-uring, tokio) nor a server given with --server nginx='COMMAND'",
+        ),
+        (
+            &["--server", "seed=srv --port 80", "--engines", "seed"],
+            "has no {port}",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "std,seed", "--modes", "overload"],
+            "cannot slow someone else's server",
+        ),
+        (
+            &["--server-request", "nginx=GET /", "--engines", "std"],
+            "there is no --server nginx=…",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--server-request", r"seed=a\q", "--engines", "seed"],
+            r"unknown escape \q",
+        ),
+        (
+            &["--server", "seed", "--engines", "seed"],
+            "give NAME=COMMAND",
+        ),
+    ];
+    for (args, want) in cases {
+        let mut a = vec!["sweep", "--out", "/nonexistent/never-written"];
+        a.extend_from_slice(args);
+        let (code, err) = run(&a);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn a_server_that_exits_at_once_is_refused_before_the_sweep() {
+    let out = std::env::temp_dir().join(format!("acceptbench-ext-exit-{}", std::process::id()));
+    let (code, err) = run(&[
+        "sweep",
+        "--server",
+        "broken=echo 'config error: no such file' >&2; exit 1 # {port}",
+        "--engines",
+        "std,broken",
+        "--modes",
+        "closed",
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--server broken: server broken exited before listening"),
+        "{err}"
+    );
+    assert!(
+        err.contains("exit 1") && err.contains("config error: no such file"),
+        "{err}"
+    );
+    assert!(
+        !out.exists(),
+        "no results directory for a sweep that never started"
+    );
+}
+
+#[test]
+fn a_server_on_another_port_is_refused_naming_the_port() {
+    require_root!();
+    let cmd = format!(
+        "exec python3 {} 18099 8 # ignores {{port}}",
+        seed_server().display()
+    );
+    let (code, err) = run(&[
+        "sweep",
+        "--server",
+        &format!("astray={cmd}"),
+        "--engines",
+        "astray",
+        "--modes",
+        "closed",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("but it listens on 127.0.0.1:18099"), "{err}");
+    assert!(err.contains("{port}"), "{err}");
+}
+
+/// PIDs of processes whose environment holds `marker`.
+fn marked(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .map(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// summary.csv of `dir` as (header → value) maps.
+fn rows(dir: &Path) -> Vec<std::collections::HashMap<String, String>> {
+    let mut r = csv::Reader::from_path(dir.join("summary.csv")).expect("summary.csv");
+    let head = r.headers().expect("header").clone();
+    r.records()
+        .map(|rec| {
+            let rec = rec.expect("row");
+            head.iter()
+                .zip(rec.iter())
+                .map(|(h, v)| (h.to_string(), v.to_string()))
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn the_seed_server_and_acceptbench_listen_are_measured_beside_std() {
+    require_root!();
+    let marker = format!("ABTEST_EXT={}", std::process::id());
+    let seed = format!(
+        "seed={marker} exec python3 {} {{port}} {{backlog}}",
+        seed_server().display()
+    );
+    let bin = assert_cmd::cargo::cargo_bin("acceptbench");
+    let listen = format!(
+        "ab={marker} exec {} listen --engine std --addr {{addr}}:{{port}} --backlog {{backlog}} --json",
+        bin.display()
+    );
+    let dir = support::sweep_into(
+        "ext-sweep",
+        &[
+            "--server",
+            &seed,
+            "--server",
+            &listen,
+            "--engines",
+            "std,seed,ab",
+            "--modes",
+            "closed,rate,burst,drain",
+            // A rate both servers keep up with (the Python one overflows a 64-deep
+            // queue at the default 5000/s on 2 vCPUs).
+            "--rate",
+            "1000",
+            // Above the closed loop's connects in flight: no overflow, so every
+            // established connection must be served.
+            "--backlogs",
+            "64",
+            "--duration",
+            "1s",
+            "--repeat",
+            "1",
+            "--burst-size",
+            "100",
+            "--no-plots",
+        ],
+    );
+    let rows = rows(&dir);
+    let get = |engine: &str, mode: &str| {
+        rows.iter()
+            .find(|r| r["engine"] == engine && r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {engine} {mode} row"))
+    };
+    for engine in ["seed", "ab"] {
+        let closed = get(engine, "closed");
+        assert_eq!(closed["status"], "ok", "{closed:?}");
+        assert_eq!(
+            closed["established"], closed["accepted"],
+            "served = established: {closed:?}"
+        );
+        assert!(closed["accepted"].parse::<u64>().unwrap() > 0);
+        assert_eq!(closed["backlog_effective"], "64");
+        assert!(
+            closed["acceptor_cpu_s"].parse::<f64>().unwrap() > 0.0,
+            "{closed:?}"
+        );
+        let rate = get(engine, "rate");
+        assert_eq!(rate["status"], "ok", "{rate:?}");
+        assert_eq!(
+            rate["established"], rate["accepted"],
+            "served = established: {rate:?}"
+        );
+        let burst = get(engine, "burst");
+        assert_eq!(burst["status"], "ok", "{burst:?}");
+        assert_eq!(
+            burst["queue_max"], "65",
+            "a stopped server holds backlog + 1: {burst:?}"
+        );
+        let drain = get(engine, "drain");
+        assert_eq!(drain["status"], "ok", "{drain:?}");
+        assert!(drain["accepted"].parse::<u64>().unwrap() >= 65, "{drain:?}");
+        assert!(
+            drain["accepts_per_s"].parse::<f64>().unwrap() > 0.0,
+            "{drain:?}"
+        );
+        assert!(dir
+            .join(format!("hgrm/{engine}-b64-closed-served.hgrm"))
+            .exists());
+        assert!(dir
+            .join(format!("servers/{engine}-b64-closed-r1.stderr"))
+            .exists());
+    }
+    // acceptbench listen's own count (its --json summary on SIGTERM) = served.
+    let out = std::fs::read_to_string(dir.join("servers/ab-b64-closed-r1.stdout")).expect("log");
+    let summary: serde_json::Value =
+        serde_json::from_str(out.lines().last().expect("a summary line")).expect("json");
+    assert_eq!(
+        summary["accepted"].as_u64().map(|n| n.to_string()),
+        Some(get("ab", "closed")["accepted"].clone()),
+        "served = what the server itself accepted"
+    );
+    assert!(
+        marked(&marker).is_empty(),
+        "left running: {:?}",
+        marked(&marker)
+    );
+    support::remove_run(&dir);
+}
+
+#[test]
+fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
+    require_root!();
+    let seed = format!(
+        "seed=exec python3 {} {{port}} {{backlog}}",
+        seed_server().display()
+    );
+    let dir = support::sweep_into(
+        "ext-stall",
+        &[
+            "--server",
+            &seed,
+            "--engines",
+            "seed",
+            "--modes",
+            "stall",
+            "--stall",
+            "2s",
+            "--stall-load",
+            "rate:1000",
+            "--backlogs",
+            "8",
+            "--repeat",
+            "1",
+            "--no-plots",
+        ],
+    );
+    let mut r = csv::Reader::from_path(dir.join("stall.csv")).expect("stall.csv");
+    let head = r.headers().expect("header").clone();
+    let col = |name: &str| head.iter().position(|h| h == name).expect(name);
+    let row = r.records().next().expect("a stall row").expect("row");
+    assert_eq!(&row[col("status")], "ok", "{row:?}");
+    let measured: f64 = row[col("client_only")].parse().expect("client_only");
+    let predicted: f64 = row[col("client_only_pred")]
+        .parse()
+        .expect("client_only_pred");
+    // The model's server empties its queue at once after the resume (it took the
+    // Python server 1 to 2 ms on an idle 2-vCPU VM) and its clients keep their rate:
+    // on a machine too busy for either, the comparison says nothing.
+    let empty_ms: f64 = row[col("empty_after_resume_ms")]
+        .parse()
+        .unwrap_or(f64::MAX);
+    let retries: u64 = row[col("prestall_retries")].parse().unwrap_or(u64::MAX);
+    if empty_ms > 100.0 || retries > 5 {
+        eprintln!(
+            "SKIP: the machine was too busy for the stall model (the server took {empty_ms} ms to empty its queue after the resume, {retries} connects retried before the stall); client-only {measured}, model {predicted}"
+        );
+        support::remove_run(&dir);
+        return;
+    }
+    // 2 s × 1000/s into a queue of 9: about 1700 final ACKs dropped. Measured on a
+    // 2-vCPU VM, Linux 6.18: 1348 to 1683 for this server, 1311 and 1384 for std,
+    // beside 1703 to 1709 predicted. The model lets the acceptor act only between
+    // batches of retransmits; a server on its own CPU also takes connections during a
+    // batch, so fewer final ACKs meet a full queue (the verdict says so): up to 23%
+    // fewer for std, hence 25%.
+    assert!(predicted > 1000.0, "{row:?}");
+    assert!(
+        (measured - predicted).abs() <= 0.25 * predicted,
+        "client-only {measured} vs the model's {predicted}"
+    );
+    support::remove_run(&dir);
+}
+
+#[test]
+fn nginx_holds_backlog_plus_one_when_stopped_and_serves_every_request() {
+    require_root!();
+    let Some(nginx) = ["/usr/sbin/nginx", "/usr/local/sbin/nginx"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIP: nginx is not installed (apt-get install nginx-light, or nginx)");
+        return;
+    };
+    let run_sh = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx/run.sh");
+    let dir = support::sweep_into(
+        "ext-nginx",
+        &[
+            "--server",
+            &format!("nginx={} {{addr}} {{port}} {{backlog}}", run_sh.display()),
+            "--server-request",
+            r"nginx=GET / HTTP/1.0\r\n\r\n",
+            "--engines",
+            "nginx",
+            "--modes",
+            "closed,burst",
+            "--backlogs",
+            "16",
+            "--duration",
+            "1s",
+            "--repeat",
+            "1",
+            "--burst-size",
+            "60",
+            "--no-plots",
+        ],
+    );
+    let rows = rows(&dir);
+    let get = |mode: &str| {
+        rows.iter()
+            .find(|r| r["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {mode} row ({nginx})"))
+    };
+    let closed = get("closed");
+    assert_eq!(closed["status"], "ok", "{closed:?}");
+    assert_eq!(closed["established"], closed["accepted"], "{closed:?}");
+    assert_eq!(closed["backlog_effective"], "16");
+    let burst = get("burst");
+    assert_eq!(burst["queue_max"], "17", "{burst:?}");
+    // nginx's temporary directory went with it.
+    let log = std::fs::read_to_string(dir.join("servers/nginx-b16-closed-r1.stdout")).expect("log");
+    let tmp = log
+        .lines()
+        .find_map(|l| l.strip_prefix("nginx: config and pid in "))
+        .expect("run.sh names its directory");
+    assert!(!Path::new(tmp).exists(), "{tmp} left behind");
+    support::remove_run(&dir);
+}
