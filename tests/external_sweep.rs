@@ -334,7 +334,10 @@ fn nginx_holds_backlog_plus_one_when_stopped_and_serves_every_request() {
         .into_iter()
         .find(|p| Path::new(p).exists())
     else {
-        eprintln!("SKIP: nginx is not installed (apt-get install nginx-light, or nginx)");
+        common::testskip::skip(
+            common::testskip::Lack::Program,
+            "nginx is not installed (apt-get install nginx-light, or nginx)",
+        );
         return;
     };
     let run_sh = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/nginx/run.sh");
