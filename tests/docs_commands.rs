@@ -463,9 +463,6 @@ fn cheap_command_lines_in_the_docs_run() {
     }
 }
 
-/// Pages another branch writes; linked before they exist here (checked once present).
-const WRITTEN_ELSEWHERE: &[&str] = &["docs/your-server.md"];
-
 /// GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens.
 fn slug(heading: &str) -> String {
     heading
@@ -502,22 +499,6 @@ fn link_targets(text: &str) -> Vec<&str> {
         .collect()
 }
 
-/// A relative path with `..` resolved without the file system (`docs/../results` →
-/// `results`).
-fn lexical(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 #[test]
 fn every_link_in_the_docs_resolves() {
     let mut files = doc_files();
@@ -544,17 +525,7 @@ fn every_link_in_the_docs_resolves() {
                 .display()
                 .to_string();
             if !dest.exists() {
-                let rel = lexical(
-                    &Path::new(&name)
-                        .parent()
-                        .unwrap_or(Path::new(""))
-                        .join(path),
-                );
-                if WRITTEN_ELSEWHERE.iter().any(|w| rel == Path::new(w)) {
-                    eprintln!("note: {name}: {target} is written on another branch; not here yet");
-                } else {
-                    broken.push(format!("{name}: {target}: no such file"));
-                }
+                broken.push(format!("{name}: {target}: no such file"));
                 continue;
             }
             if !anchor.is_empty() && dest.extension().is_some_and(|e| e == "md") {

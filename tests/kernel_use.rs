@@ -33,8 +33,16 @@ const DRAIN: &[&str] = &[
     "--count-syscalls",
 ];
 
+/// One sweep at a time: each mounts tracefs if it is absent and unmounts it at its end,
+/// and another process's sweep must not lose the mount while it reads from it.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn a_std_drain_enters_the_kernel_twice_per_accept() {
+    let _one = one_at_a_time();
     if !support::is_root() {
         common::testskip::skip(
             common::testskip::Lack::Root,
@@ -73,6 +81,7 @@ fn a_std_drain_enters_the_kernel_twice_per_accept() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn without_perf_the_counts_are_absent_and_the_run_says_why() {
+    let _one = one_at_a_time();
     use std::os::unix::process::CommandExt;
     let out = out_dir("kernel-use-noperf");
     let mut cmd = bin();

@@ -44,8 +44,16 @@ fn out_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// One sweep at a time: each mounts tracefs if it is absent and unmounts it at its end,
+/// and another process's sweep must not lose the mount while it reads from it.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn the_kernels_client_only_count_equals_the_joins() {
+    let _one = one_at_a_time();
     let (out, dir) = traced_sweep(
         "trace-kernel",
         &[
@@ -113,6 +121,7 @@ fn the_kernels_client_only_count_equals_the_joins() {
 /// schedule it, and the kernel's client-only count is the stall row's.
 #[test]
 fn the_kernels_retransmits_are_the_stalls_retry_waves() {
+    let _one = one_at_a_time();
     let (out, dir) = traced_sweep(
         "trace-kernel-stall",
         &[
@@ -182,6 +191,7 @@ fn the_kernels_retransmits_are_the_stalls_retry_waves() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn without_perf_the_runs_go_on_and_say_why() {
+    let _one = one_at_a_time();
     use std::os::unix::process::CommandExt;
     let out = out_dir("trace-kernel-noperf");
     let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"));

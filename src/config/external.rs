@@ -130,7 +130,8 @@ pub fn split_engines(
                 flag: "engines",
                 item: n.clone(),
                 why: format!(
-                    "neither a built-in engine (std, uring, multishot, uring-linked, tokio-uring, tokio) nor a server given with --server {n}='COMMAND'"
+                    "neither a built-in engine ({}) nor a server given with --server {n}='COMMAND'",
+                    EngineKind::ALL.map(EngineKind::name).join(", ")
                 ),
             });
         }

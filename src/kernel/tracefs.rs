@@ -1,19 +1,46 @@
 //! tracefs: where the kernel's tracepoints are named (`events/<system>/<name>/id`) and
 //! described (`…/format`: each field's name, offset, size and sign, which differ
 //! between kernels — never hard-coded). tracefs is mounted at /sys/kernel/tracing if it
-//! is not mounted anywhere, and unmounted again when the [`Tracefs`] that mounted it
-//! drops: a run leaves no mount behind.
+//! is not mounted anywhere, and unmounted again when the last [`Tracefs`] of this
+//! process that uses that mount drops: a run leaves no mount behind. Threads of one
+//! process share the mount (a second mount on the same point fails with EBUSY); a
+//! mount another process made meanwhile is used, not ours to unmount.
 //!
 //! Owns the mount and reading tracefs; opening perf events is [`super::perf`]'s.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
 
 /// Where tracefs is mounted, and whether we mounted it (then dropping unmounts it).
 #[derive(Debug)]
 pub struct Tracefs {
     /// The mount point.
     pub root: PathBuf,
-    mounted_by_us: bool,
+    /// Our mount, shared by every `Tracefs` of this process (None: not ours).
+    mount: Option<Arc<OurMount>>,
+}
+
+/// A tracefs mount this process made: unmounted when its last user drops it.
+#[derive(Debug)]
+struct OurMount(PathBuf);
+
+impl Drop for OurMount {
+    fn drop(&mut self) {
+        unmount(&self.0);
+    }
+}
+
+/// This process's mount, while any `Tracefs` holds it.
+static OURS: Mutex<Weak<OurMount>> = Mutex::new(Weak::new());
+
+/// Where tracefs is mounted, per /proc/mounts.
+fn mounted() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == "tracefs")
+        .map(|f| PathBuf::from(f[1]))
 }
 
 /// Why tracepoints cannot be used here.
@@ -49,17 +76,15 @@ const DEFAULT_ROOT: &str = "/sys/kernel/tracing";
 impl Tracefs {
     /// Finds tracefs (/proc/mounts), mounting it at /sys/kernel/tracing if absent.
     pub fn open() -> Result<Tracefs, TracefsError> {
-        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
-        if let Some(root) = mounts
-            .lines()
-            .map(|l| l.split_whitespace().collect::<Vec<_>>())
-            .find(|f| f.len() > 2 && f[2] == "tracefs")
-            .map(|f| PathBuf::from(f[1]))
-        {
+        let mut ours = OURS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(m) = ours.upgrade() {
             return Ok(Tracefs {
-                root,
-                mounted_by_us: false,
+                root: m.0.clone(),
+                mount: Some(m),
             });
+        }
+        if let Some(root) = mounted() {
+            return Ok(Tracefs { root, mount: None });
         }
         let target = std::ffi::CString::new(DEFAULT_ROOT).expect("no NUL");
         let fstype = std::ffi::CString::new("tracefs").expect("no NUL");
@@ -74,13 +99,18 @@ impl Tracefs {
             )
         };
         if rc != 0 {
-            return Err(TracefsError::Mount(
-                std::io::Error::last_os_error().to_string(),
-            ));
+            let e = std::io::Error::last_os_error();
+            // Another process mounted it in the meantime: use that one.
+            return match mounted() {
+                Some(root) => Ok(Tracefs { root, mount: None }),
+                None => Err(TracefsError::Mount(e.to_string())),
+            };
         }
+        let m = Arc::new(OurMount(PathBuf::from(DEFAULT_ROOT)));
+        *ours = Arc::downgrade(&m);
         Ok(Tracefs {
-            root: PathBuf::from(DEFAULT_ROOT),
-            mounted_by_us: true,
+            root: m.0.clone(),
+            mount: Some(m),
         })
     }
 
@@ -128,17 +158,9 @@ impl Tracefs {
         Ok(symbolic_value(&text, name))
     }
 
-    /// Whether this mount is ours (it goes when this drops).
+    /// Whether this process mounted it (it goes when the last user drops it).
     pub fn mounted_by_us(&self) -> bool {
-        self.mounted_by_us
-    }
-}
-
-impl Drop for Tracefs {
-    fn drop(&mut self) {
-        if self.mounted_by_us {
-            unmount(&self.root);
-        }
+        self.mount.is_some()
     }
 }
 
