@@ -322,13 +322,28 @@ impl Verdict {
     }
 }
 
+/// A ratio with two decimals, or three where two would show 1.00 for a value that is
+/// not 1 (an interval ending at 1.0004 is not one that includes 1).
+fn ratio_text(v: f64) -> String {
+    if (v * 100.0).round() == 100.0 && v != 1.0 {
+        format!("{v:.3}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
 impl EngineRatio {
     fn to_text(&self) -> String {
         match (self.ratio, self.lo, self.hi) {
-            (Some(r), Some(lo), Some(hi)) => {
-                format!("{} {r:.2} [{lo:.2}–{hi:.2}] {}", self.engine, self.call)
-            }
-            (Some(r), _, _) => format!("{} {r:.2} {}", self.engine, self.call),
+            (Some(r), Some(lo), Some(hi)) => format!(
+                "{} {} [{}–{}] {}",
+                self.engine,
+                ratio_text(r),
+                ratio_text(lo),
+                ratio_text(hi),
+                self.call
+            ),
+            (Some(r), _, _) => format!("{} {} {}", self.engine, ratio_text(r), self.call),
             _ => format!("{} {}", self.engine, self.call),
         }
     }
