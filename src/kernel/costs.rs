@@ -117,7 +117,7 @@ impl Profile {
                 if let (Some(a), Some(b)) = (a, b) {
                     if a > 0.0 && (b / a - 1.0).abs() > 0.20 {
                         w.push(format!(
-                            "the machine changed during the sweep: a {name} cost {a:.0} ns at the start and {b:.0} ns at the end"
+                            "the machine changed during the sweep: {name} {a:.0} ns at the start, {b:.0} ns at the end"
                         ));
                     }
                 }
