@@ -189,31 +189,14 @@ impl Report {
             self.duration_s,
             self.conns_per_s
         );
-        let c = &self.connect_ns;
-        let _ = writeln!(
-            s,
-            "  connect latency (us): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
-            us(c.p50),
-            us(c.p90),
-            us(c.p99),
-            us(c.p999),
-            us(c.max)
-        );
+        s += &latency_line("connect", &self.connect_ns);
         if let (Some(v), Some(l)) = (&self.serve, &self.served_ns) {
             let _ = writeln!(
                 s,
                 "  server: served {}  client-only {}  reset {}  unresolved {}",
                 v.served, v.client_only, v.reset, v.unresolved
             );
-            let _ = writeln!(
-                s,
-                "  served latency (us): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}",
-                us(l.p50),
-                us(l.p90),
-                us(l.p99),
-                us(l.p999),
-                us(l.max)
-            );
+            s += &latency_line("served", l);
         }
         if let Some(l) = &self.schedule_lag_ns {
             let _ = writeln!(
@@ -224,27 +207,8 @@ impl Report {
                 us(l.max)
             );
         }
-        let e = &self.errors;
-        if e.total() > 0 {
-            let others: Vec<String> = e
-                .other_errnos
-                .iter()
-                .map(|(k, v)| format!("{}:{v}", std::io::Error::from_raw_os_error(*k)))
-                .collect();
-            let _ = writeln!(
-                s,
-                "  errors: refused {}  reset {}  timeout {}  addr_unavailable {}  other {}{}",
-                e.refused,
-                e.reset,
-                e.timeout,
-                e.addr_unavailable,
-                e.other,
-                if others.is_empty() {
-                    String::new()
-                } else {
-                    format!(" ({})", others.join(", "))
-                }
-            );
+        if self.errors.total() > 0 {
+            s += &errors_line(&self.errors);
         }
         let _ = writeln!(
             s,
@@ -273,4 +237,39 @@ impl Report {
         }
         s
     }
+}
+
+/// `  connect latency (us): p50 …  max …` for a latency's percentiles.
+fn latency_line(name: &str, p: &Percentiles) -> String {
+    let us = |ns: u64| ns as f64 / 1000.0;
+    format!(
+        "  {name} latency (us): p50 {:.1}  p90 {:.1}  p99 {:.1}  p99.9 {:.1}  max {:.1}\n",
+        us(p.p50),
+        us(p.p90),
+        us(p.p99),
+        us(p.p999),
+        us(p.max)
+    )
+}
+
+/// `  errors: refused …` with the unknown errnos by name.
+fn errors_line(e: &ErrorCounts) -> String {
+    let others: Vec<String> = e
+        .other_errnos
+        .iter()
+        .map(|(k, v)| format!("{}:{v}", std::io::Error::from_raw_os_error(*k)))
+        .collect();
+    format!(
+        "  errors: refused {}  reset {}  timeout {}  addr_unavailable {}  other {}{}\n",
+        e.refused,
+        e.reset,
+        e.timeout,
+        e.addr_unavailable,
+        e.other,
+        if others.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", others.join(", "))
+        }
+    )
 }

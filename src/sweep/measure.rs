@@ -97,15 +97,31 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     // --trace kernel: recorded from before the clients start until the run's figures
     // are in (super::ktrace).
     let tracing = super::ktrace::start(cfg.trace_kernel, listener.local_addr.port());
-    let measured = match spec.mode() {
+    let measured = measure_mode(spec, &set, &lg, env, topology);
+    let mut m = measured?;
+    m.kernel = tracing.finish(&m.rec.peers);
+    Ok(m)
+}
+
+/// The run of `spec`'s mode on `set`, loadgen configured by `lg`, at `topology`.
+fn measure_mode(
+    spec: &RunSpec,
+    set: &ListenerSet,
+    lg: &loadgen::Config,
+    env: RunEnv,
+    topology: Place,
+) -> anyhow::Result<Measured> {
+    let cfg = spec.settings;
+    let listener = set.first();
+    match spec.mode() {
         Mode::Closed | Mode::Rate => {
-            let d = drive(spec, &set, &lg, Duration::ZERO, topology, None)?;
+            let d = drive(spec, set, lg, Duration::ZERO, topology, None)?;
             Ok(d.into_measured(listener.backlog_effective, env, ModeFigures::Driven, true))
         }
         Mode::Drain if spec.acceptors() > 1 => {
             anyhow::bail!("mode drain runs one acceptor (its rounds count one acceptor's accepts)")
         }
-        Mode::Drain => super::drain::drain(spec, listener, &lg, env),
+        Mode::Drain => super::drain::drain(spec, listener, lg, env),
         Mode::Burst | Mode::Overload => {
             let burst = spec.mode() == Mode::Burst;
             let watch = overflow::Watch::start(set.all(), burst)
@@ -115,7 +131,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
             } else {
                 Duration::ZERO
             };
-            let d = drive(spec, &set, &lg, pause, topology, None);
+            let d = drive(spec, set, lg, pause, topology, None);
             let figures =
                 watch.finish(d.as_ref().ok().and_then(|d| d.counters_at_release.as_ref()));
             Ok(d?.into_measured(
@@ -135,7 +151,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
             let watch = overflow::Watch::start(set.all(), false)
                 .context("cannot start sampling the accept queue")?;
             let stall = Stall::new(cell.duration);
-            let d = drive(spec, &set, &lg, Duration::ZERO, topology, Some(&stall));
+            let d = drive(spec, set, lg, Duration::ZERO, topology, Some(&stall));
             let figures = watch.finish(None);
             let facts = StallFacts {
                 schedule,
@@ -151,10 +167,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
                 false,
             ))
         }
-    };
-    let mut m = measured?;
-    m.kernel = tracing.finish(&m.rec.peers);
-    Ok(m)
+    }
 }
 
 /// The failure of a run whose clients outlived its deadline, naming each one still

@@ -62,25 +62,7 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     let _tracefs = machine_setup(cfg, &mut meta, &mut settings);
     // What preflight copied to the hosts goes again when this is dropped, however the
     // sweep ends from here on.
-    let mut copies = None;
-    if let Some(crate::config::ClientHostsConfig::Ssh(s)) = &cfg.client_hosts {
-        let run = ssh_preflight(s, &mut meta)?;
-        copies = Some(ssh::Copies {
-            ssh: run.settings.clone(),
-            facts: run.hosts.clone(),
-        });
-        settings.ssh = Some(run);
-    }
-    if !cfg.servers.is_empty() {
-        let first = cfg.backlogs.first().copied().unwrap_or(128);
-        meta.notes.extend(external::preflight(
-            &cfg.servers,
-            &cfg.overflow.netns,
-            cfg.server_cpu,
-            first,
-        )?);
-        meta.notes.push("external servers: each run starts the server in its own process group pinned to the acceptor CPU (in a fresh private network namespace when root), ready when sock_diag sees its listener; served = it closed or answered a connection, as the client saw it (client-only = established, never served, never reset); CPU = its process group's over the window (/proc); logs in servers/".into());
-    }
+    let copies = preflight(cfg, &mut meta, &mut settings)?;
     for n in &meta.notes {
         eprintln!("acceptbench: note: {n}");
     }
@@ -104,30 +86,7 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         exe: &exe,
         tmp: tmp_dir.path(),
     };
-    let result = (|| -> anyhow::Result<()> {
-        for round in rounds {
-            let mut done: Vec<FinishedRun> = Vec::with_capacity(round.len());
-            for p in round {
-                if stop.is_raised() {
-                    break;
-                }
-                terminal.starting(&p);
-                done.push(ctx.run_one(p));
-            }
-            set_round_ratios(&mut done);
-            for run in &done {
-                terminal.finished(run)?;
-                directory.finished(run)?;
-                if let Some(j) = json.as_mut() {
-                    j.finished(run)?;
-                }
-            }
-            if stop.is_raised() {
-                break;
-            }
-        }
-        Ok(())
-    })();
+    let result = run_rounds(&ctx, rounds, &mut terminal, &mut directory, json.as_mut());
     drop(tmp_dir);
     drop(copies);
     let incomplete = stop.is_raised() || result.is_err();
@@ -140,6 +99,69 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
     directory.done(incomplete)?;
     result?;
     conclude(cfg, &directory, incomplete)
+}
+
+/// Before the first run: the ssh client hosts (checked, the binary copied if asked)
+/// and the external servers (each started once); what they found goes into `meta`.
+/// Returns what was copied to the hosts, removed when dropped.
+fn preflight(
+    cfg: &SweepConfig,
+    meta: &mut Meta,
+    settings: &mut RunSettings,
+) -> anyhow::Result<Option<ssh::Copies>> {
+    let mut copies = None;
+    if let Some(crate::config::ClientHostsConfig::Ssh(s)) = &cfg.client_hosts {
+        let run = ssh_preflight(s, meta)?;
+        copies = Some(ssh::Copies {
+            ssh: run.settings.clone(),
+            facts: run.hosts.clone(),
+        });
+        settings.ssh = Some(run);
+    }
+    if !cfg.servers.is_empty() {
+        let first = cfg.backlogs.first().copied().unwrap_or(128);
+        meta.notes.extend(external::preflight(
+            &cfg.servers,
+            &cfg.overflow.netns,
+            cfg.server_cpu,
+            first,
+        )?);
+        meta.notes.push("external servers: each run starts the server in its own process group pinned to the acceptor CPU (in a fresh private network namespace when root), ready when sock_diag sees its listener; served = it closed or answered a connection, as the client saw it (client-only = established, never served, never reset); CPU = its process group's over the window (/proc); logs in servers/".into());
+    }
+    Ok(copies)
+}
+
+/// Every round: its runs in order, then their ratios to std, then each run to every
+/// sink; stops between runs when asked.
+fn run_rounds(
+    ctx: &RunContext,
+    rounds: Vec<Vec<plan::Planned>>,
+    terminal: &mut sink::Terminal,
+    directory: &mut sink::Directory,
+    mut json: Option<&mut sink::JsonLines>,
+) -> anyhow::Result<()> {
+    for round in rounds {
+        let mut done: Vec<FinishedRun> = Vec::with_capacity(round.len());
+        for p in round {
+            if ctx.stop.is_raised() {
+                break;
+            }
+            terminal.starting(&p);
+            done.push(ctx.run_one(p));
+        }
+        set_round_ratios(&mut done);
+        for run in &done {
+            terminal.finished(run)?;
+            directory.finished(run)?;
+            if let Some(j) = json.as_mut() {
+                j.finished(run)?;
+            }
+        }
+        if ctx.stop.is_raised() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 /// The perf counting a sweep asked for (`--count-syscalls`: tracefs for the ids, kept
