@@ -46,7 +46,7 @@ fn bad_server_input_exits_2_naming_the_fix() {
         ),
         (
             &["--engines", "std,nginx"],
-            "neither a built-in engine (std, uring, multishot, uring-linked, tokio-uring, tokio) nor a server given with --server nginx='COMMAND'",
+            "neither a built-in engine (std, uring, multishot, uring-linked, tokio-uring, tokio, compio) nor a server given with --server nginx='COMMAND'",
         ),
         (
             &["--server", "seed=srv --port 80", "--engines", "seed"],

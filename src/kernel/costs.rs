@@ -396,7 +396,7 @@ mod tests {
         let w = p.warnings();
         assert_eq!(w.len(), 2, "{w:?}");
         assert!(
-            w[1].contains("500 ns at the start and 650 ns at the end"),
+            w[1].contains("null system call 500 ns at the start, 650 ns at the end"),
             "{w:?}"
         );
         p.end = Some(costs(550.0));
