@@ -334,7 +334,22 @@ impl Command {
         argv: &[String],
         given: &[String],
     ) -> Result<Command, ConfigError> {
-        let command = argv.join(" ");
+        // As a shell would take it back: a word with spaces or quotes is quoted, so the
+        // command a run records (meta.json, its README) can be pasted and run again.
+        let command = argv
+            .iter()
+            .map(|w| {
+                let plain = !w.is_empty()
+                    && w.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "-_./:,=@%+".contains(c));
+                if plain {
+                    w.clone()
+                } else {
+                    crate::sshhost::shell_quote(w)
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
         Ok(match cli.command {
             None => Command::Sweep(SweepConfig::from_args(default_sweep_args(), command)?),
             Some(cli::Command::Probe(a)) => Command::Probe { json: a.json },
