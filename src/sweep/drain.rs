@@ -150,6 +150,21 @@ fn prepare_acceptor(
     Ok(engine)
 }
 
+/// The next fill loadgen reports (its round line), or why the rounds end: loadgen
+/// ended before the run's time was used, or its output broke.
+pub(super) fn next_round(child: &mut Client) -> Result<loadgen::protocol::RoundLine, String> {
+    loop {
+        let line = match child.read_line_spinning(Duration::from_secs(12)) {
+            Ok(Some(line)) => line,
+            Ok(None) => return Err("loadgen ended before the run's time was used".into()),
+            Err(e) => return Err(format!("{e:#}")),
+        };
+        if let Some(round) = loadgen::protocol::RoundLine::parse(&line) {
+            return Ok(round);
+        }
+    }
+}
+
 /// The acceptor's side of the drain rounds (on the pinned acceptor thread).
 fn drain_rounds(
     spec: &RunSpec,
@@ -157,7 +172,7 @@ fn drain_rounds(
     engine: &mut dyn engine::Acceptor,
     child: &mut Client,
 ) -> anyhow::Result<DrainOut> {
-    use loadgen::protocol::{Reply, RoundLine};
+    use loadgen::protocol::Reply;
     let cfg = spec.settings;
     let mut out = DrainOut {
         rec: Recorder::new(true),
@@ -184,19 +199,12 @@ fn drain_rounds(
         // The acceptor waits for each fill on its CPU, spinning, as a busy server is
         // running: a blocking wait let the idle vCPU halt, and the wake-up at release
         // spread the drain rate of one cell by up to 27% (multishot, backlog 4096).
-        let line = match child.read_line_spinning(Duration::from_secs(12)) {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                out.failure = Some("loadgen ended before the run's time was used".into());
+        let round = match next_round(child) {
+            Ok(round) => round,
+            Err(why) => {
+                out.failure = Some(why);
                 break;
             }
-            Err(e) => {
-                out.failure = Some(format!("{e:#}"));
-                break;
-            }
-        };
-        let Some(round) = RoundLine::parse(&line) else {
-            continue;
         };
         let before = out.rec.accepted;
         let limits = Limits {

@@ -105,23 +105,16 @@ fn rounds(
     port: u16,
     child: &mut Client,
 ) -> anyhow::Result<Rounds> {
-    use loadgen::protocol::{Reply, RoundLine};
+    use loadgen::protocol::Reply;
     let mut out = Rounds::default();
     let mut budget_from: Option<Instant> = None;
     loop {
-        let line = match child.read_line_spinning(Duration::from_secs(12)) {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                out.failure = Some("loadgen ended before the run's time was used".into());
+        let round = match super::drain::next_round(child) {
+            Ok(round) => round,
+            Err(why) => {
+                out.failure = Some(why);
                 break;
             }
-            Err(e) => {
-                out.failure = Some(format!("{e:#}"));
-                break;
-            }
-        };
-        let Some(round) = RoundLine::parse(&line) else {
-            continue;
         };
         let queued = depth(diag, port)?;
         let first = *budget_from.get_or_insert_with(Instant::now);

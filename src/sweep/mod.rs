@@ -308,6 +308,17 @@ struct RunContext<'a> {
 }
 
 impl RunContext<'_> {
+    /// The run value of `p` in this sweep.
+    fn spec(&self, p: plan::Planned) -> RunSpec<'_> {
+        RunSpec {
+            planned: p,
+            settings: self.settings,
+            stop: self.stop,
+            exe: self.exe,
+            tmp: self.tmp,
+        }
+    }
+
     /// Measures one planned run; an unsupported engine is skipped, an error is a failed row.
     fn run_one(&self, p: plan::Planned) -> FinishedRun {
         if let Some(name) = p.external {
@@ -342,13 +353,7 @@ impl RunContext<'_> {
                 "mode stall runs one acceptor on one listener (its model has one queue and one acceptor, and several would each take their own pause)",
             );
         }
-        let spec = RunSpec {
-            planned: p,
-            settings: self.settings,
-            stop: self.stop,
-            exe: self.exe,
-            tmp: self.tmp,
-        };
+        let spec = self.spec(p);
         match measure::measure(&spec) {
             Ok(m) => {
                 let table =
@@ -381,13 +386,7 @@ impl RunContext<'_> {
         let Some(server) = self.settings.servers.iter().find(|s| s.name == name) else {
             return FinishedRun::without_figures(&p, Status::Failed, "no such server");
         };
-        let spec = RunSpec {
-            planned: p,
-            settings: self.settings,
-            stop: self.stop,
-            exe: self.exe,
-            tmp: self.tmp,
-        };
+        let spec = self.spec(p);
         match external::measure(&spec, server) {
             Ok((m, note)) => {
                 let mut done = rows::finished(&p, m);
