@@ -171,6 +171,10 @@ fn ctrl_c_at_a_terminal_keeps_what_the_client_measured() {
 #[test]
 fn a_killed_sweep_takes_its_client_with_it() {
     let out = scratch("kill9");
+    // Its own TMPDIR: the private directory a SIGKILLed sweep cannot remove goes with
+    // the test's scratch directory.
+    let tmp = out.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
     let mut child = sweep(
         &out,
         &[
@@ -182,6 +186,7 @@ fn a_killed_sweep_takes_its_client_with_it() {
             "20s",
         ],
     )
+    .env("TMPDIR", &tmp)
     .stdout(Stdio::null())
     .stderr(Stdio::null())
     .spawn()
