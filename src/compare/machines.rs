@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 
 use super::Run;
 use crate::kernel::costs::{Costs, Profile};
-use crate::report::cells::CellRow;
+use crate::report::cells::{CellKey, CellRow};
 
 /// What the machines say, ready to print.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -67,20 +67,6 @@ pub fn of(runs: &[Run]) -> Machines {
     }
 }
 
-type CellKey = (String, u32, String, Option<u32>, String, u32, String);
-
-fn key(c: &CellRow) -> CellKey {
-    (
-        c.mode.clone(),
-        c.backlog,
-        c.engine.clone(),
-        c.inflight,
-        c.accept_flags.clone(),
-        c.acceptors,
-        c.sharing.clone(),
-    )
-}
-
 /// Cells whose accepts/s ratio to std has non-overlapping ≥ 95% intervals in the
 /// reference run and a later one.
 fn moved_ratios(runs: &[Run]) -> (Vec<String>, usize) {
@@ -90,7 +76,7 @@ fn moved_ratios(runs: &[Run]) -> (Vec<String>, usize) {
             crate::report::cells::read(&r.dir.join("cells.csv"))
                 .unwrap_or_default()
                 .into_iter()
-                .map(|c| (key(&c), c))
+                .map(|c| (c.key(), c))
                 .collect()
         })
         .collect();
@@ -132,7 +118,7 @@ fn moved_ratios(runs: &[Run]) -> (Vec<String>, usize) {
                 );
                 moved.push(format!(
                     "{} b{} {series}: {m0:.2} [{lo0:.2}–{hi0:.2}] → {m1:.2} [{lo1:.2}–{hi1:.2}] ({})",
-                    k.0, k.1, run.label
+                    rc.mode, rc.backlog, run.label
                 ));
             }
         }

@@ -106,7 +106,23 @@ pub struct CellRow {
 }
 
 /// (engine, backlog, mode, acceptors, sharing, inflight, accept flags).
-type CellKey = (String, u32, String, u32, String, Option<u32>, String);
+/// A cell's identity: (engine, backlog, mode, acceptors, sharing, inflight, accept flags).
+pub type CellKey = (String, u32, String, u32, String, Option<u32>, String);
+
+impl CellRow {
+    /// This cell's identity, as [`aggregate`] groups summary rows into cells.
+    pub fn key(&self) -> CellKey {
+        (
+            self.engine.clone(),
+            self.backlog,
+            self.mode.clone(),
+            self.acceptors,
+            self.sharing.clone(),
+            self.inflight,
+            self.accept_flags.clone(),
+        )
+    }
+}
 
 /// Aggregates summary rows into cells, in the order cells first appear.
 pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
