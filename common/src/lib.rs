@@ -12,6 +12,7 @@
 pub mod affinity;
 pub mod clock;
 pub mod hist;
+pub mod ktrace;
 pub mod record_header;
 pub mod ring;
 pub mod sockaddr;

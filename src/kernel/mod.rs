@@ -2,15 +2,15 @@
 //! io_uring support, TcpExt counters. Reads only; changing settings happens in a
 //! private network namespace (see `netns`), never on the host.
 
-pub mod account;
 pub mod costs;
+// The tracepoint stack lives in common (loadgen records with it too).
+pub use common::ktrace::{account, tracefs};
 pub mod netns;
 pub mod netstat;
 pub mod perf;
 pub mod probe;
 pub mod sockdiag;
 pub mod sysctl;
-pub mod tracefs;
 
 use serde::{Deserialize, Serialize};
 

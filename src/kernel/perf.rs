@@ -10,8 +10,7 @@
 //! no tracefs) opening fails with the reason and callers fall back to what
 //! `getrusage` gives (context switches and the user/kernel CPU split), saying so.
 
-pub mod decode;
-pub mod trace;
+pub use common::ktrace::{decode, trace};
 
 use perf_event::events::Tracepoint;
 use perf_event::{Builder, Counter};

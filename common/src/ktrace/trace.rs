@@ -4,7 +4,7 @@
 //! drains the rings while the run goes on. Lost records (`PERF_RECORD_LOST`) are
 //! counted and handed back with the records: an account that missed some says so.
 //!
-//! Opens the events and reads them; what they mean is `kernel::account`'s.
+//! Opens the events and reads them; what they mean is [`super::account`]'s.
 
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,7 +16,7 @@ use perf_event::events::Tracepoint;
 use perf_event::{Builder, Clock, SampleFlag, Sampler};
 
 use super::decode::{Layout, Sample, Tp};
-use crate::kernel::tracefs::{Tracefs, TracefsError};
+use super::tracefs::{Tracefs, TracefsError};
 
 /// What to record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -427,16 +427,16 @@ mod tests {
         let rec = match Recorder::start(&TraceSpec::port(port)) {
             Ok(r) => r,
             Err(e) => {
-                common::testskip::skip(common::testskip::Lack::Root, &e.to_string());
+                crate::testskip::skip(crate::testskip::Lack::Root, &e.to_string());
                 return;
             }
         };
-        let before = common::clock::mono_ns();
+        let before = crate::clock::mono_ns();
         let client = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let (server, peer) = listener.accept().unwrap();
         let other = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let _noise = std::net::TcpStream::connect(other.local_addr().unwrap()).unwrap();
-        let after = common::clock::mono_ns();
+        let after = crate::clock::mono_ns();
         drop((client, server));
         let trace = rec.finish();
         assert_eq!(

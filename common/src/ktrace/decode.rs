@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::kernel::tracefs::Field;
+use super::tracefs::Field;
 
 /// A tracepoint the recorder opens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -208,7 +208,7 @@ impl Event {
 /// One record as read from a ring.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sample {
-    /// CLOCK_MONOTONIC ns (comparable with `common::clock::mono_ns`).
+    /// CLOCK_MONOTONIC ns (comparable with `crate::clock::mono_ns`).
     pub time_ns: u64,
     /// The CPU whose ring held it.
     pub cpu: u32,
@@ -286,7 +286,7 @@ impl Layout {
         };
         // A dual-stack listener's child of an IPv4 client is AF_INET6 with mapped
         // addresses; the client's own socket is AF_INET: one form for the join.
-        Some(common::sockaddr::unmap_v4(SocketAddr::new(ip, port)))
+        Some(crate::sockaddr::unmap_v4(SocketAddr::new(ip, port)))
     }
 
     /// Decodes one raw record; None if it is too short or of an unknown family.
@@ -343,7 +343,7 @@ fn sockaddr(b: &[u8]) -> Option<SocketAddr> {
         }
         libc::AF_INET6 => {
             let ip: [u8; 16] = b.get(8..24)?.try_into().ok()?;
-            Some(common::sockaddr::unmap_v4(SocketAddr::new(
+            Some(crate::sockaddr::unmap_v4(SocketAddr::new(
                 IpAddr::V6(Ipv6Addr::from(ip)),
                 port,
             )))
@@ -354,8 +354,8 @@ fn sockaddr(b: &[u8]) -> Option<SocketAddr> {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use super::super::tracefs::parse_format;
     use super::*;
-    use crate::kernel::tracefs::parse_format;
 
     /// `sock:inet_sock_set_state`'s fields as Linux 6.18 lays them out.
     pub(crate) const SET_STATE_618: &str = "\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:const void * skaddr;\toffset:8;\tsize:8;\tsigned:0;\n\tfield:int oldstate;\toffset:16;\tsize:4;\tsigned:1;\n\tfield:int newstate;\toffset:20;\tsize:4;\tsigned:1;\n\tfield:__u16 sport;\toffset:24;\tsize:2;\tsigned:0;\n\tfield:__u16 dport;\toffset:26;\tsize:2;\tsigned:0;\n\tfield:__u16 family;\toffset:28;\tsize:2;\tsigned:0;\n\tfield:__u16 protocol;\toffset:30;\tsize:2;\tsigned:0;\n\tfield:__u8 saddr[4];\toffset:32;\tsize:4;\tsigned:0;\n\tfield:__u8 daddr[4];\toffset:36;\tsize:4;\tsigned:0;\n\tfield:__u8 saddr_v6[16];\toffset:40;\tsize:16;\tsigned:0;\n\tfield:__u8 daddr_v6[16];\toffset:56;\tsize:16;\tsigned:0;\n";

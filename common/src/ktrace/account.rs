@@ -1,5 +1,5 @@
 //! The kernel's account of a run's connections, from the tracepoint records of
-//! [`super::perf::trace`]: each client socket's SYN, SYN retransmits and
+//! [`super::trace`]: each client socket's SYN, SYN retransmits and
 //! establishment, each server child's creation and entry into the accept queue, joined
 //! into connections by 4-tuple and time; then what that gives per run — connections
 //! the server never had, SYN retransmits per connection, handshake and queue wait.
@@ -37,10 +37,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use common::hist::{new_histogram, Percentiles};
+use crate::hist::{new_histogram, Percentiles};
 
-use super::perf::decode::{state, Event, Sample, Tp};
-use super::perf::trace::{Absent, Trace};
+use super::decode::{state, Event, Sample, Tp};
+use super::trace::{Absent, Trace};
 
 /// One connection as the kernel saw it. Stamps are CLOCK_MONOTONIC ns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -336,7 +336,7 @@ fn match_accepts(conns: &mut [KernelConn], accepts: &[Accepted]) -> u64 {
     let mut by_peer: HashMap<SocketAddr, Vec<u64>> = HashMap::new();
     for a in accepts {
         by_peer
-            .entry(common::sockaddr::unmap_v4(a.peer))
+            .entry(crate::sockaddr::unmap_v4(a.peer))
             .or_default()
             .push(a.at_ns);
     }
@@ -348,7 +348,7 @@ fn match_accepts(conns: &mut [KernelConn], accepts: &[Accepted]) -> u64 {
         let (Some(client), Some(queued)) = (c.client, c.child_established_ns) else {
             continue;
         };
-        let Some(stamps) = by_peer.get_mut(&common::sockaddr::unmap_v4(client)) else {
+        let Some(stamps) = by_peer.get_mut(&crate::sockaddr::unmap_v4(client)) else {
             continue;
         };
         if let Some(pos) = stamps.iter().position(|&t| t >= queued) {

@@ -6,7 +6,7 @@
 //! process share the mount (a second mount on the same point fails with EBUSY); a
 //! mount another process made meanwhile is used, not ours to unmount.
 //!
-//! Owns the mount and reading tracefs; opening perf events is [`super::perf`]'s.
+//! Owns the mount and reading tracefs; opening perf events is acceptbench's `kernel::perf`'s.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, Weak};
