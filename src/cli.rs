@@ -196,6 +196,21 @@ pub struct ListenArgs {
     /// Acceptor I busy-waits DELAY per connection, the others run free (e.g. 0:2ms).
     #[arg(long)]
     pub slow_acceptor: Option<SlowAcceptor>,
+    /// `kernel`: record the kernel's account of the port's connections around the
+    /// whole run (tracepoints through perf; root) and print it beside listen's counts:
+    /// children established on the server, client-only connections (clients on this
+    /// host), SYN retransmits per connection, queue wait (with --records). Where it is
+    /// not possible listen says why and goes on without it.
+    #[arg(long, value_parser = ["kernel"])]
+    pub trace: Option<String>,
+    /// With --trace kernel: fail (exit 1) when the kernel's account cannot be recorded,
+    /// instead of going on without it.
+    #[arg(long, requires = "trace")]
+    pub trace_required: bool,
+    /// With --trace kernel: write the per-connection timeline (CSV, one row per
+    /// connection; `acceptbench plot timeline FILE` draws it).
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    pub trace_out: Option<PathBuf>,
 }
 
 /// `acceptbench sweep`.

@@ -155,6 +155,12 @@ pub struct ListenConfig {
     pub slow_acceptor: Option<SlowAcceptor>,
     /// Per-connection records file (`--records`) and the run id for its header.
     pub records: Option<(PathBuf, String)>,
+    /// `--trace kernel`: record the kernel's account around the run.
+    pub trace_kernel: bool,
+    /// `--trace-required`: fail when it cannot be recorded.
+    pub trace_required: bool,
+    /// `--trace-out FILE`: the per-connection timeline CSV.
+    pub trace_out: Option<PathBuf>,
 }
 
 /// `sweep`, validated.
@@ -524,6 +530,9 @@ impl ListenConfig {
             sharing: a.sharing,
             slow_acceptor: check_slow(a.slow_acceptor, a.acceptors)?,
             records: a.records.map(|p| (p, a.run_id.unwrap_or_default())),
+            trace_kernel: a.trace.is_some(),
+            trace_required: a.trace_required,
+            trace_out: a.trace_out,
         })
     }
 }

@@ -123,6 +123,10 @@ pub(super) const LISTEN: &[Scope] = &[
     // --run-id and --dual-stack depend on other values, checked in check_listen.
     all("run-id"),
     all("dual-stack"),
+    // --trace-required and --trace-out require --trace (clap refuses them without).
+    all("trace"),
+    all("trace-required"),
+    all("trace-out"),
     engines(
         "inflight",
         &[Uring],
