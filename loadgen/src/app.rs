@@ -72,12 +72,18 @@ where
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
+            // The message up to the usage: a missing argument is named on the lines
+            // after "the following required arguments were not provided:".
             let text = e.to_string();
-            let first = text
+            let said: Vec<&str> = text
                 .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = match said.join(" ") {
+                s if s.is_empty() => "invalid arguments".to_string(),
+                s => s.trim_start_matches("error: ").to_string(),
+            };
             eprintln!("loadgen: error: {first} (see loadgen --help)");
             return ExitCode::from(2);
         }
