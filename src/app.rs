@@ -34,6 +34,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sweep(cfg) => crate::sweep::run(&cfg),
         Command::Compare(cfg) => crate::compare::run(&cfg),
         Command::Plot(cfg) => crate::plot::run(&cfg),
+        Command::PlotTimeline { file, out } => crate::plot::timeline::run(&file, out.as_deref()),
         Command::Merge(cfg) => crate::merge::run(&cfg),
         Command::Join(cfg) => crate::hostjoin::run(&cfg),
         Command::Loadgen(args) => Ok(loadgen::cli_main(args)),

@@ -409,7 +409,11 @@ pub struct CompareArgs {
 
 /// `acceptbench plot`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct PlotArgs {
+    /// A chart of another input than a run directory.
+    #[command(subcommand)]
+    pub chart: Option<PlotChart>,
     /// Run directories; with several, one series per run (labelled by kernel).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
@@ -419,6 +423,21 @@ pub struct PlotArgs {
     /// SVG only (small enough to commit; PNG charts are ~10× larger).
     #[arg(long)]
     pub svg_only: bool,
+}
+
+/// `acceptbench plot <chart>`.
+#[derive(Debug, Subcommand)]
+pub enum PlotChart {
+    /// The per-connection timeline of a kernel trace (the CSV of `--trace kernel
+    /// --trace-out FILE`): a line per connection, sorted by SYN sent, marks for the SYN,
+    /// its retransmits, established, accepted and closed (at most 400, evenly sampled).
+    Timeline {
+        /// The timeline CSV.
+        file: PathBuf,
+        /// The chart to write (default: FILE with .svg; a .png name draws PNG).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `acceptbench merge`.

@@ -115,6 +115,13 @@ pub enum Command {
     Compare(CompareConfig),
     /// `plot`.
     Plot(PlotConfig),
+    /// `plot timeline FILE [--out X]`.
+    PlotTimeline {
+        /// The timeline CSV.
+        file: PathBuf,
+        /// The chart (default: FILE with .svg).
+        out: Option<PathBuf>,
+    },
     /// `merge`.
     Merge(MergeConfig),
     /// `join`.
@@ -368,6 +375,10 @@ impl Command {
                 Command::Sweep(SweepConfig::from_args(a, command)?)
             }
             Some(cli::Command::Compare(a)) => Command::Compare(CompareConfig::from_args(a)?),
+            Some(cli::Command::Plot(cli::PlotArgs {
+                chart: Some(cli::PlotChart::Timeline { file, out }),
+                ..
+            })) => Command::PlotTimeline { file, out },
             Some(cli::Command::Plot(a)) => Command::Plot(PlotConfig {
                 runs: a.runs,
                 out: a.out,
