@@ -162,6 +162,22 @@ fn the_kernels_account_agrees_with_listen_and_loadgen() {
             BURST
         );
     }
+    // The chart of listen's timeline.
+    let svg = tmp.path().join("timeline.svg");
+    let plot = Command::new(BIN)
+        .args(["plot", "timeline"])
+        .arg(&listen_csv)
+        .arg("--out")
+        .arg(&svg)
+        .output()
+        .expect("run acceptbench plot timeline");
+    assert!(
+        plot.status.success(),
+        "{}",
+        String::from_utf8_lossy(&plot.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).expect("the chart written");
+    assert!(text.contains("<circle"), "marks drawn");
 }
 
 #[test]
