@@ -42,9 +42,6 @@ use crate::hist::{new_histogram, Percentiles};
 use super::decode::{state, Event, Sample, Tp};
 use super::trace::{Absent, Trace};
 
-/// The per-connection timeline as CSV (see [`super::timeline`]).
-pub use super::timeline::{read_timeline_csv, write_timeline_csv};
-
 /// One connection as the kernel saw it. Stamps are CLOCK_MONOTONIC ns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KernelConn {
