@@ -85,15 +85,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     }
     let mut acceptor = engine::build(cfg.engine, &cfg.options)?;
     let listener = Listener::bind(&cfg.listener)?;
-    if listener.is_clamped() {
-        eprintln!(
-            "acceptbench: warning: backlog {} was clamped by the kernel to {} (net.core.somaxconn); raise it with `sysctl -w net.core.somaxconn={}` to get the backlog you asked for",
-            listener.backlog_requested, listener.backlog_effective, listener.backlog_requested
-        );
-    }
-    if let Some(note) = engine::direct_table_note(&cfg.options, listener.backlog_effective) {
-        eprintln!("acceptbench: note: {note}");
-    }
+    warn_about(cfg, &listener);
     // Ring, tables and runtime are set up (or refused) before the server says it listens.
     let mut rec = Recorder::new(cfg.records.is_some());
     engine::set_up(acceptor.as_mut(), &listener, &mut rec)?;
@@ -163,6 +155,20 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     }
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Says on stderr that the kernel clamped the backlog, and when the direct table is
+/// smaller than a full accept queue.
+fn warn_about(cfg: &ListenConfig, listener: &Listener) {
+    if listener.is_clamped() {
+        eprintln!(
+            "acceptbench: warning: backlog {} was clamped by the kernel to {} (net.core.somaxconn); raise it with `sysctl -w net.core.somaxconn={}` to get the backlog you asked for",
+            listener.backlog_requested, listener.backlog_effective, listener.backlog_requested
+        );
+    }
+    if let Some(note) = engine::direct_table_note(&cfg.options, listener.backlog_effective) {
+        eprintln!("acceptbench: note: {note}");
+    }
 }
 
 /// `listen --trace kernel`: starts recording the port; where that is not possible

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use common::ktrace::account::KernelConn;
 use common::ktrace::timeline::{read_timeline_csv, Outcome};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 
@@ -250,17 +251,41 @@ where
         .light_line_style(WHITE)
         .draw()
         .map_err(err)?;
+    draw_rows(&mut chart, rows, t0, text).map_err(err)?;
+    if text {
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .label_font((font::FAMILY, 13))
+            .draw()
+            .map_err(err)?;
+    }
+    root.present().map_err(err)?;
+    Ok(())
+}
+
+type Timeline<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Each connection's line, then the marks of [`MARKS`] (labelled for the legend when
+/// `text`); `t0` is the chart's zero.
+fn draw_rows<DB: DrawingBackend>(
+    chart: &mut Timeline<'_, DB>,
+    rows: &[&KernelConn],
+    t0: u64,
+    text: bool,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    let s = |ns: u64| ns.saturating_sub(t0) as f64 * 1e-9;
     for (i, c) in rows.iter().enumerate() {
         let (Some(a), Some(b)) = (start_ns(c), end_ns(c)) else {
             continue;
         };
         let y = i as f64 + 0.5;
-        chart
-            .draw_series(std::iter::once(PathElement::new(
-                vec![(s(a), y), (s(b), y)],
-                line_color(c).stroke_width(1),
-            )))
-            .map_err(err)?;
+        chart.draw_series(std::iter::once(PathElement::new(
+            vec![(s(a), y), (s(b), y)],
+            line_color(c).stroke_width(1),
+        )))?;
     }
     for m in MARKS {
         let points: Vec<(f64, f64)> = rows
@@ -282,24 +307,12 @@ where
                     .into_iter()
                     .map(move |p| Circle::new(p, 2, color.filled())),
             )
-        }
-        .map_err(err)?;
+        }?;
         if text {
             anno.label(m.name)
                 .legend(move |(x, y)| Circle::new((x + 8, y), 4, color.filled()));
         }
     }
-    if text {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((font::FAMILY, 13))
-            .draw()
-            .map_err(err)?;
-    }
-    root.present().map_err(err)?;
     Ok(())
 }
 
