@@ -205,11 +205,11 @@ pub struct ListenArgs {
     pub trace: Option<String>,
     /// With --trace kernel: fail (exit 1) when the kernel's account cannot be recorded,
     /// instead of going on without it.
-    #[arg(long, requires = "trace")]
+    #[arg(long)]
     pub trace_required: bool,
     /// With --trace kernel: write the per-connection timeline (CSV, one row per
     /// connection; `acceptbench plot timeline FILE` draws it).
-    #[arg(long, value_name = "FILE", requires = "trace")]
+    #[arg(long, value_name = "FILE")]
     pub trace_out: Option<PathBuf>,
 }
 

@@ -106,7 +106,8 @@ impl Traced {
 /// [`KernelView::notes`] says why.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KernelView {
-    /// `ok`, `incomplete` (records lost: counts may be short) or `unavailable`.
+    /// `ok`, `incomplete` (records lost: counts may be short) or `unavailable` (then
+    /// nothing below was measured: the counts are 0 and the optional figures absent).
     pub status: String,
     /// Why it was not recorded (status `unavailable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
