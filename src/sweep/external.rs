@@ -66,7 +66,11 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     // The backlog as the kernel applied it, read from the listener, never assumed.
     let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
     let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;
-    let note = |srv: &ExternalServer, stopped| server_note(server, srv, &listening, port, stopped);
+    // Read while it runs (the keeper's namespace link goes when it is reaped).
+    let contained = srv.contained();
+    let note = |srv: &ExternalServer, stopped| {
+        server_note(server, srv, &listening, port, stopped, contained)
+    };
     if spec.mode() == Mode::Drain {
         let m = super::extdrain::drain(spec, &srv, &mut diag, port, &lg, backlog_effective, env);
         let stopped = srv.stop();
@@ -181,13 +185,19 @@ fn server_note(
     listening: &[crate::kernel::sockdiag::Listening],
     port: u16,
     stopped: &crate::external::Stopped,
+    contained: bool,
 ) -> String {
     format!(
-        "external server {} ({} listening socket{} on port {port}, backlog {} as sock_diag read it); stopped: {}{}; its logs: servers/{}.stdout, .stderr",
+        "external server {} ({} listening socket{} on port {port}, backlog {} as sock_diag read it; {}); stopped: {}{}; its logs: servers/{}.stdout, .stderr",
         server.name,
         listening.len(),
         if listening.len() == 1 { "" } else { "s" },
         listening.iter().map(|l| l.backlog).max().unwrap_or(0),
+        if contained {
+            "in a PID namespace of its own: nothing it forks outlives the sweep"
+        } else {
+            "not contained (no CAP_SYS_ADMIN): a process it forks outlives a SIGKILLed sweep"
+        },
         stopped.status,
         if stopped.killed { " (killed: it outlived SIGTERM's grace)" } else { "" },
         srv.logs().0.file_stem().and_then(|s| s.to_str()).unwrap_or("")
