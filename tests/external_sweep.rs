@@ -264,6 +264,56 @@ fn the_seed_server_and_acceptbench_listen_are_measured_beside_std() {
 }
 
 #[test]
+fn a_burst_counts_what_the_stopped_seed_server_served_once_continued() {
+    require_root!();
+    let seed = format!(
+        "seed=exec python3 {} {{port}} {{backlog}}",
+        seed_server().display()
+    );
+    let dir = support::sweep_into(
+        "ext-burst",
+        &[
+            "--server",
+            &seed,
+            "--engines",
+            "seed",
+            "--modes",
+            "burst",
+            "--backlogs",
+            "8",
+            "--burst-size",
+            "40",
+            "--repeat",
+            "1",
+            "--no-plots",
+        ],
+    );
+    let rows = rows(&dir);
+    let r = &rows[0];
+    let n = |c: &str| -> u64 { r[c].parse().unwrap_or_else(|_| panic!("{c}: {r:?}")) };
+    assert_eq!(r["status"], "ok", "{r:?}");
+    assert_eq!(r["queue_max"], "9", "stopped: backlog + 1 held: {r:?}");
+    // Served: the 9 queued, and whatever else it took once continued (the dropped
+    // final ACKs come back with the SYN-ACK retransmits); client-only the rest.
+    assert!(n("accepted") >= 9, "served at least the queue: {r:?}");
+    assert_eq!(
+        n("established"),
+        n("accepted") + n("unmatched_client"),
+        "established = served + client-only: {r:?}"
+    );
+    assert!(
+        r["note"].contains(&format!(
+            "served {} of {} established",
+            n("accepted"),
+            n("established")
+        )),
+        "{r:?}"
+    );
+    assert!(dir.join("hgrm/seed-b8-burst-served.hgrm").exists());
+    support::remove_run(&dir);
+}
+
+#[test]
 fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
     require_root!();
     let seed = format!(

@@ -26,6 +26,8 @@ use crate::external::{ExternalServer, ServerSpec, DEFAULT_READY_TIMEOUT, DEFAULT
 use crate::kernel::sockdiag::ListenerDiag;
 use crate::record::Recorder;
 
+/// A stopped server is continued at the latest this long after a burst began.
+const BURST_ARRIVAL_LIMIT: Duration = Duration::from_secs(10);
 /// The server's CPU is sampled this often while the run goes on (a /proc scan each).
 const CPU_EVERY: Duration = Duration::from_millis(100);
 
@@ -88,14 +90,9 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
         ),
         _ => None,
     };
-    if !burst {
-        // A burst holds its connections open until the round ends: nothing to wait for.
-        lg.wait_close = true;
-        lg.server_request = server.request.clone();
-        // Long enough for what a stall queued to be served after the resume.
-        let floor = Duration::from_secs(3) + stall.unwrap_or_default();
-        lg.serve_timeout = Some(lg.connect_timeout.max(floor));
-    }
+    lg.wait_close = true;
+    lg.server_request = server.request.clone();
+    lg.serve_timeout = Some(serve_wait(&lg, burst, stall, cfg.overflow.pause));
     let watch = if burst || stall.is_some() {
         let sampler = ListenerDiag::open().context("cannot open a sock_diag netlink socket")?;
         Some(crate::overflow::Watch::start_port(sampler, port, burst)?)
@@ -116,6 +113,24 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
     m.acceptor_cpus = cfg.server_cpu.to_string();
     Ok((m, note(&srv, &stopped)))
+}
+
+/// How long a connection waits for the server to serve it once established: long
+/// enough for what a stall queued to be served after the resume; in a burst, for the
+/// server to be continued (at most 10 s for the burst to arrive, then `pause` with the
+/// queue unchanged) and take its queue and the SYN-ACK retransmits' arrivals after it.
+fn serve_wait(
+    lg: &loadgen::Config,
+    burst: bool,
+    stall: Option<Duration>,
+    pause: Duration,
+) -> Duration {
+    let floor = if burst {
+        BURST_ARRIVAL_LIMIT + pause + Duration::from_secs(3)
+    } else {
+        Duration::from_secs(3) + stall.unwrap_or_default()
+    };
+    lg.connect_timeout.max(floor)
 }
 
 /// A server started for a run and listening.
@@ -476,9 +491,9 @@ fn served_as_accepted(client: &ClientResult) -> Recorder {
 }
 
 /// Stopped server: waits until its queue has held connections, unchanged, for
-/// `settle` (the burst has arrived), or 10 s, or `deadline`.
+/// `settle` (the burst has arrived), or `BURST_ARRIVAL_LIMIT`, or `deadline`.
 fn wait_for_burst(diag: &mut ListenerDiag, port: u16, settle: Duration, deadline: Instant) {
-    let give_up = (Instant::now() + Duration::from_secs(10)).min(deadline);
+    let give_up = (Instant::now() + BURST_ARRIVAL_LIMIT).min(deadline);
     let mut last = (u32::MAX, Instant::now());
     while Instant::now() < give_up {
         let depth: u32 = diag
