@@ -222,6 +222,11 @@ pub struct SweepArgs {
     /// when the server closes them); repeatable, one per server.
     #[arg(long, value_name = "NAME=BYTES|@FILE")]
     pub server_request: Vec<String>,
+    /// The stall model's μ for server NAME, connections per second once resumed, used
+    /// when the sweep has no drain run of it at that backlog (drain's rate comes
+    /// first); repeatable, one per server.
+    #[arg(long, value_name = "NAME=RATE")]
+    pub stall_mu: Vec<String>,
     /// Backlogs, comma-separated, each once.
     #[arg(long, value_delimiter = ',', default_value = "128,4096", value_parser = clap::value_parser!(u32).range(1..))]
     pub backlogs: Vec<u32>,

@@ -68,6 +68,22 @@ fn bad_server_input_exits_2_naming_the_fix() {
             &["--server", "seed", "--engines", "seed"],
             "give NAME=COMMAND",
         ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "seed", "--modes", "stall", "--stall-mu", "nginx=9000"],
+            "there is no --server nginx=…; name one of the servers",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "seed", "--modes", "stall", "--stall-mu", "seed=0"],
+            "must be a positive number of connections per second, e.g. seed=9000",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "seed", "--modes", "stall", "--stall-mu", "seed"],
+            "give NAME=RATE",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "seed", "--modes", "closed", "--stall-mu", "seed=9000"],
+            "add stall to --modes",
+        ),
     ];
     for (args, want) in cases {
         let mut a = vec!["sweep", "--out", "/nonexistent/never-written"];
@@ -328,7 +344,7 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
             "--engines",
             "seed",
             "--modes",
-            "stall",
+            "drain,stall",
             "--stall",
             "2s",
             "--stall-load",
@@ -345,6 +361,22 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
     let col = |name: &str| head.iter().position(|h| h == name).expect(name);
     let row = r.records().next().expect("a stall row").expect("row");
     assert_eq!(&row[col("status")], "ok", "{row:?}");
+    // The model's μ is the server's own drain rate, measured before in the sweep.
+    assert!(
+        row[col("mu_source")]
+            .starts_with("drain: the server's own drain rate, median of 1 drain run"),
+        "{row:?}"
+    );
+    let mu: f64 = row[col("accept_per_s")].parse().expect("accept_per_s");
+    let drain = rows(&dir)
+        .into_iter()
+        .find(|r| r["mode"] == "drain")
+        .expect("a drain row");
+    assert_eq!(
+        drain["accepts_per_s"].parse::<f64>().ok(),
+        Some(mu),
+        "{drain:?}"
+    );
     let measured: f64 = row[col("client_only")].parse().expect("client_only");
     let predicted: f64 = row[col("client_only_pred")]
         .parse()
@@ -375,6 +407,81 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
         "client-only {measured} vs the model's {predicted}"
     );
     support::remove_run(&dir);
+}
+
+/// A stall row of a short stall of the seed server with `extra` flags.
+fn short_stall_row(name: &str, extra: &[&str]) -> std::collections::HashMap<String, String> {
+    let seed = format!(
+        "seed=exec python3 {} {{port}} {{backlog}}",
+        seed_server().display()
+    );
+    let mut args = vec![
+        "--server",
+        &seed,
+        "--engines",
+        "seed",
+        "--modes",
+        "stall",
+        "--stall",
+        "300ms",
+        "--stall-load",
+        "rate:200",
+        "--stall-after",
+        "1s",
+        "--backlogs",
+        "8",
+        "--repeat",
+        "1",
+        "--no-plots",
+    ];
+    args.extend_from_slice(extra);
+    let dir = support::sweep_into(name, &args);
+    let mut r = csv::Reader::from_path(dir.join("stall.csv")).expect("stall.csv");
+    let head = r.headers().expect("header").clone();
+    let row = r.records().next().expect("a stall row").expect("row");
+    let out = head
+        .iter()
+        .zip(row.iter())
+        .map(|(h, v)| (h.to_string(), v.to_string()))
+        .collect();
+    support::remove_run(&dir);
+    out
+}
+
+#[test]
+fn a_stall_without_a_drain_rate_takes_stall_mu_or_has_no_model() {
+    require_root!();
+    let given = short_stall_row("ext-stall-mu", &["--stall-mu", "seed=9000"]);
+    assert_eq!(given["status"], "ok", "{given:?}");
+    assert_eq!(given["mu_source"], "--stall-mu", "{given:?}");
+    assert_eq!(
+        given["accept_per_s"].parse::<f64>().ok(),
+        Some(9000.0),
+        "{given:?}"
+    );
+    assert!(!given["client_only_pred"].is_empty(), "{given:?}");
+    let none = short_stall_row("ext-stall-nomu", &[]);
+    assert_eq!(none["status"], "ok", "{none:?}");
+    assert!(
+        none["mu_source"]
+            .starts_with("absent: no drain run of this server at this backlog and no --stall-mu"),
+        "{none:?}"
+    );
+    // No model: its columns are empty, not zero.
+    for c in [
+        "accept_per_s",
+        "client_only_pred",
+        "held_pred",
+        "recovered_pred",
+        "lag_p99_ms_pred",
+    ] {
+        assert_eq!(none[c], "", "{c}: {none:?}");
+    }
+    assert!(none["verdict"].starts_with("no model"), "{none:?}");
+    assert!(
+        !none["client_only"].is_empty(),
+        "measured all the same: {none:?}"
+    );
 }
 
 #[test]

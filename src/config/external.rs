@@ -19,11 +19,53 @@ pub struct ExternalConfig {
     pub template: Template,
     /// What loadgen sends it once connected (`--server-request NAME=…`).
     pub request: Option<Vec<u8>>,
+    /// The stall model's μ when the sweep has no drain rate of it (`--stall-mu
+    /// NAME=RATE`), connections per second.
+    pub stall_mu: Option<f64>,
 }
 
-/// Parses every `--server NAME=COMMAND` and `--server-request NAME=BYTES`.
-pub fn servers(args: &[String], requests: &[String]) -> Result<Vec<ExternalConfig>, ConfigError> {
+/// Parses every `--server NAME=COMMAND`, `--server-request NAME=BYTES` and
+/// `--stall-mu NAME=RATE`.
+pub fn servers(
+    args: &[String],
+    requests: &[String],
+    stall_mus: &[String],
+) -> Result<Vec<ExternalConfig>, ConfigError> {
     let mut out = commands(args)?;
+    for arg in stall_mus {
+        let bad = |why: String| ConfigError::BadItem {
+            flag: "stall-mu",
+            item: arg.clone(),
+            why,
+        };
+        let (name, rate) = arg.split_once('=').ok_or_else(|| {
+            bad("give NAME=RATE, the server's connections per second once resumed, e.g. --stall-mu seed=9000".into())
+        })?;
+        let server = out
+            .iter_mut()
+            .find(|s| s.name == name.trim())
+            .ok_or_else(|| {
+                bad(format!(
+                    "there is no --server {name}=…; name one of the servers (the built-in engines' μ is their own speed, or --accept-delay)"
+                ))
+            })?;
+        let rate: f64 = rate
+            .trim()
+            .parse()
+            .ok()
+            .filter(|r: &f64| r.is_finite() && *r > 0.0)
+            .ok_or_else(|| {
+                bad(format!(
+                    "the rate {rate:?} must be a positive number of connections per second, e.g. {name}=9000"
+                ))
+            })?;
+        if server.stall_mu.replace(rate).is_some() {
+            return Err(ConfigError::Duplicate {
+                flag: "stall-mu",
+                item: name.to_string(),
+            });
+        }
+    }
     for arg in requests {
         let bad = |why: String| ConfigError::BadItem {
             flag: "server-request",
@@ -93,6 +135,7 @@ fn commands(args: &[String]) -> Result<Vec<ExternalConfig>, ConfigError> {
             command: command.to_string(),
             template,
             request: None,
+            stall_mu: None,
         });
     }
     Ok(out)

@@ -543,7 +543,7 @@ impl SweepConfig {
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
         let stall = StallConfig::from_args(&a)?;
         let client_hosts = client_hosts(&a)?;
-        let servers = external::servers(&a.server, &a.server_request)?;
+        let servers = external::servers(&a.server, &a.server_request, &a.stall_mu)?;
         let overflow = overflow_config(&a, &a.modes, !servers.is_empty())?;
         let names = a.engines.map(|l| unique("engines", l)).transpose()?;
         let (mut engines, servers) = external::split_engines(names, &servers)?;

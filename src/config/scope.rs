@@ -97,6 +97,8 @@ pub(super) const SWEEP: &[Scope] = &[
     modes("stall-load", &[Stall], "add stall to --modes (e.g. --modes stall), or drop --stall-load"),
     modes("stall-at", &[Stall], "add stall to --modes (e.g. --modes stall), or drop --stall-at"),
     modes("stall-after", &[Stall], "add stall to --modes (e.g. --modes stall), or drop --stall-after"),
+    // config::external also refuses a --stall-mu whose NAME is no --server.
+    modes("stall-mu", &[Stall], "it is the stall model's μ for an external server; add stall to --modes (e.g. --modes drain,stall), or drop --stall-mu"),
     engines("inflight", &[Uring], "add uring to --engines, or drop --inflight"),
     engines("accept-flags", &[Uring], "add uring to --engines, or drop --accept-flags"),
     engines("ring-setup", RINGS, "add a ring engine (uring, multishot, uring-linked) to --engines, or drop --ring-setup"),
@@ -294,6 +296,7 @@ mod tests {
             "client-hosts" => "2",
             "server" => "s1=true",
             "server-request" => "s1=GET",
+            "stall-mu" => "s1=9000",
             "server-addr" => "10.1.2.3",
             "client-binary" | "ssh-config" | "records" => "/etc/hostname",
             "ssh-option" => "BatchMode=yes",

@@ -19,7 +19,7 @@ use anyhow::Context;
 use super::client::ClientResult;
 use super::hosts::Place;
 use super::measure::Driven;
-use super::run::{Measured, ModeFigures, RunEnv, RunSpec};
+use super::run::{Measured, ModeFigures, ModelMu, RunEnv, RunSpec};
 use crate::config::external::ExternalConfig;
 use crate::config::Mode;
 use crate::external::{ExternalServer, ServerSpec, DEFAULT_READY_TIMEOUT, DEFAULT_STOP_GRACE};
@@ -41,18 +41,27 @@ pub fn unsupported_mode(mode: Mode) -> Option<&'static str> {
 
 /// Measures one run of `server` on a thread of its own; also returns the row's note
 /// on the server (its listener, how it stopped, where its logs are).
-pub fn measure(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Measured, String)> {
+/// `mu` is the stall model's μ for a stall run.
+pub fn measure(
+    spec: &RunSpec,
+    server: &ExternalConfig,
+    mu: ModelMu,
+) -> anyhow::Result<(Measured, String)> {
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("acceptbench-ext".into())
-            .spawn_scoped(s, || measure_here(spec, server))
+            .spawn_scoped(s, || measure_here(spec, server, mu))
             .context("cannot start the run's thread")?
             .join()
             .map_err(|_| anyhow::anyhow!("the run's thread panicked"))?
     })
 }
 
-fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Measured, String)> {
+fn measure_here(
+    spec: &RunSpec,
+    server: &ExternalConfig,
+    mu: ModelMu,
+) -> anyhow::Result<(Measured, String)> {
     let cfg = spec.settings;
     common::affinity::pin_current_thread_to(&cfg.client_cpus)?;
     // A private namespace when it can be made (root): the port is free, counters exact.
@@ -99,7 +108,7 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     } else {
         None
     };
-    let facts = stall.map(|_| stall_facts(&lg));
+    let facts = stall.map(|_| stall_facts(&lg, mu));
     let d = drive(spec, &mut srv, &mut diag, port, &lg, burst, stall);
     let stopped = srv.stop();
     let figures =
@@ -182,14 +191,13 @@ fn start(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<Started> {
 
 /// What a stall run's analysis needs, read in the run's namespace (the SYN schedule
 /// its clients retransmit on).
-fn stall_facts(lg: &loadgen::Config) -> super::run::StallFacts {
+fn stall_facts(lg: &loadgen::Config, mu: ModelMu) -> super::run::StallFacts {
     super::run::StallFacts {
         schedule: crate::stall::schedule::SynSchedule::of_running_kernel().ok(),
         wheel: crate::stall::schedule::TimerWheel::of_running_kernel(),
         concurrency: lg.concurrency as u32,
         connect_timeout_ms: lg.connect_timeout.as_millis() as u64,
-        // The model's μ: the server at full speed (its own drain rate is not measured).
-        accept_delay: None,
+        mu,
     }
 }
 
