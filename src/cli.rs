@@ -217,6 +217,11 @@ pub struct SweepArgs {
     /// placeholders {port}, {backlog} and {addr}, started per run; repeatable.
     #[arg(long, value_name = "NAME=COMMAND")]
     pub server: Vec<String>,
+    /// A server already running, measured as engine NAME at ADDR:PORT (on this host);
+    /// with pid=PID it can be paused (burst, drain, stall) and its CPU read; never
+    /// started or stopped; repeatable.
+    #[arg(long, value_name = "NAME=ADDR:PORT[,pid=PID]")]
+    pub attach: Vec<String>,
     /// What loadgen sends server NAME once connected (escapes \r \n \xHH, or @FILE):
     /// its connections are served when the answer's first byte arrives (without one:
     /// when the server closes them); repeatable, one per server.

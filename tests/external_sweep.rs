@@ -84,6 +84,30 @@ fn bad_server_input_exits_2_naming_the_fix() {
             &["--server", "seed=srv {port}", "--engines", "seed", "--modes", "closed", "--stall-mu", "seed=9000"],
             "add stall to --modes",
         ),
+        (
+            &["--attach", "web=127.0.0.1:8080", "--engines", "web", "--modes", "closed,burst"],
+            "mode burst stops the server with SIGSTOP, which needs its PID: give --attach web=127.0.0.1:8080,pid=PID, or drop burst from --modes",
+        ),
+        (
+            &["--attach", "web=nowhere", "--engines", "web", "--modes", "closed"],
+            "is not ADDR:PORT",
+        ),
+        (
+            &["--attach", "web=0.0.0.0:8080", "--engines", "web", "--modes", "closed"],
+            "is not an address to connect to; give one it listens on, e.g. 127.0.0.1:8080",
+        ),
+        (
+            &["--attach", "web=127.0.0.1:8080,pod=3", "--engines", "web", "--modes", "closed"],
+            "unknown option \"pod=3\": the only one is pid=PID",
+        ),
+        (
+            &["--attach", "std=127.0.0.1:8080", "--engines", "std", "--modes", "closed"],
+            "std is a built-in engine",
+        ),
+        (
+            &["--attach", "web=127.0.0.1:8080", "--engines", "std", "--modes", "closed"],
+            "it is not in --engines",
+        ),
     ];
     for (args, want) in cases {
         let mut a = vec!["sweep", "--out", "/nonexistent/never-written"];
@@ -540,4 +564,198 @@ fn nginx_holds_backlog_plus_one_when_stopped_and_serves_every_request() {
         .expect("run.sh names its directory");
     assert!(!Path::new(tmp).exists(), "{tmp} left behind");
     support::remove_run(&dir);
+}
+
+/// A seed server this test started itself on 127.0.0.1:`port`, leading its own process
+/// group; killed by PID when dropped.
+struct OwnSeed(std::process::Child);
+
+impl OwnSeed {
+    fn start(port: u16, backlog: u32) -> OwnSeed {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("python3")
+            .arg(seed_server())
+            .args([port.to_string(), backlog.to_string()])
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut diag = acceptbench::kernel::sockdiag::ListenerDiag::open().expect("sock_diag");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while diag.listening(port).expect("dump").is_empty() {
+            assert!(
+                std::time::Instant::now() < end,
+                "the seed server never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        OwnSeed(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for OwnSeed {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process this test started (continued first, in case).
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGCONT);
+            libc::kill(self.0.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_attached_seed_server_is_measured_and_paused_only_with_its_pid() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let seed = OwnSeed::start(port, 8);
+    let at = format!("seed=127.0.0.1:{port}");
+    // Without its PID: closed runs; its row says where it ran.
+    let dir = support::sweep_into(
+        "ext-attach",
+        &[
+            "--attach",
+            &at,
+            "--engines",
+            "std,seed",
+            "--modes",
+            "closed",
+            "--backlogs",
+            "8",
+            "--duration",
+            "1s",
+            "--repeat",
+            "1",
+            "--no-plots",
+        ],
+    );
+    let rows1 = rows(&dir);
+    let closed = rows1
+        .iter()
+        .find(|r| r["engine"] == "seed")
+        .expect("a seed row");
+    assert_eq!(closed["status"], "ok", "{closed:?}");
+    assert!(closed["accepted"].parse::<u64>().unwrap() > 0, "{closed:?}");
+    assert_eq!(closed["established"], closed["accepted"], "{closed:?}");
+    assert_eq!(closed["backlog_effective"], "8", "{closed:?}");
+    assert_eq!(closed["netns"], "host", "{closed:?}");
+    assert!(
+        closed["note"].contains("may include other traffic"),
+        "{closed:?}"
+    );
+    support::remove_run(&dir);
+    // A pausing mode without its PID is refused, naming the fix.
+    let (code, err) = run(&[
+        "sweep",
+        "--attach",
+        &at,
+        "--engines",
+        "seed",
+        "--modes",
+        "burst",
+        "--backlogs",
+        "8",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("give --attach {at},pid=PID")),
+        "{err}"
+    );
+    // Its backlog is its listener's: another --backlogs is refused, naming it.
+    let (code, err) = run(&[
+        "sweep",
+        "--attach",
+        &at,
+        "--engines",
+        "seed",
+        "--modes",
+        "closed",
+        "--backlogs",
+        "16",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("with backlog 8 (read with sock_diag)") && err.contains("--backlogs 8"),
+        "{err}"
+    );
+    // A PID that does not hold the listener is refused, naming it.
+    let mut other = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let (code, err) = run(&[
+        "sweep",
+        "--attach",
+        &format!("{at},pid={}", other.id()),
+        "--engines",
+        "seed",
+        "--modes",
+        "closed",
+        "--backlogs",
+        "8",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("hold no listener on 127.0.0.1:"), "{err}");
+    // With its PID (it leads its process group): a burst holds backlog + 1.
+    let with_pid = format!("{at},pid={}", seed.pid());
+    let dir = support::sweep_into(
+        "ext-attach-burst",
+        &[
+            "--attach",
+            &with_pid,
+            "--engines",
+            "seed",
+            "--modes",
+            "burst",
+            "--backlogs",
+            "8",
+            "--burst-size",
+            "40",
+            "--repeat",
+            "1",
+            "--no-plots",
+        ],
+    );
+    let rows2 = rows(&dir);
+    let burst = &rows2[0];
+    assert_eq!(burst["status"], "ok", "{burst:?}");
+    assert_eq!(burst["queue_max"], "9", "stopped: backlog + 1: {burst:?}");
+    assert!(
+        burst["note"].contains(&format!("pauses go to process group {}", seed.pid())),
+        "{burst:?}"
+    );
+    support::remove_run(&dir);
+    // Left running, and still serving.
+    assert!(std::path::Path::new(&format!("/proc/{}", seed.pid())).exists());
+    drop(seed);
+    // Nothing listens there now: a clear failure.
+    let (code, err) = run(&[
+        "sweep",
+        "--attach",
+        &at,
+        "--engines",
+        "seed",
+        "--modes",
+        "closed",
+        "--backlogs",
+        "8",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("nothing listens on 127.0.0.1:{port}")),
+        "{err}"
+    );
 }

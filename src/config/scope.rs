@@ -73,6 +73,8 @@ pub(super) const SWEEP: &[Scope] = &[
     // --server and --server-request name servers in --engines; config::external
     // refuses a server not named there and a request without its server.
     all("server"),
+    // --attach too; the modes it cannot run without pid= are refused in config.
+    all("attach"),
     all("server-request"),
     // --client-hosts refuses the modes it cannot run itself, and the ssh flags are
     // refused without ssh:// hosts (config::client_hosts): both name their own fix.
@@ -297,6 +299,7 @@ mod tests {
             "server" => "s1=true",
             "server-request" => "s1=GET",
             "stall-mu" => "s1=9000",
+            "attach" => "s1=127.0.0.1:9",
             "server-addr" => "10.1.2.3",
             "client-binary" | "ssh-config" | "records" => "/etc/hostname",
             "ssh-option" => "BatchMode=yes",

@@ -109,9 +109,55 @@ pub struct ExternalServer {
     ready_timeout: Duration,
     stop_grace: Duration,
     stopped: Option<Stopped>,
+    /// A server already running (`--attach`): never started, stopped or reaped.
+    attached: Option<Attached>,
+}
+
+/// How an attached server is paused and its CPU read.
+#[derive(Debug, Clone, Copy)]
+struct Attached {
+    /// Its PID, if given.
+    pid: Option<i32>,
+    /// The PID leads a process group: pauses go to the group, else to the PID alone.
+    group: bool,
 }
 
 impl ExternalServer {
+    /// A server that is already running (`--attach`), with its PID if known: pauses
+    /// (SIGSTOP/SIGCONT) go to that PID's process group if it leads one, else to the
+    /// PID alone; its CPU is that PID's and its descendants'; it is never stopped.
+    pub fn attach(name: &str, pid: Option<i32>) -> ExternalServer {
+        ExternalServer {
+            name: name.to_string(),
+            keeper: None,
+            status: None,
+            pgid: pid.unwrap_or(0),
+            stdout: PathBuf::new(),
+            stderr: PathBuf::new(),
+            ready_timeout: Duration::ZERO,
+            stop_grace: Duration::ZERO,
+            stopped: None,
+            attached: Some(Attached {
+                pid,
+                group: pid.is_some_and(proc::leads_group),
+            }),
+        }
+    }
+
+    /// An attached server: what its pauses reach, for the row's note; None if started.
+    pub fn attached_pauses(&self) -> Option<String> {
+        let a = self.attached?;
+        Some(match a.pid {
+            None => "no PID given: it is never paused, its CPU is not read".into(),
+            Some(p) if a.group => format!(
+                "pauses go to process group {p} (PID {p} leads it); CPU = PID {p} and its descendants"
+            ),
+            Some(p) => format!(
+                "pauses go to PID {p} alone (it leads no process group); CPU = PID {p} and its descendants"
+            ),
+        })
+    }
+
     /// Starts `spec`'s command in a new process group, from the calling thread (so in its
     /// network namespace).
     pub fn start(spec: &ServerSpec) -> Result<ExternalServer, ServerError> {
@@ -137,6 +183,7 @@ impl ExternalServer {
             ready_timeout: spec.ready_timeout,
             stop_grace: spec.stop_grace,
             stopped: None,
+            attached: None,
         })
     }
 
@@ -283,6 +330,21 @@ impl ExternalServer {
     }
 
     fn signal(&self, sig: libc::c_int) -> std::io::Result<()> {
+        if let Some(a) = self.attached {
+            let pid = a.pid.ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "server {} was attached without its PID: give --attach {}=ADDR:PORT,pid=PID to pause it",
+                    self.name, self.name
+                ))
+            })?;
+            let target = if a.group { -pid } else { pid };
+            // SAFETY: kill(2) on the PID (or group) the user named for this server.
+            return if unsafe { libc::kill(target, sig) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            };
+        }
         // A process group id is not reused while any member lives; once its `sh` is
         // reaped and no member is left the id may be someone else's: never signal it.
         let reaped = self.keeper.is_none();
@@ -300,7 +362,17 @@ impl ExternalServer {
     /// CPU seconds its processes (every thread) have used so far; the difference over a
     /// window is its CPU in that window.
     pub fn cpu_s(&self) -> f64 {
-        proc::group_cpu_s(self.pgid)
+        match self.attached {
+            Some(a) => a
+                .pid
+                .map_or(0.0, |p| proc::pids_cpu_s(&proc::tree_members(p))),
+            None => proc::group_cpu_s(self.pgid),
+        }
+    }
+
+    /// Whether its CPU is read (not for an attached server without its PID).
+    pub fn cpu_known(&self) -> bool {
+        self.attached.is_none_or(|a| a.pid.is_some())
     }
 
     /// Stops it: SIGCONT and SIGTERM to the group, SIGKILL to whatever is left after the
@@ -309,6 +381,18 @@ impl ExternalServer {
     pub fn stop(&mut self) -> Stopped {
         if let Some(s) = &self.stopped {
             return s.clone();
+        }
+        if let Some(a) = self.attached {
+            // Not ours to stop; continued in case a pause was cut short.
+            if a.pid.is_some() {
+                let _ = self.signal(libc::SIGCONT);
+            }
+            let s = Stopped {
+                status: "left running (attached)".into(),
+                killed: false,
+            };
+            self.stopped = Some(s.clone());
+            return s;
         }
         // A stopped process acts on SIGTERM only once continued.
         let _ = self.signal(libc::SIGCONT);

@@ -20,7 +20,7 @@ use super::client::ClientResult;
 use super::hosts::Place;
 use super::measure::Driven;
 use super::run::{Measured, ModeFigures, ModelMu, RunEnv, RunSpec};
-use crate::config::external::ExternalConfig;
+use crate::config::external::{Attach, ExternalConfig, Origin};
 use crate::config::Mode;
 use crate::external::{ExternalServer, ServerSpec, DEFAULT_READY_TIMEOUT, DEFAULT_STOP_GRACE};
 use crate::kernel::sockdiag::ListenerDiag;
@@ -64,29 +64,41 @@ fn measure_here(
 ) -> anyhow::Result<(Measured, String)> {
     let cfg = spec.settings;
     common::affinity::pin_current_thread_to(&cfg.client_cpus)?;
-    // A private namespace when it can be made (root): the port is free, counters exact.
-    let private = crate::kernel::netns::enter_private(&cfg.overflow.netns).is_ok();
+    let attached = server.attached().copied();
+    // A private namespace when it can be made (root) for a server started here: the
+    // port is free, counters exact. An attached server runs in the host's.
+    let private =
+        attached.is_none() && crate::kernel::netns::enter_private(&cfg.overflow.netns).is_ok();
     let env = RunEnv::read(private);
     let Started {
         mut srv,
         mut diag,
         listening,
         target,
-    } = start(spec, server)?;
+    } = match attached {
+        Some(a) => attach_to(server.name, a)?,
+        None => start(spec, server)?,
+    };
     let port = target.port();
     // The backlog as the kernel applied it, read from the listener, never assumed.
     let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
     let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;
     // Read while it runs (the keeper's namespace link goes when it is reaped).
     let contained = srv.contained();
-    let note = |srv: &ExternalServer, stopped| {
-        server_note(server, srv, &listening, port, stopped, contained)
+    let note = |srv: &ExternalServer, stopped: &crate::external::Stopped| match attached {
+        Some(a) => attached_note(server.name, srv, &listening, a),
+        None => server_note(server, srv, &listening, port, stopped, contained),
     };
     if spec.mode() == Mode::Drain {
         let m = super::extdrain::drain(spec, &srv, &mut diag, port, &lg, backlog_effective, env);
         let stopped = srv.stop();
         let mut m = m?;
-        m.acceptor_cpus = cfg.server_cpu.to_string();
+        // An attached server runs where it runs: not pinned by us.
+        m.acceptor_cpus = if attached.is_some() {
+            String::new()
+        } else {
+            cfg.server_cpu.to_string()
+        };
         return Ok((m, note(&srv, &stopped)));
     }
     let burst = spec.mode() == Mode::Burst;
@@ -120,7 +132,11 @@ fn measure_here(
     };
     let client_window = matches!(figures, ModeFigures::Driven);
     let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
-    m.acceptor_cpus = cfg.server_cpu.to_string();
+    m.acceptor_cpus = if attached.is_some() {
+        String::new()
+    } else {
+        cfg.server_cpu.to_string()
+    };
     Ok((m, note(&srv, &stopped)))
 }
 
@@ -151,6 +167,58 @@ struct Started {
     target: SocketAddr,
 }
 
+/// An attached server (`--attach`), listening at `a.addr` in this (the host's)
+/// network namespace.
+fn attach_to(name: &str, a: Attach) -> anyhow::Result<Started> {
+    let mut diag = ListenerDiag::open().context("cannot open a sock_diag netlink socket")?;
+    let listening = listeners_at(&mut diag, name, a.addr)?;
+    Ok(Started {
+        srv: ExternalServer::attach(name, a.pid),
+        diag,
+        listening,
+        target: a.addr,
+    })
+}
+
+/// The LISTEN sockets at `addr` (or on its port at the wildcard address); an error
+/// naming the server when there is none.
+fn listeners_at(
+    diag: &mut ListenerDiag,
+    name: &str,
+    addr: SocketAddr,
+) -> anyhow::Result<Vec<crate::kernel::sockdiag::Listening>> {
+    let on_port = diag
+        .listening(addr.port())
+        .context("cannot read the listeners with sock_diag")?;
+    let at: Vec<_> = on_port
+        .into_iter()
+        .filter(|l| l.addr.ip() == addr.ip() || l.addr.ip().is_unspecified())
+        .collect();
+    if at.is_empty() {
+        anyhow::bail!(
+            "--attach {name}: nothing listens on {addr} (sock_diag sees no LISTEN socket there in this host's network namespace); start the server first, or give the address it listens on"
+        );
+    }
+    Ok(at)
+}
+
+/// The row's note on an attached server: its listeners, the namespace, its pauses.
+fn attached_note(
+    name: &str,
+    srv: &ExternalServer,
+    listening: &[crate::kernel::sockdiag::Listening],
+    a: Attach,
+) -> String {
+    format!(
+        "attached server {name} at {} ({} listening socket{}, backlog {} as sock_diag read it); the host's network namespace: kernel counters (ListenOverflows, …) may include other traffic; {}; left running",
+        a.addr,
+        listening.len(),
+        if listening.len() == 1 { "" } else { "s" },
+        listening.iter().map(|l| l.backlog).max().unwrap_or(0),
+        srv.attached_pauses().unwrap_or_default(),
+    )
+}
+
 /// Starts `server` for the run on a free port of 127.0.0.1, logs in `servers/`, and
 /// waits until it listens.
 fn start(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<Started> {
@@ -172,9 +240,12 @@ fn start(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<Started> {
         p.round
     );
     let mut diag = ListenerDiag::open().context("cannot open a sock_diag netlink socket")?;
+    let Origin::Command(template) = &server.origin else {
+        anyhow::bail!("server {} is attached, not started", server.name);
+    };
     let mut srv = ExternalServer::start(&ServerSpec {
         name: server.name.to_string(),
-        command: server.template.render(ip, port, p.backlog),
+        command: template.render(ip, port, p.backlog),
         cpu: Some(cfg.server_cpu),
         log_stem: logs.join(stem),
         ready_timeout: DEFAULT_READY_TIMEOUT,
@@ -249,6 +320,7 @@ pub fn preflight(
 ) -> Result<Vec<String>, PreflightError> {
     servers
         .iter()
+        .filter(|s| s.attached().is_none())
         .map(|server| {
             std::thread::scope(|s| {
                 s.spawn(|| preflight_one(server, netns, cpu, backlog))
@@ -262,6 +334,58 @@ pub fn preflight(
             })
         })
         .collect()
+}
+
+/// Checks an attached server before the sweep: something listens at its address, its
+/// listener's backlog is one of `backlogs` (its runs are in that cell), and its PID, if
+/// given, holds that listener. Returns the backlog and a note for meta.json.
+pub fn preflight_attached(
+    server: &ExternalConfig,
+    backlogs: &[u32],
+) -> Result<(u32, String), PreflightError> {
+    let fail = |why: String| PreflightError {
+        name: server.name.into(),
+        why,
+    };
+    let Some(a) = server.attached().copied() else {
+        return Err(fail("it is started by the sweep, not attached".into()));
+    };
+    let mut diag = ListenerDiag::open().map_err(|e| fail(format!("sock_diag: {e}")))?;
+    let listening =
+        listeners_at(&mut diag, server.name, a.addr).map_err(|e| fail(format!("{e:#}")))?;
+    let backlog = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
+    if !backlogs.contains(&backlog) {
+        return Err(fail(format!(
+            "it listens on {} with backlog {backlog} (read with sock_diag), and an attached server's backlog is its listener's: put {backlog} in --backlogs (e.g. --backlogs {backlog}) to measure it beside the other engines at that backlog",
+            a.addr
+        )));
+    }
+    if let Some(pid) = a.pid {
+        let tree = crate::external::proc::tree_members(pid);
+        if tree.is_empty() {
+            return Err(fail(format!(
+                "no process {pid} is running: give the PID of the server listening on {}",
+                a.addr
+            )));
+        }
+        let held = crate::external::proc::pids_socket_inodes(&tree);
+        if !listening.iter().any(|l| held.contains(&l.inode)) {
+            return Err(fail(format!(
+                "PID {pid} (and its children) hold no listener on {}: give the PID of the server listening there",
+                a.addr
+            )));
+        }
+    }
+    let srv = ExternalServer::attach(server.name, a.pid);
+    Ok((
+        backlog,
+        format!(
+            "server {}: attached at {} (backlog {backlog}, read with sock_diag; runs only in the --backlogs {backlog} cell) in the host's network namespace, never started or stopped; {}",
+            server.name,
+            a.addr,
+            srv.attached_pauses().unwrap_or_default()
+        ),
+    ))
 }
 
 fn preflight_one(
@@ -279,10 +403,13 @@ fn preflight_one(
     let port = free_port(ip).map_err(|e| fail(format!("{e:#}")))?;
     let dir = tempfile::tempdir().map_err(|e| fail(format!("a directory for its logs: {e}")))?;
     let mut diag = ListenerDiag::open().map_err(|e| fail(format!("sock_diag: {e}")))?;
+    let Origin::Command(template) = &server.origin else {
+        return Err(fail("attached, not started".into()));
+    };
     let t0 = Instant::now();
     let mut srv = ExternalServer::start(&ServerSpec {
         name: server.name.to_string(),
-        command: server.template.render(ip, port, backlog),
+        command: template.render(ip, port, backlog),
         cpu: Some(cpu),
         log_stem: dir.path().join(server.name),
         ready_timeout: DEFAULT_READY_TIMEOUT,

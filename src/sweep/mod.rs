@@ -119,7 +119,14 @@ fn preflight(
         });
         settings.ssh = Some(run);
     }
-    if !cfg.servers.is_empty() {
+    for server in settings.servers.iter_mut() {
+        if server.attached().is_some() {
+            let (backlog, note) = external::preflight_attached(server, &cfg.backlogs)?;
+            server.listen_backlog = Some(backlog);
+            meta.notes.push(note);
+        }
+    }
+    if cfg.servers.iter().any(|s| s.attached().is_none()) {
         let first = cfg.backlogs.first().copied().unwrap_or(128);
         meta.notes.extend(external::preflight(
             &cfg.servers,
@@ -390,6 +397,13 @@ impl RunContext<'_> {
         let Some(server) = self.settings.servers.iter().find(|s| s.name == name) else {
             return FinishedRun::without_figures(&p, Status::Failed, "no such server");
         };
+        if let Some(b) = server.listen_backlog.filter(|&b| b != p.backlog) {
+            return FinishedRun::without_figures(
+                &p,
+                Status::Skipped,
+                &format!("attached server {name} listens with backlog {b} (read with sock_diag): it is measured in the --backlogs {b} cell only"),
+            );
+        }
         let spec = self.spec(p);
         let mu = self.model_mu(server, p.backlog);
         match external::measure(&spec, server, mu) {
