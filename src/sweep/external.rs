@@ -94,11 +94,7 @@ fn measure_here(
         let stopped = srv.stop();
         let mut m = m?;
         // An attached server runs where it runs: not pinned by us.
-        m.acceptor_cpus = if attached.is_some() {
-            String::new()
-        } else {
-            cfg.server_cpu.to_string()
-        };
+        m.acceptor_cpus = pinned_to(attached, cfg.server_cpu);
         return Ok((m, note(&srv, &stopped)));
     }
     let burst = spec.mode() == Mode::Burst;
@@ -132,11 +128,7 @@ fn measure_here(
     };
     let client_window = matches!(figures, ModeFigures::Driven);
     let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
-    m.acceptor_cpus = if attached.is_some() {
-        String::new()
-    } else {
-        cfg.server_cpu.to_string()
-    };
+    m.acceptor_cpus = pinned_to(attached, cfg.server_cpu);
     Ok((m, note(&srv, &stopped)))
 }
 
@@ -156,6 +148,16 @@ fn serve_wait(
         Duration::from_secs(3) + stall.unwrap_or_default()
     };
     lg.connect_timeout.max(floor)
+}
+
+/// The CPU the server is pinned to: ours, or none for an attached server (it runs
+/// where it runs).
+fn pinned_to(attached: Option<Attach>, cpu: usize) -> String {
+    if attached.is_some() {
+        String::new()
+    } else {
+        cpu.to_string()
+    }
 }
 
 /// A server started for a run and listening.

@@ -88,16 +88,8 @@ pub fn analyse(
     let predicted = prediction
         .as_ref()
         .map(|pr| observe::predicted(pr, t0, &w, &criteria));
-    let mut row = stall_row(
-        p,
-        m,
-        &scenario,
-        &measured,
-        predicted.as_ref(),
-        &w,
-        pre_p99,
-        &schedule,
-    );
+    let pr = predicted.as_ref();
+    let mut row = stall_row(p, m, &scenario, &measured, pr, &w, pre_p99, &schedule);
     row.mu_source = facts.mu.source();
     row.prestall_retries = prestall_retries(&conns, w.stall_start_ns);
     if row.prestall_retries > 0 {
@@ -277,6 +269,11 @@ fn scenario(
     }
 }
 
+/// The verdict of a run without a model.
+fn no_model() -> String {
+    "no model: its μ (the server's rate once resumed) is unknown; add drain to --modes or give --stall-mu NAME=RATE".into()
+}
+
 /// `1s:491;2s:3`: the nonzero waves, named by their retransmit's time.
 fn format_waves(waves: &[u64], schedule: &SynSchedule) -> String {
     schedule
@@ -365,10 +362,7 @@ fn stall_row(
         lag_p999_ms: ms(me.lag_p999_ns),
         excess_conn_s: me.excess_conn_s,
         excess_conn_s_pred: pr.map(|pr| pr.excess_conn_s),
-        verdict: match pr {
-            Some(pr) => verdict::verdict(me, pr, s.armed_slots),
-            None => "no model: its μ (the server's rate once resumed) is unknown; add drain to --modes or give --stall-mu NAME=RATE".into(),
-        },
+        verdict: pr.map_or_else(no_model, |pr| verdict::verdict(me, pr, s.armed_slots)),
         mu_source: String::new(),
     }
 }
