@@ -217,11 +217,21 @@ pub struct SweepArgs {
     /// placeholders {port}, {backlog} and {addr}, started per run; repeatable.
     #[arg(long, value_name = "NAME=COMMAND")]
     pub server: Vec<String>,
+    /// A server already running, measured as engine NAME at ADDR:PORT (on this host);
+    /// with pid=PID it can be paused (burst, drain, stall) and its CPU read; never
+    /// started or stopped; repeatable.
+    #[arg(long, value_name = "NAME=ADDR:PORT[,pid=PID]")]
+    pub attach: Vec<String>,
     /// What loadgen sends server NAME once connected (escapes \r \n \xHH, or @FILE):
     /// its connections are served when the answer's first byte arrives (without one:
     /// when the server closes them); repeatable, one per server.
     #[arg(long, value_name = "NAME=BYTES|@FILE")]
     pub server_request: Vec<String>,
+    /// The stall model's μ for server NAME, connections per second once resumed, used
+    /// when the sweep has no drain run of it at that backlog (drain's rate comes
+    /// first); repeatable, one per server.
+    #[arg(long, value_name = "NAME=RATE")]
+    pub stall_mu: Vec<String>,
     /// Backlogs, comma-separated, each once.
     #[arg(long, value_delimiter = ',', default_value = "128,4096", value_parser = clap::value_parser!(u32).range(1..))]
     pub backlogs: Vec<u32>,

@@ -422,6 +422,28 @@ fn external_modes(
             ),
         });
     }
+    let pauses: Vec<&str> = modes
+        .iter()
+        .filter(|m| matches!(m, Mode::Burst | Mode::Drain | Mode::Stall))
+        .map(|m| m.name())
+        .collect();
+    if let Some(s) = servers
+        .iter()
+        .find(|s| s.attached().is_some_and(|a| a.pid.is_none()))
+        .filter(|_| !pauses.is_empty())
+    {
+        return Err(ConfigError::BadItem {
+            flag: "attach",
+            item: format!("{}={}", s.name, s.command),
+            why: format!(
+                "mode {} stops the server with SIGSTOP, which needs its PID: give --attach {}={},pid=PID, or drop {} from --modes",
+                pauses.join(", "),
+                s.name,
+                s.command,
+                pauses.join(", ")
+            ),
+        });
+    }
     if client_hosts {
         return Err(ConfigError::BadItem {
             flag: "server",
@@ -543,7 +565,7 @@ impl SweepConfig {
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
         let stall = StallConfig::from_args(&a)?;
         let client_hosts = client_hosts(&a)?;
-        let servers = external::servers(&a.server, &a.server_request)?;
+        let servers = external::servers(&a.server, &a.attach, &a.server_request, &a.stall_mu)?;
         let overflow = overflow_config(&a, &a.modes, !servers.is_empty())?;
         let names = a.engines.map(|l| unique("engines", l)).transpose()?;
         let (mut engines, servers) = external::split_engines(names, &servers)?;

@@ -69,6 +69,11 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
             }
         }
     }
+    // An external server's stall model takes its μ from its drain runs: in each round
+    // the drain cells run before the stall cells (a stable sort keeps the rest).
+    if !cfg.servers.is_empty() && cfg.modes.contains(&Mode::Drain) {
+        cells.sort_by_key(|c| c.1 == Mode::Stall);
+    }
     // Round-major: round r runs every cell once before round r+1 starts, so a cell's
     // runs are spread over the whole sweep and a slow stretch of a shared machine (its
     // speed drifts by ~10% over a minute, CPU per accept included) hits every cell
