@@ -6,7 +6,6 @@
 #
 #   scripts/kernels/run.sh [--install] [--kernels "5.10 6.1 6.12 newest"] [--no-host]
 #                          [--out results] [--timeout 1800] [--smp 2] [--update]
-#                          [--accel tcg|kvm]
 #                          [--sweep "SWEEP ARGS"]… [-- SWEEP ARGS…]
 #   scripts/kernels/run.sh --report RUN_DIR…   (only the report, to stdout)
 set -euo pipefail
@@ -23,9 +22,6 @@ out="$repo/results"
 timeout_s=1800
 smp=2
 mem=1024
-# QEMU's accelerator: tcg (software emulation, the default: runs anywhere) or kvm
-# (hardware virtualisation where /dev/kvm is usable: speeds closer to the kernel's own).
-accel=tcg
 target_dir="${CARGO_TARGET_DIR:-$repo/target}"
 cache="${ACCEPTBENCH_KERNEL_CACHE:-$target_dir/kernels}"
 # One sweep per line, each its own run directory:
@@ -45,7 +41,7 @@ default_sweeps="--engines std,uring,multishot,uring-linked,tokio-uring,tokio --b
 --engines std,multishot --backlogs 16 --modes stall --stall 2s --stall-load rate:200 --stall-after 6s --connect-timeout 12s --repeat 1"
 sweeps=""
 
-usage() { sed -n '2,11p' "$0"; exit "${1:-0}"; }
+usage() { sed -n '2,10p' "$0"; exit "${1:-0}"; }
 command_line="scripts/kernels/run.sh $(printf '%q ' "$@")"
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -56,7 +52,6 @@ while [ $# -gt 0 ]; do
         --out) out=$2; shift ;;
         --timeout) timeout_s=$2; shift ;;
         --smp) smp=$2; shift ;;
-        --accel) accel=$2; shift ;;
         --sweep) sweeps+="${sweeps:+$'\n'}$2"; shift ;;
         --report) shift; exec python3 "$repo/scripts/kernels/report.py" "$@" ;;
         -h|--help) usage 0 ;;
@@ -69,13 +64,6 @@ done
 
 say() { echo "kernels: $*" >&2; }
 die() { echo "kernels: error: $*" >&2; exit 1; }
-case "$accel" in
-    tcg) cpu_model=max ;;
-    kvm) cpu_model=host
-         [ -r /dev/kvm ] && [ -w /dev/kvm ] || die "--accel kvm: /dev/kvm is missing or not usable by this user; use --accel tcg" ;;
-    *) echo "run.sh: --accel $accel: use tcg or kvm" >&2; exit 2 ;;
-esac
-accel_name=$(echo "$accel" | tr a-z A-Z)
 
 # --- 1. tools -------------------------------------------------------------
 if [ "$install" = 1 ]; then
@@ -166,9 +154,9 @@ boot() {   # vmlinuz label package → prints the new run directories
     local vmlinuz=$1 label=$2 pkg=$3
     local log="$cache/$label.console.log" serial="$cache/$label.serial"
     rm -f "$serial"
-    say "booting $label under QEMU $accel_name ($smp vCPUs, ${mem} MiB); console in $log"
+    say "booting $label under QEMU TCG ($smp vCPUs, ${mem} MiB); console in $log"
     local t0=$SECONDS
-    timeout --foreground "$timeout_s" qemu-system-x86_64 -accel "$accel" -cpu "$cpu_model" -smp "$smp" -m "$mem" \
+    timeout --foreground "$timeout_s" qemu-system-x86_64 -accel tcg -cpu max -smp "$smp" -m "$mem" \
         -nodefaults -display none -no-reboot \
         -serial stdio -serial "file:$serial" \
         -kernel "$vmlinuz" -initrd "$initrd" \
@@ -221,8 +209,8 @@ report_into=${new_runs[0]}
 {
     printf '\n## Five years of kernels: capabilities, behaviour, speed ratios\n\n'
     # shellcheck disable=SC2016 # the backquotes are Markdown
-    printf 'Made by `%s` (git `%s`); the guests ran under QEMU %s. Report alone, again: `scripts/kernels/run.sh --report %s`.\n\n' \
-        "${command_line% }" "$rev" "$([ "$accel" = kvm ] && echo 'KVM (hardware virtualisation)' || echo 'TCG (software emulation)')" "$(for r in "${new_runs[@]}"; do printf '%s ' "${r#"$repo"/}"; done)"
+    printf 'Made by `%s` (git `%s`); the guests ran under QEMU TCG (software emulation). Report alone, again: `scripts/kernels/run.sh --report %s`.\n\n' \
+        "${command_line% }" "$rev" "$(for r in "${new_runs[@]}"; do printf '%s ' "${r#"$repo"/}"; done)"
     python3 "$repo/scripts/kernels/report.py" "${new_runs[@]}"
 } > "$report_into/kernels.md"
 cat "$report_into/kernels.md" >> "$report_into/README.md"
