@@ -28,6 +28,16 @@ pub enum ConfigError {
         /// A valid value.
         example: &'static str,
     },
+    /// A flag asks for what this kernel lacks (the line is right, the kernel too old).
+    #[error("--{flag} {item}: {why}")]
+    KernelLacks {
+        /// The flag.
+        flag: &'static str,
+        /// The value that needs a newer kernel.
+        item: String,
+        /// The version it needs, this kernel's, and what to give instead.
+        why: String,
+    },
     /// An item of a list flag did not parse.
     #[error("--{flag}: {item:?} is not valid: {why}")]
     BadItem {
@@ -446,7 +456,7 @@ fn resolve_peer_ops(ops: Vec<PeerOp>) -> Result<Vec<PeerOp>, ConfigError> {
     for op in ops {
         if op == PeerOp::Getsockname {
             if let Some(why) = crate::engine::getsockname_unsupported(probe) {
-                return Err(ConfigError::BadItem {
+                return Err(ConfigError::KernelLacks {
                     flag: "peer-op",
                     item: op.name().into(),
                     why,
