@@ -141,24 +141,24 @@ pub fn getsockname_sqe(target: SockTarget, peer: bool, addr: *mut u8, addrlen: *
         SockTarget::Fd(fd) => UringCmd16::new(types::Fd(fd), op).cmd(cmd).build(),
         SockTarget::Fixed(i) => UringCmd16::new(types::Fixed(i), op).cmd(cmd).build(),
     };
-    put_u32(&mut e, OFF_ADDR, addr as u64 as u32);
-    put_u32(&mut e, OFF_ADDR + 4, ((addr as u64) >> 32) as u32);
+    put_bytes(&mut e, OFF_ADDR, &(addr as u64).to_ne_bytes());
     put_u32(&mut e, OFF_OPTLEN, u32::from(peer));
     e
 }
 
 /// Writes `v` at byte `off` of the SQE.
 fn put_u32(e: &mut Entry, off: usize, v: u32) {
-    assert!(off + 4 <= size_of::<Entry>());
+    put_bytes(e, off, &v.to_ne_bytes());
+}
+
+/// Writes `v` (a field's native-endian bytes) at byte `off` of the SQE.
+fn put_bytes(e: &mut Entry, off: usize, v: &[u8]) {
+    assert!(off + v.len() <= size_of::<Entry>());
     // SAFETY: Entry is #[repr(C)] around the kernel's 64-byte io_uring_sqe (checked
     // above), which is plain integers and unions of integers: any bytes are a valid
-    // value, and off + 4 ≤ 64 keeps the unaligned write inside the entry.
+    // value, and off + len ≤ 64 keeps the byte copy inside the entry.
     unsafe {
-        (e as *mut Entry)
-            .cast::<u8>()
-            .add(off)
-            .cast::<u32>()
-            .write_unaligned(v)
+        std::ptr::copy_nonoverlapping(v.as_ptr(), (e as *mut Entry).cast::<u8>().add(off), v.len())
     };
 }
 

@@ -534,7 +534,12 @@ impl ListenConfig {
             options: EngineOptions {
                 inflight: a.inflight as usize,
                 accept_flags: a.accept_flags,
-                peer_op: resolve_peer_ops(vec![a.peer_op])?[0],
+                // Resolved for uring-linked only (others refuse any but auto, by scope).
+                peer_op: if a.engine == EngineKind::UringLinked {
+                    resolve_peer_ops(vec![a.peer_op])?[0]
+                } else {
+                    a.peer_op
+                },
                 accept_delay: a.accept_delay.filter(|d| !d.is_zero()),
                 ring_setup: a.ring_setup,
                 direct: a.direct,
@@ -595,7 +600,10 @@ impl SweepConfig {
         let inflights = unique("inflight", a.inflight)?;
         // Any but none without uring among the engines is refused by config::scope.
         let accept_flags = unique("accept-flags", a.accept_flags)?;
-        let peer_ops = resolve_peer_ops(unique("peer-op", a.peer_op)?)?;
+        let mut peer_ops = unique("peer-op", a.peer_op)?;
+        if engines.contains(&EngineKind::UringLinked) {
+            peer_ops = resolve_peer_ops(peer_ops)?;
+        }
         let sharings = unique("sharing", a.sharing)?;
         let slow_acceptor = check_slow(
             a.slow_acceptor,
