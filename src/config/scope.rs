@@ -105,6 +105,7 @@ pub(super) const SWEEP: &[Scope] = &[
     engines("accept-flags", &[Uring], "add uring to --engines, or drop --accept-flags"),
     engines("ring-setup", RINGS, "add a ring engine (uring, multishot, uring-linked) to --engines, or drop --ring-setup"),
     engines("direct", &[UringLinked], "add uring-linked to --engines, or drop --direct"),
+    engines("peer-op", &[UringLinked], "add uring-linked to --engines, or drop --peer-op"),
 ];
 
 /// Every `listen` flag (a test checks that none is missing).
@@ -146,6 +147,11 @@ pub(super) const LISTEN: &[Scope] = &[
         "direct",
         &[UringLinked],
         "give --engine uring-linked, or drop --direct",
+    ),
+    engines(
+        "peer-op",
+        &[UringLinked],
+        "give --engine uring-linked, or drop --peer-op",
     ),
 ];
 
@@ -305,6 +311,7 @@ mod tests {
             "ssh-option" => "BatchMode=yes",
             "ring-setup" => "default",
             "accept-flags" => "poll-first",
+            "peer-op" => "getsockopt",
             "server-cpu" | "server-cpus" | "client-cpus" | "cpu" | "cpus" => "0",
             "addr" => "127.0.0.1:0",
             "run-id" => "r1",

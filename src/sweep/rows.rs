@@ -65,6 +65,9 @@ fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
         accept_flags: p
             .accept_flags
             .map_or_else(String::new, |f| f.name().to_string()),
+        peer_op: p
+            .peer_op
+            .map_or_else(String::new, |op| op.name().to_string()),
         backlog: p.backlog,
         mode: p.mode.name().into(),
         acceptors: p.acceptors,

@@ -126,6 +126,9 @@ impl RunSpec<'_> {
         if let Some(f) = self.planned.accept_flags {
             o.accept_flags = f;
         }
+        if let Some(op) = self.planned.peer_op {
+            o.peer_op = op;
+        }
         o
     }
 

@@ -323,6 +323,7 @@ pub fn series_of(r: &SummaryRow) -> String {
         &r.engine,
         r.inflight,
         &r.accept_flags,
+        &r.peer_op,
         r.acceptors,
         &r.sharing,
     )

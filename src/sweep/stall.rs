@@ -314,6 +314,7 @@ fn stall_row(
             p.engine_name(),
             p.inflight,
             p.accept_flags.map_or("", |f| f.name()),
+            p.peer_op.map_or("", |op| op.name()),
             p.acceptors,
             p.sharing.name(),
         ),
