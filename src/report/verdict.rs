@@ -161,6 +161,7 @@ fn engine_ratio(c: &CellRow, by_cpu: bool) -> EngineRatio {
             &c.engine,
             c.inflight,
             &c.accept_flags,
+            &c.peer_op,
             c.acceptors,
             &c.sharing,
         ),

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::acceptors::Sharing;
 use crate::config::{Mode, StallLoad, SweepConfig};
-use crate::engine::{AcceptFlags, EngineKind};
+use crate::engine::{AcceptFlags, EngineKind, PeerOp};
 
 /// One planned run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub struct Planned {
     /// How `uring` arms its accepts (`uring` only; one variant per `--accept-flags`
     /// value, inside each in-flight depth).
     pub accept_flags: Option<AcceptFlags>,
+    /// How `uring-linked` reads the peer (`uring-linked` only; one variant per
+    /// `--peer-op` value, resolved on this kernel: never auto).
+    pub peer_op: Option<PeerOp>,
     /// Backlog.
     pub backlog: u32,
     /// Mode.
@@ -69,6 +72,11 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
             }
         }
     }
+    // An external server's stall model takes its μ from its drain runs: in each round
+    // the drain cells run before the stall cells (a stable sort keeps the rest).
+    if !cfg.servers.is_empty() && cfg.modes.contains(&Mode::Drain) {
+        cells.sort_by_key(|c| c.1 == Mode::Stall);
+    }
     // Round-major: round r runs every cell once before round r+1 starts, so a cell's
     // runs are spread over the whole sweep and a slow stretch of a shared machine (its
     // speed drifts by ~10% over a minute, CPU per accept included) hits every cell
@@ -84,11 +92,12 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
                 engines
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (engine, inflight, accept_flags, external))| Planned {
-                        engine,
-                        external,
-                        inflight,
-                        accept_flags,
+                    .map(|(i, v)| Planned {
+                        engine: v.engine,
+                        external: v.external,
+                        inflight: v.inflight,
+                        accept_flags: v.accept_flags,
+                        peer_op: v.peer_op,
                         backlog,
                         mode,
                         acceptors,
@@ -120,16 +129,27 @@ fn stall_cells(cfg: &SweepConfig, mode: Mode) -> Vec<Option<StallCell>> {
         .collect()
 }
 
-/// The engine variants of every round: each engine once, `uring` once per in-flight
-/// depth and accept-flags setting, then each external server once.
-type Variant = (
-    EngineKind,
-    Option<u32>,
-    Option<AcceptFlags>,
-    Option<&'static str>,
-);
+/// One engine variant of a round.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    engine: EngineKind,
+    inflight: Option<u32>,
+    accept_flags: Option<AcceptFlags>,
+    peer_op: Option<PeerOp>,
+    external: Option<&'static str>,
+}
 
+/// The engine variants of every round: each engine once, `uring` once per in-flight
+/// depth and accept-flags setting, `uring-linked` once per peer op, then each
+/// external server once.
 fn variants(cfg: &SweepConfig) -> Vec<Variant> {
+    let plain = |engine| Variant {
+        engine,
+        inflight: None,
+        accept_flags: None,
+        peer_op: None,
+        external: None,
+    };
     cfg.engines
         .iter()
         .flat_map(|&e| match e {
@@ -137,18 +157,27 @@ fn variants(cfg: &SweepConfig) -> Vec<Variant> {
                 .inflights
                 .iter()
                 .flat_map(|&q| {
-                    cfg.accept_flags
-                        .iter()
-                        .map(move |&f| (e, Some(q), Some(f), None))
+                    cfg.accept_flags.iter().map(move |&f| Variant {
+                        inflight: Some(q),
+                        accept_flags: Some(f),
+                        ..plain(e)
+                    })
                 })
                 .collect(),
-            _ => vec![(e, None, None, None)],
-        })
-        .chain(
-            cfg.servers
+            EngineKind::UringLinked => cfg
+                .peer_ops
                 .iter()
-                .map(|s| (EngineKind::Std, None, None, Some(s.name))),
-        )
+                .map(|&op| Variant {
+                    peer_op: Some(op),
+                    ..plain(e)
+                })
+                .collect(),
+            _ => vec![plain(e)],
+        })
+        .chain(cfg.servers.iter().map(|s| Variant {
+            external: Some(s.name),
+            ..plain(EngineKind::Std)
+        }))
         .collect()
 }
 
@@ -245,6 +274,23 @@ mod tests {
             ]
         );
         cfg.accept_flags = vec![AcceptFlags::Plain];
+        // Peer ops are uring-linked's dimension.
+        cfg.engines = vec![EngineKind::Std, EngineKind::UringLinked];
+        cfg.peer_ops = vec![PeerOp::Getsockname, PeerOp::Getsockopt];
+        let ops: Vec<(EngineKind, Option<PeerOp>)> = super::rounds(&cfg)[0]
+            .iter()
+            .map(|p| (p.engine, p.peer_op))
+            .collect();
+        let linked = EngineKind::UringLinked;
+        assert_eq!(
+            ops,
+            [
+                (EngineKind::Std, None),
+                (linked, Some(PeerOp::Getsockname)),
+                (linked, Some(PeerOp::Getsockopt))
+            ]
+        );
+        cfg.engines = vec![EngineKind::Std, EngineKind::Uring, EngineKind::Tokio];
         for r in &rounds {
             let mut e: Vec<EngineKind> = r.iter().map(|p| p.engine).collect();
             e.sort();
