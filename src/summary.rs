@@ -276,17 +276,23 @@ impl ListenSummary {
             "peer extraction (accept done → peer decoded): p50 {} ns p99 {} ns max {} ns",
             p.p50, p.p99, p.max
         );
-        if let Some(k) = &self.kernel {
-            s.push_str(&k.human());
-            if k.unavailable.is_none() {
-                let _ = writeln!(
-                    s,
-                    "  beside listen: the kernel queued {} connections, listen accepted {}",
-                    k.server_established, self.accepted
-                );
-            }
-        }
+        self.kernel_lines(&mut s);
         s
+    }
+
+    /// `--trace kernel`: the kernel's account, and listen's count beside it.
+    fn kernel_lines(&self, s: &mut String) {
+        let Some(k) = &self.kernel else {
+            return;
+        };
+        s.push_str(&k.human());
+        if k.unavailable.is_none() {
+            let _ = writeln!(
+                s,
+                "  beside listen: the kernel queued {} connections, listen accepted {}",
+                k.server_established, self.accepted
+            );
+        }
     }
 }
 

@@ -239,17 +239,23 @@ impl Report {
         if self.interrupted {
             let _ = writeln!(s, "  interrupted: results cover the part that ran");
         }
-        if let Some(k) = &self.kernel {
-            s.push_str(&k.human());
-            if k.unavailable.is_none() {
-                let _ = writeln!(
-                    s,
-                    "  beside loadgen: loadgen established {}, the kernel saw {} client sockets established (every client of the port on this host)",
-                    self.established, k.client_established
-                );
-            }
-        }
+        self.kernel_lines(&mut s);
         s
+    }
+
+    /// `--trace kernel`: the kernel's view, and loadgen's count beside it.
+    fn kernel_lines(&self, s: &mut String) {
+        let Some(k) = &self.kernel else {
+            return;
+        };
+        s.push_str(&k.human());
+        if k.unavailable.is_none() {
+            let _ = writeln!(
+                s,
+                "  beside loadgen: loadgen established {}, the kernel saw {} client sockets established (every client of the port on this host)",
+                self.established, k.client_established
+            );
+        }
     }
 }
 
