@@ -286,11 +286,11 @@ impl ListenSummary {
             return;
         };
         s.push_str(&k.human());
-        if k.unavailable.is_none() {
+        if let Some(queued) = k.server_established {
             let _ = writeln!(
                 s,
-                "  beside listen: the kernel queued {} connections, listen accepted {}",
-                k.server_established, self.accepted
+                "  beside listen: the kernel queued {queued} connections, listen accepted {}",
+                self.accepted
             );
         }
     }

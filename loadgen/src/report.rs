@@ -249,11 +249,11 @@ impl Report {
             return;
         };
         s.push_str(&k.human());
-        if k.unavailable.is_none() {
+        if let Some(seen) = k.client_established {
             let _ = writeln!(
                 s,
-                "  beside loadgen: loadgen established {}, the kernel saw {} client sockets established (every client of the port on this host)",
-                self.established, k.client_established
+                "  beside loadgen: loadgen established {}, the kernel saw {seen} client sockets established (every client of the port on this host)",
+                self.established
             );
         }
     }

@@ -107,20 +107,24 @@ impl Traced {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KernelView {
     /// `ok`, `incomplete` (records lost: counts may be short) or `unavailable` (then
-    /// nothing below was measured: the counts are 0 and the optional figures absent).
+    /// nothing below was measured, and every figure is absent: never 0).
     pub status: String,
     /// Why it was not recorded (status `unavailable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable: Option<String>,
     /// Client sockets on this host that sent a SYN to the port.
-    pub client_syn_sent: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_syn_sent: Option<u64>,
     /// Of those, established on the client.
-    pub client_established: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_established: Option<u64>,
     /// Client sockets that never became established (refused, timed out, gave up).
-    pub client_never_established: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_never_established: Option<u64>,
     /// Server children on this host established: connections that entered the accept
     /// queue.
-    pub server_established: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_established: Option<u64>,
     /// Of the client sockets established, how many had a server child established
     /// (None: no server child seen, the server is not on this host).
     pub client_established_with_child: Option<u64>,
@@ -141,9 +145,11 @@ pub struct KernelView {
     /// Server child established → accept returned (ns), per accepted connection.
     pub queue_wait_ns: Option<Percentiles>,
     /// Records the kernel lost or that did not decode (non-zero: counts may be short).
-    pub lost_records: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_records: Option<u64>,
     /// Records of host-wide events (resets, overflow drops) lost.
-    pub lost_host_wide: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_host_wide: Option<u64>,
     /// What is missing and why, one sentence each.
     pub notes: Vec<String>,
 }
@@ -202,10 +208,10 @@ impl KernelView {
         KernelView {
             status: if k.complete() { "ok" } else { "incomplete" }.into(),
             unavailable: None,
-            client_syn_sent: k.syn_sent,
-            client_established: k.client_established,
-            client_never_established: k.never_established,
-            server_established: k.queued,
+            client_syn_sent: Some(k.syn_sent),
+            client_established: Some(k.client_established),
+            client_never_established: Some(k.never_established),
+            server_established: Some(k.queued),
             client_established_with_child: server_seen.then_some(with_child),
             client_only: (clients_seen && server_seen).then_some(k.client_only),
             accepted: k.accepted,
@@ -214,8 +220,8 @@ impl KernelView {
             retransmits_per_connection: rtx.then(|| k.retransmits_per_connection.clone()),
             handshake_ns: k.handshake,
             queue_wait_ns: k.queue_wait,
-            lost_records: k.lost_records,
-            lost_host_wide: k.lost_host_wide,
+            lost_records: Some(k.lost_records),
+            lost_host_wide: Some(k.lost_host_wide),
             notes,
         }
     }
@@ -230,11 +236,13 @@ impl KernelView {
         let opt = |v: Option<u64>| v.map_or("unknown".to_string(), |v| v.to_string());
         s.push_str(&format!(
             "  client sockets here: {} SYN sent, {} established, {} never established\n",
-            self.client_syn_sent, self.client_established, self.client_never_established
+            opt(self.client_syn_sent),
+            opt(self.client_established),
+            opt(self.client_never_established)
         ));
         s.push_str(&format!(
             "  server children established (entered the accept queue): {}\n",
-            self.server_established
+            opt(self.server_established)
         ));
         if let Some(a) = self.accepted {
             s.push_str(&format!(
@@ -269,7 +277,8 @@ impl KernelView {
         ));
         s.push_str(&format!(
             "  lost records: {} ({})\n",
-            self.lost_records, self.status
+            opt(self.lost_records),
+            self.status
         ));
         for n in &self.notes {
             s.push_str(&format!("  note: {n}\n"));
@@ -319,6 +328,11 @@ mod tests {
         };
         let v = KernelView::of(&Traced::Unavailable(why), None);
         assert_eq!(v.status, "unavailable");
+        // Nothing was measured, so no count is written: absent, never 0.
+        let json = serde_json::to_value(&v).unwrap();
+        for field in ["client_syn_sent", "server_established", "lost_records"] {
+            assert!(json.get(field).is_none(), "{field} written: {json}");
+        }
         assert!(
             v.human().contains("not recorded: tracefs is not mounted"),
             "{}",
