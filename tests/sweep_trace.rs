@@ -103,7 +103,7 @@ fn the_kernels_client_only_count_equals_the_joins() {
         assert_eq!(r.kernel_not_accepted, Some(0), "{}", r.engine);
         assert!(r.kernel_handshake_p50_ns.is_some() && r.kernel_queue_wait_p50_ns.is_some());
     }
-    for metric in ["kernel-handshake", "kernel-queue-wait"] {
+    for metric in ["kernel-handshake", "kernel-queue-wait", "kernel-decode"] {
         let path = dir.join(format!("hgrm/std-b16-burst-{metric}.hgrm"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
         assert!(text.contains("Percentile"), "{path:?}: {text}");
@@ -112,6 +112,82 @@ fn the_kernels_client_only_count_equals_the_joins() {
         rows.iter().any(|r| r.unmatched_client > 0),
         "the burst made no client-only connection to count"
     );
+    let _ = std::fs::remove_dir_all(&out);
+}
+
+/// The `Total count` of an .hgrm file.
+fn hgrm_count(path: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+    text.lines()
+        .find_map(|l| l.split("Total count").nth(1))
+        .and_then(|t| t.trim_start_matches([' ', '=']).trim_end_matches(']').trim().parse().ok())
+        .unwrap_or_else(|| panic!("{path:?}: no Total count"))
+}
+
+/// Every measured connection of a traced run — every one in its `peer` histogram —
+/// is split at the kernel's stamp of its child entering the accept queue, the stamps
+/// in order (connect() ≤ child established ≤ accept returned ≤ peer held: one
+/// CLOCK_MONOTONIC on both sides), and handshake + queue wait + decode is its
+/// peer latency (connect() → peer held) to the nanosecond.
+#[test]
+fn the_split_adds_up_from_connect() {
+    let _one = one_at_a_time();
+    let (out, dir) = traced_sweep(
+        "trace-split",
+        &[
+            "--engines",
+            "std,multishot",
+            "--backlogs",
+            "16",
+            "--modes",
+            "closed,burst",
+            "--duration",
+            "300ms",
+        ],
+    );
+    let rows = csv::read(&dir.join("summary.csv")).unwrap();
+    assert_eq!(rows.len(), 4);
+    if rows.iter().all(|r| r.kernel_trace == "unavailable") {
+        skip(Lack::Root, &format!("no kernel trace here: {}", rows[0].note));
+        return;
+    }
+    for r in &rows {
+        assert!(r.is_ok(), "{} {}: {}", r.engine, r.mode, r.note);
+        assert_eq!(r.kernel_trace, "ok", "{} {}: {}", r.engine, r.mode, r.note);
+        assert!(!r.note.contains("out of order"), "{}", r.note);
+        let stem = format!("{}-b16-{}", r.engine, r.mode);
+        let peer = hgrm_count(&dir.join(format!("hgrm/{stem}-peer.hgrm")));
+        let n = r.kernel_split_connections.unwrap();
+        eprintln!(
+            "{stem}: peer latencies {peer}, split {n}: handshake p50 {:?} queue wait p50 {:?} decode p50 {:?} ns",
+            r.kernel_handshake_p50_ns, r.kernel_queue_wait_p50_ns, r.kernel_decode_p50_ns
+        );
+        assert!(n > 0, "{stem}: nothing split");
+        assert_eq!(n, peer, "{stem}: every measured connection is split");
+        for metric in ["kernel-handshake", "kernel-queue-wait", "kernel-decode"] {
+            let h = dir.join(format!("hgrm/{stem}-{metric}.hgrm"));
+            assert_eq!(hgrm_count(&h), n, "{h:?}");
+        }
+        let text = std::fs::read_to_string(dir.join(format!("kernel/{stem}-split.csv"))).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("client,connect_ns,child_established_ns,accepted_ns,held_ns,handshake_ns,queue_wait_ns,decode_ns,peer_ns")
+        );
+        let mut count = 0;
+        for l in lines {
+            let v: Vec<u64> = l.split(',').skip(1).map(|x| x.parse().unwrap()).collect();
+            let [connect, child, accepted, held, hs, qw, dec, pe] = v[..] else {
+                panic!("{l}");
+            };
+            assert!(connect <= child && child <= accepted && accepted <= held, "{l}");
+            assert_eq!((hs, qw, dec), (child - connect, accepted - child, held - accepted), "{l}");
+            assert_eq!(pe, held - connect, "{l}");
+            assert!((hs + qw + dec).abs_diff(pe) <= 1_000, "{l}");
+            count += 1;
+        }
+        assert_eq!(count, n);
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -278,16 +278,28 @@ pub struct SummaryRow {
     /// Kernel: each SYN retransmit wave, `nth:connections@median delay after the SYN`
     /// `;`-joined (e.g. `1:17@1.00s;2:17@2.02s`): the retry waves measured directly.
     pub kernel_syn_retransmit_waves: Option<String>,
-    /// Kernel: handshake, SYN sent → server child established (in the accept queue),
-    /// median over connections, ns.
+    /// Kernel: handshake, the client's `connect()` called (loadgen's record) → server
+    /// child established (`SYN_RECV→ESTABLISHED`: in the accept queue), median over the
+    /// measured connections the join matched, ns.
     pub kernel_handshake_p50_ns: Option<u64>,
     /// Kernel: handshake, 99th percentile, ns.
     pub kernel_handshake_p99_ns: Option<u64>,
     /// Kernel: queue wait, server child established → accept returned (the engine's
-    /// stamp), median over connections, ns.
+    /// stamp), median over the same connections, ns; external servers: queue plus
+    /// service, child established → served (the client saw it close or answer).
     pub kernel_queue_wait_p50_ns: Option<u64>,
-    /// Kernel: queue wait, 99th percentile, ns.
+    /// Kernel: queue wait (external: queue plus service), 99th percentile, ns.
     pub kernel_queue_wait_p99_ns: Option<u64>,
+    /// Kernel: decode, accept returned → the decoded peer held (the engine's stamps),
+    /// median over the same connections, ns; empty for external servers. Handshake +
+    /// queue wait + decode = the connection's peer latency (`connect()` → peer held).
+    pub kernel_decode_p50_ns: Option<u64>,
+    /// Kernel: decode, 99th percentile, ns.
+    pub kernel_decode_p99_ns: Option<u64>,
+    /// Kernel: measured connections the join matched that the latency split covers
+    /// (a server child in the kernel's account, stamps in order); the per-connection
+    /// split is in `kernel/`.
+    pub kernel_split_connections: Option<u64>,
     /// Kernel: trace records lost (a full ring: `PERF_RECORD_LOST`) or undecoded;
     /// non-zero makes kernel_trace `incomplete`.
     pub kernel_lost_records: Option<u64>,

@@ -17,6 +17,7 @@ pub mod drain;
 pub mod extdrain;
 pub mod external;
 pub mod hosts;
+pub mod ksplit;
 pub mod ktrace;
 pub mod measure;
 pub mod plan;

@@ -27,6 +27,8 @@ pub struct FinishedRun {
     pub stall: Option<super::stall::StallOut>,
     /// ssh client hosts: one hosts.csv row per host.
     pub hosts: Vec<crate::hostjoin::output::HostRow>,
+    /// `--trace kernel`: each joined connection's latency split (empty without it).
+    pub kernel_split: super::ksplit::Split,
 }
 
 /// How a loadgen run connected, from its report: `uring (ring default, socket ops ring)`,
@@ -53,6 +55,7 @@ impl FinishedRun {
             client_connect: None,
             stall: None,
             hosts: Vec::new(),
+            kernel_split: Default::default(),
         }
     }
 }
@@ -142,13 +145,16 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         ModeFigures::Stall(f, facts) => Some(super::stall::analyse(p, &m, f, facts)),
         _ => None,
     };
+    let split = super::ksplit::split(&m.kernel, &client.established, &m.rec.peers);
     let (mut status, mut notes) = status_and_notes(p, &m, &j, client.stalls);
+    notes.extend(split.note());
     if let Some(Err(why)) = &stall {
         notes.push(why.clone());
         status = Status::Failed;
     }
     let mut row = planned_row(p, status, notes.join("; "));
     acceptor_columns(&mut row, p, &m, &j);
+    super::ktrace::fill(&mut row, &m.kernel, &split, p.external.is_some());
     accounting_columns(&mut row, &m, &client, &j);
     latency_columns(&mut row, &client, &j, &m.rec.peer_extract_ns);
     let hosts = host_columns(&mut row, &m);
@@ -171,7 +177,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
                 ("peer", j.peer_e2e_ns),
                 ("peer-internal", m.rec.peer_extract_ns),
             ],
-            super::ktrace::histograms(&m.kernel),
+            split.histograms(p.external.is_some()),
         ]
         .into_iter()
         .flatten()
@@ -180,6 +186,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         client_connect: Some(client_connect(&m.client.report)),
         stall,
         hosts,
+        kernel_split: split,
     }
 }
 
@@ -368,7 +375,6 @@ fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::J
     row.somaxconn = m.env.somaxconn;
     row.tcp_syncookies = m.env.syncookies;
     row.tcp_abort_on_overflow = m.env.abort_on_overflow;
-    super::ktrace::fill(row, &m.kernel);
 }
 
 /// Every connection accounted for, and the client's own figures and errors.

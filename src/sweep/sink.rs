@@ -243,6 +243,12 @@ impl Sink for Directory {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
+        if !run.kernel_split.conns.is_empty() && !stall {
+            let path = self
+                .dir
+                .kernel_split_csv(&series, r.backlog, &mode, r.repetition)?;
+            super::ksplit::write_csv(&path, &run.kernel_split)?;
+        }
         if let Some(st) = &run.stall {
             self.write_stall(st, r)?;
         }
