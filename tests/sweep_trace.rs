@@ -120,7 +120,13 @@ fn hgrm_count(path: &std::path::Path) -> u64 {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
     text.lines()
         .find_map(|l| l.split("Total count").nth(1))
-        .and_then(|t| t.trim_start_matches([' ', '=']).trim_end_matches(']').trim().parse().ok())
+        .and_then(|t| {
+            t.trim_start_matches([' ', '='])
+                .trim_end_matches(']')
+                .trim()
+                .parse()
+                .ok()
+        })
         .unwrap_or_else(|| panic!("{path:?}: no Total count"))
 }
 
@@ -148,7 +154,10 @@ fn the_split_adds_up_from_connect() {
     let rows = csv::read(&dir.join("summary.csv")).unwrap();
     assert_eq!(rows.len(), 4);
     if rows.iter().all(|r| r.kernel_trace == "unavailable") {
-        skip(Lack::Root, &format!("no kernel trace here: {}", rows[0].note));
+        skip(
+            Lack::Root,
+            &format!("no kernel trace here: {}", rows[0].note),
+        );
         return;
     }
     for r in &rows {
@@ -180,8 +189,15 @@ fn the_split_adds_up_from_connect() {
             let [connect, child, accepted, held, hs, qw, dec, pe] = v[..] else {
                 panic!("{l}");
             };
-            assert!(connect <= child && child <= accepted && accepted <= held, "{l}");
-            assert_eq!((hs, qw, dec), (child - connect, accepted - child, held - accepted), "{l}");
+            assert!(
+                connect <= child && child <= accepted && accepted <= held,
+                "{l}"
+            );
+            assert_eq!(
+                (hs, qw, dec),
+                (child - connect, accepted - child, held - accepted),
+                "{l}"
+            );
             assert_eq!(pe, held - connect, "{l}");
             assert!((hs + qw + dec).abs_diff(pe) <= 1_000, "{l}");
             count += 1;
@@ -248,6 +264,30 @@ fn the_kernels_retransmits_are_the_stalls_retry_waves() {
     assert!(kernel_retried > 0, "the stall made no SYN retransmit");
     assert_eq!(kernel_retried, clients_waves);
     assert_eq!(r.kernel_client_only, Some(stall.client_only));
+    // stall.csv has the kernel's waves and client-only beside the model's, equal to
+    // the summary's kernel columns for the same run (every connection established:
+    // each one's retransmits are the wave that admitted it).
+    let header = std::fs::read_to_string(dir.join("stall.csv")).unwrap();
+    let header = header.lines().next().unwrap();
+    for col in ["kernel_waves", "kernel_client_only"] {
+        assert!(header.split(',').any(|c| c == col), "{col} not in {header}");
+    }
+    assert_eq!(stall.kernel_client_only, r.kernel_client_only);
+    let counts = |s: &str| -> Vec<u64> {
+        s.split(';')
+            .filter(|w| !w.is_empty())
+            .map(|w| w.split_once(':').unwrap())
+            .filter(|(k, _)| *k != "0")
+            .map(|(_, n)| n.parse().unwrap())
+            .collect()
+    };
+    let kernel_waves = stall.kernel_waves.as_deref().unwrap();
+    assert_eq!(
+        counts(kernel_waves),
+        counts(r.kernel_retransmits_per_connection.as_deref().unwrap()),
+        "stall.csv kernel_waves {kernel_waves}"
+    );
+    assert!(kernel_waves.starts_with("1s:"), "{kernel_waves}");
     let first = r.kernel_syn_retransmit_waves.as_deref().unwrap();
     let after_s: f64 = first
         .split(';')

@@ -129,9 +129,15 @@ impl Split {
         }
         let mut v = vec![("kernel-handshake", self.histogram(SplitConn::handshake_ns))];
         if external {
-            v.push(("kernel-queue-service", self.histogram(SplitConn::queue_wait_ns)));
+            v.push((
+                "kernel-queue-service",
+                self.histogram(SplitConn::queue_wait_ns),
+            ));
         } else {
-            v.push(("kernel-queue-wait", self.histogram(SplitConn::queue_wait_ns)));
+            v.push((
+                "kernel-queue-wait",
+                self.histogram(SplitConn::queue_wait_ns),
+            ));
             v.push(("kernel-decode", self.histogram(SplitConn::decode_ns)));
         }
         v
@@ -244,10 +250,16 @@ mod tests {
             (50, 250, 10)
         );
         for c in &s.conns {
-            assert_eq!(c.handshake_ns() + c.queue_wait_ns() + c.decode_ns(), c.peer_ns());
+            assert_eq!(
+                c.handshake_ns() + c.queue_wait_ns() + c.decode_ns(),
+                c.peer_ns()
+            );
         }
         let [h, q, d] = s.percentiles();
-        assert_eq!((h.unwrap().count, q.unwrap().max, d.unwrap().min), (2, 250, 10));
+        assert_eq!(
+            (h.unwrap().count, q.unwrap().max, d.unwrap().min),
+            (2, 250, 10)
+        );
         assert_eq!(s.histograms(false).len(), 3);
         assert_eq!(s.histograms(true)[1].0, "kernel-queue-service");
         assert!(s.note().unwrap().contains("1 joined connections"));
