@@ -353,3 +353,77 @@ fn without_perf_the_runs_go_on_and_say_why() {
     );
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// An external server (the seed's Python server), traced: stopped for a stall into a
+/// small backlog, the connections its clients saw established but never served are
+/// exactly those the kernel saw established on the client with no server child; the
+/// split is handshake and queue plus service (child established → served), no decode.
+#[test]
+fn an_external_servers_client_only_are_established_less_served() {
+    let _one = one_at_a_time();
+    let seed = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed_server.py");
+    let server = format!("seed=exec python3 {} {{port}} {{backlog}}", seed.display());
+    let (out, dir) = traced_sweep(
+        "trace-ext",
+        &[
+            "--server",
+            &server,
+            "--engines",
+            "seed",
+            "--backlogs",
+            "8",
+            "--modes",
+            "closed,stall",
+            "--duration",
+            "500ms",
+            "--stall",
+            "1500ms",
+            "--stall-load",
+            "rate:500",
+            "--stall-after",
+            "1s",
+        ],
+    );
+    let rows = csv::read(&dir.join("summary.csv")).unwrap();
+    assert_eq!(rows.len(), 2);
+    if rows.iter().all(|r| r.kernel_trace == "unavailable") {
+        skip(
+            Lack::Root,
+            &format!("no kernel trace here: {}", rows[0].note),
+        );
+        return;
+    }
+    for r in &rows {
+        eprintln!(
+            "seed {}: established {} served {} unmatched_client {} kernel_client_only {:?} handshake p50 {:?} queue+service p50 {:?} split {:?}",
+            r.mode, r.established, r.accepted, r.unmatched_client, r.kernel_client_only,
+            r.kernel_handshake_p50_ns, r.kernel_queue_wait_p50_ns, r.kernel_split_connections
+        );
+        assert!(r.is_ok(), "{}: {}", r.mode, r.note);
+        assert_eq!(r.kernel_trace, "ok", "{}: {}", r.mode, r.note);
+        assert_eq!(
+            r.kernel_client_only,
+            Some(r.established - r.accepted),
+            "{}: kernel client-only = established − served",
+            r.mode
+        );
+        assert_eq!(r.unmatched_client, r.established - r.accepted);
+        assert!(r.kernel_handshake_p50_ns.is_some() && r.kernel_queue_wait_p50_ns.is_some());
+        assert_eq!(
+            r.kernel_decode_p50_ns, None,
+            "no decode for a server not ours"
+        );
+    }
+    let stall = rows.iter().find(|r| r.mode == "stall").unwrap();
+    assert!(
+        stall.kernel_client_only.unwrap() > 0,
+        "the stall left no client-only connection: {}",
+        stall.note
+    );
+    let st = &acceptbench::report::stall::read(&dir.join("stall.csv")).unwrap()[0];
+    assert_eq!(st.kernel_client_only, stall.kernel_client_only);
+    let closed = rows.iter().find(|r| r.mode == "closed").unwrap();
+    let split = dir.join("hgrm/seed-b8-closed-kernel-queue-service.hgrm");
+    assert_eq!(hgrm_count(&split), closed.kernel_split_connections.unwrap());
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -63,6 +63,8 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
         target,
     } = start(spec, server)?;
     let port = target.port();
+    // --trace kernel: from before the clients start until the run's figures are in.
+    let tracing = super::ktrace::start(cfg.trace_kernel, port);
     // The backlog as the kernel applied it, read from the listener, never assumed.
     let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
     let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;
@@ -72,6 +74,7 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
         let stopped = srv.stop();
         let mut m = m?;
         m.acceptor_cpus = cfg.server_cpu.to_string();
+        m.kernel = tracing.finish(&m.rec.peers);
         return Ok((m, note(&srv, &stopped)));
     }
     let burst = spec.mode() == Mode::Burst;
@@ -111,6 +114,8 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     let client_window = matches!(figures, ModeFigures::Driven);
     let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
     m.acceptor_cpus = cfg.server_cpu.to_string();
+    // The served stamps stand for accepts: queue waits are queue plus service.
+    m.kernel = tracing.finish(&m.rec.peers);
     Ok((m, note(&srv, &stopped)))
 }
 
