@@ -427,3 +427,89 @@ fn an_external_servers_client_only_are_established_less_served() {
     assert_eq!(hgrm_count(&split), closed.kernel_split_connections.unwrap());
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// `--trace off,kernel`: every engine runs untraced and traced (`std+kt`) in each round;
+/// each traced row carries its ratios to its untraced twin, the cells their medians with
+/// intervals, and the verdict says what tracing cost.
+#[test]
+fn trace_off_and_kernel_measure_the_cost_of_tracing() {
+    let _one = one_at_a_time();
+    let out = out_dir("trace-cost");
+    let status = std::process::Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+        .args([
+            "sweep",
+            "--engines",
+            "std",
+            "--backlogs",
+            "64",
+            "--modes",
+            "drain",
+        ])
+        .args([
+            "--repeat",
+            "2",
+            "--no-plots",
+            "--quiet",
+            "--trace",
+            "off,kernel",
+            "--out",
+        ])
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let dir = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let rows = csv::read(&dir.join("summary.csv")).unwrap();
+    let engines: Vec<&str> = rows.iter().map(|r| r.engine.as_str()).collect();
+    assert_eq!(
+        engines,
+        ["std", "std+kt", "std+kt", "std"],
+        "interleaved, rotated"
+    );
+    for r in &rows {
+        assert!(r.is_ok(), "{}: {}", r.engine, r.note);
+    }
+    let traced: Vec<_> = rows.iter().filter(|r| r.engine == "std+kt").collect();
+    if traced.iter().all(|r| r.kernel_trace == "unavailable") {
+        skip(
+            Lack::Root,
+            &format!("no kernel trace here: {}", traced[0].note),
+        );
+        return;
+    }
+    for r in &rows {
+        if r.engine == "std" {
+            assert_eq!(r.kernel_trace, "off");
+            assert_eq!((r.trace_ratio_cpu, r.kernel_queued), (None, None));
+        } else {
+            assert_eq!(r.kernel_trace, "ok", "{}", r.note);
+            let (cpu, accepts) = (r.trace_ratio_cpu.unwrap(), r.trace_ratio_accepts.unwrap());
+            eprintln!(
+                "round {}: traced/untraced CPU/accept {cpu:.3}, accepts/s {accepts:.3}",
+                r.repetition
+            );
+            assert!(cpu > 0.0 && accepts > 0.0);
+            assert_eq!(
+                r.ratio_cpu_vs_std,
+                Some(cpu),
+                "std+kt's ratio to std is its cost"
+            );
+        }
+    }
+    let cells = acceptbench::report::cells::read(&dir.join("cells.csv")).unwrap();
+    let kt = cells.iter().find(|c| c.engine == "std+kt").unwrap();
+    assert_eq!(kt.trace_ratio_n, 2);
+    assert!(kt.trace_ratio_cpu.is_some() && kt.trace_ratio_accepts_lo.is_some());
+    let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+    assert!(
+        readme.contains(
+            "tracing cost (std+kt traced ÷ untraced, same round) drain backlog 64: CPU/accept ×"
+        ),
+        "{readme}"
+    );
+    let _ = std::fs::remove_dir_all(&out);
+}

@@ -64,7 +64,7 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     } = start(spec, server)?;
     let port = target.port();
     // --trace kernel: from before the clients start until the run's figures are in.
-    let tracing = super::ktrace::start(cfg.trace_kernel, port);
+    let tracing = super::ktrace::start(spec.planned.trace, port);
     // The backlog as the kernel applied it, read from the listener, never assumed.
     let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
     let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;

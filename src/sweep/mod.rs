@@ -403,8 +403,42 @@ impl RunContext<'_> {
     }
 }
 
-/// Sets every row's ratios against the std row of the same round.
+/// Sets every row's ratios against the std row of the same round, and each traced
+/// row's (`<engine>+kt`) against its untraced twin.
 fn set_round_ratios(round: &mut [FinishedRun]) {
+    let rows: Vec<crate::report::row::SummaryRow> = round.iter().map(|r| r.row.clone()).collect();
+    for r in round.iter_mut() {
+        let Some(engine) = r.row.engine.strip_suffix(plan::TRACED_SUFFIX) else {
+            continue;
+        };
+        if let Some(twin) = rows.iter().find(|u| {
+            u.engine == engine
+                && (
+                    u.backlog,
+                    &u.mode,
+                    u.acceptors,
+                    &u.sharing,
+                    u.inflight,
+                    &u.accept_flags,
+                ) == (
+                    r.row.backlog,
+                    &r.row.mode,
+                    r.row.acceptors,
+                    &r.row.sharing,
+                    r.row.inflight,
+                    &r.row.accept_flags,
+                )
+                && u.stall_ms == r.row.stall_ms
+                && u.stall_load == r.row.stall_load
+        }) {
+            r.row.set_trace_ratios(twin);
+        }
+    }
+    set_std_ratios(round);
+}
+
+/// Sets every row's ratios against the std row of the same round.
+fn set_std_ratios(round: &mut [FinishedRun]) {
     let Some(std) = round
         .iter()
         .find(|r| r.row.engine == EngineKind::Std.name())

@@ -36,6 +36,11 @@ pub struct Planned {
     pub round: u32,
     /// Position within the round, from 1.
     pub position: u32,
+    /// `--trace kernel`: record the kernel's account of this run.
+    pub trace: bool,
+    /// The sweep runs every engine both traced and untraced (`--trace off,kernel`):
+    /// the traced run is labelled `<engine>+kt`.
+    pub trace_paired: bool,
 }
 
 impl Planned {
@@ -43,7 +48,21 @@ impl Planned {
     pub fn engine_name(&self) -> &'static str {
         self.external.unwrap_or_else(|| self.engine.name())
     }
+
+    /// The engine's label in rows and files: its name, with `+kt` for the traced run
+    /// of a sweep that runs each engine both ways (`--trace off,kernel`).
+    pub fn label(&self) -> String {
+        let kt = if self.trace && self.trace_paired {
+            TRACED_SUFFIX
+        } else {
+            ""
+        };
+        format!("{}{kt}", self.engine_name())
+    }
 }
+
+/// The suffix of a traced run's engine label in a `--trace off,kernel` sweep.
+pub const TRACED_SUFFIX: &str = "+kt";
 
 /// Mode stall's own plan dimensions: one cell per (stall, load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,19 +103,23 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
                 engines
                     .into_iter()
                     .enumerate()
-                    .map(|(i, (engine, inflight, accept_flags, external))| Planned {
-                        engine,
-                        external,
-                        inflight,
-                        accept_flags,
-                        backlog,
-                        mode,
-                        acceptors,
-                        sharing,
-                        stall,
-                        round,
-                        position: i as u32 + 1,
-                    })
+                    .map(
+                        |(i, (engine, inflight, accept_flags, external, trace))| Planned {
+                            engine,
+                            external,
+                            inflight,
+                            accept_flags,
+                            backlog,
+                            mode,
+                            acceptors,
+                            sharing,
+                            stall,
+                            round,
+                            position: i as u32 + 1,
+                            trace,
+                            trace_paired: cfg.traces.len() > 1,
+                        },
+                    )
                     .collect(),
             );
         }
@@ -121,15 +144,31 @@ fn stall_cells(cfg: &SweepConfig, mode: Mode) -> Vec<Option<StallCell>> {
 }
 
 /// The engine variants of every round: each engine once, `uring` once per in-flight
-/// depth and accept-flags setting, then each external server once.
+/// depth and accept-flags setting, then each external server once; each of them once
+/// per `--trace` setting, side by side (`std`, `std+kt`, `uring`, …).
 type Variant = (
     EngineKind,
     Option<u32>,
     Option<AcceptFlags>,
     Option<&'static str>,
+    bool,
 );
 
 fn variants(cfg: &SweepConfig) -> Vec<Variant> {
+    engine_variants(cfg)
+        .into_iter()
+        .flat_map(|(e, q, f, x)| cfg.traces.iter().map(move |&t| (e, q, f, x, t)))
+        .collect()
+}
+
+fn engine_variants(
+    cfg: &SweepConfig,
+) -> Vec<(
+    EngineKind,
+    Option<u32>,
+    Option<AcceptFlags>,
+    Option<&'static str>,
+)> {
     cfg.engines
         .iter()
         .flat_map(|&e| match e {
@@ -255,5 +294,38 @@ mod tests {
             let pos: Vec<u32> = r.iter().map(|p| p.position).collect();
             assert_eq!(pos, [1, 2, 3]);
         }
+    }
+
+    #[test]
+    fn trace_off_and_kernel_run_every_engine_both_ways_side_by_side() {
+        let cfg = crate::config::tests::sweep_config(&[
+            "sweep",
+            "--engines",
+            "std,multishot",
+            "--backlogs",
+            "8",
+            "--modes",
+            "drain",
+            "--repeat",
+            "2",
+            "--trace",
+            "off,kernel",
+        ]);
+        let r = rounds(&cfg);
+        let labels: Vec<Vec<String>> = r
+            .iter()
+            .map(|round| round.iter().map(Planned::label).collect())
+            .collect();
+        assert_eq!(labels[0], ["std", "std+kt", "multishot", "multishot+kt"]);
+        assert_eq!(labels[1], ["std+kt", "multishot", "multishot+kt", "std"]);
+        assert!(r[0].iter().all(|p| p.trace == p.label().ends_with("+kt")));
+        // --trace kernel alone: every run traced, labelled as today.
+        let cfg =
+            crate::config::tests::sweep_config(&["sweep", "--engines", "std", "--trace", "kernel"]);
+        let p = rounds(&cfg)[0][0];
+        assert!(p.trace && !p.trace_paired);
+        assert_eq!(p.label(), "std");
+        let cfg = crate::config::tests::sweep_config(&["sweep", "--engines", "std"]);
+        assert!(!rounds(&cfg)[0][0].trace);
     }
 }

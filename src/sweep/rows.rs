@@ -63,7 +63,7 @@ impl FinishedRun {
 /// The columns a run has from its plan alone: what ran, where in the plan, and its status.
 fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
     SummaryRow {
-        engine: p.engine_name().into(),
+        engine: p.label(),
         inflight: p.inflight,
         accept_flags: p
             .accept_flags
@@ -78,6 +78,12 @@ fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
         note,
         stall_ms: p.stall.map(|c| c.duration.as_secs_f64() * 1e3),
         stall_load: p.stall.map_or_else(String::new, |c| c.load.to_string()),
+        // The untraced run of a `--trace off,kernel` sweep says so.
+        kernel_trace: if p.trace_paired && !p.trace {
+            "off".into()
+        } else {
+            String::new()
+        },
         ..Default::default()
     }
 }

@@ -65,7 +65,7 @@ impl Sink for Terminal {
     fn starting(&mut self, p: &Planned) {
         self.bar.set_message(format!(
             "{} backlog {} {} round {}",
-            p.engine_name(),
+            p.label(),
             p.backlog,
             p.mode.name(),
             p.round

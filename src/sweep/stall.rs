@@ -345,7 +345,7 @@ fn stall_row(
     };
     StallRow {
         series: crate::report::series(
-            p.engine_name(),
+            &p.label(),
             p.inflight,
             p.accept_flags.map_or("", |f| f.name()),
             p.acceptors,
