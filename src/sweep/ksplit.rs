@@ -21,6 +21,7 @@ use hdrhistogram::Histogram;
 use super::ktrace::KernelTrace;
 use crate::join::{matched_pairs, ClientConn};
 use crate::record::PeerRecord;
+use crate::report::row::SummaryRow;
 
 /// One connection's four stamps, CLOCK_MONOTONIC ns, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +67,8 @@ pub struct Split {
     pub disordered: u64,
     /// Measured joined connections with no server child in the kernel's account.
     pub without_child: u64,
+    /// The kernel's account was recorded (else everything above is empty).
+    pub recorded: bool,
 }
 
 /// Splits each measured connection the join matched (`client` with `peers`) at its
@@ -83,7 +86,10 @@ pub fn split(k: &KernelTrace, client: &[ClientConn], peers: &[PeerRecord]) -> Sp
             Some(((addr, c.accepted_ns?), c.child_established_ns?))
         })
         .collect();
-    let mut out = Split::default();
+    let mut out = Split {
+        recorded: true,
+        ..Split::default()
+    };
     for (ci, si) in matched_pairs(client, peers) {
         let (c, p) = (&client[ci], &peers[si]);
         if c.warmup {
@@ -162,6 +168,25 @@ impl Split {
             )
         })
     }
+}
+
+/// Fills the row's latency-split columns (`kernel_handshake_*`, `kernel_queue_wait_*`,
+/// `kernel_decode_*`, `kernel_split_connections`); decode left empty for an `external`
+/// server, everything when the account was not recorded.
+pub fn fill(row: &mut SummaryRow, split: &Split, external: bool) {
+    if !split.recorded {
+        return;
+    }
+    let [handshake, queue_wait, decode] = split.percentiles();
+    row.kernel_handshake_p50_ns = handshake.map(|p| p.p50);
+    row.kernel_handshake_p99_ns = handshake.map(|p| p.p99);
+    row.kernel_queue_wait_p50_ns = queue_wait.map(|p| p.p50);
+    row.kernel_queue_wait_p99_ns = queue_wait.map(|p| p.p99);
+    if !external {
+        row.kernel_decode_p50_ns = decode.map(|p| p.p50);
+        row.kernel_decode_p99_ns = decode.map(|p| p.p99);
+    }
+    row.kernel_split_connections = Some(split.conns.len() as u64);
 }
 
 /// Writes `path`: one line per split connection, its stamps (ns, CLOCK_MONOTONIC)
@@ -263,7 +288,20 @@ mod tests {
         assert_eq!(s.histograms(false).len(), 3);
         assert_eq!(s.histograms(true)[1].0, "kernel-queue-service");
         assert!(s.note().unwrap().contains("1 joined connections"));
+        let mut row = SummaryRow::default();
+        fill(&mut row, &s, true);
+        assert_eq!(row.kernel_split_connections, Some(2));
+        assert_eq!(
+            (
+                row.kernel_queue_wait_p99_ns.is_some(),
+                row.kernel_decode_p50_ns
+            ),
+            (true, None)
+        );
         let none = split(&KernelTrace::Off, &client, &peers);
         assert!(none.conns.is_empty() && none.histograms(false).is_empty());
+        let mut row = SummaryRow::default();
+        fill(&mut row, &none, false);
+        assert_eq!(row.kernel_split_connections, None);
     }
 }

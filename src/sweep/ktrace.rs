@@ -3,7 +3,6 @@
 //! in the row's `kernel_*` columns. Where tracing is not possible here the run goes on
 //! without it, and its row says why in the notes.
 
-use super::ksplit::Split;
 use crate::kernel::account::{account, Accepted, KernelAccount};
 use crate::kernel::perf::decode::Tp;
 use crate::kernel::perf::trace::{Recorder, TraceSpec};
@@ -95,9 +94,9 @@ fn waves(k: &KernelAccount) -> String {
         .join(";")
 }
 
-/// Fills the row's `kernel_*` columns (left empty when not recorded), the latency
-/// split's from `split` (decode left empty for an `external` server).
-pub fn fill(row: &mut SummaryRow, k: &KernelTrace, split: &Split, external: bool) {
+/// Fills the row's `kernel_*` columns (left empty when not recorded), but for the
+/// latency split's (`super::ksplit::fill`).
+pub fn fill(row: &mut SummaryRow, k: &KernelTrace) {
     let k = match k {
         KernelTrace::Off => return,
         KernelTrace::Unavailable(_) => {
@@ -119,16 +118,6 @@ pub fn fill(row: &mut SummaryRow, k: &KernelTrace, split: &Split, external: bool
         row.kernel_retransmits_per_connection = Some(per_connection(&k.retransmits_per_connection));
         row.kernel_syn_retransmit_waves = Some(waves(k));
     }
-    let [handshake, queue_wait, decode] = split.percentiles();
-    row.kernel_handshake_p50_ns = handshake.map(|p| p.p50);
-    row.kernel_handshake_p99_ns = handshake.map(|p| p.p99);
-    row.kernel_queue_wait_p50_ns = queue_wait.map(|p| p.p50);
-    row.kernel_queue_wait_p99_ns = queue_wait.map(|p| p.p99);
-    if !external {
-        row.kernel_decode_p50_ns = decode.map(|p| p.p50);
-        row.kernel_decode_p99_ns = decode.map(|p| p.p99);
-    }
-    row.kernel_split_connections = Some(split.conns.len() as u64);
     row.kernel_lost_records = Some(k.lost_records);
 }
 
@@ -193,7 +182,7 @@ mod tests {
         };
         let kt = KernelTrace::Recorded(Box::new(k));
         let mut row = SummaryRow::default();
-        fill(&mut row, &kt, &Split::default(), false);
+        fill(&mut row, &kt);
         assert_eq!(row.kernel_trace, "incomplete");
         assert_eq!(row.kernel_client_only, Some(14));
         assert_eq!(
@@ -206,7 +195,6 @@ mod tests {
         );
         assert_eq!(row.kernel_handshake_p50_ns, None);
         assert_eq!(row.kernel_syn_retransmits, Some(34));
-        assert_eq!(row.kernel_split_connections, Some(0));
         let n = note(&kt).unwrap();
         assert!(
             n.contains("2 kernel trace records lost") && n.contains("skb:kfree_skb"),
@@ -223,7 +211,7 @@ mod tests {
         };
         let kt = KernelTrace::Recorded(Box::new(lacking));
         let mut row = SummaryRow::default();
-        fill(&mut row, &kt, &Split::default(), false);
+        fill(&mut row, &kt);
         assert_eq!(row.kernel_trace, "ok");
         assert_eq!(row.kernel_client_only, Some(0));
         assert_eq!(row.kernel_syn_retransmits, None);
@@ -233,14 +221,14 @@ mod tests {
             .contains("no tracepoint tcp:tcp_retransmit_skb"));
 
         let mut row = SummaryRow::default();
-        fill(&mut row, &KernelTrace::Off, &Split::default(), false);
+        fill(&mut row, &KernelTrace::Off);
         assert_eq!(
             (row.kernel_trace.as_str(), row.kernel_client_only),
             ("", None)
         );
         assert_eq!(note(&KernelTrace::Off), None);
         let un = KernelTrace::Unavailable("not root".into());
-        fill(&mut row, &un, &Split::default(), false);
+        fill(&mut row, &un);
         assert_eq!(row.kernel_trace, "unavailable");
         assert!(note(&un).unwrap().contains("not root"));
     }

@@ -160,7 +160,8 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
     }
     let mut row = planned_row(p, status, notes.join("; "));
     acceptor_columns(&mut row, p, &m, &j);
-    super::ktrace::fill(&mut row, &m.kernel, &split, p.external.is_some());
+    super::ktrace::fill(&mut row, &m.kernel);
+    super::ksplit::fill(&mut row, &split, p.external.is_some());
     accounting_columns(&mut row, &m, &client, &j);
     latency_columns(&mut row, &client, &j, &m.rec.peer_extract_ns);
     let hosts = host_columns(&mut row, &m);
