@@ -306,7 +306,7 @@ pub struct SummaryRow {
     pub kernel_decode_p99_ns: Option<u64>,
     /// Kernel: measured connections the join matched that the latency split covers
     /// (a server child in the kernel's account, stamps in order); the per-connection
-    /// split is in `kernel/`.
+    /// split of the first round's run of each cell is in `kernel/`.
     pub kernel_split_connections: Option<u64>,
     /// Kernel: trace records lost (a full ring: `PERF_RECORD_LOST`) or undecoded;
     /// non-zero makes kernel_trace `incomplete`.

@@ -189,8 +189,12 @@ pub fn fill(row: &mut SummaryRow, split: &Split, external: bool) {
     row.kernel_split_connections = Some(split.conns.len() as u64);
 }
 
-/// Writes `path`: one line per split connection, its stamps (ns, CLOCK_MONOTONIC)
-/// and the parts they give.
+/// At most this many connections go into a split file (the first held): a file of
+/// a closed-loop second would be ~1 MB.
+pub const CSV_MAX_CONNECTIONS: usize = 5_000;
+
+/// Writes `path`: one line per split connection (the first
+/// [`CSV_MAX_CONNECTIONS`]), its stamps (ns, CLOCK_MONOTONIC) and the parts they give.
 pub fn write_csv(path: &Path, split: &Split) -> anyhow::Result<()> {
     let mut out = std::io::BufWriter::new(
         std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
@@ -199,7 +203,7 @@ pub fn write_csv(path: &Path, split: &Split) -> anyhow::Result<()> {
         out,
         "client,connect_ns,child_established_ns,accepted_ns,held_ns,handshake_ns,queue_wait_ns,decode_ns,peer_ns"
     )?;
-    for c in &split.conns {
+    for c in split.conns.iter().take(CSV_MAX_CONNECTIONS) {
         writeln!(
             out,
             "{},{},{},{},{},{},{},{},{}",

@@ -243,7 +243,8 @@ impl Sink for Directory {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
-        if !run.kernel_split.conns.is_empty() && !stall {
+        // One run per cell (the first round's): a closed-loop second is ~20k lines.
+        if !run.kernel_split.conns.is_empty() && !stall && r.repetition == 1 {
             let path = self
                 .dir
                 .kernel_split_csv(&series, r.backlog, &mode, r.repetition)?;
