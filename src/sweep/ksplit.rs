@@ -190,8 +190,8 @@ pub fn fill(row: &mut SummaryRow, split: &Split, external: bool) {
 }
 
 /// At most this many connections go into a split file (the first held): a file of
-/// a closed-loop second would be ~1 MB.
-pub const CSV_MAX_CONNECTIONS: usize = 5_000;
+/// a closed-loop second would be ~2 MB, of this many ~110 kB.
+pub const CSV_MAX_CONNECTIONS: usize = 1_000;
 
 /// Writes `path`: one line per split connection (the first
 /// [`CSV_MAX_CONNECTIONS`]), its stamps (ns, CLOCK_MONOTONIC) and the parts they give.

@@ -243,7 +243,7 @@ impl Sink for Directory {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
         }
-        // One run per cell (the first round's): a closed-loop second is ~20k lines.
+        // One run per cell (the first round's), its first 1 000 connections.
         if !run.kernel_split.conns.is_empty() && !stall && r.repetition == 1 {
             let path = self
                 .dir
