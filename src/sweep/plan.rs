@@ -161,14 +161,15 @@ fn variants(cfg: &SweepConfig) -> Vec<Variant> {
         .collect()
 }
 
-fn engine_variants(
-    cfg: &SweepConfig,
-) -> Vec<(
+/// An engine variant before the `--trace` settings: engine, depth, flags, server.
+type EngineVariant = (
     EngineKind,
     Option<u32>,
     Option<AcceptFlags>,
     Option<&'static str>,
-)> {
+);
+
+fn engine_variants(cfg: &SweepConfig) -> Vec<EngineVariant> {
     cfg.engines
         .iter()
         .flat_map(|&e| match e {
