@@ -88,6 +88,7 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     if let Some(note) = engine::direct_table_note(&cfg.options, listener.backlog_effective) {
         eprintln!("acceptbench: note: {note}");
     }
+    peer_op_note(cfg);
     // Ring, tables and runtime are set up (or refused) before the server says it listens.
     let mut rec = Recorder::new(cfg.records.is_some());
     engine::set_up(acceptor.as_mut(), &listener, &mut rec)?;
@@ -223,6 +224,18 @@ fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says which in-ring peer read `uring-linked` uses (`--peer-op`, auto resolved by the
+/// io_uring probe).
+fn peer_op_note(cfg: &ListenConfig) {
+    if cfg.engine == EngineKind::UringLinked {
+        let how = match cfg.options.peer_op {
+            engine::PeerOp::Getsockname => "getsockname with the peer flag (Linux 6.19)",
+            _ => "getsockopt(SO_PEERNAME) (Linux 6.7)",
+        };
+        eprintln!("acceptbench: note: uring-linked reads each peer in the ring with {how}");
+    }
+}
+
 /// `listen` with several acceptors, before they start: warns about a clamped backlog
 /// and a small direct table, sets one engine up (so that what the kernel refuses is
 /// refused before the server says it listens) and says it listens. Returns what that
@@ -238,6 +251,7 @@ fn set_up_and_announce(cfg: &ListenConfig, set: &ListenerSet) -> anyhow::Result<
     if let Some(note) = engine::direct_table_note(&cfg.options, first.backlog_effective) {
         eprintln!("acceptbench: note: {note}");
     }
+    peer_op_note(cfg);
     // One engine set up here first, so that what the kernel refuses (a ring, a direct
     // table) is refused before the server says it listens; each acceptor thread then
     // sets up its own. A connection it took meanwhile is counted below, not lost.

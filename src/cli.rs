@@ -11,7 +11,7 @@ use clap::parser::ValueSource;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::acceptors::{Sharing, SlowAcceptor};
-use crate::engine::{AcceptFlags, EngineKind, RingSetup};
+use crate::engine::{AcceptFlags, EngineKind, PeerOp, RingSetup};
 use crate::kinds::{CompareFormat, Mode, StallLoad};
 use crate::parse::{parse_addr, parse_duration, parse_positive_duration};
 
@@ -159,6 +159,11 @@ pub struct ListenArgs {
     /// when more are queued, POLL_FIRST when not). Refused for other engines.
     #[arg(long, default_value = "none")]
     pub accept_flags: AcceptFlags,
+    /// How engine `uring-linked` reads the peer in the ring: getsockname (6.19's
+    /// SOCKET_URING_OP_GETSOCKNAME with the peer flag), getsockopt (SO_PEERNAME, 6.7), or
+    /// auto (getsockname where the kernel has it). Refused for other engines.
+    #[arg(long, default_value = "auto")]
+    pub peer_op: PeerOp,
     /// Simulated work per accepted connection (e.g. 100us), to make the acceptor slower on purpose.
     #[arg(long, value_parser = parse_duration)]
     pub accept_delay: Option<Duration>,
@@ -217,11 +222,21 @@ pub struct SweepArgs {
     /// placeholders {port}, {backlog} and {addr}, started per run; repeatable.
     #[arg(long, value_name = "NAME=COMMAND")]
     pub server: Vec<String>,
+    /// A server already running, measured as engine NAME at ADDR:PORT (on this host);
+    /// with pid=PID it can be paused (burst, drain, stall) and its CPU read; never
+    /// started or stopped; repeatable.
+    #[arg(long, value_name = "NAME=ADDR:PORT[,pid=PID]")]
+    pub attach: Vec<String>,
     /// What loadgen sends server NAME once connected (escapes \r \n \xHH, or @FILE):
     /// its connections are served when the answer's first byte arrives (without one:
     /// when the server closes them); repeatable, one per server.
     #[arg(long, value_name = "NAME=BYTES|@FILE")]
     pub server_request: Vec<String>,
+    /// The stall model's μ for server NAME, connections per second once resumed, used
+    /// when the sweep has no drain run of it at that backlog (drain's rate comes
+    /// first); repeatable, one per server.
+    #[arg(long, value_name = "NAME=RATE")]
+    pub stall_mu: Vec<String>,
     /// Backlogs, comma-separated, each once.
     #[arg(long, value_delimiter = ',', default_value = "128,4096", value_parser = clap::value_parser!(u32).range(1..))]
     pub backlogs: Vec<u32>,
@@ -265,6 +280,14 @@ pub struct SweepArgs {
     /// kernels skip those rows, saying why); refused without uring in --engines.
     #[arg(long, value_delimiter = ',', default_value = "none")]
     pub accept_flags: Vec<AcceptFlags>,
+    /// How engine `uring-linked` reads the peer in the ring, comma-separated (a plan
+    /// dimension: `--peer-op getsockname,getsockopt` runs uring-linked.gsn and
+    /// uring-linked side by side): getsockname (SOCKET_URING_OP_GETSOCKNAME with the
+    /// peer flag, Linux 6.19), getsockopt (SO_PEERNAME, 6.7), auto (getsockname where
+    /// the kernel has it). The row's peer_op says which ran; getsockname on an older
+    /// kernel is refused. Refused without uring-linked in --engines.
+    #[arg(long, value_delimiter = ',', default_value = "auto")]
+    pub peer_op: Vec<PeerOp>,
     /// Connects in flight per loadgen thread in mode `closed` (1 = the classic blocking client).
     #[arg(long, default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrency: u32,

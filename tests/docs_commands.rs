@@ -336,7 +336,9 @@ fn first_line(text: &str) -> String {
 /// machine (a hosts file, a binary, an ssh config), no private network namespace.
 fn depends_on_machine(e: &ConfigError) -> bool {
     match e {
-        ConfigError::NoSuchCpu { .. } | ConfigError::NeedsRoot(_) => true,
+        ConfigError::NoSuchCpu { .. }
+        | ConfigError::NeedsRoot(_)
+        | ConfigError::KernelLacks { .. } => true,
         ConfigError::ClientHosts(why) => {
             why.contains("no such file") || why.contains("cannot read the hosts file")
         }

@@ -124,6 +124,7 @@ fn a_stopped_seed_server_holds_exactly_backlog_plus_one() {
         let mut s = ExternalServer::start(&spec("seed", &cmd, logs, Duration::from_secs(10)))
             .expect("start");
         let listening = s.wait_ready(&mut diag, PORT).expect("ready");
+        assert!(s.contained(), "as root: a PID namespace of its own");
         s.pause().expect("SIGSTOP");
         let addr = SocketAddr::from(([127, 0, 0, 1], PORT));
         // 8 + 1 fit the queue; the rest see their final ACK dropped (still "connected").

@@ -68,6 +68,46 @@ fn bad_server_input_exits_2_naming_the_fix() {
             &["--server", "seed", "--engines", "seed"],
             "give NAME=COMMAND",
         ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "seed", "--modes", "stall", "--stall-mu", "nginx=9000"],
+            "there is no --server nginx=…; name one of the servers",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "seed", "--modes", "stall", "--stall-mu", "seed=0"],
+            "must be a positive number of connections per second, e.g. seed=9000",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "seed", "--modes", "stall", "--stall-mu", "seed"],
+            "give NAME=RATE",
+        ),
+        (
+            &["--server", "seed=srv {port}", "--engines", "seed", "--modes", "closed", "--stall-mu", "seed=9000"],
+            "add stall to --modes",
+        ),
+        (
+            &["--attach", "web=127.0.0.1:8080", "--engines", "web", "--modes", "closed,burst"],
+            "mode burst stops the server with SIGSTOP, which needs its PID: give --attach web=127.0.0.1:8080,pid=PID, or drop burst from --modes",
+        ),
+        (
+            &["--attach", "web=nowhere", "--engines", "web", "--modes", "closed"],
+            "is not ADDR:PORT",
+        ),
+        (
+            &["--attach", "web=0.0.0.0:8080", "--engines", "web", "--modes", "closed"],
+            "is not an address to connect to; give one it listens on, e.g. 127.0.0.1:8080",
+        ),
+        (
+            &["--attach", "web=127.0.0.1:8080,pod=3", "--engines", "web", "--modes", "closed"],
+            "unknown option \"pod=3\": the only one is pid=PID",
+        ),
+        (
+            &["--attach", "std=127.0.0.1:8080", "--engines", "std", "--modes", "closed"],
+            "std is a built-in engine",
+        ),
+        (
+            &["--attach", "web=127.0.0.1:8080", "--engines", "std", "--modes", "closed"],
+            "it is not in --engines",
+        ),
     ];
     for (args, want) in cases {
         let mut a = vec!["sweep", "--out", "/nonexistent/never-written"];
@@ -264,6 +304,56 @@ fn the_seed_server_and_acceptbench_listen_are_measured_beside_std() {
 }
 
 #[test]
+fn a_burst_counts_what_the_stopped_seed_server_served_once_continued() {
+    require_root!();
+    let seed = format!(
+        "seed=exec python3 {} {{port}} {{backlog}}",
+        seed_server().display()
+    );
+    let dir = support::sweep_into(
+        "ext-burst",
+        &[
+            "--server",
+            &seed,
+            "--engines",
+            "seed",
+            "--modes",
+            "burst",
+            "--backlogs",
+            "8",
+            "--burst-size",
+            "40",
+            "--repeat",
+            "1",
+            "--no-plots",
+        ],
+    );
+    let rows = rows(&dir);
+    let r = &rows[0];
+    let n = |c: &str| -> u64 { r[c].parse().unwrap_or_else(|_| panic!("{c}: {r:?}")) };
+    assert_eq!(r["status"], "ok", "{r:?}");
+    assert_eq!(r["queue_max"], "9", "stopped: backlog + 1 held: {r:?}");
+    // Served: the 9 queued, and whatever else it took once continued (the dropped
+    // final ACKs come back with the SYN-ACK retransmits); client-only the rest.
+    assert!(n("accepted") >= 9, "served at least the queue: {r:?}");
+    assert_eq!(
+        n("established"),
+        n("accepted") + n("unmatched_client"),
+        "established = served + client-only: {r:?}"
+    );
+    assert!(
+        r["note"].contains(&format!(
+            "served {} of {} established",
+            n("accepted"),
+            n("established")
+        )),
+        "{r:?}"
+    );
+    assert!(dir.join("hgrm/seed-b8-burst-served.hgrm").exists());
+    support::remove_run(&dir);
+}
+
+#[test]
 fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
     require_root!();
     let seed = format!(
@@ -278,7 +368,7 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
             "--engines",
             "seed",
             "--modes",
-            "stall",
+            "drain,stall",
             "--stall",
             "2s",
             "--stall-load",
@@ -295,6 +385,22 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
     let col = |name: &str| head.iter().position(|h| h == name).expect(name);
     let row = r.records().next().expect("a stall row").expect("row");
     assert_eq!(&row[col("status")], "ok", "{row:?}");
+    // The model's μ is the server's own drain rate, measured before in the sweep.
+    assert!(
+        row[col("mu_source")]
+            .starts_with("drain: the server's own drain rate, median of 1 drain run"),
+        "{row:?}"
+    );
+    let mu: f64 = row[col("accept_per_s")].parse().expect("accept_per_s");
+    let drain = rows(&dir)
+        .into_iter()
+        .find(|r| r["mode"] == "drain")
+        .expect("a drain row");
+    assert_eq!(
+        drain["accepts_per_s"].parse::<f64>().ok(),
+        Some(mu),
+        "{drain:?}"
+    );
     let measured: f64 = row[col("client_only")].parse().expect("client_only");
     let predicted: f64 = row[col("client_only_pred")]
         .parse()
@@ -325,6 +431,81 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
         "client-only {measured} vs the model's {predicted}"
     );
     support::remove_run(&dir);
+}
+
+/// A stall row of a short stall of the seed server with `extra` flags.
+fn short_stall_row(name: &str, extra: &[&str]) -> std::collections::HashMap<String, String> {
+    let seed = format!(
+        "seed=exec python3 {} {{port}} {{backlog}}",
+        seed_server().display()
+    );
+    let mut args = vec![
+        "--server",
+        &seed,
+        "--engines",
+        "seed",
+        "--modes",
+        "stall",
+        "--stall",
+        "300ms",
+        "--stall-load",
+        "rate:200",
+        "--stall-after",
+        "1s",
+        "--backlogs",
+        "8",
+        "--repeat",
+        "1",
+        "--no-plots",
+    ];
+    args.extend_from_slice(extra);
+    let dir = support::sweep_into(name, &args);
+    let mut r = csv::Reader::from_path(dir.join("stall.csv")).expect("stall.csv");
+    let head = r.headers().expect("header").clone();
+    let row = r.records().next().expect("a stall row").expect("row");
+    let out = head
+        .iter()
+        .zip(row.iter())
+        .map(|(h, v)| (h.to_string(), v.to_string()))
+        .collect();
+    support::remove_run(&dir);
+    out
+}
+
+#[test]
+fn a_stall_without_a_drain_rate_takes_stall_mu_or_has_no_model() {
+    require_root!();
+    let given = short_stall_row("ext-stall-mu", &["--stall-mu", "seed=9000"]);
+    assert_eq!(given["status"], "ok", "{given:?}");
+    assert_eq!(given["mu_source"], "--stall-mu", "{given:?}");
+    assert_eq!(
+        given["accept_per_s"].parse::<f64>().ok(),
+        Some(9000.0),
+        "{given:?}"
+    );
+    assert!(!given["client_only_pred"].is_empty(), "{given:?}");
+    let none = short_stall_row("ext-stall-nomu", &[]);
+    assert_eq!(none["status"], "ok", "{none:?}");
+    assert!(
+        none["mu_source"]
+            .starts_with("absent: no drain run of this server at this backlog and no --stall-mu"),
+        "{none:?}"
+    );
+    // No model: its columns are empty, not zero.
+    for c in [
+        "accept_per_s",
+        "client_only_pred",
+        "held_pred",
+        "recovered_pred",
+        "lag_p99_ms_pred",
+    ] {
+        assert_eq!(none[c], "", "{c}: {none:?}");
+    }
+    assert!(none["verdict"].starts_with("no model"), "{none:?}");
+    assert!(
+        !none["client_only"].is_empty(),
+        "measured all the same: {none:?}"
+    );
 }
 
 #[test]
@@ -383,4 +564,198 @@ fn nginx_holds_backlog_plus_one_when_stopped_and_serves_every_request() {
         .expect("run.sh names its directory");
     assert!(!Path::new(tmp).exists(), "{tmp} left behind");
     support::remove_run(&dir);
+}
+
+/// A seed server this test started itself on 127.0.0.1:`port`, leading its own process
+/// group; killed by PID when dropped.
+struct OwnSeed(std::process::Child);
+
+impl OwnSeed {
+    fn start(port: u16, backlog: u32) -> OwnSeed {
+        use std::os::unix::process::CommandExt;
+        let child = Command::new("python3")
+            .arg(seed_server())
+            .args([port.to_string(), backlog.to_string()])
+            .process_group(0)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("python3");
+        let mut diag = acceptbench::kernel::sockdiag::ListenerDiag::open().expect("sock_diag");
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while diag.listening(port).expect("dump").is_empty() {
+            assert!(
+                std::time::Instant::now() < end,
+                "the seed server never listened"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        OwnSeed(child)
+    }
+
+    fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+impl Drop for OwnSeed {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the process this test started (continued first, in case).
+        unsafe {
+            libc::kill(self.0.id() as i32, libc::SIGCONT);
+            libc::kill(self.0.id() as i32, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn an_attached_seed_server_is_measured_and_paused_only_with_its_pid() {
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let seed = OwnSeed::start(port, 8);
+    let at = format!("seed=127.0.0.1:{port}");
+    // Without its PID: closed runs; its row says where it ran.
+    let dir = support::sweep_into(
+        "ext-attach",
+        &[
+            "--attach",
+            &at,
+            "--engines",
+            "std,seed",
+            "--modes",
+            "closed",
+            "--backlogs",
+            "8",
+            "--duration",
+            "1s",
+            "--repeat",
+            "1",
+            "--no-plots",
+        ],
+    );
+    let rows1 = rows(&dir);
+    let closed = rows1
+        .iter()
+        .find(|r| r["engine"] == "seed")
+        .expect("a seed row");
+    assert_eq!(closed["status"], "ok", "{closed:?}");
+    assert!(closed["accepted"].parse::<u64>().unwrap() > 0, "{closed:?}");
+    assert_eq!(closed["established"], closed["accepted"], "{closed:?}");
+    assert_eq!(closed["backlog_effective"], "8", "{closed:?}");
+    assert_eq!(closed["netns"], "host", "{closed:?}");
+    assert!(
+        closed["note"].contains("may include other traffic"),
+        "{closed:?}"
+    );
+    support::remove_run(&dir);
+    // A pausing mode without its PID is refused, naming the fix.
+    let (code, err) = run(&[
+        "sweep",
+        "--attach",
+        &at,
+        "--engines",
+        "seed",
+        "--modes",
+        "burst",
+        "--backlogs",
+        "8",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("give --attach {at},pid=PID")),
+        "{err}"
+    );
+    // Its backlog is its listener's: another --backlogs is refused, naming it.
+    let (code, err) = run(&[
+        "sweep",
+        "--attach",
+        &at,
+        "--engines",
+        "seed",
+        "--modes",
+        "closed",
+        "--backlogs",
+        "16",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("with backlog 8 (read with sock_diag)") && err.contains("--backlogs 8"),
+        "{err}"
+    );
+    // A PID that does not hold the listener is refused, naming it.
+    let mut other = Command::new("sleep").arg("30").spawn().expect("sleep");
+    let (code, err) = run(&[
+        "sweep",
+        "--attach",
+        &format!("{at},pid={}", other.id()),
+        "--engines",
+        "seed",
+        "--modes",
+        "closed",
+        "--backlogs",
+        "8",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    let _ = other.kill();
+    let _ = other.wait();
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("hold no listener on 127.0.0.1:"), "{err}");
+    // With its PID (it leads its process group): a burst holds backlog + 1.
+    let with_pid = format!("{at},pid={}", seed.pid());
+    let dir = support::sweep_into(
+        "ext-attach-burst",
+        &[
+            "--attach",
+            &with_pid,
+            "--engines",
+            "seed",
+            "--modes",
+            "burst",
+            "--backlogs",
+            "8",
+            "--burst-size",
+            "40",
+            "--repeat",
+            "1",
+            "--no-plots",
+        ],
+    );
+    let rows2 = rows(&dir);
+    let burst = &rows2[0];
+    assert_eq!(burst["status"], "ok", "{burst:?}");
+    assert_eq!(burst["queue_max"], "9", "stopped: backlog + 1: {burst:?}");
+    assert!(
+        burst["note"].contains(&format!("pauses go to process group {}", seed.pid())),
+        "{burst:?}"
+    );
+    support::remove_run(&dir);
+    // Left running, and still serving.
+    assert!(std::path::Path::new(&format!("/proc/{}", seed.pid())).exists());
+    drop(seed);
+    // Nothing listens there now: a clear failure.
+    let (code, err) = run(&[
+        "sweep",
+        "--attach",
+        &at,
+        "--engines",
+        "seed",
+        "--modes",
+        "closed",
+        "--backlogs",
+        "8",
+        "--out",
+        "/nonexistent/never-written",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains(&format!("nothing listens on 127.0.0.1:{port}")),
+        "{err}"
+    );
 }

@@ -116,6 +116,7 @@ fn a_tiny_sweep_writes_consistent_parseable_results() {
                     &r.engine,
                     r.inflight,
                     &r.accept_flags,
+                    &r.peer_op,
                     r.acceptors,
                     &r.sharing,
                 );

@@ -206,6 +206,76 @@ fn a_killed_sweep_takes_its_client_with_it() {
     std::fs::remove_dir_all(&out).unwrap();
 }
 
+/// PIDs of live processes whose environment holds `marker`.
+fn marked(marker: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            alive(pid)
+                && std::fs::read(format!("/proc/{pid}/environ"))
+                    .map(|env| env.split(|&b| b == 0).any(|v| v == marker.as_bytes()))
+                    .unwrap_or(false)
+        })
+        .collect()
+}
+
+#[test]
+fn a_killed_sweep_takes_a_forking_server_and_its_children_with_it() {
+    require_root!();
+    let out = scratch("kill9-server");
+    let tmp = out.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let marker = format!("ABTEST_KILLSRV={}", std::process::id());
+    let seed = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/seed_server.py");
+    // A server that forks a child it never waits for: only the PID namespace's end
+    // can take that one along when the sweep is SIGKILLed.
+    let server = format!(
+        "forker=export {marker}; sleep 300 & exec python3 {} {{port}} {{backlog}}",
+        seed.display()
+    );
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("acceptbench"))
+        .args([
+            "sweep",
+            "--repeat",
+            "1",
+            "--no-plots",
+            "--engines",
+            "forker",
+        ])
+        .args(["--server", &server, "--backlogs", "64", "--modes", "closed"])
+        .args(["--duration", "20s", "--out"])
+        .arg(&out)
+        .env("TMPDIR", &tmp)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The run has begun (the preflight's server is gone) once loadgen runs.
+    wait_for_child(child.id());
+    let end = Instant::now() + Duration::from_secs(10);
+    let mut pids = marked(&marker);
+    while pids.len() < 2 {
+        assert!(Instant::now() < end, "no server and child: {pids:?}");
+        std::thread::sleep(Duration::from_millis(10));
+        pids = marked(&marker);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let end = Instant::now() + Duration::from_secs(5);
+    while pids.iter().any(|&p| alive(p)) {
+        assert!(
+            Instant::now() < end,
+            "still running 5 s after the sweep was SIGKILLed: {:?}",
+            pids.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn without_cap_sys_admin_overflow_runs_say_so_instead_of_failing() {

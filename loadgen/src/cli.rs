@@ -86,6 +86,8 @@ pub struct Cli {
     /// After connecting, wait for the server's action: its close (a server that accepts
     /// and closes) or, with --server-request, the first byte of its answer; then read
     /// until it closes. Counts served, client-only (nothing by --serve-timeout) and reset.
+    /// In a burst each connection waits so instead of being held: the round ends when
+    /// every one is served or its wait is over.
     #[arg(long)]
     pub wait_close: bool,
     /// Bytes sent once connected, implies --wait-close: escapes \r \n \t \0 \\ \xHH

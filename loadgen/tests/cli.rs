@@ -142,3 +142,21 @@ fn ring_options_need_io_uring() {
         "default, coop, defer",
     );
 }
+
+#[test]
+fn a_burst_that_waits_for_the_server_cannot_also_close_early() {
+    assert_one_line_error(
+        &[
+            "--target",
+            "127.0.0.1:9",
+            "--mode",
+            "burst",
+            "--connections",
+            "4",
+            "--wait-close",
+            "--close-early",
+        ],
+        2,
+        "--close-early resets each round's connections, --wait-close waits",
+    );
+}

@@ -174,3 +174,32 @@ fn served_records_survive_the_file_round_trip() {
     assert_eq!(back, out.records);
     assert!(back.iter().all(|r| matches!(r.serve, Serve::Served(_))));
 }
+
+#[test]
+fn a_burst_waits_for_the_server_and_counts_served_and_client_only() {
+    for method in [MethodChoice::Epoll, MethodChoice::Uring] {
+        // A server that, once the whole burst has arrived, accepts and closes 6 of its
+        // 10 connections and leaves the other 4 in its queue.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(200));
+            for conn in listener.incoming().take(6) {
+                drop(conn);
+            }
+            // Held until the client's waits are over.
+            std::thread::sleep(Duration::from_millis(900));
+        });
+        let mut c = closed(addr, 10);
+        c.mode = loadgen::Mode::Burst { rounds: 1 };
+        c.method = method;
+        c.concurrency = 10;
+        c.wait_close = true;
+        c.keep_records = true;
+        c.serve_timeout = Some(Duration::from_millis(600));
+        let out = run_with(&c, &AtomicBool::new(false), &mut Quiet).expect("run");
+        assert_eq!(out.report.established, 10, "{method:?}");
+        check(&out, 6, 4, 0, &format!("{method:?} burst"));
+        h.join().expect("server");
+    }
+}

@@ -28,7 +28,14 @@ FEATURES = [
     ("coop_taskrun", "COOP_TASKRUN", "5.19"),
     ("defer_taskrun", "DEFER_TASKRUN", "6.1"),
     ("socket_op", "OP_SOCKET", "5.19"),
+    ("uring_cmd_getsockname", "in-ring getsockname", "6.19"),
 ]
+
+
+def cell_series(c):
+    """A cells.csv row's engine as the run labels it: uring-linked with the in-ring
+    getsockname (peer_op getsockname) is uring-linked.gsn, beside plain uring-linked."""
+    return c["engine"] + (".gsn" if c.get("peer_op") == "getsockname" else "")
 
 
 def version_tuple(release):
@@ -303,12 +310,14 @@ def speed_section(kernels):
     for mode in modes:
         out.append(f"**{mode}**, accepts/s ÷ std's (acceptor CPU per accept ÷ std's below):")
         out.append("")
-        head = ["kernel"] + [e for e in ENGINES if e != "std"]
+        seen = {cell_series(c) for _, runs in kernels for r in runs for c in r.cells}
+        extra = [e for e in sorted(seen) if e not in ENGINES]
+        head = ["kernel"] + [e for e in ENGINES if e != "std"] + extra
         out.append("| " + " | ".join(head) + " |")
         out.append("|---" + "|---:" * (len(head) - 1) + "|")
         cpu_lines = []
         for rel, runs in kernels:
-            cells = {c["engine"]: c for r in runs if not r.burst for c in r.cells if c.get("mode") == mode}
+            cells = {cell_series(c): c for r in runs if not r.burst for c in r.cells if c.get("mode") == mode}
             if not cells:
                 continue
             row, cpu = [], []
@@ -337,8 +346,15 @@ def speed_section(kernels):
                 "|---" + "|---:" * (len(head) - 1) + "|"] + cpu_lines + [""]
     lv = ", ".join(sorted(f"{float(x) * 100:.0f}%" for x in levels)) or "none"
     rn = "/".join(str(x) for x in sorted(rounds)) or "?"
-    out.append(f"Interval coverage: {lv}. With {rn} rounds no 95% interval exists (cells.csv says `n too small`): "
-               "the intervals are close to the range of the rounds, and wide; "
+    # A distribution-free 95% interval of the median needs at least 6 rounds (cells.csv
+    # writes its level; below that it says `n too small`).
+    few = sorted(x for x in rounds if 0 < x < 6)
+    if few:
+        cover = (f"With {'/'.join(map(str, few))} rounds no 95% interval exists (cells.csv says `n too small`): "
+                 "the intervals are close to the range of the rounds, and wide; ")
+    else:
+        cover = f"With {rn} rounds each interval covers the median at the level given; "
+    out.append(f"Interval coverage: {lv}. " + cover +
                "a ratio whose interval includes 1 is no difference. Rounds in which std or the engine waited "
                "for a SYN retransmit (closed loop, small machine) give no ratio. "
                "*emulated* rows ran under QEMU TCG, where every instruction is emulated: "

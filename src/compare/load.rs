@@ -58,6 +58,7 @@ pub fn load_run(dir: &Path) -> anyhow::Result<Run> {
             &r.engine,
             r.inflight,
             &r.accept_flags,
+            &r.peer_op,
             r.acceptors,
             &r.sharing,
         );

@@ -113,6 +113,7 @@ fn moved_ratios(runs: &[Run]) -> (Vec<String>, usize) {
                     &rc.engine,
                     rc.inflight,
                     &rc.accept_flags,
+                    &rc.peer_op,
                     rc.acceptors,
                     &rc.sharing,
                 );

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::acceptors::{Sharing, SlowAcceptor};
 use crate::cli;
-use crate::engine::{AcceptFlags, EngineKind, EngineOptions};
+use crate::engine::{AcceptFlags, EngineKind, EngineOptions, PeerOp};
 pub use crate::kinds::{CompareFormat, Mode, StallLoad};
 
 mod cpus;
@@ -27,6 +27,16 @@ pub enum ConfigError {
         flag: &'static str,
         /// A valid value.
         example: &'static str,
+    },
+    /// A flag asks for what this kernel lacks (the line is right, the kernel too old).
+    #[error("--{flag} {item}: {why}")]
+    KernelLacks {
+        /// The flag.
+        flag: &'static str,
+        /// The value that needs a newer kernel.
+        item: String,
+        /// The version it needs, this kernel's, and what to give instead.
+        why: String,
     },
     /// An item of a list flag did not parse.
     #[error("--{flag}: {item:?} is not valid: {why}")]
@@ -185,6 +195,9 @@ pub struct SweepConfig {
     pub inflights: Vec<u32>,
     /// How engine `uring` arms its accepts, one variant per value inside each depth.
     pub accept_flags: Vec<AcceptFlags>,
+    /// How `uring-linked` reads the peer (one variant per value), resolved on this
+    /// kernel: getsockname or getsockopt, never auto, each once.
+    pub peer_ops: Vec<PeerOp>,
     /// loadgen threads.
     pub client_threads: u32,
     /// Connects in flight per loadgen thread (closed mode).
@@ -424,6 +437,28 @@ fn external_modes(
             ),
         });
     }
+    let pauses: Vec<&str> = modes
+        .iter()
+        .filter(|m| matches!(m, Mode::Burst | Mode::Drain | Mode::Stall))
+        .map(|m| m.name())
+        .collect();
+    if let Some(s) = servers
+        .iter()
+        .find(|s| s.attached().is_some_and(|a| a.pid.is_none()))
+        .filter(|_| !pauses.is_empty())
+    {
+        return Err(ConfigError::BadItem {
+            flag: "attach",
+            item: format!("{}={}", s.name, s.command),
+            why: format!(
+                "mode {} stops the server with SIGSTOP, which needs its PID: give --attach {}={},pid=PID, or drop {} from --modes",
+                pauses.join(", "),
+                s.name,
+                s.command,
+                pauses.join(", ")
+            ),
+        });
+    }
     if client_hosts {
         return Err(ConfigError::BadItem {
             flag: "server",
@@ -436,6 +471,30 @@ fn external_modes(
 
 /// A list flag's values, refused when one is given twice (`--backlogs 16,16` would
 /// run every cell twice under one name and mix the repetitions up).
+/// `--peer-op` resolved on this kernel (its io_uring probe): auto becomes getsockname
+/// or getsockopt, the same op named twice runs once, and getsockname where the kernel
+/// lacks it is refused, naming the version it needs.
+fn resolve_peer_ops(ops: Vec<PeerOp>) -> Result<Vec<PeerOp>, ConfigError> {
+    let probe = crate::kernel::probe::probe_uring_cached();
+    let mut out = Vec::new();
+    for op in ops {
+        if op == PeerOp::Getsockname {
+            if let Some(why) = crate::engine::getsockname_unsupported(probe) {
+                return Err(ConfigError::KernelLacks {
+                    flag: "peer-op",
+                    item: op.name().into(),
+                    why,
+                });
+            }
+        }
+        let op = op.resolve(probe);
+        if !out.contains(&op) {
+            out.push(op);
+        }
+    }
+    Ok(out)
+}
+
 fn unique<T: PartialEq + fmt::Display>(
     flag: &'static str,
     list: Vec<T>,
@@ -499,6 +558,12 @@ impl ListenConfig {
             options: EngineOptions {
                 inflight: a.inflight as usize,
                 accept_flags: a.accept_flags,
+                // Resolved for uring-linked only (others refuse any but auto, by scope).
+                peer_op: if a.engine == EngineKind::UringLinked {
+                    resolve_peer_ops(vec![a.peer_op])?[0]
+                } else {
+                    a.peer_op
+                },
                 accept_delay: a.accept_delay.filter(|d| !d.is_zero()),
                 ring_setup: a.ring_setup,
                 direct: a.direct,
@@ -545,7 +610,7 @@ impl SweepConfig {
     fn from_args(a: cli::SweepArgs, command: String) -> Result<Self, ConfigError> {
         let stall = StallConfig::from_args(&a)?;
         let client_hosts = client_hosts(&a)?;
-        let servers = external::servers(&a.server, &a.server_request)?;
+        let servers = external::servers(&a.server, &a.attach, &a.server_request, &a.stall_mu)?;
         let overflow = overflow_config(&a, &a.modes, !servers.is_empty())?;
         let names = a.engines.map(|l| unique("engines", l)).transpose()?;
         let (mut engines, servers) = external::split_engines(names, &servers)?;
@@ -559,6 +624,10 @@ impl SweepConfig {
         let inflights = unique("inflight", a.inflight)?;
         // Any but none without uring among the engines is refused by config::scope.
         let accept_flags = unique("accept-flags", a.accept_flags)?;
+        let mut peer_ops = unique("peer-op", a.peer_op)?;
+        if engines.contains(&EngineKind::UringLinked) {
+            peer_ops = resolve_peer_ops(peer_ops)?;
+        }
         let sharings = unique("sharing", a.sharing)?;
         let slow_acceptor = check_slow(
             a.slow_acceptor,
@@ -596,6 +665,7 @@ impl SweepConfig {
             },
             inflights,
             accept_flags,
+            peer_ops,
             client_threads: a.threads,
             client_concurrency: a.concurrency,
             server_cpu,

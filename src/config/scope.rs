@@ -75,6 +75,8 @@ pub(super) const SWEEP: &[Scope] = &[
     // --server and --server-request name servers in --engines; config::external
     // refuses a server not named there and a request without its server.
     all("server"),
+    // --attach too; the modes it cannot run without pid= are refused in config.
+    all("attach"),
     all("server-request"),
     // --client-hosts refuses the modes it cannot run itself, and the ssh flags are
     // refused without ssh:// hosts (config::client_hosts): both name their own fix.
@@ -99,10 +101,13 @@ pub(super) const SWEEP: &[Scope] = &[
     modes("stall-load", &[Stall], "add stall to --modes (e.g. --modes stall), or drop --stall-load"),
     modes("stall-at", &[Stall], "add stall to --modes (e.g. --modes stall), or drop --stall-at"),
     modes("stall-after", &[Stall], "add stall to --modes (e.g. --modes stall), or drop --stall-after"),
+    // config::external also refuses a --stall-mu whose NAME is no --server.
+    modes("stall-mu", &[Stall], "it is the stall model's μ for an external server; add stall to --modes (e.g. --modes drain,stall), or drop --stall-mu"),
     engines("inflight", &[Uring], "add uring to --engines, or drop --inflight"),
     engines("accept-flags", &[Uring], "add uring to --engines, or drop --accept-flags"),
     engines("ring-setup", RINGS, "add a ring engine (uring, multishot, uring-linked) to --engines, or drop --ring-setup"),
     engines("direct", &[UringLinked], "add uring-linked to --engines, or drop --direct"),
+    engines("peer-op", &[UringLinked], "add uring-linked to --engines, or drop --peer-op"),
 ];
 
 /// Every `listen` flag (a test checks that none is missing).
@@ -144,6 +149,11 @@ pub(super) const LISTEN: &[Scope] = &[
         "direct",
         &[UringLinked],
         "give --engine uring-linked, or drop --direct",
+    ),
+    engines(
+        "peer-op",
+        &[UringLinked],
+        "give --engine uring-linked, or drop --peer-op",
     ),
 ];
 
@@ -296,11 +306,14 @@ mod tests {
             "client-hosts" => "2",
             "server" => "s1=true",
             "server-request" => "s1=GET",
+            "stall-mu" => "s1=9000",
+            "attach" => "s1=127.0.0.1:9",
             "server-addr" => "10.1.2.3",
             "client-binary" | "ssh-config" | "records" => "/etc/hostname",
             "ssh-option" => "BatchMode=yes",
             "ring-setup" => "default",
             "accept-flags" => "poll-first",
+            "peer-op" => "getsockopt",
             "server-cpu" | "server-cpus" | "client-cpus" | "cpu" | "cpus" => "0",
             "addr" => "127.0.0.1:0",
             "run-id" => "r1",

@@ -10,6 +10,12 @@
 //! optlen no larger than the family's sockaddr (16 for IPv4, 28 for IPv6; more gives
 //! EINVAL) and, unlike getpeername, works on a connection the client already reset.
 //!
+//! Since 6.19 the ring also has `SOCKET_URING_OP_GETSOCKNAME`, with its peer flag the
+//! in-ring getpeername, the call programs use for this; [`PeerOp`] chooses (`auto`:
+//! getsockname where the probe found it). It is getpeername in full: on a connection
+//! the client already reset it fails with ENOTCONN, and the engine then reads the
+//! peer as after any failed in-ring read (below), counted in `peer_op_errors`.
+//!
 //! With `direct` the accepts allocate direct descriptors (`IORING_FILE_INDEX_ALLOC`)
 //! in a registered sparse table, the getsockopt runs on the fixed file and the close
 //! is `close_direct`: no fd table entry at all. The kernel takes a connection off the
@@ -49,11 +55,11 @@ use super::ring::{
     Reap, RingAcceptor, RingEngine, RingRun, RingSetup, RingSize, Submit, Tally, IDX_MASK,
     OP_ACCEPT, OP_CANCEL, OP_CLOSE, OP_MASK, OP_PEER,
 };
-use super::{on_accept_error, AfterError, EngineError, EngineKind, EngineOptions};
+use super::{on_accept_error, AfterError, EngineError, EngineKind, EngineOptions, PeerOp};
 use crate::listener::Listener;
 use crate::peer;
 use crate::record::Recorder;
-use crate::sockcmd::{getsockopt_sqe, SockTarget};
+use crate::sockcmd::{getsockname_sqe, getsockopt_sqe, SockTarget};
 
 const ENGINE: EngineKind = EngineKind::UringLinked;
 
@@ -130,6 +136,9 @@ impl UringLinkedAcceptor {
                 work: super::Work::of(opts),
                 direct: opts.direct,
                 direct_files: opts.direct_files.map(|n| n.clamp(1, 65536)),
+                peer_op: opts
+                    .peer_op
+                    .resolve(crate::kernel::probe::probe_uring_cached()),
                 #[cfg(test)]
                 force_slots: None,
                 #[cfg(test)]
@@ -145,6 +154,8 @@ pub struct Linked {
     work: super::Work,
     direct: bool,
     pub(super) direct_files: Option<u32>,
+    /// The in-ring peer read, resolved (never `auto`).
+    peer_op: PeerOp,
     /// Tests: slots per run instead of the backlog-derived count.
     #[cfg(test)]
     pub(super) force_slots: Option<u32>,
@@ -174,6 +185,7 @@ impl RingEngine for Linked {
             fd: listener.as_raw_fd(),
             ipv6,
             direct: self.direct,
+            peer_op: self.peer_op,
             optlen: if ipv6 {
                 std::mem::size_of::<libc::sockaddr_in6>()
             } else {
@@ -203,6 +215,8 @@ pub struct LinkedRun {
     fd: i32,
     ipv6: bool,
     direct: bool,
+    /// The in-ring peer read (getsockname or getsockopt).
+    peer_op: PeerOp,
     /// SO_PEERNAME's optlen: the family's sockaddr size.
     optlen: u32,
     slots: PeerSlots,
@@ -379,7 +393,8 @@ impl LinkedRun {
         Ok(())
     }
 
-    /// Queues the getsockopt(SO_PEERNAME) of accepted `file`, linked to its close.
+    /// Queues the peer read (getsockname(peer) or getsockopt(SO_PEERNAME)) of accepted
+    /// `file`, linked to its close.
     fn start_peer(
         &mut self,
         file: i32,
@@ -387,7 +402,7 @@ impl LinkedRun {
         sub: &mut Submit<'_, '_>,
         rec: &mut Recorder,
     ) -> Result<(), EngineError> {
-        let Some((i, optval)) = self.slots.take(file, accepted_ns) else {
+        let Some((i, optval, addrlen)) = self.slots.take(file, accepted_ns) else {
             self.tally.counters.peer_syscall_fallbacks += 1;
             if self.direct {
                 // No system call can reach a direct descriptor: wait for a slot.
@@ -409,14 +424,20 @@ impl LinkedRun {
         } else {
             (SockTarget::Fd(file), opcode::Close::new(types::Fd(file)))
         };
-        let level = libc::SOL_SOCKET as u32;
-        let get = getsockopt_sqe(target, level, libc::SO_PEERNAME as u32, optval, self.optlen)
+        let get = if self.peer_op == PeerOp::Getsockname {
+            getsockname_sqe(target, true, optval, addrlen)
+        } else {
+            let level = libc::SOL_SOCKET as u32;
+            getsockopt_sqe(target, level, libc::SO_PEERNAME as u32, optval, self.optlen)
+        };
+        let get = get
             .flags(squeue::Flags::IO_LINK)
             .user_data(OP_PEER | u64::from(i));
         let close = close.build().user_data(OP_CLOSE | u64::from(i));
-        // SAFETY: optval is slot i's buffer (optlen ≤ sizeof(sockaddr_storage)) in the
+        // SAFETY: optval is slot i's buffer (optlen, and the length `take` wrote at
+        // addrlen, ≤ sizeof(sockaddr_storage)) and addrlen slot i's length, both in the
         // arena, which is neither moved nor freed while an operation is in flight: the
-        // slot is reused only after this getsockopt's and this close's CQEs were reaped,
+        // slot is reused only after this peer read's and this close's CQEs were reaped,
         // the arena is dropped only after `cancel_and_reap` saw every slot free, and it
         // is leaked if that gave up. The close carries no buffer.
         unsafe { sub.push_all(ENGINE, &[get, close]) }
@@ -444,7 +465,14 @@ impl LinkedRun {
         st.peer_pending = false;
         let (file, accepted_ns) = (st.file, st.accepted_ns);
         if res >= 0 {
-            match self.slots.peer(i, res as u32) {
+            // getsockopt's result is the length it wrote; getsockname's is 0, with the
+            // length written back into the slot's.
+            let peer = if self.peer_op == PeerOp::Getsockname {
+                self.slots.peer_named(i)
+            } else {
+                self.slots.peer(i, res as u32)
+            };
+            match peer {
                 Some(p) => rec.accepted(p, accepted_ns, mono_ns()),
                 None => {
                     // The close already ran (or runs): the fd cannot be asked again.

@@ -22,6 +22,7 @@ mod accept_flags;
 mod compio;
 mod linked;
 mod multishot;
+mod peer_op;
 mod peer_slots;
 mod ring;
 mod std;
@@ -34,10 +35,12 @@ pub use self::accept_flags::{AcceptFlags, UnknownAcceptFlags};
 pub use self::compio::CompioAcceptor;
 pub use self::linked::{direct_table_note, UringLinkedAcceptor};
 pub use self::multishot::MultishotAcceptor;
+pub use self::peer_op::{PeerOp, UnknownPeerOp};
 pub use self::ring::{RingSetup, UnknownRingSetup};
 pub use self::std::StdAcceptor;
 pub use self::support::{
-    accept_flags_unsupported, engine_support, unsupported_reason, EngineSupport,
+    accept_flags_unsupported, engine_support, getsockname_unsupported, unsupported_reason,
+    EngineSupport,
 };
 pub use self::tokio::TokioAcceptor;
 pub use self::tokio_uring::TokioUringAcceptor;
@@ -149,6 +152,10 @@ pub struct EngineOptions {
     /// How `uring` arms its accepts: the 6.10 accept flags and the SOCK_NONEMPTY hint
     /// (`uring` only; `none` is every kernel's plain accept).
     pub accept_flags: AcceptFlags,
+    /// How `uring-linked` reads the peer in the ring: getsockopt(SO_PEERNAME) (6.7) or
+    /// getsockname with the peer flag (6.19); `auto` takes the newer where the probe
+    /// found it.
+    pub peer_op: PeerOp,
 }
 
 impl Default for EngineOptions {
@@ -161,6 +168,7 @@ impl Default for EngineOptions {
             direct_files: None,
             stall: None,
             accept_flags: AcceptFlags::Plain,
+            peer_op: PeerOp::Auto,
         }
     }
 }
@@ -390,6 +398,23 @@ pub fn build(kind: EngineKind, opts: &EngineOptions) -> Result<Box<dyn Acceptor>
             return Err(EngineError::Unsupported {
                 engine: kind,
                 reason: format!("accept flags {}: {reason}", opts.accept_flags),
+            });
+        }
+    }
+    if opts.peer_op != PeerOp::Auto && kind != EngineKind::UringLinked {
+        return Err(EngineError::InvalidOption {
+            engine: kind,
+            reason: format!(
+                "--peer-op {} applies to engine uring-linked only",
+                opts.peer_op
+            ),
+        });
+    }
+    if opts.peer_op == PeerOp::Getsockname {
+        if let Some(reason) = support::getsockname_unsupported(probe::probe_uring_cached()) {
+            return Err(EngineError::Unsupported {
+                engine: kind,
+                reason: format!("--peer-op getsockname: {reason}"),
             });
         }
     }

@@ -1,6 +1,7 @@
 //! The per-connection slots of `uring-linked`: a peer-address buffer the kernel writes
-//! (the in-ring `GETSOCKOPT(SO_PEERNAME)`'s optval) and the bookkeeping of the two
-//! operations in flight for that connection (the getsockopt and its linked close).
+//! (the in-ring `GETSOCKOPT(SO_PEERNAME)`'s optval, or `GETSOCKNAME`'s address), the
+//! length `GETSOCKNAME` reads and writes back, and the bookkeeping of the two
+//! operations in flight for that connection (the peer read and its linked close).
 //!
 //! The buffers live in one heap allocation made once per run, never moved or resized,
 //! and reached only through raw pointers, so the kernel's writes never alias a live
@@ -40,6 +41,9 @@ impl SlotState {
 /// `n` slots: kernel-written address buffers plus their [`SlotState`], and the free list.
 pub(super) struct PeerSlots {
     addrs: NonNull<libc::sockaddr_storage>,
+    /// One `int` per slot: `GETSOCKNAME`'s in/out address length (allocated with
+    /// `addrs`, the same `len` entries, freed or leaked with it).
+    lens: NonNull<u32>,
     len: usize,
     /// Per-slot bookkeeping (never touched by the kernel).
     pub state: Vec<SlotState>,
@@ -60,8 +64,11 @@ impl PeerSlots {
         let raw = Box::into_raw(addrs) as *mut libc::sockaddr_storage;
         // Box::into_raw never returns null; dangling-but-aligned for n == 0.
         let addrs = NonNull::new(raw).unwrap_or(NonNull::dangling());
+        let lens = Box::into_raw(vec![0u32; len].into_boxed_slice()) as *mut u32;
+        let lens = NonNull::new(lens).unwrap_or(NonNull::dangling());
         Self {
             addrs,
+            lens,
             len,
             state: vec![SlotState::default(); n],
             free: (0..n as u32).rev().collect(),
@@ -74,11 +81,12 @@ impl PeerSlots {
         self.state.len() - self.free.len()
     }
 
-    /// Takes a free slot for `file` accepted at `accepted_ns`, with its getsockopt and
-    /// close about to be submitted; returns its index and the buffer the getsockopt
-    /// writes, or `None` when every slot is busy.
+    /// Takes a free slot for `file` accepted at `accepted_ns`, with its peer read and
+    /// close about to be submitted; returns its index, the address buffer the kernel
+    /// writes and the slot's length (set to the buffer's size, for `GETSOCKNAME`), or
+    /// `None` when every slot is busy.
     #[inline]
-    pub fn take(&mut self, file: i32, accepted_ns: u64) -> Option<(u32, *mut u8)> {
+    pub fn take(&mut self, file: i32, accepted_ns: u64) -> Option<(u32, *mut u8, *mut u32)> {
         let i = self.free.pop()?;
         self.state[i as usize] = SlotState {
             file,
@@ -91,7 +99,11 @@ impl PeerSlots {
         // operation writes its buffer now. The pointer stays valid until the arena is
         // dropped, which `run` allows only once no operation is in flight.
         let ptr = unsafe { self.addrs.as_ptr().add(i as usize) };
-        Some((i, ptr.cast()))
+        // SAFETY: as above, for the lengths allocated with the buffers.
+        let lenp = unsafe { self.lens.as_ptr().add(i as usize) };
+        // SAFETY: lenp is in bounds and no operation touches a free slot's length.
+        unsafe { lenp.write(std::mem::size_of::<libc::sockaddr_storage>() as u32) };
+        Some((i, ptr.cast(), lenp))
     }
 
     /// Frees slot `i` if nothing is left in flight or to do for it.
@@ -113,6 +125,16 @@ impl PeerSlots {
         peer::sockaddr_to_socketaddr(ss, len)
     }
 
+    /// The peer a `GETSOCKNAME` of slot `i` wrote, with the length it wrote back. Only
+    /// call after that CQE was reaped.
+    #[inline]
+    pub fn peer_named(&self, i: u32) -> Option<SocketAddr> {
+        assert!((i as usize) < self.len);
+        // SAFETY: i < len; the GETSOCKNAME that wrote the length has completed.
+        let len = unsafe { self.lens.as_ptr().add(i as usize).read() };
+        self.peer(i, len)
+    }
+
     /// Gives the memory up for good (an operation might still write into it).
     pub fn leak(&mut self) {
         self.len = 0;
@@ -124,11 +146,15 @@ impl Drop for PeerSlots {
         if self.len == 0 {
             return;
         }
-        // SAFETY: addrs/len came from Box::into_raw of a Box<[sockaddr_storage]> of this
+        // SAFETY: addrs/len and lens/len came from Box::into_raw of boxed slices of this
         // length, and `run` only lets the arena drop once nothing is in flight on it.
         unsafe {
             drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
                 self.addrs.as_ptr(),
+                self.len,
+            )));
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.lens.as_ptr(),
                 self.len,
             )));
         }
@@ -142,8 +168,8 @@ mod tests {
     #[test]
     fn a_slot_is_free_only_after_both_operations() {
         let mut s = PeerSlots::new(2);
-        let (a, _) = s.take(10, 1).unwrap();
-        let (b, _) = s.take(11, 2).unwrap();
+        let (a, _, _) = s.take(10, 1).unwrap();
+        let (b, _, _) = s.take(11, 2).unwrap();
         assert!(s.take(12, 3).is_none());
         s.state[a as usize].peer_pending = false;
         s.release_if_done(a);

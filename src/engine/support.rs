@@ -95,6 +95,17 @@ pub fn accept_flags_unsupported(probe: &UringProbe) -> Option<String> {
     })
 }
 
+/// Why the in-ring getsockname with the peer flag (`uring-linked --peer-op
+/// getsockname`) cannot be used given `probe`, or `None`.
+pub fn getsockname_unsupported(probe: &UringProbe) -> Option<String> {
+    (!probe.uring_cmd_getsockname).then(|| {
+        let kernel = release().map_or_else(|| "unknown".to_string(), |(a, b)| format!("{a}.{b}"));
+        format!(
+            "needs Linux 6.19 (IORING_OP_URING_CMD SOCKET_URING_OP_GETSOCKNAME with the peer flag); this kernel is {kernel}: use --peer-op getsockopt or auto"
+        )
+    })
+}
+
 fn setup_failure(probe: &UringProbe) -> String {
     let err = probe
         .setup_error
@@ -135,6 +146,18 @@ mod tests {
         };
         let r = unsupported_reason(EngineKind::UringLinked, &p, Some((5, 15))).unwrap();
         assert!(r.starts_with("needs Linux 5.19 (multishot accept)"), "{r}");
+    }
+
+    #[test]
+    fn missing_getsockname_names_linux_6_19_and_the_fallback() {
+        let p = UringProbe {
+            uring_cmd_getsockname: false,
+            ..full()
+        };
+        let r = getsockname_unsupported(&p).unwrap();
+        assert!(r.contains("needs Linux 6.19"), "{r}");
+        assert!(r.contains("--peer-op getsockopt"), "{r}");
+        assert_eq!(getsockname_unsupported(&full()), None);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! signal itself.
 //!
 //! A server is started with `sh -c COMMAND` in its own process group (so a signal
-//! reaches every process it forks), pinned to one CPU (inherited by its children),
+//! reaches every process it forks) — as root in a PID namespace of its own that dies
+//! with the sweep, even a SIGKILLed one (`spawn`) — pinned to one CPU (inherited by its children),
 //! with stdout and stderr in files; it is *ready* when a LISTEN socket on its port
 //! appears (seen by `kernel::sockdiag`, so in the network namespace of the thread that
 //! opened that socket, which is also the one the server was started from). An
@@ -11,10 +12,11 @@
 //! leave it running.
 
 pub mod proc;
+mod spawn;
 pub mod template;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
 use crate::kernel::sockdiag::{ListenerDiag, Listening};
@@ -97,9 +99,9 @@ pub struct Stopped {
 /// A running external server (its process group). Dropping it stops and reaps it.
 pub struct ExternalServer {
     name: String,
-    /// Its `sh` until reaped.
-    child: Option<Child>,
-    /// The `sh`'s exit status once reaped.
+    /// Its keeper's PID (`spawn`) until reaped.
+    keeper: Option<i32>,
+    /// The keeper's exit status (= its `sh`'s) once reaped.
     status: Option<ExitStatus>,
     pgid: i32,
     stdout: PathBuf,
@@ -107,9 +109,55 @@ pub struct ExternalServer {
     ready_timeout: Duration,
     stop_grace: Duration,
     stopped: Option<Stopped>,
+    /// A server already running (`--attach`): never started, stopped or reaped.
+    attached: Option<Attached>,
+}
+
+/// How an attached server is paused and its CPU read.
+#[derive(Debug, Clone, Copy)]
+struct Attached {
+    /// Its PID, if given.
+    pid: Option<i32>,
+    /// The PID leads a process group: pauses go to the group, else to the PID alone.
+    group: bool,
 }
 
 impl ExternalServer {
+    /// A server that is already running (`--attach`), with its PID if known: pauses
+    /// (SIGSTOP/SIGCONT) go to that PID's process group if it leads one, else to the
+    /// PID alone; its CPU is that PID's and its descendants'; it is never stopped.
+    pub fn attach(name: &str, pid: Option<i32>) -> ExternalServer {
+        ExternalServer {
+            name: name.to_string(),
+            keeper: None,
+            status: None,
+            pgid: pid.unwrap_or(0),
+            stdout: PathBuf::new(),
+            stderr: PathBuf::new(),
+            ready_timeout: Duration::ZERO,
+            stop_grace: Duration::ZERO,
+            stopped: None,
+            attached: Some(Attached {
+                pid,
+                group: pid.is_some_and(proc::leads_group),
+            }),
+        }
+    }
+
+    /// An attached server: what its pauses reach, for the row's note; None if started.
+    pub fn attached_pauses(&self) -> Option<String> {
+        let a = self.attached?;
+        Some(match a.pid {
+            None => "no PID given: it is never paused, its CPU is not read".into(),
+            Some(p) if a.group => format!(
+                "pauses go to process group {p} (PID {p} leads it); CPU = PID {p} and its descendants"
+            ),
+            Some(p) => format!(
+                "pauses go to PID {p} alone (it leads no process group); CPU = PID {p} and its descendants"
+            ),
+        })
+    }
+
     /// Starts `spec`'s command in a new process group, from the calling thread (so in its
     /// network namespace).
     pub fn start(spec: &ServerSpec) -> Result<ExternalServer, ServerError> {
@@ -122,36 +170,12 @@ impl ExternalServer {
         let stderr = spec.log_stem.with_extension("stderr");
         let out = std::fs::File::create(&stdout).map_err(spawn_err)?;
         let err = std::fs::File::create(&stderr).map_err(spawn_err)?;
-        let mut cmd = Command::new("sh");
-        cmd.arg("-c")
-            .arg(&spec.command)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err);
-        use std::os::unix::process::CommandExt;
-        cmd.process_group(0);
-        let cpu = spec.cpu;
-        // SAFETY: the closure runs in the child between fork and exec and calls only
-        // async-signal-safe system calls (prctl, sched_setaffinity) on stack data.
-        unsafe {
-            cmd.pre_exec(move || {
-                // If the thread that started it dies without dropping it, so does sh.
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                if let Some(cpu) = cpu {
-                    let mut set: libc::cpu_set_t = std::mem::zeroed();
-                    libc::CPU_SET(cpu, &mut set);
-                    if libc::sched_setaffinity(0, std::mem::size_of_val(&set), &set) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                }
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(spawn_err)?;
-        let pgid = child.id() as i32;
+        let prepared =
+            spawn::Prepared::new(&spec.command, out, err, spec.cpu).map_err(spawn_err)?;
+        let pgid = spawn::spawn(&prepared).map_err(spawn_err)?;
         Ok(ExternalServer {
             name: spec.name.clone(),
-            child: Some(child),
+            keeper: Some(pgid),
             status: None,
             pgid,
             stdout,
@@ -159,6 +183,7 @@ impl ExternalServer {
             ready_timeout: spec.ready_timeout,
             stop_grace: spec.stop_grace,
             stopped: None,
+            attached: None,
         })
     }
 
@@ -167,9 +192,15 @@ impl ExternalServer {
         &self.name
     }
 
-    /// Its process group id (= the PID of its `sh`).
+    /// Its process group id (= the PID of its keeper, see `spawn`).
     pub fn pgid(&self) -> i32 {
         self.pgid
+    }
+
+    /// Whether it runs in a PID namespace of its own, killed whole when the sweep dies
+    /// (root); else a process it forks can outlive a SIGKILLed sweep.
+    pub fn contained(&self) -> bool {
+        self.keeper.is_some_and(spawn::contains)
     }
 
     /// Its stdout and stderr files.
@@ -249,14 +280,13 @@ impl ExternalServer {
 
     /// The exit status of its `sh`, if it has exited (reaped here, kept for later).
     fn exited(&mut self) -> Option<ExitStatus> {
-        if self.status.is_none() {
-            if let Some(st) = self
-                .child
-                .as_mut()
-                .and_then(|c| c.try_wait().ok().flatten())
-            {
-                self.status = Some(st);
-                self.child = None;
+        if let (None, Some(pid)) = (self.status, self.keeper) {
+            let mut raw = 0;
+            // SAFETY: waitpid on our own child, writing its status into `raw`.
+            if unsafe { libc::waitpid(pid, &mut raw, libc::WNOHANG) } == pid {
+                use std::os::unix::process::ExitStatusExt;
+                self.status = Some(ExitStatus::from_raw(raw));
+                self.keeper = None;
             }
         }
         self.status
@@ -300,9 +330,24 @@ impl ExternalServer {
     }
 
     fn signal(&self, sig: libc::c_int) -> std::io::Result<()> {
+        if let Some(a) = self.attached {
+            let pid = a.pid.ok_or_else(|| {
+                std::io::Error::other(format!(
+                    "server {} was attached without its PID: give --attach {}=ADDR:PORT,pid=PID to pause it",
+                    self.name, self.name
+                ))
+            })?;
+            let target = if a.group { -pid } else { pid };
+            // SAFETY: kill(2) on the PID (or group) the user named for this server.
+            return if unsafe { libc::kill(target, sig) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            };
+        }
         // A process group id is not reused while any member lives; once its `sh` is
         // reaped and no member is left the id may be someone else's: never signal it.
-        let reaped = self.child.is_none();
+        let reaped = self.keeper.is_none();
         if self.stopped.is_some() || (reaped && proc::group_members(self.pgid).is_empty()) {
             return Ok(());
         }
@@ -317,7 +362,17 @@ impl ExternalServer {
     /// CPU seconds its processes (every thread) have used so far; the difference over a
     /// window is its CPU in that window.
     pub fn cpu_s(&self) -> f64 {
-        proc::group_cpu_s(self.pgid)
+        match self.attached {
+            Some(a) => a
+                .pid
+                .map_or(0.0, |p| proc::pids_cpu_s(&proc::tree_members(p))),
+            None => proc::group_cpu_s(self.pgid),
+        }
+    }
+
+    /// Whether its CPU is read (not for an attached server without its PID).
+    pub fn cpu_known(&self) -> bool {
+        self.attached.is_none_or(|a| a.pid.is_some())
     }
 
     /// Stops it: SIGCONT and SIGTERM to the group, SIGKILL to whatever is left after the
@@ -326,6 +381,18 @@ impl ExternalServer {
     pub fn stop(&mut self) -> Stopped {
         if let Some(s) = &self.stopped {
             return s.clone();
+        }
+        if let Some(a) = self.attached {
+            // Not ours to stop; continued in case a pause was cut short.
+            if a.pid.is_some() {
+                let _ = self.signal(libc::SIGCONT);
+            }
+            let s = Stopped {
+                status: "left running (attached)".into(),
+                killed: false,
+            };
+            self.stopped = Some(s.clone());
+            return s;
         }
         // A stopped process acts on SIGTERM only once continued.
         let _ = self.signal(libc::SIGCONT);

@@ -9,6 +9,7 @@ const MAX_PROCS: usize = 1 << 16;
 /// Fields of /proc/PID/stat after the command name: state, ppid, pgrp, …, utime, stime.
 struct Stat {
     state: char,
+    ppid: i32,
     pgrp: i32,
     utime: u64,
     stime: u64,
@@ -22,26 +23,64 @@ fn parse_stat(text: &str) -> Option<Stat> {
     // rest starts at field 3 (state): field n is f[n - 3].
     Some(Stat {
         state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
         pgrp: f.get(2)?.parse().ok()?,
         utime: f.get(11)?.parse().ok()?,
         stime: f.get(12)?.parse().ok()?,
     })
 }
 
-/// PIDs of the live (not zombie) processes in process group `pgid`.
-pub fn group_members(pgid: i32) -> Vec<i32> {
+/// Every live (not zombie) process: (pid, its stat).
+fn live() -> Vec<(i32, Stat)> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.take(MAX_PROCS)
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|&pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|t| parse_stat(&t))
-                .is_some_and(|s| s.pgrp == pgid && s.state != 'Z' && s.state != 'X')
+        .filter_map(|pid| {
+            let s = parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)?;
+            (s.state != 'Z' && s.state != 'X').then_some((pid, s))
         })
         .collect()
+}
+
+/// PIDs of the live (not zombie) processes in process group `pgid`.
+pub fn group_members(pgid: i32) -> Vec<i32> {
+    live()
+        .into_iter()
+        .filter(|(_, s)| s.pgrp == pgid)
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// `pid` and its live descendants (an attached server's processes), `pid` first; empty
+/// when `pid` is not running.
+pub fn tree_members(pid: i32) -> Vec<i32> {
+    let all = live();
+    if !all.iter().any(|(p, _)| *p == pid) {
+        return Vec::new();
+    }
+    let mut out = vec![pid];
+    // Each pass adds the children of what is in; the depth is bounded by the count.
+    let mut i = 0;
+    while i < out.len() && out.len() < MAX_PROCS {
+        let parent = out[i];
+        out.extend(
+            all.iter()
+                .filter(|(_, s)| s.ppid == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    out
+}
+
+/// Whether `pid` leads a process group (its group id is its own PID).
+pub fn leads_group(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|t| parse_stat(&t))
+        .is_some_and(|s| s.pgrp == pid)
 }
 
 /// CPU seconds used so far by every thread of every live process in group `pgid`:
@@ -51,10 +90,15 @@ pub fn group_members(pgid: i32) -> Vec<i32> {
 /// takes its time with it, so a difference over a window counts the processes alive
 /// at both ends.
 pub fn group_cpu_s(pgid: i32) -> f64 {
+    pids_cpu_s(&group_members(pgid))
+}
+
+/// CPU seconds used so far by every thread of `pids`, as [`group_cpu_s`].
+pub fn pids_cpu_s(pids: &[i32]) -> f64 {
     // SAFETY: sysconf with a valid name has no memory effects.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
     let mut total_s = 0.0;
-    for pid in group_members(pgid) {
+    for &pid in pids {
         let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
             continue;
         };
@@ -77,8 +121,13 @@ pub fn group_cpu_s(pgid: i32) -> f64 {
 
 /// Inodes of the sockets the processes of group `pgid` hold open.
 pub fn group_socket_inodes(pgid: i32) -> Vec<u32> {
+    pids_socket_inodes(&group_members(pgid))
+}
+
+/// Inodes of the sockets `pids` hold open.
+pub fn pids_socket_inodes(pids: &[i32]) -> Vec<u32> {
     let mut out = Vec::new();
-    for pid in group_members(pgid) {
+    for &pid in pids {
         let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
             continue;
         };
@@ -143,5 +192,21 @@ mod tests {
         // No spinning here (it would take CPU from the timing tests running beside):
         // a test process has used some CPU by now.
         assert!(group_cpu_s(pgid) > 0.0);
+    }
+
+    #[test]
+    fn a_process_tree_holds_its_children() {
+        let me = std::process::id() as i32;
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let tree = tree_members(me);
+        let pid = child.id() as i32;
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(tree.first(), Some(&me));
+        assert!(tree.contains(&pid), "{tree:?} lacks {pid}");
+        assert!(tree_members(pid).is_empty(), "a reaped child has no tree");
     }
 }

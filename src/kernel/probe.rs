@@ -2,8 +2,9 @@
 //!
 //! Owns the probe (ring setup, `IORING_REGISTER_PROBE`, setup flags, a sparse file
 //! table, one real multishot accept armed on a throwaway abstract-namespace Unix
-//! socket, and one real uring_cmd `GETSOCKOPT(SO_TYPE)` on an unbound UDP socket, so
-//! no port is touched); the verdict per engine is `crate::engine::support`'s. It never panics:
+//! socket, one real uring_cmd `GETSOCKOPT(SO_TYPE)` on an unbound UDP socket and
+//! `GETSOCKNAME` on a UDP socket bound to an ephemeral loopback port, so no port is
+//! taken from anyone); the verdict per engine is `crate::engine::support`'s. It never panics:
 //! whatever fails is reported as "unsupported, because …, needs Linux X.Y".
 
 use std::os::fd::AsRawFd;
@@ -58,6 +59,10 @@ pub struct UringProbe {
     /// IORING_CQE_F_SOCK_NONEMPTY on accept completions), both tried for real.
     #[serde(default)]
     pub accept_flags: bool,
+    /// IORING_OP_URING_CMD with SOCKET_URING_OP_GETSOCKNAME and its peer flag (6.19),
+    /// tried for real.
+    #[serde(default)]
+    pub uring_cmd_getsockname: bool,
 }
 
 impl UringProbe {
@@ -83,6 +88,11 @@ impl UringProbe {
                 "accept-flags (poll-first, dontwait)",
                 self.accept_flags,
                 "6.10",
+            ),
+            (
+                "in-ring getsockname (peer flag)",
+                self.uring_cmd_getsockname,
+                "6.19",
             ),
         ]
     }
@@ -153,7 +163,62 @@ fn probe_on_this_thread() -> UringProbe {
     p.accept_multishot = p.accept && p.async_cancel && multishot_accept_works();
     p.accept_flags = p.accept && p.async_cancel && accept_flags_work();
     p.uring_cmd_sockopt = getsockopt_cmd_works();
+    p.uring_cmd_getsockname = p.uring_cmd_sockopt && getsockname_cmd_works();
     p
+}
+
+/// Runs uring_cmd `GETSOCKNAME` twice on a UDP socket bound to 127.0.0.1:0: the local
+/// form must give the address getsockname(2) gives (result 0, length 16), the peer
+/// form ENOTCONN (the socket has no peer), which shows the flag is read. Kernels
+/// before 6.19 fail both with EOPNOTSUPP (the socket command is unknown).
+fn getsockname_cmd_works() -> bool {
+    let Ok(sock) = std::net::UdpSocket::bind("127.0.0.1:0") else {
+        return false;
+    };
+    let Ok(std::net::SocketAddr::V4(want)) = sock.local_addr() else {
+        return false;
+    };
+    let fd = sock.as_raw_fd();
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+    let local = getsockname_cmd(fd, false, &mut ss, &mut len);
+    let got = common::sockaddr::decode(&ss, len);
+    if local != Some(0) || got != Some(std::net::SocketAddr::V4(want)) {
+        return false;
+    }
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as u32;
+    getsockname_cmd(fd, true, &mut ss, &mut len) == Some(-libc::ENOTCONN)
+}
+
+/// One uring_cmd `GETSOCKNAME` on `fd` through a ring of its own: the CQE's result.
+fn getsockname_cmd(
+    fd: i32,
+    peer: bool,
+    ss: &mut libc::sockaddr_storage,
+    len: &mut u32,
+) -> Option<i32> {
+    let mut ring = IoUring::new(4).ok()?;
+    let sqe = crate::sockcmd::getsockname_sqe(
+        SockTarget::Fd(fd),
+        peer,
+        (ss as *mut libc::sockaddr_storage).cast(),
+        len,
+    )
+    .user_data(1);
+    // SAFETY: `ss` and `len` are borrowed for this whole call, which reaps the CQE
+    // before returning; if the wait fails the ring is dropped first, and the kernel
+    // finishes or cancels the (non-pollable) request during that teardown.
+    if unsafe { ring.submission().push(&sqe) }.is_err() {
+        return None;
+    }
+    if ring.submit_and_wait(1).is_err() {
+        drop(ring);
+        return None;
+    }
+    let res = ring.completion().next().map(|c| c.result());
+    drop(ring);
+    res
 }
 
 /// Runs one uring_cmd `GETSOCKOPT(SOL_SOCKET, SO_TYPE)` on an unbound UDP socket and
@@ -306,6 +371,7 @@ pub(crate) mod tests {
             socket_op: true,
             uring_cmd_sockopt: true,
             accept_flags: true,
+            uring_cmd_getsockname: true,
         }
     }
 
@@ -330,6 +396,16 @@ pub(crate) mod tests {
         // Both flags came in 6.10 (vendors may backport them to older releases).
         if let Some(r) = release().filter(|&r| r >= (6, 10)) {
             assert!(!p.accept || p.accept_flags, "{r:?}: {p:?}");
+        }
+        // The in-ring getsockname came in 6.19, after getsockopt (6.7).
+        assert!(!p.uring_cmd_getsockname || p.uring_cmd_sockopt, "{p:?}");
+        if let Some(r) = release() {
+            if r >= (6, 19) {
+                assert!(
+                    !p.uring_cmd_sockopt || p.uring_cmd_getsockname,
+                    "{r:?}: {p:?}"
+                );
+            }
         }
     }
 }

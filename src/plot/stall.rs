@@ -140,6 +140,21 @@ fn timeline_charts(run: &Run, rows: &[&StallRow], prefix: &str) -> Vec<Chart> {
                 points: bins.iter().map(|b| (b.t_ms, f64::from(f(b)))).collect(),
                 intervals: Vec::new(),
             };
+        let mut series = vec![
+            line("arrivals", 0, false, &|b| b.arrivals),
+            line("SYNs sent (retry waves)", 1, false, &|b| b.syns),
+            line("held by the acceptor", 2, false, &|b| b.held),
+            line("accept queue (deepest)", 3, false, &|b| b.queue),
+        ];
+        // No model (an external server without μ): no predicted lines, not zeros.
+        if bins.iter().any(|b| b.held_pred.is_some()) {
+            series.push(line("held, predicted", 4, true, &|b| {
+                b.held_pred.unwrap_or(0)
+            }));
+            series.push(line("accept queue, predicted", 5, true, &|b| {
+                b.queue_pred.unwrap_or(0)
+            }));
+        }
         charts.push(Chart {
             stem: format!("{prefix}stall-timeline-{cell}"),
             title: format!(
@@ -158,14 +173,7 @@ fn timeline_charts(run: &Run, rows: &[&StallRow], prefix: &str) -> Vec<Chart> {
             y_desc: "connections per bin; queue depth".into(),
             x: Axis::Linear,
             y: Axis::Linear,
-            series: vec![
-                line("arrivals", 0, false, &|b| b.arrivals),
-                line("SYNs sent (retry waves)", 1, false, &|b| b.syns),
-                line("held by the acceptor", 2, false, &|b| b.held),
-                line("accept queue (deepest)", 3, false, &|b| b.queue),
-                line("held, predicted", 4, true, &|b| b.held_pred),
-                line("accept queue, predicted", 5, true, &|b| b.queue_pred),
-            ],
+            series,
         });
     }
     charts

@@ -23,6 +23,8 @@ pub struct CellRow {
     pub inflight: Option<u32>,
     /// How engine uring armed its accepts (see summary.csv).
     pub accept_flags: String,
+    /// How engine uring-linked read the peer in the ring (see summary.csv).
+    pub peer_op: String,
     /// Backlog passed to listen(2).
     pub backlog: u32,
     /// Mode.
@@ -122,9 +124,19 @@ pub struct CellRow {
     pub trace_ratio_accepts_hi: Option<f64>,
 }
 
-/// (engine, backlog, mode, acceptors, sharing, inflight, accept flags).
-/// A cell's identity: (engine, backlog, mode, acceptors, sharing, inflight, accept flags).
-pub type CellKey = (String, u32, String, u32, String, Option<u32>, String);
+/// A cell's identity: (engine, backlog, mode, acceptors, sharing, inflight, accept
+/// flags, peer op), the peer op as its label suffix (getsockopt and an empty column,
+/// as older files have, are one cell).
+pub type CellKey = (
+    String,
+    u32,
+    String,
+    u32,
+    String,
+    Option<u32>,
+    String,
+    String,
+);
 
 impl CellRow {
     /// This cell's identity, as [`aggregate`] groups summary rows into cells.
@@ -137,6 +149,7 @@ impl CellRow {
             self.sharing.clone(),
             self.inflight,
             self.accept_flags.clone(),
+            peer_op_key(&self.peer_op),
         )
     }
 }
@@ -156,6 +169,7 @@ pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
             r.sharing.clone(),
             r.inflight,
             r.accept_flags.clone(),
+            peer_op_key(&r.peer_op),
         );
         if !groups.contains_key(&key) {
             order.push(key.clone());
@@ -166,6 +180,16 @@ pub fn aggregate(rows: &[SummaryRow]) -> Vec<CellRow> {
         .into_iter()
         .map(|key| cell(&key, &groups[&key]))
         .collect()
+}
+
+/// A peer op's place in a cell's key: the op for getsockname, empty for getsockopt or
+/// none (rows from before the column, and other engines).
+fn peer_op_key(op: &str) -> String {
+    if crate::engine::PeerOp::label_of(op).is_empty() {
+        String::new()
+    } else {
+        op.to_string()
+    }
 }
 
 fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
@@ -206,6 +230,7 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
         engine: key.0.clone(),
         inflight: key.5,
         accept_flags: key.6.clone(),
+        peer_op: rows.first().map_or_else(String::new, |r| r.peer_op.clone()),
         backlog: key.1,
         mode: key.2.clone(),
         acceptors: key.3,

@@ -193,17 +193,20 @@ pub fn mode_label(r: &row::SummaryRow) -> String {
 /// The name a run's files and report lines go under: the engine, plus `.q<N>` for
 /// `uring` with N accepts in flight, plus its accept flags' suffix (`.pf` poll-first,
 /// `.dw` dontwait, `.ne` the nonempty hint; nothing for none or an empty column), plus
-/// `.a<N>.<sharing>` when the run had several acceptors or SO_REUSEPORT listeners (so
+/// its peer op's (`.gsn` for uring-linked's in-ring getsockname, nothing for
+/// getsockopt or an empty column), plus `.a<N>.<sharing>` when the run had several acceptors or SO_REUSEPORT listeners (so
 /// runs that differ only there do not share a name), e.g. `uring.q8`, `uring.q1.ne`,
 /// `multishot.a2.reuseport`.
 pub fn series(
     engine: &str,
     inflight: Option<u32>,
     accept_flags: &str,
+    peer_op: &str,
     acceptors: u32,
     sharing: &str,
 ) -> String {
     let flags = crate::engine::AcceptFlags::label_of(accept_flags);
+    let flags = format!("{flags}{}", crate::engine::PeerOp::label_of(peer_op));
     let engine = match inflight {
         Some(q) => format!("{engine}.q{q}{flags}"),
         None => format!("{engine}{flags}"),
@@ -221,15 +224,28 @@ mod tests {
 
     #[test]
     fn series_names_depth_accept_flags_and_sharing() {
-        assert_eq!(series("uring", Some(8), "", 1, "shared"), "uring.q8");
-        assert_eq!(series("uring", Some(8), "none", 1, "shared"), "uring.q8");
-        assert_eq!(series("uring", Some(1), "poll-first", 1, ""), "uring.q1.pf");
-        assert_eq!(series("uring", Some(1), "dontwait", 1, ""), "uring.q1.dw");
+        assert_eq!(series("uring", Some(8), "", "", 1, "shared"), "uring.q8");
         assert_eq!(
-            series("uring", Some(1), "nonempty", 2, "reuseport"),
+            series("uring", Some(8), "none", "", 1, "shared"),
+            "uring.q8"
+        );
+        assert_eq!(
+            series("uring", Some(1), "poll-first", "", 1, ""),
+            "uring.q1.pf"
+        );
+        assert_eq!(
+            series("uring", Some(1), "dontwait", "", 1, ""),
+            "uring.q1.dw"
+        );
+        assert_eq!(
+            series("uring", Some(1), "nonempty", "", 2, "reuseport"),
             "uring.q1.ne.a2.reuseport"
         );
-        assert_eq!(series("std", None, "", 1, "shared"), "std");
+        assert_eq!(series("std", None, "", "", 1, "shared"), "std");
+        let linked = |op| series("uring-linked", None, "", op, 1, "shared");
+        assert_eq!(linked("getsockname"), "uring-linked.gsn");
+        assert_eq!(linked("getsockopt"), "uring-linked");
+        assert_eq!(linked(""), "uring-linked");
     }
 
     #[test]

@@ -233,6 +233,7 @@ fn series(r: &SummaryRow) -> String {
         &r.engine,
         r.inflight,
         &r.accept_flags,
+        &r.peer_op,
         r.acceptors,
         &r.sharing,
     )
@@ -243,6 +244,7 @@ fn cell_series(c: &CellRow) -> String {
         &c.engine,
         c.inflight,
         &c.accept_flags,
+        &c.peer_op,
         c.acceptors,
         &c.sharing,
     )

@@ -43,6 +43,10 @@ pub struct SummaryRow {
     /// How engine uring armed its accepts: none, poll-first, dontwait, nonempty (label
     /// suffixes none, `.pf`, `.dw`, `.ne`); empty for the other engines.
     pub accept_flags: String,
+    /// How engine uring-linked read each peer in the ring: getsockname (6.19's
+    /// SOCKET_URING_OP_GETSOCKNAME with the peer flag; label suffix `.gsn`) or getsockopt
+    /// (SO_PEERNAME, 6.7; no suffix); empty for the other engines and in older files.
+    pub peer_op: String,
     /// Backlog passed to listen(2).
     pub backlog: u32,
     /// Accept-queue limit the kernel applied (somaxconn clamp).

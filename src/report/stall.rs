@@ -29,9 +29,14 @@ pub struct StallRow {
     pub stall_ms: f64,
     /// The stall the acceptor took (first start → last end), ms.
     pub stall_actual_ms: f64,
-    /// The acceptor's capacity after the resume, conn/s (from --accept-delay); empty:
-    /// full speed.
+    /// The model's μ, the acceptor's capacity after the resume, conn/s (from
+    /// --accept-delay, an external server's drain rate or --stall-mu); empty: full
+    /// speed, or no model (`mu_source` says which).
     pub accept_per_s: Option<f64>,
+    /// Where the model's μ came from: `full speed`, `--accept-delay D`, `drain: …`
+    /// (an external server's own drain rate in this sweep), `--stall-mu`, or `absent:
+    /// why` (then every `_pred` column is empty: no model, not zero).
+    pub mu_source: String,
     /// Round.
     pub repetition: u32,
     /// ok, failed, incomplete (as summary.csv).
@@ -62,11 +67,11 @@ pub struct StallRow {
     /// Connections the acceptor held.
     pub held: u64,
     /// Predicted.
-    pub held_pred: u64,
+    pub held_pred: Option<u64>,
     /// Established on the client, never accepted: a final ACK met a full queue.
     pub client_only: u64,
     /// Predicted (retransmits fired together beyond the free slots).
-    pub client_only_pred: u64,
+    pub client_only_pred: Option<u64>,
     /// `--trace kernel`: client-only connections as the kernel counted them
     /// (established on the client, no server child): summary.csv's
     /// `kernel_client_only`; empty without the trace.
@@ -74,7 +79,7 @@ pub struct StallRow {
     /// Gave up (kernel schedule or connect timeout).
     pub timed_out: u64,
     /// Predicted.
-    pub timed_out_pred: u64,
+    pub timed_out_pred: Option<u64>,
     /// Reset during the handshake.
     pub reset: u64,
     /// Unresolved when loadgen ended.
@@ -83,13 +88,13 @@ pub struct StallRow {
     /// (SYNs admitted while stopped − the queue at the resume).
     pub armed_taken: Option<u64>,
     /// Predicted (the model takes up to `armed_assumed` of the stall's arrivals).
-    pub armed_taken_pred: u64,
+    pub armed_taken_pred: Option<u64>,
     /// What the model assumed this engine can take while stopped.
     pub armed_assumed: u32,
     /// The queue at the resume.
     pub queue_at_resume: u32,
     /// Predicted.
-    pub queue_at_resume_pred: u32,
+    pub queue_at_resume_pred: Option<u32>,
     /// From the resume until the queue first ran empty, ms.
     pub empty_after_resume_ms: Option<f64>,
     /// Predicted.
@@ -99,7 +104,7 @@ pub struct StallRow {
     /// From the resume until normal (held for 1 s), ms; empty when not recovered.
     pub recover_ms: Option<f64>,
     /// Predicted.
-    pub recovered_pred: bool,
+    pub recovered_pred: Option<bool>,
     /// Predicted.
     pub recover_ms_pred: Option<f64>,
     /// The window recovery was judged in: resume → last arrival, s.
@@ -114,14 +119,14 @@ pub struct StallRow {
     /// Their p99.
     pub lag_p99_ms: f64,
     /// Predicted.
-    pub lag_p99_ms_pred: f64,
+    pub lag_p99_ms_pred: Option<f64>,
     /// Their p99.9.
     pub lag_p999_ms: f64,
     /// Excess latency the stall caused: Σ lag beyond the pre-stall median,
     /// connection-seconds.
     pub excess_conn_s: f64,
     /// Predicted.
-    pub excess_conn_s_pred: f64,
+    pub excess_conn_s_pred: Option<f64>,
     /// `agrees`, or `differs: …` naming the figures more than 20% apart and which
     /// assumption of the model failed.
     pub verdict: String,
@@ -142,10 +147,10 @@ pub struct Bin {
     pub held: u32,
     /// Deepest accept queue in it.
     pub queue: u32,
-    /// Predicted held.
-    pub held_pred: u32,
-    /// Predicted queue.
-    pub queue_pred: u32,
+    /// Predicted held (empty: no model).
+    pub held_pred: Option<u32>,
+    /// Predicted queue (empty: no model).
+    pub queue_pred: Option<u32>,
 }
 
 impl StallRow {
@@ -386,7 +391,7 @@ fn runs_table(rows: &[&StallRow]) -> super::table::Table {
             r.load.clone(),
             format!("{:.0}", r.stall_actual_ms),
             format!("{} / {}", opt(r.dropped), opt(r.dropped_pred)),
-            format!("{} / {}", r.client_only, r.client_only_pred),
+            format!("{} / {}", r.client_only, opt(r.client_only_pred)),
             format!(
                 "{} | {}",
                 if r.waves.is_empty() { "—" } else { &r.waves },
@@ -399,7 +404,7 @@ fn runs_table(rows: &[&StallRow]) -> super::table::Table {
             format!(
                 "{} / {} ({})",
                 opt(r.armed_taken),
-                r.armed_taken_pred,
+                opt(r.armed_taken_pred),
                 r.armed_assumed
             ),
             format!(
@@ -407,7 +412,11 @@ fn runs_table(rows: &[&StallRow]) -> super::table::Table {
                 ms_text(r.recover_ms, r.judged_s),
                 ms_text(r.recover_ms_pred, r.judged_s)
             ),
-            format!("{:.0} / {:.0}", r.lag_p99_ms, r.lag_p99_ms_pred),
+            format!(
+                "{:.0} / {}",
+                r.lag_p99_ms,
+                r.lag_p99_ms_pred.map_or("—".into(), |p| format!("{p:.0}"))
+            ),
             r.verdict.clone(),
         ]);
     }
@@ -451,13 +460,13 @@ mod tests {
                 established: 10,
                 held: 10,
                 queue: 0,
-                held_pred: 10,
-                queue_pred: 0,
+                held_pred: Some(10),
+                queue_pred: Some(0),
             },
             Bin {
                 t_ms: 10.0,
                 queue: 9,
-                queue_pred: 9,
+                queue_pred: Some(9),
                 ..Default::default()
             },
         ];

@@ -162,6 +162,7 @@ fn engine_ratio(c: &CellRow, by_cpu: bool) -> EngineRatio {
             &c.engine,
             c.inflight,
             &c.accept_flags,
+            &c.peer_op,
             c.acceptors,
             &c.sharing,
         ),
@@ -371,6 +372,7 @@ fn trace_answers(cells: &[CellRow]) -> Vec<String> {
                     &c.engine,
                     c.inflight,
                     &c.accept_flags,
+                    &c.peer_op,
                     c.acceptors,
                     &c.sharing
                 ),

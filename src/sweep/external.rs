@@ -19,13 +19,15 @@ use anyhow::Context;
 use super::client::ClientResult;
 use super::hosts::Place;
 use super::measure::Driven;
-use super::run::{Measured, ModeFigures, RunEnv, RunSpec};
-use crate::config::external::ExternalConfig;
+use super::run::{Measured, ModeFigures, ModelMu, RunEnv, RunSpec};
+use crate::config::external::{Attach, ExternalConfig, Origin};
 use crate::config::Mode;
 use crate::external::{ExternalServer, ServerSpec, DEFAULT_READY_TIMEOUT, DEFAULT_STOP_GRACE};
 use crate::kernel::sockdiag::ListenerDiag;
 use crate::record::Recorder;
 
+/// A stopped server is continued at the latest this long after a burst began.
+const BURST_ARRIVAL_LIMIT: Duration = Duration::from_secs(10);
 /// The server's CPU is sampled this often while the run goes on (a /proc scan each).
 const CPU_EVERY: Duration = Duration::from_millis(100);
 
@@ -39,41 +41,62 @@ pub fn unsupported_mode(mode: Mode) -> Option<&'static str> {
 
 /// Measures one run of `server` on a thread of its own; also returns the row's note
 /// on the server (its listener, how it stopped, where its logs are).
-pub fn measure(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Measured, String)> {
+/// `mu` is the stall model's μ for a stall run.
+pub fn measure(
+    spec: &RunSpec,
+    server: &ExternalConfig,
+    mu: ModelMu,
+) -> anyhow::Result<(Measured, String)> {
     std::thread::scope(|s| {
         std::thread::Builder::new()
             .name("acceptbench-ext".into())
-            .spawn_scoped(s, || measure_here(spec, server))
+            .spawn_scoped(s, || measure_here(spec, server, mu))
             .context("cannot start the run's thread")?
             .join()
             .map_err(|_| anyhow::anyhow!("the run's thread panicked"))?
     })
 }
 
-fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Measured, String)> {
+fn measure_here(
+    spec: &RunSpec,
+    server: &ExternalConfig,
+    mu: ModelMu,
+) -> anyhow::Result<(Measured, String)> {
     let cfg = spec.settings;
     common::affinity::pin_current_thread_to(&cfg.client_cpus)?;
-    // A private namespace when it can be made (root): the port is free, counters exact.
-    let private = crate::kernel::netns::enter_private(&cfg.overflow.netns).is_ok();
+    let attached = server.attached().copied();
+    // A private namespace when it can be made (root) for a server started here: the
+    // port is free, counters exact. An attached server runs in the host's.
+    let private =
+        attached.is_none() && crate::kernel::netns::enter_private(&cfg.overflow.netns).is_ok();
     let env = RunEnv::read(private);
     let Started {
         mut srv,
         mut diag,
         listening,
         target,
-    } = start(spec, server)?;
+    } = match attached {
+        Some(a) => attach_to(server.name, a)?,
+        None => start(spec, server)?,
+    };
     let port = target.port();
     // --trace kernel: from before the clients start until the run's figures are in.
     let tracing = super::ktrace::start(spec.planned.trace, port);
     // The backlog as the kernel applied it, read from the listener, never assumed.
     let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
     let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;
-    let note = |srv: &ExternalServer, stopped| server_note(server, srv, &listening, port, stopped);
+    // Read while it runs (the keeper's namespace link goes when it is reaped).
+    let contained = srv.contained();
+    let note = |srv: &ExternalServer, stopped: &crate::external::Stopped| match attached {
+        Some(a) => attached_note(server.name, srv, &listening, a),
+        None => server_note(server, srv, &listening, port, stopped, contained),
+    };
     if spec.mode() == Mode::Drain {
         let m = super::extdrain::drain(spec, &srv, &mut diag, port, &lg, backlog_effective, env);
         let stopped = srv.stop();
         let mut m = m?;
-        m.acceptor_cpus = cfg.server_cpu.to_string();
+        // An attached server runs where it runs: not pinned by us.
+        m.acceptor_cpus = pinned_to(attached, cfg.server_cpu);
         m.kernel = tracing.finish(&m.rec.peers);
         return Ok((m, note(&srv, &stopped)));
     }
@@ -87,21 +110,16 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
         ),
         _ => None,
     };
-    if !burst {
-        // A burst holds its connections open until the round ends: nothing to wait for.
-        lg.wait_close = true;
-        lg.server_request = server.request.clone();
-        // Long enough for what a stall queued to be served after the resume.
-        let floor = Duration::from_secs(3) + stall.unwrap_or_default();
-        lg.serve_timeout = Some(lg.connect_timeout.max(floor));
-    }
+    lg.wait_close = true;
+    lg.server_request = server.request.clone();
+    lg.serve_timeout = Some(serve_wait(&lg, burst, stall, cfg.overflow.pause));
     let watch = if burst || stall.is_some() {
         let sampler = ListenerDiag::open().context("cannot open a sock_diag netlink socket")?;
         Some(crate::overflow::Watch::start_port(sampler, port, burst)?)
     } else {
         None
     };
-    let facts = stall.map(|_| stall_facts(&lg));
+    let facts = stall.map(|_| stall_facts(&lg, mu));
     let d = drive(spec, &mut srv, &mut diag, port, &lg, burst, stall);
     let stopped = srv.stop();
     let figures =
@@ -113,10 +131,38 @@ fn measure_here(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<(Meas
     };
     let client_window = matches!(figures, ModeFigures::Driven);
     let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
-    m.acceptor_cpus = cfg.server_cpu.to_string();
+    m.acceptor_cpus = pinned_to(attached, cfg.server_cpu);
     // The served stamps stand for accepts: queue waits are queue plus service.
     m.kernel = tracing.finish(&m.rec.peers);
     Ok((m, note(&srv, &stopped)))
+}
+
+/// How long a connection waits for the server to serve it once established: long
+/// enough for what a stall queued to be served after the resume; in a burst, for the
+/// server to be continued (at most 10 s for the burst to arrive, then `pause` with the
+/// queue unchanged) and take its queue and the SYN-ACK retransmits' arrivals after it.
+fn serve_wait(
+    lg: &loadgen::Config,
+    burst: bool,
+    stall: Option<Duration>,
+    pause: Duration,
+) -> Duration {
+    let floor = if burst {
+        BURST_ARRIVAL_LIMIT + pause + Duration::from_secs(3)
+    } else {
+        Duration::from_secs(3) + stall.unwrap_or_default()
+    };
+    lg.connect_timeout.max(floor)
+}
+
+/// The CPU the server is pinned to: ours, or none for an attached server (it runs
+/// where it runs).
+fn pinned_to(attached: Option<Attach>, cpu: usize) -> String {
+    if attached.is_some() {
+        String::new()
+    } else {
+        cpu.to_string()
+    }
 }
 
 /// A server started for a run and listening.
@@ -126,6 +172,58 @@ struct Started {
     diag: ListenerDiag,
     listening: Vec<crate::kernel::sockdiag::Listening>,
     target: SocketAddr,
+}
+
+/// An attached server (`--attach`), listening at `a.addr` in this (the host's)
+/// network namespace.
+fn attach_to(name: &str, a: Attach) -> anyhow::Result<Started> {
+    let mut diag = ListenerDiag::open().context("cannot open a sock_diag netlink socket")?;
+    let listening = listeners_at(&mut diag, name, a.addr)?;
+    Ok(Started {
+        srv: ExternalServer::attach(name, a.pid),
+        diag,
+        listening,
+        target: a.addr,
+    })
+}
+
+/// The LISTEN sockets at `addr` (or on its port at the wildcard address); an error
+/// naming the server when there is none.
+fn listeners_at(
+    diag: &mut ListenerDiag,
+    name: &str,
+    addr: SocketAddr,
+) -> anyhow::Result<Vec<crate::kernel::sockdiag::Listening>> {
+    let on_port = diag
+        .listening(addr.port())
+        .context("cannot read the listeners with sock_diag")?;
+    let at: Vec<_> = on_port
+        .into_iter()
+        .filter(|l| l.addr.ip() == addr.ip() || l.addr.ip().is_unspecified())
+        .collect();
+    if at.is_empty() {
+        anyhow::bail!(
+            "--attach {name}: nothing listens on {addr} (sock_diag sees no LISTEN socket there in this host's network namespace); start the server first, or give the address it listens on"
+        );
+    }
+    Ok(at)
+}
+
+/// The row's note on an attached server: its listeners, the namespace, its pauses.
+fn attached_note(
+    name: &str,
+    srv: &ExternalServer,
+    listening: &[crate::kernel::sockdiag::Listening],
+    a: Attach,
+) -> String {
+    format!(
+        "attached server {name} at {} ({} listening socket{}, backlog {} as sock_diag read it); the host's network namespace: kernel counters (ListenOverflows, …) may include other traffic; {}; left running",
+        a.addr,
+        listening.len(),
+        if listening.len() == 1 { "" } else { "s" },
+        listening.iter().map(|l| l.backlog).max().unwrap_or(0),
+        srv.attached_pauses().unwrap_or_default(),
+    )
 }
 
 /// Starts `server` for the run on a free port of 127.0.0.1, logs in `servers/`, and
@@ -149,9 +247,12 @@ fn start(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<Started> {
         p.round
     );
     let mut diag = ListenerDiag::open().context("cannot open a sock_diag netlink socket")?;
+    let Origin::Command(template) = &server.origin else {
+        anyhow::bail!("server {} is attached, not started", server.name);
+    };
     let mut srv = ExternalServer::start(&ServerSpec {
         name: server.name.to_string(),
-        command: server.template.render(ip, port, p.backlog),
+        command: template.render(ip, port, p.backlog),
         cpu: Some(cfg.server_cpu),
         log_stem: logs.join(stem),
         ready_timeout: DEFAULT_READY_TIMEOUT,
@@ -168,14 +269,13 @@ fn start(spec: &RunSpec, server: &ExternalConfig) -> anyhow::Result<Started> {
 
 /// What a stall run's analysis needs, read in the run's namespace (the SYN schedule
 /// its clients retransmit on).
-fn stall_facts(lg: &loadgen::Config) -> super::run::StallFacts {
+fn stall_facts(lg: &loadgen::Config, mu: ModelMu) -> super::run::StallFacts {
     super::run::StallFacts {
         schedule: crate::stall::schedule::SynSchedule::of_running_kernel().ok(),
         wheel: crate::stall::schedule::TimerWheel::of_running_kernel(),
         concurrency: lg.concurrency as u32,
         connect_timeout_ms: lg.connect_timeout.as_millis() as u64,
-        // The model's μ: the server at full speed (its own drain rate is not measured).
-        accept_delay: None,
+        mu,
     }
 }
 
@@ -186,13 +286,19 @@ fn server_note(
     listening: &[crate::kernel::sockdiag::Listening],
     port: u16,
     stopped: &crate::external::Stopped,
+    contained: bool,
 ) -> String {
     format!(
-        "external server {} ({} listening socket{} on port {port}, backlog {} as sock_diag read it); stopped: {}{}; its logs: servers/{}.stdout, .stderr",
+        "external server {} ({} listening socket{} on port {port}, backlog {} as sock_diag read it; {}); stopped: {}{}; its logs: servers/{}.stdout, .stderr",
         server.name,
         listening.len(),
         if listening.len() == 1 { "" } else { "s" },
         listening.iter().map(|l| l.backlog).max().unwrap_or(0),
+        if contained {
+            "in a PID namespace of its own: nothing it forks outlives the sweep"
+        } else {
+            "not contained (no CAP_SYS_ADMIN): a process it forks outlives a SIGKILLed sweep"
+        },
         stopped.status,
         if stopped.killed { " (killed: it outlived SIGTERM's grace)" } else { "" },
         srv.logs().0.file_stem().and_then(|s| s.to_str()).unwrap_or("")
@@ -221,6 +327,7 @@ pub fn preflight(
 ) -> Result<Vec<String>, PreflightError> {
     servers
         .iter()
+        .filter(|s| s.attached().is_none())
         .map(|server| {
             std::thread::scope(|s| {
                 s.spawn(|| preflight_one(server, netns, cpu, backlog))
@@ -234,6 +341,58 @@ pub fn preflight(
             })
         })
         .collect()
+}
+
+/// Checks an attached server before the sweep: something listens at its address, its
+/// listener's backlog is one of `backlogs` (its runs are in that cell), and its PID, if
+/// given, holds that listener. Returns the backlog and a note for meta.json.
+pub fn preflight_attached(
+    server: &ExternalConfig,
+    backlogs: &[u32],
+) -> Result<(u32, String), PreflightError> {
+    let fail = |why: String| PreflightError {
+        name: server.name.into(),
+        why,
+    };
+    let Some(a) = server.attached().copied() else {
+        return Err(fail("it is started by the sweep, not attached".into()));
+    };
+    let mut diag = ListenerDiag::open().map_err(|e| fail(format!("sock_diag: {e}")))?;
+    let listening =
+        listeners_at(&mut diag, server.name, a.addr).map_err(|e| fail(format!("{e:#}")))?;
+    let backlog = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
+    if !backlogs.contains(&backlog) {
+        return Err(fail(format!(
+            "it listens on {} with backlog {backlog} (read with sock_diag), and an attached server's backlog is its listener's: put {backlog} in --backlogs (e.g. --backlogs {backlog}) to measure it beside the other engines at that backlog",
+            a.addr
+        )));
+    }
+    if let Some(pid) = a.pid {
+        let tree = crate::external::proc::tree_members(pid);
+        if tree.is_empty() {
+            return Err(fail(format!(
+                "no process {pid} is running: give the PID of the server listening on {}",
+                a.addr
+            )));
+        }
+        let held = crate::external::proc::pids_socket_inodes(&tree);
+        if !listening.iter().any(|l| held.contains(&l.inode)) {
+            return Err(fail(format!(
+                "PID {pid} (and its children) hold no listener on {}: give the PID of the server listening there",
+                a.addr
+            )));
+        }
+    }
+    let srv = ExternalServer::attach(server.name, a.pid);
+    Ok((
+        backlog,
+        format!(
+            "server {}: attached at {} (backlog {backlog}, read with sock_diag; runs only in the --backlogs {backlog} cell) in the host's network namespace, never started or stopped; {}",
+            server.name,
+            a.addr,
+            srv.attached_pauses().unwrap_or_default()
+        ),
+    ))
 }
 
 fn preflight_one(
@@ -251,10 +410,13 @@ fn preflight_one(
     let port = free_port(ip).map_err(|e| fail(format!("{e:#}")))?;
     let dir = tempfile::tempdir().map_err(|e| fail(format!("a directory for its logs: {e}")))?;
     let mut diag = ListenerDiag::open().map_err(|e| fail(format!("sock_diag: {e}")))?;
+    let Origin::Command(template) = &server.origin else {
+        return Err(fail("attached, not started".into()));
+    };
     let t0 = Instant::now();
     let mut srv = ExternalServer::start(&ServerSpec {
         name: server.name.to_string(),
-        command: server.template.render(ip, port, backlog),
+        command: template.render(ip, port, backlog),
         cpu: Some(cpu),
         log_stem: dir.path().join(server.name),
         ready_timeout: DEFAULT_READY_TIMEOUT,
@@ -471,9 +633,9 @@ fn served_as_accepted(client: &ClientResult) -> Recorder {
 }
 
 /// Stopped server: waits until its queue has held connections, unchanged, for
-/// `settle` (the burst has arrived), or 10 s, or `deadline`.
+/// `settle` (the burst has arrived), or `BURST_ARRIVAL_LIMIT`, or `deadline`.
 fn wait_for_burst(diag: &mut ListenerDiag, port: u16, settle: Duration, deadline: Instant) {
-    let give_up = (Instant::now() + Duration::from_secs(10)).min(deadline);
+    let give_up = (Instant::now() + BURST_ARRIVAL_LIMIT).min(deadline);
     let mut last = (u32::MAX, Instant::now());
     while Instant::now() < give_up {
         let depth: u32 = diag

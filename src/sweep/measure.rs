@@ -158,7 +158,10 @@ fn measure_mode(
                 wheel: crate::stall::schedule::TimerWheel::of_running_kernel(),
                 concurrency: lg.concurrency as u32,
                 connect_timeout_ms: lg.connect_timeout.as_millis() as u64,
-                accept_delay: spec.acceptor_options(0).accept_delay,
+                mu: spec
+                    .acceptor_options(0)
+                    .accept_delay
+                    .map_or(super::run::ModelMu::FullSpeed, super::run::ModelMu::Delay),
             };
             Ok(d?.into_measured(
                 listener.backlog_effective,

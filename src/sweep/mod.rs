@@ -38,7 +38,7 @@ use crate::kernel::{self, probe};
 use crate::report::meta::Meta;
 use crate::report::row::Status;
 use rows::FinishedRun;
-use run::{RunSettings, RunSpec};
+use run::{ModelMu, RunSettings, RunSpec};
 use sink::Sink;
 
 /// Exit status: every planned run was measured (or skipped as unsupported).
@@ -86,6 +86,7 @@ pub fn run(cfg: &SweepConfig) -> anyhow::Result<ExitCode> {
         stop: &stop,
         exe: &exe,
         tmp: tmp_dir.path(),
+        drain_rates: std::cell::RefCell::new(Vec::new()),
     };
     let result = run_rounds(&ctx, rounds, &mut terminal, &mut directory, json.as_mut());
     drop(tmp_dir);
@@ -119,7 +120,14 @@ fn preflight(
         });
         settings.ssh = Some(run);
     }
-    if !cfg.servers.is_empty() {
+    for server in settings.servers.iter_mut() {
+        if server.attached().is_some() {
+            let (backlog, note) = external::preflight_attached(server, &cfg.backlogs)?;
+            server.listen_backlog = Some(backlog);
+            meta.notes.push(note);
+        }
+    }
+    if cfg.servers.iter().any(|s| s.attached().is_none()) {
         let first = cfg.backlogs.first().copied().unwrap_or(128);
         meta.notes.extend(external::preflight(
             &cfg.servers,
@@ -306,6 +314,9 @@ struct RunContext<'a> {
     stop: &'a StopFlag,
     exe: &'a std::path::Path,
     tmp: &'a std::path::Path,
+    /// External servers' drain rates measured so far: (server, backlog, accepts/s) of
+    /// each ok drain run, for the stall model's μ.
+    drain_rates: std::cell::RefCell<Vec<(&'static str, u32, f64)>>,
 }
 
 impl RunContext<'_> {
@@ -387,18 +398,65 @@ impl RunContext<'_> {
         let Some(server) = self.settings.servers.iter().find(|s| s.name == name) else {
             return FinishedRun::without_figures(&p, Status::Failed, "no such server");
         };
+        if let Some(b) = server.listen_backlog.filter(|&b| b != p.backlog) {
+            return FinishedRun::without_figures(
+                &p,
+                Status::Skipped,
+                &format!("attached server {name} listens with backlog {b} (read with sock_diag): it is measured in the --backlogs {b} cell only"),
+            );
+        }
         let spec = self.spec(p);
-        match external::measure(&spec, server) {
+        let mu = self.model_mu(server, p.backlog);
+        match external::measure(&spec, server, mu) {
             Ok((m, note)) => {
                 let mut done = rows::finished(&p, m);
                 rows::as_external(&mut done, p.mode);
                 done.row.add_note(&note);
+                // In a `--trace off,kernel` sweep the untraced drain rates set μ.
+                let untraced = !p.trace || !p.trace_paired;
+                if p.mode == crate::config::Mode::Drain
+                    && done.row.status == Some(Status::Ok)
+                    && untraced
+                {
+                    self.drain_rates.borrow_mut().push((
+                        server.name,
+                        p.backlog,
+                        done.row.accepts_per_s,
+                    ));
+                }
                 done
             }
             Err(e) if self.stop.is_raised() => {
                 FinishedRun::without_figures(&p, Status::Incomplete, &format!("interrupted: {e:#}"))
             }
             Err(e) => FinishedRun::without_figures(&p, Status::Failed, &format!("{e:#}")),
+        }
+    }
+}
+
+impl RunContext<'_> {
+    /// The stall model's μ for `server` at `backlog`: the median of its drain rates at
+    /// that backlog so far in the sweep (drain runs come before stall runs in each
+    /// round), else its `--stall-mu`, else none.
+    fn model_mu(&self, server: &crate::config::external::ExternalConfig, backlog: u32) -> ModelMu {
+        let rates: Vec<f64> = self
+            .drain_rates
+            .borrow()
+            .iter()
+            .filter(|(n, b, r)| *n == server.name && *b == backlog && *r > 0.0)
+            .map(|(_, _, r)| *r)
+            .collect();
+        if let Some(m) = crate::stats::MedianCi::of(&rates) {
+            return ModelMu::Drain {
+                per_s: m.median,
+                runs: m.n,
+            };
+        }
+        match server.stall_mu {
+            Some(r) => ModelMu::Given(r),
+            None => ModelMu::Absent(
+                "no drain run of this server at this backlog and no --stall-mu (add drain to --modes, or give --stall-mu NAME=RATE)",
+            ),
         }
     }
 }
@@ -420,6 +478,7 @@ fn set_round_ratios(round: &mut [FinishedRun]) {
                     &u.sharing,
                     u.inflight,
                     &u.accept_flags,
+                    &u.peer_op,
                 ) == (
                     r.row.backlog,
                     &r.row.mode,
@@ -427,6 +486,7 @@ fn set_round_ratios(round: &mut [FinishedRun]) {
                     &r.row.sharing,
                     r.row.inflight,
                     &r.row.accept_flags,
+                    &r.row.peer_op,
                 )
                 && u.stall_ms == r.row.stall_ms
                 && u.stall_load == r.row.stall_load

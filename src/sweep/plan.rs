@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::acceptors::Sharing;
 use crate::config::{Mode, StallLoad, SweepConfig};
-use crate::engine::{AcceptFlags, EngineKind};
+use crate::engine::{AcceptFlags, EngineKind, PeerOp};
 
 /// One planned run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,6 +22,9 @@ pub struct Planned {
     /// How `uring` arms its accepts (`uring` only; one variant per `--accept-flags`
     /// value, inside each in-flight depth).
     pub accept_flags: Option<AcceptFlags>,
+    /// How `uring-linked` reads the peer (`uring-linked` only; one variant per
+    /// `--peer-op` value, resolved on this kernel: never auto).
+    pub peer_op: Option<PeerOp>,
     /// Backlog.
     pub backlog: u32,
     /// Mode.
@@ -88,6 +91,11 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
             }
         }
     }
+    // An external server's stall model takes its μ from its drain runs: in each round
+    // the drain cells run before the stall cells (a stable sort keeps the rest).
+    if !cfg.servers.is_empty() && cfg.modes.contains(&Mode::Drain) {
+        cells.sort_by_key(|c| c.1 == Mode::Stall);
+    }
     // Round-major: round r runs every cell once before round r+1 starts, so a cell's
     // runs are spread over the whole sweep and a slow stretch of a shared machine (its
     // speed drifts by ~10% over a minute, CPU per accept included) hits every cell
@@ -103,23 +111,22 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
                 engines
                     .into_iter()
                     .enumerate()
-                    .map(
-                        |(i, (engine, inflight, accept_flags, external, trace))| Planned {
-                            engine,
-                            external,
-                            inflight,
-                            accept_flags,
-                            backlog,
-                            mode,
-                            acceptors,
-                            sharing,
-                            stall,
-                            round,
-                            position: i as u32 + 1,
-                            trace,
-                            trace_paired: cfg.traces.len() > 1,
-                        },
-                    )
+                    .map(|(i, v)| Planned {
+                        engine: v.engine,
+                        external: v.external,
+                        inflight: v.inflight,
+                        accept_flags: v.accept_flags,
+                        peer_op: v.peer_op,
+                        backlog,
+                        mode,
+                        acceptors,
+                        sharing,
+                        stall,
+                        round,
+                        position: i as u32 + 1,
+                        trace: v.trace,
+                        trace_paired: cfg.traces.len() > 1,
+                    })
                     .collect(),
             );
         }
@@ -143,33 +150,38 @@ fn stall_cells(cfg: &SweepConfig, mode: Mode) -> Vec<Option<StallCell>> {
         .collect()
 }
 
-/// The engine variants of every round: each engine once, `uring` once per in-flight
-/// depth and accept-flags setting, then each external server once; each of them once
-/// per `--trace` setting, side by side (`std`, `std+kt`, `uring`, …).
-type Variant = (
-    EngineKind,
-    Option<u32>,
-    Option<AcceptFlags>,
-    Option<&'static str>,
-    bool,
-);
+/// One engine variant of a round.
+#[derive(Debug, Clone, Copy)]
+struct Variant {
+    engine: EngineKind,
+    inflight: Option<u32>,
+    accept_flags: Option<AcceptFlags>,
+    peer_op: Option<PeerOp>,
+    external: Option<&'static str>,
+    /// Traced (`--trace kernel`).
+    trace: bool,
+}
 
+/// The engine variants of every round (see [`engine_variants`]), each once per
+/// `--trace` setting, side by side (`std`, `std+kt`, `uring`, …).
 fn variants(cfg: &SweepConfig) -> Vec<Variant> {
     engine_variants(cfg)
         .into_iter()
-        .flat_map(|(e, q, f, x)| cfg.traces.iter().map(move |&t| (e, q, f, x, t)))
+        .flat_map(|v| cfg.traces.iter().map(move |&trace| Variant { trace, ..v }))
         .collect()
 }
 
-/// An engine variant before the `--trace` settings: engine, depth, flags, server.
-type EngineVariant = (
-    EngineKind,
-    Option<u32>,
-    Option<AcceptFlags>,
-    Option<&'static str>,
-);
-
-fn engine_variants(cfg: &SweepConfig) -> Vec<EngineVariant> {
+/// Each engine once, `uring` once per in-flight depth and accept-flags setting,
+/// `uring-linked` once per peer op, then each external server once.
+fn engine_variants(cfg: &SweepConfig) -> Vec<Variant> {
+    let plain = |engine| Variant {
+        engine,
+        inflight: None,
+        accept_flags: None,
+        peer_op: None,
+        external: None,
+        trace: false,
+    };
     cfg.engines
         .iter()
         .flat_map(|&e| match e {
@@ -177,18 +189,27 @@ fn engine_variants(cfg: &SweepConfig) -> Vec<EngineVariant> {
                 .inflights
                 .iter()
                 .flat_map(|&q| {
-                    cfg.accept_flags
-                        .iter()
-                        .map(move |&f| (e, Some(q), Some(f), None))
+                    cfg.accept_flags.iter().map(move |&f| Variant {
+                        inflight: Some(q),
+                        accept_flags: Some(f),
+                        ..plain(e)
+                    })
                 })
                 .collect(),
-            _ => vec![(e, None, None, None)],
-        })
-        .chain(
-            cfg.servers
+            EngineKind::UringLinked => cfg
+                .peer_ops
                 .iter()
-                .map(|s| (EngineKind::Std, None, None, Some(s.name))),
-        )
+                .map(|&op| Variant {
+                    peer_op: Some(op),
+                    ..plain(e)
+                })
+                .collect(),
+            _ => vec![plain(e)],
+        })
+        .chain(cfg.servers.iter().map(|s| Variant {
+            external: Some(s.name),
+            ..plain(EngineKind::Std)
+        }))
         .collect()
 }
 
@@ -285,6 +306,23 @@ mod tests {
             ]
         );
         cfg.accept_flags = vec![AcceptFlags::Plain];
+        // Peer ops are uring-linked's dimension.
+        cfg.engines = vec![EngineKind::Std, EngineKind::UringLinked];
+        cfg.peer_ops = vec![PeerOp::Getsockname, PeerOp::Getsockopt];
+        let ops: Vec<(EngineKind, Option<PeerOp>)> = super::rounds(&cfg)[0]
+            .iter()
+            .map(|p| (p.engine, p.peer_op))
+            .collect();
+        let linked = EngineKind::UringLinked;
+        assert_eq!(
+            ops,
+            [
+                (EngineKind::Std, None),
+                (linked, Some(PeerOp::Getsockname)),
+                (linked, Some(PeerOp::Getsockopt))
+            ]
+        );
+        cfg.engines = vec![EngineKind::Std, EngineKind::Uring, EngineKind::Tokio];
         for r in &rounds {
             let mut e: Vec<EngineKind> = r.iter().map(|p| p.engine).collect();
             e.sort();

@@ -68,6 +68,9 @@ fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
         accept_flags: p
             .accept_flags
             .map_or_else(String::new, |f| f.name().to_string()),
+        peer_op: p
+            .peer_op
+            .map_or_else(String::new, |op| op.name().to_string()),
         backlog: p.backlog,
         mode: p.mode.name().into(),
         acceptors: p.acceptors,
@@ -199,13 +202,13 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
 
 /// An external server's run: its `peer` histogram is the served latency (connect()
 /// → the server's first byte or close), named `served`; it has no internal one.
-/// In burst and drain the client holds or resets its connections without waiting for
-/// the server, so served is not seen: the row says so instead, and drops the join's
-/// notes and histograms, which would read "never accepted".
+/// In a burst the client waits for the server as in closed and rate (it is continued
+/// once the burst has arrived). In drain the client resets its connections without
+/// waiting for the server, so served is not seen: the row says so instead, and drops
+/// the join's notes and histograms, which would read "never accepted".
 pub fn as_external(run: &mut FinishedRun, mode: Mode) {
     run.histograms.retain(|(m, _)| *m != "peer-internal");
     let unseen = match mode {
-        Mode::Burst => Some("served is not measured in a burst (the client holds its connections until the round ends, so accepted, matched and unmatched say nothing of the server); the queue (queue_max, queue/*.csv) and ListenOverflows are"),
         Mode::Drain => Some("drain: the clients reset their connections once queued, so served is not seen; accepted = connections the server took from its queue after SIGCONT, timed until sock_diag saw the queue empty (not until the last close)"),
         _ => None,
     };

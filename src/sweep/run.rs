@@ -123,6 +123,9 @@ impl RunSpec<'_> {
         if let Some(f) = self.planned.accept_flags {
             o.accept_flags = f;
         }
+        if let Some(op) = self.planned.peer_op {
+            o.peer_op = op;
+        }
         o
     }
 
@@ -226,8 +229,51 @@ pub struct StallFacts {
     pub concurrency: u32,
     /// loadgen's connect timeout, ms.
     pub connect_timeout_ms: u64,
-    /// The acceptor's work per connection (μ = 1/delay); None: full speed.
-    pub accept_delay: Option<std::time::Duration>,
+    /// The stall model's μ (the acceptor's rate after the resume) and where it came from.
+    pub mu: ModelMu,
+}
+
+/// The stall model's μ: the rate at which the acceptor takes connections once resumed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ModelMu {
+    /// A built-in engine at full speed: it empties its queue within the millisecond.
+    FullSpeed,
+    /// A built-in engine slowed by `--accept-delay`: μ = 1/delay.
+    Delay(std::time::Duration),
+    /// An external server's own drain rate, the median of its `runs` ok drain runs at
+    /// this backlog made earlier in the sweep.
+    Drain { per_s: f64, runs: usize },
+    /// An external server's rate given with `--stall-mu NAME=RATE`.
+    Given(f64),
+    /// No μ: the model is not run, for this reason.
+    Absent(&'static str),
+}
+
+impl ModelMu {
+    /// μ for the model: `Ok(None)` full speed, `Err(why)` no model.
+    pub fn per_s(&self) -> Result<Option<f64>, &'static str> {
+        match self {
+            ModelMu::FullSpeed => Ok(None),
+            ModelMu::Delay(d) => Ok(Some(1.0 / d.as_secs_f64().max(1e-9))),
+            ModelMu::Drain { per_s, .. } => Ok(Some(*per_s)),
+            ModelMu::Given(r) => Ok(Some(*r)),
+            ModelMu::Absent(why) => Err(why),
+        }
+    }
+
+    /// Where μ came from, for stall.csv's `mu_source`.
+    pub fn source(&self) -> String {
+        match self {
+            ModelMu::FullSpeed => "full speed".into(),
+            ModelMu::Delay(d) => format!("--accept-delay {}", humantime::format_duration(*d)),
+            ModelMu::Drain { runs, .. } => format!(
+                "drain: the server's own drain rate, median of {runs} drain run{} at this backlog",
+                if *runs == 1 { "" } else { "s" }
+            ),
+            ModelMu::Given(_) => "--stall-mu".into(),
+            ModelMu::Absent(why) => format!("absent: {why}"),
+        }
+    }
 }
 
 /// What one run measured, before it is turned into a summary row.

@@ -330,6 +330,7 @@ pub fn series_of(r: &SummaryRow) -> String {
         &r.engine,
         r.inflight,
         &r.accept_flags,
+        &r.peer_op,
         r.acceptors,
         &r.sharing,
     )
@@ -349,7 +350,8 @@ pub fn stall_line_of(r: &SummaryRow, s: &crate::report::stall::StallRow) -> Stri
         opt(s.dropped),
         opt(s.dropped_pred),
         s.client_only,
-        s.client_only_pred,
+        s.client_only_pred
+            .map_or("no model".to_string(), |p| format!("model {p}")),
         if s.waves.is_empty() { "—" } else { &s.waves },
         rec(s.recover_ms),
         rec(s.recover_ms_pred),

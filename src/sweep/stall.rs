@@ -83,11 +83,14 @@ pub fn analyse(
         mark.overflows,
     );
     let scenario = scenario(p, m, facts, &conns, &w, t0, schedule.clone(), cell.load);
-    let prediction = scenario.predict();
-    let predicted = observe::predicted(&prediction, t0, &w, &criteria);
-    let mut row = stall_row(
-        p, m, &scenario, &measured, &predicted, &w, pre_p99, &schedule,
-    );
+    // No μ (an external server without a drain rate): no model, said so.
+    let prediction = facts.mu.per_s().is_ok().then(|| scenario.predict());
+    let predicted = prediction
+        .as_ref()
+        .map(|pr| observe::predicted(pr, t0, &w, &criteria));
+    let pr = predicted.as_ref();
+    let mut row = stall_row(p, m, &scenario, &measured, pr, &w, pre_p99, &schedule);
+    row.mu_source = facts.mu.source();
     row.prestall_retries = prestall_retries(&conns, w.stall_start_ns);
     kernel_columns(&mut row, &m.kernel, &schedule);
     if row.prestall_retries > 0 {
@@ -99,7 +102,7 @@ pub fn analyse(
     let bins = timeline(
         &conns,
         &queue,
-        &prediction,
+        prediction.as_ref(),
         t0,
         end_ns,
         &schedule,
@@ -251,7 +254,7 @@ fn scenario(
         stall_at_ms: ms(w.stall_start_ns.saturating_sub(t0)),
         stall_ms: ms(w.resume_ns.saturating_sub(w.stall_start_ns)),
         backlog: m.backlog_effective,
-        accept_per_s: facts.accept_delay.map(|d| 1.0 / d.as_secs_f64()),
+        accept_per_s: facts.mu.per_s().ok().flatten(),
         armed_slots: crate::engine::armed_in_stall(
             p.engine,
             inflight,
@@ -265,6 +268,11 @@ fn scenario(
         schedule,
         wheel: facts.wheel,
     }
+}
+
+/// The verdict of a run without a model.
+fn no_model() -> String {
+    "no model: its μ (the server's rate once resumed) is unknown; add drain to --modes or give --stall-mu NAME=RATE".into()
 }
 
 /// `1s:491;2s:3`: the nonzero waves, named by their retransmit's time.
@@ -326,7 +334,7 @@ fn stall_row(
     m: &Measured,
     s: &Scenario,
     me: &Figures,
-    pr: &Figures,
+    pr: Option<&Figures>,
     w: &Window,
     pre_p99: u64,
     schedule: &SynSchedule,
@@ -348,6 +356,7 @@ fn stall_row(
             &p.label(),
             p.inflight,
             p.accept_flags.map_or("", |f| f.name()),
+            p.peer_op.map_or("", |op| op.name()),
             p.acceptors,
             p.sharing.name(),
         ),
@@ -363,42 +372,43 @@ fn stall_row(
         arrivals: me.arrivals,
         arrivals_in_stall: me.arrivals_in_stall,
         dropped: me.dropped,
-        dropped_pred: pr.dropped,
+        dropped_pred: pr.and_then(|pr| pr.dropped),
         dropped_in_stall: me.dropped_in_stall,
-        dropped_in_stall_pred: pr.dropped_in_stall,
+        dropped_in_stall_pred: pr.and_then(|pr| pr.dropped_in_stall),
         waves: format_waves(&me.waves, schedule),
-        waves_pred: format_waves(&pr.waves, schedule),
+        waves_pred: pr.map_or(String::new(), |pr| format_waves(&pr.waves, schedule)),
         kernel_waves: None,
         held: me.held,
-        held_pred: pr.held,
+        held_pred: pr.map(|pr| pr.held),
         client_only: me.client_only,
-        client_only_pred: pr.client_only,
+        client_only_pred: pr.map(|pr| pr.client_only),
         kernel_client_only: None,
         timed_out: me.timed_out,
-        timed_out_pred: pr.timed_out,
+        timed_out_pred: pr.map(|pr| pr.timed_out),
         reset: count(Fate::Reset),
         pending: count(Fate::Pending),
         armed_taken: me.armed_taken,
-        armed_taken_pred: pr.armed_taken.unwrap_or(0),
+        armed_taken_pred: pr.map(|pr| pr.armed_taken.unwrap_or(0)),
         armed_assumed: s.armed_slots,
         queue_at_resume: me.queue_at_resume,
-        queue_at_resume_pred: pr.queue_at_resume,
+        queue_at_resume_pred: pr.map(|pr| pr.queue_at_resume),
         empty_after_resume_ms: me.empty_after_resume_ms,
-        empty_after_resume_ms_pred: pr.empty_after_resume_ms,
+        empty_after_resume_ms_pred: pr.and_then(|pr| pr.empty_after_resume_ms),
         recovered: verdict::recovery_ms(me.recovery).is_some(),
         recover_ms: verdict::recovery_ms(me.recovery),
-        recovered_pred: verdict::recovery_ms(pr.recovery).is_some(),
-        recover_ms_pred: verdict::recovery_ms(pr.recovery),
+        recovered_pred: pr.map(|pr| verdict::recovery_ms(pr.recovery).is_some()),
+        recover_ms_pred: pr.and_then(|pr| verdict::recovery_ms(pr.recovery)),
         judged_s: w.arrivals_end_ns.saturating_sub(w.resume_ns) as f64 * 1e-9,
         prestall_lag_p99_us: pre_p99 as f64 / 1e3,
         prestall_retries: 0,
         lag_p50_ms: ms(me.lag_p50_ns),
         lag_p99_ms: ms(me.lag_p99_ns),
-        lag_p99_ms_pred: ms(pr.lag_p99_ns),
+        lag_p99_ms_pred: pr.map(|pr| ms(pr.lag_p99_ns)),
         lag_p999_ms: ms(me.lag_p999_ns),
         excess_conn_s: me.excess_conn_s,
-        excess_conn_s_pred: pr.excess_conn_s,
-        verdict: verdict::verdict(me, pr, s.armed_slots),
+        excess_conn_s_pred: pr.map(|pr| pr.excess_conn_s),
+        verdict: pr.map_or_else(no_model, |pr| verdict::verdict(me, pr, s.armed_slots)),
+        mu_source: String::new(),
     }
 }
 
@@ -406,7 +416,7 @@ fn stall_row(
 fn timeline(
     conns: &[ClientConn],
     queue_1ms: &[Sample],
-    pred: &Prediction,
+    pred: Option<&Prediction>,
     t0: u64,
     end_ns: u64,
     schedule: &SynSchedule,
@@ -446,14 +456,20 @@ fn timeline(
             bins[i].queue = bins[i].queue.max(s.depth);
         }
     }
+    let Some(pred) = pred else {
+        return bins; // no model: the predicted columns stay empty
+    };
+    for b in bins.iter_mut() {
+        (b.held_pred, b.queue_pred) = (Some(0), Some(0));
+    }
     for c in &pred.conns {
         if let Some(i) = c.done_ns.and_then(|d| at(d + t0)) {
-            bins[i].held_pred += 1;
+            bins[i].held_pred = bins[i].held_pred.map(|h| h + 1);
         }
     }
     for s in &pred.queue {
         if let Some(i) = at(s.t_ns + t0) {
-            bins[i].queue_pred = bins[i].queue_pred.max(s.depth);
+            bins[i].queue_pred = bins[i].queue_pred.map(|q| q.max(s.depth));
         }
     }
     bins

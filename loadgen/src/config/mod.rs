@@ -303,8 +303,8 @@ impl Config {
             if !self.warmup.is_zero() {
                 return bad("--warmup does not apply to --mode burst; drop it (use an extra --rounds instead)".into());
             }
-            if self.wait_close {
-                return bad("--wait-close does not apply to --mode burst (a burst holds its connections open until the round ends)".into());
+            if self.wait_close && self.close_early {
+                return bad("--close-early resets each round's connections, --wait-close waits for the server to serve them: drop one".into());
             }
         } else if self.concurrency < self.threads {
             return bad(format!(

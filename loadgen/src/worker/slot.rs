@@ -2,7 +2,7 @@
 //! bind, connect handed to the driver — with `--socket-ops ring` the socket is made
 //! in the ring first, and the connect handed over when it arrives), completed or
 //! expired, optionally kept waiting for the server's answer or close (wait-close, see
-//! `serve.rs`), held or
+//! `serve.rs`; in burst rounds too, instead of being held), held or
 //! decided in burst rounds, and closed or abandoned — cancelling what the driver still owns and draining its completion
 //! before the slot is reused.
 
@@ -210,10 +210,12 @@ impl<D: Driver> Worker<'_, D> {
                 self.awaiting -= 1;
                 if c.result == 0 {
                     self.note(idx, Outcome::Established, now);
-                    if self.burst {
-                        self.slots[idx].state = State::Held;
-                    } else if self.config.wait_close {
+                    if self.config.wait_close {
+                        // Burst too: the round ends once each is served or its wait
+                        // is over (the server is continued meanwhile).
                         self.await_server(idx, now);
+                    } else if self.burst {
+                        self.slots[idx].state = State::Held;
                     } else {
                         self.close_slot(idx);
                     }
