@@ -4,12 +4,17 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Instant;
 
+use anyhow::Context;
+use common::ktrace::timeline::write_timeline_csv;
+use common::ktrace::view::{KernelView, Session, Traced};
+
 use crate::acceptors::{self, ListenTeam, ListenerSet, Sharing};
 use crate::config::{Command, ListenConfig};
 use crate::engine::{self, EngineKind, Limits, StopFlag};
+use crate::kernel::account::Accepted;
 use crate::kernel::{self, probe, sysctl};
 use crate::listener::Listener;
-use crate::record::Recorder;
+use crate::record::{PeerRecord, Recorder};
 use crate::stdout;
 use crate::summary::{ListenSummary, ProbeReport};
 
@@ -29,6 +34,7 @@ pub fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Sweep(cfg) => crate::sweep::run(&cfg),
         Command::Compare(cfg) => crate::compare::run(&cfg),
         Command::Plot(cfg) => crate::plot::run(&cfg),
+        Command::PlotTimeline { file, out } => crate::plot::timeline::run(&file, out.as_deref()),
         Command::Merge(cfg) => crate::merge::run(&cfg),
         Command::Join(cfg) => crate::hostjoin::run(&cfg),
         Command::Loadgen(args) => Ok(loadgen::cli_main(args)),
@@ -79,19 +85,12 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     }
     let mut acceptor = engine::build(cfg.engine, &cfg.options)?;
     let listener = Listener::bind(&cfg.listener)?;
-    if listener.is_clamped() {
-        eprintln!(
-            "acceptbench: warning: backlog {} was clamped by the kernel to {} (net.core.somaxconn); raise it with `sysctl -w net.core.somaxconn={}` to get the backlog you asked for",
-            listener.backlog_requested, listener.backlog_effective, listener.backlog_requested
-        );
-    }
-    if let Some(note) = engine::direct_table_note(&cfg.options, listener.backlog_effective) {
-        eprintln!("acceptbench: note: {note}");
-    }
+    warn_about(cfg, &listener);
     peer_op_note(cfg);
     // Ring, tables and runtime are set up (or refused) before the server says it listens.
     let mut rec = Recorder::new(cfg.records.is_some());
     engine::set_up(acceptor.as_mut(), &listener, &mut rec)?;
+    let session = start_trace(cfg, listener.local_addr.port())?;
     // On stderr in JSON mode too: it tells a script (or a test) that the server listens.
     eprintln!(
         "acceptbench: {} listening on {} (backlog {}, effective {}); Ctrl-C to stop",
@@ -139,6 +138,13 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         window,
     );
     summary.engine_counters = acceptor.counters();
+    let peers = cfg.records.is_some().then_some(&rec.peers[..]);
+    summary.kernel = finish_trace(
+        cfg,
+        session,
+        peers,
+        "give --records FILE (listen keeps its accepts only then)",
+    )?;
     if let (Some((path, _)), Some(meta)) = (&cfg.records, &record_meta) {
         crate::serverrec::write(path, meta, &rec.peers)
             .map_err(|e| anyhow::anyhow!("cannot write --records: {e}"))?;
@@ -152,11 +158,81 @@ fn listen(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says on stderr that the kernel clamped the backlog, and when the direct table is
+/// smaller than a full accept queue.
+fn warn_about(cfg: &ListenConfig, listener: &Listener) {
+    if listener.is_clamped() {
+        eprintln!(
+            "acceptbench: warning: backlog {} was clamped by the kernel to {} (net.core.somaxconn); raise it with `sysctl -w net.core.somaxconn={}` to get the backlog you asked for",
+            listener.backlog_requested, listener.backlog_effective, listener.backlog_requested
+        );
+    }
+    if let Some(note) = engine::direct_table_note(&cfg.options, listener.backlog_effective) {
+        eprintln!("acceptbench: note: {note}");
+    }
+}
+
+/// `listen --trace kernel`: starts recording the port; where that is not possible
+/// says why on stderr and goes on, unless `--trace-required`.
+fn start_trace(cfg: &ListenConfig, port: u16) -> anyhow::Result<Session> {
+    let session = Session::start(cfg.trace_kernel, cfg.trace_required, port)?;
+    if let Some(w) = session.warning() {
+        eprintln!("acceptbench: warning: {w}");
+    }
+    Ok(session)
+}
+
+/// Stops the recording: the kernel's view for the summary (queue waits from `peers`,
+/// the accepts listen kept, if any; else `no_accepts` says why there are none), and
+/// the per-connection timeline written to `--trace-out`.
+fn finish_trace(
+    cfg: &ListenConfig,
+    session: Session,
+    peers: Option<&[PeerRecord]>,
+    no_accepts: &str,
+) -> anyhow::Result<Option<KernelView>> {
+    let accepts: Option<Vec<Accepted>> = peers.map(|p| {
+        p.iter()
+            .map(|p| Accepted {
+                peer: p.peer,
+                at_ns: p.accepted_ns,
+            })
+            .collect()
+    });
+    let Some(traced) = session.finish(accepts.as_deref()) else {
+        return Ok(None);
+    };
+    if let Some(path) = &cfg.trace_out {
+        write_trace_out(path, &traced)?;
+    }
+    Ok(Some(KernelView::of(
+        &traced,
+        accepts.is_none().then_some(no_accepts),
+    )))
+}
+
+/// `--trace-out FILE`: the timeline of a recorded account; nothing (said on stderr)
+/// when none was recorded.
+fn write_trace_out(path: &std::path::Path, traced: &Traced) -> anyhow::Result<()> {
+    let Some(k) = traced.account() else {
+        eprintln!(
+            "acceptbench: --trace-out {}: not written, the kernel's account was not recorded",
+            path.display()
+        );
+        return Ok(());
+    };
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create --trace-out {}", path.display()))?;
+    write_timeline_csv(k, std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write --trace-out {}", path.display()))
+}
+
 /// `listen --acceptors N` (or `--sharing reuseport`): N acceptor threads, each its own
 /// engine, on one shared listener or on N SO_REUSEPORT listeners of one port.
 fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
     let set = ListenerSet::bind(&cfg.listener, cfg.acceptors, cfg.sharing)?;
     let first = set.first();
+    let session = start_trace(cfg, first.local_addr.port())?;
     let early = set_up_and_announce(cfg, &set)?;
     let stop = StopFlag::new();
     crate::signal::stop_on_signal(&stop)?;
@@ -205,6 +281,12 @@ fn listen_many(cfg: &ListenConfig) -> anyhow::Result<ExitCode> {
         window,
     );
     summary.engine_counters = counters;
+    summary.kernel = finish_trace(
+        cfg,
+        session,
+        None,
+        "listen with several acceptors keeps no accepts",
+    )?;
     summary.acceptors = Some(crate::summary::AcceptorSummary {
         sharing: cfg.sharing.name().into(),
         listeners: set.all().len() as u32,

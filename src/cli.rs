@@ -201,6 +201,21 @@ pub struct ListenArgs {
     /// Acceptor I busy-waits DELAY per connection, the others run free (e.g. 0:2ms).
     #[arg(long)]
     pub slow_acceptor: Option<SlowAcceptor>,
+    /// `kernel`: record the kernel's account of the port's connections around the
+    /// whole run (tracepoints through perf; root) and print it beside listen's counts:
+    /// children established on the server, client-only connections (clients on this
+    /// host), SYN retransmits per connection, queue wait (with --records). Where it is
+    /// not possible listen says why and goes on without it.
+    #[arg(long, value_parser = ["kernel"])]
+    pub trace: Option<String>,
+    /// With --trace kernel: fail (exit 1) when the kernel's account cannot be recorded,
+    /// instead of going on without it.
+    #[arg(long)]
+    pub trace_required: bool,
+    /// With --trace kernel: write the per-connection timeline (CSV, one row per
+    /// connection; `acceptbench plot timeline FILE` draws it).
+    #[arg(long, value_name = "FILE")]
+    pub trace_out: Option<PathBuf>,
 }
 
 /// `acceptbench sweep`.
@@ -418,7 +433,11 @@ pub struct CompareArgs {
 
 /// `acceptbench plot`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct PlotArgs {
+    /// A chart of another input than a run directory.
+    #[command(subcommand)]
+    pub chart: Option<PlotChart>,
     /// Run directories; with several, one series per run (labelled by kernel).
     #[arg(required = true)]
     pub runs: Vec<PathBuf>,
@@ -428,6 +447,21 @@ pub struct PlotArgs {
     /// SVG only (small enough to commit; PNG charts are ~10× larger).
     #[arg(long)]
     pub svg_only: bool,
+}
+
+/// `acceptbench plot <chart>`.
+#[derive(Debug, Subcommand)]
+pub enum PlotChart {
+    /// The per-connection timeline of a kernel trace (the CSV of `--trace kernel
+    /// --trace-out FILE`): a line per connection, sorted by SYN sent, marks for the SYN,
+    /// its retransmits, established, accepted and closed (at most 400, evenly sampled).
+    Timeline {
+        /// The timeline CSV.
+        file: PathBuf,
+        /// The chart to write (default: FILE with .svg; a .png name draws PNG).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }
 
 /// `acceptbench merge`.

@@ -79,6 +79,9 @@ pub struct ListenSummary {
     /// Several acceptors (`--acceptors N` or `--sharing reuseport`): how they shared the work.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub acceptors: Option<AcceptorSummary>,
+    /// `--trace kernel`: the kernel's account of the port's connections over the run.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub kernel: Option<common::ktrace::view::KernelView>,
 }
 
 /// How several acceptors of `listen` shared the work.
@@ -197,6 +200,7 @@ impl ListenSummary {
             },
             peer_extract_ns: Percentiles::of(&rec.peer_extract_ns),
             acceptors: None,
+            kernel: None,
         }
     }
 
@@ -272,7 +276,23 @@ impl ListenSummary {
             "peer extraction (accept done → peer decoded): p50 {} ns p99 {} ns max {} ns",
             p.p50, p.p99, p.max
         );
+        self.kernel_lines(&mut s);
         s
+    }
+
+    /// `--trace kernel`: the kernel's account, and listen's count beside it.
+    fn kernel_lines(&self, s: &mut String) {
+        let Some(k) = &self.kernel else {
+            return;
+        };
+        s.push_str(&k.human());
+        if k.unavailable.is_none() {
+            let _ = writeln!(
+                s,
+                "  beside listen: the kernel queued {} connections, listen accepted {}",
+                k.server_established, self.accepted
+            );
+        }
     }
 }
 

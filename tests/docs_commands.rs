@@ -432,7 +432,15 @@ fn cheap_command_lines_in_the_docs_run() {
         }
         let tmp = tempfile::tempdir().expect("a temporary directory");
         let mut args = s.args.clone();
-        if sub == "plot" {
+        let timeline = sub == "plot" && args.get(1).is_some_and(|a| a == "timeline");
+        if timeline {
+            // `plot timeline` writes one file: into the temporary directory.
+            let chart = tmp.path().join("timeline.svg").display().to_string();
+            match args.iter().position(|a| a == "--out") {
+                Some(i) if i + 1 < args.len() => args[i + 1] = chart,
+                _ => args.extend(["--out".to_string(), chart]),
+            }
+        } else if sub == "plot" {
             match args.iter().position(|a| a == "--out") {
                 Some(i) if i + 1 < args.len() => args[i + 1] = tmp.path().display().to_string(),
                 _ => args.extend(["--out".to_string(), tmp.path().display().to_string()]),

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use common::ktrace::timeline::write_timeline_csv;
+use common::ktrace::view::{KernelView, Session, Traced};
 
 use crate::clock::mono_ns;
 use crate::config::Config;
@@ -70,12 +72,18 @@ where
                 let _ = e.print();
                 return ExitCode::SUCCESS;
             }
+            // The message up to the usage: a missing argument is named on the lines
+            // after "the following required arguments were not provided:".
             let text = e.to_string();
-            let first = text
+            let said: Vec<&str> = text
                 .lines()
-                .next()
-                .unwrap_or("invalid arguments")
-                .trim_start_matches("error: ");
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let first = match said.join(" ") {
+                s if s.is_empty() => "invalid arguments".to_string(),
+                s => s.trim_start_matches("error: ").to_string(),
+            };
             eprintln!("loadgen: error: {first} (see loadgen --help)");
             return ExitCode::from(2);
         }
@@ -172,9 +180,26 @@ fn app(config: &Config) -> anyhow::Result<()> {
     // The clock anchor of the records file: taken as the run starts.
     let record_meta =
         record::RecordMeta::here(Some(config.target), out_cfg.run_id.as_deref().unwrap_or(""));
-    let run = run_with(config, &STOP, &mut observer)?;
+    let session = Session::start(
+        out_cfg.trace_kernel,
+        out_cfg.trace_required,
+        config.target.port(),
+    )?;
+    if let Some(w) = session.warning() {
+        eprintln!("loadgen: warning: {w}");
+    }
+    let run = run_with(config, &STOP, &mut observer);
+    // Stopped whatever the run's outcome: the recorder's reader must not outlive it.
+    let traced = session.finish(None);
+    let mut run = run?;
     if DRIVER_GONE.load(Ordering::Relaxed) {
         return Ok(());
+    }
+    if let Some(traced) = &traced {
+        if let Some(path) = &out_cfg.trace_out {
+            write_trace_out(path, traced)?;
+        }
+        run.report.kernel = Some(KernelView::of(traced, None));
     }
     if observer.printed_progress {
         eprintln!();
@@ -204,6 +229,22 @@ fn app(config: &Config) -> anyhow::Result<()> {
         anyhow::bail!("{}", nothing_established(report));
     }
     Ok(())
+}
+
+/// `--trace-out FILE`: the timeline of a recorded account; nothing (said on stderr)
+/// when none was recorded.
+fn write_trace_out(path: &std::path::Path, traced: &Traced) -> anyhow::Result<()> {
+    let Some(k) = traced.account() else {
+        eprintln!(
+            "loadgen: --trace-out {}: not written, the kernel's account was not recorded",
+            path.display()
+        );
+        return Ok(());
+    };
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("cannot create --trace-out {}", path.display()))?;
+    write_timeline_csv(k, std::io::BufWriter::new(file))
+        .with_context(|| format!("cannot write --trace-out {}", path.display()))
 }
 
 fn print_report(report: &Report, json: bool, quiet: bool) -> anyhow::Result<()> {

@@ -146,4 +146,17 @@ pub struct Cli {
     /// No human summary and no progress line.
     #[arg(long)]
     pub quiet: bool,
+    /// `kernel`: record the kernel's account of the target port's connections around
+    /// the run (tracepoints through perf; root; this host only): client sockets
+    /// established, how many had a server child (when the server runs on this host),
+    /// SYN retransmits per connection, client-only connections. Where it is not
+    /// possible loadgen says why and goes on without it.
+    #[arg(long, value_parser = ["kernel"], value_name = "WHAT")]
+    pub trace: Option<String>,
+    /// With --trace kernel: fail (exit 1) when the kernel's account cannot be recorded.
+    #[arg(long, requires = "trace")]
+    pub trace_required: bool,
+    /// With --trace kernel: write the per-connection timeline (CSV).
+    #[arg(long, value_name = "FILE", requires = "trace")]
+    pub trace_out: Option<PathBuf>,
 }

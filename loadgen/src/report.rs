@@ -150,6 +150,10 @@ pub struct Report {
     pub rounds: Vec<RoundSummary>,
     /// Interrupted by the stop flag (Ctrl-C) before the planned end.
     pub interrupted: bool,
+    /// `--trace kernel`: the kernel's account of the target port's connections over
+    /// the run (what this host can see of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kernel: Option<common::ktrace::view::KernelView>,
 }
 
 impl Report {
@@ -235,7 +239,23 @@ impl Report {
         if self.interrupted {
             let _ = writeln!(s, "  interrupted: results cover the part that ran");
         }
+        self.kernel_lines(&mut s);
         s
+    }
+
+    /// `--trace kernel`: the kernel's view, and loadgen's count beside it.
+    fn kernel_lines(&self, s: &mut String) {
+        let Some(k) = &self.kernel else {
+            return;
+        };
+        s.push_str(&k.human());
+        if k.unavailable.is_none() {
+            let _ = writeln!(
+                s,
+                "  beside loadgen: loadgen established {}, the kernel saw {} client sockets established (every client of the port on this host)",
+                self.established, k.client_established
+            );
+        }
     }
 }
 

@@ -334,6 +334,7 @@ fn merge(
         conns_per_cpu_s: per(stats.established, cpu_user_s + cpu_sys_s),
         rounds,
         interrupted,
+        kernel: None,
     };
     RunOutput {
         report,

@@ -125,6 +125,13 @@ pub enum Command {
     Compare(CompareConfig),
     /// `plot`.
     Plot(PlotConfig),
+    /// `plot timeline FILE [--out X]`.
+    PlotTimeline {
+        /// The timeline CSV.
+        file: PathBuf,
+        /// The chart (default: FILE with .svg).
+        out: Option<PathBuf>,
+    },
     /// `merge`.
     Merge(MergeConfig),
     /// `join`.
@@ -165,6 +172,12 @@ pub struct ListenConfig {
     pub slow_acceptor: Option<SlowAcceptor>,
     /// Per-connection records file (`--records`) and the run id for its header.
     pub records: Option<(PathBuf, String)>,
+    /// `--trace kernel`: record the kernel's account around the run.
+    pub trace_kernel: bool,
+    /// `--trace-required`: fail when it cannot be recorded.
+    pub trace_required: bool,
+    /// `--trace-out FILE`: the per-connection timeline CSV.
+    pub trace_out: Option<PathBuf>,
 }
 
 /// `sweep`, validated.
@@ -377,6 +390,10 @@ impl Command {
                 Command::Sweep(SweepConfig::from_args(a, command)?)
             }
             Some(cli::Command::Compare(a)) => Command::Compare(CompareConfig::from_args(a)?),
+            Some(cli::Command::Plot(cli::PlotArgs {
+                chart: Some(cli::PlotChart::Timeline { file, out }),
+                ..
+            })) => Command::PlotTimeline { file, out },
             Some(cli::Command::Plot(a)) => Command::Plot(PlotConfig {
                 runs: a.runs,
                 out: a.out,
@@ -591,6 +608,9 @@ impl ListenConfig {
             sharing: a.sharing,
             slow_acceptor: check_slow(a.slow_acceptor, a.acceptors)?,
             records: a.records.map(|p| (p, a.run_id.unwrap_or_default())),
+            trace_kernel: a.trace.is_some(),
+            trace_required: a.trace_required,
+            trace_out: a.trace_out,
         })
     }
 }

@@ -130,6 +130,10 @@ pub(super) const LISTEN: &[Scope] = &[
     // --run-id and --dual-stack depend on other values, checked in check_listen.
     all("run-id"),
     all("dual-stack"),
+    // --trace-required and --trace-out act with --trace only, checked in check_listen.
+    all("trace"),
+    all("trace-required"),
+    all("trace-out"),
     engines(
         "inflight",
         &[Uring],
@@ -238,6 +242,16 @@ pub(super) fn check_listen(given: &[String], a: &cli::ListenArgs) -> Result<(), 
             fix: "add --records FILE, or drop --run-id".into(),
         });
     }
+    for flag in ["trace-required", "trace-out"] {
+        if has(flag) && a.trace.is_none() {
+            return Err(ConfigError::FlagWithoutEffect {
+                flag,
+                acts: "acts on the kernel's account of --trace kernel".into(),
+                chosen: "there is no --trace".into(),
+                fix: format!("add --trace kernel, or drop --{flag}"),
+            });
+        }
+    }
     if has("dual-stack") && !a.addr.is_ipv6() {
         return Err(ConfigError::FlagWithoutEffect {
             flag: "dual-stack",
@@ -293,7 +307,8 @@ mod tests {
     fn sample(flag: &str) -> Option<&'static str> {
         Some(match flag {
             "no-plots" | "quiet" | "json" | "count-syscalls" | "direct" | "abort-on-overflow"
-            | "print-peers" | "reuse-port" | "dual-stack" => return None,
+            | "print-peers" | "reuse-port" | "dual-stack" | "trace-required" => return None,
+            "trace-out" => "/tmp/acceptbench-scope-test.csv",
             "engines" | "engine" => "std",
             "duration" | "warmup" | "pause" | "connect-timeout" | "accept-delay" | "stall"
             | "stall-at" => "1s",
@@ -383,8 +398,12 @@ mod tests {
                 args.extend(flag_args.iter().cloned());
                 let args: Vec<&str> = args.iter().map(String::as_str).collect();
                 let mut expect = !s.engines.is_empty() && !s.engines.contains(&e);
-                // Both depend on another flag's value: without records / with an IPv4 address.
-                expect |= matches!(s.flag, "run-id" | "dual-stack");
+                // They depend on another flag: without records / with an IPv4 address /
+                // without --trace.
+                expect |= matches!(
+                    s.flag,
+                    "run-id" | "dual-stack" | "trace-required" | "trace-out"
+                );
                 assert_eq!(refused_for(&args, s.flag), expect, "{args:?}");
             }
         }
@@ -396,6 +415,14 @@ mod tests {
             &["listen", "--addr", "[::1]:0", "--dual-stack"],
             "dual-stack"
         ));
+        for flag in [
+            &["--trace-required"][..],
+            &["--trace-out", "/tmp/t.csv"][..],
+        ] {
+            let mut args = vec!["listen", "--trace", "kernel"];
+            args.extend_from_slice(flag);
+            assert!(!refused_for(&args, &flag[0][2..]), "{args:?}");
+        }
     }
 
     #[test]

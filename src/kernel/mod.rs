@@ -4,7 +4,7 @@
 
 pub mod costs;
 // The tracepoint stack lives in common (loadgen records with it too).
-pub use common::ktrace::{account, tracefs};
+pub use common::ktrace::{account, timeline, tracefs};
 pub mod netns;
 pub mod netstat;
 pub mod perf;

@@ -1,11 +1,13 @@
 //! `acceptbench plot`: PNG and SVG charts of one or more runs, drawn with
 //! plotters (no Python): accepts/s and acceptor CPU per accept across backlogs,
 //! latency percentile curves (HdrHistogram style) and accept-queue depth over
-//! time. With several runs, one series per kernel. It reads result files only.
+//! time. With several runs, one series per kernel. It reads result files only;
+//! `timeline` draws one kernel trace's connections.
 
 pub mod charts;
 pub mod font;
 pub mod stall;
+pub mod timeline;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -70,6 +70,7 @@ impl Config {
             (&o.served_hgrm, "--served-hgrm"),
             (&o.hlog, "--hlog"),
             (&o.records, "--records"),
+            (&o.trace_out, "--trace-out"),
         ] {
             if let Some(p) = path {
                 push(flag, p.display().to_string());
@@ -77,6 +78,9 @@ impl Config {
         }
         if let Some(id) = &o.run_id {
             push("--run-id", id.clone());
+        }
+        if o.trace_kernel {
+            push("--trace", "kernel".into());
         }
         let switches = [
             (self.close == CloseMode::Graceful, "--graceful-close"),
@@ -86,6 +90,7 @@ impl Config {
             (o.remote, "--remote"),
             (o.json, "--json"),
             (o.quiet, "--quiet"),
+            (o.trace_required, "--trace-required"),
         ];
         a.extend(switches.iter().filter(|s| s.0).map(|s| s.1.to_string()));
         a
@@ -131,6 +136,11 @@ mod tests {
                 "--records",
                 "/tmp/r.bin",
                 "--remote",
+                "--trace",
+                "kernel",
+                "--trace-required",
+                "--trace-out",
+                "/tmp/t.csv",
             ],
             &[
                 "--target",

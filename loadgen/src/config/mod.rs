@@ -119,6 +119,12 @@ pub struct Output {
     /// Driven over ssh: `ready pid <PID>`, wait for `go`; `stop` or end of stdin stops
     /// the run (see [`crate::protocol`]).
     pub remote: bool,
+    /// `--trace kernel`: record the kernel's account of the target port.
+    pub trace_kernel: bool,
+    /// `--trace-required`: fail when it cannot be recorded.
+    pub trace_required: bool,
+    /// `--trace-out FILE`: the per-connection timeline CSV.
+    pub trace_out: Option<PathBuf>,
 }
 
 /// A validated loadgen configuration.
@@ -260,6 +266,9 @@ impl Config {
                 quiet: cli.quiet,
                 sync_stdio: cli.sync_stdio,
                 remote: cli.remote,
+                trace_kernel: cli.trace.is_some(),
+                trace_required: cli.trace_required,
+                trace_out: cli.trace_out.clone(),
             },
         };
         config.validate()?;
