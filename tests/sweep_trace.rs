@@ -204,6 +204,17 @@ fn the_split_adds_up_from_connect() {
         }
         assert_eq!(count, n.min(1_000));
     }
+    // One kernel timeline per (backlog, mode): the first traced run of round 1, std's.
+    for mode in ["closed", "burst"] {
+        let path = dir.join(format!("kernel/std-b16-{mode}-timeline.csv"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let head = text.lines().next().unwrap();
+        assert_eq!(head, common::ktrace::timeline::HEADER);
+        assert!(text.lines().count() > 1, "{path:?}: no connection");
+        assert!(!dir
+            .join(format!("kernel/multishot-b16-{mode}-timeline.csv"))
+            .exists());
+    }
     let _ = std::fs::remove_dir_all(&out);
 }
 

@@ -29,6 +29,35 @@ pub struct FinishedRun {
     pub hosts: Vec<crate::hostjoin::output::HostRow>,
     /// `--trace kernel`: each joined connection's latency split (empty without it).
     pub kernel_split: super::ksplit::Split,
+    /// `--trace kernel`, a first round's run: the kernel's per-connection timeline
+    /// (`common::ktrace::timeline` CSV, its first [`TIMELINE_MAX_CONNECTIONS`]).
+    pub kernel_timeline: Option<Vec<u8>>,
+}
+
+/// At most this many connections go into a run's timeline file.
+pub const TIMELINE_MAX_CONNECTIONS: usize = 1_000;
+
+/// The timeline CSV of a first round's recorded account.
+fn kernel_timeline(p: &Planned, k: &super::ktrace::KernelTrace) -> Option<Vec<u8>> {
+    let super::ktrace::KernelTrace::Recorded(k) = k else {
+        return None;
+    };
+    if p.round != 1 {
+        return None;
+    }
+    let mut first = crate::kernel::account::KernelAccount {
+        connections: Vec::new(),
+        ..(**k).clone()
+    };
+    first.connections = k
+        .connections
+        .iter()
+        .take(TIMELINE_MAX_CONNECTIONS)
+        .cloned()
+        .collect();
+    let mut buf = Vec::new();
+    common::ktrace::timeline::write_timeline_csv(&first, &mut buf).ok()?;
+    Some(buf)
 }
 
 /// How a loadgen run connected, from its report: `uring (ring default, socket ops ring)`,
@@ -56,6 +85,7 @@ impl FinishedRun {
             stall: None,
             hosts: Vec::new(),
             kernel_split: Default::default(),
+            kernel_timeline: None,
         }
     }
 }
@@ -197,6 +227,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         stall,
         hosts,
         kernel_split: split,
+        kernel_timeline: kernel_timeline(p, &m.kernel),
     }
 }
 
