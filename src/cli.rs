@@ -335,10 +335,11 @@ pub struct SweepArgs {
     pub no_plots: bool,
     /// `kernel`: record the kernel's account of every run's connections (tracepoints
     /// through perf; root): client-only connections, SYN retransmits per connection,
-    /// handshake and queue wait, in the kernel_* columns. Where it is not possible the
-    /// runs go on without it and say why.
-    #[arg(long, value_parser = ["kernel"])]
-    pub trace: Option<String>,
+    /// handshake, queue wait and decode, in the kernel_* columns. Where it is not
+    /// possible the runs go on without it and say why. `off,kernel`: every run twice
+    /// per round, untraced and traced (`std+kt`), interleaved: the cost of tracing.
+    #[arg(long, value_delimiter = ',', value_parser = ["off", "kernel"])]
+    pub trace: Option<Vec<String>>,
     /// No line per run on stderr (the progress bar still shows on a terminal).
     #[arg(long)]
     pub quiet: bool,

@@ -101,6 +101,12 @@ pub fn held_times(client: &[ClientConn], server: &[PeerRecord]) -> Vec<Option<u6
     held
 }
 
+/// The (client index, server index) pairs of [`join`]'s matching: the same
+/// connections, the same order of choice.
+pub fn matched_pairs(client: &[ClientConn], server: &[PeerRecord]) -> Vec<(usize, usize)> {
+    pairs(client, server).pairs
+}
+
 /// The matching itself: (client index, server index) pairs and what was left over.
 struct Matching {
     pairs: Vec<(usize, usize)>,

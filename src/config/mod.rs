@@ -243,8 +243,10 @@ pub struct SweepConfig {
     pub stall: StallConfig,
     /// Count the acceptors' system calls and io_uring enters (perf tracepoints).
     pub count_syscalls: bool,
-    /// `--trace kernel`: the kernel's account of every run's connections.
-    pub trace_kernel: bool,
+    /// `--trace`: whether each run is traced (`--trace kernel`: the kernel's account of
+    /// every run's connections), one entry per setting each round runs (`--trace
+    /// off,kernel`: both, interleaved); `[false]` without the flag.
+    pub traces: Vec<bool>,
 }
 
 /// `--client-hosts`, resolved.
@@ -699,9 +701,23 @@ impl SweepConfig {
             count_syscalls: a.count_syscalls,
             client_hosts,
             stall,
-            trace_kernel: a.trace.is_some(),
+            traces: traces(a.trace.as_deref()),
         })
     }
+}
+
+/// `--trace off,kernel` → [false, true], each setting once in the order given.
+fn traces(given: Option<&[String]>) -> Vec<bool> {
+    let mut out = Vec::new();
+    for kernel in given.unwrap_or_default().iter().map(|t| t == "kernel") {
+        if !out.contains(&kernel) {
+            out.push(kernel);
+        }
+    }
+    if out.is_empty() {
+        out.push(false);
+    }
+    out
 }
 
 /// The acceptor's CPU, the acceptors' CPUs and loadgen's, from the CPU flags and the

@@ -66,6 +66,8 @@ pub(super) const SWEEP: &[Scope] = &[
     all("sharing"),
     all("client-cpus"),
     all("no-plots"),
+    // --trace off,kernel runs every engine both ways (a plan dimension, like --inflight
+    // for uring): it acts in every mode and for every engine, ours and external.
     all("trace"),
     all("quiet"),
     all("json"),

@@ -105,6 +105,23 @@ pub struct CellRow {
     pub accepts_vs_std: String,
     /// The same for CPU per accept.
     pub cpu_vs_std: String,
+    /// `--trace off,kernel`, a traced cell (`<engine>+kt`): rounds with a tracing-cost
+    /// ratio of CPU per accept (summary.csv `trace_ratio_cpu`).
+    pub trace_ratio_n: u32,
+    /// Coverage of the tracing-cost intervals.
+    pub trace_ratio_ci_level: Option<f64>,
+    /// Median of the per-round ratios of CPU per accept, traced / untraced.
+    pub trace_ratio_cpu: Option<f64>,
+    /// Lower end of its interval.
+    pub trace_ratio_cpu_lo: Option<f64>,
+    /// Upper end of its interval.
+    pub trace_ratio_cpu_hi: Option<f64>,
+    /// Median of the per-round ratios of accepts/s, traced / untraced.
+    pub trace_ratio_accepts: Option<f64>,
+    /// Lower end of its interval.
+    pub trace_ratio_accepts_lo: Option<f64>,
+    /// Upper end of its interval.
+    pub trace_ratio_accepts_hi: Option<f64>,
 }
 
 /// A cell's identity: (engine, backlog, mode, acceptors, sharing, inflight, accept
@@ -250,7 +267,29 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
         cpu_vs_std: if is_std { String::new() } else { verdict(rc) },
         ..Default::default()
     };
-    with_kernel_use(cell, &ok)
+    with_trace_cost(with_kernel_use(cell, &ok), &ok)
+}
+
+/// A traced cell's tracing-cost ratios, medians of the per-round ratios to the same
+/// engine untraced, with their intervals.
+fn with_trace_cost(cell: CellRow, ok: &[&SummaryRow]) -> CellRow {
+    let of = |f: fn(&SummaryRow) -> Option<f64>| {
+        let v: Vec<f64> = ok.iter().filter_map(|r| f(r)).collect();
+        MedianCi::of(&v)
+    };
+    let cpu = of(|r| r.trace_ratio_cpu);
+    let accepts = of(|r| r.trace_ratio_accepts);
+    CellRow {
+        trace_ratio_n: cpu.map_or(0, |c| c.n as u32),
+        trace_ratio_ci_level: cpu.or(accepts).map(|c| c.level),
+        trace_ratio_cpu: cpu.map(|c| c.median),
+        trace_ratio_cpu_lo: cpu.map(|c| c.lo),
+        trace_ratio_cpu_hi: cpu.map(|c| c.hi),
+        trace_ratio_accepts: accepts.map(|c| c.median),
+        trace_ratio_accepts_lo: accepts.map(|c| c.lo),
+        trace_ratio_accepts_hi: accepts.map(|c| c.hi),
+        ..cell
+    }
 }
 
 /// The medians of what the engine spent of the kernel per accept.
@@ -387,5 +426,46 @@ mod tests {
         write(&path, &cells).unwrap();
         assert_eq!(read(&path).unwrap(), cells);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn tracing_cost_is_the_median_of_per_round_ratios_to_the_untraced_twin() {
+        let mut rows = Vec::new();
+        for rep in 1..=6 {
+            let plain = row("std", rep, Status::Ok, 100_000.0, None);
+            let mut traced = row("std+kt", rep, Status::Ok, 97_000.0 + rep as f64, None);
+            traced.acceptor_cpu_us_per_accept = 5.0 * (1.02 + rep as f64 * 0.001);
+            traced.set_trace_ratios(&plain);
+            rows.push(plain);
+            rows.push(traced);
+        }
+        let cells = aggregate(&rows);
+        let (plain, traced) = (&cells[0], &cells[1]);
+        assert_eq!((plain.trace_ratio_n, plain.trace_ratio_cpu), (0, None));
+        assert_eq!(traced.trace_ratio_n, 6);
+        let cpu = traced.trace_ratio_cpu.unwrap();
+        assert!((1.02..1.03).contains(&cpu), "{cpu}");
+        assert!(traced.trace_ratio_cpu_lo.unwrap() > 1.0);
+        assert!(traced.trace_ratio_accepts_hi.unwrap() < 1.0);
+        let v = super::super::verdict::of(&cells, &rows, &[]);
+        let line = v
+            .answers
+            .iter()
+            .find(|a| a.starts_with("tracing cost"))
+            .expect("a tracing-cost line");
+        assert!(
+            line.contains("std+kt")
+                && line.contains("drain backlog 128")
+                && line.contains("CPU/accept ×1.02"),
+            "{line}"
+        );
+        assert!(line.contains("higher") && line.contains("lower"), "{line}");
+        // A failed run has no ratio.
+        let mut failed = row("std+kt", 7, Status::Failed, 0.0, None);
+        failed.set_trace_ratios(&rows[0]);
+        assert_eq!(
+            (failed.trace_ratio_cpu, failed.trace_ratio_accepts),
+            (None, None)
+        );
     }
 }

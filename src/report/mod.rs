@@ -122,6 +122,32 @@ impl RunDir {
         let rep = rep_suffix(rep);
         Ok(dir.join(format!("{engine}-b{backlog}-{mode}{rep}.csv")))
     }
+    /// `kernel/<series>-b<backlog>-<mode>[-r<rep>]-split.csv` (creates `kernel/`): a
+    /// traced run's latency split, one line per connection.
+    pub fn kernel_split_csv(
+        &self,
+        series: &str,
+        backlog: u32,
+        mode: &str,
+        rep: u32,
+    ) -> io::Result<PathBuf> {
+        let dir = self.path.join("kernel");
+        std::fs::create_dir_all(&dir)?;
+        let rep = rep_suffix(rep);
+        Ok(dir.join(format!("{series}-b{backlog}-{mode}{rep}-split.csv")))
+    }
+    /// `kernel/<series>-b<backlog>-<mode>-timeline.csv` (creates `kernel/`): the
+    /// kernel's per-connection timeline of one traced run per (backlog, mode).
+    pub fn kernel_timeline_csv(
+        &self,
+        series: &str,
+        backlog: u32,
+        mode: &str,
+    ) -> io::Result<PathBuf> {
+        let dir = self.path.join("kernel");
+        std::fs::create_dir_all(&dir)?;
+        Ok(dir.join(format!("{series}-b{backlog}-{mode}-timeline.csv")))
+    }
     /// `stall.csv`.
     pub fn stall_csv(&self) -> PathBuf {
         self.path.join("stall.csv")

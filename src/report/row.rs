@@ -188,6 +188,12 @@ pub struct SummaryRow {
     pub ratio_cpu_vs_std: Option<f64>,
     /// peer_p99_ns / std's in the same round (empty when either row is not ok or stalled).
     pub ratio_peer_p99_vs_std: Option<f64>,
+    /// `--trace off,kernel`, the traced run (`<engine>+kt`): its
+    /// acceptor_cpu_us_per_accept / the same engine's untraced run in the same round
+    /// (empty when either row is not ok): what tracing costs an accept.
+    pub trace_ratio_cpu: Option<f64>,
+    /// The same for accepts_per_s (empty also when either row is stalled).
+    pub trace_ratio_accepts: Option<f64>,
     /// Connects refused (RST to the SYN).
     pub refused: u64,
     /// Connections reset.
@@ -257,7 +263,9 @@ pub struct SummaryRow {
     /// `--trace kernel`: the kernel's account of the run's connections (tracepoints
     /// `sock:inet_sock_set_state`, `tcp:tcp_retransmit_skb`, … on the run's port): ok,
     /// incomplete (records lost: see kernel_lost_records and the notes), unavailable
-    /// (not possible here: the notes say why); empty without --trace kernel.
+    /// (not possible here: the notes say why); empty without --trace kernel; off for
+    /// the untraced runs of a `--trace off,kernel` sweep (whose traced runs are labelled
+    /// `<engine>+kt`).
     pub kernel_trace: String,
     /// Kernel: client sockets that sent a SYN to the run's port (`CLOSE→SYN_SENT`).
     pub kernel_syn_sent: Option<u64>,
@@ -282,16 +290,28 @@ pub struct SummaryRow {
     /// Kernel: each SYN retransmit wave, `nth:connections@median delay after the SYN`
     /// `;`-joined (e.g. `1:17@1.00s;2:17@2.02s`): the retry waves measured directly.
     pub kernel_syn_retransmit_waves: Option<String>,
-    /// Kernel: handshake, SYN sent → server child established (in the accept queue),
-    /// median over connections, ns.
+    /// Kernel: handshake, the client's `connect()` called (loadgen's record) → server
+    /// child established (`SYN_RECV→ESTABLISHED`: in the accept queue), median over the
+    /// measured connections the join matched, ns.
     pub kernel_handshake_p50_ns: Option<u64>,
     /// Kernel: handshake, 99th percentile, ns.
     pub kernel_handshake_p99_ns: Option<u64>,
     /// Kernel: queue wait, server child established → accept returned (the engine's
-    /// stamp), median over connections, ns.
+    /// stamp), median over the same connections, ns; external servers: queue plus
+    /// service, child established → served (the client saw it close or answer).
     pub kernel_queue_wait_p50_ns: Option<u64>,
-    /// Kernel: queue wait, 99th percentile, ns.
+    /// Kernel: queue wait (external: queue plus service), 99th percentile, ns.
     pub kernel_queue_wait_p99_ns: Option<u64>,
+    /// Kernel: decode, accept returned → the decoded peer held (the engine's stamps),
+    /// median over the same connections, ns; empty for external servers. Handshake +
+    /// queue wait + decode = the connection's peer latency (`connect()` → peer held).
+    pub kernel_decode_p50_ns: Option<u64>,
+    /// Kernel: decode, 99th percentile, ns.
+    pub kernel_decode_p99_ns: Option<u64>,
+    /// Kernel: measured connections the join matched that the latency split covers
+    /// (a server child in the kernel's account, stamps in order); the per-connection
+    /// split of the first round's run of each cell is in `kernel/`.
+    pub kernel_split_connections: Option<u64>,
     /// Kernel: trace records lost (a full ring: `PERF_RECORD_LOST`) or undecoded;
     /// non-zero makes kernel_trace `incomplete`.
     pub kernel_lost_records: Option<u64>,
@@ -310,6 +330,21 @@ impl SummaryRow {
     /// True for a row that counts as a measurement (status ok).
     pub fn is_ok(&self) -> bool {
         self.status == Some(Status::Ok)
+    }
+
+    /// Fills the tracing-cost ratios of this traced row against `untraced`, the same
+    /// engine's run in the same round, as [`SummaryRow::set_ratios`] does against std.
+    pub fn set_trace_ratios(&mut self, untraced: &SummaryRow) {
+        let ratio = |a: f64, b: f64| (b > 0.0 && a > 0.0).then(|| a / b);
+        let both_ok = self.is_ok() && untraced.is_ok();
+        let unstalled = both_ok && self.syn_retry_stalls == 0 && untraced.syn_retry_stalls == 0;
+        self.trace_ratio_cpu = ratio(
+            self.acceptor_cpu_us_per_accept,
+            untraced.acceptor_cpu_us_per_accept,
+        )
+        .filter(|_| both_ok);
+        self.trace_ratio_accepts =
+            ratio(self.accepts_per_s, untraced.accepts_per_s).filter(|_| unstalled);
     }
 
     /// Fills the ratio columns against `std`'s row of the same round. A ratio is left

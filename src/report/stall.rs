@@ -59,6 +59,11 @@ pub struct StallRow {
     pub waves: String,
     /// Predicted.
     pub waves_pred: String,
+    /// `--trace kernel`: the retry waves as the kernel counted them — connections
+    /// established on the client after exactly k SYN retransmits (`tcp_retransmit_skb`),
+    /// named by the k-th retransmit's time in the schedule, as `waves`; empty without
+    /// the trace (or its retransmit tracepoint).
+    pub kernel_waves: Option<String>,
     /// Connections the acceptor held.
     pub held: u64,
     /// Predicted.
@@ -67,6 +72,10 @@ pub struct StallRow {
     pub client_only: u64,
     /// Predicted (retransmits fired together beyond the free slots).
     pub client_only_pred: Option<u64>,
+    /// `--trace kernel`: client-only connections as the kernel counted them
+    /// (established on the client, no server child): summary.csv's
+    /// `kernel_client_only`; empty without the trace.
+    pub kernel_client_only: Option<u64>,
     /// Gave up (kernel schedule or connect timeout).
     pub timed_out: u64,
     /// Predicted.

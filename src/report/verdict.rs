@@ -71,9 +71,10 @@ pub fn of(cells: &[CellRow], rows: &[SummaryRow], stall: &[StallRow]) -> Verdict
             groups.entry(key).or_default().push(c);
         }
     }
-    let cells = groups.into_values().map(|g| cell_verdict(&g)).collect();
     let mut answers = overflow_answers(rows);
     answers.extend(stall_answers(stall));
+    answers.extend(trace_answers(cells));
+    let cells = groups.into_values().map(|g| cell_verdict(&g)).collect();
     Verdict { cells, answers }
 }
 
@@ -321,6 +322,66 @@ impl Verdict {
         }
         format!("## Verdict\n\n```\n{}```\n\n", self.to_text())
     }
+}
+
+/// `--trace off,kernel`: one line per traced cell, what tracing cost its engine —
+/// CPU per accept and accepts/s, traced ÷ untraced in the same round, with intervals.
+fn trace_answers(cells: &[CellRow]) -> Vec<String> {
+    let part = |what: &str, m: Option<f64>, lo: Option<f64>, hi: Option<f64>, c: &CellRow| {
+        let (m, lo, hi) = (m?, lo?, hi?);
+        let call = call_of(Some(MedianCi {
+            median: m,
+            lo,
+            hi,
+            level: c.trace_ratio_ci_level.unwrap_or(0.0),
+            n: c.trace_ratio_n as usize,
+        }));
+        Some(format!(
+            "{what} ×{} [{}–{}] {call}",
+            ratio_text(m),
+            ratio_text(lo),
+            ratio_text(hi)
+        ))
+    };
+    cells
+        .iter()
+        .filter(|c| c.trace_ratio_cpu.is_some() || c.trace_ratio_accepts.is_some())
+        .map(|c| {
+            let parts: Vec<String> = [
+                part(
+                    "CPU/accept",
+                    c.trace_ratio_cpu,
+                    c.trace_ratio_cpu_lo,
+                    c.trace_ratio_cpu_hi,
+                    c,
+                ),
+                part(
+                    "accepts/s",
+                    c.trace_ratio_accepts,
+                    c.trace_ratio_accepts_lo,
+                    c.trace_ratio_accepts_hi,
+                    c,
+                ),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            format!(
+                "tracing cost ({} traced ÷ untraced, same round) {} backlog {}: {}",
+                super::series(
+                    &c.engine,
+                    c.inflight,
+                    &c.accept_flags,
+                    &c.peer_op,
+                    c.acceptors,
+                    &c.sharing
+                ),
+                c.mode,
+                c.backlog,
+                parts.join(", ")
+            )
+        })
+        .collect()
 }
 
 /// A ratio with two decimals, or three where two would show 1.00 for a value that is

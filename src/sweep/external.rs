@@ -80,6 +80,8 @@ fn measure_here(
         None => start(spec, server)?,
     };
     let port = target.port();
+    // --trace kernel: from before the clients start until the run's figures are in.
+    let tracing = super::ktrace::start(spec.planned.trace, port);
     // The backlog as the kernel applied it, read from the listener, never assumed.
     let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
     let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;
@@ -95,6 +97,7 @@ fn measure_here(
         let mut m = m?;
         // An attached server runs where it runs: not pinned by us.
         m.acceptor_cpus = pinned_to(attached, cfg.server_cpu);
+        m.kernel = tracing.finish(&m.rec.peers);
         return Ok((m, note(&srv, &stopped)));
     }
     let burst = spec.mode() == Mode::Burst;
@@ -129,6 +132,8 @@ fn measure_here(
     let client_window = matches!(figures, ModeFigures::Driven);
     let mut m = d?.into_measured(backlog_effective, env, figures, client_window);
     m.acceptor_cpus = pinned_to(attached, cfg.server_cpu);
+    // The served stamps stand for accepts: queue waits are queue plus service.
+    m.kernel = tracing.finish(&m.rec.peers);
     Ok((m, note(&srv, &stopped)))
 }
 

@@ -3,10 +3,7 @@
 //! in the row's `kernel_*` columns. Where tracing is not possible here the run goes on
 //! without it, and its row says why in the notes.
 
-use common::hist::new_histogram;
-use hdrhistogram::Histogram;
-
-use crate::kernel::account::{account, Accepted, KernelAccount, KernelConn};
+use crate::kernel::account::{account, Accepted, KernelAccount};
 use crate::kernel::perf::decode::Tp;
 use crate::kernel::perf::trace::{Recorder, TraceSpec};
 use crate::record::PeerRecord;
@@ -69,26 +66,6 @@ impl Tracing {
     }
 }
 
-/// The run's `kernel-handshake` and `kernel-queue-wait` histograms (ns), one value per
-/// connection that has it; none when the account was not recorded.
-pub fn histograms(k: &KernelTrace) -> Vec<(&'static str, Histogram<u64>)> {
-    let KernelTrace::Recorded(k) = k else {
-        return Vec::new();
-    };
-    let of = |f: fn(&KernelConn) -> Option<u64>| {
-        let mut h = new_histogram();
-        for v in k.connections.iter().filter_map(f) {
-            // Auto-resizing: recording a u64 cannot fail.
-            let _ = h.record(v.max(1));
-        }
-        h
-    };
-    vec![
-        ("kernel-handshake", of(KernelConn::handshake_ns)),
-        ("kernel-queue-wait", of(KernelConn::queue_wait_ns)),
-    ]
-}
-
 /// `0:3;2:17`: how many connections needed each number of SYN retransmits.
 fn per_connection(counts: &[u64]) -> String {
     counts
@@ -117,7 +94,8 @@ fn waves(k: &KernelAccount) -> String {
         .join(";")
 }
 
-/// Fills the row's `kernel_*` columns (left empty when not recorded).
+/// Fills the row's `kernel_*` columns (left empty when not recorded), but for the
+/// latency split's (`super::ksplit::fill`).
 pub fn fill(row: &mut SummaryRow, k: &KernelTrace) {
     let k = match k {
         KernelTrace::Off => return,
@@ -140,10 +118,6 @@ pub fn fill(row: &mut SummaryRow, k: &KernelTrace) {
         row.kernel_retransmits_per_connection = Some(per_connection(&k.retransmits_per_connection));
         row.kernel_syn_retransmit_waves = Some(waves(k));
     }
-    row.kernel_handshake_p50_ns = k.handshake.map(|p| p.p50);
-    row.kernel_handshake_p99_ns = k.handshake.map(|p| p.p99);
-    row.kernel_queue_wait_p50_ns = k.queue_wait.map(|p| p.p50);
-    row.kernel_queue_wait_p99_ns = k.queue_wait.map(|p| p.p99);
     row.kernel_lost_records = Some(k.lost_records);
 }
 
@@ -221,13 +195,6 @@ mod tests {
         );
         assert_eq!(row.kernel_handshake_p50_ns, None);
         assert_eq!(row.kernel_syn_retransmits, Some(34));
-        let h = histograms(&kt);
-        assert_eq!(h.len(), 2);
-        assert!(
-            h.iter().all(|(_, h)| h.is_empty()),
-            "no connection, no value"
-        );
-        assert!(histograms(&KernelTrace::Off).is_empty());
         let n = note(&kt).unwrap();
         assert!(
             n.contains("2 kernel trace records lost") && n.contains("skb:kfree_skb"),

@@ -96,7 +96,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     };
     // --trace kernel: recorded from before the clients start until the run's figures
     // are in (super::ktrace).
-    let tracing = super::ktrace::start(cfg.trace_kernel, listener.local_addr.port());
+    let tracing = super::ktrace::start(spec.planned.trace, listener.local_addr.port());
     let measured = measure_mode(spec, &set, &lg, env, topology);
     let mut m = measured?;
     m.kernel = tracing.finish(&m.rec.peers);

@@ -17,6 +17,7 @@ pub mod drain;
 pub mod extdrain;
 pub mod external;
 pub mod hosts;
+pub mod ksplit;
 pub mod ktrace;
 pub mod measure;
 pub mod plan;
@@ -411,7 +412,12 @@ impl RunContext<'_> {
                 let mut done = rows::finished(&p, m);
                 rows::as_external(&mut done, p.mode);
                 done.row.add_note(&note);
-                if p.mode == crate::config::Mode::Drain && done.row.status == Some(Status::Ok) {
+                // In a `--trace off,kernel` sweep the untraced drain rates set μ.
+                let untraced = !p.trace || !p.trace_paired;
+                if p.mode == crate::config::Mode::Drain
+                    && done.row.status == Some(Status::Ok)
+                    && untraced
+                {
                     self.drain_rates.borrow_mut().push((
                         server.name,
                         p.backlog,
@@ -455,8 +461,44 @@ impl RunContext<'_> {
     }
 }
 
-/// Sets every row's ratios against the std row of the same round.
+/// Sets every row's ratios against the std row of the same round, and each traced
+/// row's (`<engine>+kt`) against its untraced twin.
 fn set_round_ratios(round: &mut [FinishedRun]) {
+    let rows: Vec<crate::report::row::SummaryRow> = round.iter().map(|r| r.row.clone()).collect();
+    for r in round.iter_mut() {
+        let Some(engine) = r.row.engine.strip_suffix(plan::TRACED_SUFFIX) else {
+            continue;
+        };
+        if let Some(twin) = rows.iter().find(|u| {
+            u.engine == engine
+                && (
+                    u.backlog,
+                    &u.mode,
+                    u.acceptors,
+                    &u.sharing,
+                    u.inflight,
+                    &u.accept_flags,
+                    &u.peer_op,
+                ) == (
+                    r.row.backlog,
+                    &r.row.mode,
+                    r.row.acceptors,
+                    &r.row.sharing,
+                    r.row.inflight,
+                    &r.row.accept_flags,
+                    &r.row.peer_op,
+                )
+                && u.stall_ms == r.row.stall_ms
+                && u.stall_load == r.row.stall_load
+        }) {
+            r.row.set_trace_ratios(twin);
+        }
+    }
+    set_std_ratios(round);
+}
+
+/// Sets every row's ratios against the std row of the same round.
+fn set_std_ratios(round: &mut [FinishedRun]) {
     let Some(std) = round
         .iter()
         .find(|r| r.row.engine == EngineKind::Std.name())

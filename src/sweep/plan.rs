@@ -39,6 +39,11 @@ pub struct Planned {
     pub round: u32,
     /// Position within the round, from 1.
     pub position: u32,
+    /// `--trace kernel`: record the kernel's account of this run.
+    pub trace: bool,
+    /// The sweep runs every engine both traced and untraced (`--trace off,kernel`):
+    /// the traced run is labelled `<engine>+kt`.
+    pub trace_paired: bool,
 }
 
 impl Planned {
@@ -46,7 +51,21 @@ impl Planned {
     pub fn engine_name(&self) -> &'static str {
         self.external.unwrap_or_else(|| self.engine.name())
     }
+
+    /// The engine's label in rows and files: its name, with `+kt` for the traced run
+    /// of a sweep that runs each engine both ways (`--trace off,kernel`).
+    pub fn label(&self) -> String {
+        let kt = if self.trace && self.trace_paired {
+            TRACED_SUFFIX
+        } else {
+            ""
+        };
+        format!("{}{kt}", self.engine_name())
+    }
 }
+
+/// The suffix of a traced run's engine label in a `--trace off,kernel` sweep.
+pub const TRACED_SUFFIX: &str = "+kt";
 
 /// Mode stall's own plan dimensions: one cell per (stall, load).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +124,8 @@ pub fn rounds(cfg: &SweepConfig) -> Vec<Vec<Planned>> {
                         stall,
                         round,
                         position: i as u32 + 1,
+                        trace: v.trace,
+                        trace_paired: cfg.traces.len() > 1,
                     })
                     .collect(),
             );
@@ -137,18 +158,29 @@ struct Variant {
     accept_flags: Option<AcceptFlags>,
     peer_op: Option<PeerOp>,
     external: Option<&'static str>,
+    /// Traced (`--trace kernel`).
+    trace: bool,
 }
 
-/// The engine variants of every round: each engine once, `uring` once per in-flight
-/// depth and accept-flags setting, `uring-linked` once per peer op, then each
-/// external server once.
+/// The engine variants of every round (see [`engine_variants`]), each once per
+/// `--trace` setting, side by side (`std`, `std+kt`, `uring`, …).
 fn variants(cfg: &SweepConfig) -> Vec<Variant> {
+    engine_variants(cfg)
+        .into_iter()
+        .flat_map(|v| cfg.traces.iter().map(move |&trace| Variant { trace, ..v }))
+        .collect()
+}
+
+/// Each engine once, `uring` once per in-flight depth and accept-flags setting,
+/// `uring-linked` once per peer op, then each external server once.
+fn engine_variants(cfg: &SweepConfig) -> Vec<Variant> {
     let plain = |engine| Variant {
         engine,
         inflight: None,
         accept_flags: None,
         peer_op: None,
         external: None,
+        trace: false,
     };
     cfg.engines
         .iter()
@@ -301,5 +333,38 @@ mod tests {
             let pos: Vec<u32> = r.iter().map(|p| p.position).collect();
             assert_eq!(pos, [1, 2, 3]);
         }
+    }
+
+    #[test]
+    fn trace_off_and_kernel_run_every_engine_both_ways_side_by_side() {
+        let cfg = crate::config::tests::sweep_config(&[
+            "sweep",
+            "--engines",
+            "std,multishot",
+            "--backlogs",
+            "8",
+            "--modes",
+            "drain",
+            "--repeat",
+            "2",
+            "--trace",
+            "off,kernel",
+        ]);
+        let r = rounds(&cfg);
+        let labels: Vec<Vec<String>> = r
+            .iter()
+            .map(|round| round.iter().map(Planned::label).collect())
+            .collect();
+        assert_eq!(labels[0], ["std", "std+kt", "multishot", "multishot+kt"]);
+        assert_eq!(labels[1], ["std+kt", "multishot", "multishot+kt", "std"]);
+        assert!(r[0].iter().all(|p| p.trace == p.label().ends_with("+kt")));
+        // --trace kernel alone: every run traced, labelled as today.
+        let cfg =
+            crate::config::tests::sweep_config(&["sweep", "--engines", "std", "--trace", "kernel"]);
+        let p = rounds(&cfg)[0][0];
+        assert!(p.trace && !p.trace_paired);
+        assert_eq!(p.label(), "std");
+        let cfg = crate::config::tests::sweep_config(&["sweep", "--engines", "std"]);
+        assert!(!rounds(&cfg)[0][0].trace);
     }
 }

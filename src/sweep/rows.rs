@@ -27,6 +27,37 @@ pub struct FinishedRun {
     pub stall: Option<super::stall::StallOut>,
     /// ssh client hosts: one hosts.csv row per host.
     pub hosts: Vec<crate::hostjoin::output::HostRow>,
+    /// `--trace kernel`: each joined connection's latency split (empty without it).
+    pub kernel_split: super::ksplit::Split,
+    /// `--trace kernel`, a first round's run: the kernel's per-connection timeline
+    /// (`common::ktrace::timeline` CSV, its first [`TIMELINE_MAX_CONNECTIONS`]).
+    pub kernel_timeline: Option<Vec<u8>>,
+}
+
+/// At most this many connections go into a run's timeline file.
+pub const TIMELINE_MAX_CONNECTIONS: usize = 1_000;
+
+/// The timeline CSV of a first round's recorded account.
+fn kernel_timeline(p: &Planned, k: &super::ktrace::KernelTrace) -> Option<Vec<u8>> {
+    let super::ktrace::KernelTrace::Recorded(k) = k else {
+        return None;
+    };
+    if p.round != 1 {
+        return None;
+    }
+    let mut first = crate::kernel::account::KernelAccount {
+        connections: Vec::new(),
+        ..(**k).clone()
+    };
+    first.connections = k
+        .connections
+        .iter()
+        .take(TIMELINE_MAX_CONNECTIONS)
+        .cloned()
+        .collect();
+    let mut buf = Vec::new();
+    common::ktrace::timeline::write_timeline_csv(&first, &mut buf).ok()?;
+    Some(buf)
 }
 
 /// How a loadgen run connected, from its report: `uring (ring default, socket ops ring)`,
@@ -53,6 +84,8 @@ impl FinishedRun {
             client_connect: None,
             stall: None,
             hosts: Vec::new(),
+            kernel_split: Default::default(),
+            kernel_timeline: None,
         }
     }
 }
@@ -60,7 +93,7 @@ impl FinishedRun {
 /// The columns a run has from its plan alone: what ran, where in the plan, and its status.
 fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
     SummaryRow {
-        engine: p.engine_name().into(),
+        engine: p.label(),
         inflight: p.inflight,
         accept_flags: p
             .accept_flags
@@ -78,6 +111,12 @@ fn planned_row(p: &Planned, status: Status, note: String) -> SummaryRow {
         note,
         stall_ms: p.stall.map(|c| c.duration.as_secs_f64() * 1e3),
         stall_load: p.stall.map_or_else(String::new, |c| c.load.to_string()),
+        // The untraced run of a `--trace off,kernel` sweep says so.
+        kernel_trace: if p.trace_paired && !p.trace {
+            "off".into()
+        } else {
+            String::new()
+        },
         ..Default::default()
     }
 }
@@ -145,13 +184,17 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         ModeFigures::Stall(f, facts) => Some(super::stall::analyse(p, &m, f, facts)),
         _ => None,
     };
+    let split = super::ksplit::split(&m.kernel, &client.established, &m.rec.peers);
     let (mut status, mut notes) = status_and_notes(p, &m, &j, client.stalls);
+    notes.extend(split.note());
     if let Some(Err(why)) = &stall {
         notes.push(why.clone());
         status = Status::Failed;
     }
     let mut row = planned_row(p, status, notes.join("; "));
     acceptor_columns(&mut row, p, &m, &j);
+    super::ktrace::fill(&mut row, &m.kernel);
+    super::ksplit::fill(&mut row, &split, p.external.is_some());
     accounting_columns(&mut row, &m, &client, &j);
     latency_columns(&mut row, &client, &j, &m.rec.peer_extract_ns);
     let hosts = host_columns(&mut row, &m);
@@ -174,7 +217,7 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
                 ("peer", j.peer_e2e_ns),
                 ("peer-internal", m.rec.peer_extract_ns),
             ],
-            super::ktrace::histograms(&m.kernel),
+            split.histograms(p.external.is_some()),
         ]
         .into_iter()
         .flatten()
@@ -183,6 +226,8 @@ pub fn finished(p: &Planned, m: Measured) -> FinishedRun {
         client_connect: Some(client_connect(&m.client.report)),
         stall,
         hosts,
+        kernel_split: split,
+        kernel_timeline: kernel_timeline(p, &m.kernel),
     }
 }
 
@@ -371,7 +416,6 @@ fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::J
     row.somaxconn = m.env.somaxconn;
     row.tcp_syncookies = m.env.syncookies;
     row.tcp_abort_on_overflow = m.env.abort_on_overflow;
-    super::ktrace::fill(row, &m.kernel);
 }
 
 /// Every connection accounted for, and the client's own figures and errors.

@@ -48,8 +48,6 @@ pub struct RunSettings {
     /// The tracepoints that count the acceptors' system calls and io_uring enters, or
     /// why they cannot be counted here (see [`crate::kernel::perf`]).
     pub perf: Result<crate::kernel::perf::Ids, String>,
-    /// `--trace kernel`: record the kernel's account of each run.
-    pub trace_kernel: bool,
     /// External servers (`--server`).
     pub servers: Vec<crate::config::external::ExternalConfig>,
     /// Where external servers' logs go (the run directory's `servers/`).
@@ -78,7 +76,6 @@ impl RunSettings {
             ssh: None,
             stall: cfg.stall.clone(),
             perf: Err("not opened".into()),
-            trace_kernel: cfg.trace_kernel,
             servers: cfg.servers.clone(),
             servers_dir: None,
         }

@@ -65,7 +65,7 @@ impl Sink for Terminal {
     fn starting(&mut self, p: &Planned) {
         self.bar.set_message(format!(
             "{} backlog {} {} round {}",
-            p.engine_name(),
+            p.label(),
             p.backlog,
             p.mode.name(),
             p.round
@@ -131,6 +131,8 @@ pub struct Directory {
         ),
     >,
     hists: CellHistograms,
+    /// (backlog, mode) cells whose kernel timeline is written (one run each).
+    timelines: std::collections::BTreeSet<(u32, String)>,
     meta: Meta,
     plots: bool,
     /// Every row written, for the run's README and cells.csv at the end.
@@ -154,6 +156,7 @@ impl Directory {
             verdict: Default::default(),
             worst: BTreeMap::new(),
             hists: BTreeMap::new(),
+            timelines: Default::default(),
             meta,
             plots,
             rows: Vec::new(),
@@ -241,6 +244,20 @@ impl Sink for Directory {
                 };
                 overflow::sampler::write_csv(&path, samples, *t0)
                     .with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+        // One run per cell (the first round's), its first 1 000 connections.
+        if !run.kernel_split.conns.is_empty() && !stall && r.repetition == 1 {
+            let path = self
+                .dir
+                .kernel_split_csv(&series, r.backlog, &mode, r.repetition)?;
+            super::ksplit::write_csv(&path, &run.kernel_split)?;
+        }
+        if let Some(t) = &run.kernel_timeline {
+            // One run per (backlog, mode): the first traced one of the first round.
+            if self.timelines.insert((r.backlog, mode.clone())) {
+                let path = self.dir.kernel_timeline_csv(&series, r.backlog, &mode)?;
+                std::fs::write(&path, t).with_context(|| format!("writing {}", path.display()))?;
             }
         }
         if let Some(st) = &run.stall {

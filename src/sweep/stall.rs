@@ -92,6 +92,7 @@ pub fn analyse(
     let mut row = stall_row(p, m, &scenario, &measured, pr, &w, pre_p99, &schedule);
     row.mu_source = facts.mu.source();
     row.prestall_retries = prestall_retries(&conns, w.stall_start_ns);
+    kernel_columns(&mut row, &m.kernel, &schedule);
     if row.prestall_retries > 0 {
         row.verdict = format!(
             "{} connects waited for a SYN retransmit (or failed) before the stall: the clients outran the acceptor already, so what the run calls normal was not (a closed loop at full speed does this at small backlogs); {}",
@@ -286,6 +287,47 @@ fn format_waves(waves: &[u64], schedule: &SynSchedule) -> String {
         .join(";")
 }
 
+/// `--trace kernel`: the kernel's retry waves and client-only count beside the
+/// model's (left empty when not recorded).
+fn kernel_columns(row: &mut StallRow, k: &super::ktrace::KernelTrace, schedule: &SynSchedule) {
+    use crate::kernel::perf::decode::Tp;
+    let super::ktrace::KernelTrace::Recorded(k) = k else {
+        return;
+    };
+    row.kernel_client_only = Some(k.client_only);
+    if !k.recorded(Tp::RetransmitSkb) {
+        return;
+    }
+    let mut waves = vec![0u64; schedule.retransmits_ms().len()];
+    for c in k
+        .connections
+        .iter()
+        .filter(|c| c.client_established_ns.is_some())
+    {
+        let n = c.syn_retransmits_ns.len();
+        if n > 0 {
+            if waves.len() < n {
+                waves.resize(n, 0);
+            }
+            waves[n - 1] += 1;
+        }
+    }
+    // More retransmits than the schedule has (it changed mid-run): named by their
+    // number rather than a time.
+    let mut text = format_waves(&waves, schedule);
+    for (i, n) in waves
+        .iter()
+        .enumerate()
+        .skip(schedule.retransmits_ms().len())
+    {
+        if *n > 0 {
+            let sep = if text.is_empty() { "" } else { ";" };
+            text += &format!("{sep}#{}:{n}", i + 1);
+        }
+    }
+    row.kernel_waves = Some(text);
+}
+
 #[allow(clippy::too_many_arguments)]
 fn stall_row(
     p: &Planned,
@@ -311,7 +353,7 @@ fn stall_row(
     };
     StallRow {
         series: crate::report::series(
-            p.engine_name(),
+            &p.label(),
             p.inflight,
             p.accept_flags.map_or("", |f| f.name()),
             p.peer_op.map_or("", |op| op.name()),
@@ -335,10 +377,12 @@ fn stall_row(
         dropped_in_stall_pred: pr.and_then(|pr| pr.dropped_in_stall),
         waves: format_waves(&me.waves, schedule),
         waves_pred: pr.map_or(String::new(), |pr| format_waves(&pr.waves, schedule)),
+        kernel_waves: None,
         held: me.held,
         held_pred: pr.map(|pr| pr.held),
         client_only: me.client_only,
         client_only_pred: pr.map(|pr| pr.client_only),
+        kernel_client_only: None,
         timed_out: me.timed_out,
         timed_out_pred: pr.map(|pr| pr.timed_out),
         reset: count(Fate::Reset),
@@ -429,4 +473,46 @@ fn timeline(
         }
     }
     bins
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::account::{KernelAccount, KernelConn};
+    use crate::sweep::ktrace::KernelTrace;
+
+    #[test]
+    fn the_kernels_waves_are_named_by_the_schedule() {
+        let schedule = SynSchedule {
+            retries: 2,
+            linear: 4,
+        };
+        let conn = |rtx: usize, established: bool| KernelConn {
+            syn_retransmits_ns: vec![1; rtx],
+            client_established_ns: established.then_some(5),
+            ..KernelConn::default()
+        };
+        let k = KernelAccount {
+            connections: vec![
+                conn(0, true),
+                conn(1, true),
+                conn(1, true),
+                conn(2, true),
+                conn(3, true),
+                // Never established: admitted by no wave.
+                conn(2, false),
+            ],
+            client_only: 4,
+            ..KernelAccount::default()
+        };
+        let mut row = StallRow::default();
+        kernel_columns(&mut row, &KernelTrace::Off, &schedule);
+        assert_eq!(
+            (row.kernel_waves.as_deref(), row.kernel_client_only),
+            (None, None)
+        );
+        kernel_columns(&mut row, &KernelTrace::Recorded(Box::new(k)), &schedule);
+        assert_eq!(row.kernel_waves.as_deref(), Some("1s:2;2s:1;#3:1"));
+        assert_eq!(row.kernel_client_only, Some(4));
+    }
 }
