@@ -55,7 +55,7 @@ fn row(engine: &str, backlog: u32, mode: &str, rep: u32, accepts: f64, cpu: f64)
         repetition: rep,
         status: Some(Status::Ok),
         accepts_per_s: accepts,
-        acceptor_cpu_us_per_accept: cpu,
+        acceptor_cpu_us_per_accept: Some(cpu),
         peer_p99_ns: Some(50_000),
         ..Default::default()
     }

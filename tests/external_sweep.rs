@@ -649,6 +649,9 @@ fn an_attached_seed_server_is_measured_and_paused_only_with_its_pid() {
         closed["note"].contains("may include other traffic"),
         "{closed:?}"
     );
+    // Its CPU is not read without its PID: absent, not 0.
+    assert_eq!(closed["acceptor_cpu_s"], "", "{closed:?}");
+    assert_eq!(closed["acceptor_cpu_us_per_accept"], "", "{closed:?}");
     support::remove_run(&dir);
     // A pausing mode without its PID is refused, naming the fix.
     let (code, err) = run(&[

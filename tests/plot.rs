@@ -155,7 +155,7 @@ fn fake_run(dir: &Path, kernel: &str, speed: f64) {
                     repetition: 1,
                     status: Some(Status::Ok),
                     accepts_per_s: speed * (1.0 + ei as f64) * (1.0 + bi as f64 / 10.0),
-                    acceptor_cpu_us_per_accept: 10.0 / (1.0 + ei as f64),
+                    acceptor_cpu_us_per_accept: Some(10.0 / (1.0 + ei as f64)),
                     ..Default::default()
                 })
                 .unwrap();
@@ -372,7 +372,7 @@ fn charts_by_backlog_carry_each_cells_interval() {
                 repetition: rep,
                 status: Some(Status::Ok),
                 accepts_per_s: 1000.0 + 10.0 * rep as f64,
-                acceptor_cpu_us_per_accept: 5.0,
+                acceptor_cpu_us_per_accept: Some(5.0),
                 ..Default::default()
             })
             .unwrap();

@@ -95,7 +95,7 @@ pub fn all_charts(runs: &[Run]) -> Vec<Chart> {
             &mode,
             "cpu",
             "acceptor CPU µs per accept",
-            |r| r.acceptor_cpu_us_per_accept,
+            |r| r.acceptor_cpu_us_per_accept.unwrap_or(f64::NAN),
         ));
         let backlogs: BTreeSet<u32> = measured(runs)
             .filter(|(_, r)| r.mode == mode)

@@ -204,7 +204,8 @@ fn cell(key: &CellKey, rows: &[&SummaryRow]) -> CellRow {
     };
     let accepts = ci(&|r| r.accepts_per_s);
     let held = ci(&|r| r.peers_held_per_s);
-    let cpu = ci(&|r| r.acceptor_cpu_us_per_accept);
+    // Unread CPU (an attached server without its PID) is left out, as failed runs are.
+    let cpu = ci(&|r| r.acceptor_cpu_us_per_accept.unwrap_or(0.0));
     // Absent latencies (no timed connection) are left out, as failed runs are.
     let p50 = ci(&|r| r.peer_p50_ns.map_or(0.0, |ns| ns as f64 / 1e3));
     let p99 = ci(&|r| r.peer_p99_ns.map_or(0.0, |ns| ns as f64 / 1e3));
@@ -372,7 +373,7 @@ mod tests {
             repetition: rep,
             status: Some(status),
             accepts_per_s: accepts,
-            acceptor_cpu_us_per_accept: 5.0,
+            acceptor_cpu_us_per_accept: Some(5.0),
             ratio_accepts_vs_std: ratio,
             ratio_cpu_vs_std: ratio.map(|_| 1.0),
             ..Default::default()
@@ -434,7 +435,7 @@ mod tests {
         for rep in 1..=6 {
             let plain = row("std", rep, Status::Ok, 100_000.0, None);
             let mut traced = row("std+kt", rep, Status::Ok, 97_000.0 + rep as f64, None);
-            traced.acceptor_cpu_us_per_accept = 5.0 * (1.02 + rep as f64 * 0.001);
+            traced.acceptor_cpu_us_per_accept = Some(5.0 * (1.02 + rep as f64 * 0.001));
             traced.set_trace_ratios(&plain);
             rows.push(plain);
             rows.push(traced);

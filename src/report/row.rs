@@ -109,10 +109,11 @@ pub struct SummaryRow {
     pub peer_window_s: f64,
     /// Client connections established per second.
     pub client_conns_per_s: f64,
-    /// Acceptor thread CPU (user+sys) over the measured window (warm-up excluded), s.
-    pub acceptor_cpu_s: f64,
+    /// Acceptor thread CPU (user+sys) over the measured window (warm-up excluded), s
+    /// (empty when it could not be read: an attached server without its PID).
+    pub acceptor_cpu_s: Option<f64>,
     /// Acceptor CPU per connection accepted in the measured window, µs.
-    pub acceptor_cpu_us_per_accept: f64,
+    pub acceptor_cpu_us_per_accept: Option<f64>,
     /// Acceptor user CPU over its timed runs (release → done, warm-up included), s:
     /// `getrusage(RUSAGE_THREAD)`, whose user/kernel split the kernel apportions by
     /// tick samples (HZ in meta.json machine).
@@ -338,11 +339,13 @@ impl SummaryRow {
         let ratio = |a: f64, b: f64| (b > 0.0 && a > 0.0).then(|| a / b);
         let both_ok = self.is_ok() && untraced.is_ok();
         let unstalled = both_ok && self.syn_retry_stalls == 0 && untraced.syn_retry_stalls == 0;
-        self.trace_ratio_cpu = ratio(
+        self.trace_ratio_cpu = match (
             self.acceptor_cpu_us_per_accept,
             untraced.acceptor_cpu_us_per_accept,
-        )
-        .filter(|_| both_ok);
+        ) {
+            (Some(a), Some(b)) => ratio(a, b).filter(|_| both_ok),
+            _ => None,
+        };
         self.trace_ratio_accepts =
             ratio(self.accepts_per_s, untraced.accepts_per_s).filter(|_| unstalled);
     }
@@ -357,11 +360,13 @@ impl SummaryRow {
         let unstalled = both_ok && self.syn_retry_stalls == 0 && std.syn_retry_stalls == 0;
         self.ratio_accepts_vs_std =
             ratio(self.accepts_per_s, std.accepts_per_s).filter(|_| unstalled);
-        self.ratio_cpu_vs_std = ratio(
+        self.ratio_cpu_vs_std = match (
             self.acceptor_cpu_us_per_accept,
             std.acceptor_cpu_us_per_accept,
-        )
-        .filter(|_| both_ok);
+        ) {
+            (Some(a), Some(b)) => ratio(a, b).filter(|_| both_ok),
+            _ => None,
+        };
         self.ratio_peer_p99_vs_std = match (self.peer_p99_ns, std.peer_p99_ns) {
             (Some(a), Some(b)) => ratio(a as f64, b as f64).filter(|_| unstalled),
             _ => None,

@@ -110,7 +110,7 @@ pub(super) fn drain(
         peer_window_s: out.peer_ns as f64 * 1e-9,
         usage: out.usage,
         usage_accepts: out.accepted,
-        cpu_s: out.cpu_s,
+        cpu_s: Some(out.cpu_s),
         backlog_effective: listener.backlog_effective,
         rec: out.rec,
         client,

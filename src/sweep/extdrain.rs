@@ -69,7 +69,7 @@ pub(super) fn drain(
         usage: None,
         usage_accepts: 0,
         kernel: Default::default(),
-        cpu_s: out.cpu_s,
+        cpu_s: srv.cpu_known().then_some(out.cpu_s),
         backlog_effective,
         rec,
         client,

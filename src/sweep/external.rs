@@ -515,6 +515,7 @@ fn drive(
         per_acceptor: Vec::new(),
         ring_setup: None,
         cpu_s: (cpu_end - cpu_at_release_s).max(0.0),
+        cpu_known: srv.cpu_known(),
         released_ns,
         cpu_samples,
         cpu_at_release_s,

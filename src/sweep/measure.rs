@@ -276,6 +276,8 @@ pub(super) struct Driven {
     pub(super) ring_setup: Option<String>,
     /// Acceptor CPU over its whole run, s.
     pub(super) cpu_s: f64,
+    /// Whether `cpu_s` was read (not for an attached server without its PID).
+    pub(super) cpu_known: bool,
     pub(super) released_ns: u64,
     /// (CLOCK_MONOTONIC ns, acceptor thread CPU s) sampled while the run went on.
     pub(super) cpu_samples: Vec<(u64, f64)>,
@@ -347,7 +349,9 @@ impl Driven {
             accept_window_s: span_s,
             peers_held_per_s: per_s(peer_span_s),
             peer_window_s: peer_span_s,
-            cpu_s: (self.cpu_s - cpu_before.max(0.0)).max(0.0),
+            cpu_s: self
+                .cpu_known
+                .then(|| (self.cpu_s - cpu_before.max(0.0)).max(0.0)),
             backlog_effective,
             rec: self.rec,
             client: self.client,
@@ -471,6 +475,7 @@ fn drive(
             per_acceptor: a.per,
             ring_setup: a.ring_setup,
             cpu_s: a.cpu_s,
+            cpu_known: true,
             released_ns: a.released_ns,
             cpu_samples,
             cpu_at_release_s: a.cpu_at_release_s,
@@ -524,6 +529,7 @@ mod tests {
             ring_setup: None,
             // 0.3 s of CPU over the run, 0.1 s of it before 100 ms.
             cpu_s: 0.3,
+            cpu_known: true,
             released_ns: ms,
             cpu_samples: vec![(50 * ms, 5.05), (99 * ms, 5.1), (150 * ms, 5.15)],
             cpu_at_release_s: 5.0,
@@ -553,7 +559,7 @@ mod tests {
             true,
         );
         assert_eq!(m.window_accepts, 200, "accepts from 100 ms to 299 ms");
-        assert!((m.cpu_s - 0.2).abs() < 1e-9, "{}", m.cpu_s);
+        assert!((m.cpu_s.unwrap() - 0.2).abs() < 1e-9, "{:?}", m.cpu_s);
         // 200 accepts over 199 ms.
         assert!(
             (m.accepts_per_s - 200.0 / 0.199).abs() < 1e-6,

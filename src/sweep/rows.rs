@@ -397,11 +397,10 @@ fn acceptor_columns(row: &mut SummaryRow, p: &Planned, m: &Measured, j: &join::J
     row.peers_held_per_s = m.peers_held_per_s;
     row.peer_window_s = m.peer_window_s;
     row.acceptor_cpu_s = m.cpu_s;
-    row.acceptor_cpu_us_per_accept = if m.window_accepts > 0 {
-        m.cpu_s * 1e6 / m.window_accepts as f64
-    } else {
-        0.0
-    };
+    row.acceptor_cpu_us_per_accept = m
+        .cpu_s
+        .filter(|_| m.window_accepts > 0)
+        .map(|s| s * 1e6 / m.window_accepts as f64);
     kernel_use_columns(row, m);
     row.accept_errors = m.rec.error_total();
     if m.rec.lost > 0 {

@@ -292,8 +292,9 @@ pub struct Measured {
     pub peers_held_per_s: f64,
     /// That window, s (drain: summed over rounds).
     pub peer_window_s: f64,
-    /// Acceptor thread CPU over the measured window, s.
-    pub cpu_s: f64,
+    /// Acceptor thread CPU over the measured window, s (None: not readable, an
+    /// attached server without its PID).
+    pub cpu_s: Option<f64>,
     /// Accept-queue limit the kernel applied.
     pub backlog_effective: u32,
     /// loadgen's report and records.

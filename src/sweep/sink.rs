@@ -383,12 +383,13 @@ pub fn line_of(r: &SummaryRow) -> String {
         Some(Status::Skipped) => format!("{head} skipped: {}", r.note),
         Some(Status::Failed) => format!("{head} FAILED: {}", r.note),
         _ => format!(
-            "{head} {:>9.0} accepts/s{} (peers held {:.0}/s) {:>6.2} µs/accept  peer p99 {:>8} µs  {}/{}/{} est/acc/matched{}",
+            "{head} {:>9.0} accepts/s{} (peers held {:.0}/s) {:>6} µs/accept  peer p99 {:>8} µs  {}/{}/{} est/acc/matched{}",
             r.accepts_per_s,
             r.ratio_accepts_vs_std
                 .map_or(String::new(), |x| format!(" ({x:.2}× std)")),
             r.peers_held_per_s,
-            r.acceptor_cpu_us_per_accept,
+            r.acceptor_cpu_us_per_accept
+                .map_or("—".into(), |us| format!("{us:.2}")),
             r.peer_p99_ns
                 .map_or("—".into(), |ns| format!("{:.1}", ns as f64 / 1e3)),
             r.established,
