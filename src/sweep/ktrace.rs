@@ -31,15 +31,26 @@ pub enum Tracing {
     On(Recorder, u16),
 }
 
-/// Starts recording the run's `port` when `on`.
-pub fn start(on: bool, port: u16) -> Tracing {
+/// Starts recording the run's `port` when `on`, its reader on `reader_cpus` (the
+/// client's: off the acceptor's CPU).
+pub fn start(on: bool, port: u16, reader_cpus: &[usize]) -> Tracing {
     if !on {
         return Tracing::Off;
     }
-    match Recorder::start(&TraceSpec::port(port)) {
+    match Recorder::start(&TraceSpec::port(port).reader_on(reader_cpus)) {
         Ok(r) => Tracing::On(r, port),
         Err(e) => Tracing::Unavailable(e.to_string()),
     }
+}
+
+/// Where the trace reader runs: the client's CPUs that no acceptor uses (none on a
+/// one-CPU machine: then it runs where the scheduler puts it, and shares the acceptor's).
+pub fn reader_cpus(s: &super::run::RunSettings) -> Vec<usize> {
+    s.client_cpus
+        .iter()
+        .copied()
+        .filter(|c| *c != s.server_cpu && !s.server_cpus.contains(c))
+        .collect()
 }
 
 impl Tracing {

@@ -96,7 +96,11 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     };
     // --trace kernel: recorded from before the clients start until the run's figures
     // are in (super::ktrace).
-    let tracing = super::ktrace::start(spec.planned.trace, listener.local_addr.port());
+    let tracing = super::ktrace::start(
+        spec.planned.trace,
+        listener.local_addr.port(),
+        &super::ktrace::reader_cpus(spec.settings),
+    );
     let measured = measure_mode(spec, &set, &lg, env, topology);
     let mut m = measured?;
     m.kernel = tracing.finish(&m.rec.peers);

@@ -29,6 +29,9 @@ pub struct TraceSpec {
     /// The reader stops by itself after this long (the account is then marked cut
     /// short), so a caller that never finishes cannot leave it running.
     pub max_duration: Duration,
+    /// CPUs the reader thread runs on (empty: wherever the scheduler puts it). A sweep
+    /// keeps it off the acceptor's CPU, so decoding records is not charged to accepts.
+    pub reader_cpus: Vec<usize>,
 }
 
 impl TraceSpec {
@@ -39,7 +42,14 @@ impl TraceSpec {
             port,
             ring_bytes: 2 << 20,
             max_duration: Duration::from_secs(3600),
+            reader_cpus: Vec::new(),
         }
+    }
+
+    /// The same, its reader on `cpus`.
+    pub fn reader_on(mut self, cpus: &[usize]) -> TraceSpec {
+        self.reader_cpus = cpus.to_vec();
+        self
     }
 }
 
@@ -277,9 +287,16 @@ impl Recorder {
         let stop = Arc::new(AtomicBool::new(false));
         let reader = {
             let (stop, port, limit) = (stop.clone(), spec.port, spec.max_duration);
+            let cpus = spec.reader_cpus.clone();
             std::thread::Builder::new()
                 .name("kernel-trace".into())
-                .spawn(move || read_until_stopped(rings, &stop, port, limit))
+                .spawn(move || {
+                    if !cpus.is_empty() {
+                        // Unpinned is still a correct reader, only a noisier one.
+                        let _ = crate::affinity::pin_current_thread_to(&cpus);
+                    }
+                    read_until_stopped(rings, &stop, port, limit)
+                })
                 .map_err(|e| TraceError::Required(format!("cannot start the trace reader: {e}")))?
         };
         Ok(Recorder {
