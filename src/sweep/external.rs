@@ -81,11 +81,8 @@ fn measure_here(
     };
     let port = target.port();
     // --trace kernel: from before the clients start until the run's figures are in.
-    let tracing = super::ktrace::start(
-        spec.planned.trace,
-        port,
-        &super::ktrace::reader_cpus(spec.settings),
-    );
+    let tracing =
+        super::ktrace::start(spec.planned.trace, port, &spec.settings.trace_reader_cpus());
     // The backlog as the kernel applied it, read from the listener, never assumed.
     let backlog_effective = listening.iter().map(|l| l.backlog).max().unwrap_or(0);
     let mut lg = super::measure::loadgen_config(spec, target, backlog_effective)?;

@@ -43,16 +43,6 @@ pub fn start(on: bool, port: u16, reader_cpus: &[usize]) -> Tracing {
     }
 }
 
-/// Where the trace reader runs: the client's CPUs that no acceptor uses (none on a
-/// one-CPU machine: then it runs where the scheduler puts it, and shares the acceptor's).
-pub fn reader_cpus(s: &super::run::RunSettings) -> Vec<usize> {
-    s.client_cpus
-        .iter()
-        .copied()
-        .filter(|c| *c != s.server_cpu && !s.server_cpus.contains(c))
-        .collect()
-}
-
 impl Tracing {
     /// Stops recording; the account, with the acceptor's accepts (`peers`) for the
     /// queue waits.

@@ -99,7 +99,7 @@ fn measure_here(spec: &RunSpec) -> anyhow::Result<Measured> {
     let tracing = super::ktrace::start(
         spec.planned.trace,
         listener.local_addr.port(),
-        &super::ktrace::reader_cpus(spec.settings),
+        &spec.settings.trace_reader_cpus(),
     );
     let measured = measure_mode(spec, &set, &lg, env, topology);
     let mut m = measured?;

@@ -55,6 +55,19 @@ pub struct RunSettings {
 }
 
 impl RunSettings {
+    /// Where `--trace kernel`'s reader runs: the client's CPUs that no acceptor uses
+    /// (none on a one-CPU machine: then it runs where the scheduler puts it, and shares
+    /// the acceptor's).
+    pub fn trace_reader_cpus(&self) -> Vec<usize> {
+        self.client_cpus
+            .iter()
+            .copied()
+            .filter(|c| *c != self.server_cpu && !self.server_cpus.contains(c))
+            .collect()
+    }
+}
+
+impl RunSettings {
     /// The settings of `cfg`'s runs.
     pub fn of(cfg: &SweepConfig) -> RunSettings {
         RunSettings {
