@@ -5,7 +5,6 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use common::ktrace::timeline::write_timeline_csv;
 use common::ktrace::view::{KernelView, Session, Traced};
 
 use crate::acceptors::{self, ListenTeam, ListenerSet, Sharing};
@@ -214,17 +213,16 @@ fn finish_trace(
 /// `--trace-out FILE`: the timeline of a recorded account; nothing (said on stderr)
 /// when none was recorded.
 fn write_trace_out(path: &std::path::Path, traced: &Traced) -> anyhow::Result<()> {
-    let Some(k) = traced.account() else {
+    let written = traced
+        .write_timeline(path)
+        .with_context(|| format!("cannot write --trace-out {}", path.display()))?;
+    if !written {
         eprintln!(
             "acceptbench: --trace-out {}: not written, the kernel's account was not recorded",
             path.display()
         );
-        return Ok(());
-    };
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create --trace-out {}", path.display()))?;
-    write_timeline_csv(k, std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write --trace-out {}", path.display()))
+    }
+    Ok(())
 }
 
 /// `listen --acceptors N` (or `--sharing reuseport`): N acceptor threads, each its own

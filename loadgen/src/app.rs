@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use common::ktrace::timeline::write_timeline_csv;
 use common::ktrace::view::{KernelView, Session, Traced};
 
 use crate::clock::mono_ns;
@@ -234,17 +233,16 @@ fn app(config: &Config) -> anyhow::Result<()> {
 /// `--trace-out FILE`: the timeline of a recorded account; nothing (said on stderr)
 /// when none was recorded.
 fn write_trace_out(path: &std::path::Path, traced: &Traced) -> anyhow::Result<()> {
-    let Some(k) = traced.account() else {
+    let written = traced
+        .write_timeline(path)
+        .with_context(|| format!("cannot write --trace-out {}", path.display()))?;
+    if !written {
         eprintln!(
             "loadgen: --trace-out {}: not written, the kernel's account was not recorded",
             path.display()
         );
-        return Ok(());
-    };
-    let file = std::fs::File::create(path)
-        .with_context(|| format!("cannot create --trace-out {}", path.display()))?;
-    write_timeline_csv(k, std::io::BufWriter::new(file))
-        .with_context(|| format!("cannot write --trace-out {}", path.display()))
+    }
+    Ok(())
 }
 
 fn print_report(report: &Report, json: bool, quiet: bool) -> anyhow::Result<()> {

@@ -99,6 +99,17 @@ impl Traced {
             Traced::Unavailable(_) => None,
         }
     }
+
+    /// `--trace-out FILE`: writes the per-connection timeline of the account to `path`;
+    /// `Ok(false)`, writing nothing, when none was recorded (the caller says so).
+    pub fn write_timeline(&self, path: &std::path::Path) -> std::io::Result<bool> {
+        let Some(k) = self.account() else {
+            return Ok(false);
+        };
+        let file = std::fs::File::create(path)?;
+        super::timeline::write_timeline_csv(k, std::io::BufWriter::new(file))?;
+        Ok(true)
+    }
 }
 
 /// The kernel's account of a command's run, as the command reports it. Counts are
