@@ -60,7 +60,51 @@ pub fn plot_run_dir(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 /// Like [`plot_run_dir`], with PNG files too when `png`.
 pub fn plot_run_dir_as(dir: &Path, png: bool) -> anyhow::Result<Vec<PathBuf>> {
     let run = load_run(dir)?;
-    plot_runs(std::slice::from_ref(&run), &dir.join("plots"), png)
+    let mut files = plot_runs(std::slice::from_ref(&run), &dir.join("plots"), png)?;
+    files.extend(timeline_charts(dir));
+    Ok(files)
+}
+
+/// `--trace kernel`: every `kernel/<stem>-timeline.csv` of a run drawn as
+/// `plots/timeline-<stem>.svg`, a line per connection (one run per backlog and mode).
+/// A file that cannot be read or drawn is reported on stderr and skipped.
+fn timeline_charts(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir.join("kernel")) else {
+        return Vec::new();
+    };
+    let mut stems: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter_map(|n| n.strip_suffix("-timeline.csv").map(str::to_string))
+        .collect();
+    stems.sort();
+    let mut files = Vec::new();
+    if !stems.is_empty() {
+        if let Err(e) = std::fs::create_dir_all(dir.join("plots")) {
+            eprintln!("acceptbench: warning: plot: no timeline drawn: {e}");
+            return files;
+        }
+    }
+    for stem in stems {
+        let csv = dir.join("kernel").join(format!("{stem}-timeline.csv"));
+        let svg = dir.join("plots").join(format!("timeline-{stem}.svg"));
+        let drawn = std::fs::File::open(&csv)
+            .map_err(anyhow::Error::from)
+            .and_then(|f| {
+                Ok(common::ktrace::timeline::read_timeline_csv(
+                    std::io::BufReader::new(f),
+                )?)
+            })
+            .and_then(|conns| timeline::draw(&conns, &svg, &format!("{stem}-timeline.csv")));
+        match drawn {
+            Ok(_) => files.push(svg),
+            Err(e) => eprintln!(
+                "acceptbench: warning: plot: skipping {}: {e:#}",
+                csv.display()
+            ),
+        }
+    }
+    files
 }
 
 /// Draws every chart of `runs` into `out` (SVG, and PNG with `png`). A chart that
@@ -467,5 +511,28 @@ fn queue_chart(runs: &[Run], key: &str, members: &[(String, String)]) -> Chart {
         x: Axis::Linear,
         y: Axis::Linear,
         series,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kernel_timeline_of_a_run_is_drawn_and_a_bad_one_skipped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let kernel = tmp.path().join("kernel");
+        std::fs::create_dir_all(&kernel).unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(
+            repo.join("docs/timeline/backlog2-burst12.csv"),
+            kernel.join("std-b2-burst-timeline.csv"),
+        )
+        .unwrap();
+        std::fs::write(kernel.join("bad-b2-burst-timeline.csv"), "not a timeline\n").unwrap();
+        let files = timeline_charts(tmp.path());
+        let want = tmp.path().join("plots/timeline-std-b2-burst.svg");
+        assert_eq!(files, vec![want.clone()]);
+        assert!(std::fs::metadata(&want).unwrap().len() > 1000);
     }
 }
