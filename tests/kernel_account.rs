@@ -107,7 +107,12 @@ fn a_full_queue_holds_b_plus_one_and_the_rest_retry_their_syn() {
     assert_eq!(k.client_only, 0);
     assert_eq!(k.never_established, (CLIENTS - 3) as u64);
     // The three that got in needed no retransmit; each other one needed one by now.
-    assert_eq!(k.retransmits_per_connection, vec![3, (CLIENTS - 3) as u64]);
+    assert_eq!(
+        k.retransmits_per_connection,
+        vec![3, (CLIENTS - 3) as u64],
+        "tracepoints not recorded: {:?}",
+        k.absent
+    );
     let first = k.waves[0];
     assert_eq!(first.connections, (CLIENTS - 3) as u64);
     assert!(

@@ -26,12 +26,17 @@ struct OurMount(PathBuf);
 
 impl Drop for OurMount {
     fn drop(&mut self) {
+        // Under the lock, so that no thread takes the mount for a live one while it is
+        // being unmounted: `open` waits while a dead mount is still recorded.
+        let mut ours = OURS.lock().unwrap_or_else(|e| e.into_inner());
         unmount(&self.0);
+        *ours = None;
     }
 }
 
-/// This process's mount, while any `Tracefs` holds it.
-static OURS: Mutex<Weak<OurMount>> = Mutex::new(Weak::new());
+/// This process's mount, while any `Tracefs` holds it (a dead `Weak` while its last
+/// user unmounts it; None once unmounted, or never mounted).
+static OURS: Mutex<Option<Weak<OurMount>>> = Mutex::new(None);
 
 /// Where tracefs is mounted, per /proc/mounts.
 fn mounted() -> Option<PathBuf> {
@@ -77,11 +82,23 @@ impl Tracefs {
     /// Finds tracefs (/proc/mounts), mounting it at /sys/kernel/tracing if absent.
     pub fn open() -> Result<Tracefs, TracefsError> {
         let mut ours = OURS.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(m) = ours.upgrade() {
-            return Ok(Tracefs {
-                root: m.0.clone(),
-                mount: Some(m),
-            });
+        // Our last user may be unmounting it right now: wait for that (bounded), never
+        // take a mount that is about to go for one that stays.
+        for _ in 0..1000 {
+            match ours.as_ref().map(Weak::upgrade) {
+                Some(Some(m)) => {
+                    return Ok(Tracefs {
+                        root: m.0.clone(),
+                        mount: Some(m),
+                    })
+                }
+                Some(None) => {
+                    drop(ours);
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                    ours = OURS.lock().unwrap_or_else(|e| e.into_inner());
+                }
+                None => break,
+            }
         }
         if let Some(root) = mounted() {
             return Ok(Tracefs { root, mount: None });
@@ -107,7 +124,7 @@ impl Tracefs {
             };
         }
         let m = Arc::new(OurMount(PathBuf::from(DEFAULT_ROOT)));
-        *ours = Arc::downgrade(&m);
+        *ours = Some(Arc::downgrade(&m));
         Ok(Tracefs {
             root: m.0.clone(),
             mount: Some(m),
@@ -257,5 +274,30 @@ mod tests {
         assert_eq!(symbolic_value(text, "TCP_LISTEN_OVERFLOW"), Some(40));
         assert_eq!(symbolic_value(text, "NOT_SPECIFIED"), Some(2));
         assert_eq!(symbolic_value(text, "TCP_LISTEN"), None);
+    }
+
+    /// Threads that open and drop tracefs at once never read from a mount that is
+    /// being unmounted (the drop of the last user unmounts what this process mounted).
+    /// A stress test: the window is small, and it did not fail here without the lock.
+    #[test]
+    fn threads_opening_and_dropping_tracefs_always_find_it() {
+        if let Err(e) = Tracefs::open() {
+            crate::testskip::skip(crate::testskip::Lack::Root, &e.to_string());
+            return;
+        }
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                std::thread::spawn(|| {
+                    for _ in 0..2000 {
+                        let t = Tracefs::open().expect("tracefs opens");
+                        t.id("sock:inet_sock_set_state")
+                            .expect("a live mount has the tracepoint");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("no thread failed");
+        }
     }
 }
