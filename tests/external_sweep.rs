@@ -413,8 +413,9 @@ fn a_stalled_seed_server_leaves_client_only_connections_the_model_predicts() {
         .unwrap_or(f64::MAX);
     let retries: u64 = row[col("prestall_retries")].parse().unwrap_or(u64::MAX);
     if empty_ms > 100.0 || retries > 5 {
-        eprintln!(
-            "SKIP: the machine was too busy for the stall model (the server took {empty_ms} ms to empty its queue after the resume, {retries} connects retried before the stall); client-only {measured}, model {predicted}"
+        common::testskip::skip_part(
+            common::testskip::Lack::Host,
+            &format!("the machine was too busy for the stall model (the server took {empty_ms} ms to empty its queue after the resume, {retries} connects retried before the stall); client-only {measured}, model {predicted}"),
         );
         support::remove_run(&dir);
         return;
@@ -761,4 +762,73 @@ fn an_attached_seed_server_is_measured_and_paused_only_with_its_pid() {
         err.contains(&format!("nothing listens on 127.0.0.1:{port}")),
         "{err}"
     );
+}
+
+/// `/proc/PID/stat`'s state letter (`T`: stopped).
+fn proc_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+/// An attached server is someone else's: a sweep SIGKILLed while it holds it stopped
+/// must not leave it stopped (its pause guard continues it).
+#[test]
+fn a_killed_sweep_never_leaves_an_attached_server_stopped() {
+    if !support::is_root() {
+        common::testskip::skip(
+            common::testskip::Lack::Root,
+            "a stall runs in the host's namespace only as root",
+        );
+        return;
+    }
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").port()
+    };
+    let seed = OwnSeed::start(port, 8);
+    let out = std::env::temp_dir().join(format!("ab-attach-kill-{}", std::process::id()));
+    let mut sweep = acceptbench()
+        .args(["sweep", "--attach"])
+        .arg(format!("seed=127.0.0.1:{port},pid={}", seed.pid()))
+        .args(["--engines", "seed", "--modes", "stall", "--backlogs", "8"])
+        .args([
+            "--stall",
+            "20s",
+            "--stall-after",
+            "1s",
+            "--stall-mu",
+            "seed=5000",
+        ])
+        .args([
+            "--stall-load",
+            "rate:100",
+            "--repeat",
+            "1",
+            "--no-plots",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("sweep");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while proc_state(seed.pid()) != Some('T') {
+        assert!(
+            std::time::Instant::now() < end,
+            "the sweep never stopped the server"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    sweep.kill().expect("SIGKILL the sweep");
+    sweep.wait().expect("reap");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while proc_state(seed.pid()) == Some('T') {
+        assert!(
+            std::time::Instant::now() < end,
+            "the attached server is still stopped 3 s after the sweep was SIGKILLed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let _ = std::fs::remove_dir_all(&out);
 }

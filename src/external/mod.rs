@@ -111,6 +111,8 @@ pub struct ExternalServer {
     stopped: Option<Stopped>,
     /// A server already running (`--attach`): never started, stopped or reaped.
     attached: Option<Attached>,
+    /// While an attached server is paused: what continues it if the sweep dies.
+    pause_guard: std::sync::Mutex<Option<spawn::PauseGuard>>,
 }
 
 /// How an attached server is paused and its CPU read.
@@ -141,6 +143,7 @@ impl ExternalServer {
                 pid,
                 group: pid.is_some_and(proc::leads_group),
             }),
+            pause_guard: Default::default(),
         }
     }
 
@@ -184,6 +187,7 @@ impl ExternalServer {
             stop_grace: spec.stop_grace,
             stopped: None,
             attached: None,
+            pause_guard: Default::default(),
         })
     }
 
@@ -319,14 +323,31 @@ impl ExternalServer {
             .join("\n")
     }
 
-    /// SIGSTOP to the whole group: it stops accepting (and doing anything else).
+    /// SIGSTOP to the whole group: it stops accepting (and doing anything else). An
+    /// attached server (not ours, nothing of ours dies with it) is first given a
+    /// [`spawn::PauseGuard`], so that it is continued even if the sweep is killed.
     pub fn pause(&self) -> std::io::Result<()> {
+        if let Some(Attached {
+            pid: Some(pid),
+            group,
+        }) = self.attached
+        {
+            let guard = spawn::PauseGuard::start(if group { -pid } else { pid })?;
+            *self.pause_guard.lock().unwrap_or_else(|e| e.into_inner()) = Some(guard);
+        }
         self.signal(libc::SIGSTOP)
     }
 
-    /// SIGCONT to the whole group.
+    /// SIGCONT to the whole group (and the attached server's guard ends).
     pub fn resume(&self) -> std::io::Result<()> {
-        self.signal(libc::SIGCONT)
+        let r = self.signal(libc::SIGCONT);
+        drop(
+            self.pause_guard
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        r
     }
 
     fn signal(&self, sig: libc::c_int) -> std::io::Result<()> {

@@ -273,3 +273,60 @@ pub fn contains(pid: i32) -> bool {
         _ => false,
     }
 }
+
+/// While an attached server (`--attach …,pid=PID`) is paused: a forked child that
+/// continues it (SIGCONT to `target`, a PID or a negative group id) as soon as this
+/// process is gone, however it went — the child waits for end-of-file on a pipe whose
+/// only write end this process holds (close-on-exec, so no exec'd child keeps it). A
+/// SIGKILLed sweep therefore never leaves someone else's server stopped.
+pub struct PauseGuard {
+    pid: i32,
+    write: Option<OwnedFd>,
+}
+
+impl PauseGuard {
+    /// Forks the guard for `target`.
+    pub fn start(target: i32) -> std::io::Result<PauseGuard> {
+        let (rd, wr) = pipe()?;
+        use std::os::fd::AsRawFd;
+        let rd_fd = rd.as_raw_fd();
+        // SAFETY: fork in a multi-threaded process: the child calls only
+        // async-signal-safe functions (close_range, read, kill, _exit) on plain integers.
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if pid == 0 {
+            // SAFETY: the freshly forked child; async-signal-safe calls only.
+            unsafe {
+                // Every descriptor but its read end: no write end of this or another
+                // guard stays open here.
+                close_all_but(rd_fd, rd_fd);
+                let mut b = 0u8;
+                // Blocks until every write end is closed: the parent's, at resume or
+                // when the parent dies. EINTR: try again.
+                while libc::read(rd_fd, (&mut b as *mut u8).cast(), 1) < 0
+                    && *libc::__errno_location() == libc::EINTR
+                {}
+                libc::kill(target, libc::SIGCONT);
+                libc::_exit(0);
+            }
+        }
+        drop(rd);
+        Ok(PauseGuard {
+            pid,
+            write: Some(wr),
+        })
+    }
+}
+
+impl Drop for PauseGuard {
+    /// The pause is over: the guard continues the server (already continued: no
+    /// effect), exits, and is reaped.
+    fn drop(&mut self) {
+        drop(self.write.take());
+        let mut status = 0;
+        // SAFETY: waits for our own child, which exits once the pipe is closed.
+        unsafe { libc::waitpid(self.pid, &mut status, 0) };
+    }
+}
