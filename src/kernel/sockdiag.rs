@@ -171,9 +171,15 @@ mod tests {
 
     #[test]
     fn a_listeners_queue_and_backlog_are_seen() {
-        let Ok(mut diag) = ListenerDiag::open() else {
-            eprintln!("SKIP: no sock_diag netlink socket here");
-            return;
+        let mut diag = match ListenerDiag::open() {
+            Ok(d) => d,
+            Err(e) => {
+                common::testskip::skip(
+                    common::testskip::Lack::Kernel,
+                    &format!("no sock_diag netlink socket here: {e}"),
+                );
+                return;
+            }
         };
         let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
             .expect("socket");
