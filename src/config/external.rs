@@ -70,31 +70,25 @@ pub fn servers(
         out.push(s);
     }
     for arg in stall_mus {
-        let bad = |why: String| ConfigError::BadItem {
-            flag: "stall-mu",
-            item: arg.clone(),
-            why,
-        };
-        let (name, rate) = arg.split_once('=').ok_or_else(|| {
-            bad("give NAME=RATE, the server's connections per second once resumed, e.g. --stall-mu seed=9000".into())
-        })?;
-        let server = out
-            .iter_mut()
-            .find(|s| s.name == name.trim())
-            .ok_or_else(|| {
-                bad(format!(
-                    "there is no --server {name}=…; name one of the servers (the built-in engines' μ is their own speed, or --accept-delay)"
-                ))
-            })?;
+        let (server, rate) = per_server(
+            &mut out,
+            "stall-mu",
+            arg,
+            "give NAME=RATE, the server's connections per second once resumed, e.g. --stall-mu seed=9000",
+            " (the built-in engines' μ is their own speed, or --accept-delay)",
+        )?;
+        let name = server.name;
         let rate: f64 = rate
             .trim()
             .parse()
             .ok()
             .filter(|r: &f64| r.is_finite() && *r > 0.0)
-            .ok_or_else(|| {
-                bad(format!(
+            .ok_or_else(|| ConfigError::BadItem {
+                flag: "stall-mu",
+                item: arg.clone(),
+                why: format!(
                     "the rate {rate:?} must be a positive number of connections per second, e.g. {name}=9000"
-                ))
+                ),
             })?;
         if server.stall_mu.replace(rate).is_some() {
             return Err(ConfigError::Duplicate {
@@ -104,32 +98,55 @@ pub fn servers(
         }
     }
     for arg in requests {
-        let bad = |why: String| ConfigError::BadItem {
-            flag: "server-request",
-            item: arg.clone(),
-            why,
-        };
-        let (name, bytes) = arg.split_once('=').ok_or_else(|| {
-            bad(r"give NAME=BYTES, e.g. --server-request nginx='GET / HTTP/1.0\r\n\r\n'".into())
-        })?;
-        let server = out
-            .iter_mut()
-            .find(|s| s.name == name.trim())
-            .ok_or_else(|| {
-                bad(format!(
-                    "there is no --server {name}=…; name one of the servers"
-                ))
-            })?;
+        let (server, bytes) = per_server(
+            &mut out,
+            "server-request",
+            arg,
+            r"give NAME=BYTES, e.g. --server-request nginx='GET / HTTP/1.0\r\n\r\n'",
+            "",
+        )?;
         if server.request.is_some() {
             return Err(ConfigError::Duplicate {
                 flag: "server-request",
-                item: name.to_string(),
+                item: server.name.to_string(),
             });
         }
         server.request =
-            Some(loadgen::config::request::parse(bytes).map_err(|e| bad(e.to_string()))?);
+            Some(
+                loadgen::config::request::parse(bytes).map_err(|e| ConfigError::BadItem {
+                    flag: "server-request",
+                    item: arg.clone(),
+                    why: e.to_string(),
+                })?,
+            );
     }
     Ok(out)
+}
+
+/// A per-server flag's `NAME=VALUE`: the server named (one of `out`) and the value.
+/// `form` is the fix for a missing `=`; `hint` follows "name one of the servers".
+fn per_server<'a, 'v>(
+    out: &'a mut [ExternalConfig],
+    flag: &'static str,
+    arg: &'v str,
+    form: &str,
+    hint: &str,
+) -> Result<(&'a mut ExternalConfig, &'v str), ConfigError> {
+    let bad = |why: String| ConfigError::BadItem {
+        flag,
+        item: arg.to_string(),
+        why,
+    };
+    let (name, value) = arg.split_once('=').ok_or_else(|| bad(form.into()))?;
+    let server = out
+        .iter_mut()
+        .find(|s| s.name == name.trim())
+        .ok_or_else(|| {
+            bad(format!(
+                "there is no --server {name}=…; name one of the servers{hint}"
+            ))
+        })?;
+    Ok((server, value))
 }
 
 /// Parses every `--server NAME=COMMAND`.

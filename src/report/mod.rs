@@ -117,10 +117,7 @@ impl RunDir {
         mode: &str,
         rep: u32,
     ) -> io::Result<PathBuf> {
-        let dir = self.path.join("queue");
-        std::fs::create_dir_all(&dir)?;
-        let rep = rep_suffix(rep);
-        Ok(dir.join(format!("{engine}-b{backlog}-{mode}{rep}.csv")))
+        self.run_file("queue", engine, backlog, mode, &rep_suffix(rep), ".csv")
     }
     /// `kernel/<series>-b<backlog>-<mode>[-r<rep>]-split.csv` (creates `kernel/`): a
     /// traced run's latency split, one line per connection.
@@ -131,10 +128,14 @@ impl RunDir {
         mode: &str,
         rep: u32,
     ) -> io::Result<PathBuf> {
-        let dir = self.path.join("kernel");
-        std::fs::create_dir_all(&dir)?;
-        let rep = rep_suffix(rep);
-        Ok(dir.join(format!("{series}-b{backlog}-{mode}{rep}-split.csv")))
+        self.run_file(
+            "kernel",
+            series,
+            backlog,
+            mode,
+            &rep_suffix(rep),
+            "-split.csv",
+        )
     }
     /// `kernel/<series>-b<backlog>-<mode>-timeline.csv` (creates `kernel/`): the
     /// kernel's per-connection timeline of one traced run per (backlog, mode).
@@ -144,9 +145,21 @@ impl RunDir {
         backlog: u32,
         mode: &str,
     ) -> io::Result<PathBuf> {
-        let dir = self.path.join("kernel");
+        self.run_file("kernel", series, backlog, mode, "", "-timeline.csv")
+    }
+    /// `<dir>/<series>-b<backlog>-<mode><rep><ending>` (creates `<dir>/`): a per-run file.
+    fn run_file(
+        &self,
+        dir: &str,
+        series: &str,
+        backlog: u32,
+        mode: &str,
+        rep: &str,
+        ending: &str,
+    ) -> io::Result<PathBuf> {
+        let dir = self.path.join(dir);
         std::fs::create_dir_all(&dir)?;
-        Ok(dir.join(format!("{series}-b{backlog}-{mode}-timeline.csv")))
+        Ok(dir.join(format!("{series}-b{backlog}-{mode}{rep}{ending}")))
     }
     /// `stall.csv`.
     pub fn stall_csv(&self) -> PathBuf {
@@ -161,10 +174,7 @@ impl RunDir {
         mode: &str,
         rep: u32,
     ) -> io::Result<PathBuf> {
-        let dir = self.path.join("hosts");
-        std::fs::create_dir_all(&dir)?;
-        let rep = rep_suffix(rep);
-        Ok(dir.join(format!("{series}-b{backlog}-{mode}{rep}.csv")))
+        self.run_file("hosts", series, backlog, mode, &rep_suffix(rep), ".csv")
     }
     /// `stall/` (created).
     pub fn stall_dir(&self) -> io::Result<PathBuf> {
