@@ -37,6 +37,40 @@ fn traced_sweep(name: &str, args: &[&str]) -> (PathBuf, PathBuf) {
     (out, dir)
 }
 
+/// How far a row's kernel figures may fall short of the clients' and the join's: 0
+/// when its account is complete (`ok`, no record lost); the records lost when it is
+/// `incomplete`, which the note must then say. Linux 6.18 sometimes counts a whole
+/// timer batch of SYN retransmits, and the handshakes they set off, without
+/// delivering their records or a lost-record notice (4 runs in 60 of a 500 ms stall
+/// here); the recorder finds them from each event's count.
+fn slack(r: &acceptbench::report::row::SummaryRow) -> u64 {
+    let lost = r.kernel_lost_records.unwrap();
+    match r.kernel_trace.as_str() {
+        "ok" => {
+            assert_eq!(lost, 0, "{}", r.note);
+            0
+        }
+        "incomplete" => {
+            assert!(
+                lost > 0 && r.note.contains("trace records lost"),
+                "{}",
+                r.note
+            );
+            lost
+        }
+        other => panic!("kernel_trace {other}: {}", r.note),
+    }
+}
+
+/// `kernel` is `expected`, or short of it by at most `slack`.
+fn within(kernel: Option<u64>, expected: u64, slack: u64, what: &str) {
+    let k = kernel.unwrap_or_else(|| panic!("{what}: no kernel figure"));
+    assert!(
+        k <= expected && expected - k <= slack,
+        "{what}: kernel {k}, expected {expected}, records lost {slack}"
+    );
+}
+
 fn out_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("acceptbench-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -81,25 +115,27 @@ fn the_kernels_client_only_count_equals_the_joins() {
     }
     for r in &rows {
         assert!(r.is_ok(), "{}: {}", r.engine, r.note);
-        assert_eq!(r.kernel_trace, "ok", "{}: {}", r.engine, r.note);
-        assert_eq!(r.kernel_lost_records, Some(0));
+        let slack = slack(r);
         eprintln!(
             "{}: established {} accepted {} unmatched_client {} kernel_client_only {:?}",
             r.engine, r.established, r.accepted, r.unmatched_client, r.kernel_client_only
         );
-        assert_eq!(
+        // Equal when the account is complete. With records lost, a connection whose
+        // handshake went unrecorded is neither client-only nor queued to the kernel.
+        let e = &r.engine;
+        within(
             r.kernel_client_only,
-            Some(r.unmatched_client),
-            "{}",
-            r.engine
+            r.unmatched_client,
+            slack,
+            &format!("{e} client-only"),
         );
-        assert_eq!(
+        within(
             r.kernel_client_established,
-            Some(r.established),
-            "{}",
-            r.engine
+            r.established,
+            slack,
+            &format!("{e} established"),
         );
-        assert_eq!(r.kernel_queued, Some(r.accepted), "{}", r.engine);
+        within(r.kernel_queued, r.accepted, slack, &format!("{e} queued"));
         assert_eq!(r.kernel_not_accepted, Some(0), "{}", r.engine);
         assert!(r.kernel_handshake_p50_ns.is_some() && r.kernel_queue_wait_p50_ns.is_some());
     }
@@ -162,7 +198,7 @@ fn the_split_adds_up_from_connect() {
     }
     for r in &rows {
         assert!(r.is_ok(), "{} {}: {}", r.engine, r.mode, r.note);
-        assert_eq!(r.kernel_trace, "ok", "{} {}: {}", r.engine, r.mode, r.note);
+        let slack = slack(r);
         assert!(!r.note.contains("out of order"), "{}", r.note);
         let stem = format!("{}-b16-{}", r.engine, r.mode);
         let peer = hgrm_count(&dir.join(format!("hgrm/{stem}-peer.hgrm")));
@@ -172,7 +208,12 @@ fn the_split_adds_up_from_connect() {
             r.kernel_handshake_p50_ns, r.kernel_queue_wait_p50_ns, r.kernel_decode_p50_ns
         );
         assert!(n > 0, "{stem}: nothing split");
-        assert_eq!(n, peer, "{stem}: every measured connection is split");
+        within(
+            Some(n),
+            peer,
+            slack,
+            &format!("{stem}: every measured connection is split"),
+        );
         for metric in ["kernel-handshake", "kernel-queue-wait", "kernel-decode"] {
             let h = dir.join(format!("hgrm/{stem}-{metric}.hgrm"));
             assert_eq!(hgrm_count(&h), n, "{h:?}");
@@ -221,7 +262,8 @@ fn the_split_adds_up_from_connect() {
 /// A 500 ms stall into B = 16 at 1000 connections/s: the connections whose SYN the
 /// kernel saw retransmitted are the stall's retry waves as the clients' latencies
 /// showed them (stall.csv), the first retransmit 1 s after the SYN as the sysctls
-/// schedule it, and the kernel's client-only count is the stall row's.
+/// schedule it, and the kernel's client-only count is the stall row's — exactly when
+/// the account is complete, within the records lost when not ([`slack`]).
 #[test]
 fn the_kernels_retransmits_are_the_stalls_retry_waves() {
     let _one = one_at_a_time();
@@ -249,14 +291,14 @@ fn the_kernels_retransmits_are_the_stalls_retry_waves() {
         return;
     }
     assert!(r.is_ok(), "{}", r.note);
-    assert_eq!(r.kernel_trace, "ok", "{}", r.note);
+    let slack = slack(r);
     let stall = &acceptbench::report::stall::read(&dir.join("stall.csv")).unwrap()[0];
     eprintln!(
         "stall.csv: waves {} client-only {} dropped {:?}; kernel: per connection {:?}, waves {:?}, client-only {:?}",
         stall.waves, stall.client_only, stall.dropped, r.kernel_retransmits_per_connection,
         r.kernel_syn_retransmit_waves, r.kernel_client_only
     );
-    assert_eq!(r.kernel_never_established, Some(0));
+    assert!(r.kernel_never_established.unwrap() <= slack, "{}", r.note);
     let clients_waves: u64 = stall
         .waves
         .split(';')
@@ -273,8 +315,20 @@ fn the_kernels_retransmits_are_the_stalls_retry_waves() {
         .map(|(_, n)| n.parse::<u64>().unwrap())
         .sum();
     assert!(kernel_retried > 0, "the stall made no SYN retransmit");
-    assert_eq!(kernel_retried, clients_waves);
-    assert_eq!(r.kernel_client_only, Some(stall.client_only));
+    within(
+        Some(kernel_retried),
+        clients_waves,
+        slack,
+        "connections retried",
+    );
+    // A lost batch can also make a client-only connection look never established,
+    // or a connection whose child went unrecorded look client-only: either way.
+    assert!(
+        r.kernel_client_only.unwrap().abs_diff(stall.client_only) <= slack,
+        "kernel {:?} clients {} lost {slack}",
+        r.kernel_client_only,
+        stall.client_only
+    );
     // stall.csv has the kernel's waves and client-only beside the model's, equal to
     // the summary's kernel columns for the same run (every connection established:
     // each one's retransmits are the wave that admitted it).
@@ -411,12 +465,11 @@ fn an_external_servers_client_only_are_established_less_served() {
             r.kernel_handshake_p50_ns, r.kernel_queue_wait_p50_ns, r.kernel_split_connections
         );
         assert!(r.is_ok(), "{}: {}", r.mode, r.note);
-        assert_eq!(r.kernel_trace, "ok", "{}: {}", r.mode, r.note);
-        assert_eq!(
+        within(
             r.kernel_client_only,
-            Some(r.established - r.accepted),
-            "{}: kernel client-only = established − served",
-            r.mode
+            r.established - r.accepted,
+            slack(r),
+            &format!("{}: kernel client-only = established − served", r.mode),
         );
         assert_eq!(r.unmatched_client, r.established - r.accepted);
         assert!(r.kernel_handshake_p50_ns.is_some() && r.kernel_queue_wait_p50_ns.is_some());

@@ -129,11 +129,8 @@ pub fn note(k: &KernelTrace) -> Option<String> {
         KernelTrace::Unavailable(why) => Some(format!("--trace kernel: not recorded: {why}")),
         KernelTrace::Recorded(k) => {
             let mut parts = Vec::new();
-            if k.lost_records > 0 {
-                parts.push(format!(
-                    "{} kernel trace records lost or undecoded: the kernel_* counts may be short",
-                    k.lost_records
-                ));
+            if let Some(short) = k.shortfall() {
+                parts.push(format!("{short}: the kernel_* counts may be short"));
             }
             if k.lost_host_wide > 0 {
                 parts.push(format!(
@@ -175,6 +172,7 @@ mod tests {
                 after_syn_max_ns: 1_030_000_000,
             }],
             lost_records: 2,
+            undelivered: 1,
             absent: vec![Absent {
                 event: "skb:kfree_skb".into(),
                 why: "no TCP_LISTEN_OVERFLOW".into(),
@@ -198,7 +196,8 @@ mod tests {
         assert_eq!(row.kernel_syn_retransmits, Some(34));
         let n = note(&kt).unwrap();
         assert!(
-            n.contains("2 kernel trace records lost") && n.contains("skb:kfree_skb"),
+            n.contains("2 trace records lost or undecoded (1 of them counted by the kernel but never delivered")
+                && n.contains("skb:kfree_skb"),
             "{n}"
         );
 

@@ -12,6 +12,7 @@ use crate::overflow;
 use crate::report::row::{Status, SummaryRow};
 use common::hist::new_histogram;
 use common::hist::Percentiles;
+use common::ktrace::account::KernelConn;
 
 /// One finished run: its row and what goes beside it in the results directory.
 pub struct FinishedRun {
@@ -30,12 +31,30 @@ pub struct FinishedRun {
     /// `--trace kernel`: each joined connection's latency split (empty without it).
     pub kernel_split: super::ksplit::Split,
     /// `--trace kernel`, a first round's run: the kernel's per-connection timeline
-    /// (`common::ktrace::timeline` CSV, its first [`TIMELINE_MAX_CONNECTIONS`]).
+    /// (`common::ktrace::timeline` CSV, [`TIMELINE_MAX_CONNECTIONS`] of them chosen by
+    /// [`timeline_window`]).
     pub kernel_timeline: Option<Vec<u8>>,
 }
 
 /// At most this many connections go into a run's timeline file.
 pub const TIMELINE_MAX_CONNECTIONS: usize = 1_000;
+
+/// The `max` consecutive connections (in SYN order) a timeline file keeps: from a
+/// tenth of `max` before the first one that is not plainly accepted (a SYN
+/// retransmitted, client-only, never established, never accepted), so that a stall's
+/// retry waves or a burst's overflow are in the file with what came just before
+/// them; the first `max` when every connection was plain; never past the end.
+pub fn timeline_window(conns: &[KernelConn], max: usize) -> std::ops::Range<usize> {
+    use common::ktrace::timeline::Outcome;
+    let first = conns
+        .iter()
+        .position(|c| Outcome::of(c) != Outcome::Accepted || !c.syn_retransmits_ns.is_empty())
+        .unwrap_or(0);
+    let start = first
+        .saturating_sub(max / 10)
+        .min(conns.len().saturating_sub(max));
+    start..(start + max).min(conns.len())
+}
 
 /// The timeline CSV of a first round's recorded account.
 fn kernel_timeline(p: &Planned, k: &super::ktrace::KernelTrace) -> Option<Vec<u8>> {
@@ -49,12 +68,8 @@ fn kernel_timeline(p: &Planned, k: &super::ktrace::KernelTrace) -> Option<Vec<u8
         connections: Vec::new(),
         ..(**k).clone()
     };
-    first.connections = k
-        .connections
-        .iter()
-        .take(TIMELINE_MAX_CONNECTIONS)
-        .cloned()
-        .collect();
+    first.connections =
+        k.connections[timeline_window(&k.connections, TIMELINE_MAX_CONNECTIONS)].to_vec();
     let mut buf = Vec::new();
     common::ktrace::timeline::write_timeline_csv(&first, &mut buf).ok()?;
     Some(buf)
@@ -615,5 +630,36 @@ mod tests {
         assert_eq!(notes.len(), 2, "{notes:?}");
         assert!(notes[1].contains("0 established by the client but never accepted, 2 accepted with no client connection left, 1 accepted"), "{notes:?}");
         assert!(unmatched_notes(&joined(0, 0, 0), true, "host").is_empty());
+    }
+
+    #[test]
+    fn a_timeline_keeps_the_window_where_connections_stop_being_plain() {
+        let plain = KernelConn {
+            syn_sent_ns: Some(1),
+            client_established_ns: Some(2),
+            child_established_ns: Some(3),
+            accepted_ns: Some(4),
+            ..KernelConn::default()
+        };
+        let retried = KernelConn {
+            syn_retransmits_ns: vec![1_000_000_001],
+            ..plain.clone()
+        };
+        let mut conns = vec![plain.clone(); 3000];
+        assert_eq!(
+            timeline_window(&conns, 1000),
+            0..1000,
+            "all plain: the first"
+        );
+        conns[1500] = retried;
+        assert_eq!(timeline_window(&conns, 1000), 1400..2400);
+        conns[2950].accepted_ns = None;
+        conns[1500] = plain;
+        assert_eq!(
+            timeline_window(&conns, 1000),
+            2000..3000,
+            "near the end: the last"
+        );
+        assert_eq!(timeline_window(&conns[..10], 1000), 0..10);
     }
 }

@@ -151,9 +151,11 @@ pub struct KernelAccount {
     pub handshake: Option<Percentiles>,
     /// Server child established → accepted, per connection.
     pub queue_wait: Option<Percentiles>,
-    /// Records the kernel lost (full rings) plus records that did not decode: non-zero
-    /// means the counts above may be short.
+    /// Records the kernel lost (full rings), records that did not decode and records
+    /// it counted but never delivered: non-zero means the counts above may be short.
     pub lost_records: u64,
+    /// Of those, counted by the kernel but never delivered ([`Trace::undelivered`]).
+    pub undelivered: u64,
     /// The recorder stopped by its time limit before the run ended.
     pub cut_short: bool,
     /// Tracepoints this kernel could not give, and why (their figures stay zero).
@@ -164,6 +166,27 @@ impl KernelAccount {
     /// Whether the account is whole (no record lost, none undecoded, not cut short).
     pub fn complete(&self) -> bool {
         self.lost_records == 0 && !self.cut_short
+    }
+
+    /// What the account lacks in records, for a note (None: nothing lost): `N trace
+    /// records lost or undecoded (M of them counted by the kernel but never
+    /// delivered …)`.
+    pub fn shortfall(&self) -> Option<String> {
+        if self.lost_records == 0 {
+            return None;
+        }
+        let undelivered = if self.undelivered > 0 {
+            format!(
+                " ({} of them counted by the kernel but never delivered to its ring, with no lost-record notice)",
+                self.undelivered
+            )
+        } else {
+            String::new()
+        };
+        Some(format!(
+            "{} trace records lost or undecoded{undelivered}",
+            self.lost_records
+        ))
     }
 
     /// Whether tracepoint `tp` was recorded: the figures drawn from it are zero, not
@@ -448,7 +471,8 @@ pub fn account(trace: &Trace, port: u16, accepts: Option<&[Accepted]>) -> Kernel
         overflow_drops: sides.overflow_drops,
         handshake: percentiles(conns.iter().filter_map(KernelConn::handshake_ns)),
         queue_wait: percentiles(conns.iter().filter_map(KernelConn::queue_wait_ns)),
-        lost_records: trace.lost + trace.undecoded,
+        lost_records: trace.lost + trace.undecoded + trace.undelivered,
+        undelivered: trace.undelivered,
         cut_short: trace.cut_short,
         absent: trace.absent.clone(),
         connections: conns,
@@ -633,8 +657,9 @@ mod tests {
         let mut t = trace(served(0, 1, 40000, 0));
         t.lost = 3;
         t.undecoded = 1;
+        t.undelivered = 2;
         let acc = account(&t, PORT, None);
-        assert_eq!(acc.lost_records, 4);
+        assert_eq!((acc.lost_records, acc.undelivered), (6, 2));
         assert!(!acc.complete());
     }
 }

@@ -204,11 +204,8 @@ impl KernelView {
         if let (Some(why), None) = (no_accepts, k.accepted) {
             notes.push(format!("queue wait not measured: {why}"));
         }
-        if k.lost_records > 0 {
-            notes.push(format!(
-                "{} trace records lost or undecoded: the counts may be short",
-                k.lost_records
-            ));
+        if let Some(short) = k.shortfall() {
+            notes.push(format!("{short}: the counts may be short"));
         }
         if k.cut_short {
             notes.push("the trace reached its time limit before the run ended".into());
