@@ -74,6 +74,7 @@ pub fn of(cells: &[CellRow], rows: &[SummaryRow], stall: &[StallRow]) -> Verdict
     let mut answers = overflow_answers(rows);
     answers.extend(stall_answers(stall));
     answers.extend(trace_answers(cells));
+    answers.extend(kernel_account_answer(rows));
     let cells = groups.into_values().map(|g| cell_verdict(&g)).collect();
     Verdict { cells, answers }
 }
@@ -324,6 +325,47 @@ impl Verdict {
     }
 }
 
+/// `--trace kernel`: how many traced runs have the kernel's whole account, and which
+/// do not (records lost, or counted by the kernel and never delivered): their kernel_*
+/// figures may be short, and the verdict says so rather than leave it to the notes.
+fn kernel_account_answer(rows: &[SummaryRow]) -> Option<String> {
+    let traced: Vec<&SummaryRow> = rows
+        .iter()
+        .filter(|r| r.kernel_trace == "ok" || r.kernel_trace == "incomplete")
+        .collect();
+    if traced.is_empty() {
+        return None;
+    }
+    let short: Vec<String> = traced
+        .iter()
+        .filter(|r| r.kernel_trace == "incomplete")
+        .map(|r| {
+            format!(
+                "{} {} b{} r{} ({} records)",
+                r.engine,
+                r.mode,
+                r.backlog,
+                r.repetition,
+                r.kernel_lost_records.unwrap_or(0)
+            )
+        })
+        .collect();
+    Some(if short.is_empty() {
+        let runs = match traced.len() {
+            1 => "the one traced run".to_string(),
+            n => format!("all {n} traced runs"),
+        };
+        format!("kernel's account: complete in {runs} (no record lost or undelivered)")
+    } else {
+        format!(
+            "kernel's account: complete in {} of {} traced runs; incomplete, its kernel_* figures possibly short: {}",
+            traced.len() - short.len(),
+            traced.len(),
+            short.join(", ")
+        )
+    })
+}
+
 /// `--trace off,kernel`: one line per traced cell, what tracing cost its engine —
 /// CPU per accept and accepts/s, traced ÷ untraced in the same round, with intervals.
 fn trace_answers(cells: &[CellRow]) -> Vec<String> {
@@ -511,5 +553,32 @@ mod tests {
             ["burst: what clients saw of a full queue — backlog 16: syn-dropped; backlog 1024: none"]
         );
         assert!(v.cells.is_empty());
+    }
+
+    #[test]
+    fn the_kernels_account_is_called_complete_or_names_the_runs_that_are_not() {
+        let row = |engine: &str, rep: u32, trace: &str, lost: u64| SummaryRow {
+            engine: engine.into(),
+            mode: "stall".into(),
+            backlog: 8,
+            repetition: rep,
+            kernel_trace: trace.into(),
+            kernel_lost_records: (trace != "off").then_some(lost),
+            ..Default::default()
+        };
+        assert_eq!(kernel_account_answer(&[row("std", 1, "off", 0)]), None);
+        let rows = [
+            row("std", 1, "ok", 0),
+            row("nginx", 3, "incomplete", 64),
+            row("seed", 2, "unavailable", 0),
+        ];
+        assert_eq!(
+            kernel_account_answer(&rows).unwrap(),
+            "kernel's account: complete in 1 of 2 traced runs; incomplete, its kernel_* figures possibly short: nginx stall b8 r3 (64 records)"
+        );
+        assert_eq!(
+            kernel_account_answer(&rows[..1]).unwrap(),
+            "kernel's account: complete in the one traced run (no record lost or undelivered)"
+        );
     }
 }
