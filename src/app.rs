@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Context;
-use common::ktrace::view::{KernelView, Session, Traced};
+use common::ktrace::view::{KernelView, Session};
 
 use crate::acceptors::{self, ListenTeam, ListenerSet, Sharing};
 use crate::config::{Command, ListenConfig};
@@ -202,27 +202,14 @@ fn finish_trace(
         return Ok(None);
     };
     if let Some(path) = &cfg.trace_out {
-        write_trace_out(path, &traced)?;
+        traced
+            .write_trace_out(path, "acceptbench")
+            .with_context(|| format!("cannot write --trace-out {}", path.display()))?;
     }
     Ok(Some(KernelView::of(
         &traced,
         accepts.is_none().then_some(no_accepts),
     )))
-}
-
-/// `--trace-out FILE`: the timeline of a recorded account; nothing (said on stderr)
-/// when none was recorded.
-fn write_trace_out(path: &std::path::Path, traced: &Traced) -> anyhow::Result<()> {
-    let written = traced
-        .write_timeline(path)
-        .with_context(|| format!("cannot write --trace-out {}", path.display()))?;
-    if !written {
-        eprintln!(
-            "acceptbench: --trace-out {}: not written, the kernel's account was not recorded",
-            path.display()
-        );
-    }
-    Ok(())
 }
 
 /// `listen --acceptors N` (or `--sharing reuseport`): N acceptor threads, each its own

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
-use common::ktrace::view::{KernelView, Session, Traced};
+use common::ktrace::view::{KernelView, Session};
 
 use crate::clock::mono_ns;
 use crate::config::Config;
@@ -196,7 +196,9 @@ fn app(config: &Config) -> anyhow::Result<()> {
     }
     if let Some(traced) = &traced {
         if let Some(path) = &out_cfg.trace_out {
-            write_trace_out(path, traced)?;
+            traced
+                .write_trace_out(path, "loadgen")
+                .with_context(|| format!("cannot write --trace-out {}", path.display()))?;
         }
         run.report.kernel = Some(KernelView::of(traced, None));
     }
@@ -226,21 +228,6 @@ fn app(config: &Config) -> anyhow::Result<()> {
     print_report(report, out_cfg.json, out_cfg.quiet)?;
     if report.attempted > 0 && report.established == 0 {
         anyhow::bail!("{}", nothing_established(report));
-    }
-    Ok(())
-}
-
-/// `--trace-out FILE`: the timeline of a recorded account; nothing (said on stderr)
-/// when none was recorded.
-fn write_trace_out(path: &std::path::Path, traced: &Traced) -> anyhow::Result<()> {
-    let written = traced
-        .write_timeline(path)
-        .with_context(|| format!("cannot write --trace-out {}", path.display()))?;
-    if !written {
-        eprintln!(
-            "loadgen: --trace-out {}: not written, the kernel's account was not recorded",
-            path.display()
-        );
     }
     Ok(())
 }

@@ -311,18 +311,26 @@ impl Chart {
             }
         }
         if text && !self.series.is_empty() {
-            chart
-                .configure_series_labels()
-                .position(self.legend_position())
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK)
-                .label_font((font::FAMILY, 13))
-                .draw()
-                .map_err(err)?;
+            draw_legend(&mut chart, self.legend_position()).map_err(err)?;
         }
         root.present().map_err(err)?;
         Ok(())
     }
+}
+
+/// The legend every chart draws: its series' labels in a boxed, nearly opaque panel at
+/// `at`.
+pub(super) fn draw_legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    at: SeriesLabelPosition,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(at)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK)
+        .label_font((font::FAMILY, 13))
+        .draw()
 }
 
 /// A chart's data in axis units and the ranges it is drawn over.

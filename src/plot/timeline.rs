@@ -253,14 +253,7 @@ where
         .map_err(err)?;
     draw_rows(&mut chart, rows, t0, text).map_err(err)?;
     if text {
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .label_font((font::FAMILY, 13))
-            .draw()
-            .map_err(err)?;
+        super::charts::draw_legend(&mut chart, SeriesLabelPosition::LowerRight).map_err(err)?;
     }
     root.present().map_err(err)?;
     Ok(())

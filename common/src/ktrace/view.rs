@@ -100,15 +100,19 @@ impl Traced {
         }
     }
 
-    /// `--trace-out FILE`: writes the per-connection timeline of the account to `path`;
-    /// `Ok(false)`, writing nothing, when none was recorded (the caller says so).
-    pub fn write_timeline(&self, path: &std::path::Path) -> std::io::Result<bool> {
+    /// `--trace-out FILE` of `program` (listen, loadgen): writes the per-connection
+    /// timeline of the account to `path`; when none was recorded, writes nothing and
+    /// says so on stderr.
+    pub fn write_trace_out(&self, path: &std::path::Path, program: &str) -> std::io::Result<()> {
         let Some(k) = self.account() else {
-            return Ok(false);
+            eprintln!(
+                "{program}: --trace-out {}: not written, the kernel's account was not recorded",
+                path.display()
+            );
+            return Ok(());
         };
         let file = std::fs::File::create(path)?;
-        super::timeline::write_timeline_csv(k, std::io::BufWriter::new(file))?;
-        Ok(true)
+        super::timeline::write_timeline_csv(k, std::io::BufWriter::new(file))
     }
 }
 
